@@ -1,0 +1,116 @@
+/*
+ * segmamba: a CPU-first inference engine for the SegMamba 3D segmentation
+ * network. This is the whole public interface; everything else is internal.
+ *
+ *   segmamba_model *m;
+ *   if (segmamba_open("model.safetensors", NULL, &m) != SEGMAMBA_OK) {
+ *       fprintf(stderr, "%s\n", segmamba_last_error());
+ *       return 1;
+ *   }
+ *   segmamba_forward(m, input, d, h, w, logits);
+ *   segmamba_close(m);
+ *
+ * Volumes cross the API in the usual C-order (C, D, H, W) float32 layout,
+ * batch 1, exactly as a NumPy array of that shape is laid out in memory.
+ */
+#ifndef SEGMAMBA_H
+#define SEGMAMBA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(SEGMAMBA_BUILDING_LIBRARY) && defined(__GNUC__)
+#define SEGMAMBA_API __attribute__((visibility("default")))
+#else
+#define SEGMAMBA_API
+#endif
+
+#define SEGMAMBA_VERSION_STRING "0.1.0"
+
+/* Every fallible call returns one of these. The message that goes with the
+ * last failure on the calling thread is segmamba_last_error(). */
+typedef enum segmamba_status {
+    SEGMAMBA_OK = 0,
+    SEGMAMBA_E_ARG = 1,         /* invalid argument from the caller */
+    SEGMAMBA_E_IO = 2,          /* file cannot be opened, read or written */
+    SEGMAMBA_E_FORMAT = 3,      /* file is corrupt or not the format it claims */
+    SEGMAMBA_E_UNSUPPORTED = 4, /* valid but outside what the engine handles */
+    SEGMAMBA_E_MODEL = 5,       /* weights do not form a SegMamba model */
+    SEGMAMBA_E_SHAPE = 6,       /* input volume has a shape the model refuses */
+    SEGMAMBA_E_NOMEM = 7,       /* allocation failed or exceeds a limit */
+    SEGMAMBA_E_BACKEND = 8      /* a compute backend (oneDNN, BLAS) failed */
+} segmamba_status;
+
+typedef enum segmamba_conv_backend {
+    SEGMAMBA_CONV_AUTO = 0, /* oneDNN when built in, else OpenBLAS */
+    SEGMAMBA_CONV_ONEDNN = 1,
+    SEGMAMBA_CONV_BLAS = 2,
+    SEGMAMBA_CONV_REF = 3   /* plain C, the reference the others are tested against */
+} segmamba_conv_backend;
+
+#define SEGMAMBA_STAGES 4
+
+typedef struct segmamba_config {
+    int in_chans;
+    int out_chans;
+    int depths[SEGMAMBA_STAGES];
+    int feat[SEGMAMBA_STAGES];
+    int hidden;
+    int d_state;                   /* N */
+    int d_conv;                    /* causal conv1d width */
+    int expand;                    /* d_inner = expand * C */
+    int dt_rank[SEGMAMBA_STAGES];  /* R per stage */
+    int nslices[SEGMAMBA_STAGES];
+    int fue;                       /* 1: feature-level uncertainty estimation on */
+    int64_t n_params;
+} segmamba_config;
+
+/* Options for segmamba_open. Zero-initialised means defaults. */
+typedef struct segmamba_options {
+    segmamba_conv_backend conv;
+    int nslices[SEGMAMBA_STAGES]; /* all zero: 64,32,16,8 */
+    int fue;                      /* 0 off (the released code), 1 on (the paper) */
+} segmamba_options;
+
+SEGMAMBA_API const char *segmamba_version(void);
+
+/* Message for the last failure on this thread ("" if none). */
+SEGMAMBA_API const char *segmamba_last_error(void);
+
+/* Short stable name of a status, e.g. "E_FORMAT". */
+SEGMAMBA_API const char *segmamba_status_name(segmamba_status s);
+
+/* Threads for OpenMP, oneDNN and OpenBLAS together; n <= 0 means all cores. */
+SEGMAMBA_API void segmamba_set_threads(int n);
+
+typedef struct segmamba_model segmamba_model;
+
+/* Loads a .pt (torch.save of a state_dict, optionally wrapped as
+ * {"module": ...}) or .safetensors checkpoint and infers the configuration
+ * from tensor shapes. opts may be NULL. */
+SEGMAMBA_API segmamba_status segmamba_open(const char *path, const segmamba_options *opts,
+                              segmamba_model **out);
+
+SEGMAMBA_API void segmamba_get_config(const segmamba_model *m, segmamba_config *cfg);
+
+/* Checks that a (in_chans, d, h, w) input is accepted by the model: each
+ * side a positive multiple of 16 and every stage's token count divisible
+ * by its nslices. */
+SEGMAMBA_API segmamba_status segmamba_check_shape(const segmamba_model *m, int d, int h, int w);
+
+/* input: (in_chans, d, h, w) float32; logits: (out_chans, d, h, w) float32,
+ * caller-allocated. The model may be reused for any number of calls; it is
+ * not safe to call it from two threads at once. */
+SEGMAMBA_API segmamba_status segmamba_forward(segmamba_model *m, const float *input,
+                                 int d, int h, int w, float *logits);
+
+SEGMAMBA_API void segmamba_close(segmamba_model *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,522 @@
+#include "segmamba_model.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the tensor list a configuration implies ---------------------------- */
+
+/* Names are composed here from fixed prefixes and small integers. */
+#define NAME_CAP 96
+
+typedef struct expected {
+    char name[NAME_CAP];
+    int ndim;
+    int64_t shape[5];
+} expected;
+
+typedef struct expected_list {
+    expected *items;
+    int count, cap;
+    int failed;
+} expected_list;
+
+static void expect(expected_list *l, int ndim, const int64_t *shape, const char *fmt, ...)
+{
+    if (l->failed) return;
+    if (l->count == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 256;
+        expected *p = realloc(l->items, (size_t)cap * sizeof *p);
+        if (!p) {
+            l->failed = 1;
+            return;
+        }
+        l->items = p;
+        l->cap = cap;
+    }
+    expected *e = &l->items[l->count++];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->name, NAME_CAP, fmt, ap);
+    va_end(ap);
+    e->ndim = ndim;
+    memcpy(e->shape, shape, (size_t)ndim * sizeof *shape);
+}
+
+#define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
+#define NDIM(...) ((int)(sizeof(SHAPE(__VA_ARGS__)) / sizeof(int64_t)))
+#define EXPECT(l, dims, ...) expect(l, NDIM dims, SHAPE dims, __VA_ARGS__)
+
+static void expect_conv(expected_list *l, int cout, int cin, int k, int bias, const char *prefix)
+{
+    EXPECT(l, (cout, cin, k, k, k), "%s.weight", prefix);
+    if (bias) EXPECT(l, (cout), "%s.bias", prefix);
+}
+
+/* MONAI UnetResBlock: bias-free convolutions, parameter-free norms. */
+static void expect_resblock(expected_list *l, const char *prefix, int cin, int cout)
+{
+    char p[NAME_CAP];
+    snprintf(p, sizeof p, "%s.conv1.conv", prefix);
+    expect_conv(l, cout, cin, 3, 0, p);
+    snprintf(p, sizeof p, "%s.conv2.conv", prefix);
+    expect_conv(l, cout, cout, 3, 0, p);
+    if (cin != cout) {
+        snprintf(p, sizeof p, "%s.conv3.conv", prefix);
+        expect_conv(l, cout, cin, 1, 0, p);
+    }
+}
+
+static const char *const dir_suffix[SM_DIRECTIONS] = {"", "_b", "_s"};
+
+static void expect_mamba(expected_list *l, const segmamba_config *cfg, int i, int j)
+{
+    const int64_t C = cfg->feat[i], di = (int64_t)cfg->expand * C, N = cfg->d_state,
+                  R = cfg->dt_rank[i], K = cfg->d_conv;
+    EXPECT(l, (C), "vit.stages.%d.%d.norm.weight", i, j);
+    EXPECT(l, (C), "vit.stages.%d.%d.norm.bias", i, j);
+    EXPECT(l, (2 * di, C), "vit.stages.%d.%d.mamba.in_proj.weight", i, j);
+    for (int s = 0; s < SM_DIRECTIONS; s++) {
+        const char *x = dir_suffix[s];
+        EXPECT(l, (di, 1, K), "vit.stages.%d.%d.mamba.conv1d%s.weight", i, j, x);
+        EXPECT(l, (di), "vit.stages.%d.%d.mamba.conv1d%s.bias", i, j, x);
+        EXPECT(l, (R + 2 * N, di), "vit.stages.%d.%d.mamba.x_proj%s.weight", i, j, x);
+        EXPECT(l, (di, R), "vit.stages.%d.%d.mamba.dt_proj%s.weight", i, j, x);
+        EXPECT(l, (di), "vit.stages.%d.%d.mamba.dt_proj%s.bias", i, j, x);
+        EXPECT(l, (di, N), "vit.stages.%d.%d.mamba.A%s_log", i, j, x);
+        EXPECT(l, (di), "vit.stages.%d.%d.mamba.D%s", i, j, x);
+    }
+    EXPECT(l, (C, di), "vit.stages.%d.%d.mamba.out_proj.weight", i, j);
+}
+
+static void down_name(char *buf, size_t cap, int i)
+{
+    if (i == 0)
+        snprintf(buf, cap, "vit.downsample_layers.0.0");
+    else
+        snprintf(buf, cap, "vit.downsample_layers.%d.1", i);
+}
+
+static void expect_all(expected_list *l, const segmamba_config *cfg)
+{
+    const int *f = cfg->feat;
+    char p[NAME_CAP];
+    for (int i = 0; i < SEGMAMBA_STAGES; i++) {
+        down_name(p, sizeof p, i);
+        if (i == 0)
+            expect_conv(l, f[0], cfg->in_chans, 7, 1, p);
+        else
+            expect_conv(l, f[i], f[i - 1], 2, 1, p);
+        static const char *const gsc_names[4] = {"proj", "proj2", "proj3", "proj4"};
+        for (int k = 0; k < 4; k++) {
+            snprintf(p, sizeof p, "vit.gscs.%d.%s", i, gsc_names[k]);
+            expect_conv(l, f[i], f[i], k < 2 ? 3 : 1, 1, p);
+        }
+        for (int j = 0; j < cfg->depths[i]; j++) expect_mamba(l, cfg, i, j);
+        snprintf(p, sizeof p, "vit.mlps.%d.fc1", i);
+        expect_conv(l, 2 * f[i], f[i], 1, 1, p);
+        snprintf(p, sizeof p, "vit.mlps.%d.fc2", i);
+        expect_conv(l, f[i], 2 * f[i], 1, 1, p);
+    }
+    expect_resblock(l, "encoder1.layer", cfg->in_chans, f[0]);
+    for (int i = 1; i < 4; i++) {
+        snprintf(p, sizeof p, "encoder%d.layer", i + 1);
+        expect_resblock(l, p, f[i - 1], f[i]);
+    }
+    expect_resblock(l, "encoder5.layer", f[3], cfg->hidden);
+    for (int k = 5; k >= 2; k--) {
+        const int cin = k == 5 ? cfg->hidden : f[k - 1], cout = f[k - 2];
+        EXPECT(l, (cin, cout, 2, 2, 2), "decoder%d.transp_conv.conv.weight", k);
+        snprintf(p, sizeof p, "decoder%d.conv_block", k);
+        expect_resblock(l, p, 2 * cout, cout);
+    }
+    expect_resblock(l, "decoder1.layer", f[0], f[0]);
+    expect_conv(l, cfg->out_chans, f[0], 1, 1, "out.conv.conv");
+}
+
+/* ---- configuration from shapes ------------------------------------------ */
+
+static sm_status need(const sm_weights *w, const char *name, int ndim, const sm_tensor_entry **out)
+{
+    const sm_tensor_entry *e = sm_weights_find(w, name);
+    if (!e)
+        return sm_fail(SEGMAMBA_E_MODEL,
+                       "not a SegMamba checkpoint: tensor '%s' is missing (%zu tensors present)",
+                       name, w->count);
+    if (e->ndim != ndim) {
+        char s[128];
+        sm_shape_str(s, sizeof s, e->ndim, e->shape);
+        return sm_fail(SEGMAMBA_E_MODEL, "tensor '%s' has shape %s, expected %d dimensions", name,
+                       s, ndim);
+    }
+    *out = e;
+    return SEGMAMBA_OK;
+}
+
+static int positive_int(int64_t v) { return v > 0 && v <= (1 << 20); }
+
+sm_status sm_segmamba_infer_config(const sm_weights *w, segmamba_config *cfg)
+{
+    const sm_tensor_entry *e = NULL;
+    char name[NAME_CAP];
+    SM_TRY(need(w, "vit.downsample_layers.0.0.weight", 5, &e));
+    cfg->feat[0] = (int)e->shape[0];
+    cfg->in_chans = (int)e->shape[1];
+    for (int i = 1; i < SEGMAMBA_STAGES; i++) {
+        down_name(name, sizeof name, i);
+        strcat(name, ".weight");
+        SM_TRY(need(w, name, 5, &e));
+        cfg->feat[i] = (int)e->shape[0];
+    }
+    SM_TRY(need(w, "encoder5.layer.conv1.conv.weight", 5, &e));
+    cfg->hidden = (int)e->shape[0];
+    SM_TRY(need(w, "out.conv.conv.weight", 5, &e));
+    cfg->out_chans = (int)e->shape[0];
+    cfg->d_state = 0;
+    for (int i = 0; i < SEGMAMBA_STAGES; i++) {
+        int j = 0;
+        for (;; j++) {
+            snprintf(name, sizeof name, "vit.stages.%d.%d.norm.weight", i, j);
+            if (!sm_weights_find(w, name)) break;
+        }
+        cfg->depths[i] = j;
+        /* dt_rank is ceil(C/16) in the official code, but read it where present. */
+        cfg->dt_rank[i] = (cfg->feat[i] + 15) / 16;
+        if (j == 0) continue;
+        snprintf(name, sizeof name, "vit.stages.%d.0.mamba.A_log", i);
+        SM_TRY(need(w, name, 2, &e));
+        const int64_t di = e->shape[0];
+        if (cfg->d_state == 0) {
+            cfg->d_state = (int)e->shape[1];
+            cfg->expand = cfg->feat[i] > 0 ? (int)(di / cfg->feat[i]) : 0;
+        }
+        if (cfg->expand <= 0 || di != (int64_t)cfg->expand * cfg->feat[i])
+            return sm_fail(SEGMAMBA_E_MODEL,
+                           "tensor '%s' has %lld rows; expected a whole multiple of the stage's "
+                           "%d channels, the same for every stage",
+                           name, (long long)di, cfg->feat[i]);
+        snprintf(name, sizeof name, "vit.stages.%d.0.mamba.dt_proj.weight", i);
+        SM_TRY(need(w, name, 2, &e));
+        cfg->dt_rank[i] = (int)e->shape[1];
+        snprintf(name, sizeof name, "vit.stages.%d.0.mamba.conv1d.weight", i);
+        SM_TRY(need(w, name, 3, &e));
+        cfg->d_conv = (int)e->shape[2];
+    }
+    if (cfg->d_state == 0) { /* no Mamba layer at all: official defaults */
+        cfg->d_state = 16;
+        cfg->expand = 2;
+        cfg->d_conv = 4;
+    }
+    int ok = positive_int(cfg->in_chans) && positive_int(cfg->out_chans) &&
+             positive_int(cfg->hidden) && positive_int(cfg->d_state) &&
+             positive_int(cfg->d_conv);
+    for (int i = 0; i < SEGMAMBA_STAGES; i++)
+        ok = ok && positive_int(cfg->feat[i]) && positive_int(cfg->dt_rank[i]);
+    if (!ok) return sm_fail(SEGMAMBA_E_MODEL, "checkpoint tensor shapes give an invalid configuration");
+    return SEGMAMBA_OK;
+}
+
+sm_status sm_segmamba_check_weights(const sm_weights *w, segmamba_config *cfg)
+{
+    expected_list l = {0};
+    expect_all(&l, cfg);
+    if (l.failed) {
+        free(l.items);
+        return sm_fail(SEGMAMBA_E_NOMEM, "out of memory listing the model's tensors");
+    }
+    sm_status st = SEGMAMBA_OK;
+    int64_t params = 0;
+    for (int i = 0; i < l.count && st == SEGMAMBA_OK; i++) {
+        const expected *x = &l.items[i];
+        const sm_tensor_entry *e = sm_weights_find(w, x->name);
+        char want[128], got[128];
+        sm_shape_str(want, sizeof want, x->ndim, x->shape);
+        if (!e) {
+            st = sm_fail(SEGMAMBA_E_MODEL, "tensor '%s' %s is missing from the checkpoint",
+                         x->name, want);
+            break;
+        }
+        int same = e->ndim == x->ndim;
+        for (int k = 0; same && k < x->ndim; k++) same = e->shape[k] == x->shape[k];
+        if (!same) {
+            sm_shape_str(got, sizeof got, e->ndim, e->shape);
+            st = sm_fail(SEGMAMBA_E_MODEL, "tensor '%s' has shape %s, expected %s", x->name, got,
+                         want);
+        }
+        params += e->numel;
+    }
+    /* Every expected tensor was found once, so a count mismatch means extras. */
+    if (st == SEGMAMBA_OK && (size_t)l.count != w->count) {
+        for (size_t k = 0; k < w->count; k++) {
+            int known = 0;
+            for (int i = 0; i < l.count && !known; i++)
+                known = strcmp(l.items[i].name, w->items[k].name) == 0;
+            if (!known) {
+                char got[128];
+                sm_shape_str(got, sizeof got, w->items[k].ndim, w->items[k].shape);
+                st = sm_fail(SEGMAMBA_E_MODEL,
+                             "unexpected tensor '%s' %s in the checkpoint (not part of SegMamba "
+                             "with the configuration its shapes imply)",
+                             w->items[k].name, got);
+                break;
+            }
+        }
+    }
+    free(l.items);
+    if (st == SEGMAMBA_OK) cfg->n_params = params;
+    return st;
+}
+
+sm_status sm_segmamba_check_shape(const segmamba_config *cfg, int d, int h, int w)
+{
+    const int side[3] = {d, h, w};
+    for (int k = 0; k < 3; k++)
+        if (side[k] <= 0 || side[k] % 16 != 0)
+            return sm_fail(SEGMAMBA_E_SHAPE,
+                           "input of %dx%dx%d voxels: each side must be a positive multiple of 16 "
+                           "(the encoder halves it four times)",
+                           d, h, w);
+    for (int i = 0; i < SEGMAMBA_STAGES; i++) {
+        const int64_t L = (int64_t)(d >> (i + 1)) * (h >> (i + 1)) * (w >> (i + 1));
+        if (cfg->depths[i] > 0 && (cfg->nslices[i] <= 0 || L % cfg->nslices[i] != 0))
+            return sm_fail(SEGMAMBA_E_SHAPE,
+                           "input of %dx%dx%d voxels: stage %d has %lld tokens, not divisible by "
+                           "its nslices %d (set nslices to match the input size)",
+                           d, h, w, i, (long long)L, cfg->nslices[i]);
+    }
+    return SEGMAMBA_OK;
+}
+
+/* ---- the graph ----------------------------------------------------------- */
+
+typedef struct builder {
+    sm_graph *g;
+    const sm_weights *w;
+    const segmamba_config *cfg;
+    sm_conv_kind kind;
+} builder;
+
+static const float *tensor(builder *b, const char *fmt, ...) SM_PRINTF(2, 3);
+
+/* Looks up a tensor already validated by sm_segmamba_check_weights. */
+static const float *tensor(builder *b, const char *fmt, ...)
+{
+    char name[NAME_CAP];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    const sm_tensor_entry *e = sm_weights_find(b->w, name);
+    if (!e && b->g->status == SEGMAMBA_OK)
+        b->g->status = sm_fail(SEGMAMBA_E_MODEL, "tensor '%s' is missing", name);
+    return e ? e->data : NULL;
+}
+
+/* out = act(conv(x)), a new tensor unless out >= 0 is given. */
+static int conv(builder *b, int x, int out, int cout, int k, int stride, int pad, int bias,
+                sm_act act, const char *prefix)
+{
+    sm_graph *g = b->g;
+    if (g->status != SEGMAMBA_OK) return -1;
+    const float *wt = tensor(b, "%s.weight", prefix);
+    const float *bs = bias ? tensor(b, "%s.bias", prefix) : NULL;
+    if (g->status != SEGMAMBA_OK) return -1;
+    const sm_conv_params p = {.cin = sm_graph_channels(g, x), .cout = cout, .k = k,
+                              .stride = stride, .pad = pad, .act = act};
+    sm_conv *c = NULL;
+    sm_status st = sm_conv_create(b->kind, &p, wt, bs, &c);
+    if (st != SEGMAMBA_OK) {
+        g->status = sm_fail_wrap(st, "%s", prefix);
+        return -1;
+    }
+    if (out < 0) out = sm_graph_tensor(g, cout, sm_graph_level(g, x) + (stride == 2 ? 1 : 0));
+    sm_graph_node(g, SM_OP_CONV, x, -1, out, SM_PW_NONE, c, 0);
+    return out;
+}
+
+static int inorm(builder *b, int x, int out, sm_pw_act act)
+{
+    if (out < 0) out = sm_graph_tensor(b->g, sm_graph_channels(b->g, x), sm_graph_level(b->g, x));
+    sm_graph_node(b->g, SM_OP_INORM, x, -1, out, act, NULL, 0);
+    return out;
+}
+
+static int add(builder *b, int x, int y, int out, sm_pw_act act)
+{
+    if (out < 0) out = sm_graph_tensor(b->g, sm_graph_channels(b->g, x), sm_graph_level(b->g, x));
+    sm_graph_node(b->g, SM_OP_ADD, x, y, out, act, NULL, 0);
+    return out;
+}
+
+/* MONAI UnetResBlock, writing its result into out (a fresh tensor if < 0). */
+static int resblock(builder *b, const char *prefix, int x, int cout, int out)
+{
+    char p[NAME_CAP];
+    const int cin = sm_graph_channels(b->g, x);
+    snprintf(p, sizeof p, "%s.conv1.conv", prefix);
+    int a = conv(b, x, -1, cout, 3, 1, 1, 0, SM_ACT_NONE, p);
+    inorm(b, a, a, SM_PW_LRELU);
+    snprintf(p, sizeof p, "%s.conv2.conv", prefix);
+    int a2 = conv(b, a, -1, cout, 3, 1, 1, 0, SM_ACT_NONE, p);
+    inorm(b, a2, a2, SM_PW_NONE);
+    int r = x;
+    if (cin != cout) {
+        snprintf(p, sizeof p, "%s.conv3.conv", prefix);
+        r = conv(b, x, -1, cout, 1, 1, 0, 0, SM_ACT_NONE, p);
+        inorm(b, r, r, SM_PW_NONE);
+    }
+    return add(b, a2, r, out, SM_PW_LRELU);
+}
+
+/* Gated spatial convolution; the released code adds the two branches. */
+static int gsc(builder *b, int i, int x)
+{
+    char p[NAME_CAP];
+    const int C = sm_graph_channels(b->g, x);
+    snprintf(p, sizeof p, "vit.gscs.%d.proj", i);
+    int x1 = conv(b, x, -1, C, 3, 1, 1, 1, SM_ACT_NONE, p);
+    inorm(b, x1, x1, SM_PW_RELU);
+    snprintf(p, sizeof p, "vit.gscs.%d.proj2", i);
+    int x1b = conv(b, x1, -1, C, 3, 1, 1, 1, SM_ACT_NONE, p);
+    inorm(b, x1b, x1b, SM_PW_RELU);
+    snprintf(p, sizeof p, "vit.gscs.%d.proj3", i);
+    int x2 = conv(b, x, -1, C, 1, 1, 0, 1, SM_ACT_NONE, p);
+    inorm(b, x2, x2, SM_PW_RELU);
+    add(b, x1b, x2, x1b, SM_PW_NONE);
+    snprintf(p, sizeof p, "vit.gscs.%d.proj4", i);
+    int o = conv(b, x1b, -1, C, 1, 1, 0, 1, SM_ACT_NONE, p);
+    inorm(b, o, o, SM_PW_RELU);
+    return add(b, o, x, o, SM_PW_NONE);
+}
+
+static void mamba_layer(builder *b, int i, int j, int x)
+{
+    sm_graph *g = b->g;
+    if (g->status != SEGMAMBA_OK) return;
+    const segmamba_config *cfg = b->cfg;
+    sm_mamba *m = calloc(1, sizeof *m);
+    if (!m) {
+        g->status = sm_fail(SEGMAMBA_E_NOMEM, "out of memory building Mamba layer %d.%d", i, j);
+        return;
+    }
+    m->dim = cfg->feat[i];
+    m->d_inner = cfg->expand * cfg->feat[i];
+    m->d_state = cfg->d_state;
+    m->dt_rank = cfg->dt_rank[i];
+    m->d_conv = cfg->d_conv;
+    const char *pre = "vit.stages";
+    m->norm_w = tensor(b, "%s.%d.%d.norm.weight", pre, i, j);
+    m->norm_b = tensor(b, "%s.%d.%d.norm.bias", pre, i, j);
+    m->in_proj = tensor(b, "%s.%d.%d.mamba.in_proj.weight", pre, i, j);
+    m->out_proj = tensor(b, "%s.%d.%d.mamba.out_proj.weight", pre, i, j);
+    for (int s = 0; s < SM_DIRECTIONS; s++) {
+        sm_mamba_dir *d = &m->dir[s];
+        const char *x = dir_suffix[s];
+        d->conv_w = tensor(b, "%s.%d.%d.mamba.conv1d%s.weight", pre, i, j, x);
+        d->conv_b = tensor(b, "%s.%d.%d.mamba.conv1d%s.bias", pre, i, j, x);
+        d->x_proj = tensor(b, "%s.%d.%d.mamba.x_proj%s.weight", pre, i, j, x);
+        d->dt_proj = tensor(b, "%s.%d.%d.mamba.dt_proj%s.weight", pre, i, j, x);
+        d->dt_bias = tensor(b, "%s.%d.%d.mamba.dt_proj%s.bias", pre, i, j, x);
+        d->D = tensor(b, "%s.%d.%d.mamba.D%s", pre, i, j, x);
+        const float *a_log = tensor(b, "%s.%d.%d.mamba.A%s_log", pre, i, j, x);
+        const size_t n = (size_t)m->d_inner * (size_t)m->d_state;
+        d->A = malloc(n * sizeof *d->A);
+        if (!d->A) {
+            if (g->status == SEGMAMBA_OK)
+                g->status = sm_fail(SEGMAMBA_E_NOMEM, "out of memory building Mamba layer");
+            break;
+        }
+        for (size_t k = 0; a_log && k < n; k++) d->A[k] = -expf(a_log[k]);
+    }
+    /* In place: the layer reads all of x before it writes its result. */
+    sm_graph_node(g, SM_OP_MAMBA, x, -1, x, SM_PW_NONE, m, cfg->nslices[i]);
+}
+
+/* Encoder stage i: returns the stage output (which continues to the next
+ * stage) and stores the skip feature o_i in *skip. */
+static int encoder_stage(builder *b, int i, int x, int *skip)
+{
+    const segmamba_config *cfg = b->cfg;
+    char p[NAME_CAP];
+    down_name(p, sizeof p, i);
+    if (i == 0) {
+        x = conv(b, x, -1, cfg->feat[0], 7, 2, 3, 1, SM_ACT_NONE, p);
+    } else {
+        int n = inorm(b, x, -1, SM_PW_NONE);
+        x = conv(b, n, -1, cfg->feat[i], 2, 2, 0, 1, SM_ACT_NONE, p);
+    }
+    x = gsc(b, i, x);
+    for (int j = 0; j < cfg->depths[i]; j++) mamba_layer(b, i, j, x);
+    int n = inorm(b, x, -1, SM_PW_NONE);
+    snprintf(p, sizeof p, "vit.mlps.%d.fc1", i);
+    int f1 = conv(b, n, -1, 2 * cfg->feat[i], 1, 1, 0, 1, SM_ACT_NONE, p);
+    sm_graph_node(b->g, SM_OP_ACT, f1, -1, f1, SM_PW_GELU, NULL, 0);
+    snprintf(p, sizeof p, "vit.mlps.%d.fc2", i);
+    int o = conv(b, f1, -1, cfg->feat[i], 1, 1, 0, 1, SM_ACT_NONE, p);
+    if (cfg->fue) sm_graph_node(b->g, SM_OP_FUE, o, -1, o, SM_PW_NONE, NULL, 0);
+    *skip = o;
+    return x;
+}
+
+/* UNETR up block: the transposed convolution fills the first half of cat
+ * (whose second half already holds the skip), then a ResBlock. */
+static int up_block(builder *b, int k, int x, int cat)
+{
+    sm_graph *g = b->g;
+    if (g->status != SEGMAMBA_OK) return -1;
+    const int cin = sm_graph_channels(g, x), cout = sm_graph_channels(g, cat) / 2;
+    sm_convt2 *t = NULL;
+    const float *wt = tensor(b, "decoder%d.transp_conv.conv.weight", k);
+    if (g->status != SEGMAMBA_OK) return -1;
+    sm_status st = sm_convt2_create(cin, cout, wt, &t);
+    if (st != SEGMAMBA_OK) {
+        g->status = st;
+        return -1;
+    }
+    sm_graph_node(g, SM_OP_CONVT2, x, -1, sm_graph_slice(g, cat, 0, cout), SM_PW_NONE, t, 0);
+    char p[NAME_CAP];
+    snprintf(p, sizeof p, "decoder%d.conv_block", k);
+    return resblock(b, p, cat, cout, -1);
+}
+
+sm_status sm_segmamba_build(const sm_weights *w, const segmamba_config *cfg, sm_conv_kind kind,
+                            sm_graph **out)
+{
+    *out = NULL;
+    sm_graph *g = sm_graph_create();
+    if (!g) return sm_fail(SEGMAMBA_E_NOMEM, "out of memory building the graph");
+    builder b = {.g = g, .w = w, .cfg = cfg, .kind = kind};
+    const int *f = cfg->feat;
+
+    int input = sm_graph_tensor(g, cfg->in_chans, 0);
+    /* Each skip is written straight into the second half of the buffer its
+     * up block concatenates into: cat[k] at level k-2 for decoder k. */
+    int cat[4];
+    for (int k = 0; k < 4; k++) cat[k] = sm_graph_tensor(g, 2 * f[k], k);
+    int skip_slot[4];
+    for (int k = 0; k < 4; k++) skip_slot[k] = sm_graph_slice(g, cat[k], f[k], f[k]);
+
+    resblock(&b, "encoder1.layer", input, f[0], skip_slot[0]);
+    int x = input, o[4];
+    for (int i = 0; i < SEGMAMBA_STAGES; i++) x = encoder_stage(&b, i, x, &o[i]);
+    char p[NAME_CAP];
+    for (int i = 1; i < 4; i++) {
+        snprintf(p, sizeof p, "encoder%d.layer", i + 1);
+        resblock(&b, p, o[i - 1], f[i], skip_slot[i]);
+    }
+    int h = resblock(&b, "encoder5.layer", o[3], cfg->hidden, -1);
+    int d = h;
+    for (int k = 5; k >= 2; k--) d = up_block(&b, k, d, cat[k - 2]);
+    d = resblock(&b, "decoder1.layer", d, f[0], -1);
+    int logits = conv(&b, d, -1, cfg->out_chans, 1, 1, 0, 1, SM_ACT_NONE, "out.conv.conv");
+
+    sm_status st = sm_graph_finish(g, input, logits);
+    if (st != SEGMAMBA_OK) {
+        sm_graph_free(g);
+        return st;
+    }
+    *out = g;
+    return SEGMAMBA_OK;
+}

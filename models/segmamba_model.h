@@ -1,0 +1,27 @@
+/* The SegMamba network: its configuration inferred from a checkpoint's
+ * tensor shapes, the full list of tensors that configuration implies (the
+ * weight-name map of the official PyTorch code), and the graph builder. */
+#ifndef SM_SEGMAMBA_MODEL_H
+#define SM_SEGMAMBA_MODEL_H
+
+#include "conv.h"
+#include "graph.h"
+#include "segmamba.h"
+#include "weights.h"
+
+/* Fills cfg from tensor shapes (nslices and fue are left as they are). */
+sm_status sm_segmamba_infer_config(const sm_weights *w, segmamba_config *cfg);
+
+/* Checks that w holds exactly the tensors cfg implies, each with its shape;
+ * the error names the tensor and both shapes. Sets cfg->n_params. */
+sm_status sm_segmamba_check_weights(const sm_weights *w, segmamba_config *cfg);
+
+/* Checks an input of sides d, h, w against cfg (multiples of 16, nslices). */
+sm_status sm_segmamba_check_shape(const segmamba_config *cfg, int d, int h, int w);
+
+/* Builds the graph. Convolution weights are copied into the backend's
+ * layout; the Mamba layers borrow theirs from w, which must outlive g. */
+sm_status sm_segmamba_build(const sm_weights *w, const segmamba_config *cfg, sm_conv_kind conv,
+                            sm_graph **out);
+
+#endif

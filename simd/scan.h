@@ -1,0 +1,57 @@
+/* The selective scan of one Mamba direction over a block of channels.
+ *
+ * All per-token arrays are token-major in the original token order (row t
+ * holds token t); the direction only changes the order in which tokens are
+ * visited, computed from the position by sm_scan_token(), so the backward
+ * and inter-slice scans never copy or permute the sequence. */
+#ifndef SM_SIMD_SCAN_H
+#define SM_SIMD_SCAN_H
+
+#include <stdint.h>
+
+typedef enum sm_order {
+    SM_ORDER_FORWARD = 0,
+    SM_ORDER_BACKWARD = 1,
+    SM_ORDER_SLICE = 2
+} sm_order;
+
+typedef struct sm_scan_args {
+    int64_t L;          /* tokens */
+    int n_state;        /* N */
+    sm_order order;
+    int64_t nslices;    /* S, for SM_ORDER_SLICE; L % S == 0 */
+    const float *u;     /* (L, ld_u): SiLU(conv1d(x)) */
+    int64_t ld_u;
+    const float *delta; /* (L, ld_delta): dt_proj(dt_low) before bias and softplus */
+    int64_t ld_delta;
+    const float *delta_bias; /* per channel */
+    const float *A;          /* (channels, N) = -exp(A_log) */
+    const float *B;          /* B[t*ld_bc + n] */
+    const float *C;          /* C[t*ld_bc + n] */
+    int64_t ld_bc;
+    const float *D;          /* per channel */
+    const float *z;          /* (L, ld_z): the gate before SiLU */
+    int64_t ld_z;
+    float *y;                /* (L, ld_y): y is added to what is there */
+    int64_t ld_y;
+} sm_scan_args;
+
+/* Scans channels [c0, c1): y[t, c] += (sum_n C[t,n] h[c,n] + D[c] u[t,c]) * SiLU(z[t,c]).
+ * state: (c1 - c0) * N floats of caller-provided scratch (any contents). */
+typedef void (*sm_scan_fn)(const sm_scan_args *a, int c0, int c1, float *state);
+
+/* Token visited at sequence position q. The slice order walks position
+ * q = j*S + s to token s*m + j (m = L/S): the j-th token of every one of the
+ * S contiguous slices, then the (j+1)-th, and so on. */
+static inline int64_t sm_scan_token(sm_order order, int64_t L, int64_t S, int64_t q)
+{
+    switch (order) {
+    case SM_ORDER_BACKWARD: return L - 1 - q;
+    case SM_ORDER_SLICE: return (q % S) * (L / S) + q / S;
+    default: return q;
+    }
+}
+
+void sm_scan_scalar(const sm_scan_args *a, int c0, int c1, float *state);
+
+#endif

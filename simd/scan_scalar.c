@@ -1,0 +1,37 @@
+/* Scalar selective scan: the reference every SIMD variant is tested against. */
+#include <math.h>
+
+#include "scan.h"
+
+/* softplus(v) = log1p(exp(v)), and v itself above 20 as in PyTorch, where
+ * exp would gain nothing and log1p(exp(v)) == v in float32 anyway. */
+static inline float softplus(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
+
+static inline float silu(float v) { return v / (1.0f + expf(-v)); }
+
+void sm_scan_scalar(const sm_scan_args *a, int c0, int c1, float *h)
+{
+    const int N = a->n_state;
+    for (int64_t i = 0; i < (int64_t)(c1 - c0) * N; i++) h[i] = 0.0f;
+    for (int64_t q = 0; q < a->L; q++) {
+        const int64_t t = sm_scan_token(a->order, a->L, a->nslices, q);
+        const float *u = a->u + t * a->ld_u;
+        const float *dl = a->delta + t * a->ld_delta;
+        const float *B = a->B + t * a->ld_bc;
+        const float *C = a->C + t * a->ld_bc;
+        const float *z = a->z + t * a->ld_z;
+        float *y = a->y + t * a->ld_y;
+        for (int c = c0; c < c1; c++) {
+            const float dt = softplus(dl[c] + a->delta_bias[c]);
+            const float du = dt * u[c];
+            const float *A = a->A + (int64_t)c * N;
+            float *hc = h + (int64_t)(c - c0) * N;
+            float acc = 0.0f;
+            for (int n = 0; n < N; n++) {
+                hc[n] = expf(dt * A[n]) * hc[n] + du * B[n];
+                acc += C[n] * hc[n];
+            }
+            y[c] += (acc + a->D[c] * u[c]) * silu(z[c]);
+        }
+    }
+}

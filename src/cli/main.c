@@ -1,0 +1,318 @@
+/* segmamba: the command-line client of libsegmamba. It is the one place
+ * that prints errors; the exit code is the segmamba_status of the failure
+ * (see usage()). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "io/npy.h"
+#include "segmamba.h"
+#include "simd/dispatch.h"
+#include "sm_config.h"
+
+static const char exit_codes[] =
+    "Exit codes:\n"
+    "  0  success\n"
+    "  1  invalid command line or argument\n"
+    "  2  a file cannot be opened, read or written\n"
+    "  3  a file is corrupt or not in the format it claims\n"
+    "  4  valid input the engine does not support\n"
+    "  5  the checkpoint is not a SegMamba model (missing, extra or mis-shaped tensors)\n"
+    "  6  the input volume has a shape the model refuses\n"
+    "  7  out of memory\n"
+    "  8  a compute backend (oneDNN, OpenBLAS) failed\n";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: segmamba <command> [options]\n"
+            "\n"
+            "SegMamba 3D segmentation inference on the CPU.\n"
+            "\n"
+            "Commands:\n"
+            "  info MODEL       the model's configuration and parameter count\n"
+            "  forward          run the network on a NumPy volume, write the logits\n"
+            "  version          engine version and build features\n"
+            "  help [COMMAND]   this text, or a command's options\n"
+            "\n"
+            "MODEL is a PyTorch checkpoint (.pt, torch.save of a state_dict, optionally\n"
+            "wrapped as {\"module\": ...}) or a .safetensors file.\n"
+            "\n%s",
+            exit_codes);
+}
+
+static void usage_info(FILE *f)
+{
+    fprintf(f, "usage: segmamba info MODEL [--json]\n"
+               "\n"
+               "Loads MODEL, infers its configuration from the tensor shapes and prints it.\n"
+               "  --json   print one JSON object instead of text\n");
+}
+
+static void usage_forward(FILE *f)
+{
+    fprintf(f,
+            "usage: segmamba forward --model M --input X.npy --output Y.npy [options]\n"
+            "\n"
+            "Runs the network on X, a float32 NumPy array shaped (1, C, D, H, W) or\n"
+            "(C, D, H, W) with C the model's input channels and each of D, H, W a\n"
+            "multiple of 16, and writes the logits to Y shaped (1, K, D, H, W) or\n"
+            "(K, D, H, W), K the model's output channels.\n"
+            "\n"
+            "  --model M           checkpoint (.pt or .safetensors)\n"
+            "  --input X.npy       input volume\n"
+            "  --output Y.npy      logits (written atomically)\n"
+            "  --threads N         threads for OpenMP, oneDNN and OpenBLAS (default: all cores)\n"
+            "  --conv KIND         convolution backend: onednn, blas or ref (default: onednn\n"
+            "                      when built in, else blas; ref is slow and for testing)\n"
+            "  --nslices a,b,c,d   inter-slice scan lengths per stage (default 64,32,16,8,\n"
+            "                      right for 128^3 inputs: stage i's token count must be\n"
+            "                      divisible by its value)\n"
+            "  --fue               apply feature-level uncertainty estimation (paper; off in\n"
+            "                      the released code)\n"
+            "  --quiet             print nothing on success\n");
+}
+
+static int fail(segmamba_status st)
+{
+    fprintf(stderr, "segmamba: error: %s\n", segmamba_last_error());
+    return (int)st;
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "segmamba: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(run 'segmamba help' for usage)\n");
+    return SEGMAMBA_E_ARG;
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end != '\0' || v < lo || v > hi) return 0;
+    *out = (int)v;
+    return 1;
+}
+
+static int parse_nslices(const char *s, int out[SEGMAMBA_STAGES])
+{
+    const char *p = s;
+    for (int i = 0; i < SEGMAMBA_STAGES; i++) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v <= 0 || v > (1L << 30)) return 0;
+        out[i] = (int)v;
+        if (i < SEGMAMBA_STAGES - 1) {
+            if (*end != ',') return 0;
+            p = end + 1;
+        } else if (*end != '\0') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int parse_conv(const char *s, segmamba_conv_backend *out)
+{
+    if (strcmp(s, "onednn") == 0) *out = SEGMAMBA_CONV_ONEDNN;
+    else if (strcmp(s, "blas") == 0) *out = SEGMAMBA_CONV_BLAS;
+    else if (strcmp(s, "ref") == 0) *out = SEGMAMBA_CONV_REF;
+    else return 0;
+    return 1;
+}
+
+static void print_ints(FILE *f, const int *v, int n, const char *sep)
+{
+    for (int i = 0; i < n; i++) fprintf(f, "%s%d", i ? sep : "", v[i]);
+}
+
+static int cmd_info(int argc, char **argv)
+{
+    const char *path = NULL;
+    int json = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) json = 1;
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage_info(stdout);
+            return 0;
+        } else if (argv[i][0] == '-') return usage_error("info: unknown option '%s'", argv[i]);
+        else if (!path) path = argv[i];
+        else return usage_error("info: unexpected argument '%s'", argv[i]);
+    }
+    if (!path) return usage_error("info: %s", "a MODEL path is required");
+    segmamba_model *m;
+    segmamba_status st = segmamba_open(path, NULL, &m);
+    if (st != SEGMAMBA_OK) return fail(st);
+    segmamba_config c;
+    segmamba_get_config(m, &c);
+    segmamba_close(m);
+    if (json) {
+        printf("{\"in_chans\": %d, \"out_chans\": %d, \"depths\": [", c.in_chans, c.out_chans);
+        print_ints(stdout, c.depths, 4, ", ");
+        printf("], \"feat_size\": [");
+        print_ints(stdout, c.feat, 4, ", ");
+        printf("], \"hidden_size\": %d, \"d_state\": %d, \"d_conv\": %d, \"expand\": %d, "
+               "\"dt_rank\": [",
+               c.hidden, c.d_state, c.d_conv, c.expand);
+        print_ints(stdout, c.dt_rank, 4, ", ");
+        printf("], \"nslices\": [");
+        print_ints(stdout, c.nslices, 4, ", ");
+        printf("], \"fue\": %s, \"parameters\": %lld}\n", c.fue ? "true" : "false",
+               (long long)c.n_params);
+        return 0;
+    }
+    printf("model        %s\n", path);
+    printf("channels     %d in, %d out\n", c.in_chans, c.out_chans);
+    printf("depths       ");
+    print_ints(stdout, c.depths, 4, ", ");
+    printf("\nfeatures     ");
+    print_ints(stdout, c.feat, 4, ", ");
+    printf("\nhidden       %d\n", c.hidden);
+    printf("mamba        d_state %d, d_conv %d, expand %d, dt_rank ", c.d_state, c.d_conv,
+           c.expand);
+    print_ints(stdout, c.dt_rank, 4, ", ");
+    printf("\nnslices      ");
+    print_ints(stdout, c.nslices, 4, ", ");
+    printf(" (default; override with --nslices)\n");
+    printf("fue          %s\n", c.fue ? "on" : "off");
+    printf("parameters   %lld\n", (long long)c.n_params);
+    return 0;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmd_forward(int argc, char **argv)
+{
+    const char *model = NULL, *input = NULL, *output = NULL;
+    int threads = 0, quiet = 0;
+    segmamba_options opts = {0};
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage_forward(stdout);
+            return 0;
+        } else if (strcmp(a, "--fue") == 0) {
+            opts.fue = 1;
+        } else if (strcmp(a, "--quiet") == 0) {
+            quiet = 1;
+        } else if (!v && (strcmp(a, "--model") == 0 || strcmp(a, "--input") == 0 ||
+                          strcmp(a, "--output") == 0 || strcmp(a, "--threads") == 0 ||
+                          strcmp(a, "--conv") == 0 || strcmp(a, "--nslices") == 0)) {
+            return usage_error("forward: %s needs a value", a);
+        } else if (strcmp(a, "--model") == 0) {
+            model = argv[++i];
+        } else if (strcmp(a, "--input") == 0) {
+            input = argv[++i];
+        } else if (strcmp(a, "--output") == 0) {
+            output = argv[++i];
+        } else if (strcmp(a, "--threads") == 0) {
+            if (!parse_int(argv[++i], 1, 4096, &threads))
+                return usage_error("forward: --threads wants a positive integer, not '%s'", v);
+        } else if (strcmp(a, "--conv") == 0) {
+            if (!parse_conv(argv[++i], &opts.conv))
+                return usage_error("forward: --conv wants onednn, blas or ref, not '%s'", v);
+        } else if (strcmp(a, "--nslices") == 0) {
+            if (!parse_nslices(argv[++i], opts.nslices))
+                return usage_error("forward: --nslices wants four positive integers a,b,c,d, "
+                                   "not '%s'", v);
+        } else {
+            return usage_error("forward: unknown argument '%s'", a);
+        }
+    }
+    if (!model || !input || !output)
+        return usage_error("forward: %s", "--model, --input and --output are required");
+    segmamba_set_threads(threads);
+
+    sm_array x = {0};
+    segmamba_status st = sm_npy_read(input, &x);
+    if (st != SEGMAMBA_OK) return fail(st);
+    segmamba_model *m = NULL;
+    double t0 = now_seconds();
+    st = segmamba_open(model, &opts, &m);
+    double t_load = now_seconds() - t0;
+    if (st != SEGMAMBA_OK) {
+        sm_array_free(&x);
+        return fail(st);
+    }
+    segmamba_config c;
+    segmamba_get_config(m, &c);
+    const int batched = x.ndim == 5;
+    int ok_shape = (x.ndim == 4 || (batched && x.shape[0] == 1));
+    const int64_t *s = x.shape + batched;
+    for (int k = 1; ok_shape && k < 4; k++) ok_shape = s[k] > 0 && s[k] <= (1 << 16);
+    if (!ok_shape || s[0] != c.in_chans) {
+        fprintf(stderr,
+                "segmamba: error: %s: expected a float32 array shaped (1, %d, D, H, W) or "
+                "(%d, D, H, W); got %d dimensions",
+                input, c.in_chans, c.in_chans, x.ndim);
+        for (int k = 0; k < x.ndim; k++) fprintf(stderr, "%s%lld", k ? "x" : " ", (long long)x.shape[k]);
+        fprintf(stderr, "\n");
+        segmamba_close(m);
+        sm_array_free(&x);
+        return SEGMAMBA_E_SHAPE;
+    }
+    const int d = (int)s[1], h = (int)s[2], w = (int)s[3];
+    st = segmamba_check_shape(m, d, h, w);
+    float *y = NULL;
+    if (st == SEGMAMBA_OK) {
+        y = malloc((size_t)c.out_chans * (size_t)d * h * w * sizeof *y);
+        if (!y) {
+            fprintf(stderr, "segmamba: error: out of memory for the logits\n");
+            segmamba_close(m);
+            sm_array_free(&x);
+            return SEGMAMBA_E_NOMEM;
+        }
+    }
+    double t1 = now_seconds();
+    if (st == SEGMAMBA_OK) st = segmamba_forward(m, x.data, d, h, w, y);
+    double t_fwd = now_seconds() - t1;
+    segmamba_close(m);
+    sm_array_free(&x);
+    if (st == SEGMAMBA_OK) {
+        int64_t shape[5] = {1, c.out_chans, d, h, w};
+        st = sm_npy_write(output, batched ? 5 : 4, batched ? shape : shape + 1, y);
+    }
+    free(y);
+    if (st != SEGMAMBA_OK) return fail(st);
+    if (!quiet)
+        fprintf(stderr, "segmamba: %dx%dx%d forward in %.3f s (model loaded in %.3f s), wrote %s\n",
+                d, h, w, t_fwd, t_load, output);
+    return 0;
+}
+
+static int cmd_version(void)
+{
+    printf("segmamba %s\n", segmamba_version());
+    printf("oneDNN convolutions: %s\n", SM_HAVE_ONEDNN ? "yes" : "no (OpenBLAS backend)");
+    printf("OpenMP: %s\n", SM_HAVE_OPENMP ? "yes" : "no (single-threaded)");
+    printf("selective scan: %s\n", sm_isa_name(sm_kernels_get()->isa));
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return SEGMAMBA_E_ARG;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "info") == 0) return cmd_info(argc - 2, argv + 2);
+    if (strcmp(cmd, "forward") == 0) return cmd_forward(argc - 2, argv + 2);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cmd_version();
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        if (argc > 2 && strcmp(argv[2], "info") == 0) usage_info(stdout);
+        else if (argc > 2 && strcmp(argv[2], "forward") == 0) usage_forward(stdout);
+        else usage(stdout);
+        return 0;
+    }
+    return usage_error("unknown command '%s'", cmd);
+}

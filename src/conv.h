@@ -1,0 +1,53 @@
+/* 3D convolution on channels-last (D, H, W, C) float32 volumes, batch 1.
+ * One interface, three backends: plain C (the reference), OpenBLAS GEMM
+ * (blas_backends/) and oneDNN. A convolution is prepared once from its
+ * PyTorch weights (repacked for the backend then) and run on any spatial
+ * size; a backend may cache work that depends on the size. */
+#ifndef SM_CONV_H
+#define SM_CONV_H
+
+#include "error.h"
+
+typedef enum sm_conv_kind {
+    SM_CONV_REF = 0,
+    SM_CONV_BLAS = 1,
+    SM_CONV_ONEDNN = 2
+} sm_conv_kind;
+
+/* Activation fused after bias (applied by the backend where it can). */
+typedef enum sm_act {
+    SM_ACT_NONE = 0,
+    SM_ACT_RELU = 1
+} sm_act;
+
+typedef struct sm_conv_params {
+    int cin, cout;
+    int k;      /* cubic kernel k x k x k */
+    int stride;
+    int pad;    /* symmetric zero padding */
+    sm_act act;
+} sm_conv_params;
+
+typedef struct sm_conv sm_conv;
+
+/* 1 when the backend was compiled in. */
+int sm_conv_available(sm_conv_kind kind);
+const char *sm_conv_kind_name(sm_conv_kind kind);
+
+/* weight: PyTorch layout (cout, cin, k, k, k); bias: cout floats or NULL.
+ * Both are copied; the caller keeps ownership. */
+sm_status sm_conv_create(sm_conv_kind kind, const sm_conv_params *p, const float *weight,
+                         const float *bias, sm_conv **out);
+
+/* Output side along each axis: (n + 2*pad - k) / stride + 1. */
+int sm_conv_out_size(const sm_conv_params *p, int n);
+
+/* src: (d, h, w) voxels of cin channels, voxel v's channels at src + v*src_ld;
+ * dst: the output voxels, cout channels at dst + v*dst_ld. src_ld >= cin and
+ * dst_ld >= cout, so either may be one part of a wider concatenated buffer. */
+sm_status sm_conv_forward(sm_conv *c, const float *src, int src_ld, int d, int h, int w,
+                          float *dst, int dst_ld);
+
+void sm_conv_free(sm_conv *c);
+
+#endif

@@ -1,0 +1,113 @@
+/* The public API (include/segmamba.h): a model is its weights, its
+ * configuration and the graph built from them. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "blas_backends/gemm.h"
+#include "graph.h"
+#include "models/segmamba_model.h"
+#include "parallel.h"
+#include "segmamba.h"
+#include "simd/dispatch.h"
+#include "weights.h"
+
+struct segmamba_model {
+    sm_weights weights;
+    segmamba_config cfg;
+    sm_graph *graph;
+};
+
+static const int default_nslices[SEGMAMBA_STAGES] = {64, 32, 16, 8};
+
+const char *segmamba_version(void) { return SEGMAMBA_VERSION_STRING; }
+
+void segmamba_set_threads(int n)
+{
+#if SM_HAVE_OPENMP
+    if (n <= 0) n = omp_get_num_procs();
+    omp_set_num_threads(n);
+#else
+    n = 1;
+#endif
+    /* oneDNN runs on the OpenMP runtime; OpenBLAS has its own pool. */
+    sm_blas_set_threads(n);
+}
+
+static sm_status choose_conv(segmamba_conv_backend want, sm_conv_kind *kind)
+{
+    switch (want) {
+    case SEGMAMBA_CONV_AUTO:
+        *kind = sm_conv_available(SM_CONV_ONEDNN) ? SM_CONV_ONEDNN : SM_CONV_BLAS;
+        return SEGMAMBA_OK;
+    case SEGMAMBA_CONV_ONEDNN: *kind = SM_CONV_ONEDNN; break;
+    case SEGMAMBA_CONV_BLAS: *kind = SM_CONV_BLAS; break;
+    case SEGMAMBA_CONV_REF: *kind = SM_CONV_REF; break;
+    default: return sm_fail(SEGMAMBA_E_ARG, "unknown convolution backend %d", (int)want);
+    }
+    if (!sm_conv_available(*kind))
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                       "convolution backend '%s' is not built into this engine",
+                       sm_conv_kind_name(*kind));
+    return SEGMAMBA_OK;
+}
+
+static sm_status open_model(const char *path, const segmamba_options *opts, segmamba_model *m)
+{
+    sm_conv_kind kind = SM_CONV_REF;
+    SM_TRY(choose_conv(opts ? opts->conv : SEGMAMBA_CONV_AUTO, &kind));
+    SM_TRY(sm_load_weights(path, &m->weights));
+    sm_status st = sm_segmamba_infer_config(&m->weights, &m->cfg);
+    if (st == SEGMAMBA_OK) st = sm_segmamba_check_weights(&m->weights, &m->cfg);
+    if (st != SEGMAMBA_OK) return sm_fail_wrap(st, "%s", path);
+    int custom = 0;
+    for (int i = 0; opts && i < SEGMAMBA_STAGES; i++) custom |= opts->nslices[i] != 0;
+    for (int i = 0; i < SEGMAMBA_STAGES; i++) {
+        m->cfg.nslices[i] = custom ? opts->nslices[i] : default_nslices[i];
+        if (m->cfg.nslices[i] <= 0)
+            return sm_fail(SEGMAMBA_E_ARG, "nslices must be positive (stage %d: %d)", i,
+                           m->cfg.nslices[i]);
+    }
+    m->cfg.fue = opts && opts->fue;
+    sm_kernels_get();
+    return sm_segmamba_build(&m->weights, &m->cfg, kind, &m->graph);
+}
+
+segmamba_status segmamba_open(const char *path, const segmamba_options *opts,
+                              segmamba_model **out)
+{
+    if (!path || !out) return sm_fail(SEGMAMBA_E_ARG, "segmamba_open: path and out are required");
+    *out = NULL;
+    segmamba_model *m = calloc(1, sizeof *m);
+    if (!m) return sm_fail(SEGMAMBA_E_NOMEM, "out of memory opening %s", path);
+    sm_status st = open_model(path, opts, m);
+    if (st != SEGMAMBA_OK) {
+        segmamba_close(m);
+        return st;
+    }
+    *out = m;
+    return SEGMAMBA_OK;
+}
+
+void segmamba_get_config(const segmamba_model *m, segmamba_config *cfg) { *cfg = m->cfg; }
+
+segmamba_status segmamba_check_shape(const segmamba_model *m, int d, int h, int w)
+{
+    return sm_segmamba_check_shape(&m->cfg, d, h, w);
+}
+
+segmamba_status segmamba_forward(segmamba_model *m, const float *input, int d, int h, int w,
+                                 float *logits)
+{
+    if (!m || !input || !logits)
+        return sm_fail(SEGMAMBA_E_ARG, "segmamba_forward: model, input and logits are required");
+    SM_TRY(sm_segmamba_check_shape(&m->cfg, d, h, w));
+    return sm_graph_run(m->graph, input, d, h, w, logits);
+}
+
+void segmamba_close(segmamba_model *m)
+{
+    if (!m) return;
+    sm_graph_free(m->graph);
+    sm_weights_free(&m->weights);
+    free(m);
+}

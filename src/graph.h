@@ -1,0 +1,94 @@
+/* The model as a list of nodes run in order. A node reads and writes
+ * values; a value is a channel range of a buffer at a resolution level
+ * (level l has sides d>>l, h>>l, w>>l of the input's), so an up block's
+ * transposed convolution and its skip connection can be written straight
+ * into the two halves of one concatenated buffer. Buffers are allocated
+ * for each forward when first written and freed after their last use. */
+#ifndef SM_GRAPH_H
+#define SM_GRAPH_H
+
+#include <stdint.h>
+
+#include "conv.h"
+#include "error.h"
+#include "mamba.h"
+#include "ops.h"
+
+typedef enum sm_opcode {
+    SM_OP_CONV,   /* obj: sm_conv */
+    SM_OP_CONVT2, /* obj: sm_convt2, output at level - 1 */
+    SM_OP_INORM,  /* instance norm + act */
+    SM_OP_ADD,    /* act(in0 + in1) */
+    SM_OP_ACT,    /* act(in0) */
+    SM_OP_FUE,
+    SM_OP_MAMBA   /* obj: sm_mamba, nslices */
+} sm_opcode;
+
+/* Time is reported per kind of work. */
+typedef enum sm_op_kind {
+    SM_KIND_CONV = 0,
+    SM_KIND_SCAN = 1,
+    SM_KIND_NORM = 2,
+    SM_KIND_OTHER = 3,
+    SM_KIND_COUNT = 4
+} sm_op_kind;
+
+typedef struct sm_node {
+    sm_opcode op;
+    int in0, in1, out; /* value ids, -1 if unused */
+    sm_pw_act act;
+    void *obj;
+    int64_t nslices;
+} sm_node;
+
+typedef struct sm_value {
+    int buf;
+    int c0, c;
+} sm_value;
+
+typedef struct sm_buffer {
+    int channels;
+    int level;
+    int first, last; /* node range in which the buffer is live */
+    float *data;
+} sm_buffer;
+
+typedef struct sm_graph {
+    sm_node *nodes;
+    int n_nodes, cap_nodes;
+    sm_value *values;
+    int n_values, cap_values;
+    sm_buffer *bufs;
+    int n_bufs, cap_bufs;
+    int input, output;
+    sm_status status; /* first failure while building, so builders can chain calls */
+    double seconds[SM_KIND_COUNT];
+} sm_graph;
+
+sm_graph *sm_graph_create(void);
+
+/* A fresh buffer of channels at level; returns its full value (-1 once
+ * g->status is an error). */
+int sm_graph_tensor(sm_graph *g, int channels, int level);
+
+/* Channels [c0, c0 + c) of value v. */
+int sm_graph_slice(sm_graph *g, int v, int c0, int c);
+
+int sm_graph_channels(const sm_graph *g, int v);
+int sm_graph_level(const sm_graph *g, int v);
+
+/* Appends a node; takes ownership of obj (freed with the graph, also when
+ * the graph is already in error). */
+void sm_graph_node(sm_graph *g, sm_opcode op, int in0, int in1, int out, sm_pw_act act,
+                   void *obj, int64_t nslices);
+
+/* Computes buffer lifetimes; call once after the last node. */
+sm_status sm_graph_finish(sm_graph *g, int input, int output);
+
+/* input: the input value's channels in NCDHW order, sides d, h, w;
+ * output: the output value's channels, NCDHW, same sides. */
+sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, float *output);
+
+void sm_graph_free(sm_graph *g);
+
+#endif

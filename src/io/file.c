@@ -1,0 +1,93 @@
+#define _POSIX_C_SOURCE 200809L
+#include "file.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+sm_status sm_file_peek(const char *path, void *buf, size_t n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return sm_fail(SEGMAMBA_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t got = fread(buf, 1, n, f);
+    fclose(f);
+    if (got != n)
+        return sm_fail(SEGMAMBA_E_FORMAT, "%s: file is too short (%zu bytes)", path, got);
+    return SEGMAMBA_OK;
+}
+
+sm_status sm_file_read_all(const char *path, unsigned char **data, size_t *size)
+{
+    *data = NULL;
+    *size = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return sm_fail(SEGMAMBA_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fseeko(f, 0, SEEK_END) != 0) {
+        fclose(f);
+        return sm_fail(SEGMAMBA_E_IO, "%s: cannot seek: %s", path, strerror(errno));
+    }
+    off_t len = ftello(f);
+    if (len < 0 || fseeko(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return sm_fail(SEGMAMBA_E_IO, "%s: cannot tell its size", path);
+    }
+    if ((unsigned long long)len > (unsigned long long)SIZE_MAX - 1) {
+        fclose(f);
+        return sm_fail(SEGMAMBA_E_NOMEM, "%s: file too large for this machine", path);
+    }
+    unsigned char *buf = malloc((size_t)len + 1);
+    if (!buf) {
+        fclose(f);
+        return sm_fail(SEGMAMBA_E_NOMEM, "%s: cannot allocate %lld bytes", path, (long long)len);
+    }
+    size_t got = fread(buf, 1, (size_t)len, f);
+    int err = ferror(f);
+    fclose(f);
+    if (got != (size_t)len || err) {
+        free(buf);
+        return sm_fail(SEGMAMBA_E_IO, "%s: read failed after %zu of %lld bytes", path, got,
+                       (long long)len);
+    }
+    buf[len] = 0;
+    *data = buf;
+    *size = (size_t)len;
+    return SEGMAMBA_OK;
+}
+
+sm_status sm_file_write_atomic(const char *path, const void *parts[],
+                               const size_t sizes[], int nparts)
+{
+    size_t n = strlen(path) + 32;
+    char *tmp = malloc(n);
+    if (!tmp) return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory", path);
+    snprintf(tmp, n, "%s.tmp-%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        sm_status st = sm_fail(SEGMAMBA_E_IO, "%s: cannot create: %s", path, strerror(errno));
+        free(tmp);
+        return st;
+    }
+    int ok = 1;
+    for (int i = 0; i < nparts && ok; i++)
+        if (sizes[i] && fwrite(parts[i], 1, sizes[i], f) != sizes[i]) ok = 0;
+    if (fflush(f) != 0) ok = 0;
+    int saved = errno;
+    if (fclose(f) != 0) ok = 0;
+    if (!ok) {
+        if (!saved) saved = errno;
+        remove(tmp);
+        free(tmp);
+        return sm_fail(SEGMAMBA_E_IO, "%s: write failed: %s", path, strerror(saved));
+    }
+    if (rename(tmp, path) != 0) {
+        saved = errno;
+        remove(tmp);
+        free(tmp);
+        return sm_fail(SEGMAMBA_E_IO, "%s: cannot rename temporary file into place: %s", path,
+                       strerror(saved));
+    }
+    free(tmp);
+    return SEGMAMBA_OK;
+}

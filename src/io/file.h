@@ -1,0 +1,20 @@
+/* Whole-file I/O with the errors named after the file. */
+#ifndef SM_IO_FILE_H
+#define SM_IO_FILE_H
+
+#include <stddef.h>
+
+#include "../error.h"
+
+/* Reads the first n bytes; a shorter file is an E_FORMAT error. */
+sm_status sm_file_peek(const char *path, void *buf, size_t n);
+
+/* Reads the whole file into a fresh buffer (freed by the caller). */
+sm_status sm_file_read_all(const char *path, unsigned char **data, size_t *size);
+
+/* Writes bytes to path through a temporary file in the same folder that is
+ * renamed over path at the end, so a failed write leaves no partial file. */
+sm_status sm_file_write_atomic(const char *path, const void *parts[],
+                               const size_t sizes[], int nparts);
+
+#endif

@@ -1,0 +1,102 @@
+#include "mamba.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "blas_backends/gemm.h"
+#include "ops.h"
+#include "parallel.h"
+#include "simd/dispatch.h"
+
+static inline float silu(float v) { return v / (1.0f + expf(-v)); }
+
+/* u[t] = SiLU(b + sum_k w[k] x[token(q - K + 1 + k)]) along the direction's
+ * order, where t = token(q); positions before the start contribute zero. */
+static void causal_conv1d_silu(const sm_mamba *m, const sm_mamba_dir *dir, sm_order order,
+                               int64_t L, int64_t S, const float *x, int64_t ldx, float *u)
+{
+    const int di = m->d_inner, K = m->d_conv;
+#pragma omp parallel for schedule(static)
+    for (int64_t q = 0; q < L; q++) {
+        const int64_t t = sm_scan_token(order, L, S, q);
+        float *ut = u + t * di;
+        for (int c = 0; c < di; c++) ut[c] = dir->conv_b[c];
+        for (int k = 0; k < K; k++) {
+            const int64_t qs = q - (K - 1) + k;
+            if (qs < 0) continue;
+            const float *xs = x + sm_scan_token(order, L, S, qs) * ldx;
+            for (int c = 0; c < di; c++) ut[c] += dir->conv_w[(int64_t)c * K + k] * xs[c];
+        }
+        for (int c = 0; c < di; c++) ut[c] = silu(ut[c]);
+    }
+}
+
+static sm_status run_scan(const sm_mamba *m, const sm_scan_args *args)
+{
+    const sm_kernels *kern = sm_kernels_get();
+    const int di = m->d_inner, N = m->d_state;
+    const int nt = sm_num_threads();
+    /* Channels are independent: one contiguous block per thread. */
+    float *state = malloc((size_t)di * (size_t)N * sizeof *state);
+    if (!state) return sm_fail(SEGMAMBA_E_NOMEM, "selective scan: out of memory");
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int b = 0; b < nt; b++) {
+        const int c0 = (int)((int64_t)di * b / nt), c1 = (int)((int64_t)di * (b + 1) / nt);
+        if (c1 > c0) kern->scan(args, c0, c1, state + (int64_t)c0 * N);
+    }
+    free(state);
+    return SEGMAMBA_OK;
+}
+
+sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *out, int out_ld,
+                           int64_t L, int64_t nslices)
+{
+    static const sm_order orders[SM_DIRECTIONS] = {SM_ORDER_FORWARD, SM_ORDER_BACKWARD,
+                                                   SM_ORDER_SLICE};
+    const int C = m->dim, di = m->d_inner, N = m->d_state, R = m->dt_rank;
+    const int np = R + 2 * N;
+    /* Scratch, all token-major: the normed input, xz, u, the x_proj output,
+     * delta, and the sum of the three directions' y. */
+    const size_t sz_xn = (size_t)L * C, sz_xz = (size_t)L * 2 * di, sz_u = (size_t)L * di,
+                 sz_p = (size_t)L * np;
+    float *buf = malloc((sz_xn + sz_xz + 3 * sz_u + sz_p) * sizeof *buf);
+    if (!buf)
+        return sm_fail(SEGMAMBA_E_NOMEM, "Mamba layer: cannot allocate scratch for %lld tokens",
+                       (long long)L);
+    float *xn = buf, *xz = xn + sz_xn, *u = xz + sz_xz, *delta = u + sz_u, *y = delta + sz_u,
+          *p = y + sz_u;
+
+    sm_layer_norm(x, x_ld, xn, C, L, C, m->norm_w, m->norm_b);
+    sm_sgemm(0, 1, (int)L, 2 * di, C, 1.0f, xn, C, m->in_proj, C, 0.0f, xz, 2 * di);
+    for (size_t i = 0; i < sz_u; i++) y[i] = 0.0f;
+
+    sm_status st = SEGMAMBA_OK;
+    for (int s = 0; s < SM_DIRECTIONS && st == SEGMAMBA_OK; s++) {
+        const sm_mamba_dir *dir = &m->dir[s];
+        causal_conv1d_silu(m, dir, orders[s], L, nslices, xz, 2 * di, u);
+        sm_sgemm(0, 1, (int)L, np, di, 1.0f, u, di, dir->x_proj, di, 0.0f, p, np);
+        sm_sgemm(0, 1, (int)L, di, R, 1.0f, p, np, dir->dt_proj, R, 0.0f, delta, di);
+        const sm_scan_args args = {
+            .L = L, .n_state = N, .order = orders[s], .nslices = nslices,
+            .u = u, .ld_u = di, .delta = delta, .ld_delta = di, .delta_bias = dir->dt_bias,
+            .A = dir->A, .B = p + R, .C = p + R + N, .ld_bc = np, .D = dir->D,
+            .z = xz + di, .ld_z = 2 * di, .y = y, .ld_y = di,
+        };
+        st = run_scan(m, &args);
+    }
+    if (st == SEGMAMBA_OK) {
+        /* out = x + out_proj(y) */
+        float *o = xn; /* xn is dead here and has exactly (L, C) floats */
+        sm_sgemm(0, 1, (int)L, C, di, 1.0f, y, di, m->out_proj, di, 0.0f, o, C);
+        sm_add(o, C, x, x_ld, out, out_ld, L, C, SM_PW_NONE);
+    }
+    free(buf);
+    return st;
+}
+
+void sm_mamba_free(sm_mamba *m)
+{
+    if (!m) return;
+    for (int s = 0; s < SM_DIRECTIONS; s++) free(m->dir[s].A);
+    free(m);
+}

@@ -1,0 +1,40 @@
+/* One MambaLayer of the SegMamba encoder with its three scan orientations
+ * (forward, backward, inter-slice): out = x + out_proj(sum over directions
+ * of the gated selective scan of SiLU(conv1d(in_proj(LayerNorm(x))))). */
+#ifndef SM_MAMBA_H
+#define SM_MAMBA_H
+
+#include <stdint.h>
+
+#include "error.h"
+#include "simd/scan.h"
+
+#define SM_DIRECTIONS 3
+
+typedef struct sm_mamba_dir {
+    const float *conv_w;   /* (d_inner, d_conv) */
+    const float *conv_b;   /* (d_inner) */
+    const float *x_proj;   /* (R + 2N, d_inner) */
+    const float *dt_proj;  /* (d_inner, R) */
+    const float *dt_bias;  /* (d_inner) */
+    float *A;              /* (d_inner, N) = -exp(A_log), owned */
+    const float *D;        /* (d_inner) */
+} sm_mamba_dir;
+
+typedef struct sm_mamba {
+    int dim, d_inner, d_state, dt_rank, d_conv;
+    const float *norm_w, *norm_b; /* (dim) */
+    const float *in_proj;         /* (2 d_inner, dim) */
+    const float *out_proj;        /* (dim, d_inner) */
+    sm_mamba_dir dir[SM_DIRECTIONS];
+} sm_mamba;
+
+/* x: L tokens of dim channels (ld apart); out may equal x. nslices is S for
+ * the inter-slice direction (L % S == 0, checked by the caller). */
+sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *out, int out_ld,
+                           int64_t L, int64_t nslices);
+
+/* Frees the layer and its A arrays (the other weights are borrowed). */
+void sm_mamba_free(sm_mamba *m);
+
+#endif

@@ -1,0 +1,208 @@
+#include "ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blas_backends/gemm.h"
+#include "parallel.h"
+
+static inline float apply_act(float v, sm_pw_act act)
+{
+    switch (act) {
+    case SM_PW_RELU: return v > 0.0f ? v : 0.0f;
+    case SM_PW_LRELU: return v > 0.0f ? v : 0.01f * v;
+    case SM_PW_GELU: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    default: return v;
+    }
+}
+
+sm_status sm_instance_norm(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,
+                           sm_pw_act act)
+{
+    const int nt = sm_num_threads();
+    double *acc = calloc((size_t)nt * (size_t)c * 2, sizeof *acc);
+    float *scale = malloc((size_t)c * 3 * sizeof *scale);
+    if (!acc || !scale) {
+        free(acc);
+        free(scale);
+        return sm_fail(SEGMAMBA_E_NOMEM, "instance norm: out of memory for %d channels", c);
+    }
+    /* The mean as a float pair hi + lo: (x - hi) is exact for x near the
+     * mean, so a channel whose mean is large against its spread keeps its
+     * precision (x * scale + shift would cancel catastrophically). */
+    float *mean_hi = scale + c, *mean_lo = scale + 2 * c;
+#pragma omp parallel num_threads(nt)
+    {
+        double *s = acc + (size_t)sm_thread_id() * (size_t)c * 2;
+        double *s2 = s + c;
+#pragma omp for schedule(static)
+        for (int64_t v = 0; v < n; v++) {
+            const float *x = src + v * src_ld;
+            for (int k = 0; k < c; k++) {
+                s[k] += x[k];
+                s2[k] += (double)x[k] * x[k];
+            }
+        }
+    }
+    for (int k = 0; k < c; k++) {
+        double sum = 0.0, sum2 = 0.0;
+        for (int t = 0; t < nt; t++) {
+            sum += acc[(size_t)t * c * 2 + k];
+            sum2 += acc[(size_t)t * c * 2 + c + k];
+        }
+        double mean = sum / (double)n;
+        double var = sum2 / (double)n - mean * mean;
+        if (var < 0.0) var = 0.0;
+        double inv = 1.0 / sqrt(var + 1e-5);
+        scale[k] = (float)inv;
+        mean_hi[k] = (float)mean;
+        mean_lo[k] = (float)(mean - (double)mean_hi[k]);
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t v = 0; v < n; v++) {
+        const float *x = src + v * src_ld;
+        float *y = dst + v * dst_ld;
+        for (int k = 0; k < c; k++)
+            y[k] = apply_act(((x[k] - mean_hi[k]) - mean_lo[k]) * scale[k], act);
+    }
+    free(acc);
+    free(scale);
+    return SEGMAMBA_OK;
+}
+
+void sm_layer_norm(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,
+                   const float *weight, const float *bias)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t v = 0; v < n; v++) {
+        const float *x = src + v * src_ld;
+        float *y = dst + v * dst_ld;
+        float mean = 0.0f, var = 0.0f;
+        for (int k = 0; k < c; k++) mean += x[k];
+        mean /= (float)c;
+        for (int k = 0; k < c; k++) var += (x[k] - mean) * (x[k] - mean);
+        float inv = 1.0f / sqrtf(var / (float)c + 1e-5f);
+        for (int k = 0; k < c; k++) y[k] = (x[k] - mean) * inv * weight[k] + bias[k];
+    }
+}
+
+void sm_add(const float *a, int lda, const float *b, int ldb, float *dst, int dst_ld, int64_t n,
+            int c, sm_pw_act act)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t v = 0; v < n; v++) {
+        const float *x = a + v * lda, *y = b + v * ldb;
+        float *o = dst + v * dst_ld;
+        for (int k = 0; k < c; k++) o[k] = apply_act(x[k] + y[k], act);
+    }
+}
+
+void sm_activate(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,
+                 sm_pw_act act)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t v = 0; v < n; v++) {
+        const float *x = src + v * src_ld;
+        float *o = dst + v * dst_ld;
+        for (int k = 0; k < c; k++) o[k] = apply_act(x[k], act);
+    }
+}
+
+void sm_fue(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t v = 0; v < n; v++) {
+        const float *x = src + v * src_ld;
+        float *o = dst + v * dst_ld;
+        float mean = 0.0f;
+        for (int k = 0; k < c; k++) mean += x[k];
+        mean /= (float)c;
+        float m = 1.0f / (1.0f + expf(-mean));
+        float keep = 1.0f + m * logf(m); /* 1 - u, u = -m ln m */
+        for (int k = 0; k < c; k++) o[k] = x[k] + x[k] * keep;
+    }
+}
+
+struct sm_convt2 {
+    int cin, cout;
+    float *w; /* (cin, 8*cout): column (a*4 + b*2 + c)*cout + co */
+};
+
+sm_status sm_convt2_create(int cin, int cout, const float *weight, sm_convt2 **out)
+{
+    *out = NULL;
+    sm_convt2 *t = calloc(1, sizeof *t);
+    float *w = malloc((size_t)cin * 8 * (size_t)cout * sizeof *w);
+    if (!t || !w) {
+        free(t);
+        free(w);
+        return sm_fail(SEGMAMBA_E_NOMEM, "transposed convolution %d->%d: out of memory", cin, cout);
+    }
+    for (int ci = 0; ci < cin; ci++)
+        for (int co = 0; co < cout; co++)
+            for (int k = 0; k < 8; k++)
+                w[((size_t)ci * 8 + k) * cout + co] = weight[((size_t)ci * cout + co) * 8 + k];
+    t->cin = cin;
+    t->cout = cout;
+    t->w = w;
+    *out = t;
+    return SEGMAMBA_OK;
+}
+
+/* Input voxels per GEMM: bounds the temporary to about 16 MiB. */
+static int64_t convt2_block(const sm_convt2 *t)
+{
+    int64_t rows = ((int64_t)4 << 20) / (8 * (int64_t)t->cout);
+    return rows < 64 ? 64 : rows;
+}
+
+sm_status sm_convt2_forward(const sm_convt2 *t, const float *src, int src_ld, int d, int h, int w,
+                            float *dst, int dst_ld)
+{
+    const int64_t n = (int64_t)d * h * w;
+    const int64_t block = convt2_block(t);
+    const int cols = 8 * t->cout;
+    float *tmp = malloc((size_t)(block < n ? block : n) * (size_t)cols * sizeof *tmp);
+    if (!tmp) return sm_fail(SEGMAMBA_E_NOMEM, "transposed convolution: out of memory");
+    const int64_t oh = 2 * (int64_t)h, ow = 2 * (int64_t)w;
+    for (int64_t v0 = 0; v0 < n; v0 += block) {
+        const int64_t rows = n - v0 < block ? n - v0 : block;
+        sm_sgemm(0, 0, (int)rows, cols, t->cin, 1.0f, src + v0 * src_ld, src_ld, t->w, cols, 0.0f,
+                 tmp, cols);
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            const int64_t v = v0 + r;
+            const int64_t z = v / ((int64_t)h * w), y = (v / w) % h, x = v % w;
+            for (int k = 0; k < 8; k++) {
+                const int64_t o = ((2 * z + (k >> 2)) * oh + 2 * y + ((k >> 1) & 1)) * ow + 2 * x +
+                                  (k & 1);
+                memcpy(dst + o * dst_ld, tmp + r * cols + (int64_t)k * t->cout,
+                       (size_t)t->cout * sizeof *dst);
+            }
+        }
+    }
+    free(tmp);
+    return SEGMAMBA_OK;
+}
+
+void sm_convt2_free(sm_convt2 *t)
+{
+    if (!t) return;
+    free(t->w);
+    free(t);
+}
+
+void sm_to_channels_last(const float *src, int c, int64_t n, float *dst, int dst_ld)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t v = 0; v < n; v++)
+        for (int k = 0; k < c; k++) dst[v * dst_ld + k] = src[(int64_t)k * n + v];
+}
+
+void sm_from_channels_last(const float *src, int src_ld, int c, int64_t n, float *dst)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t v = 0; v < n; v++)
+        for (int k = 0; k < c; k++) dst[(int64_t)k * n + v] = src[v * src_ld + k];
+}

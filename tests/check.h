@@ -1,0 +1,38 @@
+/* Minimal assertions for the C unit tests: each failed check prints where and
+ * why; main returns the failure count so meson reports the test as failed. */
+#ifndef SM_TEST_CHECK_H
+#define SM_TEST_CHECK_H
+
+#include <math.h>
+#include <stdio.h>
+
+static int check_failures;
+static int check_count;
+
+#define CHECK(cond)                                                            \
+    do {                                                                       \
+        check_count++;                                                         \
+        if (!(cond)) {                                                         \
+            check_failures++;                                                  \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+        }                                                                      \
+    } while (0)
+
+#define CHECK_MSG(cond, ...)                                                   \
+    do {                                                                       \
+        check_count++;                                                         \
+        if (!(cond)) {                                                         \
+            check_failures++;                                                  \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                      \
+            fputc('\n', stderr);                                               \
+        }                                                                      \
+    } while (0)
+
+static inline int check_report(const char *name)
+{
+    fprintf(stderr, "%s: %d checks, %d failed\n", name, check_count, check_failures);
+    return check_failures ? 1 : 0;
+}
+
+#endif

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""The segmamba CLI: help, exit codes and error messages for bad input.
+
+Uses the committed tiny fixture (tests/fixtures/tiny) and numpy only. Each
+case checks the exact exit code documented in `segmamba help` and a
+distinctive part of the message; failing runs must leave no output file.
+"""
+import argparse
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+FIXTURE = "tests/fixtures/tiny"
+results = {"passed": 0, "failed": 0}
+
+
+def check(name, cond, detail=""):
+    results["passed" if cond else "failed"] += 1
+    print(f"{'ok  ' if cond else 'FAIL'} {name}{'' if cond else ': ' + detail}", flush=True)
+
+
+def run(exe, *args):
+    p = subprocess.run([exe, *args], capture_output=True, text=True)
+    return p.returncode, p.stdout, p.stderr
+
+
+def expect(exe, name, args, code, needle=None, stream="stderr"):
+    rc, out, err = run(exe, *args)
+    text = err if stream == "stderr" else out
+    ok = rc == code and (needle is None or needle in text)
+    check(name, ok, f"exit {rc} (want {code}), {stream}: {text.strip()[:400]!r} (want {needle!r})")
+    return text
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    data = raw[8 + n:]
+    tensors = {}
+    for name, info in header.items():
+        assert info["dtype"] == "F32", "the CLI test expects an F32 fixture"
+        b, e = info["data_offsets"]
+        tensors[name] = np.frombuffer(data[b:e], dtype="<f4").reshape(info["shape"])
+    return tensors, meta
+
+
+def write_safetensors(path, tensors, meta):
+    header, chunks, off = {}, [], 0
+    for name in sorted(tensors):
+        buf = np.ascontiguousarray(tensors[name], dtype="<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape),
+                        "data_offsets": [off, off + len(buf)]}
+        chunks.append(buf)
+        off += len(buf)
+    if meta:
+        header["__metadata__"] = meta
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(chunks))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--segmamba", required=True)
+    exe = ap.parse_args().segmamba
+    model = os.path.join(FIXTURE, "model.safetensors")
+    with open(os.path.join(FIXTURE, "case.json")) as f:
+        case = json.load(f)
+    inp = os.path.join(FIXTURE, "input.npy")
+    nslices = ",".join(map(str, case["nslices"]))
+    tensors, meta = read_safetensors(model)
+
+    # help and usage
+    expect(exe, "no arguments", [], 1, "usage: segmamba")
+    for args in (["help"], ["--help"]):
+        expect(exe, " ".join(args), args, 0, "Exit codes:", "stdout")
+    expect(exe, "forward --help", ["forward", "--help"], 0, "--nslices", "stdout")
+    expect(exe, "help forward", ["help", "forward"], 0, "--conv KIND", "stdout")
+    expect(exe, "info --help", ["info", "--help"], 0, "--json", "stdout")
+    expect(exe, "unknown command", ["frobnicate"], 1, "unknown command 'frobnicate'")
+    expect(exe, "version", ["version"], 0, "segmamba ", "stdout")
+
+    # info: the parameter count equals the tensors' sizes counted here
+    out = expect(exe, "info --json", ["info", model, "--json"], 0, "parameters", "stdout")
+    try:
+        info = json.loads(out)
+        want = sum(int(np.prod(t.shape)) for t in tensors.values())
+        check("info parameter count", info["parameters"] == want, f"{info['parameters']} != {want}")
+        cfg = case["config"]
+        check("info channels", (info["in_chans"], info["out_chans"]) ==
+              (cfg["in_chans"], cfg["out_chans"]), str(info))
+    except (ValueError, KeyError) as e:
+        check("info --json output", False, repr(e))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out_npy = os.path.join(tmp, "out.npy")
+        base = ["forward", "--model", model, "--input", inp, "--output", out_npy,
+                "--nslices", nslices]
+
+        # files that cannot be read or are not models
+        expect(exe, "missing model", ["info", os.path.join(tmp, "nope.pt")], 2, "nope.pt")
+        junk = os.path.join(tmp, "junk.safetensors")
+        with open(junk, "wb") as f:
+            f.write(b"this is not a checkpoint at all")
+        expect(exe, "garbage model", ["info", junk], 3, "junk.safetensors")
+
+        # tensors missing, extra, mis-shaped: exit 5 naming the tensor
+        def variant(name, edit):
+            t = dict(tensors)
+            edit(t)
+            path = os.path.join(tmp, name + ".safetensors")
+            write_safetensors(path, t, meta)
+            return path
+
+        victim = "vit.stages.0.0.mamba.x_proj_s.weight"
+        p = variant("missing", lambda t: t.pop(victim))
+        expect(exe, "missing tensor", ["info", p], 5, victim)
+        p = variant("extra", lambda t: t.update({"vit.extra.weight": np.zeros(3, np.float32)}))
+        expect(exe, "extra tensor", ["info", p], 5, "vit.extra.weight")
+        shape = tensors[victim].shape
+        bad = (shape[0] + 1,) + tuple(shape[1:])
+        p = variant("misshaped", lambda t: t.update({victim: np.zeros(bad, np.float32)}))
+        want = f"has shape ({', '.join(map(str, bad))}), expected ({', '.join(map(str, shape))})"
+        expect(exe, "mis-shaped tensor", ["info", p], 5, want)
+
+        # inputs the model refuses: exit 6, and no output written
+        x = np.load(inp)
+        wrong_c = os.path.join(tmp, "wrong_c.npy")
+        np.save(wrong_c, np.zeros((1, x.shape[1] + 1) + x.shape[2:], np.float32))
+        expect(exe, "wrong channel count", base[:4] + [wrong_c] + base[5:], 6, "wrong_c.npy")
+        odd = os.path.join(tmp, "odd.npy")
+        np.save(odd, np.zeros(x.shape[:2] + (24, 32, 32), np.float32))
+        expect(exe, "side not a multiple of 16", base[:4] + [odd] + base[5:], 6, "multiple of 16")
+        expect(exe, "nslices not dividing", base[:-1] + ["7,1,1,1"], 6, "nslices")
+        check("no output after failures", not os.path.exists(out_npy))
+        expect(exe, "input missing", base[:4] + [os.path.join(tmp, "none.npy")] + base[5:], 2,
+               "none.npy")
+
+        # bad option values: exit 1
+        expect(exe, "bad --threads", base + ["--threads", "0"], 1, "--threads")
+        expect(exe, "bad --conv", base + ["--conv", "fft"], 1, "--conv")
+        expect(exe, "bad --nslices", base[:-1] + ["1,2"], 1, "--nslices")
+        expect(exe, "missing --output", base[:5], 1, "required")
+        expect(exe, "option without value", base + ["--threads"], 1, "needs a value")
+
+        # an output folder that does not exist: exit 2, nothing left behind
+        nowhere = os.path.join(tmp, "no", "such", "dir", "y.npy")
+        expect(exe, "output folder missing", base[:6] + [nowhere] + base[7:], 2, "y.npy")
+
+        # and the success path writes a logits array of the right shape
+        rc, _, err = run(exe, *base, "--quiet")
+        check("forward succeeds", rc == 0 and err == "", f"exit {rc}: {err}")
+        if rc == 0:
+            y = np.load(out_npy)
+            check("logits shape", y.shape == (1, case["config"]["out_chans"]) + x.shape[2:],
+                  str(y.shape))
+            leftovers = [f for f in os.listdir(tmp) if ".tmp" in f]
+            check("no temporary files left", not leftovers, str(leftovers))
+
+    print(f"{results['passed']} passed, {results['failed']} failed")
+    return 1 if results["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

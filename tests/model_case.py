@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Runs the segmamba CLI on a SegMamba test case and compares its logits with
+the PyTorch reference's.
+
+A case is a folder written by tests/reference/gen_case.py (model files,
+input.npy, expected.npy, case.json). With --config, a fresh case is generated
+first with a random seed (printed, so a failure can be reproduced), so that
+nothing is tuned to a fixed file; with --fixture, a committed case is used.
+Every model file found (model.pt, model_wrapped.pt, model.safetensors) is run
+through every requested convolution backend.
+
+Exit status: 0 all passed, 1 a comparison failed, 77 (meson's "skipped")
+when a fresh case is requested and torch is not installed.
+"""
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "reference"))
+
+from compare import compare  # noqa: E402
+
+
+def generate(args, out_dir):
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("torch is not installed: cannot generate a fresh case (skipped)")
+        sys.exit(77)
+    seed = args.seed if args.seed is not None else random.randrange(1 << 31)
+    cmd = [sys.executable, os.path.join(HERE, "reference", "gen_case.py"),
+           "--config", args.config, "--out", out_dir, "--seed", str(seed),
+           "--threads", str(args.threads)]
+    if args.shape:
+        cmd += ["--shape", args.shape]
+    else:
+        cmd += ["--size", str(args.size)]
+    if args.fue:
+        cmd.append("--fue")
+    if args.dtype:
+        cmd += ["--dtype", args.dtype]
+    print("generating:", " ".join(cmd), flush=True)
+    t0 = time.time()
+    subprocess.run(cmd, check=True)
+    print(f"generated in {time.time() - t0:.1f} s", flush=True)
+
+
+def run_case(args, case_dir):
+    import numpy as np
+
+    with open(os.path.join(case_dir, "case.json")) as f:
+        case = json.load(f)
+    expected = np.load(os.path.join(case_dir, "expected.npy"))
+    nslices = ",".join(str(s) for s in case["nslices"])
+    models = [m for m in ("model.pt", "model_wrapped.pt", "model.safetensors")
+              if os.path.exists(os.path.join(case_dir, m))]
+    if not models:
+        print(f"{case_dir}: no model file")
+        return 1
+    failures = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in models:
+            for conv in args.conv.split(","):
+                out = os.path.join(tmp, "logits.npy")
+                cmd = [args.segmamba, "forward", "--model", os.path.join(case_dir, model),
+                       "--input", os.path.join(case_dir, "input.npy"), "--output", out,
+                       "--conv", conv, "--nslices", nslices, "--threads", str(args.threads)]
+                if case.get("fue"):
+                    cmd.append("--fue")
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                label = f"{model} conv={conv}"
+                if proc.returncode != 0:
+                    print(f"FAIL {label}: exit {proc.returncode}: {proc.stderr.strip()}")
+                    failures += 1
+                    continue
+                ok, report = compare(expected, np.load(out), args.rel, args.argmax)
+                print(f"{'ok  ' if ok else 'FAIL'} {label}: {report} [{proc.stderr.strip()}]",
+                      flush=True)
+                failures += not ok
+    return 1 if failures else 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--segmamba", required=True, help="path of the segmamba executable")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--fixture", help="a committed case folder")
+    src.add_argument("--config", help="generate a fresh case: tiny, official, nondefault")
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--shape", help="D,H,W instead of a cubic --size")
+    ap.add_argument("--fue", action="store_true")
+    ap.add_argument("--dtype", help="f32, f16 or bf16 safetensors")
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--conv", default="onednn,blas,ref", help="comma-separated backends")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rel", type=float, default=1e-3)
+    ap.add_argument("--argmax", type=float, default=0.999)
+    ap.add_argument("--keep", help="generate into this folder and keep it")
+    args = ap.parse_args()
+
+    if args.fixture:
+        return run_case(args, args.fixture)
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
+        generate(args, args.keep)
+        return run_case(args, args.keep)
+    with tempfile.TemporaryDirectory() as case_dir:
+        generate(args, case_dir)
+        return run_case(args, case_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what segmamba needs on Debian 12 (only the packages that are
+# missing), then configures and builds it in ./build. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential meson ninja-build pkg-config   # toolchain
+  libopenblas-dev libdnnl-dev                    # GEMM and convolutions
+  python3 python3-numpy python3-torch            # the PyTorch reference (tests only)
+  time                                           # /usr/bin/time -v for memory figures
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+build=${SEGMAMBA_BUILD_DIR:-build}
+if [ ! -f "$build/build.ninja" ]; then
+  meson setup "$build" --buildtype=release -Dwerror=true
+fi
+meson compile -C "$build"
