@@ -17,10 +17,15 @@ typedef enum sm_isa {
 typedef struct sm_kernels {
     sm_isa isa;
     sm_scan_fn scan;
+    sm_exp_fn exp;
 } sm_kernels;
 
 /* The active table (initialised on first use from the CPU and SEGMAMBA_ISA). */
 const sm_kernels *sm_kernels_get(void);
+
+#if defined(__x86_64__)
+sm_isa sm_x86_best_isa(void); /* simd/x86/cpu.c */
+#endif
 
 /* Highest level this CPU and build support. */
 sm_isa sm_isa_detect(void);

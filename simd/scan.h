@@ -52,6 +52,17 @@ static inline int64_t sm_scan_token(sm_order order, int64_t L, int64_t S, int64_
     }
 }
 
+/* y[i] = exp(x[i]); the vector versions are the scan's exp (see
+ * scan_template.h for their error bound). */
+typedef void (*sm_exp_fn)(const float *x, float *y, int64_t n);
+
 void sm_scan_scalar(const sm_scan_args *a, int c0, int c1, float *state);
+void sm_exp_scalar(const float *x, float *y, int64_t n);
+void sm_exp_avx2(const float *x, float *y, int64_t n);
+void sm_exp_avx512(const float *x, float *y, int64_t n);
+void sm_exp_neon(const float *x, float *y, int64_t n);
+void sm_scan_avx2(const sm_scan_args *a, int c0, int c1, float *state);
+void sm_scan_avx512(const sm_scan_args *a, int c0, int c1, float *state);
+void sm_scan_neon(const sm_scan_args *a, int c0, int c1, float *state);
 
 #endif

@@ -35,3 +35,8 @@ void sm_scan_scalar(const sm_scan_args *a, int c0, int c1, float *h)
         }
     }
 }
+
+void sm_exp_scalar(const float *x, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] = expf(x[i]);
+}

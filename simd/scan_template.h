@@ -1,0 +1,139 @@
+/* The vectorised selective scan, written once over a small set of vector
+ * operations that each ISA file defines before including this header
+ * (simd/x86/scan_avx512.c, simd/x86/scan_avx2.c, simd/arm/scan_neon.c).
+ *
+ * Layout: one vector holds VW consecutive channels; the N states of a block
+ * of VW channels live in N vectors (state n of every channel of the block),
+ * so a token costs N vector exps and 2N FMAs with no horizontal reduction:
+ *   h[n] = exp(dt * A[:, n]) * h[n] + (dt * u) * B[t, n]
+ *   y   += C[t, n] * h[n]
+ * softplus(delta + bias), the D skip and the SiLU(z) gate are fused. Channels
+ * left over after the last full block go to the scalar kernel.
+ *
+ * Required before inclusion:
+ *   VW                         lanes per vector
+ *   vf                         the vector type
+ *   V_LOAD(p), V_STORE(p, v), V_SET1(x), V_ADD, V_SUB, V_MUL, V_DIV, V_MAX, V_MIN,
+ *   V_FMA(a, b, c) = a*b + c, V_FNMA(a, b, c) = c - a*b,
+ *   V_LT_SELECT(a, b, x, y) = (a < b) ? x : y   (per lane),
+ *   V_ROUND(v) (to nearest), V_POW2I(p, n) = p * 2^n for integral-valued n,
+ *   V_ABS(v)
+ *   SCAN_FN, EXP_FN            the kernels' names
+ */
+#include <stdint.h>
+
+#include "exp_constants.h"
+#include "scan.h"
+
+#ifndef SM_SCAN_MAX_STATE
+#define SM_SCAN_MAX_STATE 64
+#endif
+
+/* exp(x): x = n ln2 + r with |r| <= ln2/2, exp(r) by its degree-6 Taylor
+ * polynomial, scaled by 2^n. Error bound: truncation |r|^7/7! <= 1.2e-7
+ * relative, plus about one ulp of rounding in the Horner steps and the
+ * final product: <= 2.5e-7 relative (~2 ulp) for x in [-87, 88];
+ * tests/test_scan.c measures 2.2e-7. Below SM_EXP_MIN the result is exactly
+ * 0; above SM_EXP_MAX it saturates at exp(SM_EXP_MAX). */
+static inline vf v_exp(vf x)
+{
+    vf xc = V_MIN(V_MAX(x, V_SET1(SM_EXP_MIN)), V_SET1(SM_EXP_MAX));
+    vf n = V_ROUND(V_MUL(xc, V_SET1(SM_LOG2E)));
+    vf r = V_FNMA(n, V_SET1(SM_LN2_HI), xc);
+    r = V_FNMA(n, V_SET1(SM_LN2_LO), r);
+    vf p = V_SET1(SM_EXP_C6);
+    p = V_FMA(p, r, V_SET1(SM_EXP_C5));
+    p = V_FMA(p, r, V_SET1(SM_EXP_C4));
+    p = V_FMA(p, r, V_SET1(SM_EXP_C3));
+    p = V_FMA(p, r, V_SET1(SM_EXP_C2));
+    p = V_FMA(p, r, V_SET1(1.0f));
+    p = V_FMA(p, r, V_SET1(1.0f));
+    return V_LT_SELECT(x, V_SET1(SM_EXP_MIN), V_SET1(0.0f), V_POW2I(p, n));
+}
+
+/* softplus(v) = max(v, 0) + log1p(exp(-|v|)); log1p(w) for w in (0, 1] as
+ * 2 atanh(s), s = w / (2 + w) <= 1/3, by its odd series to s^13 (truncation
+ * below 2e-8 relative). Above 20 this returns v to float precision, as
+ * PyTorch's threshold does. */
+static inline vf v_softplus(vf v)
+{
+    vf w = v_exp(V_SUB(V_SET1(0.0f), V_ABS(v)));
+    vf s = V_DIV(w, V_ADD(V_SET1(2.0f), w));
+    vf s2 = V_MUL(s, s);
+    vf q = V_SET1(1.0f / 13.0f);
+    q = V_FMA(q, s2, V_SET1(1.0f / 11.0f));
+    q = V_FMA(q, s2, V_SET1(1.0f / 9.0f));
+    q = V_FMA(q, s2, V_SET1(1.0f / 7.0f));
+    q = V_FMA(q, s2, V_SET1(1.0f / 5.0f));
+    q = V_FMA(q, s2, V_SET1(1.0f / 3.0f));
+    q = V_FMA(q, s2, V_SET1(1.0f));
+    return V_ADD(V_MAX(v, V_SET1(0.0f)), V_MUL(V_ADD(s, s), q));
+}
+
+/* z * sigmoid(z) */
+static inline vf v_silu(vf z)
+{
+    return V_DIV(z, V_ADD(V_SET1(1.0f), v_exp(V_SUB(V_SET1(0.0f), z))));
+}
+
+#if defined(__GNUC__)
+#define SM_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define SM_ALWAYS_INLINE inline
+#endif
+
+/* One block of VW channels starting at c. Inlined with N a constant for
+ * the usual N = 16, so that the states stay in registers. */
+static SM_ALWAYS_INLINE void scan_block(const sm_scan_args *a, int c, const int N)
+{
+    vf h[SM_SCAN_MAX_STATE], A[SM_SCAN_MAX_STATE];
+    /* A is stored (channel, state); the block needs it by state. */
+    for (int n = 0; n < N; n++) {
+        float col[VW];
+        for (int k = 0; k < VW; k++) col[k] = a->A[(int64_t)(c + k) * N + n];
+        A[n] = V_LOAD(col);
+        h[n] = V_SET1(0.0f);
+    }
+    const vf bias = V_LOAD(a->delta_bias + c), D = V_LOAD(a->D + c);
+    for (int64_t q = 0; q < a->L; q++) {
+        const int64_t t = sm_scan_token(a->order, a->L, a->nslices, q);
+        const vf u = V_LOAD(a->u + t * a->ld_u + c);
+        const vf dt = v_softplus(V_ADD(V_LOAD(a->delta + t * a->ld_delta + c), bias));
+        const vf du = V_MUL(dt, u);
+        const float *B = a->B + t * a->ld_bc, *C = a->C + t * a->ld_bc;
+        vf y = V_MUL(D, u);
+        for (int n = 0; n < N; n++) {
+            h[n] = V_FMA(v_exp(V_MUL(dt, A[n])), h[n], V_MUL(du, V_SET1(B[n])));
+            y = V_FMA(V_SET1(C[n]), h[n], y);
+        }
+        float *yp = a->y + t * a->ld_y + c;
+        V_STORE(yp, V_FMA(y, v_silu(V_LOAD(a->z + t * a->ld_z + c)), V_LOAD(yp)));
+    }
+}
+
+void EXP_FN(const float *x, float *y, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + VW <= n; i += VW) V_STORE(y + i, v_exp(V_LOAD(x + i)));
+    if (i < n) {
+        float in[VW] = {0}, out[VW];
+        for (int64_t k = i; k < n; k++) in[k - i] = x[k];
+        V_STORE(out, v_exp(V_LOAD(in)));
+        for (int64_t k = i; k < n; k++) y[k] = out[k - i];
+    }
+}
+
+void SCAN_FN(const sm_scan_args *a, int c0, int c1, float *state)
+{
+    const int N = a->n_state;
+    int c = c0;
+    if (N <= SM_SCAN_MAX_STATE) {
+        for (; c + VW <= c1; c += VW) {
+            if (N == 16)
+                scan_block(a, c, 16);
+            else
+                scan_block(a, c, N);
+        }
+    }
+    if (c < c1) sm_scan_scalar(a, c, c1, state + (int64_t)(c - c0) * N);
+}
