@@ -81,6 +81,14 @@ static inline vf v_silu(vf z)
 #else
 #define SM_ALWAYS_INLINE inline
 #endif
+/* Fully unrolled, the N = 16 state vectors can live in registers. */
+#if defined(__clang__)
+#define SM_UNROLL_16 _Pragma("clang loop unroll_count(16)")
+#elif defined(__GNUC__)
+#define SM_UNROLL_16 _Pragma("GCC unroll 16")
+#else
+#define SM_UNROLL_16
+#endif
 
 /* One block of VW channels starting at c. Inlined with N a constant for
  * the usual N = 16, so that the states stay in registers. */
@@ -102,6 +110,7 @@ static SM_ALWAYS_INLINE void scan_block(const sm_scan_args *a, int c, const int 
         const vf du = V_MUL(dt, u);
         const float *B = a->B + t * a->ld_bc, *C = a->C + t * a->ld_bc;
         vf y = V_MUL(D, u);
+        SM_UNROLL_16
         for (int n = 0; n < N; n++) {
             h[n] = V_FMA(v_exp(V_MUL(dt, A[n])), h[n], V_MUL(du, V_SET1(B[n])));
             y = V_FMA(V_SET1(C[n]), h[n], y);
