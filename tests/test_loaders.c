@@ -1,0 +1,560 @@
+/* Checkpoint and array readers against fixtures made by
+ * tests/reference/make_loader_fixtures.py (torch 1.13 and numpy): exact
+ * float32 values from expected.json, refusals of hostile or damaged files
+ * with the right status and a message naming the file, round trips of the
+ * writers, and mutated files that must fail cleanly (run under ASan). */
+#include <locale.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "check.h"
+#include "io/file.h"
+#include "io/json.h"
+#include "io/npy.h"
+#include "io/zip.h"
+#include "weights.h"
+
+#define FIXTURES "tests/fixtures/loaders/"
+#define WORK "tests/work/"
+
+static int contains(const char *s, const char *part)
+{
+    return s && strstr(s, part) != NULL;
+}
+
+static sm_status parse_text(const char *text, sm_json *out)
+{
+    return sm_json_parse(text, strlen(text), "doc", out);
+}
+
+/* ---- JSON ---- */
+
+static void test_json_values(void)
+{
+    const char *text = " {\"a\": [1, -2.5, true, false, null], \"s\": \"x\", \"o\": {}, \"e\": []} ";
+    sm_json v;
+    CHECK(parse_text(text, &v) == SEGMAMBA_OK);
+    CHECK(v.type == SM_JSON_OBJECT && v.count == 4);
+    const sm_json *a = sm_json_get(&v, "a");
+    CHECK(a && a->type == SM_JSON_ARRAY && a->count == 5);
+    if (a && a->count == 5) {
+        CHECK(a->items[0].type == SM_JSON_NUMBER && a->items[0].is_integer && a->items[0].integer == 1);
+        CHECK(a->items[1].number == -2.5 && !a->items[1].is_integer);
+        CHECK(a->items[2].type == SM_JSON_BOOL && a->items[2].boolean == 1);
+        CHECK(a->items[3].type == SM_JSON_BOOL && a->items[3].boolean == 0);
+        CHECK(a->items[4].type == SM_JSON_NULL);
+    }
+    const sm_json *s = sm_json_get(&v, "s");
+    CHECK(s && s->type == SM_JSON_STRING && strcmp(s->string, "x") == 0);
+    CHECK(sm_json_get(&v, "o")->type == SM_JSON_OBJECT && sm_json_get(&v, "o")->count == 0);
+    CHECK(sm_json_get(&v, "e")->type == SM_JSON_ARRAY && sm_json_get(&v, "e")->count == 0);
+    CHECK(sm_json_get(&v, "missing") == NULL);
+    CHECK(sm_json_get(a, "a") == NULL); /* not an object */
+    sm_json_free(&v);
+}
+
+static void test_json_strings(void)
+{
+    /* Simple escapes, BMP escapes and a surrogate pair become UTF-8. */
+    const char *text = "\"q\\\" b\\\\ s\\/ \\b\\f\\n\\r\\t \\u00e9\\u65E5 \\ud83e\\udde0 raw\xc3\xa9\"";
+    const char *want = "q\" b\\ s/ \b\f\n\r\t \xc3\xa9\xe6\x97\xa5 \xf0\x9f\xa7\xa0 raw\xc3\xa9";
+    sm_json v;
+    CHECK(parse_text(text, &v) == SEGMAMBA_OK);
+    CHECK(v.type == SM_JSON_STRING && v.length == strlen(want) && strcmp(v.string, want) == 0);
+    sm_json_free(&v);
+
+    /* \u0000 puts a NUL inside; length still counts every byte. */
+    CHECK(parse_text("\"a\\u0000b\"", &v) == SEGMAMBA_OK);
+    CHECK(v.length == 3 && memcmp(v.string, "a\0b", 4) == 0);
+    sm_json_free(&v);
+}
+
+static void test_json_numbers(void)
+{
+    static const struct {
+        const char *text;
+        int is_integer;
+        int64_t integer;
+        double number;
+    } cases[] = {
+        {"0", 1, 0, 0.0},
+        {"-0", 1, 0, 0.0},
+        {"9223372036854775807", 1, INT64_MAX, 9223372036854775807.0},
+        {"-9223372036854775808", 1, INT64_MIN, -9223372036854775808.0},
+        {"9223372036854775808", 0, 0, 9223372036854775808.0},
+        {"1.5e3", 0, 0, 1500.0},
+        {"0.1", 0, 0, 0.1},
+        {"-1E-2", 0, 0, -0.01},
+        {"2e+2", 0, 0, 200.0},
+        {"1e-400", 0, 0, 0.0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sm_json v;
+        CHECK_MSG(parse_text(cases[i].text, &v) == SEGMAMBA_OK, "%s", cases[i].text);
+        CHECK_MSG(v.type == SM_JSON_NUMBER && v.number == cases[i].number, "%s", cases[i].text);
+        CHECK_MSG(v.is_integer == cases[i].is_integer, "%s", cases[i].text);
+        if (cases[i].is_integer) CHECK_MSG(v.integer == cases[i].integer, "%s", cases[i].text);
+        sm_json_free(&v);
+    }
+    /* A locale whose decimal point is a comma must not change parsing. */
+    if (setlocale(LC_NUMERIC, "de_DE.UTF-8") || setlocale(LC_NUMERIC, "fr_FR.UTF-8")) {
+        sm_json v;
+        CHECK(parse_text("0.5", &v) == SEGMAMBA_OK && v.number == 0.5);
+        sm_json_free(&v);
+        setlocale(LC_NUMERIC, "C");
+    }
+}
+
+static void test_json_errors(void)
+{
+    static const struct {
+        const char *text;
+        const char *message;
+    } cases[] = {
+        {"", "at byte 0: unexpected end of input"},
+        {"[1,]", "at byte 3: unexpected character ']'"},
+        {"[1 2]", "at byte 3: expected ',' or ']' in array"},
+        {"{\"a\" 1}", "at byte 5: expected ':' after object key"},
+        {"{1: 2}", "at byte 1: expected a string key in object"},
+        {"{\"a\": 1,}", "at byte 8: expected a string key"},
+        {"01", "at byte 1: unexpected text after the value"},
+        {"1.", "at byte 1: expected a digit after '.'"},
+        {"1e", "at byte 1: expected a digit in the exponent"},
+        {"-", "at byte 0: invalid number"},
+        {"+1", "at byte 0: unexpected character '+'"},
+        {"1e999", "at byte 0: number is too large"},
+        {"tru", "at byte 0: unexpected character 't'"},
+        {"\"abc", "at byte 0: unterminated string"},
+        {"\"a\\x\"", "at byte 2: invalid escape"},
+        {"\"\\u12g4\"", "at byte 1: \\u must be followed by four hex digits"},
+        {"\"\\ud800\"", "at byte 1: high surrogate"},
+        {"\"\\ud800\\u0041\"", "at byte 1: high surrogate"},
+        {"\"\\udc00\"", "at byte 1: unpaired low surrogate"},
+        {"\"a\x01\"", "at byte 2: control character"},
+        {"\"\xff\"", "at byte 1: string is not valid UTF-8"},
+        {"\"\xc0\xaf\"", "at byte 1: string is not valid UTF-8"},         /* overlong */
+        {"\"\xed\xa0\x80\"", "at byte 1: string is not valid UTF-8"},     /* surrogate */
+        {"\"\xf4\x90\x80\x80\"", "at byte 1: string is not valid UTF-8"}, /* > U+10FFFF */
+        {"\"\xe6\x97\"", "at byte 1: string is not valid UTF-8"},         /* cut short */
+        {"\x80", "at byte 0: unexpected byte 0x80"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sm_json v;
+        sm_status st = parse_text(cases[i].text, &v);
+        const char *msg = segmamba_last_error();
+        CHECK_MSG(st == SEGMAMBA_E_FORMAT && contains(msg, "doc: invalid JSON") &&
+                      contains(msg, cases[i].message),
+                  "'%s' gave %s '%s'", cases[i].text, segmamba_status_name(st), msg);
+        CHECK(v.type == SM_JSON_NULL);
+    }
+
+    /* Depth: 64 levels parse, 65 do not (and no stack is blown). */
+    char deep[2 * SM_JSON_MAX_DEPTH + 3];
+    for (int n = SM_JSON_MAX_DEPTH; n <= SM_JSON_MAX_DEPTH + 1; n++) {
+        memset(deep, '[', (size_t)n);
+        memset(deep + n, ']', (size_t)n);
+        sm_json v;
+        sm_status st = sm_json_parse(deep, 2 * (size_t)n, "doc", &v);
+        CHECK_MSG(n == SM_JSON_MAX_DEPTH ? st == SEGMAMBA_OK
+                                         : st == SEGMAMBA_E_FORMAT &&
+                                               contains(segmamba_last_error(), "nested deeper than 64"),
+                  "depth %d", n);
+        sm_json_free(&v);
+    }
+}
+
+static void test_json_writer(void)
+{
+    const char raw[] = "a\"b\\c\nd\te\x01\x1f \xc3\xa9/";
+    sm_json_out o = {0};
+    sm_json_out_printf(&o, "[%d,", 7);
+    sm_json_out_string(&o, raw, sizeof raw - 1);
+    sm_json_out_printf(&o, "]");
+    CHECK(!o.failed);
+    CHECK(o.text && strcmp(o.text, "[7,\"a\\\"b\\\\c\\nd\\te\\u0001\\u001f \xc3\xa9/\"]") == 0);
+    sm_json v;
+    CHECK(sm_json_parse(o.text, o.len, "written", &v) == SEGMAMBA_OK);
+    CHECK(v.type == SM_JSON_ARRAY && v.count == 2 && v.items[1].length == sizeof raw - 1 &&
+          memcmp(v.items[1].string, raw, sizeof raw) == 0);
+    sm_json_free(&v);
+    sm_json_out_free(&o);
+}
+
+/* ---- fixtures with known values ---- */
+
+static int same_float(float a, double want)
+{
+    float b = (float)want;
+    return memcmp(&a, &b, sizeof a) == 0;
+}
+
+/* Compares one loaded tensor against {"shape": [...], "values": [...]}. */
+static void check_tensor(const char *file, const char *name, int ndim, const int64_t *shape,
+                         const float *data, const sm_json *want)
+{
+    const sm_json *ws = sm_json_get(want, "shape"), *wv = sm_json_get(want, "values");
+    CHECK_MSG(ws && wv && ws->count == (size_t)ndim, "%s: '%s' has %d dims", file, name, ndim);
+    if (!ws || !wv || ws->count != (size_t)ndim) return;
+    int64_t numel = 1;
+    for (int d = 0; d < ndim; d++) {
+        CHECK_MSG(shape[d] == ws->items[d].integer, "%s: '%s' dim %d", file, name, d);
+        numel *= shape[d];
+    }
+    CHECK_MSG((size_t)numel == wv->count, "%s: '%s' numel", file, name);
+    if ((size_t)numel != wv->count) return;
+    size_t bad = 0;
+    for (size_t i = 0; i < wv->count; i++) bad += !same_float(data[i], wv->items[i].number);
+    CHECK_MSG(bad == 0, "%s: '%s' has %zu wrong values", file, name, bad);
+}
+
+static int has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+static void check_fixture(const char *file, const sm_json *want)
+{
+    char path[512];
+    snprintf(path, sizeof path, FIXTURES "%s", file);
+    const sm_json *tensors = sm_json_get(want, "tensors");
+    if (has_suffix(file, ".npy")) {
+        sm_array a;
+        sm_status st = sm_npy_read(path, &a);
+        CHECK_MSG(st == SEGMAMBA_OK, "%s: %s", path, segmamba_last_error());
+        if (st == SEGMAMBA_OK)
+            check_tensor(file, "array", a.ndim, a.shape, a.data, sm_json_get(tensors, "array"));
+        sm_array_free(&a);
+        return;
+    }
+    sm_weights w = {0};
+    sm_status st = sm_load_weights(path, &w);
+    CHECK_MSG(st == SEGMAMBA_OK, "%s: %s", path, segmamba_last_error());
+    CHECK_MSG(w.count == tensors->count, "%s: %zu tensors, expected %zu", file, w.count, tensors->count);
+    for (size_t i = 0; i < tensors->count; i++) {
+        const sm_json_member *m = &tensors->members[i];
+        const sm_tensor_entry *t = sm_weights_find(&w, m->key);
+        CHECK_MSG(t != NULL, "%s: no tensor '%s'", file, m->key);
+        if (t) check_tensor(file, m->key, t->ndim, t->shape, t->data, &m->value);
+    }
+    const sm_json *meta = sm_json_get(want, "metadata");
+    for (size_t i = 0; meta && i < meta->count; i++) {
+        const char *got = sm_weights_meta(&w, meta->members[i].key);
+        CHECK_MSG(got && strcmp(got, meta->members[i].value.string) == 0, "%s: metadata '%s'", file,
+                  meta->members[i].key);
+    }
+    sm_weights_free(&w);
+}
+
+static void test_expected_values(void)
+{
+    unsigned char *text;
+    size_t size;
+    sm_json expected;
+    CHECK(sm_file_read_all(FIXTURES "expected.json", &text, &size) == SEGMAMBA_OK);
+    CHECK(sm_json_parse((const char *)text, size, "expected.json", &expected) == SEGMAMBA_OK);
+    free(text);
+    CHECK(expected.type == SM_JSON_OBJECT && expected.count >= 20);
+    for (size_t i = 0; i < expected.count; i++)
+        check_fixture(expected.members[i].key, &expected.members[i].value);
+    sm_json_free(&expected);
+
+    /* The .pt reader keeps the prefix; sm_load_weights strips it. */
+    sm_weights w = {0};
+    CHECK(sm_load_pt(FIXTURES "state_dict_module.pt", &w) == SEGMAMBA_OK);
+    CHECK(sm_weights_find(&w, "module.0.weight") && !sm_weights_find(&w, "0.weight"));
+    sm_weights_free(&w);
+}
+
+/* ---- refusals ---- */
+
+enum reader { WEIGHTS, PT, SAFETENSORS, NPY };
+
+static sm_status load_with(enum reader r, const char *path)
+{
+    sm_weights w = {0};
+    sm_array a;
+    sm_status st;
+    switch (r) {
+    case WEIGHTS: st = sm_load_weights(path, &w); break;
+    case PT: st = sm_load_pt(path, &w); break;
+    case SAFETENSORS: st = sm_load_safetensors(path, &w); break;
+    default:
+        st = sm_npy_read(path, &a);
+        sm_array_free(&a);
+    }
+    sm_weights_free(&w);
+    return st;
+}
+
+static void test_refusals(void)
+{
+    static const struct {
+        const char *file;
+        enum reader reader;
+        sm_status code;
+        const char *message;
+    } cases[] = {
+        {"evil_os_system.pt", WEIGHTS, SEGMAMBA_E_UNSUPPORTED, "refusing pickle global 'os.system'"},
+        {"whole_model.pt", PT, SEGMAMBA_E_UNSUPPORTED,
+         "refusing pickle global 'torch.nn.modules.linear.Linear'"},
+        {"byte_storage.pt", PT, SEGMAMBA_E_UNSUPPORTED, "storage type 'torch.ByteStorage'"},
+        {"bad_binget.pt", PT, SEGMAMBA_E_FORMAT, "data.pkl byte 12: pickle reads memo entry 200"},
+        {"huge_memo_index.pt", PT, SEGMAMBA_E_FORMAT, "memo index 4294967295 is out of range"},
+        {"storage_overrun.pt", PT, SEGMAMBA_E_FORMAT, "reaches past the 4 elements of storage '0'"},
+        {"strided_overrun.pt", PT, SEGMAMBA_E_FORMAT, "(offset 1) reaches past"},
+        {"storage_short.pt", PT, SEGMAMBA_E_FORMAT, "claims 100 elements of 4 bytes but its entry holds 16"},
+        {"broadcast_view.pt", PT, SEGMAMBA_E_UNSUPPORTED, "broadcast view"},
+        {"missing_storage.pt", PT, SEGMAMBA_E_FORMAT, "storage '7' is missing from the archive"},
+        {"non_tensor_value.pt", PT, SEGMAMBA_E_FORMAT, "state_dict entry 'step' is an int, not a tensor"},
+        {"no_stop.pt", PT, SEGMAMBA_E_FORMAT, "pickle ends without STOP"},
+        {"truncated_pickle.pt", PT, SEGMAMBA_E_FORMAT, "pickle is truncated"},
+        {"truncated.pt", WEIGHTS, SEGMAMBA_E_FORMAT, "no end-of-central-directory record"},
+        {"deflated.pt", PT, SEGMAMBA_E_UNSUPPORTED,
+         "zip entry 'archive/data.pkl' is compressed (method 8, deflate)"},
+        {"big_endian.pt", PT, SEGMAMBA_E_UNSUPPORTED, "big-endian"},
+        {"legacy.pt", WEIGHTS, SEGMAMBA_E_FORMAT, "legacy (pre-1.6) torch.save file"},
+        {"truncated.safetensors", WEIGHTS, SEGMAMBA_E_FORMAT,
+         "tensor 'w' has data_offsets [0, 12] outside the 9 bytes of data"},
+        {"header_too_long.safetensors", SAFETENSORS, SEGMAMBA_E_FORMAT,
+         "header length 84 is larger than the file (84 bytes)"},
+        {"bad_offsets.safetensors", SAFETENSORS, SEGMAMBA_E_FORMAT, "[0, 4000] outside the 12 bytes"},
+        {"offsets_mismatch.safetensors", SAFETENSORS, SEGMAMBA_E_FORMAT,
+         "tensor 'w' spans 12 bytes but its shape and dtype need 8"},
+        {"bad_dtype.safetensors", SAFETENSORS, SEGMAMBA_E_UNSUPPORTED, "dtype 'F8_E4M3', which is not supported"},
+        {"bad_json.safetensors", SAFETENSORS, SEGMAMBA_E_FORMAT,
+         "header: invalid JSON at byte 55: expected a string key in object"},
+        {"truncated.npy", NPY, SEGMAMBA_E_FORMAT, "npy data is 91 bytes but the shape and dtype need 96"},
+        {"structured.npy", NPY, SEGMAMBA_E_UNSUPPORTED, "structured arrays are not supported"},
+        {"complex.npy", NPY, SEGMAMBA_E_UNSUPPORTED, "npy dtype '<c8' is not supported"},
+        {"no_such_file.pt", WEIGHTS, SEGMAMBA_E_IO, "cannot open"},
+        {"expected.json", NPY, SEGMAMBA_E_FORMAT, "not an .npy file"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[512];
+        snprintf(path, sizeof path, FIXTURES "%s", cases[i].file);
+        sm_status st = load_with(cases[i].reader, path);
+        const char *msg = segmamba_last_error();
+        CHECK_MSG(st == cases[i].code && contains(msg, path) && contains(msg, cases[i].message),
+                  "%s: got %s '%s'", cases[i].file, segmamba_status_name(st), msg);
+    }
+}
+
+/* ---- zip reader on its own ---- */
+
+static void test_zip(void)
+{
+    unsigned char *file;
+    size_t size;
+    CHECK(sm_file_read_all(FIXTURES "state_dict_zip64.pt", &file, &size) == SEGMAMBA_OK);
+    sm_zip z;
+    CHECK(sm_zip_open(&z, file, size, "zip64") == SEGMAMBA_OK);
+    const sm_zip_entry *pkl = sm_zip_find(&z, "archive/data.pkl");
+    CHECK(pkl && pkl->method == 0 && pkl->data_offset % 64 == 0 && pkl->size > 100);
+    const unsigned char *bytes;
+    size_t n;
+    CHECK(pkl && sm_zip_entry_data(&z, pkl, &bytes, &n) == SEGMAMBA_OK && n == pkl->size &&
+          bytes[0] == 0x80 && bytes[n - 1] == '.');
+    CHECK(sm_zip_find(&z, "archive/nothing") == NULL);
+    sm_zip_close(&z);
+    free(file);
+
+    /* Damage a classic archive's end record and first directory entry. */
+    CHECK(sm_file_read_all(FIXTURES "handmade.pt", &file, &size) == SEGMAMBA_OK);
+    unsigned char *eocd = file + size - 22;
+    uint32_t cd_offset = eocd[16] | eocd[17] << 8 | (uint32_t)eocd[18] << 16 | (uint32_t)eocd[19] << 24;
+    static const struct {
+        int in_directory; /* 0: in the end record, 1: in the first central header */
+        size_t offset;    /* byte offset within it */
+        size_t len;
+        unsigned char value[4];
+        const char *message;
+    } damage[] = {
+        {0, 16, 4, {0xf0, 0xff, 0xff, 0x7f}, "lies outside the file"},
+        {0, 8, 4, {0xfe, 0xff, 0xfe, 0xff}, "claims 65534 entries"},
+        {0, 4, 1, {1}, "multi-disk"},
+        {0, 16, 4, {0xff, 0xff, 0xff, 0xff}, "no ZIP64 locator"},
+        {1, 42, 4, {0xf0, 0xff, 0xff, 0x7f}, "no local header at offset"},
+        {1, 20, 4, {0xf0, 0xff, 0xff, 0x7f}, "past the end of the"},
+        {1, 20, 4, {0xff, 0xff, 0xff, 0xff}, "no ZIP64 extra field"},
+        {1, 28, 2, {0xff, 0x0f}, "runs past the directory"},
+        {1, 0, 1, {'X'}, "central directory is damaged"},
+        {1, 8, 1, {1}, "is encrypted"},
+    };
+    for (size_t i = 0; i < sizeof damage / sizeof damage[0]; i++) {
+        unsigned char *copy = malloc(size);
+        memcpy(copy, file, size);
+        unsigned char *base = damage[i].in_directory ? copy + cd_offset : copy + size - 22;
+        memcpy(base + damage[i].offset, damage[i].value, damage[i].len);
+        sm_status st = sm_zip_open(&z, copy, size, "damaged.zip");
+        const char *msg = segmamba_last_error();
+        CHECK_MSG(st != SEGMAMBA_OK && contains(msg, "damaged.zip") && contains(msg, damage[i].message),
+                  "damage %zu: %s '%s'", i, segmamba_status_name(st), msg);
+        CHECK(z.entries == NULL && z.count == 0);
+        free(copy);
+    }
+    /* The end record sits at the very end, so no truncation opens. */
+    for (size_t cut = 0; cut < size; cut++) CHECK(sm_zip_open(&z, file, cut, "cut.zip") != SEGMAMBA_OK);
+    free(file);
+}
+
+/* ---- writers ---- */
+
+static void make_work_dir(void)
+{
+    mkdir("tests/work", 0777); /* may exist already */
+}
+
+static void test_npy_write(void)
+{
+    static const struct {
+        int ndim;
+        int64_t shape[3];
+        const char *shape_text;
+    } cases[] = {
+        {0, {0}, "'shape': ()"},
+        {1, {5}, "'shape': (5,)"},
+        {3, {2, 3, 4}, "'shape': (2, 3, 4)"},
+        {2, {0, 3}, "'shape': (0, 3)"},
+    };
+    float values[24];
+    for (int i = 0; i < 24; i++) values[i] = (float)i * 0.5f - 3.0f;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const char *path = WORK "loaders_roundtrip.npy";
+        CHECK(sm_npy_write(path, cases[c].ndim, cases[c].shape, values) == SEGMAMBA_OK);
+        unsigned char *file;
+        size_t size;
+        CHECK(sm_file_read_all(path, &file, &size) == SEGMAMBA_OK);
+        size_t header_len = file[8] | (size_t)file[9] << 8;
+        CHECK(memcmp(file, "\x93NUMPY\x01\x00", 8) == 0 && (10 + header_len) % 64 == 0);
+        CHECK(file[10 + header_len - 1] == '\n');
+        CHECK_MSG(contains((const char *)file + 10, cases[c].shape_text), "%s", cases[c].shape_text);
+        CHECK(contains((const char *)file + 10, "'descr': '<f4', 'fortran_order': False"));
+        free(file);
+        sm_array a;
+        CHECK(sm_npy_read(path, &a) == SEGMAMBA_OK);
+        CHECK(a.ndim == cases[c].ndim);
+        int64_t numel = 1;
+        for (int d = 0; d < a.ndim; d++) {
+            CHECK(a.shape[d] == cases[c].shape[d]);
+            numel *= cases[c].shape[d];
+        }
+        CHECK(a.numel == numel && memcmp(a.data, values, (size_t)numel * sizeof(float)) == 0);
+        sm_array_free(&a);
+        remove(path);
+    }
+    int64_t bad = -1;
+    CHECK(sm_npy_write(WORK "bad.npy", 1, &bad, values) == SEGMAMBA_E_ARG);
+}
+
+static void test_safetensors_write(void)
+{
+    const char *path = WORK "loaders_roundtrip.safetensors";
+    sm_weights w = {0}, back = {0};
+    CHECK(sm_load_weights(FIXTURES "model_bf16.safetensors", &w) == SEGMAMBA_OK);
+    CHECK(sm_weights_set_meta(&w, "extra", "line\nbreak \"q\"") == SEGMAMBA_OK);
+    CHECK(sm_save_safetensors(path, &w) == SEGMAMBA_OK);
+    CHECK(sm_load_safetensors(path, &back) == SEGMAMBA_OK);
+    CHECK(back.count == w.count && back.nmeta == w.nmeta);
+    for (size_t i = 0; i < w.count; i++) {
+        const sm_tensor_entry *a = &w.items[i], *b = sm_weights_find(&back, a->name);
+        CHECK_MSG(b && b->ndim == a->ndim && b->numel == a->numel &&
+                      memcmp(b->shape, a->shape, sizeof a->shape[0] * (size_t)a->ndim) == 0 &&
+                      memcmp(b->data, a->data, (size_t)a->numel * sizeof(float)) == 0,
+                  "round trip of '%s'", a->name);
+    }
+    for (size_t i = 0; i < w.nmeta; i++) {
+        const char *v = sm_weights_meta(&back, w.meta[i].key);
+        CHECK(v && strcmp(v, w.meta[i].value) == 0);
+    }
+    /* The header: 8-byte aligned data, metadata first, then tensors sorted,
+     * all F32. */
+    unsigned char *file;
+    size_t size;
+    CHECK(sm_file_read_all(path, &file, &size) == SEGMAMBA_OK);
+    size_t len = (size_t)file[0] | (size_t)file[1] << 8 | (size_t)file[2] << 16;
+    CHECK((8 + len) % 8 == 0);
+    sm_json header;
+    CHECK(sm_json_parse((const char *)file + 8, len, "written header", &header) == SEGMAMBA_OK);
+    CHECK(header.count == w.count + 1 && strcmp(header.members[0].key, "__metadata__") == 0);
+    for (size_t i = 2; i < header.count; i++)
+        CHECK(strcmp(header.members[i - 1].key, header.members[i].key) < 0);
+    for (size_t i = 1; i < header.count; i++)
+        CHECK(strcmp(sm_json_get(&header.members[i].value, "dtype")->string, "F32") == 0);
+    sm_json_free(&header);
+    free(file);
+    remove(path);
+    sm_weights_free(&back);
+    sm_weights_free(&w);
+}
+
+/* ---- mutated files: any status, but no crash, leak or hang ---- */
+
+/* A 32-bit LCG kept in 64 bits so that nothing wraps. */
+static uint32_t next_random(uint64_t *state)
+{
+    *state = (*state * 1664525u + 1013904223u) & 0xffffffffu;
+    return (uint32_t)(*state >> 8);
+}
+
+static void mutate_and_load(const char *fixture, enum reader reader, size_t from, size_t to, int rounds)
+{
+    unsigned char *file;
+    size_t size;
+    char path[512];
+    snprintf(path, sizeof path, FIXTURES "%s", fixture);
+    CHECK(sm_file_read_all(path, &file, &size) == SEGMAMBA_OK);
+    if (to > size) to = size;
+    const char *out = WORK "loaders_mutated.bin";
+    uint64_t state = 12345;
+    int failures = 0;
+    for (int r = 0; r < rounds; r++) {
+        unsigned char *copy = malloc(size);
+        memcpy(copy, file, size);
+        int flips = 1 + (int)(next_random(&state) % 3);
+        for (int f = 0; f < flips; f++) {
+            size_t at = from + next_random(&state) % (to - from);
+            static const unsigned char values[] = {0x00, 0xff, 0x7f, 0x80, '(', 't', 'h', 'q', 'R'};
+            copy[at] = next_random(&state) % 2 ? values[next_random(&state) % sizeof values]
+                                               : (unsigned char)next_random(&state);
+        }
+        const void *parts[1] = {copy};
+        size_t sizes[1] = {size};
+        CHECK(sm_file_write_atomic(out, parts, sizes, 1) == SEGMAMBA_OK);
+        sm_status st = load_with(reader, out);
+        failures += st != SEGMAMBA_OK;
+        if (st != SEGMAMBA_OK) CHECK(contains(segmamba_last_error(), out));
+        free(copy);
+    }
+    CHECK_MSG(failures > 0, "%s: no mutation was refused", fixture);
+    remove(out);
+    free(file);
+}
+
+static void test_mutations(void)
+{
+    /* handmade.pt: data.pkl occupies bytes [64, 64 + pickle length). */
+    mutate_and_load("handmade.pt", PT, 64, 64 + 200, 1500);
+    mutate_and_load("state_dict_proto4.pt", PT, 64, 1200, 1500);
+    mutate_and_load("state_dict_zip64.pt", PT, 0, 1u << 20, 1500);
+    mutate_and_load("model_f16.safetensors", SAFETENSORS, 0, 600, 1500);
+    mutate_and_load("f4_fortran.npy", NPY, 0, 128, 800);
+}
+
+int main(void)
+{
+    make_work_dir();
+    test_json_values();
+    test_json_strings();
+    test_json_numbers();
+    test_json_errors();
+    test_json_writer();
+    test_expected_values();
+    test_refusals();
+    test_zip();
+    test_npy_write();
+    test_safetensors_write();
+    test_mutations();
+    return check_report("test_loaders");
+}
