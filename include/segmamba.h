@@ -108,6 +108,17 @@ SEGMAMBA_API segmamba_status segmamba_check_shape(const segmamba_model *m, int d
 SEGMAMBA_API segmamba_status segmamba_forward(segmamba_model *m, const float *input,
                                  int d, int h, int w, float *logits);
 
+/* Where the last forward's time went. */
+typedef struct segmamba_profile {
+    double seconds_conv;  /* 3D convolutions and transposed convolutions */
+    double seconds_scan;  /* the selective scans */
+    double seconds_norm;  /* instance and layer norms */
+    double seconds_other; /* Mamba GEMMs and conv1d, pointwise ops, layout changes */
+    double flops;         /* convolutions, GEMMs and scans; a multiply-add counts 2 */
+} segmamba_profile;
+
+SEGMAMBA_API void segmamba_get_profile(const segmamba_model *m, segmamba_profile *p);
+
 SEGMAMBA_API void segmamba_close(segmamba_model *m);
 
 #ifdef __cplusplus

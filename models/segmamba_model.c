@@ -333,6 +333,7 @@ static int conv(builder *b, int x, int out, int cout, int k, int stride, int pad
     }
     if (out < 0) out = sm_graph_tensor(g, cout, sm_graph_level(g, x) + (stride == 2 ? 1 : 0));
     sm_graph_node(g, SM_OP_CONV, x, -1, out, SM_PW_NONE, c, 0);
+    sm_graph_set_flops(g, 2.0 * k * k * k * p.cin * cout / ((double)stride * stride * stride));
     return out;
 }
 
@@ -430,8 +431,10 @@ static void mamba_layer(builder *b, int i, int j, int x)
         }
         for (size_t k = 0; a_log && k < n; k++) d->A[k] = -expf(a_log[k]);
     }
+    const double flops = sm_mamba_flops_per_token(m);
     /* In place: the layer reads all of x before it writes its result. */
     sm_graph_node(g, SM_OP_MAMBA, x, -1, x, SM_PW_NONE, m, cfg->nslices[i]);
+    sm_graph_set_flops(g, flops);
 }
 
 /* Encoder stage i: returns the stage output (which continues to the next
@@ -476,6 +479,7 @@ static int up_block(builder *b, int k, int x, int cat)
         return -1;
     }
     sm_graph_node(g, SM_OP_CONVT2, x, -1, sm_graph_slice(g, cat, 0, cout), SM_PW_NONE, t, 0);
+    sm_graph_set_flops(g, 2.0 * 8 * cin * cout);
     char p[NAME_CAP];
     snprintf(p, sizeof p, "decoder%d.conv_block", k);
     return resblock(b, p, cat, cout, -1);

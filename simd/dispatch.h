@@ -18,6 +18,7 @@ typedef struct sm_kernels {
     sm_isa isa;
     sm_scan_fn scan;
     sm_exp_fn exp;
+    sm_fma_probe_fn fma_probe;
 } sm_kernels;
 
 /* The active table (initialised on first use from the CPU and SEGMAMBA_ISA). */

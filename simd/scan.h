@@ -61,6 +61,14 @@ void sm_exp_scalar(const float *x, float *y, int64_t n);
 void sm_exp_avx2(const float *x, float *y, int64_t n);
 void sm_exp_avx512(const float *x, float *y, int64_t n);
 void sm_exp_neon(const float *x, float *y, int64_t n);
+
+/* Runs iters rounds of independent FMA chains; returns the flops done. */
+typedef double (*sm_fma_probe_fn)(int64_t iters, float *sink);
+
+double sm_fma_probe_scalar(int64_t iters, float *sink);
+double sm_fma_probe_avx2(int64_t iters, float *sink);
+double sm_fma_probe_avx512(int64_t iters, float *sink);
+double sm_fma_probe_neon(int64_t iters, float *sink);
 void sm_scan_avx2(const sm_scan_args *a, int c0, int c1, float *state);
 void sm_scan_avx512(const sm_scan_args *a, int c0, int c1, float *state);
 void sm_scan_neon(const sm_scan_args *a, int c0, int c1, float *state);

@@ -104,6 +104,16 @@ segmamba_status segmamba_forward(segmamba_model *m, const float *input, int d, i
     return sm_graph_run(m->graph, input, d, h, w, logits);
 }
 
+void segmamba_get_profile(const segmamba_model *m, segmamba_profile *p)
+{
+    const sm_graph *g = m->graph;
+    *p = (segmamba_profile){.seconds_conv = g->seconds[SM_KIND_CONV],
+                            .seconds_scan = g->seconds[SM_KIND_SCAN],
+                            .seconds_norm = g->seconds[SM_KIND_NORM],
+                            .seconds_other = g->seconds[SM_KIND_OTHER],
+                            .flops = g->flops};
+}
+
 void segmamba_close(segmamba_model *m)
 {
     if (!m) return;

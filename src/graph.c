@@ -2,7 +2,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 sm_graph *sm_graph_create(void) { return calloc(1, sizeof(sm_graph)); }
 
@@ -60,6 +59,12 @@ static void free_obj(sm_opcode op, void *obj)
     }
 }
 
+void sm_graph_set_flops(sm_graph *g, double flops_per_voxel)
+{
+    if (g->status == SEGMAMBA_OK && g->n_nodes > 0)
+        g->nodes[g->n_nodes - 1].flops_per_voxel = flops_per_voxel;
+}
+
 void sm_graph_node(sm_graph *g, sm_opcode op, int in0, int in1, int out, sm_pw_act act,
                    void *obj, int64_t nslices)
 {
@@ -113,17 +118,9 @@ static sm_op_kind op_kind(sm_opcode op)
     switch (op) {
     case SM_OP_CONV:
     case SM_OP_CONVT2: return SM_KIND_CONV;
-    case SM_OP_MAMBA: return SM_KIND_SCAN;
     case SM_OP_INORM: return SM_KIND_NORM;
     default: return SM_KIND_OTHER;
     }
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* Pointer, pixel stride and level of a value. */
@@ -158,7 +155,8 @@ static sm_status run_node(sm_graph *g, const sm_node *nd, const run_dims *rd)
     }
     case SM_OP_ACT: sm_activate(a.p, a.ld, out.p, out.ld, n, a.c, nd->act); return SEGMAMBA_OK;
     case SM_OP_FUE: sm_fue(a.p, a.ld, out.p, out.ld, n, a.c); return SEGMAMBA_OK;
-    case SM_OP_MAMBA: return sm_mamba_forward(nd->obj, a.p, a.ld, out.p, out.ld, n, nd->nslices);
+    case SM_OP_MAMBA:
+        return sm_mamba_forward(nd->obj, a.p, a.ld, out.p, out.ld, n, nd->nslices, g->seconds);
     }
     return sm_fail(SEGMAMBA_E_ARG, "graph: unknown op %d", (int)nd->op);
 }
@@ -204,6 +202,7 @@ sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, flo
         rd.w[l] = w >> l;
     }
     memset(g->seconds, 0, sizeof g->seconds);
+    g->flops = 0.0;
     sm_status st = allocate(g, -1, &rd);
     if (st == SEGMAMBA_OK) {
         view in = get_view(g, g->input);
@@ -212,9 +211,13 @@ sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, flo
     for (int i = 0; i < g->n_nodes && st == SEGMAMBA_OK; i++) {
         st = allocate(g, i, &rd);
         if (st != SEGMAMBA_OK) break;
-        double t0 = now_seconds();
-        st = run_node(g, &g->nodes[i], &rd);
-        g->seconds[op_kind(g->nodes[i].op)] += now_seconds() - t0;
+        const sm_node *nd = &g->nodes[i];
+        double t0 = sm_now_seconds();
+        st = run_node(g, nd, &rd);
+        /* A Mamba layer reports its own parts (norm, scan, GEMMs). */
+        if (nd->op != SM_OP_MAMBA) g->seconds[op_kind(nd->op)] += sm_now_seconds() - t0;
+        g->flops += nd->flops_per_voxel *
+                    (double)level_voxels(&rd, g->bufs[g->values[nd->in0].buf].level);
         free_dead(g, i);
     }
     if (st == SEGMAMBA_OK) {

@@ -24,21 +24,13 @@ typedef enum sm_opcode {
     SM_OP_MAMBA   /* obj: sm_mamba, nslices */
 } sm_opcode;
 
-/* Time is reported per kind of work. */
-typedef enum sm_op_kind {
-    SM_KIND_CONV = 0,
-    SM_KIND_SCAN = 1,
-    SM_KIND_NORM = 2,
-    SM_KIND_OTHER = 3,
-    SM_KIND_COUNT = 4
-} sm_op_kind;
-
 typedef struct sm_node {
     sm_opcode op;
     int in0, in1, out; /* value ids, -1 if unused */
     sm_pw_act act;
     void *obj;
     int64_t nslices;
+    double flops_per_voxel; /* per voxel of in0's level */
 } sm_node;
 
 typedef struct sm_value {
@@ -62,7 +54,8 @@ typedef struct sm_graph {
     int n_bufs, cap_bufs;
     int input, output;
     sm_status status; /* first failure while building, so builders can chain calls */
-    double seconds[SM_KIND_COUNT];
+    double seconds[SM_KIND_COUNT]; /* of the last run */
+    double flops;                  /* of the last run */
 } sm_graph;
 
 sm_graph *sm_graph_create(void);
@@ -81,6 +74,10 @@ int sm_graph_level(const sm_graph *g, int v);
  * the graph is already in error). */
 void sm_graph_node(sm_graph *g, sm_opcode op, int in0, int in1, int out, sm_pw_act act,
                    void *obj, int64_t nslices);
+
+/* Sets the arithmetic of the last node added: flops per voxel of its
+ * first input (a multiply-add counts 2). */
+void sm_graph_set_flops(sm_graph *g, double flops_per_voxel);
 
 /* Computes buffer lifetimes; call once after the last node. */
 sm_status sm_graph_finish(sm_graph *g, int input, int output);

@@ -49,7 +49,7 @@ static sm_status run_scan(const sm_mamba *m, const sm_scan_args *args)
 }
 
 sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *out, int out_ld,
-                           int64_t L, int64_t nslices)
+                           int64_t L, int64_t nslices, double *seconds)
 {
     static const sm_order orders[SM_DIRECTIONS] = {SM_ORDER_FORWARD, SM_ORDER_BACKWARD,
                                                    SM_ORDER_SLICE};
@@ -66,11 +66,15 @@ sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *o
     float *xn = buf, *xz = xn + sz_xn, *u = xz + sz_xz, *delta = u + sz_u, *y = delta + sz_u,
           *p = y + sz_u;
 
+    double t0 = sm_now_seconds();
     sm_layer_norm(x, x_ld, xn, C, L, C, m->norm_w, m->norm_b);
+    double t1 = sm_now_seconds();
+    seconds[SM_KIND_NORM] += t1 - t0;
     sm_sgemm(0, 1, (int)L, 2 * di, C, 1.0f, xn, C, m->in_proj, C, 0.0f, xz, 2 * di);
     for (size_t i = 0; i < sz_u; i++) y[i] = 0.0f;
 
     sm_status st = SEGMAMBA_OK;
+    double scan_seconds = 0.0;
     for (int s = 0; s < SM_DIRECTIONS && st == SEGMAMBA_OK; s++) {
         const sm_mamba_dir *dir = &m->dir[s];
         causal_conv1d_silu(m, dir, orders[s], L, nslices, xz, 2 * di, u);
@@ -82,7 +86,9 @@ sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *o
             .A = dir->A, .B = p + R, .C = p + R + N, .ld_bc = np, .D = dir->D,
             .z = xz + di, .ld_z = 2 * di, .y = y, .ld_y = di,
         };
+        double t2 = sm_now_seconds();
         st = run_scan(m, &args);
+        scan_seconds += sm_now_seconds() - t2;
     }
     if (st == SEGMAMBA_OK) {
         /* out = x + out_proj(y) */
@@ -91,7 +97,20 @@ sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *o
         sm_add(o, C, x, x_ld, out, out_ld, L, C, SM_PW_NONE);
     }
     free(buf);
+    seconds[SM_KIND_SCAN] += scan_seconds;
+    /* Everything but the norm and the scans: GEMMs, conv1d, residual. */
+    seconds[SM_KIND_OTHER] += sm_now_seconds() - t1 - scan_seconds;
     return st;
+}
+
+double sm_mamba_flops_per_token(const sm_mamba *m)
+{
+    const double C = m->dim, di = m->d_inner, N = m->d_state, R = m->dt_rank, K = m->d_conv;
+    const double per_dir = 2 * di * K           /* conv1d */
+                           + 2 * di * (R + 2 * N) /* x_proj */
+                           + 2 * R * di           /* dt_proj */
+                           + 6 * di * N;          /* scan: exp argument, h update, C h */
+    return 2 * C * 2 * di + SM_DIRECTIONS * per_dir + 2 * di * C;
 }
 
 void sm_mamba_free(sm_mamba *m)

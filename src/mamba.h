@@ -30,9 +30,13 @@ typedef struct sm_mamba {
 } sm_mamba;
 
 /* x: L tokens of dim channels (ld apart); out may equal x. nslices is S for
- * the inter-slice direction (L % S == 0, checked by the caller). */
+ * the inter-slice direction (L % S == 0, checked by the caller). Adds the
+ * time spent in each kind of work to seconds[SM_KIND_COUNT]. */
 sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *out, int out_ld,
-                           int64_t L, int64_t nslices);
+                           int64_t L, int64_t nslices, double *seconds);
+
+/* Multiply-adds (counted as 2 flops) and scan operations per token. */
+double sm_mamba_flops_per_token(const sm_mamba *m);
 
 /* Frees the layer and its A arrays (the other weights are borrowed). */
 void sm_mamba_free(sm_mamba *m);

@@ -9,6 +9,17 @@
 #include "conv.h"
 #include "error.h"
 
+/* Time is reported per kind of work. */
+typedef enum sm_op_kind {
+    SM_KIND_CONV = 0,  /* 3D convolutions and transposed convolutions */
+    SM_KIND_SCAN = 1,  /* the selective scan kernels */
+    SM_KIND_NORM = 2,  /* instance and layer norms */
+    SM_KIND_OTHER = 3, /* the Mamba layers' GEMMs and conv1d, pointwise ops, layouts */
+    SM_KIND_COUNT = 4
+} sm_op_kind;
+
+double sm_now_seconds(void);
+
 typedef enum sm_pw_act {
     SM_PW_NONE = 0,
     SM_PW_RELU = 1,

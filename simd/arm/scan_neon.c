@@ -1,25 +1,6 @@
 /* NEON (AArch64) selective scan: 4 channels per register (see scan_template.h). */
-#include <arm_neon.h>
+#include "vec_neon.h"
 
-#define VW 4
-typedef float32x4_t vf;
-#define V_LOAD(p) vld1q_f32(p)
-#define V_STORE(p, v) vst1q_f32(p, v)
-#define V_SET1(x) vdupq_n_f32(x)
-#define V_ADD(a, b) vaddq_f32(a, b)
-#define V_SUB(a, b) vsubq_f32(a, b)
-#define V_MUL(a, b) vmulq_f32(a, b)
-#define V_DIV(a, b) vdivq_f32(a, b)
-#define V_MAX(a, b) vmaxq_f32(a, b)
-#define V_MIN(a, b) vminq_f32(a, b)
-#define V_FMA(a, b, c) vfmaq_f32(c, a, b)
-#define V_FNMA(a, b, c) vfmsq_f32(c, a, b)
-#define V_ABS(v) vabsq_f32(v)
-#define V_ROUND(v) vrndnq_f32(v)
-/* n is integral and in [-126, 127] after the clamp in v_exp. */
-#define V_POW2I(p, n)                                                          \
-    vmulq_f32(p, vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23)))
-#define V_LT_SELECT(a, b, x, y) vbslq_f32(vcltq_f32(a, b), x, y)
 #define SCAN_FN sm_scan_neon
 #define EXP_FN sm_exp_neon
 

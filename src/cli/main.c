@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "cli.h"
 #include "io/npy.h"
 #include "segmamba.h"
 #include "simd/dispatch.h"
@@ -33,6 +33,7 @@ static void usage(FILE *f)
             "Commands:\n"
             "  info MODEL       the model's configuration and parameter count\n"
             "  forward          run the network on a NumPy volume, write the logits\n"
+            "  bench            time forward passes against this machine's FMA peak\n"
             "  version          engine version and build features\n"
             "  help [COMMAND]   this text, or a command's options\n"
             "\n"
@@ -74,56 +75,6 @@ static void usage_forward(FILE *f)
             "  --quiet             print nothing on success\n");
 }
 
-static int fail(segmamba_status st)
-{
-    fprintf(stderr, "segmamba: error: %s\n", segmamba_last_error());
-    return (int)st;
-}
-
-static int usage_error(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "segmamba: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n(run 'segmamba help' for usage)\n");
-    return SEGMAMBA_E_ARG;
-}
-
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end != '\0' || v < lo || v > hi) return 0;
-    *out = (int)v;
-    return 1;
-}
-
-static int parse_nslices(const char *s, int out[SEGMAMBA_STAGES])
-{
-    const char *p = s;
-    for (int i = 0; i < SEGMAMBA_STAGES; i++) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v <= 0 || v > (1L << 30)) return 0;
-        out[i] = (int)v;
-        if (i < SEGMAMBA_STAGES - 1) {
-            if (*end != ',') return 0;
-            p = end + 1;
-        } else if (*end != '\0') {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-static int parse_conv(const char *s, segmamba_conv_backend *out)
-{
-    if (strcmp(s, "onednn") == 0) *out = SEGMAMBA_CONV_ONEDNN;
-    else if (strcmp(s, "blas") == 0) *out = SEGMAMBA_CONV_BLAS;
-    else if (strcmp(s, "ref") == 0) *out = SEGMAMBA_CONV_REF;
-    else return 0;
-    return 1;
-}
-
 static void print_ints(FILE *f, const int *v, int n, const char *sep)
 {
     for (int i = 0; i < n; i++) fprintf(f, "%s%d", i ? sep : "", v[i]);
@@ -138,14 +89,14 @@ static int cmd_info(int argc, char **argv)
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage_info(stdout);
             return 0;
-        } else if (argv[i][0] == '-') return usage_error("info: unknown option '%s'", argv[i]);
+        } else if (argv[i][0] == '-') return cli_usage_error("info: unknown option '%s'", argv[i]);
         else if (!path) path = argv[i];
-        else return usage_error("info: unexpected argument '%s'", argv[i]);
+        else return cli_usage_error("info: unexpected argument '%s'", argv[i]);
     }
-    if (!path) return usage_error("info: %s", "a MODEL path is required");
+    if (!path) return cli_usage_error("info: %s", "a MODEL path is required");
     segmamba_model *m;
     segmamba_status st = segmamba_open(path, NULL, &m);
-    if (st != SEGMAMBA_OK) return fail(st);
+    if (st != SEGMAMBA_OK) return cli_fail(st);
     segmamba_config c;
     segmamba_get_config(m, &c);
     segmamba_close(m);
@@ -182,13 +133,6 @@ static int cmd_info(int argc, char **argv)
     return 0;
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int cmd_forward(int argc, char **argv)
 {
     const char *model = NULL, *input = NULL, *output = NULL;
@@ -207,7 +151,7 @@ static int cmd_forward(int argc, char **argv)
         } else if (!v && (strcmp(a, "--model") == 0 || strcmp(a, "--input") == 0 ||
                           strcmp(a, "--output") == 0 || strcmp(a, "--threads") == 0 ||
                           strcmp(a, "--conv") == 0 || strcmp(a, "--nslices") == 0)) {
-            return usage_error("forward: %s needs a value", a);
+            return cli_usage_error("forward: %s needs a value", a);
         } else if (strcmp(a, "--model") == 0) {
             model = argv[++i];
         } else if (strcmp(a, "--input") == 0) {
@@ -215,33 +159,33 @@ static int cmd_forward(int argc, char **argv)
         } else if (strcmp(a, "--output") == 0) {
             output = argv[++i];
         } else if (strcmp(a, "--threads") == 0) {
-            if (!parse_int(argv[++i], 1, 4096, &threads))
-                return usage_error("forward: --threads wants a positive integer, not '%s'", v);
+            if (!cli_parse_int(argv[++i], 1, 4096, &threads))
+                return cli_usage_error("forward: --threads wants a positive integer, not '%s'", v);
         } else if (strcmp(a, "--conv") == 0) {
-            if (!parse_conv(argv[++i], &opts.conv))
-                return usage_error("forward: --conv wants onednn, blas or ref, not '%s'", v);
+            if (!cli_parse_conv(argv[++i], &opts.conv))
+                return cli_usage_error("forward: --conv wants onednn, blas or ref, not '%s'", v);
         } else if (strcmp(a, "--nslices") == 0) {
-            if (!parse_nslices(argv[++i], opts.nslices))
-                return usage_error("forward: --nslices wants four positive integers a,b,c,d, "
+            if (!cli_parse_nslices(argv[++i], opts.nslices))
+                return cli_usage_error("forward: --nslices wants four positive integers a,b,c,d, "
                                    "not '%s'", v);
         } else {
-            return usage_error("forward: unknown argument '%s'", a);
+            return cli_usage_error("forward: unknown argument '%s'", a);
         }
     }
     if (!model || !input || !output)
-        return usage_error("forward: %s", "--model, --input and --output are required");
+        return cli_usage_error("forward: %s", "--model, --input and --output are required");
     segmamba_set_threads(threads);
 
     sm_array x = {0};
     segmamba_status st = sm_npy_read(input, &x);
-    if (st != SEGMAMBA_OK) return fail(st);
+    if (st != SEGMAMBA_OK) return cli_fail(st);
     segmamba_model *m = NULL;
-    double t0 = now_seconds();
+    double t0 = cli_now();
     st = segmamba_open(model, &opts, &m);
-    double t_load = now_seconds() - t0;
+    double t_load = cli_now() - t0;
     if (st != SEGMAMBA_OK) {
         sm_array_free(&x);
-        return fail(st);
+        return cli_fail(st);
     }
     segmamba_config c;
     segmamba_get_config(m, &c);
@@ -272,9 +216,9 @@ static int cmd_forward(int argc, char **argv)
             return SEGMAMBA_E_NOMEM;
         }
     }
-    double t1 = now_seconds();
+    double t1 = cli_now();
     if (st == SEGMAMBA_OK) st = segmamba_forward(m, x.data, d, h, w, y);
-    double t_fwd = now_seconds() - t1;
+    double t_fwd = cli_now() - t1;
     segmamba_close(m);
     sm_array_free(&x);
     if (st == SEGMAMBA_OK) {
@@ -282,7 +226,7 @@ static int cmd_forward(int argc, char **argv)
         st = sm_npy_write(output, batched ? 5 : 4, batched ? shape : shape + 1, y);
     }
     free(y);
-    if (st != SEGMAMBA_OK) return fail(st);
+    if (st != SEGMAMBA_OK) return cli_fail(st);
     if (!quiet)
         fprintf(stderr, "segmamba: %dx%dx%d forward in %.3f s (model loaded in %.3f s), wrote %s\n",
                 d, h, w, t_fwd, t_load, output);
@@ -307,12 +251,14 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 2, argv + 2);
     if (strcmp(cmd, "forward") == 0) return cmd_forward(argc - 2, argv + 2);
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cmd_version();
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         if (argc > 2 && strcmp(argv[2], "info") == 0) usage_info(stdout);
         else if (argc > 2 && strcmp(argv[2], "forward") == 0) usage_forward(stdout);
+        else if (argc > 2 && strcmp(argv[2], "bench") == 0) usage_bench(stdout);
         else usage(stdout);
         return 0;
     }
-    return usage_error("unknown command '%s'", cmd);
+    return cli_usage_error("unknown command '%s'", cmd);
 }

@@ -1,0 +1,25 @@
+/* Helpers shared by the CLI's commands (src/cli/). */
+#ifndef SM_CLI_H
+#define SM_CLI_H
+
+#include <stdio.h>
+
+#include "segmamba.h"
+
+double cli_now(void);
+
+/* Prints the library's message for st; returns st as the exit code. */
+int cli_fail(segmamba_status st);
+
+/* Prints a usage error (fmt with one %s); returns exit code 1. */
+int cli_usage_error(const char *fmt, const char *arg);
+
+/* Each returns 1 on success, 0 if s is not a valid value. */
+int cli_parse_int(const char *s, int lo, int hi, int *out);
+int cli_parse_nslices(const char *s, int out[SEGMAMBA_STAGES]);
+int cli_parse_conv(const char *s, segmamba_conv_backend *out);
+
+int cmd_bench(int argc, char **argv);
+void usage_bench(FILE *f);
+
+#endif

@@ -1,0 +1,65 @@
+/* Helpers shared by the CLI's commands. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int cli_fail(segmamba_status st)
+{
+    fprintf(stderr, "segmamba: error: %s\n", segmamba_last_error());
+    return (int)st;
+}
+
+int cli_usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "segmamba: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(run 'segmamba help' for usage)\n");
+    return SEGMAMBA_E_ARG;
+}
+
+int cli_parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end != '\0' || v < lo || v > hi) return 0;
+    *out = (int)v;
+    return 1;
+}
+
+int cli_parse_nslices(const char *s, int out[SEGMAMBA_STAGES])
+{
+    const char *p = s;
+    for (int i = 0; i < SEGMAMBA_STAGES; i++) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v <= 0 || v > (1L << 30)) return 0;
+        out[i] = (int)v;
+        if (i < SEGMAMBA_STAGES - 1) {
+            if (*end != ',') return 0;
+            p = end + 1;
+        } else if (*end != '\0') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int cli_parse_conv(const char *s, segmamba_conv_backend *out)
+{
+    if (strcmp(s, "onednn") == 0) *out = SEGMAMBA_CONV_ONEDNN;
+    else if (strcmp(s, "blas") == 0) *out = SEGMAMBA_CONV_BLAS;
+    else if (strcmp(s, "ref") == 0) *out = SEGMAMBA_CONV_REF;
+    else return 0;
+    return 1;
+}
+
