@@ -50,16 +50,19 @@ sm_isa sm_kernels_select(sm_isa isa)
     active.isa = SM_ISA_SCALAR;
     active.scan = sm_scan_scalar;
     active.exp = sm_exp_scalar;
+    active.gelu = sm_gelu_scalar;
     active.fma_probe = sm_fma_probe_scalar;
 #if SM_HAVE_X86_SIMD
     if (isa == SM_ISA_AVX2) {
         active.scan = sm_scan_avx2;
         active.exp = sm_exp_avx2;
+        active.gelu = sm_gelu_avx2;
         active.fma_probe = sm_fma_probe_avx2;
     }
     if (isa == SM_ISA_AVX512) {
         active.scan = sm_scan_avx512;
         active.exp = sm_exp_avx512;
+        active.gelu = sm_gelu_avx512;
         active.fma_probe = sm_fma_probe_avx512;
     }
 #endif
@@ -67,6 +70,7 @@ sm_isa sm_kernels_select(sm_isa isa)
     if (isa == SM_ISA_NEON) {
         active.scan = sm_scan_neon;
         active.exp = sm_exp_neon;
+        active.gelu = sm_gelu_neon;
         active.fma_probe = sm_fma_probe_neon;
     }
 #endif

@@ -18,6 +18,7 @@ typedef struct sm_kernels {
     sm_isa isa;
     sm_scan_fn scan;
     sm_exp_fn exp;
+    sm_gelu_fn gelu;
     sm_fma_probe_fn fma_probe;
 } sm_kernels;
 

@@ -62,6 +62,14 @@ void sm_exp_avx2(const float *x, float *y, int64_t n);
 void sm_exp_avx512(const float *x, float *y, int64_t n);
 void sm_exp_neon(const float *x, float *y, int64_t n);
 
+/* y[i] = GELU(x[i]), the exact (erf) form; x and y may be the same. */
+typedef void (*sm_gelu_fn)(const float *x, float *y, int64_t n);
+
+void sm_gelu_scalar(const float *x, float *y, int64_t n);
+void sm_gelu_avx2(const float *x, float *y, int64_t n);
+void sm_gelu_avx512(const float *x, float *y, int64_t n);
+void sm_gelu_neon(const float *x, float *y, int64_t n);
+
 /* Runs iters rounds of independent FMA chains; returns the flops done. */
 typedef double (*sm_fma_probe_fn)(int64_t iters, float *sink);
 

@@ -7,6 +7,7 @@
 
 #include "blas_backends/gemm.h"
 #include "parallel.h"
+#include "simd/dispatch.h"
 
 double sm_now_seconds(void)
 {
@@ -25,31 +26,48 @@ static inline float apply_act(float v, sm_pw_act act)
     }
 }
 
+/* Voxels summed in float before the partial sums go into double: short
+ * enough to keep float rounding near 1e-5 relative, long enough to vectorise. */
+#define NORM_BLOCK 256
+
 sm_status sm_instance_norm(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,
                            sm_pw_act act)
 {
     const int nt = sm_num_threads();
     double *acc = calloc((size_t)nt * (size_t)c * 2, sizeof *acc);
-    float *scale = malloc((size_t)c * 3 * sizeof *scale);
-    if (!acc || !scale) {
+    float *scratch = malloc((size_t)c * (3 + 2 * (size_t)nt) * sizeof *scratch);
+    if (!acc || !scratch) {
         free(acc);
-        free(scale);
+        free(scratch);
         return sm_fail(SEGMAMBA_E_NOMEM, "instance norm: out of memory for %d channels", c);
     }
-    /* The mean as a float pair hi + lo: (x - hi) is exact for x near the
-     * mean, so a channel whose mean is large against its spread keeps its
-     * precision (x * scale + shift would cancel catastrophically). */
-    float *mean_hi = scale + c, *mean_lo = scale + 2 * c;
+    /* Sums are taken of x - shift, shift being the first voxel, so that a
+     * channel whose mean is large against its spread does not lose its
+     * variance to cancellation. The mean is then kept as a float pair
+     * hi + lo: (x - hi) is exact for x near the mean, where x * scale + shift
+     * would cancel catastrophically. */
+    float *scale = scratch, *mean_hi = scratch + c, *mean_lo = scratch + 2 * c;
+    const float *shift = src;
 #pragma omp parallel num_threads(nt)
     {
-        double *s = acc + (size_t)sm_thread_id() * (size_t)c * 2;
-        double *s2 = s + c;
+        double *s = acc + (size_t)sm_thread_id() * (size_t)c * 2, *s2 = s + c;
+        float *bs = scratch + (3 + 2 * (size_t)sm_thread_id()) * (size_t)c, *bs2 = bs + c;
+        const int64_t blocks = (n + NORM_BLOCK - 1) / NORM_BLOCK;
 #pragma omp for schedule(static)
-        for (int64_t v = 0; v < n; v++) {
-            const float *x = src + v * src_ld;
+        for (int64_t b = 0; b < blocks; b++) {
+            const int64_t v1 = (b + 1) * NORM_BLOCK < n ? (b + 1) * NORM_BLOCK : n;
+            for (int k = 0; k < c; k++) bs[k] = bs2[k] = 0.0f;
+            for (int64_t v = b * NORM_BLOCK; v < v1; v++) {
+                const float *x = src + v * src_ld;
+                for (int k = 0; k < c; k++) {
+                    const float d = x[k] - shift[k];
+                    bs[k] += d;
+                    bs2[k] += d * d;
+                }
+            }
             for (int k = 0; k < c; k++) {
-                s[k] += x[k];
-                s2[k] += (double)x[k] * x[k];
+                s[k] += bs[k];
+                s2[k] += bs2[k];
             }
         }
     }
@@ -59,11 +77,11 @@ sm_status sm_instance_norm(const float *src, int src_ld, float *dst, int dst_ld,
             sum += acc[(size_t)t * c * 2 + k];
             sum2 += acc[(size_t)t * c * 2 + c + k];
         }
-        double mean = sum / (double)n;
-        double var = sum2 / (double)n - mean * mean;
+        const double dmean = sum / (double)n;
+        double var = sum2 / (double)n - dmean * dmean;
         if (var < 0.0) var = 0.0;
-        double inv = 1.0 / sqrt(var + 1e-5);
-        scale[k] = (float)inv;
+        const double mean = (double)shift[k] + dmean;
+        scale[k] = (float)(1.0 / sqrt(var + 1e-5));
         mean_hi[k] = (float)mean;
         mean_lo[k] = (float)(mean - (double)mean_hi[k]);
     }
@@ -75,7 +93,7 @@ sm_status sm_instance_norm(const float *src, int src_ld, float *dst, int dst_ld,
             y[k] = apply_act(((x[k] - mean_hi[k]) - mean_lo[k]) * scale[k], act);
     }
     free(acc);
-    free(scale);
+    free(scratch);
     return SEGMAMBA_OK;
 }
 
@@ -109,6 +127,13 @@ void sm_add(const float *a, int lda, const float *b, int ldb, float *dst, int ds
 void sm_activate(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,
                  sm_pw_act act)
 {
+    if (act == SM_PW_GELU) {
+        /* erf is costly: the vectorised kernel, one voxel row at a time. */
+        const sm_gelu_fn gelu = sm_kernels_get()->gelu;
+#pragma omp parallel for schedule(static)
+        for (int64_t v = 0; v < n; v++) gelu(src + v * src_ld, dst + v * dst_ld, c);
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int64_t v = 0; v < n; v++) {
         const float *x = src + v * src_ld;

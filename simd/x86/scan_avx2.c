@@ -3,5 +3,6 @@
 
 #define SCAN_FN sm_scan_avx2
 #define EXP_FN sm_exp_avx2
+#define GELU_FN sm_gelu_avx2
 
 #include "../scan_template.h"

@@ -3,5 +3,6 @@
 
 #define SCAN_FN sm_scan_avx512
 #define EXP_FN sm_exp_avx512
+#define GELU_FN sm_gelu_avx512
 
 #include "../scan_template.h"

@@ -1,5 +1,6 @@
-/* Selective scan: every kernel level this CPU supports against a
- * double-precision evaluation of the recurrence on explicitly permuted
+/* The SIMD kernels (simd/): every level this CPU supports, each entry of
+ * the dispatch table against a double-precision evaluation of its
+ * definition. The selective scan's reference works on explicitly permuted
  * copies of the sequence (the engine itself never copies it). */
 #include <math.h>
 #include <stdint.h>
@@ -150,6 +151,23 @@ static void test_exp(const sm_kernels *k)
     CHECK_MSG(bad == 0, "%s exp: %d bad values outside the range", sm_isa_name(k->isa), bad);
 }
 
+/* GELU against the exact erf form in double: within the bound derived in
+ * scan_template.h, 3e-7 |x|, plus float rounding of the result. */
+static void test_gelu(const sm_kernels *k)
+{
+    enum { n = 100003 };
+    static float x[n], y[n];
+    for (int i = 0; i < n; i++) x[i] = -12.0f + 24.0f * (float)i / (n - 1);
+    k->gelu(x, y, n);
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        double r = 0.5 * x[i] * (1.0 + erf(x[i] / sqrt(2.0)));
+        double e = fabs(y[i] - r) / (3e-7 * fabs(x[i]) + 6e-8 * fabs(r) + 1e-30);
+        if (!(e <= worst)) worst = e;
+    }
+    CHECK_MSG(worst <= 1.0, "%s gelu: error %.3g times the bound", sm_isa_name(k->isa), worst);
+}
+
 int main(void)
 {
     test_token_orders();
@@ -158,6 +176,7 @@ int main(void)
         const sm_kernels *k = sm_kernels_get();
         fprintf(stderr, "testing scan kernels: %s\n", sm_isa_name(k->isa));
         test_exp(k);
+        test_gelu(k);
         for (int o = 0; o < 3; o++) {
             run_case(k, (sm_order)o, 64, 8, 6, 16, -3, 1, 8);
             run_case(k, (sm_order)o, 4096, 64, 33, 16, -6, 2, 16);
@@ -166,5 +185,5 @@ int main(void)
             run_case(k, (sm_order)o, 300, 12, 5, 7, -1, 1, 2);
         }
     }
-    return check_report("test_scan");
+    return check_report("test_simd");
 }
