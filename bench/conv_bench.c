@@ -66,7 +66,8 @@ int main(int argc, char **argv)
             else if (t < best) best = t;
         }
         if (s != SEGMAMBA_OK) {
-            fprintf(stderr, "%s: %s\n", sm_conv_kind_name((sm_conv_kind)kind), segmamba_last_error());
+            fprintf(stderr, "%s: %s\n", sm_conv_kind_name((sm_conv_kind)kind),
+                    segmamba_last_error());
             return 1;
         }
         if (reps < 1) best = first;

@@ -1,0 +1,303 @@
+/* 3D convolution: every built-in backend against the reference on random
+ * data, the reference against a double-precision sum written here, argument
+ * checks, and a backend's per-size cache across calls of changing size. */
+#include "check.h"
+#include "conv.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct conv_case {
+    int cin, cout, k, stride, pad;
+    sm_act act;
+    int has_bias;
+    int d, h, w;
+    int src_extra, dst_extra; /* src_ld - cin, dst_ld - cout */
+} conv_case;
+
+/* Every kernel configuration of the network (k7s2p3 stem, k2s2 downsampling,
+ * k3s1p1, k1), with odd channel counts, non-cubic and odd sizes, strided
+ * views, fused ReLU, and sizes that need several im2col chunks in the BLAS
+ * backend (the 96->48 and 768->768 cases). */
+static const conv_case cases[] = {
+    {4, 48, 7, 2, 3, SM_ACT_NONE, 1, 12, 16, 10, 0, 0},
+    {1, 48, 7, 2, 3, SM_ACT_NONE, 1, 9, 10, 11, 0, 0},
+    {3, 5, 7, 2, 3, SM_ACT_RELU, 1, 2, 3, 4, 1, 3}, /* volume smaller than the kernel */
+    {48, 96, 2, 2, 0, SM_ACT_NONE, 1, 6, 8, 10, 0, 0},
+    {17, 5, 2, 2, 0, SM_ACT_NONE, 0, 7, 5, 9, 3, 2},
+    {48, 48, 3, 1, 1, SM_ACT_RELU, 1, 8, 8, 8, 0, 0},
+    {96, 48, 3, 1, 1, SM_ACT_NONE, 0, 10, 12, 9, 0, 0},
+    {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 6, 8, 10, 3, 5},
+    {48, 48, 3, 1, 1, SM_ACT_NONE, 1, 4, 5, 6, 48, 48}, /* halves of concatenations */
+    {768, 768, 3, 1, 1, SM_ACT_NONE, 1, 4, 5, 6, 0, 0},
+    {5, 7, 3, 2, 1, SM_ACT_RELU, 1, 7, 6, 5, 2, 1},
+    {96, 48, 1, 1, 0, SM_ACT_NONE, 1, 6, 8, 10, 0, 0},
+    {3, 5, 1, 1, 0, SM_ACT_RELU, 1, 6, 8, 10, 4, 3},
+    {48, 96, 1, 1, 0, SM_ACT_RELU, 0, 5, 5, 5, 48, 96},
+};
+
+/* Written into every destination element first: padding channels must keep
+ * it, and a real output left unwritten shows up as a large error. */
+static const float SENTINEL = -777.25f;
+
+static uint64_t rng = 0x9e3779b97f4a7c15u;
+
+static float uniform(void) /* in [-1, 1) */
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((double)(rng >> 40) / (double)(1u << 23) - 1.0);
+}
+
+static float *random_floats(size_t n)
+{
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++) x[i] = uniform();
+    return x;
+}
+
+static float *sentinel_floats(size_t n)
+{
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++) x[i] = SENTINEL;
+    return x;
+}
+
+static sm_conv_params params_of(const conv_case *t)
+{
+    return (sm_conv_params){t->cin, t->cout, t->k, t->stride, t->pad, t->act};
+}
+
+static size_t out_voxels(const conv_case *t)
+{
+    sm_conv_params p = params_of(t);
+    return (size_t)sm_conv_out_size(&p, t->d) * sm_conv_out_size(&p, t->h) *
+           sm_conv_out_size(&p, t->w);
+}
+
+/* Both sides sum K = k^3*cin products in float, in different orders. For
+ * terms of random sign the rounding error of such a sum grows like
+ * sqrt(K) * u * (size of the partial sums), u = FLT_EPSILON / 2, and the
+ * partial sums are about as large as the outputs (the worst-case bound,
+ * K * u * sum|terms|, is never approached by random data). 8 u sqrt(K)
+ * max|ref| covers the two independent errors and the tail of the maximum
+ * over all outputs; the largest error measured is about 0.15 of it. */
+static double tolerance(const conv_case *t, double max_ref)
+{
+    double k = (double)t->k * t->k * t->k * t->cin;
+    return 4.0 * FLT_EPSILON * sqrt(k) * max_ref;
+}
+
+/* Checks got against want (nvox voxels, cout channels, stride ld) and that
+ * got's padding channels hold SENTINEL; returns the error over tolerance. */
+static double compare(const conv_case *t, const char *what, const float *want, const float *got,
+                      size_t nvox, int ld)
+{
+    double max_ref = 0.0, max_err = 0.0;
+    int padding_ok = 1;
+    for (size_t v = 0; v < nvox; v++) {
+        for (int c = 0; c < t->cout; c++) {
+            double r = want[v * ld + c], e = fabs(got[v * ld + c] - r);
+            if (fabs(r) > max_ref) max_ref = fabs(r);
+            if (e > max_err || isnan(e)) max_err = e; /* a NaN stays */
+        }
+        for (int c = t->cout; c < ld; c++)
+            padding_ok &= memcmp(&got[v * ld + c], &SENTINEL, sizeof SENTINEL) == 0;
+    }
+    double tol = tolerance(t, max_ref);
+    CHECK_MSG(max_err <= tol && max_ref > 0.0,
+              "%s: %d->%d k%d s%d p%d %dx%dx%d: max error %g, tolerance %g (max |ref| %g)", what,
+              t->cin, t->cout, t->k, t->stride, t->pad, t->d, t->h, t->w, max_err, tol, max_ref);
+    CHECK_MSG(padding_ok, "%s: %d->%d k%d: padding channels of dst were written", what, t->cin,
+              t->cout, t->k);
+    return max_err / tol;
+}
+
+/* Random weights (PyTorch layout), bias when the case has one, and source
+ * including its padding channels, which every backend must ignore. */
+typedef struct case_data {
+    float *weight, *bias, *src;
+} case_data;
+
+static case_data case_data_new(const conv_case *t)
+{
+    return (case_data){
+        random_floats((size_t)t->cout * t->cin * t->k * t->k * t->k),
+        t->has_bias ? random_floats((size_t)t->cout) : NULL,
+        random_floats((size_t)t->d * t->h * t->w * (t->cin + t->src_extra)),
+    };
+}
+
+static void case_data_free(case_data *x)
+{
+    free(x->weight);
+    free(x->bias);
+    free(x->src);
+}
+
+static sm_status run_conv(sm_conv_kind kind, const conv_case *t, const case_data *x, float *dst)
+{
+    sm_conv_params p = params_of(t);
+    sm_conv *c;
+    sm_status s = sm_conv_create(kind, &p, x->weight, x->bias, &c);
+    if (s != SEGMAMBA_OK) return s;
+    s = sm_conv_forward(c, x->src, t->cin + t->src_extra, t->d, t->h, t->w, dst,
+                        t->cout + t->dst_extra);
+    sm_conv_free(c);
+    return s;
+}
+
+/* Output channel co at output voxel (oz, oy, ox) straight from the
+ * definition, in double, over the PyTorch weight layout: no code shared
+ * with the library. */
+static double conv_point_double(const conv_case *t, const case_data *x, int oz, int oy, int ox,
+                                int co)
+{
+    const int k = t->k, src_ld = t->cin + t->src_extra;
+    double sum = x->bias ? x->bias[co] : 0.0;
+    for (int ci = 0; ci < t->cin; ci++)
+        for (int a = 0; a < k; a++)
+            for (int b = 0; b < k; b++)
+                for (int e = 0; e < k; e++) {
+                    int iz = oz * t->stride - t->pad + a, iy = oy * t->stride - t->pad + b,
+                        ix = ox * t->stride - t->pad + e;
+                    if (iz < 0 || iy < 0 || ix < 0 || iz >= t->d || iy >= t->h || ix >= t->w)
+                        continue;
+                    size_t wi = (((size_t)(co * t->cin + ci) * k + a) * k + b) * k + e;
+                    size_t si = (((size_t)iz * t->h + iy) * t->w + ix) * src_ld + ci;
+                    sum += (double)x->weight[wi] * x->src[si];
+                }
+    return t->act == SM_ACT_RELU && sum < 0.0 ? 0.0 : sum;
+}
+
+static void test_reference_against_double(void)
+{
+    static const conv_case tiny[] = {
+        {3, 5, 3, 2, 1, SM_ACT_RELU, 1, 5, 6, 7, 2, 1},
+        {4, 3, 2, 1, 0, SM_ACT_NONE, 0, 3, 4, 5, 0, 2},
+    };
+    for (size_t i = 0; i < sizeof tiny / sizeof *tiny; i++) {
+        const conv_case *t = &tiny[i];
+        const sm_conv_params p = params_of(t);
+        const int od = sm_conv_out_size(&p, t->d), oh = sm_conv_out_size(&p, t->h),
+                  ow = sm_conv_out_size(&p, t->w), dst_ld = t->cout + t->dst_extra;
+        const size_t nvox = (size_t)od * oh * ow;
+        case_data x = case_data_new(t);
+        float *want = sentinel_floats(nvox * dst_ld), *got = sentinel_floats(nvox * dst_ld);
+        for (int z = 0; z < od; z++)
+            for (int y = 0; y < oh; y++)
+                for (int xo = 0; xo < ow; xo++)
+                    for (int co = 0; co < t->cout; co++)
+                        want[(((size_t)z * oh + y) * ow + xo) * dst_ld + co] =
+                            (float)conv_point_double(t, &x, z, y, xo, co);
+        CHECK(run_conv(SM_CONV_REF, t, &x, got) == SEGMAMBA_OK);
+        compare(t, "ref vs double", want, got, nvox, dst_ld);
+        case_data_free(&x);
+        free(want);
+        free(got);
+    }
+}
+
+static void test_backend_cases(sm_conv_kind kind)
+{
+    double worst = 0.0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const conv_case *t = &cases[i];
+        const size_t nvox = out_voxels(t);
+        const int dst_ld = t->cout + t->dst_extra;
+        case_data x = case_data_new(t);
+        float *want = sentinel_floats(nvox * dst_ld), *got = sentinel_floats(nvox * dst_ld);
+        CHECK(run_conv(SM_CONV_REF, t, &x, want) == SEGMAMBA_OK);
+        sm_status s = run_conv(kind, t, &x, got);
+        CHECK_MSG(s == SEGMAMBA_OK, "%s: %s", sm_conv_kind_name(kind), segmamba_last_error());
+        double r = compare(t, sm_conv_kind_name(kind), want, got, nvox, dst_ld);
+        if (r > worst) worst = r;
+        case_data_free(&x);
+        free(want);
+        free(got);
+    }
+    fprintf(stderr, "%s: worst error %.3f of tolerance\n", sm_conv_kind_name(kind), worst);
+}
+
+/* One convolution object run at changing sizes and strides, each result
+ * against a fresh reference: a backend's per-size cache must follow. Each
+ * step changes one of d, h, w, src_ld, dst_ld, then all return. */
+static void test_size_changes(sm_conv_kind kind)
+{
+    static const conv_case steps[] = {
+        {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 6, 8, 10, 0, 0},
+        {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 7, 8, 10, 0, 0},
+        {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 7, 9, 10, 0, 0},
+        {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 7, 9, 9, 0, 0},
+        {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 7, 9, 9, 3, 0},
+        {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 7, 9, 9, 3, 2},
+        {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 6, 8, 10, 0, 0},
+    };
+    const sm_conv_params p = params_of(&steps[0]);
+    case_data x = case_data_new(&steps[0]);
+    sm_conv *c;
+    CHECK(sm_conv_create(kind, &p, x.weight, x.bias, &c) == SEGMAMBA_OK);
+    for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
+        const conv_case *t = &steps[i];
+        const size_t nvox = out_voxels(t);
+        const int src_ld = t->cin + t->src_extra, dst_ld = t->cout + t->dst_extra;
+        free(x.src);
+        x.src = random_floats((size_t)t->d * t->h * t->w * src_ld);
+        float *want = sentinel_floats(nvox * dst_ld), *got = sentinel_floats(nvox * dst_ld);
+        CHECK(run_conv(SM_CONV_REF, t, &x, want) == SEGMAMBA_OK);
+        CHECK(sm_conv_forward(c, x.src, src_ld, t->d, t->h, t->w, got, dst_ld) == SEGMAMBA_OK);
+        compare(t, "size change", want, got, nvox, dst_ld);
+        free(want);
+        free(got);
+    }
+    sm_conv_free(c);
+    case_data_free(&x);
+}
+
+static void test_arguments(void)
+{
+    sm_conv_params p = {4, 8, 7, 2, 3, SM_ACT_NONE};
+    CHECK(sm_conv_out_size(&p, 128) == 64);
+    CHECK(sm_conv_out_size(&p, 1) == 1);
+    p = (sm_conv_params){4, 8, 2, 2, 0, SM_ACT_NONE};
+    CHECK(sm_conv_out_size(&p, 127) == 63);
+    p = (sm_conv_params){4, 8, 7, 1, 0, SM_ACT_NONE};
+    CHECK(sm_conv_out_size(&p, 6) == 0);
+
+    float weight[8 * 4 * 27] = {0}, src[3 * 3 * 3 * 4] = {0}, dst[8] = {0};
+    sm_conv *c = NULL;
+    p = (sm_conv_params){4, 8, 0, 1, 0, SM_ACT_NONE};
+    CHECK(sm_conv_create(SM_CONV_REF, &p, weight, NULL, &c) == SEGMAMBA_E_ARG && !c);
+    p = (sm_conv_params){4, 8, 3, 1, 3, SM_ACT_NONE};
+    CHECK(sm_conv_create(SM_CONV_REF, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED && !c);
+    p = (sm_conv_params){4, 8, 3, 1, 0, (sm_act)7};
+    CHECK(sm_conv_create(SM_CONV_REF, &p, weight, NULL, &c) == SEGMAMBA_E_ARG && !c);
+    p = (sm_conv_params){4, 8, 3, 1, 0, SM_ACT_NONE};
+    if (!sm_conv_available(SM_CONV_ONEDNN))
+        CHECK(sm_conv_create(SM_CONV_ONEDNN, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED);
+    CHECK(sm_conv_create(SM_CONV_REF, &p, weight, NULL, &c) == SEGMAMBA_OK);
+    CHECK(sm_conv_forward(c, src, 3, 3, 3, 3, dst, 8) == SEGMAMBA_E_ARG);
+    CHECK(sm_conv_forward(c, src, 4, 3, 3, 3, dst, 7) == SEGMAMBA_E_ARG);
+    CHECK(sm_conv_forward(c, src, 4, 2, 3, 3, dst, 8) == SEGMAMBA_E_SHAPE);
+    CHECK(sm_conv_forward(c, src, 4, 3, 3, 3, dst, 8) == SEGMAMBA_OK);
+    sm_conv_free(c);
+}
+
+int main(void)
+{
+    test_arguments();
+    test_reference_against_double();
+    for (int kind = SM_CONV_BLAS; kind <= SM_CONV_ONEDNN; kind++) {
+        if (!sm_conv_available((sm_conv_kind)kind)) {
+            fprintf(stderr, "%s: not built in, skipped\n", sm_conv_kind_name((sm_conv_kind)kind));
+            continue;
+        }
+        test_backend_cases((sm_conv_kind)kind);
+        test_size_changes((sm_conv_kind)kind);
+    }
+    return check_report("test_conv");
+}
