@@ -293,7 +293,7 @@ sm_status sm_segmamba_check_shape(const segmamba_config *cfg, int d, int h, int 
 
 typedef struct builder {
     sm_graph *g;
-    const sm_weights *w;
+    sm_weights *w;
     const segmamba_config *cfg;
     sm_conv_kind kind;
 } builder;
@@ -314,6 +314,19 @@ static const float *tensor(builder *b, const char *fmt, ...)
     return e ? e->data : NULL;
 }
 
+static void release(builder *b, const char *fmt, ...) SM_PRINTF(2, 3);
+
+/* Frees a tensor the graph holds its own copy of. */
+static void release(builder *b, const char *fmt, ...)
+{
+    char name[NAME_CAP];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    sm_weights_release(b->w, name);
+}
+
 /* out = act(conv(x)), a new tensor unless out >= 0 is given. */
 static int conv(builder *b, int x, int out, int cout, int k, int stride, int pad, int bias,
                 sm_act act, const char *prefix)
@@ -331,6 +344,8 @@ static int conv(builder *b, int x, int out, int cout, int k, int stride, int pad
         g->status = sm_fail_wrap(st, "%s", prefix);
         return -1;
     }
+    release(b, "%s.weight", prefix);
+    if (bias) release(b, "%s.bias", prefix);
     if (out < 0) out = sm_graph_tensor(g, cout, sm_graph_level(g, x) + (stride == 2 ? 1 : 0));
     sm_graph_node(g, SM_OP_CONV, x, -1, out, SM_PW_NONE, c, 0);
     sm_graph_set_flops(g, 2.0 * k * k * k * p.cin * cout / ((double)stride * stride * stride));
@@ -368,7 +383,8 @@ static int resblock(builder *b, const char *prefix, int x, int cout, int out)
         r = conv(b, x, -1, cout, 1, 1, 0, 0, SM_ACT_NONE, p);
         inorm(b, r, r, SM_PW_NONE);
     }
-    return add(b, a2, r, out, SM_PW_LRELU);
+    /* The sum may overwrite a2, whose last use it is. */
+    return add(b, a2, r, out >= 0 ? out : a2, SM_PW_LRELU);
 }
 
 /* Gated spatial convolution; the released code adds the two branches. */
@@ -430,10 +446,12 @@ static void mamba_layer(builder *b, int i, int j, int x)
             break;
         }
         for (size_t k = 0; a_log && k < n; k++) d->A[k] = -expf(a_log[k]);
+        release(b, "%s.%d.%d.mamba.A%s_log", pre, i, j, x);
     }
     const double flops = sm_mamba_flops_per_token(m);
+    const int scratch = sm_graph_tensor(g, sm_mamba_scratch_per_token(m), sm_graph_level(g, x));
     /* In place: the layer reads all of x before it writes its result. */
-    sm_graph_node(g, SM_OP_MAMBA, x, -1, x, SM_PW_NONE, m, cfg->nslices[i]);
+    sm_graph_node(g, SM_OP_MAMBA, x, scratch, x, SM_PW_NONE, m, cfg->nslices[i]);
     sm_graph_set_flops(g, flops);
 }
 
@@ -478,6 +496,7 @@ static int up_block(builder *b, int k, int x, int cat)
         g->status = st;
         return -1;
     }
+    release(b, "decoder%d.transp_conv.conv.weight", k);
     sm_graph_node(g, SM_OP_CONVT2, x, -1, sm_graph_slice(g, cat, 0, cout), SM_PW_NONE, t, 0);
     sm_graph_set_flops(g, 2.0 * 8 * cin * cout);
     char p[NAME_CAP];
@@ -485,7 +504,7 @@ static int up_block(builder *b, int k, int x, int cat)
     return resblock(b, p, cat, cout, -1);
 }
 
-sm_status sm_segmamba_build(const sm_weights *w, const segmamba_config *cfg, sm_conv_kind kind,
+sm_status sm_segmamba_build(sm_weights *w, const segmamba_config *cfg, sm_conv_kind kind,
                             sm_graph **out)
 {
     *out = NULL;

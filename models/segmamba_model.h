@@ -20,8 +20,9 @@ sm_status sm_segmamba_check_weights(const sm_weights *w, segmamba_config *cfg);
 sm_status sm_segmamba_check_shape(const segmamba_config *cfg, int d, int h, int w);
 
 /* Builds the graph. Convolution weights are copied into the backend's
- * layout; the Mamba layers borrow theirs from w, which must outlive g. */
-sm_status sm_segmamba_build(const sm_weights *w, const segmamba_config *cfg, sm_conv_kind conv,
+ * layout and released from w (so that they are held once); the Mamba
+ * layers borrow theirs from w, which must outlive g. */
+sm_status sm_segmamba_build(sm_weights *w, const segmamba_config *cfg, sm_conv_kind conv,
                             sm_graph **out);
 
 #endif

@@ -23,7 +23,7 @@ struct sm_conv {
      * runs over cout contiguously, and read as a row-major (k^3*cin) x cout
      * matrix it is the GEMM's right operand, whose rows match the im2col
      * column order (kd, kh, kw, cin). oneDNN reorders from it. */
-    float *weight;
+    float *weight; /* NULL once the oneDNN backend holds its own copy */
     float *bias; /* cout floats, or NULL */
     struct sm_conv_onednn *onednn; /* oneDNN's primitive cache, else NULL */
 };

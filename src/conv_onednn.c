@@ -47,7 +47,7 @@ typedef struct onednn_plan {
 
 struct sm_conv_onednn {
     onednn_plan plan; /* zeroed (d == 0) when there is none */
-    dnnl_memory_t user_weight; /* sm_conv.weight as it is */
+    dnnl_memory_t user_weight; /* sm_conv.weight as it is, until the first reorder */
     dnnl_memory_t weight;      /* reordered for plan.conv, or NULL */
     dnnl_memory_t bias;        /* sm_conv.bias, or NULL */
 };
@@ -134,9 +134,12 @@ done:
 }
 
 /* Makes s->weight hold the weights in the layout conv_pd wants, reusing the
- * copy already there when the layout is the same. */
-static dnnl_status_t fit_weights(struct sm_conv_onednn *s, const_dnnl_primitive_desc_t conv_pd)
+ * copy already there when the layout is the same. The first fit reorders
+ * from sm_conv.weight and then frees it, so the weights are held once; a
+ * later change of layout reorders from the previous oneDNN copy. */
+static dnnl_status_t fit_weights(sm_conv *c, const_dnnl_primitive_desc_t conv_pd)
 {
+    struct sm_conv_onednn *s = c->onednn;
     const dnnl_memory_desc_t *want =
         dnnl_primitive_desc_query_md(conv_pd, dnnl_query_weights_md, 0);
     const dnnl_memory_desc_t *have;
@@ -144,21 +147,27 @@ static dnnl_status_t fit_weights(struct sm_conv_onednn *s, const_dnnl_primitive_
     if (s->weight && dnnl_memory_get_memory_desc(s->weight, &have) == dnnl_success &&
         dnnl_memory_desc_equal(have, want))
         return dnnl_success;
-    if (s->weight) dnnl_memory_destroy(s->weight);
-    s->weight = NULL;
 
+    dnnl_memory_t source = s->weight ? s->weight : s->user_weight;
     const dnnl_memory_desc_t *from;
     dnnl_memory_t weight = NULL;
     dnnl_primitive_t r = NULL;
     dnnl_status_t st;
-    if ((st = dnnl_memory_get_memory_desc(s->user_weight, &from)) != dnnl_success ||
+    if ((st = dnnl_memory_get_memory_desc(source, &from)) != dnnl_success ||
         (st = dnnl_memory_create(&weight, want, engine, DNNL_MEMORY_ALLOCATE)) != dnnl_success ||
         (st = reorder_primitive(from, want, &r)) != dnnl_success ||
-        (st = run_reorder(r, s->user_weight, weight)) != dnnl_success ||
+        (st = run_reorder(r, source, weight)) != dnnl_success ||
         (st = dnnl_stream_wait(stream)) != dnnl_success) {
         if (weight) dnnl_memory_destroy(weight);
     } else {
+        if (s->weight) dnnl_memory_destroy(s->weight);
         s->weight = weight;
+        if (s->user_weight) {
+            dnnl_memory_destroy(s->user_weight);
+            s->user_weight = NULL;
+            free(c->weight);
+            c->weight = NULL;
+        }
     }
     if (r) dnnl_primitive_destroy(r);
     return st;
@@ -180,7 +189,7 @@ static int plan_matches(const onednn_plan *pl, const sm_conv_dims *g, size_t src
 }
 
 /* Replaces s->plan with one for this call; on failure leaves none. */
-static dnnl_status_t plan_build(const sm_conv *c, const sm_conv_dims *g, size_t src_ld,
+static dnnl_status_t plan_build(sm_conv *c, const sm_conv_dims *g, size_t src_ld,
                                 size_t dst_ld)
 {
     struct sm_conv_onednn *s = c->onednn;
@@ -196,7 +205,7 @@ static dnnl_status_t plan_build(const sm_conv *c, const sm_conv_dims *g, size_t 
             dnnl_success ||
         (st = conv_primitive_desc(c, pl, &pd)) != dnnl_success ||
         (st = dnnl_primitive_create(&pl->conv, pd)) != dnnl_success ||
-        (st = fit_weights(s, pd)) != dnnl_success)
+        (st = fit_weights(c, pd)) != dnnl_success)
         goto done;
     if (src_ld != (size_t)cin &&
         (st = reorder_primitive(&pl->src_view, &pl->src_dense, &pl->src_pack)) != dnnl_success)

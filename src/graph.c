@@ -156,41 +156,88 @@ static sm_status run_node(sm_graph *g, const sm_node *nd, const run_dims *rd)
     case SM_OP_ACT: sm_activate(a.p, a.ld, out.p, out.ld, n, a.c, nd->act); return SEGMAMBA_OK;
     case SM_OP_FUE: sm_fue(a.p, a.ld, out.p, out.ld, n, a.c); return SEGMAMBA_OK;
     case SM_OP_MAMBA:
-        return sm_mamba_forward(nd->obj, a.p, a.ld, out.p, out.ld, n, nd->nslices, g->seconds);
+        return sm_mamba_forward(nd->obj, a.p, a.ld, out.p, out.ld, n, nd->nslices,
+                                get_view(g, nd->in1).p, g->seconds);
     }
     return sm_fail(SEGMAMBA_E_ARG, "graph: unknown op %d", (int)nd->op);
 }
 
-static void release(sm_graph *g)
+/* ---- memory plan ---------------------------------------------------------
+ * Every buffer gets an offset in one arena: buffers whose lifetimes
+ * [first, last] overlap must not overlap in memory, others may share it.
+ * Placement is greedy, largest first, each at the lowest offset that fits
+ * between the buffers already placed that are live at the same time. The
+ * arena is kept for the next forward of the same size, so repeated calls
+ * neither allocate nor fault in fresh pages. */
+
+#define ARENA_ALIGN 16 /* floats: 64 bytes */
+
+static size_t buffer_floats(const sm_buffer *b, const run_dims *rd)
 {
-    for (int i = 0; i < g->n_bufs; i++) {
-        free(g->bufs[i].data);
-        g->bufs[i].data = NULL;
-    }
+    size_t n = (size_t)level_voxels(rd, b->level) * (size_t)b->channels;
+    return (n + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
 }
 
-static sm_status allocate(sm_graph *g, int node, const run_dims *rd)
+static const sm_graph *sort_graph;
+static int by_size_desc(const void *x, const void *y)
 {
-    for (int i = 0; i < g->n_bufs; i++) {
-        sm_buffer *b = &g->bufs[i];
-        if (b->first != node || b->data) continue;
-        size_t count = (size_t)level_voxels(rd, b->level) * (size_t)b->channels;
-        b->data = malloc(count * sizeof(float));
-        if (!b->data)
-            return sm_fail(SEGMAMBA_E_NOMEM, "forward: cannot allocate %zu MiB for an activation",
-                           count * sizeof(float) >> 20);
-    }
-    return SEGMAMBA_OK;
+    const sm_buffer *a = &sort_graph->bufs[*(const int *)x], *b = &sort_graph->bufs[*(const int *)y];
+    return a->size < b->size ? 1 : a->size > b->size ? -1 : 0;
+}
+static int by_offset(const void *x, const void *y)
+{
+    const sm_buffer *a = &sort_graph->bufs[*(const int *)x], *b = &sort_graph->bufs[*(const int *)y];
+    return a->offset < b->offset ? -1 : a->offset > b->offset ? 1 : 0;
 }
 
-static void free_dead(sm_graph *g, int node)
+static int live_together(const sm_buffer *a, const sm_buffer *b)
 {
+    return a->first <= b->last && b->first <= a->last;
+}
+
+static sm_status plan(sm_graph *g, const run_dims *rd)
+{
+    int *order = malloc((size_t)g->n_bufs * 2 * sizeof *order);
+    if (!order) return sm_fail(SEGMAMBA_E_NOMEM, "forward: out of memory planning buffers");
+    int *conflicts = order + g->n_bufs;
     for (int i = 0; i < g->n_bufs; i++) {
-        if (g->bufs[i].last == node) {
-            free(g->bufs[i].data);
-            g->bufs[i].data = NULL;
+        g->bufs[i].size = buffer_floats(&g->bufs[i], rd);
+        order[i] = i;
+    }
+    /* qsort has no context argument; the graph is not shared between threads. */
+    sort_graph = g;
+    qsort(order, (size_t)g->n_bufs, sizeof *order, by_size_desc);
+    size_t total = 0;
+    for (int k = 0; k < g->n_bufs; k++) {
+        sm_buffer *b = &g->bufs[order[k]];
+        int n = 0;
+        for (int j = 0; j < k; j++)
+            if (live_together(b, &g->bufs[order[j]])) conflicts[n++] = order[j];
+        qsort(conflicts, (size_t)n, sizeof *conflicts, by_offset);
+        size_t at = 0;
+        for (int j = 0; j < n; j++) {
+            const sm_buffer *o = &g->bufs[conflicts[j]];
+            if (at + b->size <= o->offset) break;
+            if (o->offset + o->size > at) at = o->offset + o->size;
         }
+        b->offset = at;
+        if (at + b->size > total) total = at + b->size;
     }
+    free(order);
+    if (total > g->arena_floats) {
+        free(g->arena);
+        g->arena = NULL;
+        g->arena_floats = 0;
+        if (total > SIZE_MAX / sizeof(float) ||
+            !(g->arena = aligned_alloc(64, total * sizeof(float))))
+            return sm_fail(SEGMAMBA_E_NOMEM,
+                           "forward: cannot allocate %zu MiB for the activations of a %dx%dx%d input",
+                           total * sizeof(float) >> 20, rd->d[0], rd->h[0], rd->w[0]);
+        g->arena_floats = total;
+    }
+    g->planned_floats = total;
+    for (int i = 0; i < g->n_bufs; i++) g->bufs[i].data = g->arena + g->bufs[i].offset;
+    return SEGMAMBA_OK;
 }
 
 sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, float *output)
@@ -203,14 +250,11 @@ sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, flo
     }
     memset(g->seconds, 0, sizeof g->seconds);
     g->flops = 0.0;
-    sm_status st = allocate(g, -1, &rd);
-    if (st == SEGMAMBA_OK) {
-        view in = get_view(g, g->input);
-        sm_to_channels_last(input, in.c, level_voxels(&rd, in.level), in.p, in.ld);
-    }
+    SM_TRY(plan(g, &rd));
+    view in = get_view(g, g->input);
+    sm_to_channels_last(input, in.c, level_voxels(&rd, in.level), in.p, in.ld);
+    sm_status st = SEGMAMBA_OK;
     for (int i = 0; i < g->n_nodes && st == SEGMAMBA_OK; i++) {
-        st = allocate(g, i, &rd);
-        if (st != SEGMAMBA_OK) break;
         const sm_node *nd = &g->nodes[i];
         double t0 = sm_now_seconds();
         st = run_node(g, nd, &rd);
@@ -218,20 +262,18 @@ sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, flo
         if (nd->op != SM_OP_MAMBA) g->seconds[op_kind(nd->op)] += sm_now_seconds() - t0;
         g->flops += nd->flops_per_voxel *
                     (double)level_voxels(&rd, g->bufs[g->values[nd->in0].buf].level);
-        free_dead(g, i);
     }
     if (st == SEGMAMBA_OK) {
         view out = get_view(g, g->output);
         sm_from_channels_last(out.p, out.ld, out.c, level_voxels(&rd, out.level), output);
     }
-    release(g);
     return st;
 }
 
 void sm_graph_free(sm_graph *g)
 {
     if (!g) return;
-    release(g);
+    free(g->arena);
     for (int i = 0; i < g->n_nodes; i++) free_obj(g->nodes[i].op, g->nodes[i].obj);
     free(g->nodes);
     free(g->values);

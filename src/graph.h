@@ -2,8 +2,9 @@
  * values; a value is a channel range of a buffer at a resolution level
  * (level l has sides d>>l, h>>l, w>>l of the input's), so an up block's
  * transposed convolution and its skip connection can be written straight
- * into the two halves of one concatenated buffer. Buffers are allocated
- * for each forward when first written and freed after their last use. */
+ * into the two halves of one concatenated buffer. All buffers live in one
+ * arena in which buffers that are never live at the same time share memory
+ * (sm_graph_run plans it for the input size). */
 #ifndef SM_GRAPH_H
 #define SM_GRAPH_H
 
@@ -21,7 +22,7 @@ typedef enum sm_opcode {
     SM_OP_ADD,    /* act(in0 + in1) */
     SM_OP_ACT,    /* act(in0) */
     SM_OP_FUE,
-    SM_OP_MAMBA   /* obj: sm_mamba, nslices */
+    SM_OP_MAMBA   /* obj: sm_mamba, nslices; in1 is its scratch buffer */
 } sm_opcode;
 
 typedef struct sm_node {
@@ -42,6 +43,7 @@ typedef struct sm_buffer {
     int channels;
     int level;
     int first, last; /* node range in which the buffer is live */
+    size_t size, offset; /* floats, in the arena, for the current input size */
     float *data;
 } sm_buffer;
 
@@ -54,6 +56,9 @@ typedef struct sm_graph {
     int n_bufs, cap_bufs;
     int input, output;
     sm_status status; /* first failure while building, so builders can chain calls */
+    float *arena;                  /* every buffer, placed by liveness */
+    size_t arena_floats;           /* allocated */
+    size_t planned_floats;         /* needed by the last run */
     double seconds[SM_KIND_COUNT]; /* of the last run */
     double flops;                  /* of the last run */
 } sm_graph;

@@ -48,22 +48,23 @@ static sm_status run_scan(const sm_mamba *m, const sm_scan_args *args)
     return SEGMAMBA_OK;
 }
 
+int sm_mamba_scratch_per_token(const sm_mamba *m)
+{
+    /* the normed input (later the out_proj result), xz, u, delta, y, x_proj's output */
+    return m->dim + 2 * m->d_inner + 3 * m->d_inner + m->dt_rank + 2 * m->d_state;
+}
+
 sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *out, int out_ld,
-                           int64_t L, int64_t nslices, double *seconds)
+                           int64_t L, int64_t nslices, float *scratch, double *seconds)
 {
     static const sm_order orders[SM_DIRECTIONS] = {SM_ORDER_FORWARD, SM_ORDER_BACKWARD,
                                                    SM_ORDER_SLICE};
     const int C = m->dim, di = m->d_inner, N = m->d_state, R = m->dt_rank;
     const int np = R + 2 * N;
-    /* Scratch, all token-major: the normed input, xz, u, the x_proj output,
-     * delta, and the sum of the three directions' y. */
-    const size_t sz_xn = (size_t)L * C, sz_xz = (size_t)L * 2 * di, sz_u = (size_t)L * di,
-                 sz_p = (size_t)L * np;
-    float *buf = malloc((sz_xn + sz_xz + 3 * sz_u + sz_p) * sizeof *buf);
-    if (!buf)
-        return sm_fail(SEGMAMBA_E_NOMEM, "Mamba layer: cannot allocate scratch for %lld tokens",
-                       (long long)L);
-    float *xn = buf, *xz = xn + sz_xn, *u = xz + sz_xz, *delta = u + sz_u, *y = delta + sz_u,
+    /* Scratch, all token-major: the normed input, xz, u, delta, the sum of
+     * the three directions' y, and the x_proj output. */
+    const size_t sz_xn = (size_t)L * C, sz_xz = (size_t)L * 2 * di, sz_u = (size_t)L * di;
+    float *xn = scratch, *xz = xn + sz_xn, *u = xz + sz_xz, *delta = u + sz_u, *y = delta + sz_u,
           *p = y + sz_u;
 
     double t0 = sm_now_seconds();
@@ -96,7 +97,6 @@ sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *o
         sm_sgemm(0, 1, (int)L, C, di, 1.0f, y, di, m->out_proj, di, 0.0f, o, C);
         sm_add(o, C, x, x_ld, out, out_ld, L, C, SM_PW_NONE);
     }
-    free(buf);
     seconds[SM_KIND_SCAN] += scan_seconds;
     /* Everything but the norm and the scans: GEMMs, conv1d, residual. */
     seconds[SM_KIND_OTHER] += sm_now_seconds() - t1 - scan_seconds;

@@ -29,11 +29,15 @@ typedef struct sm_mamba {
     sm_mamba_dir dir[SM_DIRECTIONS];
 } sm_mamba;
 
+/* Scratch floats the layer needs per token. */
+int sm_mamba_scratch_per_token(const sm_mamba *m);
+
 /* x: L tokens of dim channels (ld apart); out may equal x. nslices is S for
- * the inter-slice direction (L % S == 0, checked by the caller). Adds the
- * time spent in each kind of work to seconds[SM_KIND_COUNT]. */
+ * the inter-slice direction (L % S == 0, checked by the caller). scratch
+ * holds L * sm_mamba_scratch_per_token(m) floats. Adds the time spent in
+ * each kind of work to seconds[SM_KIND_COUNT]. */
 sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *out, int out_ld,
-                           int64_t L, int64_t nslices, double *seconds);
+                           int64_t L, int64_t nslices, float *scratch, double *seconds);
 
 /* Multiply-adds (counted as 2 flops) and scan operations per token. */
 double sm_mamba_flops_per_token(const sm_mamba *m);

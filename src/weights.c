@@ -61,6 +61,14 @@ sm_status sm_weights_add(sm_weights *w, const char *name, int ndim,
     return SEGMAMBA_OK;
 }
 
+void sm_weights_release(sm_weights *w, const char *name)
+{
+    sm_tensor_entry *e = (sm_tensor_entry *)sm_weights_find(w, name);
+    if (!e) return;
+    free(e->data);
+    e->data = NULL;
+}
+
 const char *sm_weights_meta(const sm_weights *w, const char *key)
 {
     for (size_t i = 0; i < w->nmeta; i++)

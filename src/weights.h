@@ -40,6 +40,10 @@ sm_status sm_weights_add(sm_weights *w, const char *name, int ndim,
 sm_status sm_weights_set_meta(sm_weights *w, const char *key, const char *value);
 
 const sm_tensor_entry *sm_weights_find(const sm_weights *w, const char *name);
+
+/* Frees a tensor's data once it has been copied elsewhere; the name and
+ * shape stay. Unknown names are ignored. */
+void sm_weights_release(sm_weights *w, const char *name);
 const char *sm_weights_meta(const sm_weights *w, const char *key);
 
 void sm_weights_free(sm_weights *w);
