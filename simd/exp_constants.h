@@ -13,5 +13,12 @@
 #define SM_EXP_C4 (1.0f / 24.0f)
 #define SM_EXP_C5 (1.0f / 120.0f)
 #define SM_EXP_C6 (1.0f / 720.0f)
+/* (ln 2)^k / k!: Taylor coefficients of 2^f */
+#define SM_EXP2_C1 0.693147180559945f
+#define SM_EXP2_C2 0.240226506959101f
+#define SM_EXP2_C3 0.0555041086648216f
+#define SM_EXP2_C4 0.00961812910762848f
+#define SM_EXP2_C5 0.00133335581464284f
+#define SM_EXP2_C6 0.000154035303933816f
 
 #endif

@@ -17,7 +17,7 @@
  *   V_FMA(a, b, c) = a*b + c, V_FNMA(a, b, c) = c - a*b,
  *   V_LT_SELECT(a, b, x, y) = (a < b) ? x : y   (per lane),
  *   V_ROUND(v) (to nearest), V_POW2I(p, n) = p * 2^n for integral-valued n,
- *   V_ABS(v)
+ *   V_ABS(v), V_ENTER() / V_EXIT() around a kernel's body (FP mode)
  *   SCAN_FN, EXP_FN, GELU_FN   the kernels' names
  */
 #include <stdint.h>
@@ -28,6 +28,8 @@
 #ifndef SM_SCAN_MAX_STATE
 #define SM_SCAN_MAX_STATE 64
 #endif
+/* Positions ahead whose rows are prefetched. */
+#define SM_SCAN_PREFETCH 8
 
 /* exp(x): x = n ln2 + r with |r| <= ln2/2, exp(r) by its degree-6 Taylor
  * polynomial, scaled by 2^n. Error bound: truncation |r|^7/7! <= 1.2e-7
@@ -49,6 +51,26 @@ static inline vf v_exp(vf x)
     p = V_FMA(p, r, V_SET1(1.0f));
     p = V_FMA(p, r, V_SET1(1.0f));
     return V_LT_SELECT(x, V_SET1(SM_EXP_MIN), V_SET1(0.0f), V_POW2I(p, n));
+}
+
+/* 2^x for x <= 0: x = n + f, |f| <= 1/2, 2^f by the degree-6 Taylor
+ * polynomial of exp(f ln 2) (the same truncation bound as v_exp: |f ln 2|
+ * <= ln2/2), scaled by 2^n; exactly 0 below -126. The scan's decays
+ * exp(dt A) are 2^(dt A log2 e) with A log2 e precomputed per block, which
+ * saves v_exp's multiply and two-step range reduction. */
+static inline vf v_exp2_neg(vf x)
+{
+    const vf xc = V_MAX(x, V_SET1(-126.0f));
+    const vf n = V_ROUND(xc);
+    const vf f = V_SUB(xc, n);
+    vf p = V_SET1(SM_EXP2_C6);
+    p = V_FMA(p, f, V_SET1(SM_EXP2_C5));
+    p = V_FMA(p, f, V_SET1(SM_EXP2_C4));
+    p = V_FMA(p, f, V_SET1(SM_EXP2_C3));
+    p = V_FMA(p, f, V_SET1(SM_EXP2_C2));
+    p = V_FMA(p, f, V_SET1(SM_EXP2_C1));
+    p = V_FMA(p, f, V_SET1(1.0f));
+    return V_LT_SELECT(x, V_SET1(-126.0f), V_SET1(0.0f), V_POW2I(p, n));
 }
 
 /* softplus(v) = max(v, 0) + log1p(exp(-|v|)); log1p(w) for w in (0, 1] as
@@ -95,16 +117,29 @@ static inline vf v_silu(vf z)
 static SM_ALWAYS_INLINE void scan_block(const sm_scan_args *a, int c, const int N)
 {
     vf h[SM_SCAN_MAX_STATE], A[SM_SCAN_MAX_STATE];
-    /* A is stored (channel, state); the block needs it by state. */
+    /* A is stored (channel, state); the block needs it by state, and in
+     * base 2: exp(dt A) = 2^(dt A log2 e). */
     for (int n = 0; n < N; n++) {
         float col[VW];
-        for (int k = 0; k < VW; k++) col[k] = a->A[(int64_t)(c + k) * N + n];
+        for (int k = 0; k < VW; k++) col[k] = a->A[(int64_t)(c + k) * N + n] * SM_LOG2E;
         A[n] = V_LOAD(col);
         h[n] = V_SET1(0.0f);
     }
     const vf bias = V_LOAD(a->delta_bias + c), D = V_LOAD(a->D + c);
     for (int64_t q = 0; q < a->L; q++) {
         const int64_t t = sm_scan_token(a->order, a->L, a->nslices, q);
+        /* The slice order jumps L/S tokens at every step, too far for the
+         * hardware prefetcher: ask for a later token's rows now. */
+        if (q + SM_SCAN_PREFETCH < a->L) {
+            const int64_t tp = sm_scan_token(a->order, a->L, a->nslices, q + SM_SCAN_PREFETCH);
+            __builtin_prefetch(a->u + tp * a->ld_u + c);
+            __builtin_prefetch(a->delta + tp * a->ld_delta + c);
+            __builtin_prefetch(a->z + tp * a->ld_z + c);
+            __builtin_prefetch(a->y + tp * a->ld_y + c, 1);
+            __builtin_prefetch(a->B + tp * a->ld_bc);
+            __builtin_prefetch(a->B + tp * a->ld_bc + 16);
+            __builtin_prefetch(a->C + tp * a->ld_bc + 16);
+        }
         const vf u = V_LOAD(a->u + t * a->ld_u + c);
         const vf dt = v_softplus(V_ADD(V_LOAD(a->delta + t * a->ld_delta + c), bias));
         const vf du = V_MUL(dt, u);
@@ -112,7 +147,7 @@ static SM_ALWAYS_INLINE void scan_block(const sm_scan_args *a, int c, const int 
         vf y = V_MUL(D, u);
         SM_UNROLL_16
         for (int n = 0; n < N; n++) {
-            h[n] = V_FMA(v_exp(V_MUL(dt, A[n])), h[n], V_MUL(du, V_SET1(B[n])));
+            h[n] = V_FMA(v_exp2_neg(V_MUL(dt, A[n])), h[n], V_MUL(du, V_SET1(B[n])));
             y = V_FMA(V_SET1(C[n]), h[n], y);
         }
         float *yp = a->y + t * a->ld_y + c;
@@ -168,6 +203,7 @@ void GELU_FN(const float *x, float *y, int64_t n)
 
 void SCAN_FN(const sm_scan_args *a, int c0, int c1, float *state)
 {
+    V_ENTER();
     const int N = a->n_state;
     int c = c0;
     if (N <= SM_SCAN_MAX_STATE) {
@@ -179,4 +215,5 @@ void SCAN_FN(const sm_scan_args *a, int c0, int c1, float *state)
         }
     }
     if (c < c1) sm_scan_scalar(a, c, c1, state + (int64_t)(c - c0) * N);
+    V_EXIT();
 }
