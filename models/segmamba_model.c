@@ -366,45 +366,44 @@ static int add(builder *b, int x, int y, int out, sm_pw_act act)
     return out;
 }
 
+static int conv_norm(builder *b, int x, int cout, int k, int bias, sm_pw_act act,
+                     const char *fmt, ...) SM_PRINTF(7, 8);
+
+/* act(IN(conv(x))) for a stride-1 "same" convolution named by fmt, the
+ * norm in place on the convolution's output. */
+static int conv_norm(builder *b, int x, int cout, int k, int bias, sm_pw_act act,
+                     const char *fmt, ...)
+{
+    char p[NAME_CAP];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p, sizeof p, fmt, ap);
+    va_end(ap);
+    int y = conv(b, x, -1, cout, k, 1, k / 2, bias, SM_ACT_NONE, p);
+    return inorm(b, y, y, act);
+}
+
 /* MONAI UnetResBlock, writing its result into out (a fresh tensor if < 0). */
 static int resblock(builder *b, const char *prefix, int x, int cout, int out)
 {
-    char p[NAME_CAP];
-    const int cin = sm_graph_channels(b->g, x);
-    snprintf(p, sizeof p, "%s.conv1.conv", prefix);
-    int a = conv(b, x, -1, cout, 3, 1, 1, 0, SM_ACT_NONE, p);
-    inorm(b, a, a, SM_PW_LRELU);
-    snprintf(p, sizeof p, "%s.conv2.conv", prefix);
-    int a2 = conv(b, a, -1, cout, 3, 1, 1, 0, SM_ACT_NONE, p);
-    inorm(b, a2, a2, SM_PW_NONE);
+    int a = conv_norm(b, x, cout, 3, 0, SM_PW_LRELU, "%s.conv1.conv", prefix);
+    a = conv_norm(b, a, cout, 3, 0, SM_PW_NONE, "%s.conv2.conv", prefix);
     int r = x;
-    if (cin != cout) {
-        snprintf(p, sizeof p, "%s.conv3.conv", prefix);
-        r = conv(b, x, -1, cout, 1, 1, 0, 0, SM_ACT_NONE, p);
-        inorm(b, r, r, SM_PW_NONE);
-    }
-    /* The sum may overwrite a2, whose last use it is. */
-    return add(b, a2, r, out >= 0 ? out : a2, SM_PW_LRELU);
+    if (sm_graph_channels(b->g, x) != cout)
+        r = conv_norm(b, x, cout, 1, 0, SM_PW_NONE, "%s.conv3.conv", prefix);
+    /* The sum may overwrite a, whose last use it is. */
+    return add(b, a, r, out >= 0 ? out : a, SM_PW_LRELU);
 }
 
 /* Gated spatial convolution; the released code adds the two branches. */
 static int gsc(builder *b, int i, int x)
 {
-    char p[NAME_CAP];
     const int C = sm_graph_channels(b->g, x);
-    snprintf(p, sizeof p, "vit.gscs.%d.proj", i);
-    int x1 = conv(b, x, -1, C, 3, 1, 1, 1, SM_ACT_NONE, p);
-    inorm(b, x1, x1, SM_PW_RELU);
-    snprintf(p, sizeof p, "vit.gscs.%d.proj2", i);
-    int x1b = conv(b, x1, -1, C, 3, 1, 1, 1, SM_ACT_NONE, p);
-    inorm(b, x1b, x1b, SM_PW_RELU);
-    snprintf(p, sizeof p, "vit.gscs.%d.proj3", i);
-    int x2 = conv(b, x, -1, C, 1, 1, 0, 1, SM_ACT_NONE, p);
-    inorm(b, x2, x2, SM_PW_RELU);
-    add(b, x1b, x2, x1b, SM_PW_NONE);
-    snprintf(p, sizeof p, "vit.gscs.%d.proj4", i);
-    int o = conv(b, x1b, -1, C, 1, 1, 0, 1, SM_ACT_NONE, p);
-    inorm(b, o, o, SM_PW_RELU);
+    int x1 = conv_norm(b, x, C, 3, 1, SM_PW_RELU, "vit.gscs.%d.proj", i);
+    x1 = conv_norm(b, x1, C, 3, 1, SM_PW_RELU, "vit.gscs.%d.proj2", i);
+    int x2 = conv_norm(b, x, C, 1, 1, SM_PW_RELU, "vit.gscs.%d.proj3", i);
+    add(b, x1, x2, x1, SM_PW_NONE);
+    int o = conv_norm(b, x1, C, 1, 1, SM_PW_RELU, "vit.gscs.%d.proj4", i);
     return add(b, o, x, o, SM_PW_NONE);
 }
 

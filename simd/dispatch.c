@@ -38,6 +38,18 @@ static int supported(sm_isa isa, sm_isa best)
     return best == SM_ISA_AVX512 && isa == SM_ISA_AVX2;
 }
 
+/* One row per level built for this architecture. */
+static const sm_kernels levels[] = {
+    {SM_ISA_SCALAR, sm_scan_scalar, sm_exp_scalar, sm_gelu_scalar, sm_fma_probe_scalar},
+#if SM_HAVE_X86_SIMD
+    {SM_ISA_AVX2, sm_scan_avx2, sm_exp_avx2, sm_gelu_avx2, sm_fma_probe_avx2},
+    {SM_ISA_AVX512, sm_scan_avx512, sm_exp_avx512, sm_gelu_avx512, sm_fma_probe_avx512},
+#endif
+#if SM_HAVE_NEON
+    {SM_ISA_NEON, sm_scan_neon, sm_exp_neon, sm_gelu_neon, sm_fma_probe_neon},
+#endif
+};
+
 static sm_kernels active;
 static int initialised;
 
@@ -46,37 +58,11 @@ sm_isa sm_kernels_select(sm_isa isa)
     const sm_isa best = sm_isa_detect();
     if (!supported(isa, best)) isa = supported(SM_ISA_AVX2, best) && isa == SM_ISA_AVX512
                                          ? SM_ISA_AVX2 : SM_ISA_SCALAR;
-    /* Scalar first, then the chosen level's entries on top. */
-    active.isa = SM_ISA_SCALAR;
-    active.scan = sm_scan_scalar;
-    active.exp = sm_exp_scalar;
-    active.gelu = sm_gelu_scalar;
-    active.fma_probe = sm_fma_probe_scalar;
-#if SM_HAVE_X86_SIMD
-    if (isa == SM_ISA_AVX2) {
-        active.scan = sm_scan_avx2;
-        active.exp = sm_exp_avx2;
-        active.gelu = sm_gelu_avx2;
-        active.fma_probe = sm_fma_probe_avx2;
-    }
-    if (isa == SM_ISA_AVX512) {
-        active.scan = sm_scan_avx512;
-        active.exp = sm_exp_avx512;
-        active.gelu = sm_gelu_avx512;
-        active.fma_probe = sm_fma_probe_avx512;
-    }
-#endif
-#if SM_HAVE_NEON
-    if (isa == SM_ISA_NEON) {
-        active.scan = sm_scan_neon;
-        active.exp = sm_exp_neon;
-        active.gelu = sm_gelu_neon;
-        active.fma_probe = sm_fma_probe_neon;
-    }
-#endif
-    active.isa = isa;
+    active = levels[0];
+    for (unsigned i = 0; i < sizeof levels / sizeof *levels; i++)
+        if (levels[i].isa == isa) active = levels[i];
     initialised = 1;
-    return isa;
+    return active.isa;
 }
 
 const sm_kernels *sm_kernels_get(void)

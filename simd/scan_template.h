@@ -25,6 +25,12 @@
 #include "exp_constants.h"
 #include "scan.h"
 
+#if defined(__GNUC__)
+#define SM_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define SM_ALWAYS_INLINE inline
+#endif
+
 #ifndef SM_SCAN_MAX_STATE
 #define SM_SCAN_MAX_STATE 64
 #endif
@@ -98,11 +104,6 @@ static inline vf v_silu(vf z)
     return V_DIV(z, V_ADD(V_SET1(1.0f), v_exp(V_SUB(V_SET1(0.0f), z))));
 }
 
-#if defined(__GNUC__)
-#define SM_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define SM_ALWAYS_INLINE inline
-#endif
 /* Fully unrolled, the N = 16 state vectors can live in registers. */
 #if defined(__clang__)
 #define SM_UNROLL_16 _Pragma("clang loop unroll_count(16)")
@@ -155,18 +156,6 @@ static SM_ALWAYS_INLINE void scan_block(const sm_scan_args *a, int c, const int 
     }
 }
 
-void EXP_FN(const float *x, float *y, int64_t n)
-{
-    int64_t i = 0;
-    for (; i + VW <= n; i += VW) V_STORE(y + i, v_exp(V_LOAD(x + i)));
-    if (i < n) {
-        float in[VW] = {0}, out[VW];
-        for (int64_t k = i; k < n; k++) in[k - i] = x[k];
-        V_STORE(out, v_exp(V_LOAD(in)));
-        for (int64_t k = i; k < n; k++) y[k] = out[k - i];
-    }
-}
-
 /* GELU(x) = x/2 (1 + erf(x / sqrt 2)) with erf from Abramowitz & Stegun
  * 7.1.26: erf(a) = 1 - t (a1 + t (a2 + ... a5 t)) exp(-a^2), t = 1/(1 + p a),
  * for a >= 0 (odd symmetry otherwise). GELU = x (1 - tail/2) with
@@ -189,17 +178,21 @@ static inline vf v_gelu(vf x)
     return V_MUL(x, V_LT_SELECT(x, V_SET1(0.0f), half_tail, V_SUB(V_SET1(1.0f), half_tail)));
 }
 
-void GELU_FN(const float *x, float *y, int64_t n)
+/* y[i] = f(x[i]), the tail through one padded vector. */
+static SM_ALWAYS_INLINE void map(const float *x, float *y, int64_t n, vf (*f)(vf))
 {
     int64_t i = 0;
-    for (; i + VW <= n; i += VW) V_STORE(y + i, v_gelu(V_LOAD(x + i)));
+    for (; i + VW <= n; i += VW) V_STORE(y + i, f(V_LOAD(x + i)));
     if (i < n) {
         float in[VW] = {0}, out[VW];
         for (int64_t k = i; k < n; k++) in[k - i] = x[k];
-        V_STORE(out, v_gelu(V_LOAD(in)));
+        V_STORE(out, f(V_LOAD(in)));
         for (int64_t k = i; k < n; k++) y[k] = out[k - i];
     }
 }
+
+void EXP_FN(const float *x, float *y, int64_t n) { map(x, y, n, v_exp); }
+void GELU_FN(const float *x, float *y, int64_t n) { map(x, y, n, v_gelu); }
 
 void SCAN_FN(const sm_scan_args *a, int c0, int c1, float *state)
 {
