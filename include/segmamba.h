@@ -66,6 +66,7 @@ typedef struct segmamba_config {
     int dt_rank[SEGMAMBA_STAGES];  /* R per stage */
     int nslices[SEGMAMBA_STAGES];
     int fue;                       /* 1: feature-level uncertainty estimation on */
+    int bf16;                      /* 1: convolutions run in bf16 (fp32 accumulation) */
     int64_t n_params;
 } segmamba_config;
 
@@ -74,6 +75,9 @@ typedef struct segmamba_options {
     segmamba_conv_backend conv;
     int nslices[SEGMAMBA_STAGES]; /* all zero: 64,32,16,8 */
     int fue;                      /* 0 off (the released code), 1 on (the paper) */
+    int bf16;                     /* 1: bf16 convolutions with fp32 accumulation where
+                                     the CPU has native bf16 (AVX512_BF16) and oneDNN is
+                                     built in; elsewhere fp32, and config.bf16 says 0 */
 } segmamba_options;
 
 SEGMAMBA_API const char *segmamba_version(void);
@@ -83,6 +87,13 @@ SEGMAMBA_API const char *segmamba_last_error(void);
 
 /* Short stable name of a status, e.g. "E_FORMAT". */
 SEGMAMBA_API const char *segmamba_status_name(segmamba_status s);
+
+/* Kernel level for the selective scan and other vector kernels: "scalar",
+ * "avx2", "avx512" or "neon"; a level this CPU lacks falls back to the best
+ * one below it. Returns the level now in use, or NULL for an unknown name.
+ * The default is the best level the CPU supports, lowered by the
+ * environment variable SEGMAMBA_ISA. */
+SEGMAMBA_API const char *segmamba_select_isa(const char *name);
 
 /* Threads for OpenMP, oneDNN and OpenBLAS together; n <= 0 means all cores. */
 SEGMAMBA_API void segmamba_set_threads(int n);

@@ -337,7 +337,8 @@ static int conv(builder *b, int x, int out, int cout, int k, int stride, int pad
     const float *bs = bias ? tensor(b, "%s.bias", prefix) : NULL;
     if (g->status != SEGMAMBA_OK) return -1;
     const sm_conv_params p = {.cin = sm_graph_channels(g, x), .cout = cout, .k = k,
-                              .stride = stride, .pad = pad, .act = act};
+                              .stride = stride, .pad = pad, .act = act,
+                              .precision = b->cfg->bf16 ? SM_PREC_BF16 : SM_PREC_F32};
     sm_conv *c = NULL;
     sm_status st = sm_conv_create(b->kind, &p, wt, bs, &c);
     if (st != SEGMAMBA_OK) {

@@ -29,6 +29,24 @@ const char *sm_conv_kind_name(sm_conv_kind kind)
     return "unknown";
 }
 
+const char *sm_precision_name(sm_precision precision)
+{
+    switch (precision) {
+    case SM_PREC_F32: return "fp32";
+    case SM_PREC_BF16: return "bf16";
+    }
+    return "unknown";
+}
+
+int sm_conv_bf16_supported(void)
+{
+#if SM_HAVE_ONEDNN
+    return sm_conv_onednn_bf16_supported();
+#else
+    return 0;
+#endif
+}
+
 int sm_conv_out_size(const sm_conv_params *p, int n)
 {
     /* Checked first: C division truncates toward zero, so a negative span
@@ -54,6 +72,8 @@ static sm_status check_params(const sm_conv_params *p)
                        "the kernel %d", p->pad, p->k);
     if (p->act != SM_ACT_NONE && p->act != SM_ACT_RELU)
         return sm_fail(SEGMAMBA_E_ARG, "convolution: unknown activation %d", (int)p->act);
+    if (p->precision != SM_PREC_F32 && p->precision != SM_PREC_BF16)
+        return sm_fail(SEGMAMBA_E_ARG, "convolution: unknown precision %d", (int)p->precision);
     if (sm_conv_reduction_len(p) > INT_MAX)
         return sm_fail(SEGMAMBA_E_UNSUPPORTED, "convolution: k^3*cin = %zu is too large",
                        sm_conv_reduction_len(p));
@@ -79,6 +99,12 @@ sm_status sm_conv_create(sm_conv_kind kind, const sm_conv_params *p, const float
         return sm_fail(SEGMAMBA_E_UNSUPPORTED, "convolution backend '%s' is not built in",
                        sm_conv_kind_name(kind));
     SM_TRY(check_params(p));
+    if (p->precision == SM_PREC_BF16 && kind != SM_CONV_ONEDNN)
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "convolution: bf16 runs only on the onednn "
+                       "backend, not '%s'", sm_conv_kind_name(kind));
+    if (p->precision == SM_PREC_BF16 && !sm_conv_bf16_supported())
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "convolution: bf16 needs native bf16 dot products "
+                       "(AVX512_BF16), which this CPU lacks or DNNL_MAX_CPU_ISA forbids");
 
     sm_conv *c = calloc(1, sizeof *c);
     if (!c) return sm_fail(SEGMAMBA_E_NOMEM, "convolution: out of memory");

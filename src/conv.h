@@ -2,7 +2,8 @@
  * One interface, three backends: plain C (the reference), OpenBLAS GEMM
  * (blas_backends/) and oneDNN. A convolution is prepared once from its
  * PyTorch weights (repacked for the backend then) and run on any spatial
- * size; a backend may cache work that depends on the size. */
+ * size; a backend may cache work that depends on the size. Sources and
+ * destinations are float32 at every precision; bf16 is internal to oneDNN. */
 #ifndef SM_CONV_H
 #define SM_CONV_H
 
@@ -20,12 +21,23 @@ typedef enum sm_act {
     SM_ACT_RELU = 1
 } sm_act;
 
+/* Arithmetic inside the convolution. BF16 rounds the source and the weights
+ * to bfloat16 (8 significant bits) and sums their products in float; bias,
+ * activation and the output stay float. Only oneDNN on a CPU with native
+ * bf16 dot products runs it (sm_conv_bf16_supported); elsewhere
+ * sm_conv_create refuses it rather than run float in its place. */
+typedef enum sm_precision {
+    SM_PREC_F32 = 0,
+    SM_PREC_BF16 = 1
+} sm_precision;
+
 typedef struct sm_conv_params {
     int cin, cout;
     int k;      /* cubic kernel k x k x k */
     int stride;
     int pad;    /* symmetric zero padding */
     sm_act act;
+    sm_precision precision; /* zero (left out of an initialiser): float32 */
 } sm_conv_params;
 
 typedef struct sm_conv sm_conv;
@@ -33,9 +45,17 @@ typedef struct sm_conv sm_conv;
 /* 1 when the backend was compiled in. */
 int sm_conv_available(sm_conv_kind kind);
 const char *sm_conv_kind_name(sm_conv_kind kind);
+const char *sm_precision_name(sm_precision precision);
+
+/* 1 when SM_PREC_BF16 can run: oneDNN is built in and the CPU has native
+ * bf16 dot products (AVX512_BF16; AMX-BF16 CPUs have it too) that oneDNN is
+ * allowed to use (DNNL_MAX_CPU_ISA can forbid them). */
+int sm_conv_bf16_supported(void);
 
 /* weight: PyTorch layout (cout, cin, k, k, k); bias: cout floats or NULL.
- * Both are copied; the caller keeps ownership. */
+ * Both are copied; the caller keeps ownership. SEGMAMBA_E_UNSUPPORTED for
+ * SM_PREC_BF16 with another backend than oneDNN or without
+ * sm_conv_bf16_supported(); the caller chooses the fallback. */
 sm_status sm_conv_create(sm_conv_kind kind, const sm_conv_params *p, const float *weight,
                          const float *bias, sm_conv **out);
 

@@ -43,6 +43,7 @@ sm_status sm_conv_blas_forward(const sm_conv *c, const sm_conv_dims *g, const fl
                                size_t src_ld, float *dst, size_t dst_ld);
 
 /* Defined only in builds with oneDNN (SM_HAVE_ONEDNN). */
+int sm_conv_onednn_bf16_supported(void);
 sm_status sm_conv_onednn_init(sm_conv *c);
 sm_status sm_conv_onednn_forward(sm_conv *c, const sm_conv_dims *g, const float *src,
                                  size_t src_ld, float *dst, size_t dst_ld);

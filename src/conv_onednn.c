@@ -1,4 +1,4 @@
-/* 3D convolution through oneDNN (C API, fp32 inference).
+/* 3D convolution through oneDNN (C API, fp32 or bf16 inference).
  *
  * A primitive is made for one spatial size and the caller's strides and kept
  * until a call brings another (the network runs each convolution at one
@@ -11,7 +11,14 @@
  * concatenated buffer) is copied to or from a dense temporary by a reorder:
  * oneDNN 2.6 accepts such strided descriptors, but only its slow reference
  * convolution ("ref:any") takes them, while dense ndhwc gets the JIT kernels
- * ("brgconv:avx512_core" on AVX-512 machines). */
+ * ("brgconv:avx512_core" on AVX-512 machines).
+ *
+ * In bf16 the primitive takes a bf16 source and bf16 weights and writes a
+ * float destination (oneDNN sums in float), with a float bias. The caller's
+ * float source is converted by the same kind of reorder into a dense bf16
+ * temporary, which the plan keeps (it is made on every call, unlike the
+ * float path's strided copy, which is rare); the weights are reordered
+ * straight from float into the bf16 layout the primitive chose. */
 #include "conv_internal.h"
 
 #include <dnnl.h>
@@ -39,9 +46,11 @@ typedef struct onednn_plan {
     int d, h, w;
     size_t src_ld, dst_ld;
     dnnl_memory_desc_t src_view, dst_view; /* the caller's buffers */
-    dnnl_memory_desc_t src_dense, dst_dense;
+    dnnl_memory_desc_t src_dense, dst_dense; /* src_dense is bf16 in bf16 mode */
     dnnl_primitive_t conv;
-    dnnl_primitive_t src_pack;   /* src_view -> src_dense, NULL when src is dense */
+    /* src_view -> src_dense, NULL when src is dense float and so is taken as it is */
+    dnnl_primitive_t src_pack;
+    dnnl_memory_t src_tmp;       /* src_dense's buffer, kept only in bf16 mode */
     dnnl_primitive_t dst_unpack; /* dst_dense -> dst_view, NULL when dst is dense */
 } onednn_plan;
 
@@ -61,12 +70,12 @@ static sm_status onednn_fail(const sm_conv *c, const char *what, dnnl_status_t s
 
 /* Channels-last volume, voxel stride ld >= channels. */
 static dnnl_status_t volume_md(dnnl_memory_desc_t *md, int channels, int d, int h, int w,
-                               size_t ld)
+                               size_t ld, dnnl_data_type_t type)
 {
     const dnnl_dim_t row = (dnnl_dim_t)ld * w, plane = row * h;
     const dnnl_dims_t dims = {1, channels, d, h, w};
     const dnnl_dims_t strides = {plane * d, 1, plane, row, (dnnl_dim_t)ld};
-    return dnnl_memory_desc_init_by_strides(md, 5, dims, dnnl_f32, strides);
+    return dnnl_memory_desc_init_by_strides(md, 5, dims, type, strides);
 }
 
 /* Logical dims (cout, cin, kd, kh, kw) over the (kd, kh, kw, cin, cout) packing. */
@@ -95,6 +104,11 @@ static dnnl_status_t run_reorder(dnnl_primitive_t r, dnnl_memory_t from, dnnl_me
     return dnnl_primitive_execute(r, stream, 2, args);
 }
 
+static dnnl_data_type_t operand_type(const sm_conv_params *p)
+{
+    return p->precision == SM_PREC_BF16 ? dnnl_bf16 : dnnl_f32;
+}
+
 static dnnl_status_t conv_primitive_desc(const sm_conv *c, const onednn_plan *pl,
                                          dnnl_primitive_desc_t *pd)
 {
@@ -105,7 +119,7 @@ static dnnl_status_t conv_primitive_desc(const sm_conv *c, const onednn_plan *pl
     const dnnl_dims_t strides = {p->stride, p->stride, p->stride};
     const dnnl_dims_t pads = {p->pad, p->pad, p->pad};
     dnnl_status_t st;
-    if ((st = dnnl_memory_desc_init_by_tag(&weight_md, 5, weight_dims, dnnl_f32,
+    if ((st = dnnl_memory_desc_init_by_tag(&weight_md, 5, weight_dims, operand_type(p),
                                            dnnl_format_tag_any)) != dnnl_success ||
         (st = dnnl_memory_desc_init_by_tag(&bias_md, 1, bias_dims, dnnl_f32, dnnl_x)) !=
             dnnl_success)
@@ -178,6 +192,7 @@ static void plan_clear(onednn_plan *pl)
     if (pl->conv) dnnl_primitive_destroy(pl->conv);
     if (pl->src_pack) dnnl_primitive_destroy(pl->src_pack);
     if (pl->dst_unpack) dnnl_primitive_destroy(pl->dst_unpack);
+    if (pl->src_tmp) dnnl_memory_destroy(pl->src_tmp);
     memset(pl, 0, sizeof *pl);
 }
 
@@ -195,20 +210,28 @@ static dnnl_status_t plan_build(sm_conv *c, const sm_conv_dims *g, size_t src_ld
     struct sm_conv_onednn *s = c->onednn;
     onednn_plan *pl = &s->plan;
     const int cin = c->p.cin, cout = c->p.cout;
+    const dnnl_data_type_t src_type = operand_type(&c->p);
     dnnl_primitive_desc_t pd = NULL;
     dnnl_status_t st;
     plan_clear(pl);
-    if ((st = volume_md(&pl->src_view, cin, g->d, g->h, g->w, src_ld)) != dnnl_success ||
-        (st = volume_md(&pl->src_dense, cin, g->d, g->h, g->w, (size_t)cin)) != dnnl_success ||
-        (st = volume_md(&pl->dst_view, cout, g->od, g->oh, g->ow, dst_ld)) != dnnl_success ||
-        (st = volume_md(&pl->dst_dense, cout, g->od, g->oh, g->ow, (size_t)cout)) !=
+    if ((st = volume_md(&pl->src_view, cin, g->d, g->h, g->w, src_ld, dnnl_f32)) !=
+            dnnl_success ||
+        (st = volume_md(&pl->src_dense, cin, g->d, g->h, g->w, (size_t)cin, src_type)) !=
+            dnnl_success ||
+        (st = volume_md(&pl->dst_view, cout, g->od, g->oh, g->ow, dst_ld, dnnl_f32)) !=
+            dnnl_success ||
+        (st = volume_md(&pl->dst_dense, cout, g->od, g->oh, g->ow, (size_t)cout, dnnl_f32)) !=
             dnnl_success ||
         (st = conv_primitive_desc(c, pl, &pd)) != dnnl_success ||
         (st = dnnl_primitive_create(&pl->conv, pd)) != dnnl_success ||
         (st = fit_weights(c, pd)) != dnnl_success)
         goto done;
-    if (src_ld != (size_t)cin &&
+    if ((src_ld != (size_t)cin || src_type != dnnl_f32) &&
         (st = reorder_primitive(&pl->src_view, &pl->src_dense, &pl->src_pack)) != dnnl_success)
+        goto done;
+    if (src_type != dnnl_f32 &&
+        (st = dnnl_memory_create(&pl->src_tmp, &pl->src_dense, engine, DNNL_MEMORY_ALLOCATE)) !=
+            dnnl_success)
         goto done;
     if (dst_ld != (size_t)cout &&
         (st = reorder_primitive(&pl->dst_dense, &pl->dst_view, &pl->dst_unpack)) !=
@@ -225,21 +248,26 @@ done:
     return st;
 }
 
-/* Wraps the caller's buffers, packs a strided source into a dense temporary,
- * convolves, unpacks a dense temporary into a strided destination. */
+/* Wraps the caller's buffers, packs a strided or float-for-bf16 source into a
+ * dense temporary, convolves, unpacks a dense temporary into a strided
+ * destination. */
 static dnnl_status_t plan_run(const struct sm_conv_onednn *s, const float *src, float *dst)
 {
     const onednn_plan *pl = &s->plan;
-    dnnl_memory_t src_view = NULL, dst_view = NULL, src_tmp = NULL, dst_tmp = NULL;
+    dnnl_memory_t src_view = NULL, dst_view = NULL, src_own = NULL, dst_tmp = NULL;
+    dnnl_memory_t src_tmp = pl->src_tmp;
     dnnl_status_t st;
     /* The handle is not const in the API; oneDNN only reads a source. */
     if ((st = dnnl_memory_create(&src_view, &pl->src_view, engine, (void *)src)) != dnnl_success ||
         (st = dnnl_memory_create(&dst_view, &pl->dst_view, engine, dst)) != dnnl_success)
         goto done;
-    if (pl->src_pack &&
-        ((st = dnnl_memory_create(&src_tmp, &pl->src_dense, engine, DNNL_MEMORY_ALLOCATE)) !=
-             dnnl_success ||
-         (st = run_reorder(pl->src_pack, src_view, src_tmp)) != dnnl_success))
+    if (pl->src_pack && !src_tmp) {
+        if ((st = dnnl_memory_create(&src_own, &pl->src_dense, engine, DNNL_MEMORY_ALLOCATE)) !=
+            dnnl_success)
+            goto done;
+        src_tmp = src_own;
+    }
+    if (pl->src_pack && (st = run_reorder(pl->src_pack, src_view, src_tmp)) != dnnl_success)
         goto done;
     if (pl->dst_unpack &&
         (st = dnnl_memory_create(&dst_tmp, &pl->dst_dense, engine, DNNL_MEMORY_ALLOCATE)) !=
@@ -260,9 +288,23 @@ static dnnl_status_t plan_run(const struct sm_conv_onednn *s, const float *src, 
 done:
     if (src_view) dnnl_memory_destroy(src_view);
     if (dst_view) dnnl_memory_destroy(dst_view);
-    if (src_tmp) dnnl_memory_destroy(src_tmp);
+    if (src_own) dnnl_memory_destroy(src_own);
     if (dst_tmp) dnnl_memory_destroy(dst_tmp);
     return st;
+}
+
+/* oneDNN's CPU ISA values are bit masks in which each level holds the bits
+ * of those below (AMX's 0x3e7 contains avx512_core_bf16's 0xe7; AVX2-VNNI's
+ * 0x407 does not), and the effective ISA is what CPUID and XGETBV report,
+ * capped by DNNL_MAX_CPU_ISA: the level oneDNN will actually dispatch to.
+ * Without avx512_core_bf16 oneDNN 2.6 still accepts bf16 convolutions, but
+ * emulates the dot products on AVX-512 (slower than float) or runs its
+ * reference code, so those CPUs are reported as unsupported. */
+int sm_conv_onednn_bf16_supported(void)
+{
+    const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    return ((unsigned)isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) ==
+           (unsigned)dnnl_cpu_isa_avx512_core_bf16;
 }
 
 sm_status sm_conv_onednn_init(sm_conv *c)

@@ -33,6 +33,13 @@ void segmamba_set_threads(int n)
     sm_blas_set_threads(n);
 }
 
+const char *segmamba_select_isa(const char *name)
+{
+    const int isa = sm_isa_parse(name);
+    if (isa < 0) return NULL;
+    return sm_isa_name(sm_kernels_select((sm_isa)isa));
+}
+
 static sm_status choose_conv(segmamba_conv_backend want, sm_conv_kind *kind)
 {
     switch (want) {
@@ -68,6 +75,7 @@ static sm_status open_model(const char *path, const segmamba_options *opts, segm
                            m->cfg.nslices[i]);
     }
     m->cfg.fue = opts && opts->fue;
+    m->cfg.bf16 = opts && opts->bf16 && kind == SM_CONV_ONEDNN && sm_conv_bf16_supported();
     sm_kernels_get();
     return sm_segmamba_build(&m->weights, &m->cfg, kind, &m->graph);
 }

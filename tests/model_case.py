@@ -73,8 +73,12 @@ def run_case(args, case_dir):
                        "--conv", conv, "--nslices", nslices, "--threads", str(args.threads)]
                 if case.get("fue"):
                     cmd.append("--fue")
+                if args.scan:
+                    cmd += ["--scan", args.scan]
+                if args.precision:
+                    cmd += ["--precision", args.precision]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
-                label = f"{model} conv={conv}"
+                label = f"{model} conv={conv}" + (f" scan={args.scan}" if args.scan else "")
                 if proc.returncode != 0:
                     print(f"FAIL {label}: exit {proc.returncode}: {proc.stderr.strip()}")
                     failures += 1
@@ -99,6 +103,8 @@ def main():
     ap.add_argument("--seed", type=int)
     ap.add_argument("--conv", default="onednn,blas,ref", help="comma-separated backends")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--scan", help="kernel level passed to segmamba forward --scan")
+    ap.add_argument("--precision", help="passed to segmamba forward --precision")
     ap.add_argument("--rel", type=float, default=1e-3)
     ap.add_argument("--argmax", type=float, default=0.999)
     ap.add_argument("--keep", help="generate into this folder and keep it")

@@ -1,6 +1,7 @@
 /* 3D convolution: every built-in backend against the reference on random
  * data, the reference against a double-precision sum written here, argument
- * checks, and a backend's per-size cache across calls of changing size. */
+ * checks, and a backend's per-size cache across calls of changing size;
+ * oneDNN in bf16 against the float reference where the CPU runs bf16. */
 #include "check.h"
 #include "conv.h"
 
@@ -67,14 +68,14 @@ static float *sentinel_floats(size_t n)
     return x;
 }
 
-static sm_conv_params params_of(const conv_case *t)
+static sm_conv_params params_of(const conv_case *t, sm_precision precision)
 {
-    return (sm_conv_params){t->cin, t->cout, t->k, t->stride, t->pad, t->act};
+    return (sm_conv_params){t->cin, t->cout, t->k, t->stride, t->pad, t->act, precision};
 }
 
 static size_t out_voxels(const conv_case *t)
 {
-    sm_conv_params p = params_of(t);
+    sm_conv_params p = params_of(t, SM_PREC_F32);
     return (size_t)sm_conv_out_size(&p, t->d) * sm_conv_out_size(&p, t->h) *
            sm_conv_out_size(&p, t->w);
 }
@@ -86,16 +87,62 @@ static size_t out_voxels(const conv_case *t)
  * K * u * sum|terms|, is never approached by random data). 8 u sqrt(K)
  * max|ref| covers the two independent errors and the tail of the maximum
  * over all outputs; the largest error measured is about 0.15 of it. */
-static double tolerance(const conv_case *t, double max_ref)
+static double tolerance_f32(const conv_case *t, double max_ref)
 {
     double k = (double)t->k * t->k * t->k * t->cin;
     return 4.0 * FLT_EPSILON * sqrt(k) * max_ref;
 }
 
-/* Checks got against want (nvox voxels, cout channels, stride ld) and that
- * got's padding channels hold SENTINEL; returns the error over tolerance. */
-static double compare(const conv_case *t, const char *what, const float *want, const float *got,
-                      size_t nvox, int ld)
+/* Random weights (PyTorch layout), bias when the case has one, and source
+ * including its padding channels, which every backend must ignore. */
+typedef struct case_data {
+    float *weight, *bias, *src;
+} case_data;
+
+static double rms(const float *x, size_t n, size_t len, size_t ld)
+{
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < len; j++) sum += (double)x[i * ld + j] * x[i * ld + j];
+    return sqrt(sum / (double)(n * len));
+}
+
+/* bf16 keeps 8 significant bits, so rounding the source and the weights
+ * gives x(1+a) and w(1+b) with |a|, |b| <= u = 2^-8, and each product is off
+ * by xw(a+b) + O(u^2), at most 2u|xw|. The float sum adds only ~2^-24
+ * relative on top. The K errors of an output have random signs and
+ * independent a, b, so their sum has a standard deviation of at most
+ * 2u sqrt(K) rms(x) rms(w). K is k^3*cin, less where the volume is
+ * narrower than the kernel: a window then sees at most min(k, n) positions
+ * along an axis of n voxels (zero padding elsewhere only removes terms;
+ * counting K right keeps the bound tight enough for the lower check in
+ * test_bf16_cases). The largest
+ * of the up to ~10^5 outputs of a case lies within about 4.8 standard
+ * deviations (sqrt(2 ln 10^5)); 6 leaves room for the non-Gaussian tail of
+ * small K. The bound on |a+b| is itself about 3.5 times the rms of a+b
+ * (uniform rounding errors), so errors near 0.2 of this are expected. The
+ * bias is added in float and ReLU only clips, so neither adds error. */
+static double tolerance_bf16(const conv_case *t, const case_data *x)
+{
+    const double u = 1.0 / 256.0, k = (double)t->cin * (t->k < t->d ? t->k : t->d) *
+                                        (t->k < t->h ? t->k : t->h) *
+                                        (t->k < t->w ? t->k : t->w);
+    const double rms_src = rms(x->src, (size_t)t->d * t->h * t->w, (size_t)t->cin,
+                               (size_t)(t->cin + t->src_extra));
+    const double rms_weight =
+        rms(x->weight, 1, (size_t)t->cout * t->cin * t->k * t->k * t->k, 0);
+    return 6.0 * 2.0 * u * sqrt(k) * rms_src * rms_weight;
+}
+
+typedef struct error_bound {
+    double err, tol; /* largest error, tolerance */
+} error_bound;
+
+/* Checks got against want (nvox voxels, cout channels, stride ld) within
+ * the tolerance of the precision got was computed in, and that got's
+ * padding channels hold SENTINEL. */
+static error_bound compare(const conv_case *t, const case_data *x, sm_precision precision,
+                      const char *what, const float *want, const float *got, size_t nvox, int ld)
 {
     double max_ref = 0.0, max_err = 0.0;
     int padding_ok = 1;
@@ -108,20 +155,15 @@ static double compare(const conv_case *t, const char *what, const float *want, c
         for (int c = t->cout; c < ld; c++)
             padding_ok &= memcmp(&got[v * ld + c], &SENTINEL, sizeof SENTINEL) == 0;
     }
-    double tol = tolerance(t, max_ref);
+    double tol = precision == SM_PREC_BF16 ? tolerance_bf16(t, x) : tolerance_f32(t, max_ref);
     CHECK_MSG(max_err <= tol && max_ref > 0.0,
-              "%s: %d->%d k%d s%d p%d %dx%dx%d: max error %g, tolerance %g (max |ref| %g)", what,
-              t->cin, t->cout, t->k, t->stride, t->pad, t->d, t->h, t->w, max_err, tol, max_ref);
+              "%s %s: %d->%d k%d s%d p%d %dx%dx%d: max error %g, tolerance %g (max |ref| %g)",
+              what, sm_precision_name(precision), t->cin, t->cout, t->k, t->stride, t->pad, t->d,
+              t->h, t->w, max_err, tol, max_ref);
     CHECK_MSG(padding_ok, "%s: %d->%d k%d: padding channels of dst were written", what, t->cin,
               t->cout, t->k);
-    return max_err / tol;
+    return (error_bound){max_err, tol};
 }
-
-/* Random weights (PyTorch layout), bias when the case has one, and source
- * including its padding channels, which every backend must ignore. */
-typedef struct case_data {
-    float *weight, *bias, *src;
-} case_data;
 
 static case_data case_data_new(const conv_case *t)
 {
@@ -139,9 +181,10 @@ static void case_data_free(case_data *x)
     free(x->src);
 }
 
-static sm_status run_conv(sm_conv_kind kind, const conv_case *t, const case_data *x, float *dst)
+static sm_status run_conv(sm_conv_kind kind, sm_precision precision, const conv_case *t,
+                          const case_data *x, float *dst)
 {
-    sm_conv_params p = params_of(t);
+    sm_conv_params p = params_of(t, precision);
     sm_conv *c;
     sm_status s = sm_conv_create(kind, &p, x->weight, x->bias, &c);
     if (s != SEGMAMBA_OK) return s;
@@ -182,7 +225,7 @@ static void test_reference_against_double(void)
     };
     for (size_t i = 0; i < sizeof tiny / sizeof *tiny; i++) {
         const conv_case *t = &tiny[i];
-        const sm_conv_params p = params_of(t);
+        const sm_conv_params p = params_of(t, SM_PREC_F32);
         const int od = sm_conv_out_size(&p, t->d), oh = sm_conv_out_size(&p, t->h),
                   ow = sm_conv_out_size(&p, t->w), dst_ld = t->cout + t->dst_extra;
         const size_t nvox = (size_t)od * oh * ow;
@@ -194,8 +237,8 @@ static void test_reference_against_double(void)
                     for (int co = 0; co < t->cout; co++)
                         want[(((size_t)z * oh + y) * ow + xo) * dst_ld + co] =
                             (float)conv_point_double(t, &x, z, y, xo, co);
-        CHECK(run_conv(SM_CONV_REF, t, &x, got) == SEGMAMBA_OK);
-        compare(t, "ref vs double", want, got, nvox, dst_ld);
+        CHECK(run_conv(SM_CONV_REF, SM_PREC_F32, t, &x, got) == SEGMAMBA_OK);
+        compare(t, &x, SM_PREC_F32, "ref vs double", want, got, nvox, dst_ld);
         case_data_free(&x);
         free(want);
         free(got);
@@ -211,11 +254,12 @@ static void test_backend_cases(sm_conv_kind kind)
         const int dst_ld = t->cout + t->dst_extra;
         case_data x = case_data_new(t);
         float *want = sentinel_floats(nvox * dst_ld), *got = sentinel_floats(nvox * dst_ld);
-        CHECK(run_conv(SM_CONV_REF, t, &x, want) == SEGMAMBA_OK);
-        sm_status s = run_conv(kind, t, &x, got);
+        CHECK(run_conv(SM_CONV_REF, SM_PREC_F32, t, &x, want) == SEGMAMBA_OK);
+        sm_status s = run_conv(kind, SM_PREC_F32, t, &x, got);
         CHECK_MSG(s == SEGMAMBA_OK, "%s: %s", sm_conv_kind_name(kind), segmamba_last_error());
-        double r = compare(t, sm_conv_kind_name(kind), want, got, nvox, dst_ld);
-        if (r > worst) worst = r;
+        error_bound e = compare(t, &x, SM_PREC_F32, sm_conv_kind_name(kind), want, got, nvox,
+                                dst_ld);
+        if (e.err / e.tol > worst) worst = e.err / e.tol;
         case_data_free(&x);
         free(want);
         free(got);
@@ -226,7 +270,7 @@ static void test_backend_cases(sm_conv_kind kind)
 /* One convolution object run at changing sizes and strides, each result
  * against a fresh reference: a backend's per-size cache must follow. Each
  * step changes one of d, h, w, src_ld, dst_ld, then all return. */
-static void test_size_changes(sm_conv_kind kind)
+static void test_size_changes(sm_conv_kind kind, sm_precision precision)
 {
     static const conv_case steps[] = {
         {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 6, 8, 10, 0, 0},
@@ -237,7 +281,7 @@ static void test_size_changes(sm_conv_kind kind)
         {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 7, 9, 9, 3, 2},
         {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 6, 8, 10, 0, 0},
     };
-    const sm_conv_params p = params_of(&steps[0]);
+    const sm_conv_params p = params_of(&steps[0], precision);
     case_data x = case_data_new(&steps[0]);
     sm_conv *c;
     CHECK(sm_conv_create(kind, &p, x.weight, x.bias, &c) == SEGMAMBA_OK);
@@ -248,9 +292,9 @@ static void test_size_changes(sm_conv_kind kind)
         free(x.src);
         x.src = random_floats((size_t)t->d * t->h * t->w * src_ld);
         float *want = sentinel_floats(nvox * dst_ld), *got = sentinel_floats(nvox * dst_ld);
-        CHECK(run_conv(SM_CONV_REF, t, &x, want) == SEGMAMBA_OK);
+        CHECK(run_conv(SM_CONV_REF, SM_PREC_F32, t, &x, want) == SEGMAMBA_OK);
         CHECK(sm_conv_forward(c, x.src, src_ld, t->d, t->h, t->w, got, dst_ld) == SEGMAMBA_OK);
-        compare(t, "size change", want, got, nvox, dst_ld);
+        compare(t, &x, precision, "size change", want, got, nvox, dst_ld);
         free(want);
         free(got);
     }
@@ -260,23 +304,23 @@ static void test_size_changes(sm_conv_kind kind)
 
 static void test_arguments(void)
 {
-    sm_conv_params p = {4, 8, 7, 2, 3, SM_ACT_NONE};
+    sm_conv_params p = {4, 8, 7, 2, 3, SM_ACT_NONE, SM_PREC_F32};
     CHECK(sm_conv_out_size(&p, 128) == 64);
     CHECK(sm_conv_out_size(&p, 1) == 1);
-    p = (sm_conv_params){4, 8, 2, 2, 0, SM_ACT_NONE};
+    p = (sm_conv_params){4, 8, 2, 2, 0, SM_ACT_NONE, SM_PREC_F32};
     CHECK(sm_conv_out_size(&p, 127) == 63);
-    p = (sm_conv_params){4, 8, 7, 1, 0, SM_ACT_NONE};
+    p = (sm_conv_params){4, 8, 7, 1, 0, SM_ACT_NONE, SM_PREC_F32};
     CHECK(sm_conv_out_size(&p, 6) == 0);
 
     float weight[8 * 4 * 27] = {0}, src[3 * 3 * 3 * 4] = {0}, dst[8] = {0};
     sm_conv *c = NULL;
-    p = (sm_conv_params){4, 8, 0, 1, 0, SM_ACT_NONE};
+    p = (sm_conv_params){4, 8, 0, 1, 0, SM_ACT_NONE, SM_PREC_F32};
     CHECK(sm_conv_create(SM_CONV_REF, &p, weight, NULL, &c) == SEGMAMBA_E_ARG && !c);
-    p = (sm_conv_params){4, 8, 3, 1, 3, SM_ACT_NONE};
+    p = (sm_conv_params){4, 8, 3, 1, 3, SM_ACT_NONE, SM_PREC_F32};
     CHECK(sm_conv_create(SM_CONV_REF, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED && !c);
-    p = (sm_conv_params){4, 8, 3, 1, 0, (sm_act)7};
+    p = (sm_conv_params){4, 8, 3, 1, 0, (sm_act)7, SM_PREC_F32};
     CHECK(sm_conv_create(SM_CONV_REF, &p, weight, NULL, &c) == SEGMAMBA_E_ARG && !c);
-    p = (sm_conv_params){4, 8, 3, 1, 0, SM_ACT_NONE};
+    p = (sm_conv_params){4, 8, 3, 1, 0, SM_ACT_NONE, SM_PREC_F32};
     if (!sm_conv_available(SM_CONV_ONEDNN))
         CHECK(sm_conv_create(SM_CONV_ONEDNN, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED);
     CHECK(sm_conv_create(SM_CONV_REF, &p, weight, NULL, &c) == SEGMAMBA_OK);
@@ -285,6 +329,54 @@ static void test_arguments(void)
     CHECK(sm_conv_forward(c, src, 4, 2, 3, 3, dst, 8) == SEGMAMBA_E_SHAPE);
     CHECK(sm_conv_forward(c, src, 4, 3, 3, 3, dst, 8) == SEGMAMBA_OK);
     sm_conv_free(c);
+    c = NULL;
+
+    p.precision = (sm_precision)2;
+    CHECK(sm_conv_create(SM_CONV_ONEDNN, &p, weight, NULL, &c) == SEGMAMBA_E_ARG && !c);
+    /* bf16 is refused, never run as float, by the float-only backends and
+     * wherever the CPU lacks it. */
+    p.precision = SM_PREC_BF16;
+    CHECK(sm_conv_create(SM_CONV_REF, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED && !c);
+    CHECK(sm_conv_create(SM_CONV_BLAS, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED && !c);
+    CHECK(!sm_conv_bf16_supported() || sm_conv_available(SM_CONV_ONEDNN));
+    sm_status s = sm_conv_create(SM_CONV_ONEDNN, &p, weight, NULL, &c);
+    CHECK(sm_conv_bf16_supported() ? s == SEGMAMBA_OK && c
+                                   : s == SEGMAMBA_E_UNSUPPORTED && !c);
+    sm_conv_free(c);
+}
+
+/* oneDNN in bf16 and in float against the float reference on the whole case
+ * table. Besides staying within its tolerance, the bf16 error must be far
+ * above float's: an error as small as float's would mean that bf16 did not
+ * run. Float's largest error is ~2^-24 sqrt(K) relative, bf16's expected one
+ * ~0.2 of its tolerance, ~2^-8 sqrt(K); the bound tol/64 sits between. */
+static void test_bf16_cases(void)
+{
+    double worst = 0.0, least = INFINITY;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const conv_case *t = &cases[i];
+        const size_t nvox = out_voxels(t);
+        const int dst_ld = t->cout + t->dst_extra;
+        case_data x = case_data_new(t);
+        float *want = sentinel_floats(nvox * dst_ld), *f32 = sentinel_floats(nvox * dst_ld),
+              *bf16 = sentinel_floats(nvox * dst_ld);
+        CHECK(run_conv(SM_CONV_REF, SM_PREC_F32, t, &x, want) == SEGMAMBA_OK);
+        CHECK(run_conv(SM_CONV_ONEDNN, SM_PREC_F32, t, &x, f32) == SEGMAMBA_OK);
+        sm_status s = run_conv(SM_CONV_ONEDNN, SM_PREC_BF16, t, &x, bf16);
+        CHECK_MSG(s == SEGMAMBA_OK, "onednn bf16: %s", segmamba_last_error());
+        error_bound e32 = compare(t, &x, SM_PREC_F32, "onednn", want, f32, nvox, dst_ld);
+        error_bound e16 = compare(t, &x, SM_PREC_BF16, "onednn", want, bf16, nvox, dst_ld);
+        CHECK_MSG(e16.err > 16.0 * e32.err && e16.err > e16.tol / 64.0,
+                  "onednn bf16: %d->%d k%d: error %g is too small for bf16 (float's %g, "
+                  "tolerance %g)", t->cin, t->cout, t->k, e16.err, e32.err, e16.tol);
+        if (e16.err / e16.tol > worst) worst = e16.err / e16.tol;
+        if (e16.err / e16.tol < least) least = e16.err / e16.tol;
+        case_data_free(&x);
+        free(want);
+        free(f32);
+        free(bf16);
+    }
+    fprintf(stderr, "onednn bf16: error %.3f to %.3f of tolerance\n", least, worst);
 }
 
 int main(void)
@@ -297,7 +389,15 @@ int main(void)
             continue;
         }
         test_backend_cases((sm_conv_kind)kind);
-        test_size_changes((sm_conv_kind)kind);
+        test_size_changes((sm_conv_kind)kind, SM_PREC_F32);
+    }
+    if (sm_conv_bf16_supported()) {
+        test_bf16_cases();
+        test_size_changes(SM_CONV_ONEDNN, SM_PREC_BF16);
+    } else {
+        fprintf(stderr, "onednn bf16: %s, skipped\n",
+                sm_conv_available(SM_CONV_ONEDNN) ? "no native bf16 (CPU or DNNL_MAX_CPU_ISA)"
+                                                  : "oneDNN not built in");
     }
     return check_report("test_conv");
 }

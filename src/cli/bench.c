@@ -28,6 +28,8 @@ void usage_bench(FILE *f)
             "  --threads N         threads (default: all cores)\n"
             "  --repeat R          timed forwards after one warm-up (default 3)\n"
             "  --conv KIND         onednn, blas or ref\n"
+            "  --scan LEVEL        kernel level: scalar, avx2, avx512 or neon\n"
+            "  --precision P       fp32 (default) or bf16 convolutions\n"
             "  --nslices a,b,c,d   default n/2,n/4,n/8,n/16 (the official 64,32,16,8 at 128)\n"
             "  --json FILE         also write the figures as JSON\n");
 }
@@ -123,6 +125,13 @@ int cmd_bench(int argc, char **argv)
         } else if (strcmp(a, "--conv") == 0) {
             if (!cli_parse_conv(v, &opts.conv))
                 return cli_usage_error("bench: --conv wants onednn, blas or ref, not '%s'", v);
+        } else if (strcmp(a, "--precision") == 0) {
+            if (!cli_parse_precision(v, &opts.bf16))
+                return cli_usage_error("bench: --precision wants fp32 or bf16, not '%s'", v);
+        } else if (strcmp(a, "--scan") == 0) {
+            if (!segmamba_select_isa(v))
+                return cli_usage_error("bench: --scan wants scalar, avx2, avx512 or neon, not '%s'",
+                                       v);
         } else if (strcmp(a, "--nslices") == 0) {
             if (!cli_parse_nslices(v, opts.nslices))
                 return cli_usage_error("bench: --nslices wants a,b,c,d, not '%s'", v);
@@ -146,6 +155,7 @@ int cmd_bench(int argc, char **argv)
     if (st != SEGMAMBA_OK) return cli_fail(st);
     segmamba_config c;
     segmamba_get_config(m, &c);
+    cli_precision_notice(&opts, &c);
     const int64_t vox = (int64_t)size * size * size;
     float *x = malloc((size_t)(c.in_chans * vox) * sizeof *x);
     float *y = malloc((size_t)(c.out_chans * vox) * sizeof *y);
@@ -189,8 +199,8 @@ int cmd_bench(int argc, char **argv)
     printf("model      %s: %d->%d channels, features %d,%d,%d,%d, %lld parameters\n", model,
            c.in_chans, c.out_chans, c.feat[0], c.feat[1], c.feat[2], c.feat[3],
            (long long)c.n_params);
-    printf("input      1x%dx%d^3 fp32, %d threads, scan %s\n", c.in_chans, size, nt,
-           sm_isa_name(sm_kernels_get()->isa));
+    printf("input      1x%dx%d^3, %s convolutions, %d threads, scan %s\n", c.in_chans, size,
+           c.bf16 ? "bf16" : "fp32", nt, sm_isa_name(sm_kernels_get()->isa));
     printf("forward    %.3f s (median of %d)\n", t, repeat);
     for (int k = 0; k < 4; k++)
         printf("  %-6s   %8.3f s  %5.1f%%\n", kind_names[k], kinds[k], 100.0 * kinds[k] / t);
@@ -205,12 +215,13 @@ int cmd_bench(int argc, char **argv)
         sm_json_out_string(&o, model, strlen(model));
         sm_json_out_printf(
             &o,
-            ", \"size\": %d, \"threads\": %d, \"scan_isa\": \"%s\", \"seconds\": %.6f, "
+            ", \"size\": %d, \"precision\": \"%s\", \"threads\": %d, \"scan_isa\": \"%s\", "
+            "\"seconds\": %.6f, "
             "\"repeat\": %d, \"seconds_conv\": %.6f, \"seconds_scan\": %.6f, "
             "\"seconds_norm\": %.6f, \"seconds_other\": %.6f, \"gflop\": %.3f, "
             "\"gflops\": %.3f, \"peak_gflops\": %.3f, \"fraction_of_peak\": %.4f, "
             "\"voxels_per_second\": %.1f, \"peak_rss_mib\": %.1f}\n",
-            size, nt, sm_isa_name(sm_kernels_get()->isa), t, repeat, kinds[0], kinds[1],
+            size, c.bf16 ? "bf16" : "fp32", nt, sm_isa_name(sm_kernels_get()->isa), t, repeat, kinds[0], kinds[1],
             kinds[2], kinds[3], sum[4] * 1e-9, gflops, peak, gflops / peak, (double)vox / t, rss);
         const void *parts[1] = {o.text};
         const size_t sizes[1] = {o.len};

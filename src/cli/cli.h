@@ -18,6 +18,10 @@ int cli_usage_error(const char *fmt, const char *arg);
 int cli_parse_int(const char *s, int lo, int hi, int *out);
 int cli_parse_nslices(const char *s, int out[SEGMAMBA_STAGES]);
 int cli_parse_conv(const char *s, segmamba_conv_backend *out);
+int cli_parse_precision(const char *s, int *bf16);
+
+/* Tells the user when bf16 was asked for but the model runs fp32. */
+void cli_precision_notice(const segmamba_options *opts, const segmamba_config *c);
 
 int cmd_bench(int argc, char **argv);
 void usage_bench(FILE *f);

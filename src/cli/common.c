@@ -63,3 +63,18 @@ int cli_parse_conv(const char *s, segmamba_conv_backend *out)
     return 1;
 }
 
+
+int cli_parse_precision(const char *s, int *bf16)
+{
+    if (strcmp(s, "fp32") == 0) *bf16 = 0;
+    else if (strcmp(s, "bf16") == 0) *bf16 = 1;
+    else return 0;
+    return 1;
+}
+
+void cli_precision_notice(const segmamba_options *opts, const segmamba_config *c)
+{
+    if (opts->bf16 && !c->bf16)
+        fprintf(stderr, "segmamba: bf16 needs the oneDNN backend and a CPU with AVX512_BF16; "
+                        "running fp32\n");
+}

@@ -67,9 +67,14 @@ static void usage_forward(FILE *f)
             "  --threads N         threads for OpenMP, oneDNN and OpenBLAS (default: all cores)\n"
             "  --conv KIND         convolution backend: onednn, blas or ref (default: onednn\n"
             "                      when built in, else blas; ref is slow and for testing)\n"
+            "  --scan LEVEL        kernel level: scalar, avx2, avx512 or neon (default: the\n"
+            "                      best this CPU has; a level it lacks falls back below)\n"
             "  --nslices a,b,c,d   inter-slice scan lengths per stage (default 64,32,16,8,\n"
             "                      right for 128^3 inputs: stage i's token count must be\n"
             "                      divisible by its value)\n"
+            "  --precision P       fp32 (default) or bf16: bf16 convolutions with fp32\n"
+            "                      accumulation, on oneDNN with a CPU that has AVX512_BF16\n"
+            "                      (elsewhere it says so and runs fp32); the scan stays fp32\n"
             "  --fue               apply feature-level uncertainty estimation (paper; off in\n"
             "                      the released code)\n"
             "  --quiet             print nothing on success\n");
@@ -150,7 +155,8 @@ static int cmd_forward(int argc, char **argv)
             quiet = 1;
         } else if (!v && (strcmp(a, "--model") == 0 || strcmp(a, "--input") == 0 ||
                           strcmp(a, "--output") == 0 || strcmp(a, "--threads") == 0 ||
-                          strcmp(a, "--conv") == 0 || strcmp(a, "--nslices") == 0)) {
+                          strcmp(a, "--conv") == 0 || strcmp(a, "--nslices") == 0 ||
+                          strcmp(a, "--scan") == 0 || strcmp(a, "--precision") == 0)) {
             return cli_usage_error("forward: %s needs a value", a);
         } else if (strcmp(a, "--model") == 0) {
             model = argv[++i];
@@ -164,6 +170,13 @@ static int cmd_forward(int argc, char **argv)
         } else if (strcmp(a, "--conv") == 0) {
             if (!cli_parse_conv(argv[++i], &opts.conv))
                 return cli_usage_error("forward: --conv wants onednn, blas or ref, not '%s'", v);
+        } else if (strcmp(a, "--precision") == 0) {
+            if (!cli_parse_precision(argv[++i], &opts.bf16))
+                return cli_usage_error("forward: --precision wants fp32 or bf16, not '%s'", v);
+        } else if (strcmp(a, "--scan") == 0) {
+            if (!segmamba_select_isa(argv[++i]))
+                return cli_usage_error("forward: --scan wants scalar, avx2, avx512 or neon, "
+                                       "not '%s'", v);
         } else if (strcmp(a, "--nslices") == 0) {
             if (!cli_parse_nslices(argv[++i], opts.nslices))
                 return cli_usage_error("forward: --nslices wants four positive integers a,b,c,d, "
@@ -189,6 +202,7 @@ static int cmd_forward(int argc, char **argv)
     }
     segmamba_config c;
     segmamba_get_config(m, &c);
+    cli_precision_notice(&opts, &c);
     const int batched = x.ndim == 5;
     int ok_shape = (x.ndim == 4 || (batched && x.shape[0] == 1));
     const int64_t *s = x.shape + batched;
@@ -228,8 +242,10 @@ static int cmd_forward(int argc, char **argv)
     free(y);
     if (st != SEGMAMBA_OK) return cli_fail(st);
     if (!quiet)
-        fprintf(stderr, "segmamba: %dx%dx%d forward in %.3f s (model loaded in %.3f s), wrote %s\n",
-                d, h, w, t_fwd, t_load, output);
+        fprintf(stderr,
+                "segmamba: %dx%dx%d forward in %.3f s (model loaded in %.3f s, kernels %s), "
+                "wrote %s\n",
+                d, h, w, t_fwd, t_load, sm_isa_name(sm_kernels_get()->isa), output);
     return 0;
 }
 
