@@ -431,7 +431,7 @@ static void mamba_layer(builder *b, int i, int j, int x)
     for (int s = 0; s < SM_DIRECTIONS; s++) {
         sm_mamba_dir *d = &m->dir[s];
         const char *x = dir_suffix[s];
-        d->conv_w = tensor(b, "%s.%d.%d.mamba.conv1d%s.weight", pre, i, j, x);
+        const float *conv_w = tensor(b, "%s.%d.%d.mamba.conv1d%s.weight", pre, i, j, x);
         d->conv_b = tensor(b, "%s.%d.%d.mamba.conv1d%s.bias", pre, i, j, x);
         d->x_proj = tensor(b, "%s.%d.%d.mamba.x_proj%s.weight", pre, i, j, x);
         d->dt_proj = tensor(b, "%s.%d.%d.mamba.dt_proj%s.weight", pre, i, j, x);
@@ -447,6 +447,17 @@ static void mamba_layer(builder *b, int i, int j, int x)
         }
         for (size_t k = 0; a_log && k < n; k++) d->A[k] = -expf(a_log[k]);
         release(b, "%s.%d.%d.mamba.A%s_log", pre, i, j, x);
+        /* (d_inner, 1, K) -> (K, d_inner): the conv1d's inner loop runs over channels. */
+        const int K = m->d_conv, di = m->d_inner;
+        d->conv_wt = malloc((size_t)K * (size_t)di * sizeof *d->conv_wt);
+        if (!d->conv_wt) {
+            if (g->status == SEGMAMBA_OK)
+                g->status = sm_fail(SEGMAMBA_E_NOMEM, "out of memory building Mamba layer");
+            break;
+        }
+        for (int c = 0; conv_w && c < di; c++)
+            for (int k = 0; k < K; k++) d->conv_wt[(size_t)k * di + c] = conv_w[(size_t)c * K + k];
+        release(b, "%s.%d.%d.mamba.conv1d%s.weight", pre, i, j, x);
     }
     const double flops = sm_mamba_flops_per_token(m);
     const int scratch = sm_graph_tensor(g, sm_mamba_scratch_per_token(m), sm_graph_level(g, x));

@@ -19,6 +19,7 @@ typedef struct sm_kernels {
     sm_scan_fn scan;
     sm_exp_fn exp;
     sm_gelu_fn gelu;
+    sm_silu_fn silu;
     sm_fma_probe_fn fma_probe;
 } sm_kernels;
 

@@ -13,12 +13,17 @@
 #define SM_EXP_C4 (1.0f / 24.0f)
 #define SM_EXP_C5 (1.0f / 120.0f)
 #define SM_EXP_C6 (1.0f / 720.0f)
-/* (ln 2)^k / k!: Taylor coefficients of 2^f */
-#define SM_EXP2_C1 0.693147180559945f
-#define SM_EXP2_C2 0.240226506959101f
-#define SM_EXP2_C3 0.0555041086648216f
-#define SM_EXP2_C4 0.00961812910762848f
-#define SM_EXP2_C5 0.00133335581464284f
-#define SM_EXP2_C6 0.000154035303933816f
+/* 2^f on [-1/2, 1/2]: degree-5 polynomial fitted for minimal relative
+ * error (iteratively reweighted least squares, converging to the minimax
+ * fit) with the constant term held at exactly 1: a decay factor near 1 must
+ * not come out above 1, or a state multiplied by it over thousands of
+ * tokens drifts (a free fit gave p(0) = 1 + 1.2e-7 and 2.4e-5 relative
+ * drift over 4096 tokens). Coefficients rounded to float. */
+#define SM_EXP2_P0 1.0f
+#define SM_EXP2_P1 0.6931470036506653f
+#define SM_EXP2_P2 0.24022242426872253f
+#define SM_EXP2_P3 0.05550733953714371f
+#define SM_EXP2_P4 0.009671511128544807f
+#define SM_EXP2_P5 0.0013264708686619997f
 
 #endif

@@ -70,6 +70,14 @@ void sm_gelu_avx2(const float *x, float *y, int64_t n);
 void sm_gelu_avx512(const float *x, float *y, int64_t n);
 void sm_gelu_neon(const float *x, float *y, int64_t n);
 
+/* y[i] = x[i] * sigmoid(x[i]); x and y may be the same. */
+typedef void (*sm_silu_fn)(const float *x, float *y, int64_t n);
+
+void sm_silu_scalar(const float *x, float *y, int64_t n);
+void sm_silu_avx2(const float *x, float *y, int64_t n);
+void sm_silu_avx512(const float *x, float *y, int64_t n);
+void sm_silu_neon(const float *x, float *y, int64_t n);
+
 /* Runs iters rounds of independent FMA chains; returns the flops done. */
 typedef double (*sm_fma_probe_fn)(int64_t iters, float *sink);
 

@@ -46,6 +46,11 @@ void sm_gelu_scalar(const float *x, float *y, int64_t n)
     for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
 
+void sm_silu_scalar(const float *x, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] = silu(x[i]);
+}
+
 double sm_fma_probe_scalar(int64_t iters, float *sink)
 {
     float acc[8];

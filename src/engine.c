@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "blas_backends/gemm.h"
+#include "engine_internal.h"
 #include "graph.h"
 #include "models/segmamba_model.h"
 #include "parallel.h"
@@ -121,6 +122,8 @@ void segmamba_get_profile(const segmamba_model *m, segmamba_profile *p)
                             .seconds_other = g->seconds[SM_KIND_OTHER],
                             .flops = g->flops};
 }
+
+const sm_graph *sm_engine_graph(const segmamba_model *m) { return m->graph; }
 
 void segmamba_close(segmamba_model *m)
 {

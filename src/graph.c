@@ -258,8 +258,10 @@ sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, flo
         const sm_node *nd = &g->nodes[i];
         double t0 = sm_now_seconds();
         st = run_node(g, nd, &rd);
+        const double dt = sm_now_seconds() - t0;
+        g->nodes[i].seconds = dt;
         /* A Mamba layer reports its own parts (norm, scan, GEMMs). */
-        if (nd->op != SM_OP_MAMBA) g->seconds[op_kind(nd->op)] += sm_now_seconds() - t0;
+        if (nd->op != SM_OP_MAMBA) g->seconds[op_kind(nd->op)] += dt;
         g->flops += nd->flops_per_voxel *
                     (double)level_voxels(&rd, g->bufs[g->values[nd->in0].buf].level);
     }
@@ -268,6 +270,12 @@ sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, flo
         sm_from_channels_last(out.p, out.ld, out.c, level_voxels(&rd, out.level), output);
     }
     return st;
+}
+
+const char *sm_opcode_name(sm_opcode op)
+{
+    static const char *const names[] = {"conv", "convT2", "inorm", "add", "act", "fue", "mamba"};
+    return (unsigned)op < sizeof names / sizeof *names ? names[op] : "?";
 }
 
 void sm_graph_free(sm_graph *g)

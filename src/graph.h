@@ -32,6 +32,7 @@ typedef struct sm_node {
     void *obj;
     int64_t nslices;
     double flops_per_voxel; /* per voxel of in0's level */
+    double seconds;         /* in the last run */
 } sm_node;
 
 typedef struct sm_value {
@@ -90,6 +91,8 @@ sm_status sm_graph_finish(sm_graph *g, int input, int output);
 /* input: the input value's channels in NCDHW order, sides d, h, w;
  * output: the output value's channels, NCDHW, same sides. */
 sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, float *output);
+
+const char *sm_opcode_name(sm_opcode op);
 
 void sm_graph_free(sm_graph *g);
 

@@ -8,26 +8,23 @@
 #include "parallel.h"
 #include "simd/dispatch.h"
 
-static inline float silu(float v) { return v / (1.0f + expf(-v)); }
-
 /* u[t] = SiLU(b + sum_k w[k] x[token(q - K + 1 + k)]) along the direction's
  * order, where t = token(q); positions before the start contribute zero. */
 static void causal_conv1d_silu(const sm_mamba *m, const sm_mamba_dir *dir, sm_order order,
                                int64_t L, int64_t S, const float *x, int64_t ldx, float *u)
 {
     const int di = m->d_inner, K = m->d_conv;
+    const sm_silu_fn silu = sm_kernels_get()->silu;
 #pragma omp parallel for schedule(static)
     for (int64_t q = 0; q < L; q++) {
-        const int64_t t = sm_scan_token(order, L, S, q);
-        float *ut = u + t * di;
+        float *ut = u + sm_scan_token(order, L, S, q) * di;
         for (int c = 0; c < di; c++) ut[c] = dir->conv_b[c];
-        for (int k = 0; k < K; k++) {
-            const int64_t qs = q - (K - 1) + k;
-            if (qs < 0) continue;
-            const float *xs = x + sm_scan_token(order, L, S, qs) * ldx;
-            for (int c = 0; c < di; c++) ut[c] += dir->conv_w[(int64_t)c * K + k] * xs[c];
+        for (int k = q < K - 1 ? (int)(K - 1 - q) : 0; k < K; k++) {
+            const float *xs = x + sm_scan_token(order, L, S, q - (K - 1) + k) * ldx;
+            const float *w = dir->conv_wt + (int64_t)k * di;
+            for (int c = 0; c < di; c++) ut[c] += w[c] * xs[c];
         }
-        for (int c = 0; c < di; c++) ut[c] = silu(ut[c]);
+        silu(ut, ut, di);
     }
 }
 
@@ -116,6 +113,9 @@ double sm_mamba_flops_per_token(const sm_mamba *m)
 void sm_mamba_free(sm_mamba *m)
 {
     if (!m) return;
-    for (int s = 0; s < SM_DIRECTIONS; s++) free(m->dir[s].A);
+    for (int s = 0; s < SM_DIRECTIONS; s++) {
+        free(m->dir[s].A);
+        free(m->dir[s].conv_wt);
+    }
     free(m);
 }

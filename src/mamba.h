@@ -12,7 +12,7 @@
 #define SM_DIRECTIONS 3
 
 typedef struct sm_mamba_dir {
-    const float *conv_w;   /* (d_inner, d_conv) */
+    float *conv_wt;        /* (d_conv, d_inner): conv1d.weight transposed, owned */
     const float *conv_b;   /* (d_inner) */
     const float *x_proj;   /* (R + 2N, d_inner) */
     const float *dt_proj;  /* (d_inner, R) */

@@ -4,5 +4,6 @@
 #define SCAN_FN sm_scan_avx2
 #define EXP_FN sm_exp_avx2
 #define GELU_FN sm_gelu_avx2
+#define SILU_FN sm_silu_avx2
 
 #include "../scan_template.h"

@@ -1,5 +1,6 @@
 /* segmamba bench: the time of a forward pass and where it goes, against
  * this machine's FP32 FMA peak measured in the same run. */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 #include <sys/resource.h>
 
 #include "cli.h"
+#include "engine_internal.h"
 #include "io/file.h"
 #include "io/json.h"
 #include "parallel.h"
@@ -31,7 +33,8 @@ void usage_bench(FILE *f)
             "  --scan LEVEL        kernel level: scalar, avx2, avx512 or neon\n"
             "  --precision P       fp32 (default) or bf16 convolutions\n"
             "  --nslices a,b,c,d   default n/2,n/4,n/8,n/16 (the official 64,32,16,8 at 128)\n"
-            "  --json FILE         also write the figures as JSON\n");
+            "  --json FILE         also write the figures as JSON\n"
+            "  --nodes N           also list the N slowest graph nodes of the median run\n");
 }
 
 /* Written by every probe so that its FMAs cannot be optimised away. */
@@ -67,6 +70,28 @@ static double fma_peak_gflops(int nt)
     return best;
 }
 
+/* The n slowest nodes of one run, for finding where time goes. */
+static void print_nodes(const sm_graph *g, const double *seconds, int n)
+{
+    int *order = malloc((size_t)g->n_nodes * sizeof *order);
+    if (!order) return;
+    for (int i = 0; i < g->n_nodes; i++) order[i] = i;
+    for (int i = 1; i < g->n_nodes; i++)
+        for (int j = i; j > 0 && seconds[order[j]] > seconds[order[j - 1]]; j--) {
+            int tmp = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = tmp;
+        }
+    printf("slowest nodes (of %d):\n", g->n_nodes);
+    for (int k = 0; k < n && k < g->n_nodes; k++) {
+        const sm_node *nd = &g->nodes[order[k]];
+        printf("  #%-4d %-6s level %d  %4d -> %4d channels  %8.4f s\n", order[k],
+               sm_opcode_name(nd->op), sm_graph_level(g, nd->in0), sm_graph_channels(g, nd->in0),
+               sm_graph_channels(g, nd->out), seconds[order[k]]);
+    }
+    free(order);
+}
+
 static double median(double *v, int n)
 {
     for (int i = 1; i < n; i++)
@@ -100,7 +125,7 @@ static double peak_rss_mib(void)
 int cmd_bench(int argc, char **argv)
 {
     const char *model = NULL, *json = NULL;
-    int size = 128, threads = 0, repeat = 3;
+    int size = 128, threads = 0, repeat = 3, top_nodes = 0;
     segmamba_options opts = {0};
     int custom_nslices = 0;
     for (int i = 0; i < argc; i++) {
@@ -119,6 +144,9 @@ int cmd_bench(int argc, char **argv)
         } else if (strcmp(a, "--threads") == 0) {
             if (!cli_parse_int(v, 1, 4096, &threads))
                 return cli_usage_error("bench: --threads wants a positive integer, not '%s'", v);
+        } else if (strcmp(a, "--nodes") == 0) {
+            if (!cli_parse_int(v, 1, 100000, &top_nodes))
+                return cli_usage_error("bench: --nodes wants a positive integer, not '%s'", v);
         } else if (strcmp(a, "--repeat") == 0) {
             if (!cli_parse_int(v, 1, 1000, &repeat))
                 return cli_usage_error("bench: --repeat wants a positive integer, not '%s'", v);
@@ -159,9 +187,13 @@ int cmd_bench(int argc, char **argv)
     const int64_t vox = (int64_t)size * size * size;
     float *x = malloc((size_t)(c.in_chans * vox) * sizeof *x);
     float *y = malloc((size_t)(c.out_chans * vox) * sizeof *y);
-    double *times = malloc((size_t)repeat * sizeof *times);
-    if (!x || !y || !times) {
-        free(x), free(y), free(times);
+    const size_t nrep = (size_t)(repeat > 0 ? repeat : 1);
+    double *times = malloc(nrep * sizeof *times);
+    segmamba_profile *profs = malloc(nrep * sizeof *profs);
+    double **node_times = calloc(nrep, sizeof *node_times);
+    const sm_graph *graph = sm_engine_graph(m);
+    if (!x || !y || !times || !profs || !node_times) {
+        free(x), free(y), free(times), free(profs), free(node_times);
         segmamba_close(m);
         fprintf(stderr, "segmamba: error: out of memory for a %d^3 input\n", size);
         return SEGMAMBA_E_NOMEM;
@@ -171,8 +203,6 @@ int cmd_bench(int argc, char **argv)
         r ^= r << 13, r ^= r >> 7, r ^= r << 17;
         x[i] = (float)((double)(r >> 11) / 9007199254740992.0 * 4.0 - 2.0);
     }
-    segmamba_profile prof;
-    double sum[5] = {0};
     for (int run = -1; run < repeat && st == SEGMAMBA_OK; run++) {
         fprintf(stderr, "bench: %s %d/%d...\n", run < 0 ? "warm-up" : "forward", run + 1, repeat);
         double t0 = cli_now();
@@ -180,20 +210,34 @@ int cmd_bench(int argc, char **argv)
         double dt = cli_now() - t0;
         if (run < 0) continue;
         times[run] = dt;
-        segmamba_get_profile(m, &prof);
-        sum[0] += prof.seconds_conv, sum[1] += prof.seconds_scan;
-        sum[2] += prof.seconds_norm, sum[3] += prof.seconds_other;
-        sum[4] = prof.flops;
+        segmamba_get_profile(m, &profs[run]);
+        node_times[run] = malloc((size_t)graph->n_nodes * sizeof **node_times);
+        for (int i = 0; node_times[run] && i < graph->n_nodes; i++)
+            node_times[run][i] = graph->nodes[i].seconds;
     }
-    segmamba_close(m);
     free(x), free(y);
-    if (st != SEGMAMBA_OK) {
-        free(times);
-        return cli_fail(st);
+    /* The breakdown is the median run's, so that its parts add up to the time shown. */
+    int med = 0;
+    if (st == SEGMAMBA_OK) {
+        double *sorted = malloc(nrep * sizeof *sorted);
+        if (sorted) {
+            memcpy(sorted, times, nrep * sizeof *sorted);
+            const double mt = median(sorted, repeat);
+            for (int r = 0; r < repeat; r++)
+                if (fabs(times[r] - mt) < fabs(times[med] - mt)) med = r;
+            free(sorted);
+        }
     }
-    const double t = median(times, repeat);
-    free(times);
-    const double kinds[4] = {sum[0] / repeat, sum[1] / repeat, sum[2] / repeat, sum[3] / repeat};
+    const double t = st == SEGMAMBA_OK ? times[med] : 0.0;
+    const segmamba_profile prof = st == SEGMAMBA_OK ? profs[med] : (segmamba_profile){0};
+    if (st == SEGMAMBA_OK && top_nodes > 0 && node_times[med]) print_nodes(graph, node_times[med], top_nodes);
+    segmamba_close(m);
+    for (int r = 0; r < repeat; r++) free(node_times[r]);
+    free(node_times), free(profs), free(times);
+    if (st != SEGMAMBA_OK) return cli_fail(st);
+    const double sum[5] = {prof.seconds_conv, prof.seconds_scan, prof.seconds_norm,
+                           prof.seconds_other, prof.flops};
+    const double kinds[4] = {sum[0], sum[1], sum[2], sum[3]};
     static const char *const kind_names[4] = {"conv", "scan", "norm", "other"};
     const double gflops = sum[4] / t * 1e-9, rss = peak_rss_mib();
     printf("model      %s: %d->%d channels, features %d,%d,%d,%d, %lld parameters\n", model,
@@ -201,7 +245,7 @@ int cmd_bench(int argc, char **argv)
            (long long)c.n_params);
     printf("input      1x%dx%d^3, %s convolutions, %d threads, scan %s\n", c.in_chans, size,
            c.bf16 ? "bf16" : "fp32", nt, sm_isa_name(sm_kernels_get()->isa));
-    printf("forward    %.3f s (median of %d)\n", t, repeat);
+    printf("forward    %.3f s (the median of %d runs; its breakdown:)\n", t, repeat);
     for (int k = 0; k < 4; k++)
         printf("  %-6s   %8.3f s  %5.1f%%\n", kind_names[k], kinds[k], 100.0 * kinds[k] / t);
     printf("arithmetic %.1f GFLOP per forward, %.1f GFLOP/s\n", sum[4] * 1e-9, gflops);
