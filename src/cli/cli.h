@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 
+#include "card.h"
 #include "segmamba.h"
 
 double cli_now(void);
@@ -23,7 +24,21 @@ int cli_parse_precision(const char *s, int *bf16);
 /* Tells the user when bf16 was asked for but the model runs fp32. */
 void cli_precision_notice(const segmamba_options *opts, const segmamba_config *c);
 
+/* The commands besides info and forward (main.c): each parses its own
+ * arguments and returns the exit code. */
 int cmd_bench(int argc, char **argv);
 void usage_bench(FILE *f);
+int cmd_predict(int argc, char **argv); /* predict.c: NIfTI in, label map out */
+void usage_predict(FILE *f);
+int cmd_convert(int argc, char **argv); /* convert.c: checkpoint + card -> safetensors */
+void usage_convert(FILE *f);
+int cmd_metrics(int argc, char **argv); /* metrics.c: Dice and HD95 */
+void usage_metrics(FILE *f);
+int cmd_preview(int argc, char **argv); /* preview.c: PNG of three slices */
+void usage_preview(FILE *f);
+
+/* The model card as indented text lines, for `segmamba info` (the JSON
+ * form is sm_card_to_json). */
+void cli_print_card(FILE *f, const sm_card *card);
 
 #endif

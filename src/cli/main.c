@@ -31,14 +31,20 @@ static void usage(FILE *f)
             "SegMamba 3D segmentation inference on the CPU.\n"
             "\n"
             "Commands:\n"
-            "  info MODEL       the model's configuration and parameter count\n"
+            "  predict          segment NIfTI volumes: a label map (and probabilities,\n"
+            "                   regions, uncertainty, a PNG preview) with the input's geometry\n"
+            "  metrics          Dice and HD95 (mm) of a segmentation against a reference\n"
+            "  preview          a PNG of three slices with the labels overlaid\n"
+            "  info MODEL       the model's configuration, parameter count and model card\n"
+            "  convert          a .pt checkpoint plus its model card into one .safetensors\n"
             "  forward          run the network on a NumPy volume, write the logits\n"
             "  bench            time forward passes against this machine's FMA peak\n"
             "  version          engine version and build features\n"
             "  help [COMMAND]   this text, or a command's options\n"
             "\n"
             "MODEL is a PyTorch checkpoint (.pt, torch.save of a state_dict, optionally\n"
-            "wrapped as {\"module\": ...}) or a .safetensors file.\n"
+            "wrapped as {\"module\": ...}) or a .safetensors file. Run 'segmamba help\n"
+            "COMMAND' (or 'segmamba COMMAND --help') for a command's options.\n"
             "\n%s",
             exit_codes);
 }
@@ -105,7 +111,13 @@ static int cmd_info(int argc, char **argv)
     segmamba_config c;
     segmamba_get_config(m, &c);
     segmamba_close(m);
+    sm_card card;
+    st = sm_card_for_model(path, &card);
+    if (st != SEGMAMBA_OK) return cli_fail(st);
     if (json) {
+        char *card_json = NULL;
+        st = sm_card_to_json(&card, &card_json);
+        if (st != SEGMAMBA_OK) return cli_fail(st);
         printf("{\"in_chans\": %d, \"out_chans\": %d, \"depths\": [", c.in_chans, c.out_chans);
         print_ints(stdout, c.depths, 4, ", ");
         printf("], \"feat_size\": [");
@@ -116,8 +128,9 @@ static int cmd_info(int argc, char **argv)
         print_ints(stdout, c.dt_rank, 4, ", ");
         printf("], \"nslices\": [");
         print_ints(stdout, c.nslices, 4, ", ");
-        printf("], \"fue\": %s, \"parameters\": %lld}\n", c.fue ? "true" : "false",
-               (long long)c.n_params);
+        printf("], \"fue\": %s, \"parameters\": %lld, \"card\": %s}\n", c.fue ? "true" : "false",
+               (long long)c.n_params, card_json);
+        free(card_json);
         return 0;
     }
     printf("model        %s\n", path);
@@ -135,6 +148,7 @@ static int cmd_info(int argc, char **argv)
     printf(" (default; override with --nslices)\n");
     printf("fue          %s\n", c.fue ? "on" : "off");
     printf("parameters   %lld\n", (long long)c.n_params);
+    cli_print_card(stdout, &card);
     return 0;
 }
 
@@ -265,16 +279,28 @@ int main(int argc, char **argv)
         return SEGMAMBA_E_ARG;
     }
     const char *cmd = argv[1];
-    if (strcmp(cmd, "info") == 0) return cmd_info(argc - 2, argv + 2);
-    if (strcmp(cmd, "forward") == 0) return cmd_forward(argc - 2, argv + 2);
-    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 2, argv + 2);
-    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cmd_version();
+    static const struct {
+        const char *name;
+        int (*run)(int, char **);
+        void (*usage)(FILE *);
+    } commands[] = {
+        {"predict", cmd_predict, usage_predict}, {"metrics", cmd_metrics, usage_metrics},
+        {"preview", cmd_preview, usage_preview}, {"convert", cmd_convert, usage_convert},
+        {"bench", cmd_bench, usage_bench},       {"info", cmd_info, usage_info},
+        {"forward", cmd_forward, usage_forward},
+    };
+    const size_t ncommands = sizeof commands / sizeof *commands;
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
-        if (argc > 2 && strcmp(argv[2], "info") == 0) usage_info(stdout);
-        else if (argc > 2 && strcmp(argv[2], "forward") == 0) usage_forward(stdout);
-        else if (argc > 2 && strcmp(argv[2], "bench") == 0) usage_bench(stdout);
-        else usage(stdout);
+        for (size_t i = 0; argc > 2 && i < ncommands; i++)
+            if (strcmp(argv[2], commands[i].name) == 0) {
+                commands[i].usage(stdout);
+                return 0;
+            }
+        usage(stdout);
         return 0;
     }
+    for (size_t i = 0; i < ncommands; i++)
+        if (strcmp(cmd, commands[i].name) == 0) return commands[i].run(argc - 2, argv + 2);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cmd_version();
     return cli_usage_error("unknown command '%s'", cmd);
 }

@@ -1,0 +1,106 @@
+/* segmamba convert: a checkpoint (.pt or .safetensors) and its model card
+ * into one .safetensors file that carries the card in __metadata__["card"],
+ * so that predict needs nothing else. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "card.h"
+#include "cli.h"
+#include "nifti.h"
+#include "weights.h"
+
+void usage_convert(FILE *f)
+{
+    fprintf(f, "usage: segmamba convert IN [--card CARD.json] -o OUT.safetensors\n"
+               "\n"
+               "Writes the checkpoint IN (.pt or .safetensors) as float32 safetensors with the\n"
+               "model card in its metadata. Without --card, IN's own card is kept (its\n"
+               "metadata, or IN.card.json next to it, or the official BraTS 2023 defaults).\n"
+               "The card is checked against the model (channels, outputs, patch) first.\n"
+               "\n"
+               "  --card F.json    the model card to embed\n"
+               "  -o, --output F   the .safetensors file to write (atomically)\n"
+               "  --quiet          print nothing on success\n");
+}
+
+void cli_print_card(FILE *f, const sm_card *card)
+{
+    fprintf(f, "card         %s\n", card->origin);
+    fprintf(f, "  channels   ");
+    for (int c = 0; c < card->n_channels; c++) {
+        const sm_norm *n = &card->norm[c];
+        if (n->kind == SM_NORM_CT)
+            fprintf(f, "%s%s (ct: clip %g..%g, mean %g, std %g)", c ? ", " : "", card->channels[c],
+                    n->clip_lo, n->clip_hi, n->mean, n->std);
+        else
+            fprintf(f, "%s%s (zscore)", c ? ", " : "", card->channels[c]);
+    }
+    fprintf(f, "\n  spacing    %g x %g x %g mm (z, y, x)\n", card->spacing[0], card->spacing[1],
+            card->spacing[2]);
+    fprintf(f, "  patch      %d x %d x %d\n", card->patch[0], card->patch[1], card->patch[2]);
+    fprintf(f, "  nslices    %d, %d, %d, %d\n", card->nslices[0], card->nslices[1],
+            card->nslices[2], card->nslices[3]);
+    fprintf(f, "  fue        %s\n", card->fue ? "on" : "off");
+    fprintf(f, "  labels     ");
+    for (int l = 0; l < card->n_labels; l++)
+        fprintf(f, "%s%d %s", l ? ", " : "", l, card->labels[l]);
+    fprintf(f, "\n  output     %s\n",
+            card->output == SM_OUTPUT_REGIONS ? "regions (sigmoid TC, WT, ET)" : "argmax");
+}
+
+int cmd_convert(int argc, char **argv)
+{
+    const char *in = NULL, *out = NULL, *card_path = NULL;
+    int quiet = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage_convert(stdout);
+            return 0;
+        } else if (strcmp(a, "--quiet") == 0) {
+            quiet = 1;
+        } else if (strcmp(a, "--card") == 0 || strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
+            if (!v) return cli_usage_error("convert: %s needs a value", a);
+            if (strcmp(a, "--card") == 0)
+                card_path = argv[++i];
+            else
+                out = argv[++i];
+        } else if (a[0] == '-') {
+            return cli_usage_error("convert: unknown option '%s'", a);
+        } else if (!in) {
+            in = a;
+        } else {
+            return cli_usage_error("convert: unexpected argument '%s'", a);
+        }
+    }
+    if (!in || !out) return cli_usage_error("convert: %s", "IN and -o OUT are required");
+    if (strcmp(in, out) == 0 || sm_same_file(in, out) ||
+        (card_path && sm_same_file(card_path, out)))
+        return cli_usage_error("convert: refusing to write over an input (%s)", out);
+
+    sm_card card;
+    sm_status st = card_path ? sm_card_load(card_path, &card) : sm_card_for_model(in, &card);
+    if (st != SEGMAMBA_OK) return cli_fail(st);
+    segmamba_options opts = {.fue = card.fue};
+    memcpy(opts.nslices, card.nslices, sizeof opts.nslices);
+    segmamba_model *m = NULL;
+    st = segmamba_open(in, &opts, &m);
+    if (st == SEGMAMBA_OK) st = sm_card_check_model(&card, m);
+    segmamba_close(m);
+    if (st != SEGMAMBA_OK) return cli_fail(st);
+
+    char *json = NULL;
+    sm_weights w = {0};
+    st = sm_card_to_json(&card, &json);
+    if (st == SEGMAMBA_OK) st = sm_load_weights(in, &w);
+    if (st == SEGMAMBA_OK) st = sm_weights_set_meta(&w, "card", json);
+    if (st == SEGMAMBA_OK) st = sm_save_safetensors(out, &w);
+    sm_weights_free(&w);
+    free(json);
+    if (st != SEGMAMBA_OK) return cli_fail(st);
+    if (!quiet)
+        fprintf(stderr, "segmamba: wrote %s with the model card from %s\n", out, card.origin);
+    return 0;
+}

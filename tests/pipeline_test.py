@@ -1,0 +1,211 @@
+#!/usr/bin/python3
+"""`segmamba predict` against the independent Python pipeline (tests/reference/pipeline_ref.py)
+with the PyTorch reference model, on synthetic cases with the tiny committed model:
+
+  crop-tta   40x37x50, zero border (the crop matters), 8-way mirror averaging
+  resample   one 4D file, spacing (1.3, 0.8, 1.1) mm: cubic in, trilinear back
+  small      20x25x18, smaller than the 32^3 patch on every axis, regions card
+  zeros      an all-zero volume: all background, no window run
+
+Labels must agree on >= 99.9% of voxels, probabilities within 2e-3. Also a
+few command-line refusals (input count, an output over an input, swapped
+BraTS channel names).
+
+    /usr/bin/python3 tests/pipeline_test.py --segmamba build/segmamba
+"""
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+
+import nibabel as nib
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "reference"))
+import pipeline_ref  # noqa: E402
+from segmamba_ref import SegMambaRef  # noqa: E402
+
+FIXTURE = os.path.join(HERE, "fixtures", "tiny")
+NSLICES = [16, 8, 4, 2]
+LABEL_AGREEMENT = 0.999
+PROB_TOL = 2e-3
+
+
+def card(names, output="argmax", spacing=(1.0, 1.0, 1.0)):
+    labels = ["background", "NCR", "ED", "ET"] if output == "regions" else ["background", "a", "b"]
+    return {"channels": [{"name": n, "normalization": "zscore"} for n in names],
+            "spacing": list(spacing), "patch": [32, 32, 32], "nslices": NSLICES,
+            "fue": False, "labels": labels, "output": output}
+
+
+def make_image(rng, shape, border):
+    """Two channels of smooth plane waves on an MRI-like offset; zero outside
+    a per-channel box (their union is the crop box)."""
+    d, h, w = shape
+    zz, yy, xx = np.meshgrid(*[np.arange(n, dtype=np.float64) / n for n in shape], indexing="ij")
+    img = np.zeros((2, d, h, w), np.float32)
+    for c in range(2):
+        v = 0.3 * rng.standard_normal(shape)
+        for _ in range(3):
+            k = rng.uniform(-3, 3, 3)
+            v += np.cos(2 * math.pi * (k[0] * zz + k[1] * yy + k[2] * xx) + rng.uniform(0, 2 * math.pi))
+        img[c] = 200 + 40 * v
+    if border:
+        for c, (lo, hi) in enumerate([((3, 5, 2), (36, 30, 47)), ((4, 3, 6), (34, 33, 44))]):
+            m = np.zeros(shape, bool)
+            m[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = True
+            img[c][~m] = 0
+    return img
+
+
+def save_nifti(path, vol, spacing):
+    """vol (D, H, W) or (C, D, H, W) in the stored order (nz, ny, nx): nibabel
+    indexes (x, y, z[, t]), so reverse the axes."""
+    arr = vol.transpose(2, 1, 0) if vol.ndim == 3 else vol.transpose(3, 2, 1, 0)
+    affine = np.diag([spacing[2], spacing[1], spacing[0], 1.0])
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(arr), affine), path)
+
+
+def load_nifti(path):
+    a = np.asarray(nib.load(path).dataobj)
+    return a.transpose(2, 1, 0) if a.ndim == 3 else a.transpose(3, 2, 1, 0)
+
+
+def load_model():
+    with open(os.path.join(FIXTURE, "case.json")) as f:
+        cfg = json.load(f)["config"]
+    model = SegMambaRef(nslices=NSLICES, **cfg)
+    model.load_state_dict(torch.load(os.path.join(FIXTURE, "model.pt")))
+    model.eval()
+    return model
+
+
+def run(cmd, expect=0):
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != expect:
+        sys.stderr.write(p.stderr)
+        raise SystemExit(f"{' '.join(cmd)}: exit {p.returncode}, expected {expect}")
+    return p
+
+
+def run_case(args, model, tmp, name, image, spacing, crd, tta, four_d=False):
+    cdir = os.path.join(tmp, name)
+    os.makedirs(cdir)
+    card_path = os.path.join(cdir, "card.json")
+    with open(card_path, "w") as f:
+        json.dump(crd, f)
+    if four_d:
+        inputs = [os.path.join(cdir, "case.nii.gz")]
+        save_nifti(inputs[0], image, spacing)
+    else:
+        inputs = []
+        for c, ch in enumerate(crd["channels"]):
+            inputs.append(os.path.join(cdir, f"case-{ch['name']}.nii.gz"))
+            save_nifti(inputs[-1], image[c], spacing)
+    out = {k: os.path.join(cdir, k + ".nii.gz") for k in ("seg", "prob", "unc", "regions")}
+    cmd = [args.segmamba, "predict", "--model", os.path.join(FIXTURE, "model.safetensors"),
+           "--card", card_path, "-i", *inputs, "-o", out["seg"], "--probabilities", out["prob"],
+           "--uncertainty", out["unc"], "--threads", "2", "--quiet"]
+    if crd["output"] == "regions":
+        cmd += ["--regions", out["regions"]]
+    if not tta:
+        cmd.append("--no-tta")
+    run(cmd)
+
+    ref = pipeline_ref.predict(model, image, spacing, crd, tta=tta)
+    labels = load_nifti(out["seg"])
+    prob = load_nifti(out["prob"])
+    unc = load_nifti(out["unc"])
+    failures = []
+    if ref is None:  # nothing but zeros
+        ok = (labels == 0).all() and (prob[0] == 1).all() and (prob[1:] == 0).all() and (unc == 0).all()
+        print(f"{name}: all-zero input -> {'all background' if ok else 'NOT all background'}")
+        return [] if ok else [f"{name}: an all-zero volume must give background everywhere"]
+    agree = float((labels == ref["labels"]).mean())
+    dp = float(np.abs(prob - ref["probabilities"]).max())
+    du = float(np.abs(unc - ref["uncertainty"]).max())
+    hist = np.bincount(ref["labels"].ravel(), minlength=prob.shape[0]).tolist()
+    print(f"{name}: shape {image.shape[1:]}, spacing {spacing}, box {ref['box']}, tta {tta}: "
+          f"labels agree {agree:.5%} (reference histogram {hist}), max |dprob| {dp:.2e}, "
+          f"max |dentropy| {du:.2e}")
+    if agree < LABEL_AGREEMENT:
+        failures.append(f"{name}: labels agree on {agree:.4%} < {LABEL_AGREEMENT:.1%}")
+    if dp > PROB_TOL:
+        failures.append(f"{name}: probabilities differ by {dp:.3g} > {PROB_TOL}")
+    if du > 5 * PROB_TOL:
+        failures.append(f"{name}: uncertainty differs by {du:.3g}")
+    if sum(n > 0 for n in hist) < 2:
+        failures.append(f"{name}: degenerate case (one label everywhere)")
+    if crd["output"] == "regions":
+        reg = load_nifti(out["regions"])
+        ragree = float((reg == ref["regions"]).mean())
+        print(f"{name}: regions agree {ragree:.5%}")
+        if ragree < LABEL_AGREEMENT:
+            failures.append(f"{name}: regions agree on {ragree:.4%}")
+    return failures
+
+
+def cli_refusals(args, tmp):
+    """Each must fail with exit code 1 before any inference."""
+    d = os.path.join(tmp, "refusals")
+    os.makedirs(d)
+    img = np.ones((8, 8, 8), np.float32)
+    paths = [os.path.join(d, f"x-{n}.nii.gz") for n in ("t2f", "t2w")]
+    for p in paths:
+        save_nifti(p, img, (1, 1, 1))
+    card_path = os.path.join(d, "card.json")
+    with open(card_path, "w") as f:
+        json.dump(card(["t2w", "t2f"]), f)
+    model = os.path.join(FIXTURE, "model.safetensors")
+    base = [args.segmamba, "predict", "--model", model, "--card", card_path, "--quiet"]
+    cases = {
+        "swapped channel names": base + ["-i", *paths, "-o", os.path.join(d, "o.nii.gz")],
+        "input count": base + ["-i", paths[0], paths[1], paths[0], "-o", os.path.join(d, "o.nii.gz")],
+        "output over an input": base + ["-i", paths[1], paths[0], "-o", paths[0]],
+    }
+    failures = []
+    for what, cmd in cases.items():
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        msg = p.stderr.strip().splitlines()[0] if p.stderr.strip() else ""
+        print(f"refuses {what}: exit {p.returncode}: {msg}")
+        if p.returncode != 1:
+            failures.append(f"{what}: exit {p.returncode}, expected 1")
+    return failures
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--segmamba", required=True)
+    ap.add_argument("--seed", type=int, default=None)
+    args = ap.parse_args()
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+    print(f"pipeline_test: seed {seed}; sliding window from "
+          f"{'MONAI' if pipeline_ref.monai_swi else 'pipeline_ref.sliding_window'}")
+    rng = np.random.default_rng(seed)
+    torch.set_num_threads(2)
+    model = load_model()
+    failures = []
+    with tempfile.TemporaryDirectory(prefix="sm_pipeline_") as tmp:
+        failures += cli_refusals(args, tmp)
+        failures += run_case(args, model, tmp, "crop-tta", make_image(rng, (40, 37, 50), True),
+                             (1.0, 1.0, 1.0), card(["c0", "c1"]), tta=True)
+        failures += run_case(args, model, tmp, "resample", make_image(rng, (30, 28, 36), False),
+                             (1.3, 0.8, 1.1), card(["c0", "c1"]), tta=False, four_d=True)
+        failures += run_case(args, model, tmp, "small", make_image(rng, (20, 25, 18), False),
+                             (1.0, 1.0, 1.0), card(["c0", "c1"], output="regions"), tta=True)
+        failures += run_case(args, model, tmp, "zeros", np.zeros((2, 12, 13, 14), np.float32),
+                             (1.0, 1.0, 1.0), card(["c0", "c1"]), tta=True)
+    for f in failures:
+        print("FAIL " + f)
+    print("pipeline_test: " + ("FAILED" if failures else "passed"))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
