@@ -16,9 +16,8 @@
  * In bf16 the primitive takes a bf16 source and bf16 weights and writes a
  * float destination (oneDNN sums in float), with a float bias. The caller's
  * float source is converted by the same kind of reorder into a dense bf16
- * temporary, which the plan keeps (it is made on every call, unlike the
- * float path's strided copy, which is rare); the weights are reordered
- * straight from float into the bf16 layout the primitive chose. */
+ * temporary made for the call; the weights are reordered straight from
+ * float into the bf16 layout the primitive chose. */
 #include "conv_internal.h"
 
 #include <dnnl.h>
@@ -50,7 +49,6 @@ typedef struct onednn_plan {
     dnnl_primitive_t conv;
     /* src_view -> src_dense, NULL when src is dense float and so is taken as it is */
     dnnl_primitive_t src_pack;
-    dnnl_memory_t src_tmp;       /* src_dense's buffer, kept only in bf16 mode */
     dnnl_primitive_t dst_unpack; /* dst_dense -> dst_view, NULL when dst is dense */
 } onednn_plan;
 
@@ -192,7 +190,6 @@ static void plan_clear(onednn_plan *pl)
     if (pl->conv) dnnl_primitive_destroy(pl->conv);
     if (pl->src_pack) dnnl_primitive_destroy(pl->src_pack);
     if (pl->dst_unpack) dnnl_primitive_destroy(pl->dst_unpack);
-    if (pl->src_tmp) dnnl_memory_destroy(pl->src_tmp);
     memset(pl, 0, sizeof *pl);
 }
 
@@ -229,10 +226,6 @@ static dnnl_status_t plan_build(sm_conv *c, const sm_conv_dims *g, size_t src_ld
     if ((src_ld != (size_t)cin || src_type != dnnl_f32) &&
         (st = reorder_primitive(&pl->src_view, &pl->src_dense, &pl->src_pack)) != dnnl_success)
         goto done;
-    if (src_type != dnnl_f32 &&
-        (st = dnnl_memory_create(&pl->src_tmp, &pl->src_dense, engine, DNNL_MEMORY_ALLOCATE)) !=
-            dnnl_success)
-        goto done;
     if (dst_ld != (size_t)cout &&
         (st = reorder_primitive(&pl->dst_dense, &pl->dst_view, &pl->dst_unpack)) !=
             dnnl_success)
@@ -254,14 +247,16 @@ done:
 static dnnl_status_t plan_run(const struct sm_conv_onednn *s, const float *src, float *dst)
 {
     const onednn_plan *pl = &s->plan;
+    /* Temporaries live for one call only: a kept bf16 copy of every
+     * convolution's input would hold 192 MiB per convolution at 128^3. */
     dnnl_memory_t src_view = NULL, dst_view = NULL, src_own = NULL, dst_tmp = NULL;
-    dnnl_memory_t src_tmp = pl->src_tmp;
+    dnnl_memory_t src_tmp = NULL;
     dnnl_status_t st;
     /* The handle is not const in the API; oneDNN only reads a source. */
     if ((st = dnnl_memory_create(&src_view, &pl->src_view, engine, (void *)src)) != dnnl_success ||
         (st = dnnl_memory_create(&dst_view, &pl->dst_view, engine, dst)) != dnnl_success)
         goto done;
-    if (pl->src_pack && !src_tmp) {
+    if (pl->src_pack) {
         if ((st = dnnl_memory_create(&src_own, &pl->src_dense, engine, DNNL_MEMORY_ALLOCATE)) !=
             dnnl_success)
             goto done;
