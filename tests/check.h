@@ -4,6 +4,7 @@
 #define SM_TEST_CHECK_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 
 static int check_failures;
@@ -28,6 +29,20 @@ static int check_count;
             fputc('\n', stderr);                                               \
         }                                                                      \
     } while (0)
+
+/* A seeded xorshift generator, so that every run draws the same inputs. */
+static uint64_t check_rng_state = 0x9e3779b97f4a7c15ull;
+
+static inline void check_seed(uint64_t seed) { check_rng_state = seed ? seed : 1; }
+
+/* Uniform in [lo, hi). */
+static inline double check_uniform(double lo, double hi)
+{
+    check_rng_state ^= check_rng_state << 13;
+    check_rng_state ^= check_rng_state >> 7;
+    check_rng_state ^= check_rng_state << 17;
+    return lo + (hi - lo) * (double)(check_rng_state >> 11) / 9007199254740992.0;
+}
 
 static inline int check_report(const char *name)
 {

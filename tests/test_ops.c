@@ -8,14 +8,7 @@
 #include "check.h"
 #include "ops.h"
 
-static uint64_t rng_state = 0x243f6a8885a308d3ull;
-static float uniform(float lo, float hi)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return lo + (hi - lo) * (float)((double)(rng_state >> 11) / 9007199254740992.0);
-}
+static float uniform(float lo, float hi) { return (float)check_uniform(lo, hi); }
 
 static float *random_buf(int64_t n, float lo, float hi)
 {
@@ -179,6 +172,7 @@ static void test_layout_round_trip(void)
 
 int main(void)
 {
+    check_seed(0x243f6a8885a308d3ull);
     test_instance_norm();
     test_layer_norm();
     test_pointwise();

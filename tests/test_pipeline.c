@@ -19,14 +19,7 @@
 
 #define TINY_MODEL "tests/fixtures/tiny/model.safetensors"
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static float uniform(float lo, float hi)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return lo + (hi - lo) * (float)((double)(rng_state >> 11) / 9007199254740992.0);
-}
+static float uniform(float lo, float hi) { return (float)check_uniform(lo, hi); }
 
 static size_t vox(int z, int y, int x, int h, int w)
 {

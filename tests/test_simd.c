@@ -10,14 +10,7 @@
 #include "check.h"
 #include "simd/dispatch.h"
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static double uniform(double lo, double hi)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return lo + (hi - lo) * (double)(rng_state >> 11) / 9007199254740992.0;
-}
+static double uniform(double lo, double hi) { return check_uniform(lo, hi); }
 
 /* The visiting order written out as a table, from the spec's definition. */
 static void order_table(sm_order order, int64_t L, int64_t S, int64_t *tok)
