@@ -73,8 +73,9 @@ typedef struct segmamba_config {
 /* Options for segmamba_open. Zero-initialised means defaults. */
 typedef struct segmamba_options {
     segmamba_conv_backend conv;
-    int nslices[SEGMAMBA_STAGES]; /* all zero: 64,32,16,8 */
-    int fue;                      /* 0 off (the released code), 1 on (the paper) */
+    int nslices[SEGMAMBA_STAGES]; /* all zero: the model card's (default 64,32,16,8) */
+    int fue;                      /* 1 on (the paper); 0: as the model card says
+                                     (default off, as in the released code) */
     int bf16;                     /* 1: bf16 convolutions with fp32 accumulation where
                                      the CPU has native bf16 (AVX512_BF16) and oneDNN is
                                      built in; elsewhere fp32, and config.bf16 says 0 */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "blas_backends/gemm.h"
+#include "card.h"
 #include "engine_internal.h"
 #include "graph.h"
 #include "models/segmamba_model.h"
@@ -17,8 +18,6 @@ struct segmamba_model {
     segmamba_config cfg;
     sm_graph *graph;
 };
-
-static const int default_nslices[SEGMAMBA_STAGES] = {64, 32, 16, 8};
 
 const char *segmamba_version(void) { return SEGMAMBA_VERSION_STRING; }
 
@@ -67,15 +66,19 @@ static sm_status open_model(const char *path, const segmamba_options *opts, segm
     sm_status st = sm_segmamba_infer_config(&m->weights, &m->cfg);
     if (st == SEGMAMBA_OK) st = sm_segmamba_check_weights(&m->weights, &m->cfg);
     if (st != SEGMAMBA_OK) return sm_fail_wrap(st, "%s", path);
+    /* nslices and FUE are not in the weights: the caller's, else the model
+     * card's (which defaults to the official 64,32,16,8 without FUE). */
+    sm_card card;
+    SM_TRY(sm_card_for_model(path, &card));
     int custom = 0;
     for (int i = 0; opts && i < SEGMAMBA_STAGES; i++) custom |= opts->nslices[i] != 0;
     for (int i = 0; i < SEGMAMBA_STAGES; i++) {
-        m->cfg.nslices[i] = custom ? opts->nslices[i] : default_nslices[i];
+        m->cfg.nslices[i] = custom ? opts->nslices[i] : card.nslices[i];
         if (m->cfg.nslices[i] <= 0)
             return sm_fail(SEGMAMBA_E_ARG, "nslices must be positive (stage %d: %d)", i,
                            m->cfg.nslices[i]);
     }
-    m->cfg.fue = opts && opts->fue;
+    m->cfg.fue = (opts && opts->fue) || card.fue;
     m->cfg.bf16 = opts && opts->bf16 && kind == SM_CONV_ONEDNN && sm_conv_bf16_supported();
     sm_kernels_get();
     return sm_segmamba_build(&m->weights, &m->cfg, kind, &m->graph);

@@ -75,7 +75,8 @@ static void usage_forward(FILE *f)
             "                      when built in, else blas; ref is slow and for testing)\n"
             "  --scan LEVEL        kernel level: scalar, avx2, avx512 or neon (default: the\n"
             "                      best this CPU has; a level it lacks falls back below)\n"
-            "  --nslices a,b,c,d   inter-slice scan lengths per stage (default 64,32,16,8,\n"
+            "  --nslices a,b,c,d   inter-slice scan lengths per stage (default: the model\n"
+            "                      card's, else the official 64,32,16,8,\n"
             "                      right for 128^3 inputs: stage i's token count must be\n"
             "                      divisible by its value)\n"
             "  --precision P       fp32 (default) or bf16: bf16 convolutions with fp32\n"
@@ -145,7 +146,7 @@ static int cmd_info(int argc, char **argv)
     print_ints(stdout, c.dt_rank, 4, ", ");
     printf("\nnslices      ");
     print_ints(stdout, c.nslices, 4, ", ");
-    printf(" (default; override with --nslices)\n");
+    printf(" (from the model card; forward --nslices overrides)\n");
     printf("fue          %s\n", c.fue ? "on" : "off");
     printf("parameters   %lld\n", (long long)c.n_params);
     cli_print_card(stdout, &card);
