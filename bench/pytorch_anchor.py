@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import resource
-import struct
 import subprocess
 import sys
 import tempfile
@@ -28,28 +27,14 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "reference"))
+import safetensors_read  # noqa: E402
 import segmamba_ref  # noqa: E402
 
 
 def load_state_dict(path):
     if path.endswith(".safetensors"):
-        with open(path, "rb") as f:
-            raw = f.read()
-        (n,) = struct.unpack("<Q", raw[:8])
-        header = json.loads(raw[8:8 + n])
-        header.pop("__metadata__", None)
-        kinds = {"F32": "<f4", "F16": "<f2", "F64": "<f8"}
-        sd = {}
-        for name, info in header.items():
-            b, e = info["data_offsets"]
-            buf = raw[8 + n + b:8 + n + e]
-            if info["dtype"] == "BF16":
-                bits = np.frombuffer(buf, "<u2").astype(np.uint32) << 16
-                arr = bits.view(np.float32)
-            else:
-                arr = np.frombuffer(buf, kinds[info["dtype"]]).astype(np.float32)
-            sd[name] = torch.from_numpy(arr.reshape(info["shape"]).copy())
-        return sd
+        arrays, _ = safetensors_read.read_safetensors(path)
+        return {k: torch.from_numpy(v) for k, v in arrays.items()}
     sd = torch.load(path, map_location="cpu")
     if isinstance(sd, dict) and set(sd) in ({"module"}, {"state_dict"}):
         sd = next(iter(sd.values()))

@@ -15,6 +15,9 @@ import tempfile
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
+from safetensors_read import read_safetensors  # noqa: E402
+
 FIXTURE = "tests/fixtures/tiny"
 results = {"passed": 0, "failed": 0}
 
@@ -35,21 +38,6 @@ def expect(exe, name, args, code, needle=None, stream="stderr"):
     ok = rc == code and (needle is None or needle in text)
     check(name, ok, f"exit {rc} (want {code}), {stream}: {text.strip()[:400]!r} (want {needle!r})")
     return text
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    meta = header.pop("__metadata__", {})
-    data = raw[8 + n:]
-    tensors = {}
-    for name, info in header.items():
-        assert info["dtype"] == "F32", "the CLI test expects an F32 fixture"
-        b, e = info["data_offsets"]
-        tensors[name] = np.frombuffer(data[b:e], dtype="<f4").reshape(info["shape"])
-    return tensors, meta
 
 
 def write_safetensors(path, tensors, meta):

@@ -55,6 +55,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
 import phantom  # noqa: E402
 import pipeline_ref  # noqa: E402
+import safetensors_read  # noqa: E402
 import segmamba_ref  # noqa: E402
 from safetensors_writer import write_safetensors  # noqa: E402
 from segmamba_ref import SegMambaRef  # noqa: E402
@@ -252,26 +253,9 @@ def config_from_state(sd):
 # --------------------------------------------------------------------------
 
 def read_safetensors(path):
-    """(state_dict of float32 tensors, metadata dict)."""
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(n))
-        data = f.read()
-    meta = header.pop("__metadata__", {}) or {}
-    sd = {}
-    for name, h in header.items():
-        lo, hi = h["data_offsets"]
-        raw = data[lo:hi]
-        if h["dtype"] == "F32":
-            a = np.frombuffer(raw, "<f4")
-        elif h["dtype"] == "F16":
-            a = np.frombuffer(raw, "<f2").astype(np.float32)
-        elif h["dtype"] == "BF16":
-            a = (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32)
-        else:
-            raise ValueError(f"{path}: {name}: dtype {h['dtype']} not handled")
-        sd[name] = torch.from_numpy(a.astype(np.float32).reshape(h["shape"]))
-    return sd, meta
+    """({name: float32 tensor}, metadata) of a safetensors file."""
+    arrays, meta = safetensors_read.read_safetensors(path)
+    return {k: torch.from_numpy(v) for k, v in arrays.items()}, meta
 
 
 def load_model(path, scan="chunked"):
