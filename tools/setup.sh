@@ -12,17 +12,8 @@ packages=(
   python3-nibabel python3-scipy                  # independent NIfTI and HD95 checks (tests only)
   time                                           # /usr/bin/time -v for memory figures
 )
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+. tools/ensure-packages.sh
+ensure_packages "${packages[@]}"
 
 build=${SEGMAMBA_BUILD_DIR:-build}
 if [ ! -f "$build/build.ninja" ]; then
