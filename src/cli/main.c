@@ -9,6 +9,7 @@
 #include "io/npy.h"
 #include "segmamba.h"
 #include "simd/dispatch.h"
+#include "sm_cli_config.h"
 #include "sm_config.h"
 
 static const char exit_codes[] =
@@ -32,7 +33,9 @@ static void usage(FILE *f)
             "\n"
             "Commands:\n"
             "  predict          segment NIfTI volumes: a label map (and probabilities,\n"
-            "                   regions, uncertainty, a PNG preview) with the input's geometry\n"
+            "                   regions, uncertainty, a PNG preview) with the input's geometry;\n"
+            "                   --list: a whole cohort from a CSV file (across MPI ranks\n"
+            "                   under mpirun or srun)\n"
             "  metrics          Dice and HD95 (mm) of a segmentation against a reference\n"
             "  preview          a PNG of three slices with the labels overlaid\n"
             "  info MODEL       the model's configuration, parameter count and model card\n"
@@ -269,6 +272,7 @@ static int cmd_version(void)
     printf("segmamba %s\n", segmamba_version());
     printf("oneDNN convolutions: %s\n", SM_HAVE_ONEDNN ? "yes" : "no (OpenBLAS backend)");
     printf("OpenMP: %s\n", SM_HAVE_OPENMP ? "yes" : "no (single-threaded)");
+    printf("MPI (predict --list across ranks): %s\n", SM_HAVE_MPI ? "yes" : "no");
     printf("selective scan: %s\n", sm_isa_name(sm_kernels_get()->isa));
     return 0;
 }
