@@ -99,6 +99,14 @@ SEGMAMBA_API const char *segmamba_select_isa(const char *name);
 /* Threads for OpenMP, oneDNN and OpenBLAS together; n <= 0 means all cores. */
 SEGMAMBA_API void segmamba_set_threads(int n);
 
+/* The most bytes one allocation whose size a file declares (a checkpoint's
+ * tensor, an input array or NIfTI volume, a whole file read into memory)
+ * may take; larger declared sizes are refused with SEGMAMBA_E_NOMEM before
+ * anything is allocated. 0 restores the default: the environment variable
+ * SEGMAMBA_MAX_MEMORY (bytes, or with a K, M, G or T suffix: "8G"), else
+ * the machine's physical memory. */
+SEGMAMBA_API void segmamba_set_max_memory(uint64_t bytes);
+
 typedef struct segmamba_model segmamba_model;
 
 /* Loads a .pt (torch.save of a state_dict, optionally wrapped as

@@ -3,8 +3,12 @@
 #include "pipeline.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "io/binary.h"
+#include "io/memory_cap.h"
 
 #define IDX3(z, y, x, h, w) (((size_t)(z) * (size_t)(h) + (size_t)(y)) * (size_t)(w) + (size_t)(x))
 
@@ -509,9 +513,22 @@ static sm_status preprocess(const sm_card *card, const sm_volume *in, const int 
         *x = crop;
         return SEGMAMBA_OK;
     }
-    float *r = malloc((size_t)c * n[0] * n[1] * n[2] * sizeof *r);
-    sm_status st = r ? sm_resample_cubic(crop, c, cn, n, r)
-                     : sm_fail(SEGMAMBA_E_NOMEM, "out of memory for the resampled volume");
+    /* The file's voxel spacing sets these sides (up to 2^20 each): the size
+     * is checked for overflow and against the memory cap first. */
+    uint64_t bytes = (uint64_t)c * sizeof *crop;
+    for (int a = 0; a < 3; a++)
+        if (!sm_mul_ok(bytes, (uint64_t)n[a], &bytes)) bytes = UINT64_MAX;
+    char what[128];
+    snprintf(what, sizeof what, "resampling %dx%dx%d voxels to the model's spacing (%dx%dx%d)",
+             cn[2], cn[1], cn[0], n[2], n[1], n[0]);
+    sm_status st = sm_memory_check(bytes, "input volume", what);
+    if (st != SEGMAMBA_OK) {
+        free(crop);
+        return st;
+    }
+    float *r = malloc((size_t)bytes);
+    st = r ? sm_resample_cubic(crop, c, cn, n, r)
+           : sm_fail(SEGMAMBA_E_NOMEM, "out of memory for the resampled volume");
     free(crop);
     if (st != SEGMAMBA_OK) {
         free(r);
