@@ -582,6 +582,8 @@ static sm_status segment(cohort *c, const cohort_case *cs, const case_files *f, 
     SM_TRY(predict_check_names(card, (const char *const *)cs->inputs, c->n_inputs));
     sm_volume vol = {0};
     sm_status st = sm_nifti_read_channels((const char *const *)cs->inputs, c->n_inputs, &vol);
+    if (st == SEGMAMBA_OK)
+        st = sm_volume_check_finite(&vol, (const char *const *)cs->inputs, c->n_inputs);
     if (st == SEGMAMBA_OK) st = predict_check_channels(card, &vol, cs->inputs[0]);
     const sm_predict_options popt = {.no_tta = c->o.no_tta,
                                      .want_probabilities = c->o.want_prob,
