@@ -43,6 +43,7 @@ void usage_predict(FILE *f)
                "  --no-tta             one pass instead of 8 mirrored ones (8x faster)\n"
                "  --threads N          threads (default: all cores)\n"
                "  --conv KIND          convolution backend: onednn, blas or ref\n"
+               "  --backend B          cpu (default) or cuda (an engine built with CUDA)\n"
                "  --quiet              no progress bar or summary\n"
                "\n"
                "Outputs are written atomically and never over an input.\n"
@@ -200,10 +201,13 @@ sm_status predict_check_regions(const sm_card *card, int want_regions)
     return SEGMAMBA_OK;
 }
 
+/* --backend, for every model this process opens (one case or a cohort). */
+static segmamba_backend predict_backend = SEGMAMBA_BACKEND_CPU;
+
 sm_status predict_open_model(const char *model, const sm_card *card, segmamba_conv_backend conv,
                              segmamba_model **m)
 {
-    segmamba_options opts = {.conv = conv, .fue = card->fue};
+    segmamba_options opts = {.conv = conv, .fue = card->fue, .backend = predict_backend};
     memcpy(opts.nslices, card->nslices, sizeof opts.nslices);
     *m = NULL;
     sm_status st = segmamba_open(model, &opts, m);
@@ -306,6 +310,9 @@ static int parse_args(int argc, char **argv, predict_args *a)
         } else if (strcmp(s, "--conv") == 0) {
             if (!cli_parse_conv(argv[++i], &a->conv))
                 return cli_usage_error("predict: --conv wants onednn, blas or ref, not '%s'", v);
+        } else if (strcmp(s, "--backend") == 0) {
+            if (!cli_parse_backend(argv[++i], &predict_backend))
+                return cli_usage_error("predict: --backend wants cpu or cuda, not '%s'", v);
         } else {
             return cli_usage_error(s[0] == '-' ? "predict: unknown option '%s'"
                                                : "predict: unexpected argument '%s'",
@@ -417,7 +424,6 @@ int cmd_predict(int argc, char **argv)
 
     sm_volume vol = {0};
     st = sm_nifti_read_channels(a.inputs, a.n_inputs, &vol);
-    if (st == SEGMAMBA_OK) st = sm_volume_check_finite(&vol, a.inputs, a.n_inputs);
     if (st == SEGMAMBA_OK) st = predict_check_channels(&card, &vol, a.inputs[0]);
     if (st != SEGMAMBA_OK) {
         sm_volume_free(&vol);
