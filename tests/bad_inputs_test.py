@@ -36,6 +36,8 @@ import zlib
 import nibabel as nib
 import numpy as np
 
+from host_exe import host_command
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, "fixtures", "tiny")
 MODEL_ST = os.path.join(FIXTURE, "model.safetensors")
@@ -60,12 +62,13 @@ def leftovers(path):
     return [n for n in names if n == base or n.startswith(base + ".tmp-")]
 
 
-def expect(exe, name, args, code, message, outputs=(), env=None):
-    """Runs segmamba ARGS; the last stderr line must be exactly
-    'segmamba: error: MESSAGE', the exit code CODE, and none of OUTPUTS may
-    exist afterwards."""
+def expect(exe, name, args, code, message, outputs=(), env=None, prefix=()):
+    """Runs segmamba ARGS (after PREFIX, a command that runs it); the last
+    stderr line must be exactly 'segmamba: error: MESSAGE', the exit code
+    CODE, and none of OUTPUTS may exist afterwards."""
     full_env = dict(os.environ, **(env or {}))
-    p = subprocess.run([exe, *args], capture_output=True, text=True, env=full_env)
+    p = subprocess.run([*prefix, *host_command(exe), *args], capture_output=True, text=True,
+                       env=full_env)
     lines = p.stderr.strip().splitlines()
     last = lines[-1] if lines else ""
     want = "segmamba: error: " + message
@@ -337,7 +340,7 @@ def nifti_cases(exe, tmp, rng):
         expect(exe, name, base + ["-i", good[0], second], code, message, outputs=[seg], env=env)
 
     # The control: the good pair (smaller than the patch, so padded) works.
-    p = subprocess.run([exe, *base, "-i", *good], capture_output=True, text=True)
+    p = subprocess.run(host_command(exe) + [*base, "-i", *good], capture_output=True, text=True)
     ok = p.returncode == 0 and os.path.exists(seg) and nib.load(seg).shape == SHAPE and \
         np.allclose(nib.load(seg).affine, AFFINE)
     report(ok, p.returncode, "control: a volume smaller than the patch is padded and segmented",
@@ -607,10 +610,9 @@ def readonly_by_permissions(exe, tmp, card_path, good):
             for f in files:
                 os.chmod(os.path.join(d, f), 0o644)
     os.chmod(ro, 0o555)
-    runner, pre = (prefix[0], prefix[1:] + [EXE]) if prefix else (EXE, [])
     for name, args, out in writer_commands(tmp, card_path, good, ro):
-        expect(runner, f"{name} into a read-only folder", pre + args, 2,
-               f"{out}: cannot create: Permission denied", outputs=[out])
+        expect(EXE, f"{name} into a read-only folder", args, 2,
+               f"{out}: cannot create: Permission denied", outputs=[out], prefix=prefix)
 
 
 def skip(name, why):

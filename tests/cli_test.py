@@ -17,6 +17,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
 from safetensors_read import read_safetensors  # noqa: E402
+from host_exe import host_command  # noqa: E402
 
 FIXTURE = "tests/fixtures/tiny"
 results = {"passed": 0, "failed": 0}
@@ -28,7 +29,7 @@ def check(name, cond, detail=""):
 
 
 def run(exe, *args):
-    p = subprocess.run([exe, *args], capture_output=True, text=True)
+    p = subprocess.run(host_command(exe) + list(args), capture_output=True, text=True)
     return p.returncode, p.stdout, p.stderr
 
 

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "reference"))
 
 from compare import compare  # noqa: E402
+from host_exe import host_command  # noqa: E402
 
 
 def generate(args, out_dir):
@@ -68,9 +70,10 @@ def run_case(args, case_dir):
         for model in models:
             for conv in args.conv.split(","):
                 out = os.path.join(tmp, "logits.npy")
-                cmd = [args.segmamba, "forward", "--model", os.path.join(case_dir, model),
-                       "--input", os.path.join(case_dir, "input.npy"), "--output", out,
-                       "--conv", conv, "--nslices", nslices, "--threads", str(args.threads)]
+                cmd = host_command(args.segmamba) + [
+                    "forward", "--model", os.path.join(case_dir, model),
+                    "--input", os.path.join(case_dir, "input.npy"), "--output", out,
+                    "--conv", conv, "--nslices", nslices, "--threads", str(args.threads)]
                 if case.get("fue"):
                     cmd.append("--fue")
                 if args.scan:
@@ -84,6 +87,11 @@ def run_case(args, case_dir):
                     failures += 1
                     continue
                 ok, report = compare(expected, np.load(out), args.rel, args.argmax)
+                level = re.search(r"kernels (\w+)", proc.stderr)
+                level = level.group(1) if level else "not reported"
+                if args.expect_isa and level != args.expect_isa:
+                    ok = False
+                    report += f"; kernel level {level}, expected {args.expect_isa}"
                 print(f"{'ok  ' if ok else 'FAIL'} {label}: {report} [{proc.stderr.strip()}]",
                       flush=True)
                 failures += not ok
@@ -105,6 +113,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--scan", help="kernel level passed to segmamba forward --scan")
     ap.add_argument("--precision", help="passed to segmamba forward --precision")
+    ap.add_argument("--expect-isa", help="fail unless segmamba forward reports this kernel level")
     ap.add_argument("--rel", type=float, default=1e-3)
     ap.add_argument("--argmax", type=float, default=0.999)
     ap.add_argument("--keep", help="generate into this folder and keep it")
