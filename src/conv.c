@@ -95,10 +95,11 @@ sm_status sm_conv_create(sm_conv_kind kind, const sm_conv_params *p, const float
 {
     *out = NULL;
     if (!p || !weight) return sm_fail(SEGMAMBA_E_ARG, "convolution: missing parameters or weights");
+    /* Invalid parameters are an argument error whichever backend is built. */
+    SM_TRY(check_params(p));
     if (!sm_conv_available(kind))
         return sm_fail(SEGMAMBA_E_UNSUPPORTED, "convolution backend '%s' is not built in",
                        sm_conv_kind_name(kind));
-    SM_TRY(check_params(p));
     if (p->precision == SM_PREC_BF16 && kind != SM_CONV_ONEDNN)
         return sm_fail(SEGMAMBA_E_UNSUPPORTED, "convolution: bf16 runs only on the onednn "
                        "backend, not '%s'", sm_conv_kind_name(kind));
