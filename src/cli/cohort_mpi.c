@@ -9,7 +9,8 @@
  * would leave its cores idle (with 2 ranks on a 2-core machine, half of
  * it). It answers the other ranks between the network windows of its own
  * case (the pipeline's progress callback) and between cases, so a rank
- * waits at most about one window of rank 0's for its next case.
+ * waits for its next case about one window of rank 0's (or rank 0's
+ * reading, writing and scoring of a case, which poll nothing).
  *
  * Waits sleep instead of blocking in MPI: a blocking MPI call polls at full
  * speed and would take a core from the threads computing on the same node. */
