@@ -348,7 +348,7 @@ int cmd_bench(int argc, char **argv)
             printf("%-7s  %7.3f s  %10.1f ms     %.4g\n",
                    runs[k].backend == SEGMAMBA_BACKEND_CUDA ? "cuda" : "cpu", runs[k].seconds,
                    ms_per_window(&runs[k], size), (double)size * size * size / runs[k].seconds);
-        printf("the GPU is %.1fx the CPU (%s; CPU: %d threads)\n",
+        printf("the GPU is %.3gx the CPU (%s; CPU: %d threads)\n",
                runs[0].seconds / runs[1].seconds, gpu, nt);
     }
     if (json) {
