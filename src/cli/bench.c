@@ -50,6 +50,7 @@ static volatile float probe_sink;
 /* Seconds for nt threads to run the probe iters rounds each; adds the flops. */
 static double probe_once(const sm_kernels *k, int nt, int64_t iters, double *flops)
 {
+    (void)nt; /* only the OpenMP pragma reads it */
     double t0 = cli_now(), done = 0.0;
 #pragma omp parallel num_threads(nt) reduction(+ : done)
     {
