@@ -18,10 +18,12 @@ static const char exit_codes[] =
     "  1  invalid command line or argument\n"
     "  2  a file cannot be opened, read or written\n"
     "  3  a file is corrupt or not in the format it claims\n"
-    "  4  valid input the engine does not support\n"
-    "  5  the checkpoint is not a SegMamba model (missing, extra or mis-shaped tensors)\n"
+    "  4  valid input the engine does not support (e.g. NaN or infinite voxels)\n"
+    "  5  the checkpoint is not a usable SegMamba model (missing, extra, mis-shaped or\n"
+    "     non-finite tensors)\n"
     "  6  the input volume has a shape the model refuses\n"
-    "  7  out of memory\n"
+    "  7  out of memory, or a size declared by a file is above the memory limit\n"
+    "     (SEGMAMBA_MAX_MEMORY, e.g. 8G; default: the machine's physical memory)\n"
     "  8  a compute backend (oneDNN, OpenBLAS, CUDA) failed or is not available\n";
 
 static void usage(FILE *f)
@@ -217,7 +219,11 @@ static int cmd_forward(int argc, char **argv)
 
     sm_array x = {0};
     segmamba_status st = sm_npy_read(input, &x);
-    if (st != SEGMAMBA_OK) return cli_fail(st);
+    if (st == SEGMAMBA_OK) st = sm_array_check_finite(&x, input);
+    if (st != SEGMAMBA_OK) {
+        sm_array_free(&x);
+        return cli_fail(st);
+    }
     segmamba_model *m = NULL;
     double t0 = cli_now();
     st = segmamba_open(model, &opts, &m);

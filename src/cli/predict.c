@@ -424,6 +424,7 @@ int cmd_predict(int argc, char **argv)
 
     sm_volume vol = {0};
     st = sm_nifti_read_channels(a.inputs, a.n_inputs, &vol);
+    if (st == SEGMAMBA_OK) st = sm_volume_check_finite(&vol, a.inputs, a.n_inputs);
     if (st == SEGMAMBA_OK) st = predict_check_channels(&card, &vol, a.inputs[0]);
     if (st != SEGMAMBA_OK) {
         sm_volume_free(&vol);
