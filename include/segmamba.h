@@ -42,7 +42,7 @@ typedef enum segmamba_status {
     SEGMAMBA_E_MODEL = 5,       /* weights do not form a SegMamba model */
     SEGMAMBA_E_SHAPE = 6,       /* input volume has a shape the model refuses */
     SEGMAMBA_E_NOMEM = 7,       /* allocation failed or exceeds a limit */
-    SEGMAMBA_E_BACKEND = 8      /* a compute backend (oneDNN, BLAS) failed */
+    SEGMAMBA_E_BACKEND = 8      /* a compute backend (oneDNN, BLAS, CUDA) failed or is absent */
 } segmamba_status;
 
 typedef enum segmamba_conv_backend {
@@ -51,6 +51,14 @@ typedef enum segmamba_conv_backend {
     SEGMAMBA_CONV_BLAS = 2,
     SEGMAMBA_CONV_REF = 3   /* plain C, the reference the others are tested against */
 } segmamba_conv_backend;
+
+/* Where a model runs. CUDA needs an engine built with it (meson -Dcuda) and
+ * an NVIDIA GPU; without either, segmamba_open fails with
+ * SEGMAMBA_E_BACKEND and says which. */
+typedef enum segmamba_backend {
+    SEGMAMBA_BACKEND_CPU = 0,
+    SEGMAMBA_BACKEND_CUDA = 1
+} segmamba_backend;
 
 #define SEGMAMBA_STAGES 4
 
@@ -67,6 +75,8 @@ typedef struct segmamba_config {
     int nslices[SEGMAMBA_STAGES];
     int fue;                       /* 1: feature-level uncertainty estimation on */
     int bf16;                      /* 1: convolutions run in bf16 (fp32 accumulation) */
+    segmamba_backend backend;
+    int tf32;                      /* 1: CUDA GEMMs run on TF32 tensor cores */
     int64_t n_params;
 } segmamba_config;
 
@@ -79,6 +89,10 @@ typedef struct segmamba_options {
     int bf16;                     /* 1: bf16 convolutions with fp32 accumulation where
                                      the CPU has native bf16 (AVX512_BF16) and oneDNN is
                                      built in; elsewhere fp32, and config.bf16 says 0 */
+    segmamba_backend backend;     /* default CPU */
+    int tf32;                     /* CUDA only: 1 runs the GEMMs (convolutions, Mamba
+                                     projections) on TF32 tensor cores, inputs rounded to
+                                     10 mantissa bits, fp32 accumulation; 0 full fp32 */
 } segmamba_options;
 
 SEGMAMBA_API const char *segmamba_version(void);
@@ -98,6 +112,19 @@ SEGMAMBA_API const char *segmamba_select_isa(const char *name);
 
 /* Threads for OpenMP, oneDNN and OpenBLAS together; n <= 0 means all cores. */
 SEGMAMBA_API void segmamba_set_threads(int n);
+
+/* The most bytes one allocation whose size a file declares (a checkpoint's
+ * tensor, an input array or NIfTI volume, a whole file read into memory)
+ * may take; larger declared sizes are refused with SEGMAMBA_E_NOMEM before
+ * anything is allocated. 0 restores the default: the environment variable
+ * SEGMAMBA_MAX_MEMORY (bytes, or with a K, M, G or T suffix: "8G"), else
+ * the machine's physical memory. */
+SEGMAMBA_API void segmamba_set_max_memory(uint64_t bytes);
+
+/* 1 when the CUDA backend is built in and a GPU can run it; info receives
+ * the GPU's description ("NAME, compute capability X.Y, N GiB"). Otherwise
+ * 0, and info says why (not built, no device, no driver). */
+SEGMAMBA_API int segmamba_cuda_device(char *info, size_t cap);
 
 typedef struct segmamba_model segmamba_model;
 
@@ -119,6 +146,15 @@ SEGMAMBA_API segmamba_status segmamba_check_shape(const segmamba_model *m, int d
  * not safe to call it from two threads at once. */
 SEGMAMBA_API segmamba_status segmamba_forward(segmamba_model *m, const float *input,
                                  int d, int h, int w, float *logits);
+
+/* count inputs, each (in_chans, d, h, w) float32, one after another, to
+ * count logits arrays likewise: what count calls of segmamba_forward give.
+ * The CUDA backend uploads them at once and runs them back to back with no
+ * host synchronisation in between (sliding windows); the CPU runs them in
+ * turn. The profile then sums over the inputs. */
+SEGMAMBA_API segmamba_status segmamba_forward_batch(segmamba_model *m, int count,
+                                       const float *inputs, int d, int h, int w,
+                                       float *logits);
 
 /* Where the last forward's time went. */
 typedef struct segmamba_profile {

@@ -1,5 +1,6 @@
 /* The public API (include/segmamba.h): a model is its weights, its
  * configuration and the graph built from them. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,12 +12,19 @@
 #include "parallel.h"
 #include "segmamba.h"
 #include "simd/dispatch.h"
+#include "sm_config.h"
 #include "weights.h"
+#if SM_HAVE_CUDA
+#include "cuda_optional/cuda_backend.h"
+#endif
 
 struct segmamba_model {
     sm_weights weights;
     segmamba_config cfg;
     sm_graph *graph;
+#if SM_HAVE_CUDA
+    sm_cuda_model *cuda; /* the graph's device copy with --backend cuda, else NULL */
+#endif
 };
 
 const char *segmamba_version(void) { return SEGMAMBA_VERSION_STRING; }
@@ -58,10 +66,44 @@ static sm_status choose_conv(segmamba_conv_backend want, sm_conv_kind *kind)
     return SEGMAMBA_OK;
 }
 
+int segmamba_cuda_device(char *info, size_t cap)
+{
+#if SM_HAVE_CUDA
+    char buf[256];
+    const int ok = sm_cuda_probe(buf, sizeof buf) == SEGMAMBA_OK;
+    if (info && cap) snprintf(info, cap, "%s", ok ? buf : segmamba_last_error());
+    return ok;
+#else
+    if (info && cap) snprintf(info, cap, "this engine was built without the CUDA backend");
+    return 0;
+#endif
+}
+
+/* The checks that come before loading: a missing backend fails at once. */
+static sm_status check_backend(segmamba_backend backend)
+{
+    switch (backend) {
+    case SEGMAMBA_BACKEND_CPU: return SEGMAMBA_OK;
+    case SEGMAMBA_BACKEND_CUDA:
+#if SM_HAVE_CUDA
+        return sm_cuda_probe(NULL, 0);
+#else
+        return sm_fail(SEGMAMBA_E_BACKEND, "the CUDA backend is not built into this engine "
+                       "(build with meson -Dcuda=enabled, which needs nvcc and cuBLAS)");
+#endif
+    }
+    return sm_fail(SEGMAMBA_E_ARG, "unknown backend %d", (int)backend);
+}
+
 static sm_status open_model(const char *path, const segmamba_options *opts, segmamba_model *m)
 {
+    const segmamba_backend backend = opts ? opts->backend : SEGMAMBA_BACKEND_CPU;
+    SM_TRY(check_backend(backend));
     sm_conv_kind kind = SM_CONV_REF;
-    SM_TRY(choose_conv(opts ? opts->conv : SEGMAMBA_CONV_AUTO, &kind));
+    /* The CUDA backend uploads the packed weights that the reference
+     * convolution keeps; no convolution runs on the CPU then. */
+    if (backend == SEGMAMBA_BACKEND_CPU)
+        SM_TRY(choose_conv(opts ? opts->conv : SEGMAMBA_CONV_AUTO, &kind));
     SM_TRY(sm_load_weights(path, &m->weights));
     sm_status st = sm_segmamba_infer_config(&m->weights, &m->cfg);
     if (st == SEGMAMBA_OK) st = sm_segmamba_check_weights(&m->weights, &m->cfg);
@@ -80,8 +122,14 @@ static sm_status open_model(const char *path, const segmamba_options *opts, segm
     }
     m->cfg.fue = (opts && opts->fue) || card.fue;
     m->cfg.bf16 = opts && opts->bf16 && kind == SM_CONV_ONEDNN && sm_conv_bf16_supported();
+    m->cfg.backend = backend;
+    m->cfg.tf32 = backend == SEGMAMBA_BACKEND_CUDA && opts->tf32;
     sm_kernels_get();
-    return sm_segmamba_build(&m->weights, &m->cfg, kind, &m->graph);
+    SM_TRY(sm_segmamba_build(&m->weights, &m->cfg, kind, &m->graph));
+#if SM_HAVE_CUDA
+    if (backend == SEGMAMBA_BACKEND_CUDA) SM_TRY(sm_cuda_model_create(m->graph, m->cfg.tf32, &m->cuda));
+#endif
+    return SEGMAMBA_OK;
 }
 
 segmamba_status segmamba_open(const char *path, const segmamba_options *opts,
@@ -112,8 +160,29 @@ segmamba_status segmamba_forward(segmamba_model *m, const float *input, int d, i
 {
     if (!m || !input || !logits)
         return sm_fail(SEGMAMBA_E_ARG, "segmamba_forward: model, input and logits are required");
+    return segmamba_forward_batch(m, 1, input, d, h, w, logits);
+}
+
+segmamba_status segmamba_forward_batch(segmamba_model *m, int count, const float *inputs, int d,
+                                       int h, int w, float *logits)
+{
+    if (!m || !inputs || !logits || count < 1)
+        return sm_fail(SEGMAMBA_E_ARG, "segmamba_forward: model, inputs and logits are required");
     SM_TRY(sm_segmamba_check_shape(&m->cfg, d, h, w));
-    return sm_graph_run(m->graph, input, d, h, w, logits);
+#if SM_HAVE_CUDA
+    if (m->cuda) return sm_cuda_model_forward(m->cuda, m->graph, count, inputs, d, h, w, logits);
+#endif
+    const size_t vox = (size_t)d * h * w;
+    double seconds[SM_KIND_COUNT] = {0}, flops = 0.0;
+    for (int k = 0; k < count; k++) {
+        SM_TRY(sm_graph_run(m->graph, inputs + (size_t)k * m->cfg.in_chans * vox, d, h, w,
+                            logits + (size_t)k * m->cfg.out_chans * vox));
+        for (int i = 0; i < SM_KIND_COUNT; i++) seconds[i] += m->graph->seconds[i];
+        flops += m->graph->flops;
+    }
+    memcpy(m->graph->seconds, seconds, sizeof seconds);
+    m->graph->flops = flops;
+    return SEGMAMBA_OK;
 }
 
 void segmamba_get_profile(const segmamba_model *m, segmamba_profile *p)
@@ -131,6 +200,9 @@ const sm_graph *sm_engine_graph(const segmamba_model *m) { return m->graph; }
 void segmamba_close(segmamba_model *m)
 {
     if (!m) return;
+#if SM_HAVE_CUDA
+    sm_cuda_model_free(m->cuda);
+#endif
     sm_graph_free(m->graph);
     sm_weights_free(&m->weights);
     free(m);

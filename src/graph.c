@@ -203,7 +203,7 @@ static int live_together(const sm_buffer *a, const sm_buffer *b)
     return a->first <= b->last && b->first <= a->last;
 }
 
-static sm_status plan(sm_graph *g, const run_dims *rd)
+static sm_status place(sm_graph *g, const run_dims *rd, size_t *arena_floats)
 {
     int *order = malloc((size_t)g->n_bufs * 2 * sizeof *order);
     if (!order) return sm_fail(SEGMAMBA_E_NOMEM, "forward: out of memory planning buffers");
@@ -232,6 +232,31 @@ static sm_status plan(sm_graph *g, const run_dims *rd)
         if (at + b->size > total) total = at + b->size;
     }
     free(order);
+    *arena_floats = total;
+    return SEGMAMBA_OK;
+}
+
+static run_dims level_dims(int d, int h, int w)
+{
+    run_dims rd;
+    for (int l = 0; l < 8; l++) {
+        rd.d[l] = d >> l;
+        rd.h[l] = h >> l;
+        rd.w[l] = w >> l;
+    }
+    return rd;
+}
+
+sm_status sm_graph_place(sm_graph *g, int d, int h, int w, size_t *arena_floats)
+{
+    const run_dims rd = level_dims(d, h, w);
+    return place(g, &rd, arena_floats);
+}
+
+static sm_status plan(sm_graph *g, const run_dims *rd)
+{
+    size_t total = 0;
+    SM_TRY(place(g, rd, &total));
     if (total > g->arena_floats) {
         free(g->arena);
         g->arena = NULL;
@@ -250,12 +275,7 @@ static sm_status plan(sm_graph *g, const run_dims *rd)
 
 sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, float *output)
 {
-    run_dims rd;
-    for (int l = 0; l < 8; l++) {
-        rd.d[l] = d >> l;
-        rd.h[l] = h >> l;
-        rd.w[l] = w >> l;
-    }
+    const run_dims rd = level_dims(d, h, w);
     memset(g->seconds, 0, sizeof g->seconds);
     g->flops = 0.0;
     SM_TRY(plan(g, &rd));

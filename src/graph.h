@@ -90,6 +90,12 @@ void sm_graph_set_flops(sm_graph *g, double flops_per_voxel);
 /* Computes buffer lifetimes; call once after the last node. */
 sm_status sm_graph_finish(sm_graph *g, int input, int output);
 
+/* Places every buffer for a d x h x w input: sets each buffer's size and
+ * offset (floats) in one arena of *arena_floats, sharing memory between
+ * buffers that are never live together. sm_graph_run does this for the
+ * host arena; a device backend does it for its own. */
+sm_status sm_graph_place(sm_graph *g, int d, int h, int w, size_t *arena_floats);
+
 /* input: the input value's channels in NCDHW order, sides d, h, w;
  * output: the output value's channels, NCDHW, same sides. */
 sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, float *output);

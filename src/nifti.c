@@ -18,6 +18,7 @@
 #include <zlib.h>
 
 #include "io/file.h"
+#include "io/memory_cap.h"
 
 #define MAX_SIDE (1 << 20)
 #define MAX_ELEMENTS (1LL << 32) /* 16 GiB of float32 */
@@ -50,34 +51,37 @@ static int64_t load_int(const unsigned char *p, int n, int big)
     return (int64_t)v;
 }
 
-static sm_status gz_failure(const char *path, gzFile f, const char *what)
+/* zlib inflates ahead into its own buffer, so a damaged stream can show
+ * while the header is read: the messages do not say where. */
+static sm_status gz_failure(const char *path, gzFile f)
 {
     int err;
     const char *msg = gzerror(f, &err);
     if (err == Z_ERRNO)
         return sm_fail(SEGMAMBA_E_IO, "%s: read failed: %s", path, strerror(errno));
     if (err == Z_BUF_ERROR)
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: %s truncated (the gzip stream ends early)", path,
-                       what);
-    return sm_fail(SEGMAMBA_E_FORMAT, "%s: corrupt gzip data in the %s (%s)", path, what,
-                   msg ? msg : "unknown zlib error");
+        return sm_fail(SEGMAMBA_E_FORMAT, "%s: truncated (the gzip stream ends early)", path);
+    /* zlib prefixes its message with the file name. */
+    const size_t n = strlen(path);
+    if (msg && strncmp(msg, path, n) == 0 && strncmp(msg + n, ": ", 2) == 0) msg += n + 2;
+    return sm_fail(SEGMAMBA_E_FORMAT, "%s: corrupt gzip stream (%s)", path,
+                   msg && *msg ? msg : "unknown zlib error");
 }
 
 /* Reads up to n bytes; a gzip error is a failure, a short read is not. */
-static sm_status gz_read_some(const char *path, gzFile f, void *buf, size_t n, size_t *got,
-                              const char *what)
+static sm_status gz_read_some(const char *path, gzFile f, void *buf, size_t n, size_t *got)
 {
     *got = 0;
     while (*got < n) {
         size_t chunk = n - *got < (1u << 30) ? n - *got : (1u << 30);
         int r = gzread(f, (unsigned char *)buf + *got, (unsigned)chunk);
-        if (r < 0) return gz_failure(path, f, what);
+        if (r < 0) return gz_failure(path, f);
         if (r == 0) break;
         *got += (size_t)r;
     }
     int err;
     gzerror(f, &err);
-    if (err != Z_OK && err != Z_BUF_ERROR) return gz_failure(path, f, what);
+    if (err != Z_OK && err != Z_BUF_ERROR) return gz_failure(path, f);
     return SEGMAMBA_OK;
 }
 
@@ -111,7 +115,7 @@ static sm_status check_header(const char *path, raw_header *h)
     if (!f) return st;
     unsigned char b[540];
     size_t got;
-    st = gz_read_some(path, f, b, sizeof b, &got, "header");
+    st = gz_read_some(path, f, b, sizeof b, &got);
     gzclose(f);
     if (st != SEGMAMBA_OK) return st;
     if (got < 348)
@@ -196,12 +200,12 @@ static sm_status read_data(const char *path, const nifti_image *nim, unsigned ch
     gzFile f = gz_open(iname, &st);
     if (!f) return st;
     if (nim->iname_offset < 0 || gzseek(f, (z_off_t)nim->iname_offset, SEEK_SET) < 0) {
-        st = gz_failure(iname, f, "data");
+        st = gz_failure(iname, f);
         gzclose(f);
         return st;
     }
     size_t got;
-    st = gz_read_some(iname, f, buf, nbytes, &got, "data");
+    st = gz_read_some(iname, f, buf, nbytes, &got);
     if (st == SEGMAMBA_OK && got < nbytes)
         st = sm_fail(SEGMAMBA_E_FORMAT,
                      "%s: data truncated: %zu of the %zu data bytes are present", iname, got,
@@ -209,12 +213,36 @@ static sm_status read_data(const char *path, const nifti_image *nim, unsigned ch
     if (st == SEGMAMBA_OK) {
         /* Reading past the data makes zlib check the gzip trailer (CRC, length). */
         unsigned char extra;
-        st = gz_read_some(iname, f, &extra, 1, &got, "data");
+        st = gz_read_some(iname, f, &extra, 1, &got);
     }
     gzclose(f);
     if (st != SEGMAMBA_OK) return st;
     if (nim->byteorder != nifti_short_order() && nim->swapsize > 1)
         nifti_swap_Nbytes((int64_t)(nbytes / (size_t)nim->swapsize), nim->swapsize, buf);
+    return SEGMAMBA_OK;
+}
+
+/* An uncompressed data file must hold all the data the header declares;
+ * this is checked before anything is allocated for it. A gzip stream's
+ * length is known only once decompressed: there the memory cap bounds the
+ * allocation, and read_data finds the truncation. */
+static sm_status check_data_length(const char *path, const nifti_image *nim, size_t nbytes)
+{
+    const char *iname = nim->iname ? nim->iname : path;
+    sm_status st = SEGMAMBA_OK;
+    gzFile f = gz_open(iname, &st);
+    if (!f) return st;
+    const int direct = gzdirect(f);
+    gzclose(f);
+    struct stat sb;
+    if (!direct || stat(iname, &sb) != 0 || !S_ISREG(sb.st_mode) || nim->iname_offset < 0)
+        return SEGMAMBA_OK;
+    const uint64_t size = (uint64_t)sb.st_size, offset = (uint64_t)nim->iname_offset;
+    const uint64_t have = size > offset ? size - offset : 0;
+    if (have < nbytes)
+        return sm_fail(SEGMAMBA_E_FORMAT,
+                       "%s: data truncated: %llu of the %zu data bytes are present", iname,
+                       (unsigned long long)have, nbytes);
     return SEGMAMBA_OK;
 }
 
@@ -268,9 +296,16 @@ sm_status sm_nifti_read(const char *path, sm_volume *out)
         return sm_fail(SEGMAMBA_E_FORMAT, "%s: inconsistent NIfTI header", path);
     }
     const size_t nbytes = nel * (size_t)nim->nbyper;
+    sm_status st = check_data_length(path, nim, nbytes);
+    if (st == SEGMAMBA_OK)
+        st = sm_memory_check((uint64_t)nbytes + (uint64_t)nel * sizeof(float), path,
+                             "the image (as stored and as float32)");
+    if (st != SEGMAMBA_OK) {
+        nifti_image_free(nim);
+        return st;
+    }
     unsigned char *raw_data = malloc(nbytes);
     float *data = malloc(nel * sizeof *data);
-    sm_status st = SEGMAMBA_OK;
     if (!raw_data || !data)
         st = sm_fail(SEGMAMBA_E_NOMEM, "%s: cannot allocate %zu bytes for the image", path,
                      nbytes + nel * sizeof *data);
@@ -334,6 +369,9 @@ sm_status sm_nifti_read_channels(const char *const *paths, int n, sm_volume *out
                  sm_geometry_differs(&out->geom, &v.geom, why, sizeof why))
             st = sm_fail(SEGMAMBA_E_SHAPE, "%s and %s: %s", paths[0], paths[i], why);
         const size_t nvox = (size_t)v.d * v.h * v.w;
+        if (st == SEGMAMBA_OK && i == 0)
+            st = sm_memory_check((uint64_t)n * nvox * sizeof *out->data, paths[0],
+                                 "the channels together as float32");
         if (st == SEGMAMBA_OK && i == 0) {
             *out = v; /* the first file's geometry and header */
             out->c = n;

@@ -3,8 +3,12 @@
 #include "pipeline.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "io/binary.h"
+#include "io/memory_cap.h"
 
 #define IDX3(z, y, x, h, w) (((size_t)(z) * (size_t)(h) + (size_t)(y)) * (size_t)(w) + (size_t)(x))
 
@@ -121,13 +125,22 @@ typedef struct window_ctx {
     int roi[3];
     int pd[3]; /* padded grid */
     const float *gmap;
-    float *patch_in;  /* (c, roi) */
-    float *patch_out; /* (k, roi) */
+    int batch;        /* windows per forward call */
+    float *patch_in;  /* batch x (c, roi) */
+    float *patch_out; /* batch x (k, roi) */
     float *acc;       /* (k, pd) */
     float *wsum;      /* (pd) */
     int done, total;
     const sm_predict_options *opt;
 } window_ctx;
+
+/* The corner of window wi of the n[0] x n[1] x n[2] grid of starts, z outermost. */
+static void window_origin(int *const starts[3], const int n[3], int wi, int o[3])
+{
+    o[0] = starts[0][wi / (n[1] * n[2])];
+    o[1] = starts[1][wi / n[2] % n[1]];
+    o[2] = starts[2][wi % n[2]];
+}
 
 /* MONAI's sliding_window_inference with overlap 0.5 and the Gaussian map
  * over an input whose sides are all >= roi: acc = sum(w * logits) / sum(w). */
@@ -148,33 +161,44 @@ static sm_status sliding_window(window_ctx *s, const float *x)
     const size_t pplane = (size_t)s->pd[0] * P1 * P2, rplane = (size_t)r0 * r1 * r2;
     memset(s->acc, 0, (size_t)s->k * pplane * sizeof *s->acc);
     memset(s->wsum, 0, pplane * sizeof *s->wsum);
-    for (int i = 0; i < n[0] && st == SEGMAMBA_OK; i++)
-        for (int j = 0; j < n[1] && st == SEGMAMBA_OK; j++)
-            for (int l = 0; l < n[2] && st == SEGMAMBA_OK; l++) {
-                const int z0 = starts[0][i], y0 = starts[1][j], x0 = starts[2][l];
-                for (int ch = 0; ch < s->c; ch++)
-                    for (int z = 0; z < r0; z++)
-                        for (int y = 0; y < r1; y++)
-                            memcpy(s->patch_in + ch * rplane + IDX3(z, y, 0, r1, r2),
-                                   x + ch * pplane + IDX3(z0 + z, y0 + y, x0, P1, P2),
-                                   (size_t)r2 * sizeof *x);
-                st = segmamba_forward(s->m, s->patch_in, r0, r1, r2, s->patch_out);
-                if (st != SEGMAMBA_OK) break;
-#pragma omp parallel for
+    /* Windows in order (z outermost), s->batch of them per forward call. */
+    const int nwin = n[0] * n[1] * n[2];
+    for (int first = 0; first < nwin && st == SEGMAMBA_OK; first += s->batch) {
+        const int nb = nwin - first < s->batch ? nwin - first : s->batch;
+        for (int b = 0; b < nb; b++) {
+            int o[3];
+            window_origin(starts, n, first + b, o);
+            const int z0 = o[0], y0 = o[1], x0 = o[2];
+            float *in = s->patch_in + (size_t)b * s->c * rplane;
+            for (int ch = 0; ch < s->c; ch++)
                 for (int z = 0; z < r0; z++)
-                    for (int y = 0; y < r1; y++) {
-                        const float *g = s->gmap + IDX3(z, y, 0, r1, r2);
-                        const size_t o = IDX3(z0 + z, y0 + y, x0, P1, P2);
-                        for (int q = 0; q < r2; q++) s->wsum[o + q] += g[q];
-                        for (int ch = 0; ch < s->k; ch++) {
-                            const float *src = s->patch_out + ch * rplane + IDX3(z, y, 0, r1, r2);
-                            float *dst = s->acc + ch * pplane + o;
-                            for (int q = 0; q < r2; q++) dst[q] += g[q] * src[q];
-                        }
+                    for (int y = 0; y < r1; y++)
+                        memcpy(in + ch * rplane + IDX3(z, y, 0, r1, r2),
+                               x + ch * pplane + IDX3(z0 + z, y0 + y, x0, P1, P2),
+                               (size_t)r2 * sizeof *x);
+        }
+        st = segmamba_forward_batch(s->m, nb, s->patch_in, r0, r1, r2, s->patch_out);
+        for (int b = 0; b < nb && st == SEGMAMBA_OK; b++) {
+            int o[3];
+            window_origin(starts, n, first + b, o);
+            const int z0 = o[0], y0 = o[1], x0 = o[2];
+            const float *out = s->patch_out + (size_t)b * s->k * rplane;
+#pragma omp parallel for
+            for (int z = 0; z < r0; z++)
+                for (int y = 0; y < r1; y++) {
+                    const float *g = s->gmap + IDX3(z, y, 0, r1, r2);
+                    const size_t o = IDX3(z0 + z, y0 + y, x0, P1, P2);
+                    for (int q = 0; q < r2; q++) s->wsum[o + q] += g[q];
+                    for (int ch = 0; ch < s->k; ch++) {
+                        const float *src = out + ch * rplane + IDX3(z, y, 0, r1, r2);
+                        float *dst = s->acc + ch * pplane + o;
+                        for (int q = 0; q < r2; q++) dst[q] += g[q] * src[q];
                     }
-                s->done++;
-                if (s->opt->progress) s->opt->progress(s->opt->progress_user, s->done, s->total);
-            }
+                }
+            s->done++;
+            if (s->opt->progress) s->opt->progress(s->opt->progress_user, s->done, s->total);
+        }
+    }
     for (int a = 0; a < 3; a++) free(starts[a]);
     return st;
 }
@@ -509,9 +533,22 @@ static sm_status preprocess(const sm_card *card, const sm_volume *in, const int 
         *x = crop;
         return SEGMAMBA_OK;
     }
-    float *r = malloc((size_t)c * n[0] * n[1] * n[2] * sizeof *r);
-    sm_status st = r ? sm_resample_cubic(crop, c, cn, n, r)
-                     : sm_fail(SEGMAMBA_E_NOMEM, "out of memory for the resampled volume");
+    /* The file's voxel spacing sets these sides (up to 2^20 each): the size
+     * is checked for overflow and against the memory cap first. */
+    uint64_t bytes = (uint64_t)c * sizeof *crop;
+    for (int a = 0; a < 3; a++)
+        if (!sm_mul_ok(bytes, (uint64_t)n[a], &bytes)) bytes = UINT64_MAX;
+    char what[128];
+    snprintf(what, sizeof what, "resampling %dx%dx%d voxels to the model's spacing (%dx%dx%d)",
+             cn[2], cn[1], cn[0], n[2], n[1], n[0]);
+    sm_status st = sm_memory_check(bytes, "input volume", what);
+    if (st != SEGMAMBA_OK) {
+        free(crop);
+        return st;
+    }
+    float *r = malloc((size_t)bytes);
+    st = r ? sm_resample_cubic(crop, c, cn, n, r)
+           : sm_fail(SEGMAMBA_E_NOMEM, "out of memory for the resampled volume");
     free(crop);
     if (st != SEGMAMBA_OK) {
         free(r);
@@ -550,7 +587,9 @@ static sm_status run(segmamba_model *m, const sm_card *card, const sm_volume *in
     int n[3] = {0}, cn[3] = {0};
     SM_TRY(preprocess(card, in, (const int(*)[2])out->box, &x, n, cn));
 
-    window_ctx s = {.m = m, .c = c, .k = k, .opt = opt};
+    window_ctx s = {.m = m, .c = c, .k = k, .opt = opt,
+                    .batch = opt->windows_per_call > 0 ? opt->windows_per_call
+                             : cfg.backend == SEGMAMBA_BACKEND_CUDA ? 4 : 1};
     size_t pplane = 1, rplane = 1, plane = 1;
     int nwin = 1;
     for (int a = 0; a < 3; a++) {
@@ -564,8 +603,8 @@ static sm_status run(segmamba_model *m, const sm_card *card, const sm_volume *in
     s.total = nwin * (opt->no_tta ? 1 : 8);
     float *gmap = malloc(rplane * sizeof *gmap);
     float *xp = malloc((size_t)c * pplane * sizeof *xp);
-    s.patch_in = malloc((size_t)c * rplane * sizeof(float));
-    s.patch_out = malloc((size_t)k * rplane * sizeof(float));
+    s.patch_in = malloc((size_t)s.batch * c * rplane * sizeof(float));
+    s.patch_out = malloc((size_t)s.batch * k * rplane * sizeof(float));
     s.acc = malloc((size_t)k * pplane * sizeof(float));
     s.wsum = malloc(pplane * sizeof(float));
     float *logits = malloc((size_t)k * plane * sizeof *logits);

@@ -35,6 +35,8 @@ typedef struct sm_predict_options {
     int want_uncertainty;    /* fill sm_prediction.uncertainty */
     sm_progress_fn progress; /* may be NULL */
     void *progress_user;
+    int windows_per_call;    /* windows per segmamba_forward_batch; 0: 4 on the CUDA
+                                backend (fewer host round trips), 1 on the CPU */
 } sm_predict_options;
 
 typedef struct sm_prediction {

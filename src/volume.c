@@ -88,3 +88,26 @@ sm_status sm_volume_labels(const sm_volume *v, const char *origin, uint8_t **lab
     *labels = out;
     return SEGMAMBA_OK;
 }
+
+sm_status sm_volume_check_finite(const sm_volume *v, const char *const *paths, int n)
+{
+    const size_t nvox = (size_t)v->d * v->h * v->w;
+    for (int c = 0; c < v->c; c++) {
+        const float *x = v->data + (size_t)c * nvox;
+        size_t bad = 0, first = 0;
+        for (size_t i = 0; i < nvox; i++)
+            if (!isfinite(x[i]) && !bad++) first = i;
+        if (!bad) continue;
+        const size_t hw = (size_t)v->h * v->w;
+        const int k = (int)(first / hw), j = (int)(first % hw / (size_t)v->w),
+                  i = (int)(first % (size_t)v->w);
+        char volume[32] = "";
+        if (n != v->c && v->c > 1) snprintf(volume, sizeof volume, " of volume %d", c);
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                       "%s: voxel (%d, %d, %d)%s is %s (%zu of its %zu voxels are not finite); "
+                       "replace NaN and infinite values (e.g. with 0) before segmenting",
+                       n == v->c ? paths[c] : paths[0], i, j, k, volume,
+                       isnan(x[first]) ? "NaN" : x[first] > 0 ? "+inf" : "-inf", bad, nvox);
+    }
+    return SEGMAMBA_OK;
+}

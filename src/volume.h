@@ -42,4 +42,9 @@ int sm_geometry_differs(const sm_geometry *a, const sm_geometry *b, char *why, s
  * voxel. *labels (d*h*w bytes) is freed by the caller. */
 sm_status sm_volume_labels(const sm_volume *v, const char *origin, uint8_t **labels);
 
+/* E_UNSUPPORTED when a voxel is NaN or infinite, naming the file it came
+ * from (paths[channel] when n == v->c, else paths[0]) and the voxel: the
+ * pipeline would carry such values into every output near them. */
+sm_status sm_volume_check_finite(const sm_volume *v, const char *const *paths, int n);
+
 #endif

@@ -59,6 +59,12 @@ sm_status sm_load_weights(const char *path, sm_weights *out);
 /* The readers (src/io/). Both append to out, which the caller frees. */
 sm_status sm_load_pt(const char *path, sm_weights *out);
 sm_status sm_load_safetensors(const char *path, sm_weights *out);
+/* The same readers on a file already in memory (data[0, size), not
+ * NUL-terminated); origin names it in messages. */
+sm_status sm_load_pt_memory(const unsigned char *data, size_t size, const char *origin,
+                            sm_weights *out);
+sm_status sm_load_safetensors_memory(const unsigned char *data, size_t size, const char *origin,
+                                     sm_weights *out);
 
 /* Writes every tensor as F32 plus the metadata into a .safetensors file. */
 sm_status sm_save_safetensors(const char *path, const sm_weights *w);

@@ -11,6 +11,7 @@
 #include "check.h"
 #include "io/file.h"
 #include "io/json.h"
+#include "io/memory_cap.h"
 #include "io/npy.h"
 #include "io/zip.h"
 #include "weights.h"
@@ -489,6 +490,52 @@ static void test_safetensors_write(void)
     sm_weights_free(&w);
 }
 
+/* ---- the memory cap ---- */
+
+static void test_memory_cap(void)
+{
+    static const struct {
+        const char *text;
+        int ok;
+        uint64_t bytes;
+    } sizes[] = {
+        {"0", 1, 0}, {"1000000", 1, 1000000}, {"64K", 1, 65536}, {"512M", 1, 512ull << 20},
+        {"8G", 1, 8ull << 30}, {"2T", 1, 2ull << 40}, {"8GiB", 1, 8ull << 30}, {"8GB", 1, 8ull << 30},
+        {"100B", 1, 100}, {"", 0, 0}, {"G", 0, 0}, {"-1", 0, 0}, {"1.5G", 0, 0}, {"8 G", 0, 0},
+        {"8Gx", 0, 0}, {"8P", 0, 0}, {"99999999999999999999", 0, 0}, {"16777216T", 0, 0},
+    };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        uint64_t v = 12345;
+        int ok = sm_memory_parse(sizes[i].text, &v);
+        CHECK_MSG(ok == sizes[i].ok && (!ok || v == sizes[i].bytes), "'%s': %d %llu",
+                  sizes[i].text, ok, (unsigned long long)v);
+    }
+    /* The API's cap wins over the environment; 0 restores the default. */
+    sm_array a;
+    segmamba_set_max_memory(100);
+    sm_status st = sm_npy_read(FIXTURES "f4.npy", &a);
+    CHECK_MSG(st == SEGMAMBA_E_NOMEM &&
+                  contains(segmamba_last_error(), FIXTURES "f4.npy: reading the file would need "
+                                                  "225 bytes, more than the memory limit of 100 "
+                                                  "bytes"),
+              "%s", segmamba_last_error());
+    sm_array_free(&a);
+    /* 225 bytes read, 24 floats (96 bytes) converted. */
+    segmamba_set_max_memory(225);
+    CHECK(sm_npy_read(FIXTURES "f4.npy", &a) == SEGMAMBA_OK);
+    sm_array_free(&a);
+    segmamba_set_max_memory(0);
+    setenv("SEGMAMBA_MAX_MEMORY", "200", 1);
+    CHECK(sm_npy_read(FIXTURES "f4.npy", &a) == SEGMAMBA_E_NOMEM);
+    sm_array_free(&a);
+    setenv("SEGMAMBA_MAX_MEMORY", "12Q", 1);
+    CHECK(sm_npy_read(FIXTURES "f4.npy", &a) == SEGMAMBA_E_ARG &&
+          contains(segmamba_last_error(), "SEGMAMBA_MAX_MEMORY='12Q' is not a size"));
+    sm_array_free(&a);
+    unsetenv("SEGMAMBA_MAX_MEMORY");
+    CHECK(sm_memory_cap() > 0);
+}
+
 /* ---- mutated files: any status, but no crash, leak or hang ---- */
 
 /* A 32-bit LCG kept in 64 bits so that nothing wraps. */
@@ -555,6 +602,7 @@ int main(void)
     test_zip();
     test_npy_write();
     test_safetensors_write();
+    test_memory_cap();
     test_mutations();
     return check_report("test_loaders");
 }

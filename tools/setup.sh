@@ -8,6 +8,7 @@ packages=(
   build-essential meson ninja-build pkg-config   # toolchain
   libopenblas-dev libdnnl-dev                    # GEMM and convolutions
   libnifti2-dev zlib1g-dev libpng-dev            # NIfTI in and out, PNG previews
+  libopenmpi-dev openmpi-bin                     # cohorts across ranks (predict --list under mpirun)
   python3 python3-numpy python3-torch            # the PyTorch reference (tests only)
   python3-nibabel python3-scipy                  # independent NIfTI and HD95 checks (tests only)
   time                                           # /usr/bin/time -v for memory figures

@@ -22,19 +22,26 @@ void usage_bench(FILE *f)
             "\n"
             "Times forward passes on a random (1, C, n, n, n) input and prints the median\n"
             "time, the time per kind of work (conv, scan, norm, other), the achieved\n"
-            "GFLOP/s and its fraction of this machine's FP32 FMA peak (measured by a probe\n"
-            "in the same run, with the same threads), voxels/s and the peak RSS.\n"
+            "GFLOP/s and, on the CPU, its fraction of this machine's FP32 FMA peak\n"
+            "(measured by a probe in the same run, with the same threads), voxels/s and\n"
+            "the peak RSS. In an engine built with CUDA, on a machine with a GPU, it runs\n"
+            "on the CPU and on the GPU and prints both side by side (voxels/s and\n"
+            "milliseconds per 128^3 window).\n"
             "\n"
             "  --model M           checkpoint (.pt or .safetensors)\n"
             "  --size n            cube side, a multiple of 16 (default 128)\n"
+            "  --backend B         cpu or cuda alone (default: the CPU, and the GPU too when\n"
+            "                      there is one)\n"
             "  --threads N         threads (default: all cores)\n"
             "  --repeat R          timed forwards after one warm-up (default 3)\n"
             "  --conv KIND         onednn, blas or ref\n"
             "  --scan LEVEL        kernel level: scalar, avx2, avx512 or neon\n"
-            "  --precision P       fp32 (default) or bf16 convolutions\n"
+            "  --precision P       fp32 (default), bf16 (CPU convolutions) or tf32 (CUDA GEMMs)\n"
             "  --nslices a,b,c,d   default n/2,n/4,n/8,n/16 (the official 64,32,16,8 at 128)\n"
-            "  --json FILE         also write the figures as JSON\n"
-            "  --nodes N           also list the N slowest graph nodes of the median run\n");
+            "  --json FILE         also write the figures as JSON: those of the first run\n"
+            "                      (\"backend\" says which), and with both backends the GPU's\n"
+            "                      under \"cuda\"\n"
+            "  --nodes N           also list the N slowest graph nodes of each median run\n");
 }
 
 /* Written by every probe so that its FMAs cannot be optimised away. */
@@ -122,12 +129,150 @@ static double peak_rss_mib(void)
     return (double)ru.ru_maxrss / 1024.0;
 }
 
+/* One backend's timed runs. */
+typedef struct bench_run {
+    segmamba_backend backend;
+    segmamba_config cfg;
+    double seconds;          /* the median forward */
+    segmamba_profile prof;   /* of the median run, so that its parts add up to seconds */
+    double peak_gflops;      /* CPU only: the FMA probe's */
+    char device[256];        /* CUDA only: the GPU */
+} bench_run;
+
+/* Warm-up and repeat timed forwards of model on r->backend; returns the
+ * exit code. */
+static int run_backend(const char *model, segmamba_options opts, int size, int repeat,
+                       int top_nodes, bench_run *r)
+{
+    opts.backend = r->backend;
+    segmamba_model *m = NULL;
+    segmamba_status st = segmamba_open(model, &opts, &m);
+    if (st != SEGMAMBA_OK) return cli_fail(st);
+    segmamba_get_config(m, &r->cfg);
+    cli_precision_notice(&opts, &r->cfg);
+    const segmamba_config c = r->cfg;
+    const int64_t vox = (int64_t)size * size * size;
+    float *x = malloc((size_t)(c.in_chans * vox) * sizeof *x);
+    float *y = malloc((size_t)(c.out_chans * vox) * sizeof *y);
+    const size_t nrep = (size_t)(repeat > 0 ? repeat : 1);
+    double *times = malloc(nrep * sizeof *times);
+    segmamba_profile *profs = malloc(nrep * sizeof *profs);
+    double **node_times = calloc(nrep, sizeof *node_times);
+    const sm_graph *graph = sm_engine_graph(m);
+    if (!x || !y || !times || !profs || !node_times) {
+        free(x), free(y), free(times), free(profs), free(node_times);
+        segmamba_close(m);
+        fprintf(stderr, "segmamba: error: out of memory for a %d^3 input\n", size);
+        return SEGMAMBA_E_NOMEM;
+    }
+    uint64_t rnd = 0x2545f4914f6cdd1dull;
+    for (int64_t i = 0; i < c.in_chans * vox; i++) {
+        rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
+        x[i] = (float)((double)(rnd >> 11) / 9007199254740992.0 * 4.0 - 2.0);
+    }
+    const char *name = r->backend == SEGMAMBA_BACKEND_CUDA ? "cuda" : "cpu";
+    for (int run = -1; run < repeat && st == SEGMAMBA_OK; run++) {
+        fprintf(stderr, "bench: %s %s %d/%d...\n", name, run < 0 ? "warm-up" : "forward", run + 1,
+                repeat);
+        double t0 = cli_now();
+        st = segmamba_forward(m, x, size, size, size, y);
+        double dt = cli_now() - t0;
+        if (run < 0) continue;
+        times[run] = dt;
+        segmamba_get_profile(m, &profs[run]);
+        node_times[run] = malloc((size_t)graph->n_nodes * sizeof **node_times);
+        for (int i = 0; node_times[run] && i < graph->n_nodes; i++)
+            node_times[run][i] = graph->nodes[i].seconds;
+    }
+    free(x), free(y);
+    int med = 0;
+    if (st == SEGMAMBA_OK) {
+        double *sorted = malloc(nrep * sizeof *sorted);
+        if (sorted) {
+            memcpy(sorted, times, nrep * sizeof *sorted);
+            const double mt = median(sorted, repeat);
+            for (int k = 0; k < repeat; k++)
+                if (fabs(times[k] - mt) < fabs(times[med] - mt)) med = k;
+            free(sorted);
+        }
+        r->seconds = times[med];
+        r->prof = profs[med];
+        if (top_nodes > 0 && node_times[med]) print_nodes(graph, node_times[med], top_nodes);
+    }
+    segmamba_close(m);
+    for (int k = 0; k < repeat; k++) free(node_times[k]);
+    free(node_times), free(profs), free(times);
+    return st == SEGMAMBA_OK ? 0 : cli_fail(st);
+}
+
+static void print_run(const bench_run *r, const char *model, int size, int nt, int with_model)
+{
+    const segmamba_config c = r->cfg;
+    const double t = r->seconds;
+    const double kinds[4] = {r->prof.seconds_conv, r->prof.seconds_scan, r->prof.seconds_norm,
+                             r->prof.seconds_other};
+    static const char *const kind_names[4] = {"conv", "scan", "norm", "other"};
+    const double gflops = r->prof.flops / t * 1e-9;
+    if (with_model)
+        printf("model      %s: %d->%d channels, features %d,%d,%d,%d, %lld parameters\n", model,
+               c.in_chans, c.out_chans, c.feat[0], c.feat[1], c.feat[2], c.feat[3],
+               (long long)c.n_params);
+    if (r->backend == SEGMAMBA_BACKEND_CUDA)
+        printf("input      1x%dx%d^3 on CUDA (%s), %s GEMMs\n", c.in_chans, size, r->device,
+               c.tf32 ? "tf32" : "fp32");
+    else
+        printf("input      1x%dx%d^3, %s convolutions, %d threads, scan %s\n", c.in_chans, size,
+               c.bf16 ? "bf16" : "fp32", nt, sm_isa_name(sm_kernels_get()->isa));
+    printf("forward    %.3f s (the median of the runs; its breakdown:)\n", t);
+    for (int k = 0; k < 4; k++)
+        printf("  %-6s   %8.3f s  %5.1f%%\n", kind_names[k], kinds[k], 100.0 * kinds[k] / t);
+    printf("arithmetic %.1f GFLOP per forward, %.1f GFLOP/s\n", r->prof.flops * 1e-9, gflops);
+    if (r->backend == SEGMAMBA_BACKEND_CPU)
+        printf("FMA peak   %.1f GFLOP/s measured (%s, %d threads): forward at %.1f%% of peak\n",
+               r->peak_gflops, sm_isa_name(sm_kernels_get()->isa), nt,
+               100.0 * gflops / r->peak_gflops);
+    printf("throughput %.0f voxels/s\n", (double)size * size * size / t);
+}
+
+/* Milliseconds per 128^3 window at the measured voxel rate. */
+static double ms_per_window(const bench_run *r, int size)
+{
+    return 1e3 * r->seconds * (128.0 * 128.0 * 128.0) / ((double)size * size * size);
+}
+
+static void json_run(sm_json_out *o, const bench_run *r, int size, int nt)
+{
+    const segmamba_profile *p = &r->prof;
+    const double t = r->seconds, gflops = p->flops / t * 1e-9;
+    const int cuda = r->backend == SEGMAMBA_BACKEND_CUDA;
+    sm_json_out_printf(o, "\"backend\": \"%s\", ", cuda ? "cuda" : "cpu");
+    if (cuda) {
+        sm_json_out_printf(o, "\"device\": ");
+        sm_json_out_string(o, r->device, strlen(r->device));
+        sm_json_out_printf(o, ", \"precision\": \"%s\", ", r->cfg.tf32 ? "tf32" : "fp32");
+    } else {
+        sm_json_out_printf(o,
+                           "\"precision\": \"%s\", \"threads\": %d, \"scan_isa\": \"%s\", "
+                           "\"peak_gflops\": %.3f, \"fraction_of_peak\": %.4f, ",
+                           r->cfg.bf16 ? "bf16" : "fp32", nt, sm_isa_name(sm_kernels_get()->isa),
+                           r->peak_gflops, gflops / r->peak_gflops);
+    }
+    sm_json_out_printf(o,
+                       "\"seconds\": %.6f, \"seconds_conv\": %.6f, \"seconds_scan\": %.6f, "
+                       "\"seconds_norm\": %.6f, \"seconds_other\": %.6f, \"gflop\": %.3f, "
+                       "\"gflops\": %.3f, \"voxels_per_second\": %.1f, "
+                       "\"ms_per_128_window\": %.3f",
+                       t, p->seconds_conv, p->seconds_scan, p->seconds_norm, p->seconds_other,
+                       p->flops * 1e-9, gflops, (double)size * size * size / t,
+                       ms_per_window(r, size));
+}
+
 int cmd_bench(int argc, char **argv)
 {
     const char *model = NULL, *json = NULL;
     int size = 128, threads = 0, repeat = 3, top_nodes = 0;
     segmamba_options opts = {0};
-    int custom_nslices = 0;
+    int custom_nslices = 0, backend_given = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -154,8 +299,12 @@ int cmd_bench(int argc, char **argv)
             if (!cli_parse_conv(v, &opts.conv))
                 return cli_usage_error("bench: --conv wants onednn, blas or ref, not '%s'", v);
         } else if (strcmp(a, "--precision") == 0) {
-            if (!cli_parse_precision(v, &opts.bf16))
-                return cli_usage_error("bench: --precision wants fp32 or bf16, not '%s'", v);
+            if (!cli_parse_precision(v, &opts))
+                return cli_usage_error("bench: --precision wants fp32, bf16 or tf32, not '%s'", v);
+        } else if (strcmp(a, "--backend") == 0) {
+            if (!cli_parse_backend(v, &opts.backend))
+                return cli_usage_error("bench: --backend wants cpu or cuda, not '%s'", v);
+            backend_given = 1;
         } else if (strcmp(a, "--scan") == 0) {
             if (!segmamba_select_isa(v))
                 return cli_usage_error("bench: --scan wants scalar, avx2, avx512 or neon, not '%s'",
@@ -174,103 +323,51 @@ int cmd_bench(int argc, char **argv)
     segmamba_set_threads(threads);
     const int nt = sm_num_threads();
 
-    fprintf(stderr, "bench: measuring the FP32 FMA peak (%s, %d threads)...\n",
-            sm_isa_name(sm_kernels_get()->isa), nt);
-    const double peak = fma_peak_gflops(nt);
-
-    segmamba_model *m = NULL;
-    segmamba_status st = segmamba_open(model, &opts, &m);
-    if (st != SEGMAMBA_OK) return cli_fail(st);
-    segmamba_config c;
-    segmamba_get_config(m, &c);
-    cli_precision_notice(&opts, &c);
-    const int64_t vox = (int64_t)size * size * size;
-    float *x = malloc((size_t)(c.in_chans * vox) * sizeof *x);
-    float *y = malloc((size_t)(c.out_chans * vox) * sizeof *y);
-    const size_t nrep = (size_t)(repeat > 0 ? repeat : 1);
-    double *times = malloc(nrep * sizeof *times);
-    segmamba_profile *profs = malloc(nrep * sizeof *profs);
-    double **node_times = calloc(nrep, sizeof *node_times);
-    const sm_graph *graph = sm_engine_graph(m);
-    if (!x || !y || !times || !profs || !node_times) {
-        free(x), free(y), free(times), free(profs), free(node_times);
-        segmamba_close(m);
-        fprintf(stderr, "segmamba: error: out of memory for a %d^3 input\n", size);
-        return SEGMAMBA_E_NOMEM;
-    }
-    uint64_t r = 0x2545f4914f6cdd1dull;
-    for (int64_t i = 0; i < c.in_chans * vox; i++) {
-        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
-        x[i] = (float)((double)(r >> 11) / 9007199254740992.0 * 4.0 - 2.0);
-    }
-    for (int run = -1; run < repeat && st == SEGMAMBA_OK; run++) {
-        fprintf(stderr, "bench: %s %d/%d...\n", run < 0 ? "warm-up" : "forward", run + 1, repeat);
-        double t0 = cli_now();
-        st = segmamba_forward(m, x, size, size, size, y);
-        double dt = cli_now() - t0;
-        if (run < 0) continue;
-        times[run] = dt;
-        segmamba_get_profile(m, &profs[run]);
-        node_times[run] = malloc((size_t)graph->n_nodes * sizeof **node_times);
-        for (int i = 0; node_times[run] && i < graph->n_nodes; i++)
-            node_times[run][i] = graph->nodes[i].seconds;
-    }
-    free(x), free(y);
-    /* The breakdown is the median run's, so that its parts add up to the time shown. */
-    int med = 0;
-    if (st == SEGMAMBA_OK) {
-        double *sorted = malloc(nrep * sizeof *sorted);
-        if (sorted) {
-            memcpy(sorted, times, nrep * sizeof *sorted);
-            const double mt = median(sorted, repeat);
-            for (int r = 0; r < repeat; r++)
-                if (fabs(times[r] - mt) < fabs(times[med] - mt)) med = r;
-            free(sorted);
+    bench_run runs[2] = {{.backend = SEGMAMBA_BACKEND_CPU}, {.backend = SEGMAMBA_BACKEND_CUDA}};
+    char gpu[256];
+    const int have_gpu = segmamba_cuda_device(gpu, sizeof gpu);
+    if (backend_given) runs[0].backend = opts.backend;
+    const int n_runs = !backend_given && have_gpu ? 2 : 1;
+    for (int k = 0; k < n_runs; k++) {
+        bench_run *r = &runs[k];
+        if (r->backend == SEGMAMBA_BACKEND_CPU) {
+            fprintf(stderr, "bench: measuring the FP32 FMA peak (%s, %d threads)...\n",
+                    sm_isa_name(sm_kernels_get()->isa), nt);
+            r->peak_gflops = fma_peak_gflops(nt);
+        } else {
+            snprintf(r->device, sizeof r->device, "%s", gpu);
         }
+        const int rc = run_backend(model, opts, size, repeat, top_nodes, r);
+        if (rc != 0) return rc;
     }
-    const double t = st == SEGMAMBA_OK ? times[med] : 0.0;
-    const segmamba_profile prof = st == SEGMAMBA_OK ? profs[med] : (segmamba_profile){0};
-    if (st == SEGMAMBA_OK && top_nodes > 0 && node_times[med]) print_nodes(graph, node_times[med], top_nodes);
-    segmamba_close(m);
-    for (int r = 0; r < repeat; r++) free(node_times[r]);
-    free(node_times), free(profs), free(times);
-    if (st != SEGMAMBA_OK) return cli_fail(st);
-    const double sum[5] = {prof.seconds_conv, prof.seconds_scan, prof.seconds_norm,
-                           prof.seconds_other, prof.flops};
-    const double kinds[4] = {sum[0], sum[1], sum[2], sum[3]};
-    static const char *const kind_names[4] = {"conv", "scan", "norm", "other"};
-    const double gflops = sum[4] / t * 1e-9, rss = peak_rss_mib();
-    printf("model      %s: %d->%d channels, features %d,%d,%d,%d, %lld parameters\n", model,
-           c.in_chans, c.out_chans, c.feat[0], c.feat[1], c.feat[2], c.feat[3],
-           (long long)c.n_params);
-    printf("input      1x%dx%d^3, %s convolutions, %d threads, scan %s\n", c.in_chans, size,
-           c.bf16 ? "bf16" : "fp32", nt, sm_isa_name(sm_kernels_get()->isa));
-    printf("forward    %.3f s (the median of %d runs; its breakdown:)\n", t, repeat);
-    for (int k = 0; k < 4; k++)
-        printf("  %-6s   %8.3f s  %5.1f%%\n", kind_names[k], kinds[k], 100.0 * kinds[k] / t);
-    printf("arithmetic %.1f GFLOP per forward, %.1f GFLOP/s\n", sum[4] * 1e-9, gflops);
-    printf("FMA peak   %.1f GFLOP/s measured (%s, %d threads): forward at %.1f%% of peak\n", peak,
-           sm_isa_name(sm_kernels_get()->isa), nt, 100.0 * gflops / peak);
-    printf("throughput %.0f voxels/s\n", (double)vox / t);
-    printf("peak RSS   %.0f MiB\n", rss);
+    for (int k = 0; k < n_runs; k++) print_run(&runs[k], model, size, nt, k == 0);
+    printf("peak RSS   %.0f MiB\n", peak_rss_mib());
+    if (n_runs == 2) {
+        printf("\nbackend  forward    per 128^3 window  voxels/s\n");
+        for (int k = 0; k < 2; k++)
+            printf("%-7s  %7.3f s  %10.1f ms     %.4g\n",
+                   runs[k].backend == SEGMAMBA_BACKEND_CUDA ? "cuda" : "cpu", runs[k].seconds,
+                   ms_per_window(&runs[k], size), (double)size * size * size / runs[k].seconds);
+        printf("the GPU is %.1fx the CPU (%s; CPU: %d threads)\n",
+               runs[0].seconds / runs[1].seconds, gpu, nt);
+    }
     if (json) {
         sm_json_out o = {0};
         sm_json_out_printf(&o, "{\"model\": ");
         sm_json_out_string(&o, model, strlen(model));
-        sm_json_out_printf(
-            &o,
-            ", \"size\": %d, \"precision\": \"%s\", \"threads\": %d, \"scan_isa\": \"%s\", "
-            "\"seconds\": %.6f, "
-            "\"repeat\": %d, \"seconds_conv\": %.6f, \"seconds_scan\": %.6f, "
-            "\"seconds_norm\": %.6f, \"seconds_other\": %.6f, \"gflop\": %.3f, "
-            "\"gflops\": %.3f, \"peak_gflops\": %.3f, \"fraction_of_peak\": %.4f, "
-            "\"voxels_per_second\": %.1f, \"peak_rss_mib\": %.1f}\n",
-            size, c.bf16 ? "bf16" : "fp32", nt, sm_isa_name(sm_kernels_get()->isa), t, repeat, kinds[0], kinds[1],
-            kinds[2], kinds[3], sum[4] * 1e-9, gflops, peak, gflops / peak, (double)vox / t, rss);
+        sm_json_out_printf(&o, ", \"size\": %d, \"repeat\": %d, ", size, repeat);
+        json_run(&o, &runs[0], size, nt);
+        sm_json_out_printf(&o, ", \"peak_rss_mib\": %.1f", peak_rss_mib());
+        if (n_runs == 2) {
+            sm_json_out_printf(&o, ", \"cuda\": {");
+            json_run(&o, &runs[1], size, nt);
+            sm_json_out_printf(&o, "}, \"cuda_speedup\": %.3f", runs[0].seconds / runs[1].seconds);
+        }
+        sm_json_out_printf(&o, "}\n");
         const void *parts[1] = {o.text};
         const size_t sizes[1] = {o.len};
-        st = o.failed ? sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory", json)
-                      : sm_file_write_atomic(json, parts, sizes, 1);
+        segmamba_status st = o.failed ? sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory", json)
+                                      : sm_file_write_atomic(json, parts, sizes, 1);
         sm_json_out_free(&o);
         if (st != SEGMAMBA_OK) return cli_fail(st);
     }

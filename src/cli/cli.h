@@ -19,9 +19,11 @@ int cli_usage_error(const char *fmt, const char *arg);
 int cli_parse_int(const char *s, int lo, int hi, int *out);
 int cli_parse_nslices(const char *s, int out[SEGMAMBA_STAGES]);
 int cli_parse_conv(const char *s, segmamba_conv_backend *out);
-int cli_parse_precision(const char *s, int *bf16);
+/* fp32, bf16 (CPU convolutions) or tf32 (CUDA GEMMs): sets opts->bf16 and tf32. */
+int cli_parse_precision(const char *s, segmamba_options *opts);
+int cli_parse_backend(const char *s, segmamba_backend *out);
 
-/* Tells the user when bf16 was asked for but the model runs fp32. */
+/* Tells the user when bf16 or tf32 was asked for but the model runs fp32. */
 void cli_precision_notice(const segmamba_options *opts, const segmamba_config *c);
 
 /* The commands besides info and forward (main.c): each parses its own

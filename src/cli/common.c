@@ -64,10 +64,17 @@ int cli_parse_conv(const char *s, segmamba_conv_backend *out)
 }
 
 
-int cli_parse_precision(const char *s, int *bf16)
+int cli_parse_precision(const char *s, segmamba_options *opts)
 {
-    if (strcmp(s, "fp32") == 0) *bf16 = 0;
-    else if (strcmp(s, "bf16") == 0) *bf16 = 1;
+    opts->bf16 = strcmp(s, "bf16") == 0;
+    opts->tf32 = strcmp(s, "tf32") == 0;
+    return opts->bf16 || opts->tf32 || strcmp(s, "fp32") == 0;
+}
+
+int cli_parse_backend(const char *s, segmamba_backend *out)
+{
+    if (strcmp(s, "cpu") == 0) *out = SEGMAMBA_BACKEND_CPU;
+    else if (strcmp(s, "cuda") == 0) *out = SEGMAMBA_BACKEND_CUDA;
     else return 0;
     return 1;
 }
@@ -77,4 +84,6 @@ void cli_precision_notice(const segmamba_options *opts, const segmamba_config *c
     if (opts->bf16 && !c->bf16)
         fprintf(stderr, "segmamba: bf16 needs the oneDNN backend and a CPU with AVX512_BF16; "
                         "running fp32\n");
+    if (opts->tf32 && !c->tf32)
+        fprintf(stderr, "segmamba: tf32 is for the CUDA backend (--backend cuda); running fp32\n");
 }

@@ -9,6 +9,7 @@
 #include "io/npy.h"
 #include "segmamba.h"
 #include "simd/dispatch.h"
+#include "sm_cli_config.h"
 #include "sm_config.h"
 
 static const char exit_codes[] =
@@ -21,7 +22,7 @@ static const char exit_codes[] =
     "  5  the checkpoint is not a SegMamba model (missing, extra or mis-shaped tensors)\n"
     "  6  the input volume has a shape the model refuses\n"
     "  7  out of memory\n"
-    "  8  a compute backend (oneDNN, OpenBLAS) failed\n";
+    "  8  a compute backend (oneDNN, OpenBLAS, CUDA) failed or is not available\n";
 
 static void usage(FILE *f)
 {
@@ -32,7 +33,9 @@ static void usage(FILE *f)
             "\n"
             "Commands:\n"
             "  predict          segment NIfTI volumes: a label map (and probabilities,\n"
-            "                   regions, uncertainty, a PNG preview) with the input's geometry\n"
+            "                   regions, uncertainty, a PNG preview) with the input's geometry;\n"
+            "                   --list: a whole cohort from a CSV file (across MPI ranks\n"
+            "                   under mpirun or srun)\n"
             "  metrics          Dice and HD95 (mm) of a segmentation against a reference\n"
             "  preview          a PNG of three slices with the labels overlaid\n"
             "  info MODEL       the model's configuration, parameter count and model card\n"
@@ -62,10 +65,11 @@ static void usage_forward(FILE *f)
     fprintf(f,
             "usage: segmamba forward --model M --input X.npy --output Y.npy [options]\n"
             "\n"
-            "Runs the network on X, a float32 NumPy array shaped (1, C, D, H, W) or\n"
+            "Runs the network on X, a float32 NumPy array shaped (N, C, D, H, W) or\n"
             "(C, D, H, W) with C the model's input channels and each of D, H, W a\n"
-            "multiple of 16, and writes the logits to Y shaped (1, K, D, H, W) or\n"
-            "(K, D, H, W), K the model's output channels.\n"
+            "multiple of 16, and writes the logits to Y shaped (N, K, D, H, W) or\n"
+            "(K, D, H, W), K the model's output channels. N volumes run as one batch\n"
+            "(segmamba_forward_batch).\n"
             "\n"
             "  --model M           checkpoint (.pt or .safetensors)\n"
             "  --input X.npy       input volume\n"
@@ -79,9 +83,12 @@ static void usage_forward(FILE *f)
             "                      card's, else the official 64,32,16,8,\n"
             "                      right for 128^3 inputs: stage i's token count must be\n"
             "                      divisible by its value)\n"
-            "  --precision P       fp32 (default) or bf16: bf16 convolutions with fp32\n"
+            "  --backend B         cpu (default) or cuda: an NVIDIA GPU, in an engine built\n"
+            "                      with CUDA ('segmamba version' says; exit code 8 if not)\n"
+            "  --precision P       fp32 (default); bf16: bf16 convolutions with fp32\n"
             "                      accumulation, on oneDNN with a CPU that has AVX512_BF16\n"
-            "                      (elsewhere it says so and runs fp32); the scan stays fp32\n"
+            "                      (elsewhere it says so and runs fp32); tf32: with --backend\n"
+            "                      cuda, GEMMs on TF32 tensor cores; the scan stays fp32\n"
             "  --fue               apply feature-level uncertainty estimation (paper; off in\n"
             "                      the released code)\n"
             "  --quiet             print nothing on success\n");
@@ -171,7 +178,8 @@ static int cmd_forward(int argc, char **argv)
         } else if (!v && (strcmp(a, "--model") == 0 || strcmp(a, "--input") == 0 ||
                           strcmp(a, "--output") == 0 || strcmp(a, "--threads") == 0 ||
                           strcmp(a, "--conv") == 0 || strcmp(a, "--nslices") == 0 ||
-                          strcmp(a, "--scan") == 0 || strcmp(a, "--precision") == 0)) {
+                          strcmp(a, "--scan") == 0 || strcmp(a, "--precision") == 0 ||
+                          strcmp(a, "--backend") == 0)) {
             return cli_usage_error("forward: %s needs a value", a);
         } else if (strcmp(a, "--model") == 0) {
             model = argv[++i];
@@ -186,8 +194,11 @@ static int cmd_forward(int argc, char **argv)
             if (!cli_parse_conv(argv[++i], &opts.conv))
                 return cli_usage_error("forward: --conv wants onednn, blas or ref, not '%s'", v);
         } else if (strcmp(a, "--precision") == 0) {
-            if (!cli_parse_precision(argv[++i], &opts.bf16))
-                return cli_usage_error("forward: --precision wants fp32 or bf16, not '%s'", v);
+            if (!cli_parse_precision(argv[++i], &opts))
+                return cli_usage_error("forward: --precision wants fp32, bf16 or tf32, not '%s'", v);
+        } else if (strcmp(a, "--backend") == 0) {
+            if (!cli_parse_backend(argv[++i], &opts.backend))
+                return cli_usage_error("forward: --backend wants cpu or cuda, not '%s'", v);
         } else if (strcmp(a, "--scan") == 0) {
             if (!segmamba_select_isa(argv[++i]))
                 return cli_usage_error("forward: --scan wants scalar, avx2, avx512 or neon, "
@@ -219,12 +230,13 @@ static int cmd_forward(int argc, char **argv)
     segmamba_get_config(m, &c);
     cli_precision_notice(&opts, &c);
     const int batched = x.ndim == 5;
-    int ok_shape = (x.ndim == 4 || (batched && x.shape[0] == 1));
+    int ok_shape = (x.ndim == 4 || (batched && x.shape[0] >= 1 && x.shape[0] <= 4096));
+    const int count = batched ? (int)x.shape[0] : 1;
     const int64_t *s = x.shape + batched;
     for (int k = 1; ok_shape && k < 4; k++) ok_shape = s[k] > 0 && s[k] <= (1 << 16);
     if (!ok_shape || s[0] != c.in_chans) {
         fprintf(stderr,
-                "segmamba: error: %s: expected a float32 array shaped (1, %d, D, H, W) or "
+                "segmamba: error: %s: expected a float32 array shaped (N, %d, D, H, W) or "
                 "(%d, D, H, W); got %d dimensions",
                 input, c.in_chans, c.in_chans, x.ndim);
         for (int k = 0; k < x.ndim; k++) fprintf(stderr, "%s%lld", k ? "x" : " ", (long long)x.shape[k]);
@@ -237,7 +249,7 @@ static int cmd_forward(int argc, char **argv)
     st = segmamba_check_shape(m, d, h, w);
     float *y = NULL;
     if (st == SEGMAMBA_OK) {
-        y = malloc((size_t)c.out_chans * (size_t)d * h * w * sizeof *y);
+        y = malloc((size_t)count * c.out_chans * (size_t)d * h * w * sizeof *y);
         if (!y) {
             fprintf(stderr, "segmamba: error: out of memory for the logits\n");
             segmamba_close(m);
@@ -246,21 +258,26 @@ static int cmd_forward(int argc, char **argv)
         }
     }
     double t1 = cli_now();
-    if (st == SEGMAMBA_OK) st = segmamba_forward(m, x.data, d, h, w, y);
+    if (st == SEGMAMBA_OK) st = segmamba_forward_batch(m, count, x.data, d, h, w, y);
     double t_fwd = cli_now() - t1;
     segmamba_close(m);
     sm_array_free(&x);
     if (st == SEGMAMBA_OK) {
-        int64_t shape[5] = {1, c.out_chans, d, h, w};
+        int64_t shape[5] = {count, c.out_chans, d, h, w};
         st = sm_npy_write(output, batched ? 5 : 4, batched ? shape : shape + 1, y);
     }
     free(y);
     if (st != SEGMAMBA_OK) return cli_fail(st);
+    char what[64] = "";
+    if (count > 1) snprintf(what, sizeof what, "%d volumes of ", count);
     if (!quiet)
         fprintf(stderr,
-                "segmamba: %dx%dx%d forward in %.3f s (model loaded in %.3f s, kernels %s), "
+                "segmamba: %s%dx%dx%d forward in %.3f s (model loaded in %.3f s, %s %s), "
                 "wrote %s\n",
-                d, h, w, t_fwd, t_load, sm_isa_name(sm_kernels_get()->isa), output);
+                what, d, h, w, t_fwd, t_load, c.backend == SEGMAMBA_BACKEND_CUDA ? "CUDA" : "kernels",
+                c.backend == SEGMAMBA_BACKEND_CUDA ? (c.tf32 ? "tf32" : "fp32")
+                                                   : sm_isa_name(sm_kernels_get()->isa),
+                output);
     return 0;
 }
 
@@ -269,7 +286,13 @@ static int cmd_version(void)
     printf("segmamba %s\n", segmamba_version());
     printf("oneDNN convolutions: %s\n", SM_HAVE_ONEDNN ? "yes" : "no (OpenBLAS backend)");
     printf("OpenMP: %s\n", SM_HAVE_OPENMP ? "yes" : "no (single-threaded)");
+    printf("MPI (predict --list across ranks): %s\n", SM_HAVE_MPI ? "yes" : "no");
     printf("selective scan: %s\n", sm_isa_name(sm_kernels_get()->isa));
+    char gpu[256];
+    const int have_gpu = segmamba_cuda_device(gpu, sizeof gpu);
+    printf("CUDA backend: %s%s%s\n",
+           !SM_HAVE_CUDA ? "not built" : SM_CUDA_EMULATED ? "emulated on the CPU (tests only)" : "built",
+           SM_HAVE_CUDA ? (have_gpu ? "; device: " : "; ") : "", SM_HAVE_CUDA ? gpu : "");
     return 0;
 }
 

@@ -1,6 +1,7 @@
 /* segmamba predict: NIfTI channels in, a label map (and optionally
  * probabilities, BraTS regions, uncertainty, a PNG preview) out, through the
- * official pipeline (src/pipeline.h) with the model's card. */
+ * official pipeline (src/pipeline.h) with the model's card. With --list, a
+ * whole cohort (cohort.c). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "card.h"
 #include "cli.h"
+#include "cohort.h"
 #include "nifti.h"
 #include "pipeline.h"
 #include "preview.h"
@@ -18,6 +20,7 @@
 void usage_predict(FILE *f)
 {
     fprintf(f, "usage: segmamba predict --model M -i IN1 [IN2 ...] -o SEG.nii.gz [options]\n"
+               "       segmamba predict --model M --list COHORT.csv --out-dir DIR [options]\n"
                "\n"
                "Segments a case with the official pipeline: crop to the non-zero box,\n"
                "normalize each channel, resample to the model's spacing, sliding window\n"
@@ -40,9 +43,34 @@ void usage_predict(FILE *f)
                "  --no-tta             one pass instead of 8 mirrored ones (8x faster)\n"
                "  --threads N          threads (default: all cores)\n"
                "  --conv KIND          convolution backend: onednn, blas or ref\n"
+               "  --backend B          cpu (default) or cuda (an engine built with CUDA)\n"
                "  --quiet              no progress bar or summary\n"
                "\n"
-               "Outputs are written atomically and never over an input.\n");
+               "Outputs are written atomically and never over an input.\n"
+               "\n"
+               "Cohort mode (--list): the model is loaded once and every case of the list is\n"
+               "segmented; a case that fails is reported and the others go on.\n"
+               "  --list F.csv         header row, then one row per case: a column 'id' and\n"
+               "                       one column per card channel, named like it (see\n"
+               "                       'segmamba info'), or one column 'image' with a 4D\n"
+               "                       file; other columns are ignored. Comma-separated,\n"
+               "                       \"double quotes\" around a field with commas, quotes\n"
+               "                       (doubled) or surrounding spaces; relative paths are\n"
+               "                       relative to the list's folder. Ids: letters, digits,\n"
+               "                       '.', '-', '_', not starting with '.'\n"
+               "  --out-dir DIR        DIR/<id>.nii.gz per case, DIR/summary.csv (id, status,\n"
+               "                       seconds, error), rewritten after every case\n"
+               "  --probabilities, --regions, --uncertainty, --preview\n"
+               "                       take no file name here: DIR/probabilities/<id>.nii.gz,\n"
+               "                       DIR/regions/<id>.nii.gz, DIR/uncertainty/<id>.nii.gz,\n"
+               "                       DIR/preview/<id>.png\n"
+               "  --ref-column NAME    reference label maps in column NAME: Dice and HD95 per\n"
+               "                       region (BraTS TC, WT, ET for a BraTS card, else one\n"
+               "                       per label) and their means in the summary\n"
+               "  --overwrite          redo cases whose outputs exist (default: skip them)\n"
+               "Under mpirun or srun (an MPI build: 'segmamba version'), the ranks share the\n"
+               "cases: rank 0 hands out the next case as ranks finish, works on cases too,\n"
+               "and writes the summary; each rank runs --threads threads.\n");
 }
 
 /* ---- progress ----------------------------------------------------------- */
@@ -122,31 +150,90 @@ static int card_channel_index(const sm_card *card, const char *name)
     return -1;
 }
 
-static void print_channel_list(const sm_card *card)
+/* " t2w t2f t1n t1c" for messages. */
+static const char *channel_list(const sm_card *card, char *buf, size_t cap)
 {
-    for (int c = 0; c < card->n_channels; c++) fprintf(stderr, " %s", card->channels[c]);
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int c = 0; c < card->n_channels && used < cap; c++)
+        used += (size_t)snprintf(buf + used, cap - used, " %s", card->channels[c]);
+    return buf;
 }
 
-/* A file named after another card channel than its position's is refused:
- * swapped modalities give a confident, wrong segmentation. */
-static int check_input_names(const sm_card *card, const char *const *in, int n)
+sm_status predict_check_names(const sm_card *card, const char *const *in, int n)
 {
-    if (n != card->n_channels) return 0;
+    if (n != card->n_channels) return SEGMAMBA_OK;
     for (int i = 0; i < n; i++) {
         char buf[SM_CARD_NAME_MAX];
         const char *ch = channel_of_file(in[i], buf, sizeof buf);
         const int at = ch ? card_channel_index(card, ch) : -1;
         if (at >= 0 && at != i) {
-            fprintf(stderr,
-                    "segmamba: error: input %d (%s) looks like channel '%s', but the model "
-                    "card (%s) wants '%s' there; give the inputs in the order",
-                    i + 1, in[i], ch, card->origin, card->channels[i]);
-            print_channel_list(card);
-            fprintf(stderr, "\n");
-            return SEGMAMBA_E_ARG;
+            char list[SM_CARD_MAX_CHANNELS * SM_CARD_NAME_MAX];
+            return sm_fail(SEGMAMBA_E_ARG,
+                           "input %d (%s) looks like channel '%s', but the model card (%s) "
+                           "wants '%s' there; give the inputs in the order%s",
+                           i + 1, in[i], ch, card->origin, card->channels[i],
+                           channel_list(card, list, sizeof list));
         }
     }
-    return 0;
+    return SEGMAMBA_OK;
+}
+
+sm_status predict_check_channels(const sm_card *card, const sm_volume *vol, const char *first)
+{
+    if (vol->c == card->n_channels) return SEGMAMBA_OK;
+    char list[SM_CARD_MAX_CHANNELS * SM_CARD_NAME_MAX];
+    return sm_fail(SEGMAMBA_E_ARG, "%s holds %d channels; the model card (%s) wants %d:%s", first,
+                   vol->c, card->origin, card->n_channels, channel_list(card, list, sizeof list));
+}
+
+sm_status predict_load_card(const char *model, const char *card_path, sm_card *card)
+{
+    return card_path ? sm_card_load(card_path, card) : sm_card_for_model(model, card);
+}
+
+sm_status predict_check_regions(const sm_card *card, int want_regions)
+{
+    if (want_regions && card->n_labels != 4 && card->output != SM_OUTPUT_REGIONS)
+        return sm_fail(SEGMAMBA_E_ARG, "--regions needs a BraTS model (labels background, NCR, "
+                                       "ED, ET); the model card (%s) has other labels",
+                       card->origin);
+    return SEGMAMBA_OK;
+}
+
+/* --backend, for every model this process opens (one case or a cohort). */
+static segmamba_backend predict_backend = SEGMAMBA_BACKEND_CPU;
+
+sm_status predict_open_model(const char *model, const sm_card *card, segmamba_conv_backend conv,
+                             segmamba_model **m)
+{
+    segmamba_options opts = {.conv = conv, .fue = card->fue, .backend = predict_backend};
+    memcpy(opts.nslices, card->nslices, sizeof opts.nslices);
+    *m = NULL;
+    sm_status st = segmamba_open(model, &opts, m);
+    if (st == SEGMAMBA_OK) st = sm_card_check_model(card, *m);
+    if (st != SEGMAMBA_OK) {
+        segmamba_close(*m);
+        *m = NULL;
+    }
+    return st;
+}
+
+sm_status predict_write_outputs(const predict_outputs *o, const sm_card *card,
+                                const sm_volume *vol, const sm_prediction *p)
+{
+    sm_status st = sm_nifti_write_u8(o->seg, &vol->geom, p->labels, 1);
+    if (st == SEGMAMBA_OK && o->prob)
+        st = sm_nifti_write_f32(o->prob, &vol->geom, p->probabilities, p->n_prob);
+    if (st == SEGMAMBA_OK && o->regions)
+        st = sm_nifti_write_u8(o->regions, &vol->geom, p->regions, 3);
+    if (st == SEGMAMBA_OK && o->unc) st = sm_nifti_write_f32(o->unc, &vol->geom, p->uncertainty, 1);
+    if (st == SEGMAMBA_OK && o->preview) {
+        const char *names[SM_CARD_MAX_LABELS];
+        for (int l = 1; l < card->n_labels; l++) names[l - 1] = card->labels[l];
+        st = sm_preview_write(o->preview, vol, p->labels, names, card->n_labels - 1);
+    }
+    return st;
 }
 
 /* ---- the command ---------------------------------------------------------- */
@@ -154,16 +241,32 @@ static int check_input_names(const sm_card *card, const char *const *in, int n)
 typedef struct predict_args {
     const char *model, *card, *inputs[MAX_INPUTS];
     int n_inputs;
-    const char *out, *prob, *regions, *unc, *preview;
+    predict_outputs out;
+    const char *list, *out_dir, *ref_column;
+    int overwrite;
     int no_tta, threads, quiet;
     segmamba_conv_backend conv;
 } predict_args;
 
+/* The optional outputs: a file name each for one case; with --list, flags
+ * (the file names come from the case ids). */
+static const char **optional_output(predict_args *a, const char *opt)
+{
+    if (strcmp(opt, "--probabilities") == 0) return &a->out.prob;
+    if (strcmp(opt, "--regions") == 0) return &a->out.regions;
+    if (strcmp(opt, "--uncertainty") == 0) return &a->out.unc;
+    if (strcmp(opt, "--preview") == 0) return &a->out.preview;
+    return NULL;
+}
+
 static int parse_args(int argc, char **argv, predict_args *a)
 {
+    int list_mode = 0;
+    for (int i = 0; i < argc; i++) list_mode |= strcmp(argv[i], "--list") == 0;
     for (int i = 0; i < argc; i++) {
         const char *s = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char **optional = optional_output(a, s);
         if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
             usage_predict(stdout);
             return -1;
@@ -171,6 +274,10 @@ static int parse_args(int argc, char **argv, predict_args *a)
             a->no_tta = 1;
         } else if (strcmp(s, "--quiet") == 0) {
             a->quiet = 1;
+        } else if (strcmp(s, "--overwrite") == 0) {
+            a->overwrite = 1;
+        } else if (optional && list_mode) {
+            *optional = "";
         } else if (strcmp(s, "-i") == 0 || strcmp(s, "--input") == 0) {
             if (!v || v[0] == '-') return cli_usage_error("predict: %s needs one or more files", s);
             while (i + 1 < argc && argv[i + 1][0] != '-') {
@@ -183,18 +290,18 @@ static int parse_args(int argc, char **argv, predict_args *a)
                                                              "value: '%s'"
                                                            : "predict: unexpected argument '%s'",
                                    s);
+        } else if (optional) {
+            *optional = argv[++i];
         } else if (strcmp(s, "--model") == 0) {
             a->model = argv[++i];
         } else if (strcmp(s, "-o") == 0 || strcmp(s, "--output") == 0) {
-            a->out = argv[++i];
-        } else if (strcmp(s, "--probabilities") == 0) {
-            a->prob = argv[++i];
-        } else if (strcmp(s, "--regions") == 0) {
-            a->regions = argv[++i];
-        } else if (strcmp(s, "--uncertainty") == 0) {
-            a->unc = argv[++i];
-        } else if (strcmp(s, "--preview") == 0) {
-            a->preview = argv[++i];
+            a->out.seg = argv[++i];
+        } else if (strcmp(s, "--list") == 0) {
+            a->list = argv[++i];
+        } else if (strcmp(s, "--out-dir") == 0) {
+            a->out_dir = argv[++i];
+        } else if (strcmp(s, "--ref-column") == 0) {
+            a->ref_column = argv[++i];
         } else if (strcmp(s, "--card") == 0) {
             a->card = argv[++i];
         } else if (strcmp(s, "--threads") == 0) {
@@ -203,13 +310,27 @@ static int parse_args(int argc, char **argv, predict_args *a)
         } else if (strcmp(s, "--conv") == 0) {
             if (!cli_parse_conv(argv[++i], &a->conv))
                 return cli_usage_error("predict: --conv wants onednn, blas or ref, not '%s'", v);
+        } else if (strcmp(s, "--backend") == 0) {
+            if (!cli_parse_backend(argv[++i], &predict_backend))
+                return cli_usage_error("predict: --backend wants cpu or cuda, not '%s'", v);
         } else {
             return cli_usage_error(s[0] == '-' ? "predict: unknown option '%s'"
                                                : "predict: unexpected argument '%s'",
                                    s);
         }
     }
-    if (!a->model || !a->n_inputs || !a->out)
+    if (list_mode) {
+        if (a->n_inputs || a->out.seg)
+            return cli_usage_error("predict: %s", "--list takes the inputs and outputs from the "
+                                                  "list; -i and -o are for one case");
+        if (!a->model || !a->out_dir)
+            return cli_usage_error("predict: %s", "--list needs --model and --out-dir");
+        return 0;
+    }
+    if (a->out_dir || a->ref_column || a->overwrite)
+        return cli_usage_error("predict: %s", "--out-dir, --ref-column and --overwrite go with "
+                                              "--list");
+    if (!a->model || !a->n_inputs || !a->out.seg)
         return cli_usage_error("predict: %s", "--model, -i and -o are required");
     return 0;
 }
@@ -217,7 +338,7 @@ static int parse_args(int argc, char **argv, predict_args *a)
 /* Every output differs from every input and from the other outputs. */
 static int check_outputs(const predict_args *a)
 {
-    const char *outs[5] = {a->out, a->prob, a->regions, a->unc, a->preview};
+    const char *outs[5] = {a->out.seg, a->out.prob, a->out.regions, a->out.unc, a->out.preview};
     const char *what[5] = {"-o", "--probabilities", "--regions", "--uncertainty", "--preview"};
     for (int i = 0; i < 5; i++) {
         if (!outs[i]) continue;
@@ -242,23 +363,6 @@ static int check_outputs(const predict_args *a)
     return 0;
 }
 
-static sm_status write_outputs(const predict_args *a, const sm_card *card, const sm_volume *vol,
-                               const sm_prediction *p)
-{
-    sm_status st = sm_nifti_write_u8(a->out, &vol->geom, p->labels, 1);
-    if (st == SEGMAMBA_OK && a->prob)
-        st = sm_nifti_write_f32(a->prob, &vol->geom, p->probabilities, p->n_prob);
-    if (st == SEGMAMBA_OK && a->regions)
-        st = sm_nifti_write_u8(a->regions, &vol->geom, p->regions, 3);
-    if (st == SEGMAMBA_OK && a->unc) st = sm_nifti_write_f32(a->unc, &vol->geom, p->uncertainty, 1);
-    if (st == SEGMAMBA_OK && a->preview) {
-        const char *names[SM_CARD_MAX_LABELS];
-        for (int l = 1; l < card->n_labels; l++) names[l - 1] = card->labels[l];
-        st = sm_preview_write(a->preview, vol, p->labels, names, card->n_labels - 1);
-    }
-    return st;
-}
-
 static void print_summary(const predict_args *a, const sm_card *card, const sm_volume *vol,
                           const sm_prediction *p, double seconds)
 {
@@ -268,11 +372,30 @@ static void print_summary(const predict_args *a, const sm_card *card, const sm_v
     fprintf(stderr,
             "segmamba: %dx%dx%d, crop [%d:%d, %d:%d, %d:%d], %d windows in %.1f s; wrote %s\n",
             vol->d, vol->h, vol->w, p->box[0][0], p->box[0][1], p->box[1][0], p->box[1][1],
-            p->box[2][0], p->box[2][1], p->windows, seconds, a->out);
+            p->box[2][0], p->box[2][1], p->windows, seconds, a->out.seg);
     fprintf(stderr, "segmamba: voxels per label:");
     for (int l = 0; l < card->n_labels; l++)
         fprintf(stderr, " %s %lld", card->labels[l], (long long)count[l]);
     fprintf(stderr, "\n");
+}
+
+static int predict_cohort(const predict_args *a)
+{
+    const cohort_options o = {.model = a->model,
+                              .card = a->card,
+                              .list = a->list,
+                              .out_dir = a->out_dir,
+                              .ref_column = a->ref_column,
+                              .want_prob = a->out.prob != NULL,
+                              .want_regions = a->out.regions != NULL,
+                              .want_unc = a->out.unc != NULL,
+                              .want_preview = a->out.preview != NULL,
+                              .overwrite = a->overwrite,
+                              .no_tta = a->no_tta,
+                              .threads = a->threads,
+                              .quiet = a->quiet,
+                              .conv = a->conv};
+    return cohort_main(&o);
 }
 
 int cmd_predict(int argc, char **argv)
@@ -280,58 +403,48 @@ int cmd_predict(int argc, char **argv)
     predict_args a = {0};
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc < 0 ? 0 : rc;
+    if (a.list) return predict_cohort(&a);
 
     sm_card card;
-    sm_status st = a.card ? sm_card_load(a.card, &card) : sm_card_for_model(a.model, &card);
+    sm_status st = predict_load_card(a.model, a.card, &card);
     if (st != SEGMAMBA_OK) return cli_fail(st);
     if (a.n_inputs != card.n_channels && a.n_inputs != 1) {
+        char list[SM_CARD_MAX_CHANNELS * SM_CARD_NAME_MAX];
         fprintf(stderr,
                 "segmamba: error: %d inputs given; the model card (%s) wants %d, in the "
-                "order",
-                a.n_inputs, card.origin, card.n_channels);
-        print_channel_list(&card);
-        fprintf(stderr, "\n");
+                "order%s\n",
+                a.n_inputs, card.origin, card.n_channels, channel_list(&card, list, sizeof list));
         return SEGMAMBA_E_ARG;
     }
-    if ((rc = check_input_names(&card, a.inputs, a.n_inputs))) return rc;
-    if (a.regions && (card.n_labels != 4 && card.output != SM_OUTPUT_REGIONS))
-        return cli_usage_error("predict: --regions needs a BraTS model (labels background, NCR, "
-                               "ED, ET); this card has %s",
-                               "other labels");
+    st = predict_check_names(&card, a.inputs, a.n_inputs);
+    if (st == SEGMAMBA_OK) st = predict_check_regions(&card, a.out.regions != NULL);
+    if (st != SEGMAMBA_OK) return cli_fail(st);
     if ((rc = check_outputs(&a))) return rc;
     segmamba_set_threads(a.threads);
 
     sm_volume vol = {0};
     st = sm_nifti_read_channels(a.inputs, a.n_inputs, &vol);
-    if (st != SEGMAMBA_OK) return cli_fail(st);
-    if (vol.c != card.n_channels) {
-        fprintf(stderr,
-                "segmamba: error: %s holds %d channels; the model card (%s) wants %d:", a.inputs[0],
-                vol.c, card.origin, card.n_channels);
-        print_channel_list(&card);
-        fprintf(stderr, "\n");
+    if (st == SEGMAMBA_OK) st = predict_check_channels(&card, &vol, a.inputs[0]);
+    if (st != SEGMAMBA_OK) {
         sm_volume_free(&vol);
-        return SEGMAMBA_E_ARG;
+        return cli_fail(st);
     }
 
-    segmamba_options opts = {.conv = a.conv, .fue = card.fue};
-    memcpy(opts.nslices, card.nslices, sizeof opts.nslices);
     segmamba_model *m = NULL;
-    st = segmamba_open(a.model, &opts, &m);
-    if (st == SEGMAMBA_OK) st = sm_card_check_model(&card, m);
+    st = predict_open_model(a.model, &card, a.conv, &m);
 
     progress prog = {.quiet = a.quiet, .tty = isatty(2), .start = cli_now(), .last_decile = -1};
     sm_predict_options popt = {.no_tta = a.no_tta,
-                               .want_probabilities = a.prob != NULL,
-                               .want_regions = a.regions != NULL,
-                               .want_uncertainty = a.unc != NULL,
+                               .want_probabilities = a.out.prob != NULL,
+                               .want_regions = a.out.regions != NULL,
+                               .want_uncertainty = a.out.unc != NULL,
                                .progress = on_progress,
                                .progress_user = &prog};
     sm_prediction pred = {0};
     if (st == SEGMAMBA_OK) st = sm_predict(m, &card, &vol, &popt, &pred);
     const double seconds = cli_now() - prog.start;
     segmamba_close(m);
-    if (st == SEGMAMBA_OK) st = write_outputs(&a, &card, &vol, &pred);
+    if (st == SEGMAMBA_OK) st = predict_write_outputs(&a.out, &card, &vol, &pred);
     if (st == SEGMAMBA_OK && !a.quiet) print_summary(&a, &card, &vol, &pred, seconds);
     sm_prediction_free(&pred);
     sm_volume_free(&vol);

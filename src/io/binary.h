@@ -5,6 +5,7 @@
 #ifndef SM_IO_BINARY_H
 #define SM_IO_BINARY_H
 
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,6 +213,36 @@ static inline int sm_view_extent_ok(int ndim, const int64_t *shape, const int64_
     }
     *last_offset = sum;
     return 1;
+}
+
+/* How many of x[0, n) are NaN or infinite; *first is the index of the first
+ * (n when none). */
+static inline size_t sm_count_nonfinite(const float *x, size_t n, size_t *first)
+{
+    size_t count = 0;
+    *first = n;
+    for (size_t i = 0; i < n; i++) {
+        if (isfinite(x[i])) continue;
+        if (!count) *first = i;
+        count++;
+    }
+    return count;
+}
+
+/* A weight tensor that holds NaN or infinity (a diverged training run, a
+ * float64 value beyond float32's range) is refused at load: it would
+ * propagate into every logit. */
+static inline sm_status sm_check_finite_tensor(const char *path, const char *name,
+                                               const float *x, int64_t numel)
+{
+    size_t first;
+    size_t bad = sm_count_nonfinite(x, (size_t)numel, &first);
+    if (!bad) return SEGMAMBA_OK;
+    const float v = x[first];
+    return sm_fail(SEGMAMBA_E_MODEL, "%s: tensor '%s' holds %s at element %zu (%zu of its %lld "
+                   "values are not finite); a checkpoint with non-finite weights cannot give a "
+                   "valid segmentation", path, name, isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf",
+                   first, bad, (long long)numel);
 }
 
 #endif

@@ -5,7 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include "memory_cap.h"
 
 sm_status sm_file_peek(const char *path, void *buf, size_t n)
 {
@@ -37,6 +40,11 @@ sm_status sm_file_read_all(const char *path, unsigned char **data, size_t *size)
         fclose(f);
         return sm_fail(SEGMAMBA_E_NOMEM, "%s: file too large for this machine", path);
     }
+    sm_status st = sm_memory_check((uint64_t)len + 1, path, "reading the file");
+    if (st != SEGMAMBA_OK) {
+        fclose(f);
+        return st;
+    }
     unsigned char *buf = malloc((size_t)len + 1);
     if (!buf) {
         fclose(f);
@@ -56,37 +64,68 @@ sm_status sm_file_read_all(const char *path, unsigned char **data, size_t *size)
     return SEGMAMBA_OK;
 }
 
+/* Writes every part and closes f; 0 with errno's reason in *err on failure. */
+static int write_parts(FILE *f, const void *parts[], const size_t sizes[], int nparts, int *err)
+{
+    int ok = 1;
+    *err = 0;
+    for (int i = 0; i < nparts && ok; i++)
+        if (sizes[i] && fwrite(parts[i], 1, sizes[i], f) != sizes[i]) ok = 0;
+    if (ok && fflush(f) != 0) ok = 0;
+    if (!ok) *err = errno;
+    if (fclose(f) != 0 && ok) {
+        ok = 0;
+        *err = errno;
+    }
+    if (!ok && !*err) *err = EIO;
+    return ok;
+}
+
+/* An existing path that is not a regular file (/dev/null, a FIFO, a
+ * terminal) is written in place: renaming a temporary file over it would
+ * replace the device node itself. */
+static sm_status write_special(const char *path, const void *parts[], const size_t sizes[],
+                               int nparts)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) return sm_fail(SEGMAMBA_E_IO, "%s: cannot open for writing: %s", path, strerror(errno));
+    int err;
+    if (!write_parts(f, parts, sizes, nparts, &err))
+        return sm_fail(SEGMAMBA_E_IO, "%s: write failed: %s", path, strerror(err));
+    return SEGMAMBA_OK;
+}
+
 sm_status sm_file_write_atomic(const char *path, const void *parts[],
                                const size_t sizes[], int nparts)
 {
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        if (S_ISDIR(st.st_mode))
+            return sm_fail(SEGMAMBA_E_IO, "%s: is a directory, not a file name", path);
+        return write_special(path, parts, sizes, nparts);
+    }
     size_t n = strlen(path) + 32;
     char *tmp = malloc(n);
     if (!tmp) return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory", path);
     snprintf(tmp, n, "%s.tmp-%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "wb");
     if (!f) {
-        sm_status st = sm_fail(SEGMAMBA_E_IO, "%s: cannot create: %s", path, strerror(errno));
+        sm_status rc = sm_fail(SEGMAMBA_E_IO, "%s: cannot create: %s", path, strerror(errno));
         free(tmp);
-        return st;
+        return rc;
     }
-    int ok = 1;
-    for (int i = 0; i < nparts && ok; i++)
-        if (sizes[i] && fwrite(parts[i], 1, sizes[i], f) != sizes[i]) ok = 0;
-    if (fflush(f) != 0) ok = 0;
-    int saved = errno;
-    if (fclose(f) != 0) ok = 0;
-    if (!ok) {
-        if (!saved) saved = errno;
+    int err;
+    if (!write_parts(f, parts, sizes, nparts, &err)) {
         remove(tmp);
         free(tmp);
-        return sm_fail(SEGMAMBA_E_IO, "%s: write failed: %s", path, strerror(saved));
+        return sm_fail(SEGMAMBA_E_IO, "%s: write failed: %s", path, strerror(err));
     }
     if (rename(tmp, path) != 0) {
-        saved = errno;
+        err = errno;
         remove(tmp);
         free(tmp);
         return sm_fail(SEGMAMBA_E_IO, "%s: cannot rename temporary file into place: %s", path,
-                       strerror(saved));
+                       strerror(err));
     }
     free(tmp);
     return SEGMAMBA_OK;

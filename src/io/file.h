@@ -13,7 +13,9 @@ sm_status sm_file_peek(const char *path, void *buf, size_t n);
 sm_status sm_file_read_all(const char *path, unsigned char **data, size_t *size);
 
 /* Writes bytes to path through a temporary file in the same folder that is
- * renamed over path at the end, so a failed write leaves no partial file. */
+ * renamed over path at the end, so a failed write (a full disk, a read-only
+ * folder) leaves no partial file. An existing path that is not a regular
+ * file (/dev/null, a FIFO) is written in place; a folder is refused. */
 sm_status sm_file_write_atomic(const char *path, const void *parts[],
                                const size_t sizes[], int nparts);
 

@@ -9,6 +9,7 @@
 
 #include "binary.h"
 #include "file.h"
+#include "memory_cap.h"
 
 static const unsigned char magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
 
@@ -211,6 +212,7 @@ static sm_status read_array(const char *path, const unsigned char *file, size_t 
     if (bytes != size - data)
         return sm_fail(SEGMAMBA_E_FORMAT, "%s: npy data is %zu bytes but the shape and dtype need "
                        "%llu (truncated?)", path, size - data, (unsigned long long)bytes);
+    SM_TRY(sm_memory_check((uint64_t)numel * sizeof(float), path, "the array as float32"));
     float *values = malloc(numel ? (size_t)numel * sizeof *values : 1);
     if (!values) return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory for %lld values", path, (long long)numel);
     if (numel) {
@@ -230,6 +232,36 @@ static sm_status read_array(const char *path, const unsigned char *file, size_t 
     out->numel = numel;
     out->data = values;
     return SEGMAMBA_OK;
+}
+
+sm_status sm_npy_parse(const unsigned char *data, size_t size, const char *origin, sm_array *out)
+{
+    memset(out, 0, sizeof *out);
+    return read_array(origin, data, size, out);
+}
+
+sm_status sm_array_check_finite(const sm_array *a, const char *origin)
+{
+    size_t first;
+    const size_t bad = sm_count_nonfinite(a->data, (size_t)a->numel, &first);
+    if (!bad) return SEGMAMBA_OK;
+    /* The element's index in each dimension, for the message. */
+    char where[SM_MAX_DIMS * 24 + 4];
+    size_t rest = first, used = 0;
+    int64_t index[SM_MAX_DIMS] = {0};
+    for (int d = a->ndim - 1; d >= 0; d--) {
+        index[d] = (int64_t)(rest % (size_t)a->shape[d]);
+        rest /= (size_t)a->shape[d];
+    }
+    where[used++] = '[';
+    for (int d = 0; d < a->ndim; d++)
+        used += (size_t)snprintf(where + used, sizeof where - used, "%s%lld", d ? ", " : "",
+                                 (long long)index[d]);
+    snprintf(where + used, sizeof where - used, "]");
+    const float v = a->data[first];
+    return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: element %s is %s (%zu of %lld values are not "
+                   "finite); replace NaN and infinite values before running the model", origin,
+                   where, isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf", bad, (long long)a->numel);
 }
 
 sm_status sm_npy_read(const char *path, sm_array *out)

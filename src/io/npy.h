@@ -18,6 +18,15 @@ typedef struct sm_array {
  * dtype <f4, <f8, <f2, integers or bool, converting to float32. */
 sm_status sm_npy_read(const char *path, sm_array *out);
 
+/* The same reader on a file already in memory (data[0, size), not
+ * NUL-terminated); origin names it in messages. */
+sm_status sm_npy_parse(const unsigned char *data, size_t size, const char *origin, sm_array *out);
+
+/* E_UNSUPPORTED naming origin and the first element that is NaN or
+ * infinite, if any: such values would run through the model into every
+ * output near them. */
+sm_status sm_array_check_finite(const sm_array *a, const char *origin);
+
 /* Writes a little-endian float32 C-order array (atomically). */
 sm_status sm_npy_write(const char *path, int ndim, const int64_t *shape, const float *data);
 

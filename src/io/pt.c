@@ -3,12 +3,14 @@
  * storage per key. The pickle is evaluated by a tiny machine that knows only
  * the opcodes and globals a state_dict uses; it builds plain values and
  * never calls anything named by the file. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../weights.h"
 #include "binary.h"
 #include "file.h"
+#include "memory_cap.h"
 #include "zip.h"
 
 /* ---- values ---- */
@@ -724,6 +726,9 @@ static sm_status add_tensor(const vm *m, const char *name, const pk_tensor *t, u
         return sm_fail(SEGMAMBA_E_NOMEM, "%s: tensors share storages so often that they would need "
                        "more than 16 times the file's size in memory (at '%s')", m->path, name);
     *budget -= bytes;
+    char what[96];
+    snprintf(what, sizeof what, "tensor '%.60s' as float32", name);
+    SM_TRY(sm_memory_check(bytes, m->path, what));
     float *data = malloc(bytes ? (size_t)bytes : 1);
     if (!data) return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory for tensor '%s'", m->path, name);
     const pk_value *s = t->storage;
@@ -731,7 +736,12 @@ static sm_status add_tensor(const vm *m, const char *name, const pk_tensor *t, u
         sm_dtype_gather(s->u.storage.dtype, 0,
                         s->u.storage.bytes + (size_t)t->offset * sm_dtype_size(s->u.storage.dtype),
                         t->ndim, t->shape, t->stride, data);
-    sm_status st = sm_weights_add(out, name, t->ndim, t->shape, data);
+    sm_status st = sm_check_finite_tensor(m->path, name, data, numel);
+    if (st != SEGMAMBA_OK) {
+        free(data);
+        return st;
+    }
+    st = sm_weights_add(out, name, t->ndim, t->shape, data);
     if (st != SEGMAMBA_OK) return sm_fail_wrap(st, "%s", m->path);
     return SEGMAMBA_OK;
 }
@@ -823,17 +833,22 @@ static sm_status load_archive(const char *path, const sm_zip *zip, size_t file_s
     return st;
 }
 
+sm_status sm_load_pt_memory(const unsigned char *data, size_t size, const char *origin,
+                            sm_weights *out)
+{
+    sm_zip zip;
+    SM_TRY(sm_zip_open(&zip, data, size, origin));
+    sm_status st = load_archive(origin, &zip, size, out);
+    sm_zip_close(&zip);
+    return st;
+}
+
 sm_status sm_load_pt(const char *path, sm_weights *out)
 {
     unsigned char *file;
     size_t size;
     SM_TRY(sm_file_read_all(path, &file, &size));
-    sm_zip zip;
-    sm_status st = sm_zip_open(&zip, file, size, path);
-    if (st == SEGMAMBA_OK) {
-        st = load_archive(path, &zip, size, out);
-        sm_zip_close(&zip);
-    }
+    sm_status st = sm_load_pt_memory(file, size, path, out);
     free(file);
     return st;
 }

@@ -11,6 +11,7 @@
 #include "binary.h"
 #include "file.h"
 #include "json.h"
+#include "memory_cap.h"
 
 /* The reference implementation refuses larger headers too; even a model
  * with thousands of tensors needs a few MiB at most. */
@@ -75,6 +76,15 @@ static sm_status find_dtype(const char *path, const char *name, const sm_json *d
                    path, name, d->string);
 }
 
+/* A tensor is converted to float32, which for 1- and 2-byte dtypes takes
+ * more memory than its bytes in the file. */
+static sm_status check_tensor_memory(const char *path, const char *name, uint64_t numel)
+{
+    char what[96];
+    snprintf(what, sizeof what, "tensor '%.60s' as float32", name);
+    return sm_memory_check(numel * sizeof(float), path, what);
+}
+
 static sm_status read_tensor(const char *path, const sm_json_member *m, const unsigned char *data,
                              uint64_t data_size, sm_weights *out)
 {
@@ -111,10 +121,16 @@ static sm_status read_tensor(const char *path, const sm_json_member *m, const un
         return sm_fail(SEGMAMBA_E_FORMAT, "%s: tensor '%s' spans %llu bytes but its shape and dtype "
                        "need %llu", path, name, (unsigned long long)(end - begin),
                        (unsigned long long)bytes);
+    SM_TRY(check_tensor_memory(path, name, (uint64_t)numel));
     float *values = malloc(numel ? (size_t)numel * sizeof *values : 1);
     if (!values) return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory for tensor '%s'", path, name);
     sm_dtype_convert_row(dtype, 0, data + begin, 1, numel, values);
-    sm_status st = sm_weights_add(out, name, ndim, shape, values);
+    sm_status st = sm_check_finite_tensor(path, name, values, numel);
+    if (st != SEGMAMBA_OK) {
+        free(values);
+        return st;
+    }
+    st = sm_weights_add(out, name, ndim, shape, values);
     if (st != SEGMAMBA_OK) return sm_fail_wrap(st, "%s", path);
     return SEGMAMBA_OK;
 }
@@ -161,6 +177,12 @@ static sm_status parse_file(const char *path, const unsigned char *file, size_t 
     }
     sm_json_free(&header);
     return st;
+}
+
+sm_status sm_load_safetensors_memory(const unsigned char *data, size_t size, const char *origin,
+                                     sm_weights *out)
+{
+    return parse_file(origin, data, size, out);
 }
 
 sm_status sm_load_safetensors(const char *path, sm_weights *out)

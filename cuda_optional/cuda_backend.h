@@ -1,0 +1,125 @@
+/* The CUDA backend: the model graph's op set (src/graph.h) on device memory,
+ * and a runner that executes a model's graph with it. Built only with
+ * -Dcuda (SM_HAVE_CUDA), or with -Dcuda_emulation, where the same code runs
+ * on the CPU against a stand-in runtime for the tests (emu/).
+ *
+ * Every op takes device arrays in the CPU backend's layout (channels-last,
+ * voxel v's channels at p + v*ld, so a value may be a channel range of a
+ * wider buffer) and computes what its CPU twin computes (src/ops.h,
+ * src/conv.h, src/mamba.h), in fp32, or with TF32 tensor-core GEMMs when
+ * the context asks for them. Ops are enqueued on the context's stream and
+ * run in order; only the download waits.
+ *
+ * How: convolutions are im2col + cuBLAS SGEMM in bounded chunks (a 1x1
+ * stride-1 convolution is one GEMM on the activations themselves); the k2s2
+ * transposed convolution a GEMM and a scatter; the Mamba layer's in_proj,
+ * x_proj, dt_proj and out_proj cuBLAS GEMMs; norms, pointwise ops, the
+ * causal conv1d + SiLU and the chunked selective scan (softplus, exp, D
+ * skip and SiLU(z) gate fused) kernels of kernels.cu. */
+#ifndef SM_CUDA_BACKEND_H
+#define SM_CUDA_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conv.h"
+#include "error.h"
+#include "graph.h"
+#include "mamba.h"
+#include "ops.h"
+#include "simd/scan.h"
+
+/* SEGMAMBA_OK when device 0 can be used; writes "NAME, compute capability
+ * X.Y, N GiB" into info (if given). Else SEGMAMBA_E_BACKEND and why. */
+sm_status sm_cuda_probe(char *info, size_t cap);
+
+/* ---- context and memory ----------------------------------------------- */
+
+typedef struct sm_cuda_ctx sm_cuda_ctx;
+
+/* A stream, a cuBLAS handle (TF32 tensor-core math when tf32 is set) and a
+ * workspace for the ops' temporaries, on device 0. */
+sm_status sm_cuda_ctx_create(int tf32, sm_cuda_ctx **out);
+void sm_cuda_ctx_free(sm_cuda_ctx *ctx);
+
+/* The most floats an op's chunked temporary (im2col rows, the transposed
+ * convolution's GEMM output) may take; default 64 Mi (256 MiB). The tests
+ * lower it to run many chunks on small volumes. */
+void sm_cuda_ctx_set_chunk_floats(sm_cuda_ctx *ctx, size_t floats);
+
+sm_status sm_cuda_alloc(size_t floats, float **out);
+void sm_cuda_free(float *p);
+/* Host to device in the context's stream order; device to host waits for
+ * the stream and so for every op enqueued before. */
+sm_status sm_cuda_upload(sm_cuda_ctx *ctx, float *dst, const float *src, size_t floats);
+sm_status sm_cuda_download(sm_cuda_ctx *ctx, float *dst, const float *src, size_t floats);
+
+/* ---- the op set ------------------------------------------------------------ */
+
+/* A convolution's device copy. c must hold its packed weights (sm_conv
+ * created with the ref or blas backend; oneDNN releases them). */
+typedef struct sm_cuda_conv sm_cuda_conv;
+sm_status sm_cuda_conv_upload(const sm_conv *c, sm_cuda_conv **out);
+sm_status sm_cuda_conv_forward(sm_cuda_ctx *ctx, const sm_cuda_conv *c, const float *src,
+                               int src_ld, int d, int h, int w, float *dst, int dst_ld);
+void sm_cuda_conv_free(sm_cuda_conv *c);
+
+typedef struct sm_cuda_convt2 sm_cuda_convt2;
+sm_status sm_cuda_convt2_upload(const sm_convt2 *t, int cin, int cout, sm_cuda_convt2 **out);
+sm_status sm_cuda_convt2_forward(sm_cuda_ctx *ctx, const sm_cuda_convt2 *t, const float *src,
+                                 int src_ld, int d, int h, int w, float *dst, int dst_ld);
+void sm_cuda_convt2_free(sm_cuda_convt2 *t);
+
+sm_status sm_cuda_instance_norm(sm_cuda_ctx *ctx, const float *src, int src_ld, float *dst,
+                                int dst_ld, int64_t n, int c, sm_pw_act act);
+sm_status sm_cuda_layer_norm(sm_cuda_ctx *ctx, const float *src, int src_ld, float *dst,
+                             int dst_ld, int64_t n, int c, const float *weight,
+                             const float *bias);
+sm_status sm_cuda_add(sm_cuda_ctx *ctx, const float *a, int lda, const float *b, int ldb,
+                      float *dst, int dst_ld, int64_t n, int c, sm_pw_act act);
+sm_status sm_cuda_activate(sm_cuda_ctx *ctx, const float *src, int src_ld, float *dst,
+                           int dst_ld, int64_t n, int c, sm_pw_act act);
+sm_status sm_cuda_fue(sm_cuda_ctx *ctx, const float *src, int src_ld, float *dst, int dst_ld,
+                      int64_t n, int c);
+
+/* The Mamba layer's causal conv1d + SiLU in one direction: w is (K, di),
+ * as sm_mamba_dir.conv_wt; u is (L, di). */
+sm_status sm_cuda_conv1d_silu(sm_cuda_ctx *ctx, const float *x, int64_t ldx, const float *w,
+                              const float *b, int K, int di, sm_order order, int64_t L,
+                              int64_t S, float *u);
+
+/* One direction's selective scan over channels [0, d_inner), with the CPU
+ * kernel's arguments (every pointer in a device memory); chunk: positions
+ * per chunk, 0 for sm_cuk_scan_default_chunk. */
+sm_status sm_cuda_scan(sm_cuda_ctx *ctx, const sm_scan_args *a, int d_inner, int64_t chunk);
+
+typedef struct sm_cuda_mamba sm_cuda_mamba;
+/* N (d_state) up to SM_CUK_MAX_STATE (64). */
+sm_status sm_cuda_mamba_upload(const sm_mamba *m, sm_cuda_mamba **out);
+/* Scratch floats per token that sm_cuda_mamba_forward needs. */
+int64_t sm_cuda_mamba_scratch_per_token(const sm_cuda_mamba *m);
+/* As sm_mamba_forward (out may be x); chunk as for sm_cuda_scan. */
+sm_status sm_cuda_mamba_forward(sm_cuda_ctx *ctx, const sm_cuda_mamba *m, const float *x,
+                                int x_ld, float *out, int out_ld, int64_t L, int64_t nslices,
+                                float *scratch, int64_t chunk);
+void sm_cuda_mamba_free(sm_cuda_mamba *m);
+
+/* ---- a model's graph on the device ---------------------------------------- */
+
+typedef struct sm_cuda_model sm_cuda_model;
+
+/* Uploads every node's weights (the graph must be built with the ref or
+ * blas convolution backend, fp32) and creates the context. */
+sm_status sm_cuda_model_create(const sm_graph *g, int tf32, sm_cuda_model **out);
+
+/* count inputs of in_chans x (d, h, w), NCDHW one after another, to count
+ * outputs likewise: one upload, the graph run once per input with every
+ * activation in one device arena (placed by sm_graph_place, kept for the
+ * next call), one download. Sets the graph's per-kind and per-node times
+ * (CUDA events, summed over the inputs) and flops. */
+sm_status sm_cuda_model_forward(sm_cuda_model *cm, sm_graph *g, int count, const float *input,
+                                int d, int h, int w, float *output);
+
+void sm_cuda_model_free(sm_cuda_model *cm);
+
+#endif

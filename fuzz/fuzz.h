@@ -1,0 +1,34 @@
+/* What every fuzz target shares: libFuzzer's entry points, and the one
+ * property checked beyond "no crash, leak or undefined behaviour": a
+ * refusal always comes with a message naming the file. */
+#ifndef SM_FUZZ_H
+#define SM_FUZZ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "segmamba.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* A declared size past this is refused (E_NOMEM) before allocation, well
+ * below libFuzzer's default 2 GiB malloc limit, so that the cap is what the
+ * fuzzer meets, not the limit. */
+#define SM_FUZZ_MAX_MEMORY ((uint64_t)256 << 20)
+
+static inline void sm_fuzz_expect_message(segmamba_status st, const char *origin)
+{
+    if (st == SEGMAMBA_OK) return;
+    const char *msg = segmamba_last_error();
+    if (!strstr(msg, origin)) {
+        fprintf(stderr, "refusal (%s) without the file's name: '%s'\n", segmamba_status_name(st),
+                msg);
+        abort();
+    }
+}
+
+#endif

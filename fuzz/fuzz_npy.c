@@ -1,0 +1,22 @@
+/* The .npy reader on arbitrary bytes: version, header dict, dtype, shape,
+ * Fortran order; then the finiteness check forward applies to inputs. */
+#include "fuzz.h"
+#include "io/npy.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    segmamba_set_max_memory(SM_FUZZ_MAX_MEMORY);
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    sm_array a;
+    segmamba_status st = sm_npy_parse(data, size, "fuzz.npy", &a);
+    if (st == SEGMAMBA_OK) st = sm_array_check_finite(&a, "fuzz.npy");
+    sm_fuzz_expect_message(st, "fuzz.npy");
+    sm_array_free(&a);
+    return 0;
+}
