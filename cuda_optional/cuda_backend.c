@@ -719,7 +719,9 @@ static sm_op_kind node_kind(sm_opcode op)
     switch (op) {
     case SM_OP_CONV:
     case SM_OP_CONVT2: return SM_KIND_CONV;
-    case SM_OP_INORM: return SM_KIND_NORM;
+    case SM_OP_INORM:
+    case SM_OP_INORM_ADD:
+    case SM_OP_INORM_ADD_INORM: return SM_KIND_NORM;
     default: return SM_KIND_OTHER; /* a Mamba layer marks its own parts */
     }
 }
@@ -739,6 +741,18 @@ static sm_status run_node(sm_cuda_model *cm, const sm_graph *g, int i, const int
     case SM_OP_ADD: {
         const dev_view b = view_of(cm, g, nd->in1);
         return sm_cuda_add(ctx, a.p, a.ld, b.p, b.ld, o.p, o.ld, n, a.c, nd->act);
+    }
+    case SM_OP_INORM_ADD:
+    case SM_OP_INORM_ADD_INORM: {
+        /* Composed from the unfused kernels, in the CPU's order of
+         * operations. The residual block's second input (conv3's output) is
+         * used by this node only, so it is normed in place. */
+        const dev_view b = view_of(cm, g, nd->in1);
+        if (o.p == b.p) return sm_fail(SEGMAMBA_E_ARG, "CUDA backend: norm + add into its second input");
+        if (nd->op == SM_OP_INORM_ADD_INORM)
+            SM_TRY(sm_cuda_instance_norm(ctx, b.p, b.ld, b.p, b.ld, n, a.c, SM_PW_NONE));
+        SM_TRY(sm_cuda_instance_norm(ctx, a.p, a.ld, o.p, o.ld, n, a.c, SM_PW_NONE));
+        return sm_cuda_add(ctx, o.p, o.ld, b.p, b.ld, o.p, o.ld, n, a.c, nd->act);
     }
     case SM_OP_ACT: return sm_cuda_activate(ctx, a.p, a.ld, o.p, o.ld, n, a.c, nd->act);
     case SM_OP_FUE: return sm_cuda_fue(ctx, a.p, a.ld, o.p, o.ld, n, a.c);

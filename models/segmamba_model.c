@@ -367,33 +367,60 @@ static int add(builder *b, int x, int y, int out, sm_pw_act act)
     return out;
 }
 
+static int conv_same(builder *b, int x, int cout, int k, int bias, const char *fmt, va_list ap)
+    SM_PRINTF(6, 0);
+
+/* conv(x) for a stride-1 "same" convolution named by fmt. */
+static int conv_same(builder *b, int x, int cout, int k, int bias, const char *fmt, va_list ap)
+{
+    char p[NAME_CAP];
+    vsnprintf(p, sizeof p, fmt, ap);
+    return conv(b, x, -1, cout, k, 1, k / 2, bias, SM_ACT_NONE, p);
+}
+
 static int conv_norm(builder *b, int x, int cout, int k, int bias, sm_pw_act act,
                      const char *fmt, ...) SM_PRINTF(7, 8);
 
-/* act(IN(conv(x))) for a stride-1 "same" convolution named by fmt, the
- * norm in place on the convolution's output. */
+/* act(IN(conv(x))), the norm in place on the convolution's output. */
 static int conv_norm(builder *b, int x, int cout, int k, int bias, sm_pw_act act,
                      const char *fmt, ...)
 {
-    char p[NAME_CAP];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(p, sizeof p, fmt, ap);
+    int y = conv_same(b, x, cout, k, bias, fmt, ap);
     va_end(ap);
-    int y = conv(b, x, -1, cout, k, 1, k / 2, bias, SM_ACT_NONE, p);
     return inorm(b, y, y, act);
 }
 
-/* MONAI UnetResBlock, writing its result into out (a fresh tensor if < 0). */
+static int conv_plain(builder *b, int x, int cout, int k, const char *fmt, ...) SM_PRINTF(5, 6);
+
+/* conv(x) without bias, its norm left to the node that consumes it. */
+static int conv_plain(builder *b, int x, int cout, int k, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int y = conv_same(b, x, cout, k, 0, fmt, ap);
+    va_end(ap);
+    return y;
+}
+
+/* MONAI UnetResBlock, writing its result into out (a fresh tensor if < 0):
+ * lrelu(IN(conv2(a)) + r), r = IN(conv3(x)) when the channels change, else
+ * x. The tail (both norms, the sum, the activation) is one fused node: on
+ * the full-resolution blocks each separate pass over the tensor costs as
+ * much as the norm itself. */
 static int resblock(builder *b, const char *prefix, int x, int cout, int out)
 {
     int a = conv_norm(b, x, cout, 3, 0, SM_PW_LRELU, "%s.conv1.conv", prefix);
-    a = conv_norm(b, a, cout, 3, 0, SM_PW_NONE, "%s.conv2.conv", prefix);
+    a = conv_plain(b, a, cout, 3, "%s.conv2.conv", prefix);
     int r = x;
-    if (sm_graph_channels(b->g, x) != cout)
-        r = conv_norm(b, x, cout, 1, 0, SM_PW_NONE, "%s.conv3.conv", prefix);
-    /* The sum may overwrite a, whose last use it is. */
-    return add(b, a, r, out >= 0 ? out : a, SM_PW_LRELU);
+    const int down = sm_graph_channels(b->g, x) != cout;
+    if (down) r = conv_plain(b, x, cout, 1, "%s.conv3.conv", prefix);
+    /* The result may overwrite a, whose last use it is. */
+    if (out < 0) out = a;
+    sm_graph_node(b->g, down ? SM_OP_INORM_ADD_INORM : SM_OP_INORM_ADD, a, r, out, SM_PW_LRELU,
+                  NULL, 0);
+    return out;
 }
 
 /* Gated spatial convolution; the released code adds the two branches. */

@@ -25,5 +25,17 @@
 #define SM_EXP2_P3 0.05550733953714371f
 #define SM_EXP2_P4 0.009671511128544807f
 #define SM_EXP2_P5 0.0013264708686619997f
+/* 2^f on [0, 1) for kernels that split x = floor(x) + f in one instruction
+ * (AVX-512's VREDUCEPS): degree 5, p(f) = 1 + f + f (f - 1) q(f) with q of
+ * degree 3 fitted the same way, so that p(0) = 1 and p(1) = 2 exactly (in
+ * float Horner evaluation too), and p stays below 2 on the floats just
+ * under 1: a decay exp(x) for tiny x < 0 (f = 1 + x) never comes out above
+ * 1. Relative error 9.2e-8 in exact arithmetic, 1.6e-7 evaluated in float
+ * (checked on 2e6 points of [0, 1]). */
+#define SM_EXP2F_P1 0.6931517124176025f
+#define SM_EXP2F_P2 0.240159273147583f
+#define SM_EXP2F_P3 0.05581867694854736f
+#define SM_EXP2F_P4 0.008990994654595852f
+#define SM_EXP2F_P5 0.001879318617284298f
 
 #endif

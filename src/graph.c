@@ -118,7 +118,9 @@ static sm_op_kind op_kind(sm_opcode op)
     switch (op) {
     case SM_OP_CONV:
     case SM_OP_CONVT2: return SM_KIND_CONV;
-    case SM_OP_INORM: return SM_KIND_NORM;
+    case SM_OP_INORM:
+    case SM_OP_INORM_ADD:
+    case SM_OP_INORM_ADD_INORM: return SM_KIND_NORM;
     default: return SM_KIND_OTHER;
     }
 }
@@ -148,6 +150,12 @@ static sm_status run_node(sm_graph *g, const sm_node *nd, const run_dims *rd)
     case SM_OP_CONVT2:
         return sm_convt2_forward(nd->obj, a.p, a.ld, rd->d[l], rd->h[l], rd->w[l], out.p, out.ld);
     case SM_OP_INORM: return sm_instance_norm(a.p, a.ld, out.p, out.ld, n, a.c, nd->act);
+    case SM_OP_INORM_ADD:
+    case SM_OP_INORM_ADD_INORM: {
+        view b = get_view(g, nd->in1);
+        return sm_instance_norm_add(a.p, a.ld, b.p, b.ld, nd->op == SM_OP_INORM_ADD_INORM, out.p,
+                                    out.ld, n, a.c, nd->act);
+    }
     case SM_OP_ADD: {
         view b = get_view(g, nd->in1);
         sm_add(a.p, a.ld, b.p, b.ld, out.p, out.ld, n, a.c, nd->act);
@@ -294,7 +302,8 @@ sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, flo
 
 const char *sm_opcode_name(sm_opcode op)
 {
-    static const char *const names[] = {"conv", "convT2", "inorm", "add", "act", "fue", "mamba"};
+    static const char *const names[] = {"conv", "convT2", "inorm", "add", "act", "fue", "mamba",
+                                        "inorm+add", "inorm+add+inorm"};
     return (unsigned)op < sizeof names / sizeof *names ? names[op] : "?";
 }
 

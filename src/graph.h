@@ -22,7 +22,9 @@ typedef enum sm_opcode {
     SM_OP_ADD,    /* act(in0 + in1) */
     SM_OP_ACT,    /* act(in0) */
     SM_OP_FUE,
-    SM_OP_MAMBA   /* obj: sm_mamba, nslices; in1 is its scratch buffer */
+    SM_OP_MAMBA,  /* obj: sm_mamba, nslices; in1 is its scratch buffer */
+    SM_OP_INORM_ADD,      /* act(IN(in0) + in1) */
+    SM_OP_INORM_ADD_INORM /* act(IN(in0) + IN(in1)) */
 } sm_opcode;
 
 typedef struct sm_node {

@@ -39,28 +39,27 @@ static inline void act_row(float *y, int c, sm_pw_act act)
  * enough to keep float rounding near 1e-5 relative, long enough to vectorise. */
 #define NORM_BLOCK 256
 
-sm_status sm_instance_norm(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,
-                           sm_pw_act act)
+/* Per channel: the mean as a float pair hi + lo and 1/sqrt(var + eps). */
+typedef struct norm_stats {
+    float *scale, *mean_hi, *mean_lo;
+} norm_stats;
+
+/* Statistics of the n voxels of src into st (3c floats); work holds
+ * (1 + 2 nt) c floats and acc 2 nt c doubles, nt being sm_num_threads(). */
+static void instance_stats(const float *src, int src_ld, int64_t n, int c, int nt, double *acc,
+                           float *work, norm_stats st)
 {
-    const int nt = sm_num_threads();
-    double *acc = calloc((size_t)nt * (size_t)c * 2, sizeof *acc);
-    float *scratch = malloc((size_t)c * (3 + 2 * (size_t)nt) * sizeof *scratch);
-    if (!acc || !scratch) {
-        free(acc);
-        free(scratch);
-        return sm_fail(SEGMAMBA_E_NOMEM, "instance norm: out of memory for %d channels", c);
-    }
     /* Sums are taken of x - shift, shift being the first voxel, so that a
      * channel whose mean is large against its spread does not lose its
      * variance to cancellation. The mean is then kept as a float pair
      * hi + lo: (x - hi) is exact for x near the mean, where x * scale + shift
      * would cancel catastrophically. */
-    float *scale = scratch, *mean_hi = scratch + c, *mean_lo = scratch + 2 * c;
     const float *shift = src;
+    memset(acc, 0, (size_t)nt * (size_t)c * 2 * sizeof *acc);
 #pragma omp parallel num_threads(nt)
     {
         double *s = acc + (size_t)sm_thread_id() * (size_t)c * 2, *s2 = s + c;
-        float *bs = scratch + (3 + 2 * (size_t)sm_thread_id()) * (size_t)c, *bs2 = bs + c;
+        float *bs = work + 2 * (size_t)sm_thread_id() * (size_t)c, *bs2 = bs + c;
         const int64_t blocks = (n + NORM_BLOCK - 1) / NORM_BLOCK;
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < blocks; b++) {
@@ -90,20 +89,67 @@ sm_status sm_instance_norm(const float *src, int src_ld, float *dst, int dst_ld,
         double var = sum2 / (double)n - dmean * dmean;
         if (var < 0.0) var = 0.0;
         const double mean = (double)shift[k] + dmean;
-        scale[k] = (float)(1.0 / sqrt(var + 1e-5));
-        mean_hi[k] = (float)mean;
-        mean_lo[k] = (float)(mean - (double)mean_hi[k]);
+        st.scale[k] = (float)(1.0 / sqrt(var + 1e-5));
+        st.mean_hi[k] = (float)mean;
+        st.mean_lo[k] = (float)(mean - (double)st.mean_hi[k]);
     }
-#pragma omp parallel for schedule(static)
-    for (int64_t v = 0; v < n; v++) {
-        const float *x = src + v * src_ld;
-        float *y = dst + v * dst_ld;
-        for (int k = 0; k < c; k++) y[k] = ((x[k] - mean_hi[k]) - mean_lo[k]) * scale[k];
-        act_row(y, c, act);
+}
+
+static inline void normalize_row(const float *x, float *y, int c, norm_stats st)
+{
+    for (int k = 0; k < c; k++) y[k] = ((x[k] - st.mean_hi[k]) - st.mean_lo[k]) * st.scale[k];
+}
+
+/* dst = act(IN(a) + b'), b' = IN(b) when norm_b, b itself when b is given
+ * without norm_b, nothing when b is NULL: one statistics pass per normed
+ * input, then a single pass that reads the inputs and writes dst. Each
+ * term is rounded to float before the sum, as the unfused ops do. */
+static sm_status norm_apply(const float *a, int lda, const float *b, int ldb, int norm_b,
+                            float *dst, int dst_ld, int64_t n, int c, sm_pw_act act)
+{
+    const int nt = sm_num_threads();
+    double *acc = malloc((size_t)nt * (size_t)c * 2 * sizeof *acc);
+    float *buf = malloc((size_t)c * (6 + 2 * (size_t)nt) * sizeof *buf);
+    if (!acc || !buf) {
+        free(acc);
+        free(buf);
+        return sm_fail(SEGMAMBA_E_NOMEM, "instance norm: out of memory for %d channels", c);
+    }
+    const norm_stats sa = {buf, buf + c, buf + 2 * c}, sb = {buf + 3 * c, buf + 4 * c, buf + 5 * c};
+    float *work = buf + 6 * c;
+    instance_stats(a, lda, n, c, nt, acc, work, sa);
+    if (b && norm_b) instance_stats(b, ldb, n, c, nt, acc, work, sb);
+#pragma omp parallel num_threads(nt)
+    {
+        /* one row of b' per thread */
+        float *tb = work + 2 * (size_t)sm_thread_id() * (size_t)c;
+#pragma omp for schedule(static)
+        for (int64_t v = 0; v < n; v++) {
+            float *y = dst + v * dst_ld;
+            /* b's row first: dst may be b */
+            if (b && norm_b) normalize_row(b + v * ldb, tb, c, sb);
+            else if (b) memcpy(tb, b + v * ldb, (size_t)c * sizeof *tb);
+            normalize_row(a + v * lda, y, c, sa);
+            if (b)
+                for (int k = 0; k < c; k++) y[k] += tb[k];
+            act_row(y, c, act);
+        }
     }
     free(acc);
-    free(scratch);
+    free(buf);
     return SEGMAMBA_OK;
+}
+
+sm_status sm_instance_norm(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,
+                           sm_pw_act act)
+{
+    return norm_apply(src, src_ld, NULL, 0, 0, dst, dst_ld, n, c, act);
+}
+
+sm_status sm_instance_norm_add(const float *a, int lda, const float *b, int ldb, int norm_b,
+                               float *dst, int dst_ld, int64_t n, int c, sm_pw_act act)
+{
+    return norm_apply(a, lda, b, ldb, norm_b, dst, dst_ld, n, c, act);
 }
 
 void sm_layer_norm(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,

@@ -32,6 +32,13 @@ typedef enum sm_pw_act {
 sm_status sm_instance_norm(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,
                            sm_pw_act act);
 
+/* dst = act(IN(a) + (norm_b ? IN(b) : b)) in one pass after the statistics:
+ * a residual block's tail without writing the normed terms out first.
+ * Equal, bit for bit, to sm_instance_norm on each term, then sm_add. dst
+ * may be a or b. */
+sm_status sm_instance_norm_add(const float *a, int lda, const float *b, int ldb, int norm_b,
+                               float *dst, int dst_ld, int64_t n, int c, sm_pw_act act);
+
 /* LayerNorm over the c channels of each token, eps 1e-5, with weight/bias. */
 void sm_layer_norm(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,
                    const float *weight, const float *bias);

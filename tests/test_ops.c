@@ -58,6 +58,41 @@ static void test_instance_norm(void)
     free(y);
 }
 
+/* The fused residual tail against the unfused ops it replaces: the same
+ * float operations in the same order, so the results must be identical,
+ * also when the output overwrites either input. */
+static void test_instance_norm_add(void)
+{
+    const int64_t n = 1000;
+    const int c = 24, ld = 32;
+    for (int norm_b = 0; norm_b < 2; norm_b++) {
+        for (int alias = 0; alias < 3; alias++) { /* dst: separate, a, b */
+            float *a = random_buf(n * ld, -3, 5), *b = random_buf(n * ld, -2, 1);
+            float *ea = malloc((size_t)(n * ld) * sizeof *ea), *eb = malloc((size_t)(n * ld) * sizeof *eb);
+            float *expect = malloc((size_t)(n * ld) * sizeof *expect);
+            float *sep = malloc((size_t)(n * ld) * sizeof *sep);
+            CHECK(sm_instance_norm(a, ld, ea, ld, n, c, SM_PW_NONE) == SEGMAMBA_OK);
+            if (norm_b) CHECK(sm_instance_norm(b, ld, eb, ld, n, c, SM_PW_NONE) == SEGMAMBA_OK);
+            else memcpy(eb, b, (size_t)(n * ld) * sizeof *eb);
+            sm_add(ea, ld, eb, ld, expect, ld, n, c, SM_PW_LRELU);
+            float *dst = alias == 1 ? a : alias == 2 ? b : sep;
+            CHECK(sm_instance_norm_add(a, ld, b, ld, norm_b, dst, ld, n, c, SM_PW_LRELU) ==
+                  SEGMAMBA_OK);
+            int64_t bad = 0;
+            for (int64_t v = 0; v < n; v++)
+                for (int k = 0; k < c; k++) bad += dst[v * ld + k] != expect[v * ld + k];
+            CHECK_MSG(bad == 0, "instance_norm_add norm_b=%d alias=%d: %lld values differ", norm_b,
+                      alias, (long long)bad);
+            free(a);
+            free(b);
+            free(ea);
+            free(eb);
+            free(expect);
+            free(sep);
+        }
+    }
+}
+
 static void test_layer_norm(void)
 {
     const int64_t n = 200;
@@ -174,6 +209,7 @@ int main(void)
 {
     check_seed(0x243f6a8885a308d3ull);
     test_instance_norm();
+    test_instance_norm_add();
     test_layer_norm();
     test_pointwise();
     test_convt2();

@@ -21,9 +21,11 @@ sm_isa sm_x86_best_isa(void)
     const uint64_t xcr = xcr0();
     if ((xcr & 0x6) != 0x6) return SM_ISA_SCALAR; /* SSE and AVX state */
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return SM_ISA_SCALAR;
-    const int avx2 = (b >> 5) & 1, avx512f = (b >> 16) & 1;
+    /* The AVX-512 kernels use F and DQ (VREDUCEPS); every AVX-512 CPU but
+     * Xeon Phi has both. */
+    const int avx2 = (b >> 5) & 1, avx512 = (b >> 16) & 1 && (b >> 17) & 1;
     if (!avx2) return SM_ISA_SCALAR;
     /* opmask, upper halves of ZMM0-15, ZMM16-31 */
-    if (avx512f && (xcr & 0xe0) == 0xe0) return SM_ISA_AVX512;
+    if (avx512 && (xcr & 0xe0) == 0xe0) return SM_ISA_AVX512;
     return SM_ISA_AVX2;
 }

@@ -20,6 +20,10 @@ typedef __m512 vf;
 #define V_ABS(v) _mm512_abs_ps(v)
 #define V_ROUND(v) _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define V_POW2I(p, n) _mm512_scalef_ps(p, n)
+/* VREDUCEPS (AVX512DQ) rounding down: x - floor(x), +0 for infinite x;
+ * VSCALEFPS scales by 2^floor of its second operand. */
+#define V_FRAC_FLOOR(v) _mm512_reduce_ps(v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC)
+#define V_POW2_FLOOR(p, x) _mm512_scalef_ps(p, x)
 /* Decayed states can fall below FLT_MIN, where x86 arithmetic on
  * subnormals is ~100x slower; they are flushed to zero inside the kernels
  * (a change below 1.2e-38 in a state). */
