@@ -714,18 +714,6 @@ static int64_t level_voxels(const int dims[3], int level)
     return (int64_t)(dims[0] >> level) * (dims[1] >> level) * (dims[2] >> level);
 }
 
-static sm_op_kind node_kind(sm_opcode op)
-{
-    switch (op) {
-    case SM_OP_CONV:
-    case SM_OP_CONVT2: return SM_KIND_CONV;
-    case SM_OP_INORM:
-    case SM_OP_INORM_ADD:
-    case SM_OP_INORM_ADD_INORM: return SM_KIND_NORM;
-    default: return SM_KIND_OTHER; /* a Mamba layer marks its own parts */
-    }
-}
-
 static sm_status run_node(sm_cuda_model *cm, const sm_graph *g, int i, const int dims[3])
 {
     const sm_node *nd = &g->nodes[i];
@@ -811,7 +799,7 @@ static sm_status run_all(sm_cuda_model *cm, sm_graph *g, int count, const float 
                "input layout");
         for (int i = 0; i < g->n_nodes; i++) {
             ctx->node = i;
-            SM_TRY(mark_time(ctx, node_kind(g->nodes[i].op)));
+            SM_TRY(mark_time(ctx, sm_graph_op_kind(g->nodes[i].op)));
             sm_status st = run_node(cm, g, i, dims);
             if (st != SEGMAMBA_OK)
                 return sm_fail_wrap(st, "CUDA backend: node %d (%s)", i,

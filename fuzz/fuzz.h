@@ -20,6 +20,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * fuzzer meets, not the limit. */
 #define SM_FUZZ_MAX_MEMORY ((uint64_t)256 << 20)
 
+/* LLVMFuzzerInitialize of a target that needs nothing but the cap. */
+#define SM_FUZZ_INIT_CAP_ONLY                                                  \
+    int LLVMFuzzerInitialize(int *argc, char ***argv)                          \
+    {                                                                          \
+        (void)argc;                                                            \
+        (void)argv;                                                            \
+        segmamba_set_max_memory(SM_FUZZ_MAX_MEMORY);                           \
+        return 0;                                                              \
+    }
+
 static inline void sm_fuzz_expect_message(segmamba_status st, const char *origin)
 {
     if (st == SEGMAMBA_OK) return;

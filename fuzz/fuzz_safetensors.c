@@ -3,13 +3,7 @@
 #include "fuzz.h"
 #include "weights.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    segmamba_set_max_memory(SM_FUZZ_MAX_MEMORY);
-    return 0;
-}
+SM_FUZZ_INIT_CAP_ONLY
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -113,7 +113,7 @@ static int64_t level_voxels(const run_dims *rd, int level)
     return (int64_t)rd->d[level] * rd->h[level] * rd->w[level];
 }
 
-static sm_op_kind op_kind(sm_opcode op)
+sm_op_kind sm_graph_op_kind(sm_opcode op)
 {
     switch (op) {
     case SM_OP_CONV:
@@ -289,7 +289,7 @@ sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, flo
         const double dt = sm_now_seconds() - t0;
         g->nodes[i].seconds = dt;
         /* A Mamba layer reports its own parts (norm, scan, GEMMs). */
-        if (nd->op != SM_OP_MAMBA) g->seconds[op_kind(nd->op)] += dt;
+        if (nd->op != SM_OP_MAMBA) g->seconds[sm_graph_op_kind(nd->op)] += dt;
         g->flops += nd->flops_per_voxel *
                     (double)level_voxels(&rd, g->bufs[g->values[nd->in0].buf].level);
     }

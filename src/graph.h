@@ -102,6 +102,10 @@ sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, flo
 
 const char *sm_opcode_name(sm_opcode op);
 
+/* The profile category of an op (a Mamba layer's parts are timed inside it,
+ * the node itself counts as other). */
+sm_op_kind sm_graph_op_kind(sm_opcode op);
+
 void sm_graph_free(sm_graph *g);
 
 #endif
