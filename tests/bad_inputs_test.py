@@ -20,7 +20,6 @@ usage: bad_inputs_test.py --segmamba build/segmamba
 import argparse
 import contextlib
 import gzip
-import io
 import json
 import os
 import pickletools
@@ -37,6 +36,9 @@ import nibabel as nib
 import numpy as np
 
 from host_exe import host_command
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
+from safetensors_read import write_safetensors_f32  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, "fixtures", "tiny")
@@ -86,22 +88,6 @@ def expect(exe, name, args, code, message, outputs=(), env=None, prefix=()):
 
 
 # ---- checkpoints ----------------------------------------------------------
-
-def write_safetensors(path, tensors, header_edit=None):
-    header, chunks, off = {}, [], 0
-    for name in sorted(tensors):
-        buf = np.ascontiguousarray(tensors[name], dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape),
-                        "data_offsets": [off, off + len(buf)]}
-        chunks.append(buf)
-        off += len(buf)
-    if header_edit:
-        header_edit(header)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(chunks))
-
 
 def read_safetensors(path):
     with open(path, "rb") as f:
@@ -196,7 +182,7 @@ def checkpoint_cases(exe, tmp):
            "supported: weights must be float32, float16, bfloat16 or float64")
     p = os.path.join(tmp, "fp8.safetensors")
     victim = sorted(tensors)[0]
-    write_safetensors(p, tensors, lambda h: h[victim].update(dtype="F8_E4M3"))
+    write_safetensors_f32(p, tensors, header_edit=lambda h: h[victim].update(dtype="F8_E4M3"))
     expect(exe, "unsupported safetensors dtype", ["info", p], 4,
            f"{p}: tensor '{victim}' has dtype 'F8_E4M3', which is not supported")
 
@@ -243,7 +229,7 @@ def checkpoint_cases(exe, tmp):
     bad[victim].reshape(-1)[5] = np.nan
     bad[victim].reshape(-1)[9] = np.nan
     p = os.path.join(tmp, "nan.safetensors")
-    write_safetensors(p, bad)
+    write_safetensors_f32(p, bad)
     numel = bad[victim].size
     expect(exe, "NaN weights (safetensors)", ["info", p], 5,
            f"{p}: tensor '{victim}' holds NaN at element 5 (2 of its {numel} values are not "

@@ -8,7 +8,6 @@ distinctive part of the message; failing runs must leave no output file.
 import argparse
 import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,7 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
-from safetensors_read import read_safetensors  # noqa: E402
+from safetensors_read import read_safetensors, write_safetensors_f32  # noqa: E402
 from host_exe import host_command  # noqa: E402
 
 FIXTURE = "tests/fixtures/tiny"
@@ -39,22 +38,6 @@ def expect(exe, name, args, code, needle=None, stream="stderr"):
     ok = rc == code and (needle is None or needle in text)
     check(name, ok, f"exit {rc} (want {code}), {stream}: {text.strip()[:400]!r} (want {needle!r})")
     return text
-
-
-def write_safetensors(path, tensors, meta):
-    header, chunks, off = {}, [], 0
-    for name in sorted(tensors):
-        buf = np.ascontiguousarray(tensors[name], dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape),
-                        "data_offsets": [off, off + len(buf)]}
-        chunks.append(buf)
-        off += len(buf)
-    if meta:
-        header["__metadata__"] = meta
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(chunks))
 
 
 def main():
@@ -107,7 +90,7 @@ def main():
             t = dict(tensors)
             edit(t)
             path = os.path.join(tmp, name + ".safetensors")
-            write_safetensors(path, t, meta)
+            write_safetensors_f32(path, t, meta)
             return path
 
         victim = "vit.stages.0.0.mamba.x_proj_s.weight"

@@ -1,5 +1,6 @@
 """A small safetensors reader with numpy only (no torch, no safetensors
-package): F32, F16, BF16 and F64 tensors, returned as float32 arrays."""
+package): F32, F16, BF16 and F64 tensors, returned as float32 arrays; and
+an F32 writer for tests that build (or break) checkpoints from arrays."""
 
 import json
 import struct
@@ -27,3 +28,23 @@ def read_safetensors(path):
             raise ValueError(f"{path}: tensor {name}: dtype {dtype} is not handled")
         out[name] = a.astype(np.float32).reshape(info["shape"])
     return out, meta
+
+
+def write_safetensors_f32(path, tensors, metadata=None, header_edit=None):
+    """Writes {name: array} as F32, names sorted; header_edit(header) may
+    change the header dict before it is written."""
+    header, chunks, off = {}, [], 0
+    for name in sorted(tensors):
+        buf = np.ascontiguousarray(tensors[name], dtype="<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape),
+                        "data_offsets": [off, off + len(buf)]}
+        chunks.append(buf)
+        off += len(buf)
+    if metadata:
+        header["__metadata__"] = metadata
+    if header_edit:
+        header_edit(header)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(chunks))
