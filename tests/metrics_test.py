@@ -19,6 +19,7 @@ import tempfile
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
+from host_exe import host_command
 
 try:
     from medpy.metric import binary as medpy_binary
@@ -83,7 +84,7 @@ def save(path, lab_dhw, spacing, dtype):
 
 
 def run(cli, args):
-    return subprocess.run([cli, "metrics"] + args, capture_output=True, text=True)
+    return subprocess.run(host_command(cli) + ["metrics"] + args, capture_output=True, text=True)
 
 
 def main():

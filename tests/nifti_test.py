@@ -25,6 +25,7 @@ import tempfile
 
 import nibabel as nib
 import numpy as np
+from host_exe import host_command
 
 DATA = "/usr/lib/python3/dist-packages/nibabel/tests/data"
 failures = 0
@@ -37,7 +38,7 @@ def fail(msg):
 
 
 def dump(tool, paths, out):
-    r = subprocess.run([tool, "read", out] + list(paths), capture_output=True, text=True)
+    r = subprocess.run(host_command(tool) + ["read", out] + list(paths), capture_output=True, text=True)
     geom = json.loads(r.stdout) if r.returncode == 0 else None
     data = np.load(out) if r.returncode == 0 else None
     return r, geom, data
@@ -195,7 +196,7 @@ def check_writers(tool, tmp, rng):
             img.to_filename(src)
             for mode, suffix in (("write-u8", ".nii.gz"), ("write-f32", ".nii"), ("write-bare", ".nii.gz")):
                 dst = os.path.join(tmp, f"w_out_{mode}_{cls.__name__}_{four_d}{suffix}")
-                r = subprocess.run([tool, mode, src, dst], capture_output=True, text=True)
+                r = subprocess.run(host_command(tool) + [mode, src, dst], capture_output=True, text=True)
                 n += 1
                 if r.returncode != 0:
                     fail(f"{mode} {src}: exit {r.returncode}: {r.stderr}")
@@ -328,12 +329,12 @@ def check_preview(cli, tmp, rng):
     seg[10:20, 15:25, 4:8] = 2
     seg[12:16, 18:22, 5:7] = 1
     nib.Nifti1Image(seg, aff).to_filename(seg_path)
-    r = subprocess.run([cli, "preview", "--image", img_path, "--seg", seg_path, "-o", png],
+    r = subprocess.run(host_command(cli) + ["preview", "--image", img_path, "--seg", seg_path, "-o", png],
                        capture_output=True, text=True)
     if r.returncode != 0 or open(png, "rb").read(8) != b"\x89PNG\r\n\x1a\n":
         fail(f"preview: exit {r.returncode}: {r.stderr}")
     nib.Nifti1Image(seg, np.diag([1.2, 1.0, 2.0, 1.0])).to_filename(seg_path)
-    r = subprocess.run([cli, "preview", "--image", img_path, "--seg", seg_path, "-o", png],
+    r = subprocess.run(host_command(cli) + ["preview", "--image", img_path, "--seg", seg_path, "-o", png],
                        capture_output=True, text=True)
     if r.returncode != 6 or "spacing differs" not in r.stderr:
         fail(f"preview with a mismatched segmentation: exit {r.returncode}: {r.stderr}")

@@ -30,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "reference"))
 import pipeline_ref  # noqa: E402
 from segmamba_ref import SegMambaRef  # noqa: E402
+from host_exe import host_command  # noqa: E402
 
 FIXTURE = os.path.join(HERE, "fixtures", "tiny")
 NSLICES = [16, 8, 4, 2]
@@ -109,7 +110,7 @@ def run_case(args, model, tmp, name, image, spacing, crd, tta, four_d=False):
             inputs.append(os.path.join(cdir, f"case-{ch['name']}.nii.gz"))
             save_nifti(inputs[-1], image[c], spacing)
     out = {k: os.path.join(cdir, k + ".nii.gz") for k in ("seg", "prob", "unc", "regions")}
-    cmd = [args.segmamba, "predict", "--model", os.path.join(FIXTURE, "model.safetensors"),
+    cmd = host_command(args.segmamba) + ["predict", "--model", os.path.join(FIXTURE, "model.safetensors"),
            "--card", card_path, "-i", *inputs, "-o", out["seg"], "--probabilities", out["prob"],
            "--uncertainty", out["unc"], "--threads", "2", "--quiet"]
     if crd["output"] == "regions":
@@ -163,7 +164,7 @@ def cli_refusals(args, tmp):
     with open(card_path, "w") as f:
         json.dump(card(["t2w", "t2f"]), f)
     model = os.path.join(FIXTURE, "model.safetensors")
-    base = [args.segmamba, "predict", "--model", model, "--card", card_path, "--quiet"]
+    base = host_command(args.segmamba) + ["predict", "--model", model, "--card", card_path, "--quiet"]
     cases = {
         "swapped channel names": base + ["-i", *paths, "-o", os.path.join(d, "o.nii.gz")],
         "input count": base + ["-i", paths[0], paths[1], paths[0], "-o", os.path.join(d, "o.nii.gz")],

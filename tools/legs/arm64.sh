@@ -12,5 +12,5 @@ grep -qx '#define SM_HAVE_NEON 1' "$LEG_BUILD/sm_config.h"  # the NEON kernels a
 # Emulated code runs several times slower than native (test_pipeline: 51 s
 # of CPU under qemu against 16 s natively, and 576 s of wall time on a
 # machine shared with other jobs): the tests' timeouts are stretched.
-meson test -C "$LEG_BUILD" --suite small --num-processes 1 --print-errorlogs \
+meson test -C "$LEG_BUILD" --suite small --suite emulated --num-processes 1 --print-errorlogs \
   --timeout-multiplier 10
