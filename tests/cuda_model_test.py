@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(HERE, "reference"))
 sys.path.insert(0, HERE)
 
 from compare import compare  # noqa: E402
-from model_case import generate  # noqa: E402
+from model_case import with_case  # noqa: E402
 
 
 def cuda_device(exe):
@@ -126,15 +126,7 @@ def main():
         print(f"skipped: no usable CUDA device ({line})")
         return 77
     print(f"device: {device}", flush=True)
-    if args.fixture:
-        return run_case(args, args.fixture)
-    if args.keep:
-        os.makedirs(args.keep, exist_ok=True)
-        generate(gen, args.keep)
-        return run_case(args, args.keep)
-    with tempfile.TemporaryDirectory() as case_dir:
-        generate(gen, case_dir)
-        return run_case(args, case_dir)
+    return with_case(args, run_case, gen)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,21 @@ def generate(args, out_dir):
     print(f"generated in {time.time() - t0:.1f} s", flush=True)
 
 
+def with_case(args, run, gen_args=None):
+    """run(args, case_dir) on --fixture, or on a case generated (with
+    gen_args, default args) into --keep or a temporary folder."""
+    gen_args = gen_args or args
+    if args.fixture:
+        return run(args, args.fixture)
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
+        generate(gen_args, args.keep)
+        return run(args, args.keep)
+    with tempfile.TemporaryDirectory() as case_dir:
+        generate(gen_args, case_dir)
+        return run(args, case_dir)
+
+
 def run_case(args, case_dir):
     import numpy as np
 
@@ -123,15 +138,7 @@ def main():
     ap.add_argument("--keep", help="generate into this folder and keep it")
     args = ap.parse_args()
 
-    if args.fixture:
-        return run_case(args, args.fixture)
-    if args.keep:
-        os.makedirs(args.keep, exist_ok=True)
-        generate(args, args.keep)
-        return run_case(args, args.keep)
-    with tempfile.TemporaryDirectory() as case_dir:
-        generate(args, case_dir)
-        return run_case(args, case_dir)
+    return with_case(args, run_case)
 
 
 if __name__ == "__main__":
