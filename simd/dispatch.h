@@ -5,6 +5,7 @@
 #ifndef SM_SIMD_DISPATCH_H
 #define SM_SIMD_DISPATCH_H
 
+#include "norm.h"
 #include "scan.h"
 
 typedef enum sm_isa {
@@ -21,6 +22,8 @@ typedef struct sm_kernels {
     sm_gelu_fn gelu;
     sm_silu_fn silu;
     sm_fma_probe_fn fma_probe;
+    sm_norm_sums_fn norm_sums;
+    sm_norm_apply_fn norm_apply;
 } sm_kernels;
 
 /* The active table (initialised on first use from the CPU and SEGMAMBA_ISA). */

@@ -39,13 +39,17 @@ static inline void act_row(float *y, int c, sm_pw_act act)
  * enough to keep float rounding near 1e-5 relative, long enough to vectorise. */
 #define NORM_BLOCK 256
 
+/* Voxels per unit of work in the apply pass. */
+#define NORM_APPLY_BLOCK 1024
+
 /* Per channel: the mean as a float pair hi + lo and 1/sqrt(var + eps). */
 typedef struct norm_stats {
     float *scale, *mean_hi, *mean_lo;
 } norm_stats;
 
 /* Statistics of the n voxels of src into st (3c floats); work holds
- * (1 + 2 nt) c floats and acc 2 nt c doubles, nt being sm_num_threads(). */
+ * 2 nt c floats and acc 2 nt c doubles, nt being sm_num_threads(). The
+ * block sums are the dispatch table's norm_sums (simd/norm.h). */
 static void instance_stats(const float *src, int src_ld, int64_t n, int c, int nt, double *acc,
                            float *work, norm_stats st)
 {
@@ -55,6 +59,7 @@ static void instance_stats(const float *src, int src_ld, int64_t n, int c, int n
      * hi + lo: (x - hi) is exact for x near the mean, where x * scale + shift
      * would cancel catastrophically. */
     const float *shift = src;
+    const sm_norm_sums_fn sums = sm_kernels_get()->norm_sums;
     memset(acc, 0, (size_t)nt * (size_t)c * 2 * sizeof *acc);
 #pragma omp parallel num_threads(nt)
     {
@@ -63,16 +68,9 @@ static void instance_stats(const float *src, int src_ld, int64_t n, int c, int n
         const int64_t blocks = (n + NORM_BLOCK - 1) / NORM_BLOCK;
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < blocks; b++) {
-            const int64_t v1 = (b + 1) * NORM_BLOCK < n ? (b + 1) * NORM_BLOCK : n;
+            const int64_t v0 = b * NORM_BLOCK, v1 = v0 + NORM_BLOCK < n ? v0 + NORM_BLOCK : n;
             for (int k = 0; k < c; k++) bs[k] = bs2[k] = 0.0f;
-            for (int64_t v = b * NORM_BLOCK; v < v1; v++) {
-                const float *x = src + v * src_ld;
-                for (int k = 0; k < c; k++) {
-                    const float d = x[k] - shift[k];
-                    bs[k] += d;
-                    bs2[k] += d * d;
-                }
-            }
+            sums(src + v0 * src_ld, src_ld, v1 - v0, c, shift, bs, bs2);
             for (int k = 0; k < c; k++) {
                 s[k] += bs[k];
                 s2[k] += bs2[k];
@@ -95,15 +93,16 @@ static void instance_stats(const float *src, int src_ld, int64_t n, int c, int n
     }
 }
 
-static inline void normalize_row(const float *x, float *y, int c, norm_stats st)
+static sm_norm_stats kernel_stats(norm_stats st)
 {
-    for (int k = 0; k < c; k++) y[k] = ((x[k] - st.mean_hi[k]) - st.mean_lo[k]) * st.scale[k];
+    return (sm_norm_stats){st.scale, st.mean_hi, st.mean_lo};
 }
 
 /* dst = act(IN(a) + b'), b' = IN(b) when norm_b, b itself when b is given
  * without norm_b, nothing when b is NULL: one statistics pass per normed
- * input, then a single pass that reads the inputs and writes dst. Each
- * term is rounded to float before the sum, as the unfused ops do. */
+ * input, then a single pass (the dispatch table's norm_apply) that reads
+ * the inputs and writes dst. Each term is rounded to float before the sum,
+ * as the unfused ops do. */
 static sm_status norm_apply(const float *a, int lda, const float *b, int ldb, int norm_b,
                             float *dst, int dst_ld, int64_t n, int c, sm_pw_act act)
 {
@@ -119,21 +118,21 @@ static sm_status norm_apply(const float *a, int lda, const float *b, int ldb, in
     float *work = buf + 6 * c;
     instance_stats(a, lda, n, c, nt, acc, work, sa);
     if (b && norm_b) instance_stats(b, ldb, n, c, nt, acc, work, sb);
-#pragma omp parallel num_threads(nt)
-    {
-        /* one row of b' per thread */
-        float *tb = work + 2 * (size_t)sm_thread_id() * (size_t)c;
-#pragma omp for schedule(static)
-        for (int64_t v = 0; v < n; v++) {
-            float *y = dst + v * dst_ld;
-            /* b's row first: dst may be b */
-            if (b && norm_b) normalize_row(b + v * ldb, tb, c, sb);
-            else if (b) memcpy(tb, b + v * ldb, (size_t)c * sizeof *tb);
-            normalize_row(a + v * lda, y, c, sa);
-            if (b)
-                for (int k = 0; k < c; k++) y[k] += tb[k];
-            act_row(y, c, act);
-        }
+    const sm_kernels *k = sm_kernels_get();
+    const sm_norm_args args = {
+        .c = c, .a = a, .lda = lda, .sa = kernel_stats(sa),
+        .b = b, .ldb = ldb, .norm_b = norm_b, .sb = kernel_stats(sb),
+        .y = dst, .ldy = dst_ld,
+        .act = act == SM_PW_RELU ? SM_NORM_ACT_RELU
+             : act == SM_PW_LRELU ? SM_NORM_ACT_LRELU : SM_NORM_ACT_NONE};
+    const int64_t blocks = (n + NORM_APPLY_BLOCK - 1) / NORM_APPLY_BLOCK;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const int64_t v0 = blk * NORM_APPLY_BLOCK;
+        const int64_t v1 = v0 + NORM_APPLY_BLOCK < n ? v0 + NORM_APPLY_BLOCK : n;
+        k->norm_apply(&args, v0, v1);
+        if (act == SM_PW_GELU)
+            for (int64_t v = v0; v < v1; v++) act_row(dst + v * dst_ld, c, act);
     }
     free(acc);
     free(buf);

@@ -177,6 +177,174 @@ static void test_silu(const sm_kernels *k)
     CHECK_MSG(worst <= 5e-7, "%s silu: max relative error %.3g", sm_isa_name(k->isa), worst);
 }
 
+/* Equal as bit patterns, or both NaN (a NaN's payload may differ). */
+static int same_float(float x, float y)
+{
+    uint32_t a, b;
+    memcpy(&a, &x, sizeof a);
+    memcpy(&b, &y, sizeof b);
+    return a == b || (isnan(x) && isnan(y));
+}
+
+/* A voxel value: mostly uniform around an offset, with NaN, infinities,
+ * signed zeros, subnormals and huge values sprinkled in when special. */
+static float norm_value(int special, float offset)
+{
+    if (special) {
+        switch ((int)uniform(0, 40)) {
+        case 0: return NAN;
+        case 1: return -INFINITY;
+        case 2: return -0.0f;
+        case 3: return 1e-39f; /* subnormal */
+        case 4: return -3e38f;
+        default: break;
+        }
+    }
+    return offset + (float)uniform(-2, 2);
+}
+
+/* The norm kernels' sums: the scalar kernel against double sums of the same
+ * float differences (the float rounding of NORM_BLOCK-long sums), every
+ * other level against the scalar kernel bit for bit (simd/norm.h promises
+ * the same float operations in the same order). Channel counts cover a
+ * group of vectors, a partial group, and channels left to the scalar code;
+ * rows are strided (ld > c). */
+static void test_norm_sums(const sm_kernels *k)
+{
+    const int cs[] = {48, 5, 100, 16, 1};
+    for (unsigned ci = 0; ci < sizeof cs / sizeof *cs; ci++) {
+        const int c = cs[ci], ld = c + 3, nv = 256;
+        for (int special = 0; special < 2; special++) {
+            float *x = malloc(sizeof(float) * (size_t)nv * ld), *shift = malloc(sizeof(float) * c);
+            float *s = calloc((size_t)c, sizeof *s), *s2 = calloc((size_t)c, sizeof *s2);
+            float *r = calloc((size_t)c, sizeof *r), *r2 = calloc((size_t)c, sizeof *r2);
+            for (int64_t i = 0; i < (int64_t)nv * ld; i++) x[i] = norm_value(special, 1000.0f);
+            for (int j = 0; j < c; j++) shift[j] = x[j];
+            for (int j = 0; j < c; j++) s[j] = r[j] = (float)uniform(-1, 1); /* adds to what is there */
+            k->norm_sums(x, ld, nv, c, shift, s, s2);
+            sm_norm_sums_scalar(x, ld, nv, c, shift, r, r2);
+            int diff = 0;
+            for (int j = 0; j < c; j++) diff += !same_float(s[j], r[j]) || !same_float(s2[j], r2[j]);
+            CHECK_MSG(diff == 0, "%s norm_sums c=%d special=%d: %d channels differ from scalar",
+                      sm_isa_name(k->isa), c, special, diff);
+            if (k->isa == SM_ISA_SCALAR && !special) {
+                /* r2 started at 0: it is the float sum of 256 squares */
+                double worst = 0;
+                for (int j = 0; j < c; j++) {
+                    double ds2 = 0;
+                    for (int v = 0; v < nv; v++) {
+                        double d = (double)(x[(int64_t)v * ld + j] - shift[j]);
+                        ds2 += d * d;
+                    }
+                    double e = fabs((double)r2[j] - ds2) / (ds2 + 1e-30);
+                    if (!(e <= worst)) worst = e;
+                }
+                CHECK_MSG(worst <= 256 * 6e-8, "scalar norm_sums: relative error %.3g of the squares",
+                          worst);
+            }
+            free(x);
+            free(shift);
+            free(s);
+            free(s2);
+            free(r);
+            free(r2);
+        }
+    }
+}
+
+/* The apply kernel: the scalar one against its definition in double
+ * (three float roundings per term and one for the sum), every other level
+ * against the scalar one bit for bit, for each form (no b, b, IN(b)), each
+ * activation, strided rows, outputs aliasing a or b, a voxel range that
+ * does not start at 0, and special values. */
+static void test_norm_apply(const sm_kernels *k)
+{
+    const int cs[] = {48, 5, 100, 16, 1};
+    for (unsigned ci = 0; ci < sizeof cs / sizeof *cs; ci++) {
+        const int c = cs[ci], ld = c + 2, n = 37, v0 = 3, v1 = 35;
+        const size_t len = (size_t)n * ld;
+        float *a = malloc(len * sizeof *a), *b = malloc(len * sizeof *b);
+        float *y = malloc(len * sizeof *y), *yr = malloc(len * sizeof *yr);
+        float *ya = malloc(len * sizeof *ya), *yb = malloc(len * sizeof *yb);
+        float *st = malloc(6 * (size_t)c * sizeof *st);
+        for (int j = 0; j < c; j++) {
+            st[j] = (float)uniform(0.1, 3);             /* scale */
+            st[c + j] = (float)uniform(-5, 5);          /* mean_hi */
+            st[2 * c + j] = (float)uniform(-1e-6, 1e-6); /* mean_lo */
+            st[3 * c + j] = (float)uniform(0.1, 3);
+            st[4 * c + j] = (float)uniform(-5, 5);
+            st[5 * c + j] = (float)uniform(-1e-6, 1e-6);
+        }
+        for (int special = 0; special < 2; special++)
+            for (int mode = 0; mode < 3; mode++)
+                for (int act = SM_NORM_ACT_NONE; act <= SM_NORM_ACT_LRELU; act++) {
+                    for (size_t i = 0; i < len; i++) {
+                        a[i] = norm_value(special, 0.0f);
+                        b[i] = norm_value(special, 0.0f);
+                        y[i] = yr[i] = (float)uniform(-1, 1); /* rows outside [v0, v1) kept */
+                    }
+                    memcpy(ya, a, len * sizeof *a);
+                    memcpy(yb, b, len * sizeof *b);
+                    sm_norm_args args = {
+                        .c = c, .a = a, .lda = ld, .sa = {st, st + c, st + 2 * c},
+                        .b = mode ? b : NULL, .ldb = ld, .norm_b = mode == 2,
+                        .sb = {st + 3 * c, st + 4 * c, st + 5 * c},
+                        .y = y, .ldy = ld, .act = (sm_norm_act)act};
+                    k->norm_apply(&args, v0, v1);
+                    sm_norm_args ref = args;
+                    ref.y = yr;
+                    sm_norm_apply_scalar(&ref, v0, v1);
+                    /* in place on a, then on b */
+                    sm_norm_args on_a = args, on_b = args;
+                    on_a.a = on_a.y = ya;
+                    k->norm_apply(&on_a, v0, v1);
+                    if (mode) {
+                        on_b.b = on_b.y = yb;
+                        k->norm_apply(&on_b, v0, v1);
+                    }
+                    int diff = 0;
+                    for (int v = 0; v < n; v++)
+                        for (int j = 0; j < c; j++) {
+                            const size_t i = (size_t)v * ld + j;
+                            const int inside = v >= v0 && v < v1;
+                            diff += !same_float(y[i], yr[i]);
+                            diff += !same_float(ya[i], inside ? yr[i] : a[i]);
+                            if (mode) diff += !same_float(yb[i], inside ? yr[i] : b[i]);
+                        }
+                    CHECK_MSG(diff == 0,
+                              "%s norm_apply c=%d mode=%d act=%d special=%d: %d values differ "
+                              "from scalar", sm_isa_name(k->isa), c, mode, act, special, diff);
+                    if (k->isa != SM_ISA_SCALAR || special) continue;
+                    double worst = 0;
+                    for (int v = v0; v < v1; v++)
+                        for (int j = 0; j < c; j++) {
+                            const size_t i = (size_t)v * ld + j;
+                            double t = ((double)a[i] - st[c + j] - st[2 * c + j]) * st[j];
+                            double mag = fabs(t);
+                            if (mode == 1) t += b[i], mag += fabs(b[i]);
+                            if (mode == 2) {
+                                double u = ((double)b[i] - st[4 * c + j] - st[5 * c + j]) * st[3 * c + j];
+                                t += u;
+                                mag += fabs(u);
+                            }
+                            if (act == SM_NORM_ACT_RELU) t = t > 0 ? t : 0;
+                            if (act == SM_NORM_ACT_LRELU) t = t > 0 ? t : 0.01 * t;
+                            double e = fabs(yr[i] - t) / (mag + 1e-30);
+                            if (!(e <= worst)) worst = e;
+                        }
+                    CHECK_MSG(worst <= 5 * 6e-8, "scalar norm_apply mode=%d act=%d: error %.3g",
+                              mode, act, worst);
+                }
+        free(a);
+        free(b);
+        free(y);
+        free(yr);
+        free(ya);
+        free(yb);
+        free(st);
+    }
+}
+
 int main(void)
 {
     test_token_orders();
@@ -187,6 +355,8 @@ int main(void)
         test_exp(k);
         test_gelu(k);
         test_silu(k);
+        test_norm_sums(k);
+        test_norm_apply(k);
         for (int o = 0; o < 3; o++) {
             run_case(k, (sm_order)o, 64, 8, 6, 16, -3, 1, 8);
             run_case(k, (sm_order)o, 4096, 64, 33, 16, -6, 2, 16);
