@@ -1,7 +1,8 @@
 /* Times the selective scan kernels at every level this CPU supports on the
  * shape of the official network's first stage at 128^3 (L = 64^3 tokens,
  * d_inner = 96, N = 16), in each of the three orders, channels split over
- * the OpenMP threads as the engine does.
+ * the OpenMP threads as the engine does; then the causal conv1d + SiLU
+ * that makes the scan's u (4 taps, positions split over the threads).
  *   build/bench/scan_bench [L] [d_inner] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,29 @@ int main(int argc, char **argv)
                    o == 0 ? "forward" : o == 1 ? "backward" : "slice", m, 1e9 * m / (double)(L * di) * nt);
         }
     }
+    float *w = filled(4 * di, -0.5f, 0.5f);
+    for (int isa = SM_ISA_SCALAR; isa <= SM_ISA_NEON; isa++) {
+        if (sm_kernels_select((sm_isa)isa) != (sm_isa)isa) continue;
+        const sm_kernels *k = sm_kernels_get();
+        for (int o = 0; o < 3; o++) {
+            /* x dense here (in the engine it is half of in_proj's output rows) */
+            const sm_conv1d_args a = {.L = L, .order = (sm_order)o, .nslices = 64, .c = di, .K = 4,
+                                      .x = z, .ld_x = di, .w = w, .b = bias, .u = y, .ld_u = di};
+            double t[3];
+            for (int r = 0; r < 3; r++) {
+                double t0 = now();
+#pragma omp parallel for schedule(static) num_threads(nt)
+                for (int64_t b = 0; b < (L + 255) / 256; b++)
+                    k->conv1d_silu(&a, b * 256, (b + 1) * 256 < L ? (b + 1) * 256 : L);
+                t[r] = now() - t0;
+            }
+            double m = t[0] < t[1] ? (t[1] < t[2] ? t[1] : (t[0] < t[2] ? t[2] : t[0]))
+                                   : (t[0] < t[2] ? t[0] : (t[1] < t[2] ? t[2] : t[1]));
+            printf("conv1d %-7s %-8s %.4f s\n", sm_isa_name(k->isa),
+                   o == 0 ? "forward" : o == 1 ? "backward" : "slice", m);
+        }
+    }
+    free(w);
     free(u), free(dl), free(z), free(p), free(y), free(A), free(bias), free(D), free(state);
     return 0;
 }

@@ -24,6 +24,7 @@ typedef struct sm_kernels {
     sm_fma_probe_fn fma_probe;
     sm_norm_sums_fn norm_sums;
     sm_norm_apply_fn norm_apply;
+    sm_conv1d_silu_fn conv1d_silu;
 } sm_kernels;
 
 /* The active table (initialised on first use from the CPU and SEGMAMBA_ISA). */

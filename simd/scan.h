@@ -52,6 +52,43 @@ static inline int64_t sm_scan_token(sm_order order, int64_t L, int64_t S, int64_
     }
 }
 
+/* The causal depthwise conv1d + SiLU that makes a direction's u, along the
+ * direction's order: for position q with token t = token(q),
+ *   u[t, j] = SiLU(b[j] + sum_k w[k, j] x[token(q - K + 1 + k), j]),
+ * the taps in increasing k, positions before 0 contributing nothing. */
+typedef struct sm_conv1d_args {
+    int64_t L;
+    sm_order order;
+    int64_t nslices;
+    int c, K;        /* channels, taps */
+    const float *x;  /* (L, ld_x) */
+    int64_t ld_x;
+    const float *w;  /* (K, c): tap k of channel j at w[k*c + j] */
+    const float *b;  /* c */
+    float *u;        /* (L, ld_u) */
+    int64_t ld_u;
+} sm_conv1d_args;
+
+/* Writes the u rows of tokens [t0, t1) (in memory order, whatever the
+ * direction: the inter-slice direction's windows then slide along K
+ * streams of rows instead of jumping a slice's length at every position). */
+typedef void (*sm_conv1d_silu_fn)(const sm_conv1d_args *a, int64_t t0, int64_t t1);
+
+void sm_conv1d_silu_scalar(const sm_conv1d_args *a, int64_t t0, int64_t t1);
+void sm_conv1d_silu_avx2(const sm_conv1d_args *a, int64_t t0, int64_t t1);
+void sm_conv1d_silu_avx512(const sm_conv1d_args *a, int64_t t0, int64_t t1);
+void sm_conv1d_silu_neon(const sm_conv1d_args *a, int64_t t0, int64_t t1);
+
+/* The position at which token t is visited: the inverse of sm_scan_token. */
+static inline int64_t sm_scan_position(sm_order order, int64_t L, int64_t S, int64_t t)
+{
+    switch (order) {
+    case SM_ORDER_BACKWARD: return L - 1 - t;
+    case SM_ORDER_SLICE: return (t % (L / S)) * S + t / (L / S);
+    default: return t;
+    }
+}
+
 /* y[i] = exp(x[i]); the vector versions are the scan's exp (see
  * scan_template.h for their error bound). */
 typedef void (*sm_exp_fn)(const float *x, float *y, int64_t n);

@@ -8,24 +8,21 @@
 #include "parallel.h"
 #include "simd/dispatch.h"
 
-/* u[t] = SiLU(b + sum_k w[k] x[token(q - K + 1 + k)]) along the direction's
- * order, where t = token(q); positions before the start contribute zero. */
+/* Positions per unit of work of the conv1d. */
+#define CONV1D_BLOCK 256
+
+/* u = SiLU(causal conv1d of x) along the direction's order (simd/scan.h). */
 static void causal_conv1d_silu(const sm_mamba *m, const sm_mamba_dir *dir, sm_order order,
                                int64_t L, int64_t S, const float *x, int64_t ldx, float *u)
 {
-    const int di = m->d_inner, K = m->d_conv;
-    const sm_silu_fn silu = sm_kernels_get()->silu;
+    const sm_conv1d_args args = {.L = L, .order = order, .nslices = S, .c = m->d_inner,
+                                 .K = m->d_conv, .x = x, .ld_x = ldx, .w = dir->conv_wt,
+                                 .b = dir->conv_b, .u = u, .ld_u = m->d_inner};
+    const sm_conv1d_silu_fn f = sm_kernels_get()->conv1d_silu;
+    const int64_t blocks = (L + CONV1D_BLOCK - 1) / CONV1D_BLOCK;
 #pragma omp parallel for schedule(static)
-    for (int64_t q = 0; q < L; q++) {
-        float *ut = u + sm_scan_token(order, L, S, q) * di;
-        for (int c = 0; c < di; c++) ut[c] = dir->conv_b[c];
-        for (int k = q < K - 1 ? (int)(K - 1 - q) : 0; k < K; k++) {
-            const float *xs = x + sm_scan_token(order, L, S, q - (K - 1) + k) * ldx;
-            const float *w = dir->conv_wt + (int64_t)k * di;
-            for (int c = 0; c < di; c++) ut[c] += w[c] * xs[c];
-        }
-        silu(ut, ut, di);
-    }
+    for (int64_t b = 0; b < blocks; b++)
+        f(&args, b * CONV1D_BLOCK, (b + 1) * CONV1D_BLOCK < L ? (b + 1) * CONV1D_BLOCK : L);
 }
 
 static sm_status run_scan(const sm_mamba *m, const sm_scan_args *args)

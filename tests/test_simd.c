@@ -345,6 +345,68 @@ static void test_norm_apply(const sm_kernels *k)
     }
 }
 
+/* The conv1d + SiLU that makes u: the scalar kernel against the definition
+ * in double on the explicitly permuted sequence, every other level against
+ * the scalar kernel (its sums are the scalar ones bit for bit, its SiLU
+ * within test_silu's 5e-7). Token ranges start inside a slice; channel
+ * counts leave channels to the scalar code; x rows are strided. */
+static void conv1d_case(const sm_kernels *k, sm_order order, int64_t L, int64_t S, int c, int K)
+{
+    const int ldx = 2 * c + 1;
+    float *x = malloc(sizeof(float) * (size_t)L * ldx), *w = malloc(sizeof(float) * (size_t)K * c);
+    float *b = malloc(sizeof(float) * c);
+    float *u = malloc(sizeof(float) * (size_t)L * c), *us = malloc(sizeof(float) * (size_t)L * c);
+    int64_t *tok = malloc(sizeof(int64_t) * (size_t)L), *pos = malloc(sizeof(int64_t) * (size_t)L);
+    for (int64_t i = 0; i < L * ldx; i++) x[i] = (float)uniform(-3, 3);
+    for (int i = 0; i < K * c; i++) w[i] = (float)uniform(-1, 1);
+    for (int i = 0; i < c; i++) b[i] = (float)uniform(-1, 1);
+    order_table(order, L, S, tok);
+    for (int64_t q = 0; q < L; q++) pos[tok[q]] = q;
+    const sm_conv1d_args a = {.L = L, .order = order, .nslices = S, .c = c, .K = K, .x = x,
+                              .ld_x = ldx, .w = w, .b = b, .u = u, .ld_u = c};
+    sm_conv1d_args as = a;
+    as.u = us;
+    const int64_t cut = L / 3 + 1; /* inside a slice */
+    k->conv1d_silu(&a, 0, cut);
+    k->conv1d_silu(&a, cut, L);
+    sm_conv1d_silu_scalar(&as, 0, L);
+    double worst_ref = 0, worst_lvl = 0;
+    for (int64_t t = 0; t < L; t++)
+        for (int j = 0; j < c; j++) {
+            const int64_t q = pos[t];
+            double v = b[j], mag = fabs(b[j]);
+            for (int kk = 0; kk < K; kk++) {
+                const int64_t p = q - (K - 1) + kk;
+                if (p < 0) continue;
+                const double term = (double)w[kk * c + j] * x[tok[p] * ldx + j];
+                v += term;
+                mag += fabs(term);
+            }
+            const double ref = v / (1.0 + exp(-v));
+            const double es = fabs(us[t * c + j] - ref) / (fabs(ref) + mag + 1e-30);
+            const double el = fabs(u[t * c + j] - us[t * c + j]) / (fabs(us[t * c + j]) + 1e-30);
+            if (!(es <= worst_ref)) worst_ref = es;
+            if (!(el <= worst_lvl) && fabs(us[t * c + j]) > 1e-30) worst_lvl = el;
+        }
+    CHECK_MSG(worst_ref <= 1e-6, "scalar conv1d order %d L=%lld c=%d K=%d: error %.3g", (int)order,
+              (long long)L, c, K, worst_ref);
+    CHECK_MSG(worst_lvl <= 5e-7, "%s conv1d order %d L=%lld c=%d K=%d: %.3g from scalar",
+              sm_isa_name(k->isa), (int)order, (long long)L, c, K, worst_lvl);
+    free(x), free(w), free(b), free(u), free(us), free(tok), free(pos);
+}
+
+static void test_conv1d(const sm_kernels *k)
+{
+    for (int o = 0; o < 3; o++) {
+        conv1d_case(k, (sm_order)o, 4096, 64, 96, 4);
+        conv1d_case(k, (sm_order)o, 300, 12, 5, 4);
+        conv1d_case(k, (sm_order)o, 64, 32, 16, 4); /* slices of 2 tokens: windows span slices */
+        conv1d_case(k, (sm_order)o, 96, 8, 20, 2);
+        conv1d_case(k, (sm_order)o, 48, 4, 16, 1);
+        conv1d_case(k, (sm_order)o, 24, 3, 16, 20); /* more taps than the vector kernel keeps */
+    }
+}
+
 int main(void)
 {
     test_token_orders();
@@ -357,6 +419,7 @@ int main(void)
         test_silu(k);
         test_norm_sums(k);
         test_norm_apply(k);
+        test_conv1d(k);
         for (int o = 0; o < 3; o++) {
             run_case(k, (sm_order)o, 64, 8, 6, 16, -3, 1, 8);
             run_case(k, (sm_order)o, 4096, 64, 33, 16, -6, 2, 16);
