@@ -38,7 +38,7 @@
 #endif
 /* Positions ahead whose rows are prefetched. */
 #define SM_SCAN_PREFETCH 8
-/* Tokens per block of the two-pass scan (scan_block). */
+/* Tokens per block of the two-pass scan (scan_group). */
 #ifndef SM_SCAN_TB
 #define SM_SCAN_TB 32
 #endif
@@ -137,66 +137,95 @@ static inline vf v_silu(vf z)
 #define SM_UNROLL_16
 #endif
 
-/* One block of VW channels starting at c. Inlined with N a constant for
- * the usual N = 16, so that the states stay in registers. */
-static SM_ALWAYS_INLINE void scan_block(const sm_scan_args *a, int c, const int N)
+/* Blocks of VW channels that go through the tokens together. */
+#ifndef SM_SCAN_GROUP
+#define SM_SCAN_GROUP 4
+#endif
+
+/* nb <= SM_SCAN_GROUP blocks of VW channels starting at c. Inlined with N a
+ * constant for the usual N = 16, so that a block's states stay in registers
+ * while it runs through a block of tokens.
+ *
+ * Tokens go in blocks of SM_SCAN_TB, and every channel block of the group
+ * runs through a token block before the next one starts (its states kept
+ * in hs meanwhile): a row's lines for this group's channels are then all
+ * used while in cache, and B and C are read once per group rather than once
+ * per channel block. One channel block through all the tokens at a time
+ * was 1.2-1.4x slower at full size (bench/scan_bench), most in the slice
+ * order, whose every step jumps L/S rows.
+ *
+ * For each channel block, pass 1 computes what does not depend on the
+ * state (softplus, dt u, the D skip, the gate) for the whole token block:
+ * independent work, bound by throughput. Pass 2 is the recurrence alone.
+ * Fused into one loop, each token's long chain (softplus's exp and
+ * division, then the decays, then the sum over states) filled the
+ * out-of-order window: 1.4x slower in cache and 1.4x in the slice order at
+ * full size. */
+static SM_ALWAYS_INLINE void scan_group(const sm_scan_args *a, int c, int nb, const int N)
 {
-    vf h[SM_SCAN_MAX_STATE], A[SM_SCAN_MAX_STATE];
-    /* A is stored (channel, state); the block needs it by state, and in
-     * base 2: exp(dt A) = 2^(dt A log2 e). */
-    for (int n = 0; n < N; n++) {
-        float col[VW];
-        for (int k = 0; k < VW; k++) col[k] = a->A[(int64_t)(c + k) * N + n] * SM_LOG2E;
-        A[n] = V_LOAD(col);
-        h[n] = V_SET1(0.0f);
-    }
-    const vf bias = V_LOAD(a->delta_bias + c), D = V_LOAD(a->D + c);
-    /* Tokens go in blocks of SM_SCAN_TB. Pass 1 computes what does not
-     * depend on the state (softplus, dt u, the D skip, the gate) for the
-     * whole block: independent work, bound by throughput. Pass 2 is the
-     * recurrence alone. Fused into one loop, each token's long chain
-     * (softplus's exp and division, then the decays, then the sum over
-     * states) filled the out-of-order window: 1.4x slower in cache and 1.4x
-     * in the slice order at full size (bench/scan_bench). */
+    /* A is stored (channel, state); a block needs it by state, and in base
+     * 2: exp(dt A) = 2^(dt A log2 e). */
+    float As[SM_SCAN_GROUP * SM_SCAN_MAX_STATE * VW], hs[SM_SCAN_GROUP * SM_SCAN_MAX_STATE * VW];
+    for (int b = 0; b < nb; b++)
+        for (int n = 0; n < N; n++)
+            for (int k = 0; k < VW; k++) {
+                As[(b * N + n) * VW + k] = a->A[(int64_t)(c + b * VW + k) * N + n] * SM_LOG2E;
+                hs[(b * N + n) * VW + k] = 0.0f;
+            }
     float dt_b[SM_SCAN_TB * VW], du_b[SM_SCAN_TB * VW], yd_b[SM_SCAN_TB * VW],
         g_b[SM_SCAN_TB * VW];
     int64_t t_b[SM_SCAN_TB];
     for (int64_t q0 = 0; q0 < a->L; q0 += SM_SCAN_TB) {
         const int T = a->L - q0 < SM_SCAN_TB ? (int)(a->L - q0) : SM_SCAN_TB;
         for (int i = 0; i < T; i++) {
-            const int64_t q = q0 + i, t = sm_scan_token(a->order, a->L, a->nslices, q);
+            const int64_t q = q0 + i;
+            t_b[i] = sm_scan_token(a->order, a->L, a->nslices, q);
             /* The slice order jumps L/S tokens at every step, too far for
              * the hardware prefetcher: ask for a later token's rows now. */
             if (q + SM_SCAN_PREFETCH < a->L) {
                 const int64_t tp = sm_scan_token(a->order, a->L, a->nslices, q + SM_SCAN_PREFETCH);
-                __builtin_prefetch(a->u + tp * a->ld_u + c);
-                __builtin_prefetch(a->delta + tp * a->ld_delta + c);
-                __builtin_prefetch(a->z + tp * a->ld_z + c);
-                __builtin_prefetch(a->y + tp * a->ld_y + c, 1);
+                for (int k = 0; k < nb * VW; k += 16) {
+                    __builtin_prefetch(a->u + tp * a->ld_u + c + k);
+                    __builtin_prefetch(a->delta + tp * a->ld_delta + c + k);
+                    __builtin_prefetch(a->z + tp * a->ld_z + c + k);
+                    __builtin_prefetch(a->y + tp * a->ld_y + c + k, 1);
+                }
                 __builtin_prefetch(a->B + tp * a->ld_bc);
                 __builtin_prefetch(a->B + tp * a->ld_bc + 16);
                 __builtin_prefetch(a->C + tp * a->ld_bc + 16);
             }
-            t_b[i] = t;
-            const vf u = V_LOAD(a->u + t * a->ld_u + c);
-            const vf dt = v_softplus(V_ADD(V_LOAD(a->delta + t * a->ld_delta + c), bias));
-            V_STORE(dt_b + i * VW, dt);
-            V_STORE(du_b + i * VW, V_MUL(dt, u));
-            V_STORE(yd_b + i * VW, V_MUL(D, u));
-            V_STORE(g_b + i * VW, v_silu(V_LOAD(a->z + t * a->ld_z + c)));
         }
-        for (int i = 0; i < T; i++) {
-            const int64_t t = t_b[i];
-            const vf dt = V_LOAD(dt_b + i * VW), du = V_LOAD(du_b + i * VW);
-            const float *B = a->B + t * a->ld_bc, *C = a->C + t * a->ld_bc;
-            vf y = V_LOAD(yd_b + i * VW);
-            SM_UNROLL_16
-            for (int n = 0; n < N; n++) {
-                h[n] = V_FMA(v_exp2_neg(V_MUL(dt, A[n])), h[n], V_MUL(du, V_SET1(B[n])));
-                y = V_FMA(V_SET1(C[n]), h[n], y);
+        for (int b = 0; b < nb; b++) {
+            const int cb = c + b * VW;
+            const vf bias = V_LOAD(a->delta_bias + cb), D = V_LOAD(a->D + cb);
+            for (int i = 0; i < T; i++) {
+                const int64_t t = t_b[i];
+                const vf u = V_LOAD(a->u + t * a->ld_u + cb);
+                const vf dt = v_softplus(V_ADD(V_LOAD(a->delta + t * a->ld_delta + cb), bias));
+                V_STORE(dt_b + i * VW, dt);
+                V_STORE(du_b + i * VW, V_MUL(dt, u));
+                V_STORE(yd_b + i * VW, V_MUL(D, u));
+                V_STORE(g_b + i * VW, v_silu(V_LOAD(a->z + t * a->ld_z + cb)));
             }
-            float *yp = a->y + t * a->ld_y + c;
-            V_STORE(yp, V_FMA(y, V_LOAD(g_b + i * VW), V_LOAD(yp)));
+            vf h[SM_SCAN_MAX_STATE], A[SM_SCAN_MAX_STATE];
+            for (int n = 0; n < N; n++) {
+                h[n] = V_LOAD(hs + (b * N + n) * VW);
+                A[n] = V_LOAD(As + (b * N + n) * VW);
+            }
+            for (int i = 0; i < T; i++) {
+                const int64_t t = t_b[i];
+                const vf dt = V_LOAD(dt_b + i * VW), du = V_LOAD(du_b + i * VW);
+                const float *B = a->B + t * a->ld_bc, *C = a->C + t * a->ld_bc;
+                vf y = V_LOAD(yd_b + i * VW);
+                SM_UNROLL_16
+                for (int n = 0; n < N; n++) {
+                    h[n] = V_FMA(v_exp2_neg(V_MUL(dt, A[n])), h[n], V_MUL(du, V_SET1(B[n])));
+                    y = V_FMA(V_SET1(C[n]), h[n], y);
+                }
+                float *yp = a->y + t * a->ld_y + cb;
+                V_STORE(yp, V_FMA(y, V_LOAD(g_b + i * VW), V_LOAD(yp)));
+            }
+            for (int n = 0; n < N; n++) V_STORE(hs + (b * N + n) * VW, h[n]);
         }
     }
 }
@@ -298,11 +327,13 @@ void SCAN_FN(const sm_scan_args *a, int c0, int c1, float *state)
     const int N = a->n_state;
     int c = c0;
     if (N <= SM_SCAN_MAX_STATE) {
-        for (; c + VW <= c1; c += VW) {
+        while (c + VW <= c1) {
+            const int nb = (c1 - c) / VW < SM_SCAN_GROUP ? (c1 - c) / VW : SM_SCAN_GROUP;
             if (N == 16)
-                scan_block(a, c, 16);
+                scan_group(a, c, nb, 16);
             else
-                scan_block(a, c, N);
+                scan_group(a, c, nb, N);
+            c += nb * VW;
         }
     }
     if (c < c1) sm_scan_scalar(a, c, c1, state + (int64_t)(c - c0) * N);
