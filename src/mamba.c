@@ -66,6 +66,7 @@ sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *o
     double t1 = sm_now_seconds();
     seconds[SM_KIND_NORM] += t1 - t0;
     sm_sgemm(0, 1, (int)L, 2 * di, C, 1.0f, xn, C, m->in_proj, C, 0.0f, xz, 2 * di);
+#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < sz_u; i++) y[i] = 0.0f;
 
     sm_status st = SEGMAMBA_OK;
