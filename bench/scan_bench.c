@@ -1,6 +1,7 @@
 /* Times the selective scan kernels at every level this CPU supports on the
  * shape of the official network's first stage at 128^3 (L = 64^3 tokens,
- * d_inner = 96, N = 16), in each of the three orders, channels split over
+ * d_inner = 96, N = 16, dt_proj of rank 3 computed in the scan, as the
+ * engine runs it), in each of the three orders, channels split over
  * the OpenMP threads as the engine does; then the causal conv1d + SiLU
  * that makes the scan's u (4 taps, positions split over the threads).
  *   build/bench/scan_bench [L] [d_inner] */
@@ -29,11 +30,12 @@ static float *filled(int64_t n, float lo, float hi)
 int main(int argc, char **argv)
 {
     const int64_t L = argc > 1 ? atoll(argv[1]) : 262144;
-    const int di = argc > 2 ? atoi(argv[2]) : 96, N = 16, np = 6 + 2 * N;
+    const int di = argc > 2 ? atoi(argv[2]) : 96, N = 16, R = (di / 2 + 15) / 16, np = R + 2 * N;
     float *u = filled(L * di, -1, 1), *dl = filled(L * di, -4, 1), *z = filled(L * di, -3, 3);
     float *p = filled(L * np, -1, 1), *y = filled(L * di, 0, 0);
     float *A = filled(di * N, -8, -0.5f), *bias = filled(di, -1, 0), *D = filled(di, -1, 1);
     float *state = malloc((size_t)di * N * sizeof *state);
+    float *wdt = filled(di * R, -1, 0.5f);
     const int nt = sm_num_threads();
     printf("scan L=%lld d_inner=%d N=%d threads=%d (seconds per direction, median of 3)\n",
            (long long)L, di, N, nt);
@@ -41,9 +43,11 @@ int main(int argc, char **argv)
         if (sm_kernels_select((sm_isa)isa) != (sm_isa)isa) continue;
         const sm_kernels *k = sm_kernels_get();
         for (int o = 0; o < 3; o++) {
+            /* as the engine runs it: dt_proj (rank R) computed in the scan */
             sm_scan_args a = {.L = L, .n_state = N, .order = (sm_order)o, .nslices = 64,
-                              .u = u, .ld_u = di, .delta = dl, .ld_delta = di,
-                              .delta_bias = bias, .A = A, .B = p + 6, .C = p + 6 + N,
+                              .u = u, .ld_u = di, .delta = NULL, .ld_delta = di,
+                              .dt_low = p, .ld_dt_low = np, .dt_proj = wdt, .dt_rank = R,
+                              .delta_bias = bias, .A = A, .B = p + R, .C = p + R + N,
                               .ld_bc = np, .D = D, .z = z, .ld_z = di, .y = y, .ld_y = di};
             double t[3];
             for (int r = 0; r < 3; r++) {
@@ -83,7 +87,7 @@ int main(int argc, char **argv)
                    o == 0 ? "forward" : o == 1 ? "backward" : "slice", m);
         }
     }
-    free(w);
+    free(w), free(wdt);
     free(u), free(dl), free(z), free(p), free(y), free(A), free(bias), free(D), free(state);
     return 0;
 }

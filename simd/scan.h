@@ -15,6 +15,9 @@ typedef enum sm_order {
     SM_ORDER_SLICE = 2
 } sm_order;
 
+/* Largest dt_rank for which a kernel computes delta itself (sm_scan_args). */
+#define SM_SCAN_MAX_RANK 64
+
 typedef struct sm_scan_args {
     int64_t L;          /* tokens */
     int n_state;        /* N */
@@ -22,8 +25,18 @@ typedef struct sm_scan_args {
     int64_t nslices;    /* S, for SM_ORDER_SLICE; L % S == 0 */
     const float *u;     /* (L, ld_u): SiLU(conv1d(x)) */
     int64_t ld_u;
-    const float *delta; /* (L, ld_delta): dt_proj(dt_low) before bias and softplus */
+    const float *delta; /* (L, ld_delta): dt_proj(dt_low) before bias and softplus, or
+                           NULL: the kernel computes it from dt_low (below) */
     int64_t ld_delta;
+    /* Used when delta is NULL: delta[t, c] = sum_r dt_low[t*ld_dt_low + r] dt_proj[c*dt_rank + r]
+     * (dt_proj in PyTorch's (channels, rank) layout), r = 0 .. dt_rank - 1,
+     * dt_rank <= SM_SCAN_MAX_RANK. The projection then costs a few FMAs per
+     * token in the scan instead of an (L, channels) array written by a GEMM
+     * and read back. */
+    const float *dt_low;
+    int64_t ld_dt_low;
+    const float *dt_proj;
+    int dt_rank;
     const float *delta_bias; /* per channel */
     const float *A;          /* (channels, N) = -exp(A_log) */
     const float *B;          /* B[t*ld_bc + n] */

@@ -1,5 +1,6 @@
 /* Scalar selective scan: the reference every SIMD variant is tested against. */
 #include <math.h>
+#include <stddef.h>
 
 #include "scan.h"
 
@@ -16,13 +17,20 @@ void sm_scan_scalar(const sm_scan_args *a, int c0, int c1, float *h)
     for (int64_t q = 0; q < a->L; q++) {
         const int64_t t = sm_scan_token(a->order, a->L, a->nslices, q);
         const float *u = a->u + t * a->ld_u;
-        const float *dl = a->delta + t * a->ld_delta;
+        const float *dl = a->delta ? a->delta + t * a->ld_delta : NULL;
+        const float *lo = dl ? NULL : a->dt_low + t * a->ld_dt_low;
         const float *B = a->B + t * a->ld_bc;
         const float *C = a->C + t * a->ld_bc;
         const float *z = a->z + t * a->ld_z;
         float *y = a->y + t * a->ld_y;
         for (int c = c0; c < c1; c++) {
-            const float dt = softplus(dl[c] + a->delta_bias[c]);
+            float d = 0.0f;
+            if (dl) {
+                d = dl[c];
+            } else {
+                for (int r = 0; r < a->dt_rank; r++) d += lo[r] * a->dt_proj[(int64_t)c * a->dt_rank + r];
+            }
+            const float dt = softplus(d + a->delta_bias[c]);
             const float du = dt * u[c];
             const float *A = a->A + (int64_t)c * N;
             float *hc = h + (int64_t)(c - c0) * N;

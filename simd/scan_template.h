@@ -172,6 +172,13 @@ static SM_ALWAYS_INLINE void scan_group(const sm_scan_args *a, int c, int nb, co
                 As[(b * N + n) * VW + k] = a->A[(int64_t)(c + b * VW + k) * N + n] * SM_LOG2E;
                 hs[(b * N + n) * VW + k] = 0.0f;
             }
+    /* dt_proj by rank, when the kernel computes delta itself */
+    const int R = a->delta ? 0 : a->dt_rank;
+    float Ws[SM_SCAN_GROUP * SM_SCAN_MAX_RANK * VW];
+    for (int b = 0; b < nb; b++)
+        for (int r = 0; r < R; r++)
+            for (int k = 0; k < VW; k++)
+                Ws[(b * R + r) * VW + k] = a->dt_proj[(int64_t)(c + b * VW + k) * R + r];
     float dt_b[SM_SCAN_TB * VW], du_b[SM_SCAN_TB * VW], yd_b[SM_SCAN_TB * VW],
         g_b[SM_SCAN_TB * VW];
     int64_t t_b[SM_SCAN_TB];
@@ -186,7 +193,7 @@ static SM_ALWAYS_INLINE void scan_group(const sm_scan_args *a, int c, int nb, co
                 const int64_t tp = sm_scan_token(a->order, a->L, a->nslices, q + SM_SCAN_PREFETCH);
                 for (int k = 0; k < nb * VW; k += 16) {
                     __builtin_prefetch(a->u + tp * a->ld_u + c + k);
-                    __builtin_prefetch(a->delta + tp * a->ld_delta + c + k);
+                    if (a->delta) __builtin_prefetch(a->delta + tp * a->ld_delta + c + k);
                     __builtin_prefetch(a->z + tp * a->ld_z + c + k);
                     __builtin_prefetch(a->y + tp * a->ld_y + c + k, 1);
                 }
@@ -201,7 +208,16 @@ static SM_ALWAYS_INLINE void scan_group(const sm_scan_args *a, int c, int nb, co
             for (int i = 0; i < T; i++) {
                 const int64_t t = t_b[i];
                 const vf u = V_LOAD(a->u + t * a->ld_u + cb);
-                const vf dt = v_softplus(V_ADD(V_LOAD(a->delta + t * a->ld_delta + cb), bias));
+                vf d;
+                if (R == 0) {
+                    d = V_LOAD(a->delta + t * a->ld_delta + cb);
+                } else {
+                    const float *lo = a->dt_low + t * a->ld_dt_low;
+                    d = V_MUL(V_SET1(lo[0]), V_LOAD(Ws + b * R * VW));
+                    for (int r = 1; r < R; r++)
+                        d = V_FMA(V_SET1(lo[r]), V_LOAD(Ws + (b * R + r) * VW), d);
+                }
+                const vf dt = v_softplus(V_ADD(d, bias));
                 V_STORE(dt_b + i * VW, dt);
                 V_STORE(du_b + i * VW, V_MUL(dt, u));
                 V_STORE(yd_b + i * VW, V_MUL(D, u));
@@ -326,7 +342,7 @@ void SCAN_FN(const sm_scan_args *a, int c0, int c1, float *state)
     V_ENTER();
     const int N = a->n_state;
     int c = c0;
-    if (N <= SM_SCAN_MAX_STATE) {
+    if (N <= SM_SCAN_MAX_STATE && (a->delta || a->dt_rank <= SM_SCAN_MAX_RANK)) {
         while (c + VW <= c1) {
             const int nb = (c1 - c) / VW < SM_SCAN_GROUP ? (c1 - c) / VW : SM_SCAN_GROUP;
             if (N == 16)

@@ -75,10 +75,14 @@ sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *o
         const sm_mamba_dir *dir = &m->dir[s];
         causal_conv1d_silu(m, dir, orders[s], L, nslices, xz, 2 * di, u);
         sm_sgemm(0, 1, (int)L, np, di, 1.0f, u, di, dir->x_proj, di, 0.0f, p, np);
-        sm_sgemm(0, 1, (int)L, di, R, 1.0f, p, np, dir->dt_proj, R, 0.0f, delta, di);
+        /* dt_proj inside the scan where the kernels take its rank (simd/scan.h) */
+        const int fuse_dt = R <= SM_SCAN_MAX_RANK;
+        if (!fuse_dt) sm_sgemm(0, 1, (int)L, di, R, 1.0f, p, np, dir->dt_proj, R, 0.0f, delta, di);
         const sm_scan_args args = {
             .L = L, .n_state = N, .order = orders[s], .nslices = nslices,
-            .u = u, .ld_u = di, .delta = delta, .ld_delta = di, .delta_bias = dir->dt_bias,
+            .u = u, .ld_u = di, .delta = fuse_dt ? NULL : delta, .ld_delta = di,
+            .dt_low = p, .ld_dt_low = np, .dt_proj = dir->dt_proj, .dt_rank = R,
+            .delta_bias = dir->dt_bias,
             .A = dir->A, .B = p + R, .C = p + R + N, .ld_bc = np, .D = dir->D,
             .z = xz + di, .ld_z = 2 * di, .y = y, .ld_y = di,
         };

@@ -35,7 +35,13 @@ static void reference(const sm_scan_args *a, int nch, double *y)
     for (int64_t q = 0; q < a->L; q++) {
         const int64_t t = tok[q];
         for (int c = 0; c < nch; c++) {
-            double v = (double)a->delta[t * a->ld_delta + c] + a->delta_bias[c];
+            double v = a->delta_bias[c];
+            if (a->delta) {
+                v += a->delta[t * a->ld_delta + c];
+            } else {
+                for (int r = 0; r < a->dt_rank; r++)
+                    v += (double)a->dt_low[t * a->ld_dt_low + r] * a->dt_proj[c * a->dt_rank + r];
+            }
             double dt = v > 20.0 ? v : log1p(exp(v));
             double u = a->u[t * a->ld_u + c], acc = 0.0;
             for (int n = 0; n < N; n++) {
@@ -68,9 +74,11 @@ static void test_token_orders(void)
     }
 }
 
-/* One random problem; dt_scale widens the delta range to extreme values. */
-static void run_case(const sm_kernels *k, sm_order order, int64_t L, int64_t S, int nch, int N,
-                     double dt_lo, double dt_hi, double a_hi)
+/* One random problem; [dt_lo, dt_hi] is the range of delta (extreme values
+ * included). With rank > 0 the kernel computes delta itself from a
+ * (L, rank) dt_low and a (nch, rank) dt_proj, scaled to the same range. */
+static void run_case_rank(const sm_kernels *k, sm_order order, int64_t L, int64_t S, int nch,
+                          int N, double dt_lo, double dt_hi, double a_hi, int rank)
 {
     const int ldu = nch + 3, ldz = 2 * nch + 1, ldbc = 2 * N + 5;
     float *u = malloc((size_t)L * ldu * sizeof *u), *dl = malloc((size_t)L * ldu * sizeof *dl);
@@ -97,6 +105,19 @@ static void run_case(const sm_kernels *k, sm_order order, int64_t L, int64_t S, 
                       .delta = dl, .ld_delta = ldu, .delta_bias = bias, .A = A, .B = bc + 1,
                       .C = bc + 1 + N, .ld_bc = ldbc, .D = D, .z = z + 1, .ld_z = ldz, .y = y,
                       .ld_y = nch};
+    float *lo = NULL, *wp = NULL;
+    if (rank > 0) {
+        /* dt_low in [0, 1) and weights whose row sums span [dt_lo, dt_hi] */
+        lo = malloc((size_t)L * (rank + 2) * sizeof *lo);
+        wp = malloc((size_t)nch * rank * sizeof *wp);
+        for (int64_t i = 0; i < L * (rank + 2); i++) lo[i] = (float)uniform(0, 1);
+        for (int i = 0; i < nch * rank; i++) wp[i] = (float)(uniform(dt_lo, dt_hi) / rank);
+        a.delta = NULL;
+        a.dt_low = lo + 1;
+        a.ld_dt_low = rank + 2;
+        a.dt_proj = wp;
+        a.dt_rank = rank;
+    }
     reference(&a, nch, yr);
     float *state = malloc((size_t)nch * N * sizeof *state);
     /* Two channel blocks, as threads would split them. */
@@ -113,7 +134,13 @@ static void run_case(const sm_kernels *k, sm_order order, int64_t L, int64_t S, 
     CHECK_MSG(max_err <= 2e-5 * (max_ref > 1 ? max_ref : 1),
               "%s order %d L %lld: max err %.3g (max |y| %.3g)", sm_isa_name(k->isa), (int)order,
               (long long)L, max_err, max_ref);
-    free(u), free(dl), free(z), free(bc), free(y), free(A), free(yr), free(state);
+    free(u), free(dl), free(z), free(bc), free(y), free(A), free(yr), free(state), free(lo), free(wp);
+}
+
+static void run_case(const sm_kernels *k, sm_order order, int64_t L, int64_t S, int nch, int N,
+                     double dt_lo, double dt_hi, double a_hi)
+{
+    run_case_rank(k, order, L, S, nch, N, dt_lo, dt_hi, a_hi, 0);
 }
 
 /* The vector exp against double-precision exp: relative error within the
@@ -426,6 +453,10 @@ int main(void)
             /* extreme deltas: softplus cut-over above 20, tiny and huge decays */
             run_case(k, (sm_order)o, 512, 16, 8, 16, -30, 30, 100);
             run_case(k, (sm_order)o, 300, 12, 5, 7, -1, 1, 2);
+            /* delta computed in the kernel from dt_low and dt_proj */
+            run_case_rank(k, (sm_order)o, 1024, 32, 40, 16, -6, 2, 16, 3);
+            run_case_rank(k, (sm_order)o, 256, 16, 33, 16, -30, 30, 100, 24);
+            run_case_rank(k, (sm_order)o, 128, 8, 16, 16, -3, 1, 8, SM_SCAN_MAX_RANK + 1);
         }
     }
     return check_report("test_simd");
