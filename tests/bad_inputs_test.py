@@ -543,6 +543,22 @@ def output_cases(exe, tmp, card_path, good):
         expect(exe, f"{name} into a missing folder", args, 2,
                f"{out}: cannot create: No such file or directory", outputs=[out])
 
+    # The folders are checked before the work: with a model that cannot be
+    # read (which would fail with exit 3), the missing folder is what is
+    # reported.
+    broken = os.path.join(tmp, "broken.safetensors")
+    with open(broken, "wb") as f:
+        f.write(b"\x10\x00")
+    out = os.path.join(missing, "early.nii.gz")
+    expect(exe, "predict -o into a missing folder, refused before the model is read",
+           ["predict", "--model", broken, "--card", card_path, "--no-tta", "--quiet", "-i", *good,
+            "-o", out], 2, f"{out}: cannot create: No such file or directory", outputs=[out])
+    out = os.path.join(missing, "early.npy")
+    expect(exe, "forward --output into a missing folder, refused before the model is read",
+           ["forward", "--model", broken, "--input", os.path.join(FIXTURE, "input.npy"),
+            "--output", out, "--quiet"], 2, f"{out}: cannot create: No such file or directory",
+           outputs=[out])
+
     # An output name that is a folder.
     folder = os.path.join(tmp, "a_folder.nii.gz")
     os.makedirs(folder)

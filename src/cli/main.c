@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "io/file.h"
 #include "io/npy.h"
 #include "segmamba.h"
 #include "simd/dispatch.h"
@@ -218,7 +219,8 @@ static int cmd_forward(int argc, char **argv)
     segmamba_set_threads(threads);
 
     sm_array x = {0};
-    segmamba_status st = sm_npy_read(input, &x);
+    segmamba_status st = sm_file_check_writable(output); /* before the work */
+    if (st == SEGMAMBA_OK) st = sm_npy_read(input, &x);
     if (st == SEGMAMBA_OK) st = sm_array_check_finite(&x, input);
     if (st != SEGMAMBA_OK) {
         sm_array_free(&x);

@@ -11,6 +11,7 @@
 #include "card.h"
 #include "cli.h"
 #include "cohort.h"
+#include "io/file.h"
 #include "nifti.h"
 #include "pipeline.h"
 #include "preview.h"
@@ -420,6 +421,11 @@ int cmd_predict(int argc, char **argv)
     if (st == SEGMAMBA_OK) st = predict_check_regions(&card, a.out.regions != NULL);
     if (st != SEGMAMBA_OK) return cli_fail(st);
     if ((rc = check_outputs(&a))) return rc;
+    /* Before the minutes of work whose results they would hold. */
+    const char *outs[5] = {a.out.seg, a.out.prob, a.out.regions, a.out.unc, a.out.preview};
+    for (int i = 0; i < 5 && st == SEGMAMBA_OK; i++)
+        if (outs[i]) st = sm_file_check_writable(outs[i]);
+    if (st != SEGMAMBA_OK) return cli_fail(st);
     segmamba_set_threads(a.threads);
 
     sm_volume vol = {0};

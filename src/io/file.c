@@ -95,6 +95,38 @@ static sm_status write_special(const char *path, const void *parts[], const size
     return SEGMAMBA_OK;
 }
 
+sm_status sm_file_check_writable(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        if (S_ISDIR(st.st_mode))
+            return sm_fail(SEGMAMBA_E_IO, "%s: is a directory, not a file name", path);
+        if (access(path, W_OK) != 0)
+            return sm_fail(SEGMAMBA_E_IO, "%s: cannot open for writing: %s", path, strerror(errno));
+        return SEGMAMBA_OK;
+    }
+    /* the folder that will hold the temporary file */
+    const char *slash = strrchr(path, '/');
+    const size_t n = slash ? (slash == path ? 1 : (size_t)(slash - path)) : 1;
+    char *dir = malloc(n + 1);
+    if (!dir) return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory", path);
+    if (slash)
+        memcpy(dir, path, n);
+    else
+        dir[0] = '.';
+    dir[n] = 0;
+    int err = 0;
+    if (stat(dir, &st) != 0)
+        err = errno;
+    else if (!S_ISDIR(st.st_mode))
+        err = ENOTDIR;
+    else if (access(dir, W_OK | X_OK) != 0)
+        err = errno;
+    free(dir);
+    if (err) return sm_fail(SEGMAMBA_E_IO, "%s: cannot create: %s", path, strerror(err));
+    return SEGMAMBA_OK;
+}
+
 sm_status sm_file_write_atomic(const char *path, const void *parts[],
                                const size_t sizes[], int nparts)
 {

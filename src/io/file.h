@@ -19,4 +19,11 @@ sm_status sm_file_read_all(const char *path, unsigned char **data, size_t *size)
 sm_status sm_file_write_atomic(const char *path, const void *parts[],
                                const size_t sizes[], int nparts);
 
+/* Whether sm_file_write_atomic(path) can create its file, checked before
+ * long work whose result it would write: path must not be a folder, and
+ * the folder it goes into must exist and be writable (an existing path
+ * that is not a regular file must be writable itself). The errors are the
+ * ones the write would give. A full disk is found only by the write. */
+sm_status sm_file_check_writable(const char *path);
+
 #endif
