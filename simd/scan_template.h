@@ -173,7 +173,7 @@ static SM_ALWAYS_INLINE void scan_group(const sm_scan_args *a, int c, int nb, co
                 hs[(b * N + n) * VW + k] = 0.0f;
             }
     /* dt_proj by rank, when the kernel computes delta itself */
-    const int R = a->delta ? 0 : a->dt_rank;
+    const int fused = a->delta == NULL, R = fused ? a->dt_rank : 0;
     float Ws[SM_SCAN_GROUP * SM_SCAN_MAX_RANK * VW];
     for (int b = 0; b < nb; b++)
         for (int r = 0; r < R; r++)
@@ -209,12 +209,12 @@ static SM_ALWAYS_INLINE void scan_group(const sm_scan_args *a, int c, int nb, co
                 const int64_t t = t_b[i];
                 const vf u = V_LOAD(a->u + t * a->ld_u + cb);
                 vf d;
-                if (R == 0) {
+                if (!fused) {
                     d = V_LOAD(a->delta + t * a->ld_delta + cb);
                 } else {
                     const float *lo = a->dt_low + t * a->ld_dt_low;
-                    d = V_MUL(V_SET1(lo[0]), V_LOAD(Ws + b * R * VW));
-                    for (int r = 1; r < R; r++)
+                    d = V_SET1(0.0f);
+                    for (int r = 0; r < R; r++)
                         d = V_FMA(V_SET1(lo[r]), V_LOAD(Ws + (b * R + r) * VW), d);
                 }
                 const vf dt = v_softplus(V_ADD(d, bias));
