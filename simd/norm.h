@@ -6,6 +6,7 @@
 #ifndef SM_SIMD_NORM_H
 #define SM_SIMD_NORM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Per voxel and channel k: s[k] += x[k] - shift[k], s2[k] += (x[k] - shift[k])^2,

@@ -7,6 +7,7 @@
 #ifndef SM_SIMD_SCAN_H
 #define SM_SIMD_SCAN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum sm_order {
