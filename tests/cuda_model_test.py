@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(HERE, "reference"))
 sys.path.insert(0, HERE)
 
 from compare import compare  # noqa: E402
-from model_case import with_case  # noqa: E402
+from model_case import case_arguments, with_case  # noqa: E402
 
 
 def cuda_device(exe):
@@ -102,20 +102,9 @@ def run_case(args, case_dir):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--segmamba", required=True, help="path of the segmamba executable")
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--fixture", help="a committed case folder")
-    src.add_argument("--config", help="generate a fresh case: tiny, official, nondefault")
-    ap.add_argument("--size", type=int, default=32)
-    ap.add_argument("--shape", help="D,H,W instead of a cubic --size")
-    ap.add_argument("--fue", action="store_true")
-    ap.add_argument("--seed", type=int)
+    ap = case_arguments(__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     ap.add_argument("--precision", help="passed to the CUDA forward: fp32 (default) or tf32")
-    ap.add_argument("--rel", type=float, default=1e-3)
-    ap.add_argument("--argmax", type=float, default=0.999)
-    ap.add_argument("--keep", help="generate into this folder and keep it")
     args = ap.parse_args()
     # generate()'s settings: float32 weights, the reference on these threads
     gen = argparse.Namespace(**vars(args), dtype=None)

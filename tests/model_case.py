@@ -117,8 +117,10 @@ def run_case(args, case_dir):
     return 1 if failures else 0
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def case_arguments(description):
+    """The parser options every model-case driver shares: the executable,
+    where the case comes from, how a fresh one is made, and the limits."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--segmamba", required=True, help="path of the segmamba executable")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--fixture", help="a committed case folder")
@@ -126,16 +128,21 @@ def main():
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--shape", help="D,H,W instead of a cubic --size")
     ap.add_argument("--fue", action="store_true")
-    ap.add_argument("--dtype", help="f32, f16 or bf16 safetensors")
     ap.add_argument("--seed", type=int)
+    ap.add_argument("--rel", type=float, default=1e-3)
+    ap.add_argument("--argmax", type=float, default=0.999)
+    ap.add_argument("--keep", help="generate into this folder and keep it")
+    return ap
+
+
+def main():
+    ap = case_arguments(__doc__.splitlines()[0])
+    ap.add_argument("--dtype", help="f32, f16 or bf16 safetensors")
     ap.add_argument("--conv", default="onednn,blas,ref", help="comma-separated backends")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--scan", help="kernel level passed to segmamba forward --scan")
     ap.add_argument("--precision", help="passed to segmamba forward --precision")
     ap.add_argument("--expect-isa", help="fail unless segmamba forward reports this kernel level")
-    ap.add_argument("--rel", type=float, default=1e-3)
-    ap.add_argument("--argmax", type=float, default=0.999)
-    ap.add_argument("--keep", help="generate into this folder and keep it")
     args = ap.parse_args()
 
     return with_case(args, run_case)
