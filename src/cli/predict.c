@@ -47,7 +47,8 @@ void usage_predict(FILE *f)
                "  --backend B          cpu (default) or cuda (an engine built with CUDA)\n"
                "  --quiet              no progress bar or summary\n"
                "\n"
-               "Outputs are written atomically and never over an input.\n"
+               "Outputs are written atomically and never over an input; their folders are\n"
+               "checked before the work starts.\n"
                "\n"
                "Cohort mode (--list): the model is loaded once and every case of the list is\n"
                "segmented; a case that fails is reported and the others go on.\n"
@@ -336,7 +337,9 @@ static int parse_args(int argc, char **argv, predict_args *a)
     return 0;
 }
 
-/* Every output differs from every input and from the other outputs. */
+/* Every output differs from every input and from the other outputs, and
+ * can be created: checked before the minutes of work whose results the
+ * outputs would hold. */
 static int check_outputs(const predict_args *a)
 {
     const char *outs[5] = {a->out.seg, a->out.prob, a->out.regions, a->out.unc, a->out.preview};
@@ -360,6 +363,8 @@ static int check_outputs(const predict_args *a)
                         outs[i]);
                 return SEGMAMBA_E_ARG;
             }
+        const sm_status st = sm_file_check_writable(outs[i]);
+        if (st != SEGMAMBA_OK) return cli_fail(st);
     }
     return 0;
 }
@@ -421,11 +426,6 @@ int cmd_predict(int argc, char **argv)
     if (st == SEGMAMBA_OK) st = predict_check_regions(&card, a.out.regions != NULL);
     if (st != SEGMAMBA_OK) return cli_fail(st);
     if ((rc = check_outputs(&a))) return rc;
-    /* Before the minutes of work whose results they would hold. */
-    const char *outs[5] = {a.out.seg, a.out.prob, a.out.regions, a.out.unc, a.out.preview};
-    for (int i = 0; i < 5 && st == SEGMAMBA_OK; i++)
-        if (outs[i]) st = sm_file_check_writable(outs[i]);
-    if (st != SEGMAMBA_OK) return cli_fail(st);
     segmamba_set_threads(a.threads);
 
     sm_volume vol = {0};
