@@ -547,9 +547,7 @@ void sm_cuda_mamba_free(sm_cuda_mamba *m)
 
 int64_t sm_cuda_mamba_scratch_per_token(const sm_cuda_mamba *m)
 {
-    /* the normed input (later the out_proj result), xz, u, delta, y, x_proj's output */
-    return (int64_t)m->dim + 2 * (int64_t)m->d_inner + 3 * (int64_t)m->d_inner + m->dt_rank +
-           2 * (int64_t)m->d_state;
+    return sm_mamba_scratch_floats(m->dim, m->d_inner, m->d_state, m->dt_rank, 1);
 }
 
 sm_status sm_cuda_mamba_forward(sm_cuda_ctx *ctx, const sm_cuda_mamba *m, const float *x,
@@ -560,10 +558,10 @@ sm_status sm_cuda_mamba_forward(sm_cuda_ctx *ctx, const sm_cuda_mamba *m, const 
                                                    SM_ORDER_SLICE};
     const int C = m->dim, di = m->d_inner, N = m->d_state, R = m->dt_rank;
     const int np = R + 2 * N;
-    /* Scratch, token-major as on the CPU: the normed input, xz, u, delta,
-     * the sum of the three directions' y, and the x_proj output. */
-    float *xn = scratch, *xz = xn + L * C, *u = xz + L * 2 * di, *delta = u + L * di,
-          *y = delta + L * di, *p = y + L * di;
+    /* The CPU's layout (src/mamba.h), with delta made by a GEMM. */
+    const sm_mamba_scratch sc = sm_mamba_scratch_split(C, di, N, R, 1, L, scratch);
+    float *xz = sc.xz, *u = sc.u, *y = sc.y, *p = sc.p, *delta = sc.delta;
+    float *xn = u; /* the normed input, dead once in_proj has read it */
 
     SM_TRY(mark_time(ctx, SM_KIND_NORM));
     SM_TRY(sm_cuda_layer_norm(ctx, x, x_ld, xn, C, L, C, m->norm_w, m->norm_b));
@@ -586,9 +584,9 @@ sm_status sm_cuda_mamba_forward(sm_cuda_ctx *ctx, const sm_cuda_mamba *m, const 
         SM_TRY(sm_cuda_scan(ctx, &args, di, chunk));
         SM_TRY(mark_time(ctx, SM_KIND_OTHER));
     }
-    /* out = x + out_proj(y), the projection into xn (dead here, L x C). */
-    SM_TRY(gemm(ctx, 1, L, C, di, y, di, m->out_proj, di, 0.0f, xn, C));
-    return sm_cuda_add(ctx, xn, C, x, x_ld, out, out_ld, L, C, SM_PW_NONE);
+    /* out = x + out_proj(y), the projection into u (dead here, at least L x C). */
+    SM_TRY(gemm(ctx, 1, L, C, di, y, di, m->out_proj, di, 0.0f, u, C));
+    return sm_cuda_add(ctx, u, C, x, x_ld, out, out_ld, L, C, SM_PW_NONE);
 }
 
 /* ---- the graph runner ----------------------------------------------------------- */
@@ -611,7 +609,8 @@ struct sm_cuda_model {
 static void free_op(dev_op *o)
 {
     switch (o->op) {
-    case SM_OP_CONV: sm_cuda_conv_free(o->obj); break;
+    case SM_OP_CONV:
+    case SM_OP_POINTWISE: sm_cuda_conv_free(o->obj); break;
     case SM_OP_CONVT2: sm_cuda_convt2_free(o->obj); break;
     case SM_OP_MAMBA: sm_cuda_mamba_free(o->obj); break;
     default: break;
@@ -634,7 +633,8 @@ static sm_status upload_node(const sm_graph *g, const sm_node *nd, dev_op *o)
 {
     o->op = nd->op;
     switch (nd->op) {
-    case SM_OP_CONV: {
+    case SM_OP_CONV:
+    case SM_OP_POINTWISE: {
         sm_cuda_conv *c = NULL;
         SM_TRY(sm_cuda_conv_upload(nd->obj, &c));
         o->obj = c;
@@ -655,8 +655,8 @@ static sm_status upload_node(const sm_graph *g, const sm_node *nd, dev_op *o)
         if (sm_graph_channels(g, nd->in1) < sm_cuda_mamba_scratch_per_token(m))
             return sm_fail(SEGMAMBA_E_BACKEND,
                            "CUDA backend: the graph gives the Mamba layer %d scratch floats per "
-                           "token and the CUDA layer needs %lld (sm_mamba_scratch_per_token and "
-                           "sm_cuda_mamba_scratch_per_token must agree)",
+                           "token and the CUDA layer needs %lld (the graph builder asks "
+                           "sm_mamba_scratch_per_token for the device's)",
                            sm_graph_channels(g, nd->in1),
                            (long long)sm_cuda_mamba_scratch_per_token(m));
         return SEGMAMBA_OK;
@@ -696,14 +696,6 @@ typedef struct dev_view {
     int ld, c, level;
 } dev_view;
 
-static dev_view view_of(const sm_cuda_model *cm, const sm_graph *g, int v)
-{
-    const sm_value *val = &g->values[v];
-    const sm_buffer *b = &g->bufs[val->buf];
-    return (dev_view){.p = cm->arena + b->offset + val->c0, .ld = b->channels, .c = val->c,
-                      .level = b->level};
-}
-
 static const sm_buffer *value_buffer(const sm_graph *g, int v)
 {
     return &g->bufs[g->values[v].buf];
@@ -714,12 +706,38 @@ static int64_t level_voxels(const int dims[3], int level)
     return (int64_t)(dims[0] >> level) * (dims[1] >> level) * (dims[2] >> level);
 }
 
+/* As the CPU runner's (src/graph.h, sm_value). */
+static dev_view view_of(const sm_cuda_model *cm, const sm_graph *g, int v, const int dims[3])
+{
+    const sm_value *val = &g->values[v];
+    const sm_buffer *b = value_buffer(g, v);
+    return (dev_view){.p = cm->arena + b->offset +
+                           (size_t)val->base * (size_t)level_voxels(dims, b->level) + val->c0,
+                      .ld = val->ld, .c = val->c, .level = b->level};
+}
+
+/* SM_OP_POINTWISE: as on the CPU, a plane at a time through a temporary,
+ * which the stream's order makes safe when out overwrites a. */
+static sm_status run_pointwise(sm_cuda_ctx *ctx, const sm_cuda_conv *c, dev_view a, dev_view o,
+                               int d, int h, int w)
+{
+    const int64_t plane = (int64_t)h * w;
+    float *tmp;
+    SM_TRY(work(ctx, (size_t)plane * (size_t)o.c, &tmp));
+    for (int z = 0; z < d; z++) {
+        SM_TRY(sm_cuda_conv_forward(ctx, c, a.p + z * plane * a.ld, a.ld, 1, h, w, tmp, o.c));
+        SM_TRY(sm_cuda_activate(ctx, tmp, o.c, o.p + z * plane * o.ld, o.ld, plane, o.c,
+                                SM_PW_NONE));
+    }
+    return SEGMAMBA_OK;
+}
+
 static sm_status run_node(sm_cuda_model *cm, const sm_graph *g, int i, const int dims[3])
 {
     const sm_node *nd = &g->nodes[i];
     sm_cuda_ctx *ctx = cm->ctx;
     const void *obj = cm->ops[i].obj;
-    const dev_view a = view_of(cm, g, nd->in0), o = view_of(cm, g, nd->out);
+    const dev_view a = view_of(cm, g, nd->in0, dims), o = view_of(cm, g, nd->out, dims);
     const int d = dims[0] >> a.level, h = dims[1] >> a.level, w = dims[2] >> a.level;
     const int64_t n = level_voxels(dims, a.level);
     switch (nd->op) {
@@ -727,7 +745,7 @@ static sm_status run_node(sm_cuda_model *cm, const sm_graph *g, int i, const int
     case SM_OP_CONVT2: return sm_cuda_convt2_forward(ctx, obj, a.p, a.ld, d, h, w, o.p, o.ld);
     case SM_OP_INORM: return sm_cuda_instance_norm(ctx, a.p, a.ld, o.p, o.ld, n, a.c, nd->act);
     case SM_OP_ADD: {
-        const dev_view b = view_of(cm, g, nd->in1);
+        const dev_view b = view_of(cm, g, nd->in1, dims);
         return sm_cuda_add(ctx, a.p, a.ld, b.p, b.ld, o.p, o.ld, n, a.c, nd->act);
     }
     case SM_OP_INORM_ADD:
@@ -735,7 +753,7 @@ static sm_status run_node(sm_cuda_model *cm, const sm_graph *g, int i, const int
         /* Composed from the unfused kernels, in the CPU's order of
          * operations. The residual block's second input (conv3's output) is
          * used by this node only, so it is normed in place. */
-        const dev_view b = view_of(cm, g, nd->in1);
+        const dev_view b = view_of(cm, g, nd->in1, dims);
         if (o.p == b.p) return sm_fail(SEGMAMBA_E_ARG, "CUDA backend: norm + add into its second input");
         if (nd->op == SM_OP_INORM_ADD_INORM)
             SM_TRY(sm_cuda_instance_norm(ctx, b.p, b.ld, b.p, b.ld, n, a.c, SM_PW_NONE));
@@ -746,7 +764,8 @@ static sm_status run_node(sm_cuda_model *cm, const sm_graph *g, int i, const int
     case SM_OP_FUE: return sm_cuda_fue(ctx, a.p, a.ld, o.p, o.ld, n, a.c);
     case SM_OP_MAMBA:
         return sm_cuda_mamba_forward(ctx, obj, a.p, a.ld, o.p, o.ld, n, nd->nslices,
-                                     view_of(cm, g, nd->in1).p, 0);
+                                     view_of(cm, g, nd->in1, dims).p, 0);
+    case SM_OP_POINTWISE: return run_pointwise(ctx, obj, a, o, d, h, w);
     }
     return sm_fail(SEGMAMBA_E_ARG, "CUDA backend: unknown op %d", (int)nd->op);
 }
@@ -785,7 +804,7 @@ static sm_status run_all(sm_cuda_model *cm, sm_graph *g, int count, const float 
                          const int dims[3], float *output)
 {
     sm_cuda_ctx *ctx = cm->ctx;
-    const dev_view in = view_of(cm, g, g->input), out = view_of(cm, g, g->output);
+    const dev_view in = view_of(cm, g, g->input, dims), out = view_of(cm, g, g->output, dims);
     const int64_t n_in = level_voxels(dims, in.level), n_out = level_voxels(dims, out.level);
     const size_t in_floats = (size_t)in.c * (size_t)n_in, out_floats = (size_t)out.c * (size_t)n_out;
     float *dev_in = cm->io, *dev_out = cm->io + (size_t)count * in_floats;

@@ -327,9 +327,10 @@ static void release(builder *b, const char *fmt, ...)
     sm_weights_release(b->w, name);
 }
 
-/* out = act(conv(x)), a new tensor unless out >= 0 is given. */
-static int conv(builder *b, int x, int out, int cout, int k, int stride, int pad, int bias,
-                sm_act act, const char *prefix)
+/* A convolution node of opcode op (SM_OP_CONV, or SM_OP_POINTWISE for a
+ * 1x1x1 one): out = act(conv(x)), a new tensor unless out >= 0 is given. */
+static int conv_op(builder *b, sm_opcode op, int x, int out, int cout, int k, int stride, int pad,
+                   int bias, sm_act act, const char *prefix)
 {
     sm_graph *g = b->g;
     if (g->status != SEGMAMBA_OK) return -1;
@@ -348,9 +349,15 @@ static int conv(builder *b, int x, int out, int cout, int k, int stride, int pad
     release(b, "%s.weight", prefix);
     if (bias) release(b, "%s.bias", prefix);
     if (out < 0) out = sm_graph_tensor(g, cout, sm_graph_level(g, x) + (stride == 2 ? 1 : 0));
-    sm_graph_node(g, SM_OP_CONV, x, -1, out, SM_PW_NONE, c, 0);
+    sm_graph_node(g, op, x, -1, out, SM_PW_NONE, c, 0);
     sm_graph_set_flops(g, 2.0 * k * k * k * p.cin * cout / ((double)stride * stride * stride));
     return out;
+}
+
+static int conv(builder *b, int x, int out, int cout, int k, int stride, int pad, int bias,
+                sm_act act, const char *prefix)
+{
+    return conv_op(b, SM_OP_CONV, x, out, cout, k, stride, pad, bias, act, prefix);
 }
 
 static int inorm(builder *b, int x, int out, sm_pw_act act)
@@ -367,59 +374,87 @@ static int add(builder *b, int x, int y, int out, sm_pw_act act)
     return out;
 }
 
-static int conv_same(builder *b, int x, int cout, int k, int bias, const char *fmt, va_list ap)
-    SM_PRINTF(6, 0);
+static int conv_same(builder *b, sm_opcode op, int x, int out, int cout, int k, int bias,
+                     const char *fmt, va_list ap) SM_PRINTF(8, 0);
 
-/* conv(x) for a stride-1 "same" convolution named by fmt. */
-static int conv_same(builder *b, int x, int cout, int k, int bias, const char *fmt, va_list ap)
+/* conv(x) for a stride-1 "same" convolution named by fmt, into out (a new
+ * tensor if < 0). */
+static int conv_same(builder *b, sm_opcode op, int x, int out, int cout, int k, int bias,
+                     const char *fmt, va_list ap)
 {
     char p[NAME_CAP];
     vsnprintf(p, sizeof p, fmt, ap);
-    return conv(b, x, -1, cout, k, 1, k / 2, bias, SM_ACT_NONE, p);
+    return conv_op(b, op, x, out, cout, k, 1, k / 2, bias, SM_ACT_NONE, p);
 }
 
-static int conv_norm(builder *b, int x, int cout, int k, int bias, sm_pw_act act,
-                     const char *fmt, ...) SM_PRINTF(7, 8);
+static int conv_norm(builder *b, int x, int out, int cout, int k, int bias, sm_pw_act act,
+                     const char *fmt, ...) SM_PRINTF(8, 9);
 
 /* act(IN(conv(x))), the norm in place on the convolution's output. */
-static int conv_norm(builder *b, int x, int cout, int k, int bias, sm_pw_act act,
+static int conv_norm(builder *b, int x, int out, int cout, int k, int bias, sm_pw_act act,
                      const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int y = conv_same(b, x, cout, k, bias, fmt, ap);
+    int y = conv_same(b, SM_OP_CONV, x, out, cout, k, bias, fmt, ap);
     va_end(ap);
     return inorm(b, y, y, act);
 }
 
-static int conv_plain(builder *b, int x, int cout, int k, const char *fmt, ...) SM_PRINTF(5, 6);
+static int conv_plain(builder *b, sm_opcode op, int x, int out, int cout, int k, const char *fmt,
+                      ...) SM_PRINTF(7, 8);
 
 /* conv(x) without bias, its norm left to the node that consumes it. */
-static int conv_plain(builder *b, int x, int cout, int k, const char *fmt, ...)
+static int conv_plain(builder *b, sm_opcode op, int x, int out, int cout, int k, const char *fmt,
+                      ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int y = conv_same(b, x, cout, k, 0, fmt, ap);
+    int y = conv_same(b, op, x, out, cout, k, 0, fmt, ap);
     va_end(ap);
     return y;
 }
 
-/* MONAI UnetResBlock, writing its result into out (a fresh tensor if < 0):
- * lrelu(IN(conv2(a)) + r), r = IN(conv3(x)) when the channels change, else
- * x. The tail (both norms, the sum, the activation) is one fused node: on
- * the full-resolution blocks each separate pass over the tensor costs as
- * much as the norm itself. */
-static int resblock(builder *b, const char *prefix, int x, int cout, int out)
+/* Where a residual block puts its tensors: values of the block's output
+ * channels at its level, or -1 for fresh ones; out -1 writes the result
+ * over a2. The full-resolution blocks are what set the peak memory, and
+ * they run in memory their neighbours have finished with. */
+typedef struct block_slots {
+    int a1, a2; /* conv1's and conv2's outputs (dense: a convolution's) */
+    int r;      /* the residual projection (any stride) */
+    int out;
+} block_slots;
+
+static const block_slots FRESH = {-1, -1, -1, -1};
+
+static int same_buffer(const sm_graph *g, int u, int v)
 {
-    int a = conv_norm(b, x, cout, 3, 0, SM_PW_LRELU, "%s.conv1.conv", prefix);
-    a = conv_plain(b, a, cout, 3, "%s.conv2.conv", prefix);
+    return u >= 0 && v >= 0 && g->values[u].buf == g->values[v].buf;
+}
+
+/* MONAI UnetResBlock: lrelu(IN(conv2(a)) + r), r = IN(conv3(x)) when the
+ * channels change, else x. The tail (both norms, the sum, the activation)
+ * is one fused node: on the full-resolution blocks each separate pass over
+ * the tensor costs as much as the norm itself. */
+static int resblock(builder *b, const char *prefix, int x, int cout, block_slots s)
+{
+    sm_graph *g = b->g;
+    int a = conv_norm(b, x, s.a1, cout, 3, 0, SM_PW_LRELU, "%s.conv1.conv", prefix);
+    const int down = sm_graph_channels(g, x) != cout;
+    /* A projection that overwrites x runs before conv2, whose output may
+     * take the rest of x's memory; any other runs after it, so that its
+     * slot is live as briefly as can be. */
+    const int r_over_x = down && same_buffer(g, s.r, x);
     int r = x;
-    const int down = sm_graph_channels(b->g, x) != cout;
-    if (down) r = conv_plain(b, x, cout, 1, "%s.conv3.conv", prefix);
+    if (r_over_x) r = conv_plain(b, SM_OP_POINTWISE, x, s.r, cout, 1, "%s.conv3.conv", prefix);
+    a = conv_plain(b, SM_OP_CONV, a, s.a2, cout, 3, "%s.conv2.conv", prefix);
+    if (down && !r_over_x)
+        r = conv_plain(b, s.r >= 0 ? SM_OP_POINTWISE : SM_OP_CONV, x, s.r, cout, 1,
+                       "%s.conv3.conv", prefix);
     /* The result may overwrite a, whose last use it is. */
-    if (out < 0) out = a;
-    sm_graph_node(b->g, down ? SM_OP_INORM_ADD_INORM : SM_OP_INORM_ADD, a, r, out, SM_PW_LRELU,
-                  NULL, 0);
+    const int out = s.out >= 0 ? s.out : a;
+    sm_graph_node(g, down ? SM_OP_INORM_ADD_INORM : SM_OP_INORM_ADD, a, r, out, SM_PW_LRELU, NULL,
+                  0);
     return out;
 }
 
@@ -427,11 +462,11 @@ static int resblock(builder *b, const char *prefix, int x, int cout, int out)
 static int gsc(builder *b, int i, int x)
 {
     const int C = sm_graph_channels(b->g, x);
-    int x1 = conv_norm(b, x, C, 3, 1, SM_PW_RELU, "vit.gscs.%d.proj", i);
-    x1 = conv_norm(b, x1, C, 3, 1, SM_PW_RELU, "vit.gscs.%d.proj2", i);
-    int x2 = conv_norm(b, x, C, 1, 1, SM_PW_RELU, "vit.gscs.%d.proj3", i);
+    int x1 = conv_norm(b, x, -1, C, 3, 1, SM_PW_RELU, "vit.gscs.%d.proj", i);
+    x1 = conv_norm(b, x1, -1, C, 3, 1, SM_PW_RELU, "vit.gscs.%d.proj2", i);
+    int x2 = conv_norm(b, x, -1, C, 1, 1, SM_PW_RELU, "vit.gscs.%d.proj3", i);
     add(b, x1, x2, x1, SM_PW_NONE);
-    int o = conv_norm(b, x1, C, 1, 1, SM_PW_RELU, "vit.gscs.%d.proj4", i);
+    int o = conv_norm(b, x1, -1, C, 1, 1, SM_PW_RELU, "vit.gscs.%d.proj4", i);
     return add(b, o, x, o, SM_PW_NONE);
 }
 
@@ -487,7 +522,9 @@ static void mamba_layer(builder *b, int i, int j, int x)
         release(b, "%s.%d.%d.mamba.conv1d%s.weight", pre, i, j, x);
     }
     const double flops = sm_mamba_flops_per_token(m);
-    const int scratch = sm_graph_tensor(g, sm_mamba_scratch_per_token(m), sm_graph_level(g, x));
+    const int scratch = sm_graph_tensor(
+        g, (int)sm_mamba_scratch_per_token(m, cfg->backend == SEGMAMBA_BACKEND_CUDA),
+        sm_graph_level(g, x));
     /* In place: the layer reads all of x before it writes its result. */
     sm_graph_node(g, SM_OP_MAMBA, x, scratch, x, SM_PW_NONE, m, cfg->nslices[i]);
     sm_graph_set_flops(g, flops);
@@ -520,7 +557,9 @@ static int encoder_stage(builder *b, int i, int x, int *skip)
 }
 
 /* UNETR up block: the transposed convolution fills the first half of cat
- * (whose second half already holds the skip), then a ResBlock. */
+ * (whose second half already holds the skip), then a ResBlock, which
+ * projects cat into the first half of cat's memory and writes conv2's
+ * output and its result into the second: the result is a packed value. */
 static int up_block(builder *b, int k, int x, int cat)
 {
     sm_graph *g = b->g;
@@ -539,7 +578,9 @@ static int up_block(builder *b, int k, int x, int cat)
     sm_graph_set_flops(g, 2.0 * 8 * cin * cout);
     char p[NAME_CAP];
     snprintf(p, sizeof p, "decoder%d.conv_block", k);
-    return resblock(b, p, cat, cout, -1);
+    const block_slots s = {.a1 = -1, .a2 = sm_graph_packed(g, cat, cout, cout),
+                           .r = sm_graph_packed(g, cat, 0, cout), .out = -1};
+    return resblock(b, p, cat, cout, s);
 }
 
 sm_status sm_segmamba_build(sm_weights *w, const segmamba_config *cfg, sm_conv_kind kind,
@@ -559,18 +600,26 @@ sm_status sm_segmamba_build(sm_weights *w, const segmamba_config *cfg, sm_conv_k
     int skip_slot[4];
     for (int k = 0; k < 4; k++) skip_slot[k] = sm_graph_slice(g, cat[k], f[k], f[k]);
 
-    resblock(&b, "encoder1.layer", input, f[0], skip_slot[0]);
+    /* The skip goes to the second half of cat[0]; the first half, free
+     * until decoder2, holds its projection. */
+    resblock(&b, "encoder1.layer", input, f[0],
+             (block_slots){.a1 = -1, .a2 = -1, .r = sm_graph_slice(g, cat[0], 0, f[0]),
+                           .out = skip_slot[0]});
     int x = input, o[4];
     for (int i = 0; i < SEGMAMBA_STAGES; i++) x = encoder_stage(&b, i, x, &o[i]);
     char p[NAME_CAP];
     for (int i = 1; i < 4; i++) {
         snprintf(p, sizeof p, "encoder%d.layer", i + 1);
-        resblock(&b, p, o[i - 1], f[i], skip_slot[i]);
+        resblock(&b, p, o[i - 1], f[i], (block_slots){-1, -1, -1, skip_slot[i]});
     }
-    int h = resblock(&b, "encoder5.layer", o[3], cfg->hidden, -1);
+    int h = resblock(&b, "encoder5.layer", o[3], cfg->hidden, FRESH);
     int d = h;
     for (int k = 5; k >= 2; k--) d = up_block(&b, k, d, cat[k - 2]);
-    d = resblock(&b, "decoder1.layer", d, f[0], -1);
+    /* decoder2 left its result in the second half of cat[0]'s memory and
+     * has finished with the first. */
+    d = resblock(&b, "decoder1.layer", d, f[0],
+                 (block_slots){.a1 = sm_graph_packed(g, cat[0], 0, f[0]), .a2 = -1, .r = -1,
+                               .out = -1});
     int logits = conv(&b, d, -1, cfg->out_chans, 1, 1, 0, 1, SM_ACT_NONE, "out.conv.conv");
 
     sm_status st = sm_graph_finish(g, input, logits);

@@ -17,14 +17,14 @@ static int grow(void **items, int *cap, int count, size_t sz)
     return 1;
 }
 
-static int add_value(sm_graph *g, int buf, int c0, int c)
+static int add_value(sm_graph *g, int buf, int c0, int c, int ld, int base)
 {
     if (g->status != SEGMAMBA_OK) return -1;
     if (!grow((void **)&g->values, &g->cap_values, g->n_values, sizeof *g->values)) {
         g->status = sm_fail(SEGMAMBA_E_NOMEM, "building the graph: out of memory");
         return -1;
     }
-    g->values[g->n_values] = (sm_value){.buf = buf, .c0 = c0, .c = c};
+    g->values[g->n_values] = (sm_value){.buf = buf, .c0 = c0, .c = c, .ld = ld, .base = base};
     return g->n_values++;
 }
 
@@ -36,14 +36,27 @@ int sm_graph_tensor(sm_graph *g, int channels, int level)
         return -1;
     }
     g->bufs[g->n_bufs] = (sm_buffer){.channels = channels, .level = level, .first = -1, .last = -1};
-    return add_value(g, g->n_bufs++, 0, channels);
+    g->n_bufs++;
+    return add_value(g, g->n_bufs - 1, 0, channels, channels, 0);
 }
 
 int sm_graph_slice(sm_graph *g, int v, int c0, int c)
 {
     if (g->status != SEGMAMBA_OK) return -1;
     const sm_value *p = &g->values[v];
-    return add_value(g, p->buf, p->c0 + c0, c);
+    return add_value(g, p->buf, p->c0 + c0, c, p->ld, p->base);
+}
+
+int sm_graph_packed(sm_graph *g, int v, int base, int c)
+{
+    if (g->status != SEGMAMBA_OK) return -1;
+    const int buf = g->values[v].buf, channels = g->bufs[buf].channels;
+    if (base < 0 || c < 1 || base > channels - c) {
+        g->status = sm_fail(SEGMAMBA_E_ARG, "building the graph: %d channels from %d do not fit "
+                            "in a buffer of %d", c, base, channels);
+        return -1;
+    }
+    return add_value(g, buf, 0, c, c, base);
 }
 
 int sm_graph_channels(const sm_graph *g, int v) { return g->values[v].c; }
@@ -52,7 +65,8 @@ int sm_graph_level(const sm_graph *g, int v) { return g->bufs[g->values[v].buf].
 static void free_obj(sm_opcode op, void *obj)
 {
     switch (op) {
-    case SM_OP_CONV: sm_conv_free(obj); break;
+    case SM_OP_CONV:
+    case SM_OP_POINTWISE: sm_conv_free(obj); break;
     case SM_OP_CONVT2: sm_convt2_free(obj); break;
     case SM_OP_MAMBA: sm_mamba_free(obj); break;
     default: break;
@@ -117,7 +131,8 @@ sm_op_kind sm_graph_op_kind(sm_opcode op)
 {
     switch (op) {
     case SM_OP_CONV:
-    case SM_OP_CONVT2: return SM_KIND_CONV;
+    case SM_OP_CONVT2:
+    case SM_OP_POINTWISE: return SM_KIND_CONV;
     case SM_OP_INORM:
     case SM_OP_INORM_ADD:
     case SM_OP_INORM_ADD_INORM: return SM_KIND_NORM;
@@ -131,17 +146,42 @@ typedef struct view {
     int ld, c, level;
 } view;
 
-static view get_view(const sm_graph *g, int v)
+static view get_view(const sm_graph *g, int v, const run_dims *rd)
 {
     const sm_value *val = &g->values[v];
     const sm_buffer *b = &g->bufs[val->buf];
-    return (view){.p = b->data + val->c0, .ld = b->channels, .c = val->c, .level = b->level};
+    return (view){.p = b->data + (size_t)val->base * (size_t)level_voxels(rd, b->level) + val->c0,
+                  .ld = val->ld, .c = val->c, .level = b->level};
+}
+
+/* SM_OP_POINTWISE (graph.h): plane z's result goes to the temporary, then
+ * to out, whose plane z lies below a's plane z + 1 in memory. */
+static sm_status run_pointwise(sm_conv *c, view a, view out, const run_dims *rd)
+{
+    const int l = a.level;
+    const int64_t plane = (int64_t)rd->h[l] * rd->w[l];
+    const int64_t n = plane * rd->d[l];
+    /* Both are in the arena, so their addresses compare. */
+    const int apart = out.p + (n - 1) * out.ld + out.c <= a.p || out.p >= a.p + (n - 1) * a.ld + a.c;
+    if (!apart && (out.p > a.p || out.ld > a.ld))
+        return sm_fail(SEGMAMBA_E_ARG, "graph: a pointwise convolution's output overlaps input "
+                       "it has still to read");
+    float *tmp = malloc((size_t)plane * (size_t)out.c * sizeof *tmp);
+    if (!tmp) return sm_fail(SEGMAMBA_E_NOMEM, "pointwise convolution: out of memory");
+    sm_status st = SEGMAMBA_OK;
+    for (int z = 0; z < rd->d[l] && st == SEGMAMBA_OK; z++) {
+        st = sm_conv_forward(c, a.p + z * plane * a.ld, a.ld, 1, rd->h[l], rd->w[l], tmp, out.c);
+        if (st == SEGMAMBA_OK)
+            sm_activate(tmp, out.c, out.p + z * plane * out.ld, out.ld, plane, out.c, SM_PW_NONE);
+    }
+    free(tmp);
+    return st;
 }
 
 static sm_status run_node(sm_graph *g, const sm_node *nd, const run_dims *rd)
 {
-    view out = get_view(g, nd->out);
-    view a = get_view(g, nd->in0);
+    view out = get_view(g, nd->out, rd);
+    view a = get_view(g, nd->in0, rd);
     const int64_t n = level_voxels(rd, a.level);
     const int l = a.level;
     switch (nd->op) {
@@ -152,12 +192,12 @@ static sm_status run_node(sm_graph *g, const sm_node *nd, const run_dims *rd)
     case SM_OP_INORM: return sm_instance_norm(a.p, a.ld, out.p, out.ld, n, a.c, nd->act);
     case SM_OP_INORM_ADD:
     case SM_OP_INORM_ADD_INORM: {
-        view b = get_view(g, nd->in1);
+        view b = get_view(g, nd->in1, rd);
         return sm_instance_norm_add(a.p, a.ld, b.p, b.ld, nd->op == SM_OP_INORM_ADD_INORM, out.p,
                                     out.ld, n, a.c, nd->act);
     }
     case SM_OP_ADD: {
-        view b = get_view(g, nd->in1);
+        view b = get_view(g, nd->in1, rd);
         sm_add(a.p, a.ld, b.p, b.ld, out.p, out.ld, n, a.c, nd->act);
         return SEGMAMBA_OK;
     }
@@ -165,7 +205,8 @@ static sm_status run_node(sm_graph *g, const sm_node *nd, const run_dims *rd)
     case SM_OP_FUE: sm_fue(a.p, a.ld, out.p, out.ld, n, a.c); return SEGMAMBA_OK;
     case SM_OP_MAMBA:
         return sm_mamba_forward(nd->obj, a.p, a.ld, out.p, out.ld, n, nd->nslices,
-                                get_view(g, nd->in1).p, g->seconds);
+                                get_view(g, nd->in1, rd).p, g->seconds);
+    case SM_OP_POINTWISE: return run_pointwise(nd->obj, a, out, rd);
     }
     return sm_fail(SEGMAMBA_E_ARG, "graph: unknown op %d", (int)nd->op);
 }
@@ -279,7 +320,7 @@ sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, flo
     memset(g->seconds, 0, sizeof g->seconds);
     g->flops = 0.0;
     SM_TRY(plan(g, &rd));
-    view in = get_view(g, g->input);
+    view in = get_view(g, g->input, &rd);
     sm_to_channels_last(input, in.c, level_voxels(&rd, in.level), in.p, in.ld);
     sm_status st = SEGMAMBA_OK;
     for (int i = 0; i < g->n_nodes && st == SEGMAMBA_OK; i++) {
@@ -294,7 +335,7 @@ sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, flo
                     (double)level_voxels(&rd, g->bufs[g->values[nd->in0].buf].level);
     }
     if (st == SEGMAMBA_OK) {
-        view out = get_view(g, g->output);
+        view out = get_view(g, g->output, &rd);
         sm_from_channels_last(out.p, out.ld, out.c, level_voxels(&rd, out.level), output);
     }
     return st;
@@ -303,7 +344,7 @@ sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, flo
 const char *sm_opcode_name(sm_opcode op)
 {
     static const char *const names[] = {"conv", "convT2", "inorm", "add", "act", "fue", "mamba",
-                                        "inorm+add", "inorm+add+inorm"};
+                                        "inorm+add", "inorm+add+inorm", "pointwise"};
     return (unsigned)op < sizeof names / sizeof *names ? names[op] : "?";
 }
 

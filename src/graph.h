@@ -2,9 +2,12 @@
  * values; a value is a channel range of a buffer at a resolution level
  * (level l has sides d>>l, h>>l, w>>l of the input's), so an up block's
  * transposed convolution and its skip connection can be written straight
- * into the two halves of one concatenated buffer. All buffers live in one
- * arena in which buffers that are never live at the same time share memory
- * (sm_graph_run plans it for the input size). */
+ * into the two halves of one concatenated buffer. A value may also be a
+ * packed one, a dense tensor of fewer channels laid in part of a wider
+ * buffer's memory, so that a block can reuse the memory of an input it has
+ * finished with. All buffers live in one arena in which buffers that are
+ * never live at the same time share memory (sm_graph_run plans it for the
+ * input size). */
 #ifndef SM_GRAPH_H
 #define SM_GRAPH_H
 
@@ -23,8 +26,14 @@ typedef enum sm_opcode {
     SM_OP_ACT,    /* act(in0) */
     SM_OP_FUE,
     SM_OP_MAMBA,  /* obj: sm_mamba, nslices; in1 is its scratch buffer */
-    SM_OP_INORM_ADD,      /* act(IN(in0) + in1) */
-    SM_OP_INORM_ADD_INORM /* act(IN(in0) + IN(in1)) */
+    SM_OP_INORM_ADD,       /* act(IN(in0) + in1) */
+    SM_OP_INORM_ADD_INORM, /* act(IN(in0) + IN(in1)) */
+    /* obj: a 1x1x1 sm_conv, run one plane of voxels at a time through a
+     * plane-sized temporary: out may be a strided view (with no full-size
+     * temporary) or may overwrite in0, when it starts no later in the same
+     * memory with a voxel stride no wider (plane z is written only after
+     * it has been read, and below every plane still to be read). */
+    SM_OP_POINTWISE
 } sm_opcode;
 
 typedef struct sm_node {
@@ -37,9 +46,13 @@ typedef struct sm_node {
     double seconds;         /* in the last run */
 } sm_node;
 
+/* Voxel v's channels are at data + base * (voxels of the level) + c0 +
+ * v * ld in its buffer: a slice has base 0 and ld the buffer's channels, a
+ * packed value ld = c. */
 typedef struct sm_value {
     int buf;
     int c0, c;
+    int ld, base;
 } sm_value;
 
 typedef struct sm_buffer {
@@ -74,6 +87,13 @@ int sm_graph_tensor(sm_graph *g, int channels, int level);
 
 /* Channels [c0, c0 + c) of value v. */
 int sm_graph_slice(sm_graph *g, int v, int c0, int c);
+
+/* A dense c-channel tensor in the memory of v's buffer, from float base
+ * times the level's voxel count on (base + c <= the buffer's channels):
+ * base 0 and base c of a 2c-channel buffer are its two halves. Its memory
+ * overlaps every other value of that buffer; the builder orders the nodes
+ * so that nothing still to be read is overwritten. */
+int sm_graph_packed(sm_graph *g, int v, int base, int c);
 
 int sm_graph_channels(const sm_graph *g, int v);
 int sm_graph_level(const sm_graph *g, int v);

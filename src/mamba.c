@@ -42,10 +42,32 @@ static sm_status run_scan(const sm_mamba *m, const sm_scan_args *args)
     return SEGMAMBA_OK;
 }
 
-int sm_mamba_scratch_per_token(const sm_mamba *m)
+int64_t sm_mamba_scratch_floats(int dim, int d_inner, int d_state, int dt_rank, int with_delta)
 {
-    /* the normed input (later the out_proj result), xz, u, delta, y, x_proj's output */
-    return m->dim + 2 * m->d_inner + 3 * m->d_inner + m->dt_rank + 2 * m->d_state;
+    const int64_t u = d_inner > dim ? d_inner : dim;
+    return 2 * (int64_t)d_inner + u + d_inner + dt_rank + 2 * (int64_t)d_state +
+           (with_delta ? d_inner : 0);
+}
+
+sm_mamba_scratch sm_mamba_scratch_split(int dim, int d_inner, int d_state, int dt_rank,
+                                        int with_delta, int64_t L, float *scratch)
+{
+    sm_mamba_scratch s;
+    s.xz = scratch;
+    s.u = s.xz + L * 2 * d_inner;
+    s.y = s.u + L * (d_inner > dim ? d_inner : dim);
+    s.p = s.y + L * d_inner;
+    s.delta = with_delta ? s.p + L * (dt_rank + 2 * (int64_t)d_state) : NULL;
+    return s;
+}
+
+/* Whether the scan kernels take dt_proj's rank, and so compute delta. */
+static int scan_fuses_dt(const sm_mamba *m) { return m->dt_rank <= SM_SCAN_MAX_RANK; }
+
+int64_t sm_mamba_scratch_per_token(const sm_mamba *m, int device)
+{
+    return sm_mamba_scratch_floats(m->dim, m->d_inner, m->d_state, m->dt_rank,
+                                   device || !scan_fuses_dt(m));
 }
 
 sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *out, int out_ld,
@@ -55,11 +77,11 @@ sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *o
                                                    SM_ORDER_SLICE};
     const int C = m->dim, di = m->d_inner, N = m->d_state, R = m->dt_rank;
     const int np = R + 2 * N;
-    /* Scratch, all token-major: the normed input, xz, u, delta, the sum of
-     * the three directions' y, and the x_proj output. */
-    const size_t sz_xn = (size_t)L * C, sz_xz = (size_t)L * 2 * di, sz_u = (size_t)L * di;
-    float *xn = scratch, *xz = xn + sz_xn, *u = xz + sz_xz, *delta = u + sz_u, *y = delta + sz_u,
-          *p = y + sz_u;
+    const int fuse_dt = scan_fuses_dt(m);
+    const sm_mamba_scratch sc = sm_mamba_scratch_split(C, di, N, R, !fuse_dt, L, scratch);
+    float *xz = sc.xz, *u = sc.u, *y = sc.y, *p = sc.p, *delta = sc.delta;
+    float *xn = u; /* the normed input, dead once in_proj has read it */
+    const size_t sz_u = (size_t)L * di;
 
     double t0 = sm_now_seconds();
     sm_layer_norm(x, x_ld, xn, C, L, C, m->norm_w, m->norm_b);
@@ -75,12 +97,10 @@ sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *o
         const sm_mamba_dir *dir = &m->dir[s];
         causal_conv1d_silu(m, dir, orders[s], L, nslices, xz, 2 * di, u);
         sm_sgemm(0, 1, (int)L, np, di, 1.0f, u, di, dir->x_proj, di, 0.0f, p, np);
-        /* dt_proj inside the scan where the kernels take its rank (simd/scan.h) */
-        const int fuse_dt = R <= SM_SCAN_MAX_RANK;
         if (!fuse_dt) sm_sgemm(0, 1, (int)L, di, R, 1.0f, p, np, dir->dt_proj, R, 0.0f, delta, di);
         const sm_scan_args args = {
             .L = L, .n_state = N, .order = orders[s], .nslices = nslices,
-            .u = u, .ld_u = di, .delta = fuse_dt ? NULL : delta, .ld_delta = di,
+            .u = u, .ld_u = di, .delta = delta, .ld_delta = di,
             .dt_low = p, .ld_dt_low = np, .dt_proj = dir->dt_proj, .dt_rank = R,
             .delta_bias = dir->dt_bias,
             .A = dir->A, .B = p + R, .C = p + R + N, .ld_bc = np, .D = dir->D,
@@ -92,7 +112,7 @@ sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *o
     }
     if (st == SEGMAMBA_OK) {
         /* out = x + out_proj(y) */
-        float *o = xn; /* xn is dead here and has exactly (L, C) floats */
+        float *o = u; /* dead after the last scan, at least (L, C) floats */
         sm_sgemm(0, 1, (int)L, C, di, 1.0f, y, di, m->out_proj, di, 0.0f, o, C);
         sm_add(o, C, x, x_ld, out, out_ld, L, C, SM_PW_NONE);
     }

@@ -29,12 +29,30 @@ typedef struct sm_mamba {
     sm_mamba_dir dir[SM_DIRECTIONS];
 } sm_mamba;
 
-/* Scratch floats the layer needs per token. */
-int sm_mamba_scratch_per_token(const sm_mamba *m);
+/* A layer's scratch, token-major (L rows each): xz (2 d_inner); u
+ * (d_inner, and at least dim: it holds the normed input before the first
+ * conv1d and the out_proj result after the last scan); y, the sum of the
+ * directions' outputs (d_inner); the x_proj output p (dt_rank + 2 d_state);
+ * delta (d_inner), only in a layout made with_delta, else NULL. */
+typedef struct sm_mamba_scratch {
+    float *xz, *u, *y, *p, *delta;
+} sm_mamba_scratch;
+
+/* Floats per token of that layout. */
+int64_t sm_mamba_scratch_floats(int dim, int d_inner, int d_state, int dt_rank, int with_delta);
+
+/* The layout on scratch for L tokens. */
+sm_mamba_scratch sm_mamba_scratch_split(int dim, int d_inner, int d_state, int dt_rank,
+                                        int with_delta, int64_t L, float *scratch);
+
+/* Scratch floats per token sm_mamba_forward needs, or with device set what
+ * a device backend needs, which makes delta with a GEMM (the CPU's scan
+ * kernels compute it themselves when they take dt_rank, simd/scan.h). */
+int64_t sm_mamba_scratch_per_token(const sm_mamba *m, int device);
 
 /* x: L tokens of dim channels (ld apart); out may equal x. nslices is S for
  * the inter-slice direction (L % S == 0, checked by the caller). scratch
- * holds L * sm_mamba_scratch_per_token(m) floats. Adds the time spent in
+ * holds L * sm_mamba_scratch_per_token(m, 0) floats. Adds the time spent in
  * each kind of work to seconds[SM_KIND_COUNT]. */
 sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *out, int out_ld,
                            int64_t L, int64_t nslices, float *scratch, double *seconds);

@@ -412,7 +412,7 @@ static void test_mamba(void)
     }
 #undef OWN
     float *x = random_buf(L * x_ld, -2, 2);
-    float *scratch = malloc((size_t)(L * sm_mamba_scratch_per_token(m)) * sizeof *scratch);
+    float *scratch = malloc((size_t)(L * sm_mamba_scratch_per_token(m, 0)) * sizeof *scratch);
     float *want = filled(L * x_ld, SENTINEL);
     double seconds[SM_KIND_COUNT] = {0};
     CHECK(sm_mamba_forward(m, x, x_ld, want, x_ld, L, S, scratch, seconds) == SEGMAMBA_OK);
