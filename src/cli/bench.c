@@ -23,8 +23,8 @@ void usage_bench(FILE *f)
             "Times forward passes on a random (1, C, n, n, n) input and prints the median\n"
             "time, the time per kind of work (conv, scan, norm, other), the achieved\n"
             "GFLOP/s and, on the CPU, its fraction of this machine's FP32 FMA peak\n"
-            "(measured by a probe in the same run, with the same threads), voxels/s and\n"
-            "the peak RSS. In an engine built with CUDA, on a machine with a GPU, it runs\n"
+            "(measured by a probe in the same run, with the same threads), voxels/s, the\n"
+            "size of the activations' arena and the peak RSS. In an engine built with CUDA, on a machine with a GPU, it runs\n"
             "on the CPU and on the GPU and prints both side by side (voxels/s and\n"
             "milliseconds per 128^3 window).\n"
             "\n"
@@ -137,6 +137,7 @@ typedef struct bench_run {
     double seconds;          /* the median forward */
     segmamba_profile prof;   /* of the median run, so that its parts add up to seconds */
     double peak_gflops;      /* CPU only: the FMA probe's */
+    double arena_mib;        /* CPU only: the activations' arena for this size */
     char device[256];        /* CUDA only: the GPU */
 } bench_run;
 
@@ -197,6 +198,7 @@ static int run_backend(const char *model, segmamba_options opts, int size, int r
             free(sorted);
         }
         r->seconds = times[med];
+        r->arena_mib = (double)graph->planned_floats * sizeof(float) / (1024.0 * 1024.0);
         r->prof = profs[med];
         if (top_nodes > 0 && node_times[med]) print_nodes(graph, node_times[med], top_nodes);
     }
@@ -233,6 +235,9 @@ static void print_run(const bench_run *r, const char *model, int size, int nt, i
                r->peak_gflops, sm_isa_name(sm_kernels_get()->isa), nt,
                100.0 * gflops / r->peak_gflops);
     printf("throughput %.0f voxels/s\n", (double)size * size * size / t);
+    if (r->backend == SEGMAMBA_BACKEND_CPU)
+        printf("activations %.0f MiB (the arena the memory plan made for this size)\n",
+               r->arena_mib);
 }
 
 /* Milliseconds per 128^3 window at the measured voxel rate. */
@@ -254,9 +259,10 @@ static void json_run(sm_json_out *o, const bench_run *r, int size, int nt)
     } else {
         sm_json_out_printf(o,
                            "\"precision\": \"%s\", \"threads\": %d, \"scan_isa\": \"%s\", "
-                           "\"peak_gflops\": %.3f, \"fraction_of_peak\": %.4f, ",
+                           "\"peak_gflops\": %.3f, \"fraction_of_peak\": %.4f, "
+                           "\"activations_mib\": %.1f, ",
                            r->cfg.bf16 ? "bf16" : "fp32", nt, sm_isa_name(sm_kernels_get()->isa),
-                           r->peak_gflops, gflops / r->peak_gflops);
+                           r->peak_gflops, gflops / r->peak_gflops, r->arena_mib);
     }
     sm_json_out_printf(o,
                        "\"seconds\": %.6f, \"seconds_conv\": %.6f, \"seconds_scan\": %.6f, "
