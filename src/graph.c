@@ -154,8 +154,11 @@ static view get_view(const sm_graph *g, int v, const run_dims *rd)
                   .ld = val->ld, .c = val->c, .level = b->level};
 }
 
-/* SM_OP_POINTWISE (graph.h): plane z's result goes to the temporary, then
- * to out, whose plane z lies below a's plane z + 1 in memory. */
+/* SM_OP_POINTWISE (graph.h). Plane z's result goes straight to a dense
+ * out when it lies apart from the input or below input plane z (every
+ * plane of a compacting projection but the first), else through the
+ * temporary (a oneDNN convolution would make one per call for a strided
+ * out). */
 static sm_status run_pointwise(sm_conv *c, view a, view out, const run_dims *rd)
 {
     const int l = a.level;
@@ -166,13 +169,19 @@ static sm_status run_pointwise(sm_conv *c, view a, view out, const run_dims *rd)
     if (!apart && (out.p > a.p || out.ld > a.ld))
         return sm_fail(SEGMAMBA_E_ARG, "graph: a pointwise convolution's output overlaps input "
                        "it has still to read");
-    float *tmp = malloc((size_t)plane * (size_t)out.c * sizeof *tmp);
-    if (!tmp) return sm_fail(SEGMAMBA_E_NOMEM, "pointwise convolution: out of memory");
+    float *tmp = NULL;
     sm_status st = SEGMAMBA_OK;
     for (int z = 0; z < rd->d[l] && st == SEGMAMBA_OK; z++) {
-        st = sm_conv_forward(c, a.p + z * plane * a.ld, a.ld, 1, rd->h[l], rd->w[l], tmp, out.c);
-        if (st == SEGMAMBA_OK)
-            sm_activate(tmp, out.c, out.p + z * plane * out.ld, out.ld, plane, out.c, SM_PW_NONE);
+        const float *src = a.p + z * plane * a.ld;
+        float *dst = out.p + z * plane * out.ld;
+        if (out.ld == out.c && (apart || dst + plane * out.c <= src)) {
+            st = sm_conv_forward(c, src, a.ld, 1, rd->h[l], rd->w[l], dst, out.ld);
+            continue;
+        }
+        if (!tmp && !(tmp = malloc((size_t)plane * (size_t)out.c * sizeof *tmp)))
+            return sm_fail(SEGMAMBA_E_NOMEM, "pointwise convolution: out of memory");
+        st = sm_conv_forward(c, src, a.ld, 1, rd->h[l], rd->w[l], tmp, out.c);
+        if (st == SEGMAMBA_OK) sm_activate(tmp, out.c, dst, out.ld, plane, out.c, SM_PW_NONE);
     }
     free(tmp);
     return st;
