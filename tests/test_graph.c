@@ -42,10 +42,19 @@ static double max_conv_err(const float *out, int c0)
     return e;
 }
 
-static sm_graph *finish(sm_graph *g, int in, int out)
+/* x (CIN channels) -> its projection packed in x's own memory from base
+ * times the voxels on; the run's status, the output and the arena size. */
+static sm_status run_packed_projection(sm_conv_kind kind, int base, float *out, size_t *arena)
 {
-    CHECK(sm_graph_finish(g, in, out) == SEGMAMBA_OK);
-    return g;
+    sm_graph *g = sm_graph_create();
+    const int x = sm_graph_tensor(g, CIN, 0);
+    const int r = sm_graph_packed(g, x, base, COUT);
+    sm_graph_node(g, SM_OP_POINTWISE, x, -1, r, SM_PW_NONE, pointwise_conv(kind), 0);
+    CHECK(sm_graph_finish(g, x, r) == SEGMAMBA_OK);
+    const sm_status st = sm_graph_run(g, input, D, H, W, out);
+    *arena = g->planned_floats;
+    sm_graph_free(g);
+    return st;
 }
 
 /* The projection overwrites its input: the result takes the first COUT
@@ -53,23 +62,16 @@ static sm_graph *finish(sm_graph *g, int in, int out)
  * buffer only. */
 static void test_in_place(sm_conv_kind kind)
 {
-    sm_graph *g = sm_graph_create();
-    const int x = sm_graph_tensor(g, CIN, 0);
-    const int r = sm_graph_packed(g, x, 0, COUT);
-    sm_graph_node(g, SM_OP_POINTWISE, x, -1, r, SM_PW_NONE, pointwise_conv(kind), 0);
-    finish(g, x, r);
     float out[COUT * NVOX];
-    CHECK(sm_graph_run(g, input, D, H, W, out) == SEGMAMBA_OK);
+    size_t arena = 0;
+    CHECK(run_packed_projection(kind, 0, out, &arena) == SEGMAMBA_OK);
     const double e = max_conv_err(out, 0);
     CHECK_MSG(e < 1e-5, "%s: in-place pointwise: max err %g", sm_conv_kind_name(kind), e);
-    CHECK_MSG(g->planned_floats == (NVOX * CIN + 15) / 16 * 16, "arena %zu floats",
-              g->planned_floats);
-    sm_graph_free(g);
+    CHECK_MSG(arena == (NVOX * CIN + 15) / 16 * 16, "arena %zu floats", arena);
 }
 
-/* Into a channel slice of a wider buffer, whose other channels keep what
- * was there; and a packed value at base CIN - COUT (the second part of the
- * memory) holding a copy that the pointwise node must not disturb. */
+/* Into a channel slice of a wider buffer whose other channels hold a copy
+ * of the input, which must come through untouched. */
 static void test_strided(sm_conv_kind kind)
 {
     sm_graph *g = sm_graph_create();
@@ -78,7 +80,7 @@ static void test_strided(sm_conv_kind kind)
     sm_graph_node(g, SM_OP_ACT, x, -1, sm_graph_slice(g, y, 0, CIN), SM_PW_NONE, NULL, 0);
     sm_graph_node(g, SM_OP_POINTWISE, x, -1, sm_graph_slice(g, y, CIN, COUT), SM_PW_NONE,
                   pointwise_conv(kind), 0);
-    finish(g, x, y);
+    CHECK(sm_graph_finish(g, x, y) == SEGMAMBA_OK);
     float out[(CIN + COUT) * NVOX];
     CHECK(sm_graph_run(g, input, D, H, W, out) == SEGMAMBA_OK);
     CHECK(memcmp(out, input, sizeof input) == 0);
@@ -91,16 +93,11 @@ static void test_strided(sm_conv_kind kind)
  * voxels not yet read: refused when it runs. */
 static void test_overlap_refused(void)
 {
-    sm_graph *g = sm_graph_create();
-    const int x = sm_graph_tensor(g, CIN, 0);
-    const int r = sm_graph_packed(g, x, 1, COUT);
-    sm_graph_node(g, SM_OP_POINTWISE, x, -1, r, SM_PW_NONE, pointwise_conv(SM_CONV_REF), 0);
-    finish(g, x, r);
     float out[COUT * NVOX];
-    CHECK(sm_graph_run(g, input, D, H, W, out) == SEGMAMBA_E_ARG);
-    sm_graph_free(g);
+    size_t arena = 0;
+    CHECK(run_packed_projection(SM_CONV_REF, 1, out, &arena) == SEGMAMBA_E_ARG);
     /* And a packed value must fit in its buffer. */
-    g = sm_graph_create();
+    sm_graph *g = sm_graph_create();
     const int t = sm_graph_tensor(g, CIN, 0);
     CHECK(sm_graph_packed(g, t, CIN - COUT + 1, COUT) == -1);
     CHECK(g->status == SEGMAMBA_E_ARG);
