@@ -28,8 +28,9 @@ typedef enum sm_opcode {
     SM_OP_MAMBA,  /* obj: sm_mamba, nslices; in1 is its scratch buffer */
     SM_OP_INORM_ADD,       /* act(IN(in0) + in1) */
     SM_OP_INORM_ADD_INORM, /* act(IN(in0) + IN(in1)) */
-    /* obj: a 1x1x1 sm_conv, run one plane of voxels at a time through a
-     * plane-sized temporary: out may be a strided view (with no full-size
+    /* obj: a 1x1x1 sm_conv, run one plane of voxels at a time, through a
+     * plane-sized temporary where out is strided or could reach input
+     * still to be read: out may be a strided view (with no full-size
      * temporary) or may overwrite in0, when it starts no later in the same
      * memory with a voxel stride no wider (plane z is written only after
      * it has been read, and below every plane still to be read). */
