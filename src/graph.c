@@ -165,7 +165,8 @@ static sm_status run_pointwise(sm_conv *c, view a, view out, const run_dims *rd)
     const int64_t plane = (int64_t)rd->h[l] * rd->w[l];
     const int64_t n = plane * rd->d[l];
     /* Both are in the arena, so their addresses compare. */
-    const int apart = out.p + (n - 1) * out.ld + out.c <= a.p || out.p >= a.p + (n - 1) * a.ld + a.c;
+    const int apart =
+        out.p + (n - 1) * out.ld + out.c <= a.p || out.p >= a.p + (n - 1) * a.ld + a.c;
     if (!apart && (out.p > a.p || out.ld > a.ld))
         return sm_fail(SEGMAMBA_E_ARG, "graph: a pointwise convolution's output overlaps input "
                        "it has still to read");
