@@ -558,9 +558,9 @@ sm_status sm_cuda_mamba_forward(sm_cuda_ctx *ctx, const sm_cuda_mamba *m, const 
                                                    SM_ORDER_SLICE};
     const int C = m->dim, di = m->d_inner, N = m->d_state, R = m->dt_rank;
     const int np = R + 2 * N;
-    /* The CPU's layout (src/mamba.h), with delta made by a GEMM. */
+    /* The device layout (src/mamba.h): xz whole, delta made by a GEMM. */
     const sm_mamba_scratch sc = sm_mamba_scratch_split(C, di, N, R, 1, L, scratch);
-    float *xz = sc.xz, *u = sc.u, *y = sc.y, *p = sc.p, *delta = sc.delta;
+    float *xz = sc.x, *u = sc.u, *y = sc.y, *p = sc.p, *delta = sc.delta;
     float *xn = u; /* the normed input, dead once in_proj has read it */
 
     SM_TRY(mark_time(ctx, SM_KIND_NORM));

@@ -44,13 +44,15 @@ typedef struct sm_scan_args {
     const float *C;          /* C[t*ld_bc + n] */
     int64_t ld_bc;
     const float *D;          /* per channel */
-    const float *z;          /* (L, ld_z): the gate before SiLU */
+    const float *z;          /* (L, ld_z): the gate before SiLU, or NULL for none (the
+                                caller gates the sum of the directions once) */
     int64_t ld_z;
     float *y;                /* (L, ld_y): y is added to what is there */
     int64_t ld_y;
 } sm_scan_args;
 
-/* Scans channels [c0, c1): y[t, c] += (sum_n C[t,n] h[c,n] + D[c] u[t,c]) * SiLU(z[t,c]).
+/* Scans channels [c0, c1): y[t, c] += (sum_n C[t,n] h[c,n] + D[c] u[t,c]) * SiLU(z[t,c])
+ * (without the factor when z is NULL).
  * state: (c1 - c0) * N floats of caller-provided scratch (any contents). */
 typedef void (*sm_scan_fn)(const sm_scan_args *a, int c0, int c1, float *state);
 

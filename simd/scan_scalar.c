@@ -21,7 +21,7 @@ void sm_scan_scalar(const sm_scan_args *a, int c0, int c1, float *h)
         const float *lo = dl ? NULL : a->dt_low + t * a->ld_dt_low;
         const float *B = a->B + t * a->ld_bc;
         const float *C = a->C + t * a->ld_bc;
-        const float *z = a->z + t * a->ld_z;
+        const float *z = a->z ? a->z + t * a->ld_z : NULL;
         float *y = a->y + t * a->ld_y;
         for (int c = c0; c < c1; c++) {
             float d = 0.0f;
@@ -39,7 +39,7 @@ void sm_scan_scalar(const sm_scan_args *a, int c0, int c1, float *h)
                 hc[n] = expf(dt * A[n]) * hc[n] + du * B[n];
                 acc += C[n] * hc[n];
             }
-            y[c] += (acc + a->D[c] * u[c]) * silu(z[c]);
+            y[c] += (acc + a->D[c] * u[c]) * (z ? silu(z[c]) : 1.0f);
         }
     }
 }

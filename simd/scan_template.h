@@ -7,8 +7,9 @@
  * so a token costs N vector exps and 2N FMAs with no horizontal reduction:
  *   h[n] = exp(dt * A[:, n]) * h[n] + (dt * u) * B[t, n]
  *   y   += C[t, n] * h[n]
- * softplus(delta + bias), the D skip and the SiLU(z) gate are fused. Channels
- * left over after the last full block go to the scalar kernel.
+ * softplus(delta + bias), the D skip and the SiLU(z) gate (when there is
+ * one) are fused. Channels left over after the last full block go to the
+ * scalar kernel.
  *
  * Required before inclusion:
  *   VW                         lanes per vector
@@ -194,7 +195,7 @@ static SM_ALWAYS_INLINE void scan_group(const sm_scan_args *a, int c, int nb, co
                 for (int k = 0; k < nb * VW; k += 16) {
                     __builtin_prefetch(a->u + tp * a->ld_u + c + k);
                     if (a->delta) __builtin_prefetch(a->delta + tp * a->ld_delta + c + k);
-                    __builtin_prefetch(a->z + tp * a->ld_z + c + k);
+                    if (a->z) __builtin_prefetch(a->z + tp * a->ld_z + c + k);
                     __builtin_prefetch(a->y + tp * a->ld_y + c + k, 1);
                 }
                 __builtin_prefetch(a->B + tp * a->ld_bc);
@@ -221,7 +222,8 @@ static SM_ALWAYS_INLINE void scan_group(const sm_scan_args *a, int c, int nb, co
                 V_STORE(dt_b + i * VW, dt);
                 V_STORE(du_b + i * VW, V_MUL(dt, u));
                 V_STORE(yd_b + i * VW, V_MUL(D, u));
-                V_STORE(g_b + i * VW, v_silu(V_LOAD(a->z + t * a->ld_z + cb)));
+                V_STORE(g_b + i * VW,
+                        a->z ? v_silu(V_LOAD(a->z + t * a->ld_z + cb)) : V_SET1(1.0f));
             }
             vf h[SM_SCAN_MAX_STATE], A[SM_SCAN_MAX_STATE];
             for (int n = 0; n < N; n++) {

@@ -29,25 +29,35 @@ typedef struct sm_mamba {
     sm_mamba_dir dir[SM_DIRECTIONS];
 } sm_mamba;
 
-/* A layer's scratch, token-major (L rows each): xz (2 d_inner); u
- * (d_inner, and at least dim: it holds the normed input before the first
- * conv1d and the out_proj result after the last scan); y, the sum of the
- * directions' outputs (d_inner); the x_proj output p (dt_rank + 2 d_state);
- * delta (d_inner), only in a layout made with_delta, else NULL. */
+/* A layer's scratch, token-major (L rows each). Two layouts:
+ * - the host's (sm_mamba_forward): x, in_proj's first half (d_inner); u
+ *   (d_inner, and at least dim: it holds the normed input before the first
+ *   conv1d and the out_proj result after the last scan); y, the sum of the
+ *   directions' ungated outputs (d_inner); the x_proj output p (dt_rank +
+ *   2 d_state); delta (d_inner) only when dt_rank is above what the scan
+ *   kernels fuse. z is NULL: the gate SiLU(z) is the same for every
+ *   direction in the original token order, so it multiplies the sum once,
+ *   and z is made after the scans, in x's rows. That keeps d_inner floats
+ *   per token fewer than holding z from the start (the largest layer's
+ *   scratch is what sets the peak memory of a 128^3 forward).
+ * - a device's (device = 1): in_proj's output xz (2 d_inner: x then z in
+ *   each row), u, y, p and delta, made by a GEMM.
+ * x and z rows are ld_xz floats apart. */
 typedef struct sm_mamba_scratch {
-    float *xz, *u, *y, *p, *delta;
+    float *x, *z;
+    int64_t ld_xz;
+    float *u, *y, *p, *delta;
 } sm_mamba_scratch;
 
-/* Floats per token of that layout. */
-int64_t sm_mamba_scratch_floats(int dim, int d_inner, int d_state, int dt_rank, int with_delta);
+/* Floats per token of a layout. */
+int64_t sm_mamba_scratch_floats(int dim, int d_inner, int d_state, int dt_rank, int device);
 
 /* The layout on scratch for L tokens. */
 sm_mamba_scratch sm_mamba_scratch_split(int dim, int d_inner, int d_state, int dt_rank,
-                                        int with_delta, int64_t L, float *scratch);
+                                        int device, int64_t L, float *scratch);
 
 /* Scratch floats per token sm_mamba_forward needs, or with device set what
- * a device backend needs, which makes delta with a GEMM (the CPU's scan
- * kernels compute it themselves when they take dt_rank, simd/scan.h). */
+ * a device backend needs. */
 int64_t sm_mamba_scratch_per_token(const sm_mamba *m, int device);
 
 /* x: L tokens of dim channels (ld apart); out may equal x. nslices is S for
