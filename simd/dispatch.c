@@ -41,16 +41,20 @@ static int supported(sm_isa isa, sm_isa best)
 /* One row per level built for this architecture. */
 static const sm_kernels levels[] = {
     {SM_ISA_SCALAR, sm_scan_scalar, sm_exp_scalar, sm_gelu_scalar, sm_silu_scalar, sm_fma_probe_scalar,
-     sm_norm_sums_scalar, sm_norm_apply_scalar, sm_conv1d_silu_scalar},
+     sm_norm_sums_scalar, sm_norm_apply_scalar, sm_conv1d_silu_scalar, sm_wino_input_scalar,
+     sm_wino_output_scalar, sm_wino_gemm_scalar},
 #if SM_HAVE_X86_SIMD
     {SM_ISA_AVX2, sm_scan_avx2, sm_exp_avx2, sm_gelu_avx2, sm_silu_avx2, sm_fma_probe_avx2,
-     sm_norm_sums_avx2, sm_norm_apply_avx2, sm_conv1d_silu_avx2},
+     sm_norm_sums_avx2, sm_norm_apply_avx2, sm_conv1d_silu_avx2, sm_wino_input_avx2,
+     sm_wino_output_avx2, sm_wino_gemm_avx2},
     {SM_ISA_AVX512, sm_scan_avx512, sm_exp_avx512, sm_gelu_avx512, sm_silu_avx512, sm_fma_probe_avx512,
-     sm_norm_sums_avx512, sm_norm_apply_avx512, sm_conv1d_silu_avx512},
+     sm_norm_sums_avx512, sm_norm_apply_avx512, sm_conv1d_silu_avx512, sm_wino_input_avx512,
+     sm_wino_output_avx512, sm_wino_gemm_avx512},
 #endif
 #if SM_HAVE_NEON
     {SM_ISA_NEON, sm_scan_neon, sm_exp_neon, sm_gelu_neon, sm_silu_neon, sm_fma_probe_neon,
-     sm_norm_sums_neon, sm_norm_apply_neon, sm_conv1d_silu_neon},
+     sm_norm_sums_neon, sm_norm_apply_neon, sm_conv1d_silu_neon, sm_wino_input_neon,
+     sm_wino_output_neon, sm_wino_gemm_neon},
 #endif
 };
 

@@ -7,6 +7,7 @@
 
 #include "norm.h"
 #include "scan.h"
+#include "winograd.h"
 
 typedef enum sm_isa {
     SM_ISA_SCALAR = 0,
@@ -25,6 +26,9 @@ typedef struct sm_kernels {
     sm_norm_sums_fn norm_sums;
     sm_norm_apply_fn norm_apply;
     sm_conv1d_silu_fn conv1d_silu;
+    sm_wino_input_fn wino_input;
+    sm_wino_output_fn wino_output;
+    sm_wino_gemm_fn wino_gemm;
 } sm_kernels;
 
 /* The active table (initialised on first use from the CPU and SEGMAMBA_ISA). */

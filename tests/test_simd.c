@@ -2,6 +2,7 @@
  * the dispatch table against a double-precision evaluation of its
  * definition. The selective scan's reference works on explicitly permuted
  * copies of the sequence (the engine itself never copies it). */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,6 +12,9 @@
 #include "simd/dispatch.h"
 
 static double uniform(double lo, double hi) { return check_uniform(lo, hi); }
+
+/* Written into outputs first: what a kernel must not write keeps it. */
+static const float SENTINEL_F = -777.25f;
 
 /* The visiting order written out as a table, from the spec's definition. */
 static void order_table(sm_order order, int64_t L, int64_t S, int64_t *tok)
@@ -49,8 +53,8 @@ static void reference(const sm_scan_args *a, int nch, double *y)
                 *hn = exp(dt * a->A[c * N + n]) * *hn + dt * a->B[t * a->ld_bc + n] * u;
                 acc += a->C[t * a->ld_bc + n] * *hn;
             }
-            double z = a->z[t * a->ld_z + c];
-            y[t * nch + c] += (acc + a->D[c] * u) * z / (1.0 + exp(-z));
+            const double z = a->z ? a->z[t * a->ld_z + c] : 0.0;
+            y[t * nch + c] += (acc + a->D[c] * u) * (a->z ? z / (1.0 + exp(-z)) : 1.0);
         }
     }
     free(h);
@@ -76,9 +80,10 @@ static void test_token_orders(void)
 
 /* One random problem; [dt_lo, dt_hi] is the range of delta (extreme values
  * included). With rank > 0 the kernel computes delta itself from a
- * (L, rank) dt_low and a (nch, rank) dt_proj, scaled to the same range. */
-static void run_case_rank(const sm_kernels *k, sm_order order, int64_t L, int64_t S, int nch,
-                          int N, double dt_lo, double dt_hi, double a_hi, int rank)
+ * (L, rank) dt_low and a (nch, rank) dt_proj, scaled to the same range.
+ * Without gated, z is NULL: no SiLU(z) factor. */
+static void run_case_gate(const sm_kernels *k, sm_order order, int64_t L, int64_t S, int nch,
+                          int N, double dt_lo, double dt_hi, double a_hi, int rank, int gated)
 {
     const int ldu = nch + 3, ldz = 2 * nch + 1, ldbc = 2 * N + 5;
     float *u = malloc((size_t)L * ldu * sizeof *u), *dl = malloc((size_t)L * ldu * sizeof *dl);
@@ -103,8 +108,8 @@ static void run_case_rank(const sm_kernels *k, sm_order order, int64_t L, int64_
     }
     sm_scan_args a = {.L = L, .n_state = N, .order = order, .nslices = S, .u = u, .ld_u = ldu,
                       .delta = dl, .ld_delta = ldu, .delta_bias = bias, .A = A, .B = bc + 1,
-                      .C = bc + 1 + N, .ld_bc = ldbc, .D = D, .z = z + 1, .ld_z = ldz, .y = y,
-                      .ld_y = nch};
+                      .C = bc + 1 + N, .ld_bc = ldbc, .D = D, .z = gated ? z + 1 : NULL,
+                      .ld_z = ldz, .y = y, .ld_y = nch};
     float *lo = NULL, *wp = NULL;
     if (rank > 0) {
         /* dt_low in [0, 1) and weights whose row sums span [dt_lo, dt_hi] */
@@ -132,9 +137,15 @@ static void run_case_rank(const sm_kernels *k, sm_order order, int64_t L, int64_
     /* float32 state over L steps: errors grow with the number of terms the
      * decays let through, far below 1e-5 of the output scale here. */
     CHECK_MSG(max_err <= 2e-5 * (max_ref > 1 ? max_ref : 1),
-              "%s order %d L %lld: max err %.3g (max |y| %.3g)", sm_isa_name(k->isa), (int)order,
-              (long long)L, max_err, max_ref);
+              "%s order %d L %lld gated %d: max err %.3g (max |y| %.3g)", sm_isa_name(k->isa),
+              (int)order, (long long)L, gated, max_err, max_ref);
     free(u), free(dl), free(z), free(bc), free(y), free(A), free(yr), free(state), free(lo), free(wp);
+}
+
+static void run_case_rank(const sm_kernels *k, sm_order order, int64_t L, int64_t S, int nch,
+                          int N, double dt_lo, double dt_hi, double a_hi, int rank)
+{
+    run_case_gate(k, order, L, S, nch, N, dt_lo, dt_hi, a_hi, rank, 1);
 }
 
 static void run_case(const sm_kernels *k, sm_order order, int64_t L, int64_t S, int nch, int N,
@@ -434,9 +445,261 @@ static void test_conv1d(const sm_kernels *k)
     }
 }
 
+
+/* ---- Winograd transforms ------------------------------------------------
+ * Each level's input and output transforms and GEMM against the
+ * definitions evaluated in double. The bound for a transform is first order
+ * in the unit roundoff u: each of the 3 axes rounds at most n times along
+ * any path (one rounding per add or FMA of an n-term row), and an error
+ * made on one axis is carried by the later axes' coefficients, so the total
+ * is at most 3n u times the magnitude |T| (x) |T| (x) |T| |x| (the
+ * transform with every entry and value made positive). The vector kernels'
+ * factored rows reach at most 1.4 times a row's magnitude on one axis
+ * (F(4,3)'s B^T row 2), so 3 times that covers them. */
+
+/* y = M x along the three axes of an n^3 array, in double; rows outputs
+ * per axis (n, or m for the output transform); with absolute set, |M| |x|. */
+static void wino_apply3(const double (*mat)[SM_WINO_MAX_N], int rows, int n, const double *x,
+                        double *y, int absolute)
+{
+    double a[SM_WINO_MAX_N][SM_WINO_MAX_N][SM_WINO_MAX_N], b[SM_WINO_MAX_N][SM_WINO_MAX_N][SM_WINO_MAX_N];
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++)
+            for (int k = 0; k < rows; k++) {
+                double v = 0;
+                for (int q = 0; q < n; q++) {
+                    const double e = mat[k][q], d = x[(i * n + j) * n + q];
+                    v += absolute ? fabs(e) * fabs(d) : e * d;
+                }
+                a[i][j][k] = v;
+            }
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < rows; j++)
+            for (int k = 0; k < rows; k++) {
+                double v = 0;
+                for (int q = 0; q < n; q++) v += (absolute ? fabs(mat[j][q]) : mat[j][q]) * a[i][q][k];
+                b[i][j][k] = v;
+            }
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < rows; j++)
+            for (int k = 0; k < rows; k++) {
+                double v = 0;
+                for (int q = 0; q < n; q++) v += (absolute ? fabs(mat[i][q]) : mat[i][q]) * b[q][j][k];
+                y[(i * n + j) * n + k] = v;
+            }
+}
+
+/* The tables themselves: A^T [(G g) . (B^T d)] is the correlation of d
+ * with g, exactly up to double rounding, for random g and d. */
+static void test_wino_matrices(void)
+{
+    CHECK(sm_wino_matrices_get(1) == NULL && sm_wino_matrices_get(5) == NULL);
+    for (int m = 2; m <= SM_WINO_MAX_M; m++) {
+        const sm_wino_matrices *t = sm_wino_matrices_get(m);
+        CHECK(t && t->m == m && t->n == m + 2);
+        double worst = 0.0;
+        for (int trial = 0; trial < 100; trial++) {
+            double g[3], d[SM_WINO_MAX_N], gg[SM_WINO_MAX_N], bd[SM_WINO_MAX_N];
+            for (int i = 0; i < 3; i++) g[i] = uniform(-1, 1);
+            for (int i = 0; i < t->n; i++) d[i] = uniform(-1, 1);
+            for (int i = 0; i < t->n; i++) {
+                gg[i] = bd[i] = 0;
+                for (int j = 0; j < 3; j++) gg[i] += t->g[i][j] * g[j];
+                for (int j = 0; j < t->n; j++) bd[i] += t->bt[i][j] * d[j];
+            }
+            for (int i = 0; i < m; i++) {
+                double y = 0, want = 0;
+                for (int j = 0; j < t->n; j++) y += t->at[i][j] * gg[j] * bd[j];
+                for (int j = 0; j < 3; j++) want += g[j] * d[i + j];
+                if (fabs(y - want) > worst) worst = fabs(y - want);
+            }
+        }
+        CHECK_MSG(worst < 1e-12, "F(%d,3) matrices: the transform is off by %g", m, worst);
+        /* Every entry of A^T and B^T is exact in float: the scalar kernels
+         * multiply by them as floats. */
+        for (int i = 0; i < t->n; i++)
+            for (int j = 0; j < t->n; j++) {
+                CHECK((double)(float)t->bt[i][j] == t->bt[i][j]);
+                if (i < m) CHECK((double)(float)t->at[i][j] == t->at[i][j]);
+            }
+    }
+}
+
+/* One tile's input transform: a window at random offsets into a volume
+ * whose voxels have ld >= c channels, with random edges (lo, hi). Voxels
+ * the window must not read (outside [lo, hi), and the channels past c)
+ * hold NaN, so a read of one shows up in the result. */
+static void wino_input_case(const sm_kernels *k, int m, int c, int ld)
+{
+    const int n = m + 2, P = n * n * n, cpad = (c + SM_WINO_CPAD - 1) / SM_WINO_CPAD * SM_WINO_CPAD;
+    const int64_t stride[3] = {(int64_t)n * n * ld + 5, (int64_t)n * ld + 3, ld};
+    float *vol = malloc((size_t)stride[0] * n * sizeof *vol);
+    const size_t tstride = (size_t)cpad + 7;
+    float *v = malloc((size_t)P * tstride * sizeof *v);
+    double *d = malloc((size_t)P * sizeof *d), *want = malloc((size_t)P * sizeof *want),
+           *mag = malloc((size_t)P * sizeof *mag);
+    sm_wino_window w = {.src = vol};
+    for (int a = 0; a < 3; a++) {
+        w.stride[a] = stride[a];
+        w.lo[a] = (int)uniform(0, 2);  /* 0 or 1: a padded first row, or none */
+        w.hi[a] = n - (int)uniform(0, n - 1);
+        if (w.hi[a] <= w.lo[a]) w.hi[a] = w.lo[a] + 1;
+    }
+    for (int64_t i = 0; i < stride[0] * n; i++) vol[i] = NAN;
+    for (int i = w.lo[0]; i < w.hi[0]; i++)
+        for (int j = w.lo[1]; j < w.hi[1]; j++)
+            for (int q = w.lo[2]; q < w.hi[2]; q++)
+                for (int ch = 0; ch < c; ch++)
+                    vol[(i - w.lo[0]) * stride[0] + (j - w.lo[1]) * stride[1] +
+                        (q - w.lo[2]) * stride[2] + ch] = (float)uniform(-2, 2);
+    for (size_t i = 0; i < (size_t)P * tstride; i++) v[i] = -1e30f;
+    k->wino_input(m, &w, c, v, tstride);
+    const sm_wino_matrices *t = sm_wino_matrices_get(m);
+    double worst = 0.0;
+    int pad_ok = 1;
+    for (int ch = 0; ch < c; ch++) {
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++)
+                for (int q = 0; q < n; q++) {
+                    const int in = i >= w.lo[0] && i < w.hi[0] && j >= w.lo[1] && j < w.hi[1] &&
+                                   q >= w.lo[2] && q < w.hi[2];
+                    d[(i * n + j) * n + q] =
+                        in ? vol[(i - w.lo[0]) * stride[0] + (j - w.lo[1]) * stride[1] +
+                                 (q - w.lo[2]) * stride[2] + ch]
+                           : 0.0;
+                }
+        wino_apply3(t->bt, n, n, d, want, 0);
+        wino_apply3(t->bt, n, n, d, mag, 1);
+        for (int p = 0; p < P; p++) {
+            const double e = fabs(v[(size_t)p * tstride + ch] - want[p]);
+            const double bound = 3.0 * 3 * n * (FLT_EPSILON / 2) * mag[p] + 1e-30;
+            if (!(e <= worst * bound)) worst = e / bound; /* NaN stays */
+        }
+    }
+    for (int p = 0; p < P; p++)
+        for (int ch = c; ch < (int)tstride; ch++) {
+            const float x = v[(size_t)p * tstride + ch];
+            pad_ok &= ch < cpad ? x == -1e30f || x == 0.0f : x == -1e30f;
+        }
+    CHECK_MSG(worst <= 1.0, "%s wino input F(%d,3) c %d: error %.3g of the bound",
+              sm_isa_name(k->isa), m, c, worst);
+    CHECK_MSG(pad_ok, "%s wino input F(%d,3) c %d: wrote past the padded channels or non-zero "
+              "padding", sm_isa_name(k->isa), m, c);
+    free(vol), free(v), free(d), free(want), free(mag);
+}
+
+/* One tile's output transform into a volume of ld >= c channels: each
+ * written value against A^T M A + bias (ReLU'd) in double; everything the
+ * tile must not write (voxels past cnt, channels past c) keeps its
+ * sentinel. */
+static void wino_output_case(const sm_kernels *k, int m, int c, int ld, int relu)
+{
+    const int n = m + 2, P = n * n * n, cpad = (c + SM_WINO_CPAD - 1) / SM_WINO_CPAD * SM_WINO_CPAD;
+    const size_t tstride = (size_t)cpad + 5;
+    const int64_t stride[3] = {(int64_t)m * m * ld + 7, (int64_t)m * ld + 1, ld};
+    float *mt = malloc((size_t)P * tstride * sizeof *mt);
+    float *bias = malloc((size_t)cpad * sizeof *bias);
+    float *dst = malloc((size_t)stride[0] * m * sizeof *dst);
+    double *x = malloc((size_t)P * sizeof *x), *want = malloc((size_t)P * sizeof *want),
+           *mag = malloc((size_t)P * sizeof *mag);
+    for (size_t i = 0; i < (size_t)P * tstride; i++) mt[i] = (float)uniform(-3, 3);
+    for (int ch = 0; ch < cpad; ch++) bias[ch] = ch < c ? (float)uniform(-1, 1) : 0.0f;
+    for (int64_t i = 0; i < stride[0] * m; i++) dst[i] = SENTINEL_F;
+    sm_wino_tile_out o = {.dst = dst, .bias = bias, .relu = relu};
+    for (int a = 0; a < 3; a++) {
+        o.stride[a] = stride[a];
+        o.cnt[a] = 1 + (int)uniform(0, m);
+    }
+    k->wino_output(m, mt, tstride, c, &o);
+    const sm_wino_matrices *t = sm_wino_matrices_get(m);
+    double worst = 0.0;
+    int untouched = 1;
+    for (int ch = 0; ch < c; ch++) {
+        for (int p = 0; p < P; p++) x[p] = mt[(size_t)p * tstride + ch];
+        wino_apply3(t->at, m, n, x, want, 0);
+        wino_apply3(t->at, m, n, x, mag, 1);
+        for (int i = 0; i < o.cnt[0]; i++)
+            for (int j = 0; j < o.cnt[1]; j++)
+                for (int q = 0; q < o.cnt[2]; q++) {
+                    const int p = (i * n + j) * n + q;
+                    double y = want[p] + bias[ch];
+                    if (relu && y < 0) y = 0;
+                    const float got = dst[i * stride[0] + j * stride[1] + q * stride[2] + ch];
+                    const double bound =
+                        3.0 * (3 * n + 1) * (FLT_EPSILON / 2) * (mag[p] + fabs(bias[ch])) + 1e-30;
+                    const double e = fabs(got - y);
+                    if (!(e <= worst * bound)) worst = e / bound;
+                }
+    }
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < m; j++)
+            for (int q = 0; q < m; q++)
+                for (int ch = 0; ch < ld; ch++) {
+                    const int inside = i < o.cnt[0] && j < o.cnt[1] && q < o.cnt[2] && ch < c;
+                    if (!inside)
+                        untouched &= dst[i * stride[0] + j * stride[1] + q * stride[2] + ch] ==
+                                     SENTINEL_F;
+                }
+    CHECK_MSG(worst <= 1.0, "%s wino output F(%d,3) c %d relu %d: error %.3g of the bound",
+              sm_isa_name(k->isa), m, c, relu, worst);
+    CHECK_MSG(untouched, "%s wino output F(%d,3) c %d: wrote outside the tile's voxels or "
+              "channels", sm_isa_name(k->isa), m, c);
+    free(mt), free(bias), free(dst), free(x), free(want), free(mag);
+}
+
+/* The per-point GEMM against a double-precision sum: a k-term dot product
+ * in float is within k u sum |a b| (plus the final rounding). */
+static void wino_gemm_case(const sm_kernels *k, int rows, int kk, int cols)
+{
+    const size_t lda = (size_t)kk + 3;
+    float *a = malloc((size_t)rows * lda * sizeof *a), *b = malloc((size_t)kk * cols * sizeof *b);
+    float *c = malloc((size_t)rows * cols * sizeof *c);
+    for (size_t i = 0; i < (size_t)rows * lda; i++) a[i] = (float)uniform(-2, 2);
+    for (size_t i = 0; i < (size_t)kk * cols; i++) b[i] = (float)uniform(-2, 2);
+    for (size_t i = 0; i < (size_t)rows * cols; i++) c[i] = NAN;
+    k->wino_gemm(rows, kk, cols, a, lda, b, c);
+    double worst = 0.0;
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < cols; j++) {
+            double want = 0, mag = 0;
+            for (int q = 0; q < kk; q++) {
+                want += (double)a[r * lda + q] * b[(size_t)q * cols + j];
+                mag += fabs((double)a[r * lda + q] * b[(size_t)q * cols + j]);
+            }
+            const double e = fabs(c[(size_t)r * cols + j] - want),
+                         bound = (kk + 1) * (FLT_EPSILON / 2) * mag + 1e-30;
+            if (!(e <= worst * bound)) worst = e / bound;
+        }
+    CHECK_MSG(worst <= 1.0, "%s wino gemm %dx%dx%d: error %.3g of the bound", sm_isa_name(k->isa),
+              rows, kk, cols, worst);
+    free(a), free(b), free(c);
+}
+
+static void test_winograd(const sm_kernels *k)
+{
+    static const int channels[] = {1, 3, 4, 5, 8, 15, 16, 17, 33, 48};
+    for (int m = 2; m <= SM_WINO_MAX_M; m++)
+        for (size_t i = 0; i < sizeof channels / sizeof *channels; i++) {
+            const int c = channels[i];
+            for (int rep = 0; rep < 3; rep++) {
+                wino_input_case(k, m, c, c + rep * 5);
+                wino_output_case(k, m, c, c + rep * 3, rep == 1);
+            }
+        }
+    static const int rows[] = {1, 2, 3, 5, 6, 7, 8, 9, 13, 16, 31};
+    static const int cols[] = {16, 32, 48, 64, 80, 96};
+    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++)
+        for (size_t j = 0; j < sizeof cols / sizeof *cols; j++) {
+            wino_gemm_case(k, rows[i], 1, cols[j]);
+            wino_gemm_case(k, rows[i], 37, cols[j]);
+        }
+    wino_gemm_case(k, 24, 192, 784);
+}
+
 int main(void)
 {
     test_token_orders();
+    test_wino_matrices();
     for (int isa = SM_ISA_SCALAR; isa <= SM_ISA_NEON; isa++) {
         if (sm_kernels_select((sm_isa)isa) != (sm_isa)isa) continue;
         const sm_kernels *k = sm_kernels_get();
@@ -447,6 +710,7 @@ int main(void)
         test_norm_sums(k);
         test_norm_apply(k);
         test_conv1d(k);
+        test_winograd(k);
         for (int o = 0; o < 3; o++) {
             run_case(k, (sm_order)o, 64, 8, 6, 16, -3, 1, 8);
             run_case(k, (sm_order)o, 4096, 64, 33, 16, -6, 2, 16);
@@ -457,6 +721,9 @@ int main(void)
             run_case_rank(k, (sm_order)o, 1024, 32, 40, 16, -6, 2, 16, 3);
             run_case_rank(k, (sm_order)o, 256, 16, 33, 16, -30, 30, 100, 24);
             run_case_rank(k, (sm_order)o, 128, 8, 16, 16, -3, 1, 8, SM_SCAN_MAX_RANK + 1);
+            /* without the gate (the Mamba layer gates the directions' sum) */
+            run_case_gate(k, (sm_order)o, 1024, 32, 40, 16, -6, 2, 16, 3, 0);
+            run_case_gate(k, (sm_order)o, 300, 12, 5, 7, -1, 1, 2, 0, 0);
         }
     }
     return check_report("test_simd");

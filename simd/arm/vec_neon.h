@@ -8,6 +8,22 @@
 typedef float32x4_t vf;
 #define V_LOAD(p) vld1q_f32(p)
 #define V_STORE(p, v) vst1q_f32(p, v)
+/* The first n lanes (0 < n < VW); the others load as zero and are not
+ * stored. NEON has no masked loads: through a small array. */
+static inline float32x4_t sm_neon_loadn(const float *p, int n)
+{
+    float t[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int i = 0; i < n; i++) t[i] = p[i];
+    return vld1q_f32(t);
+}
+static inline void sm_neon_storen(float *p, float32x4_t v, int n)
+{
+    float t[4];
+    vst1q_f32(t, v);
+    for (int i = 0; i < n; i++) p[i] = t[i];
+}
+#define V_LOADN(p, n) sm_neon_loadn(p, n)
+#define V_STOREN(p, v, n) sm_neon_storen(p, v, n)
 #define V_SET1(x) vdupq_n_f32(x)
 #define V_ADD(a, b) vaddq_f32(a, b)
 #define V_SUB(a, b) vsubq_f32(a, b)
