@@ -13,7 +13,8 @@ int sm_conv_available(sm_conv_kind kind)
 {
     switch (kind) {
     case SM_CONV_REF:
-    case SM_CONV_BLAS: return 1;
+    case SM_CONV_BLAS:
+    case SM_CONV_WINOGRAD: return 1;
     case SM_CONV_ONEDNN: return SM_HAVE_ONEDNN;
     }
     return 0;
@@ -25,6 +26,7 @@ const char *sm_conv_kind_name(sm_conv_kind kind)
     case SM_CONV_REF: return "ref";
     case SM_CONV_BLAS: return "blas";
     case SM_CONV_ONEDNN: return "onednn";
+    case SM_CONV_WINOGRAD: return "winograd";
     }
     return "unknown";
 }
@@ -74,6 +76,8 @@ static sm_status check_params(const sm_conv_params *p)
         return sm_fail(SEGMAMBA_E_ARG, "convolution: unknown activation %d", (int)p->act);
     if (p->precision != SM_PREC_F32 && p->precision != SM_PREC_BF16)
         return sm_fail(SEGMAMBA_E_ARG, "convolution: unknown precision %d", (int)p->precision);
+    if (p->tile != 0 && (p->tile < 2 || p->tile > 4))
+        return sm_fail(SEGMAMBA_E_ARG, "convolution: Winograd tile %d is not 2, 3 or 4", p->tile);
     if (sm_conv_reduction_len(p) > INT_MAX)
         return sm_fail(SEGMAMBA_E_UNSUPPORTED, "convolution: k^3*cin = %zu is too large",
                        sm_conv_reduction_len(p));
@@ -103,6 +107,9 @@ sm_status sm_conv_create(sm_conv_kind kind, const sm_conv_params *p, const float
     if (p->precision == SM_PREC_BF16 && kind != SM_CONV_ONEDNN)
         return sm_fail(SEGMAMBA_E_UNSUPPORTED, "convolution: bf16 runs only on the onednn "
                        "backend, not '%s'", sm_conv_kind_name(kind));
+    if (kind == SM_CONV_WINOGRAD && (p->k != 3 || p->stride != 1 || p->pad != 1))
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "convolution: Winograd takes 3x3x3 kernels with "
+                       "stride 1 and padding 1, not k%d s%d p%d", p->k, p->stride, p->pad);
     if (p->precision == SM_PREC_BF16 && !sm_conv_bf16_supported())
         return sm_fail(SEGMAMBA_E_UNSUPPORTED, "convolution: bf16 needs native bf16 dot products "
                        "(AVX512_BF16), which this CPU lacks or DNNL_MAX_CPU_ISA forbids");
@@ -120,6 +127,13 @@ sm_status sm_conv_create(sm_conv_kind kind, const sm_conv_params *p, const float
     }
     pack_weight(p, weight, c->weight);
     if (bias) memcpy(c->bias, bias, (size_t)p->cout * sizeof *c->bias);
+    if (kind == SM_CONV_WINOGRAD) {
+        sm_status s = sm_conv_winograd_init(c);
+        if (s != SEGMAMBA_OK) {
+            sm_conv_free(c);
+            return s;
+        }
+    }
 
 #if SM_HAVE_ONEDNN
     if (kind == SM_CONV_ONEDNN) {
@@ -134,12 +148,16 @@ sm_status sm_conv_create(sm_conv_kind kind, const sm_conv_params *p, const float
     return SEGMAMBA_OK;
 }
 
+sm_conv_kind sm_conv_get_kind(const sm_conv *c) { return c->kind; }
+const sm_conv_params *sm_conv_get_params(const sm_conv *c) { return &c->p; }
+
 void sm_conv_free(sm_conv *c)
 {
     if (!c) return;
 #if SM_HAVE_ONEDNN
     sm_conv_onednn_release(c);
 #endif
+    sm_conv_winograd_release(c);
     free(c->weight);
     free(c->bias);
     free(c);
@@ -217,6 +235,8 @@ sm_status sm_conv_forward(sm_conv *c, const float *src, int src_ld, int d, int h
         ref_forward(c, &g, src, (size_t)src_ld, dst, (size_t)dst_ld);
         return SEGMAMBA_OK;
     case SM_CONV_BLAS: return sm_conv_blas_forward(c, &g, src, (size_t)src_ld, dst, (size_t)dst_ld);
+    case SM_CONV_WINOGRAD:
+        return sm_conv_winograd_forward(c, &g, src, (size_t)src_ld, dst, (size_t)dst_ld);
     case SM_CONV_ONEDNN:
 #if SM_HAVE_ONEDNN
         return sm_conv_onednn_forward(c, &g, src, (size_t)src_ld, dst, (size_t)dst_ld);

@@ -1,6 +1,6 @@
 /* 3D convolution on channels-last (D, H, W, C) float32 volumes, batch 1.
- * One interface, three backends: plain C (the reference), OpenBLAS GEMM
- * (blas_backends/) and oneDNN. A convolution is prepared once from its
+ * One interface, four backends: plain C (the reference), OpenBLAS GEMM
+ * (blas_backends/), oneDNN, and Winograd (3x3x3 stride 1 pad 1 only). A convolution is prepared once from its
  * PyTorch weights (repacked for the backend then) and run on any spatial
  * size; a backend may cache work that depends on the size. Sources and
  * destinations are float32 at every precision; bf16 is internal to oneDNN. */
@@ -12,7 +12,8 @@
 typedef enum sm_conv_kind {
     SM_CONV_REF = 0,
     SM_CONV_BLAS = 1,
-    SM_CONV_ONEDNN = 2
+    SM_CONV_ONEDNN = 2,
+    SM_CONV_WINOGRAD = 3 /* F(m^3, 3^3), src/conv_winograd.c */
 } sm_conv_kind;
 
 /* Activation fused after bias (applied by the backend where it can). */
@@ -38,9 +39,30 @@ typedef struct sm_conv_params {
     int pad;    /* symmetric zero padding */
     sm_act act;
     sm_precision precision; /* zero (left out of an initialiser): float32 */
+    int tile; /* Winograd output tile m: 2, 3 or 4; 0 (left out): 4. Other backends: 0 */
 } sm_conv_params;
 
 typedef struct sm_conv sm_conv;
+
+/* Where the Winograd backend is used: for no layer, for the 3x3x3 layers
+ * where sm_conv_winograd_pick says it is faster, or for every layer it
+ * takes. */
+typedef enum sm_wino_use {
+    SM_WINO_OFF = 0,
+    SM_WINO_AUTO = 1,
+    SM_WINO_ALL = 2
+} sm_wino_use;
+
+/* The Winograd output tile for a convolution p under use (with direct the
+ * backend for the layers Winograd does not run), or 0 when it runs on
+ * direct. tile, when not 0, is the tile every layer under SM_WINO_ALL
+ * takes. */
+int sm_conv_winograd_pick(const sm_conv_params *p, sm_wino_use use, sm_conv_kind direct,
+                          int tile);
+
+/* What a convolution was made with (for profiles and benchmarks). */
+sm_conv_kind sm_conv_get_kind(const sm_conv *c);
+const sm_conv_params *sm_conv_get_params(const sm_conv *c);
 
 /* 1 when the backend was compiled in. */
 int sm_conv_available(sm_conv_kind kind);

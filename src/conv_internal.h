@@ -1,5 +1,6 @@
 /* Private to the convolution backends: the dispatch and reference (conv.c),
- * the GEMM backend (blas_backends/conv_blas.c) and oneDNN (conv_onednn.c).
+ * the GEMM backend (blas_backends/conv_blas.c), oneDNN (conv_onednn.c) and
+ * Winograd (conv_winograd.c).
  * conv.c validates every argument before calling a backend. */
 #ifndef SM_CONV_INTERNAL_H
 #define SM_CONV_INTERNAL_H
@@ -15,6 +16,7 @@ typedef struct sm_conv_dims {
 } sm_conv_dims;
 
 struct sm_conv_onednn;
+struct sm_conv_winograd;
 
 struct sm_conv {
     sm_conv_kind kind;
@@ -23,9 +25,10 @@ struct sm_conv {
      * runs over cout contiguously, and read as a row-major (k^3*cin) x cout
      * matrix it is the GEMM's right operand, whose rows match the im2col
      * column order (kd, kh, kw, cin). oneDNN reorders from it. */
-    float *weight; /* NULL once the oneDNN backend holds its own copy */
+    float *weight; /* NULL once the oneDNN or Winograd backend holds its own copy */
     float *bias; /* cout floats, or NULL */
     struct sm_conv_onednn *onednn; /* oneDNN's primitive cache, else NULL */
+    struct sm_conv_winograd *wino; /* the transformed weights, else NULL */
 };
 
 /* Length of the sum behind each output value: k^3 * cin. */
@@ -48,5 +51,11 @@ sm_status sm_conv_onednn_init(sm_conv *c);
 sm_status sm_conv_onednn_forward(sm_conv *c, const sm_conv_dims *g, const float *src,
                                  size_t src_ld, float *dst, size_t dst_ld);
 void sm_conv_onednn_release(sm_conv *c);
+
+/* The Winograd backend: init transforms c->weight and frees it. */
+sm_status sm_conv_winograd_init(sm_conv *c);
+sm_status sm_conv_winograd_forward(sm_conv *c, const sm_conv_dims *g, const float *src,
+                                   size_t src_ld, float *dst, size_t dst_ld);
+void sm_conv_winograd_release(sm_conv *c);
 
 #endif

@@ -4,6 +4,8 @@
  * oneDNN in bf16 against the float reference where the CPU runs bf16. */
 #include "check.h"
 #include "conv.h"
+#include "simd/dispatch.h"
+#include "wino_ref.h"
 
 #include <float.h>
 #include <math.h>
@@ -70,8 +72,12 @@ static float *sentinel_floats(size_t n)
 
 static sm_conv_params params_of(const conv_case *t, sm_precision precision)
 {
-    return (sm_conv_params){t->cin, t->cout, t->k, t->stride, t->pad, t->act, precision};
+    return (sm_conv_params){t->cin, t->cout, t->k, t->stride, t->pad, t->act, precision, 0};
 }
+
+/* Set by the Winograd tests: the tile of every convolution run_conv makes
+ * on that backend. */
+static int winograd_tile;
 
 static size_t out_voxels(const conv_case *t)
 {
@@ -185,6 +191,7 @@ static sm_status run_conv(sm_conv_kind kind, sm_precision precision, const conv_
                           const case_data *x, float *dst)
 {
     sm_conv_params p = params_of(t, precision);
+    if (kind == SM_CONV_WINOGRAD) p.tile = winograd_tile;
     sm_conv *c;
     sm_status s = sm_conv_create(kind, &p, x->weight, x->bias, &c);
     if (s != SEGMAMBA_OK) return s;
@@ -304,23 +311,23 @@ static void test_size_changes(sm_conv_kind kind, sm_precision precision)
 
 static void test_arguments(void)
 {
-    sm_conv_params p = {4, 8, 7, 2, 3, SM_ACT_NONE, SM_PREC_F32};
+    sm_conv_params p = {4, 8, 7, 2, 3, SM_ACT_NONE, SM_PREC_F32, 0};
     CHECK(sm_conv_out_size(&p, 128) == 64);
     CHECK(sm_conv_out_size(&p, 1) == 1);
-    p = (sm_conv_params){4, 8, 2, 2, 0, SM_ACT_NONE, SM_PREC_F32};
+    p = (sm_conv_params){4, 8, 2, 2, 0, SM_ACT_NONE, SM_PREC_F32, 0};
     CHECK(sm_conv_out_size(&p, 127) == 63);
-    p = (sm_conv_params){4, 8, 7, 1, 0, SM_ACT_NONE, SM_PREC_F32};
+    p = (sm_conv_params){4, 8, 7, 1, 0, SM_ACT_NONE, SM_PREC_F32, 0};
     CHECK(sm_conv_out_size(&p, 6) == 0);
 
     float weight[8 * 4 * 27] = {0}, src[3 * 3 * 3 * 4] = {0}, dst[8] = {0};
     sm_conv *c = NULL;
-    p = (sm_conv_params){4, 8, 0, 1, 0, SM_ACT_NONE, SM_PREC_F32};
+    p = (sm_conv_params){4, 8, 0, 1, 0, SM_ACT_NONE, SM_PREC_F32, 0};
     CHECK(sm_conv_create(SM_CONV_REF, &p, weight, NULL, &c) == SEGMAMBA_E_ARG && !c);
-    p = (sm_conv_params){4, 8, 3, 1, 3, SM_ACT_NONE, SM_PREC_F32};
+    p = (sm_conv_params){4, 8, 3, 1, 3, SM_ACT_NONE, SM_PREC_F32, 0};
     CHECK(sm_conv_create(SM_CONV_REF, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED && !c);
-    p = (sm_conv_params){4, 8, 3, 1, 0, (sm_act)7, SM_PREC_F32};
+    p = (sm_conv_params){4, 8, 3, 1, 0, (sm_act)7, SM_PREC_F32, 0};
     CHECK(sm_conv_create(SM_CONV_REF, &p, weight, NULL, &c) == SEGMAMBA_E_ARG && !c);
-    p = (sm_conv_params){4, 8, 3, 1, 0, SM_ACT_NONE, SM_PREC_F32};
+    p = (sm_conv_params){4, 8, 3, 1, 0, SM_ACT_NONE, SM_PREC_F32, 0};
     if (!sm_conv_available(SM_CONV_ONEDNN))
         CHECK(sm_conv_create(SM_CONV_ONEDNN, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED);
     CHECK(sm_conv_create(SM_CONV_REF, &p, weight, NULL, &c) == SEGMAMBA_OK);
@@ -379,10 +386,244 @@ static void test_bf16_cases(void)
     fprintf(stderr, "onednn bf16: error %.3f to %.3f of tolerance\n", least, worst);
 }
 
+
+/* ---- Winograd ------------------------------------------------------------
+ * The Winograd backend against the convolution's definition in double, per
+ * output, within a bound derived for each tile size m (n = m + 2). The
+ * float computation
+ *   V = B^T d B (3 axes of rows of at most n terms: at most 3n roundings
+ *       on any path from an input to a point),
+ *   U = G g G^T (computed in double: one rounding to float),
+ *   M = sum over cin of U V (one FMA each: cin roundings),
+ *   Y = A^T M A + bias (3n roundings, and one for the bias)
+ * rounds k = 6n + cin + 2 times along any path. Each rounding multiplies
+ * the value it rounds by (1 + delta), |delta| <= u = 2^-24, and the later
+ * stages carry it to the output with their coefficients; the value is a
+ * partial sum of the terms e d (coefficients times inputs) that reach the
+ * output. With the deltas independent and of random sign (the same model
+ * as tolerance_f32's for the direct sum), an output's error has a standard
+ * deviation of at most u sqrt(k) times the root-sum-square of those terms,
+ *   rss = sqrt(A^T2 (x)3 (sum_ci U_ci^2 . B^T2 (x)3 d_ci^2) + bias^2)
+ * ((x)3: along the three axes; squares entry by entry). It grows with m
+ * through k and through the size of the transforms' entries (F(4,3)'s
+ * A^T reaches 8), which rss carries. The largest of ~10^5 outputs lies
+ * within about 4.5 standard deviations; the bound is 6 u sqrt(k) rss,
+ * computed for every output. (The first-order worst case, k u times the
+ * sum of |terms|, is 100-1000 times larger and never approached by random
+ * data.) test_winograd_cases prints the largest error against its bound
+ * and against max |output| per tile size. */
+
+/* rss of each of the case's outputs, (od, oh, ow, cout) dense. */
+static double *winograd_rss(const conv_case *t, const case_data *x, int m)
+{
+    const sm_wino_matrices *mt = sm_wino_matrices_get(m);
+    const int n = mt->n, P = n * n * n, src_ld = t->cin + t->src_extra;
+    double *mag = calloc((size_t)t->d * t->h * t->w * t->cout, sizeof *mag);
+    double *u = malloc((size_t)t->cout * t->cin * P * sizeof *u);
+    double *v = malloc((size_t)t->cin * P * sizeof *v);
+    double d[SM_WINO_MAX_N * SM_WINO_MAX_N * SM_WINO_MAX_N], acc[SM_WINO_MAX_N * SM_WINO_MAX_N * SM_WINO_MAX_N],
+        y[SM_WINO_MAX_N * SM_WINO_MAX_N * SM_WINO_MAX_N];
+    /* U^2, U = G g G^T per (co, ci), in double */
+    for (int co = 0; co < t->cout; co++)
+        for (int ci = 0; ci < t->cin; ci++) {
+            const float *g = x->weight + ((size_t)co * t->cin + ci) * 27;
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < n; j++)
+                    for (int k = 0; k < n; k++) {
+                        double sum = 0;
+                        for (int a = 0; a < 3; a++)
+                            for (int b = 0; b < 3; b++)
+                                for (int e = 0; e < 3; e++)
+                                    sum += mt->g[i][a] * mt->g[j][b] * mt->g[k][e] *
+                                           g[(a * 3 + b) * 3 + e];
+                        u[(((size_t)co * t->cin + ci) * n + i) * n * n + j * n + k] = sum * sum;
+                    }
+        }
+    for (int tz = 0; tz < t->d; tz += m)
+        for (int ty = 0; ty < t->h; ty += m)
+            for (int tx = 0; tx < t->w; tx += m) {
+                for (int ci = 0; ci < t->cin; ci++) {
+                    for (int i = 0; i < n; i++)
+                        for (int j = 0; j < n; j++)
+                            for (int k = 0; k < n; k++) {
+                                const int z = tz - 1 + i, yy = ty - 1 + j, xx = tx - 1 + k;
+                                const int in = z >= 0 && z < t->d && yy >= 0 && yy < t->h &&
+                                               xx >= 0 && xx < t->w;
+                                const double val =
+                                    in ? x->src[(((size_t)z * t->h + yy) * t->w + xx) * src_ld + ci]
+                                       : 0.0;
+                                d[(i * n + j) * n + k] = val * val;
+                            }
+                    wino_apply3(mt->bt, n, n, d, v + (size_t)ci * P, WINO_SQUARES);
+                }
+                for (int co = 0; co < t->cout; co++) {
+                    for (int p = 0; p < P; p++) acc[p] = 0;
+                    for (int ci = 0; ci < t->cin; ci++)
+                        for (int p = 0; p < P; p++)
+                            acc[p] += u[((size_t)co * t->cin + ci) * P + p] * v[(size_t)ci * P + p];
+                    wino_apply3(mt->at, m, n, acc, y, WINO_SQUARES);
+                    for (int i = 0; i < m && tz + i < t->d; i++)
+                        for (int j = 0; j < m && ty + j < t->h; j++)
+                            for (int k = 0; k < m && tx + k < t->w; k++)
+                                mag[((((size_t)(tz + i) * t->h + ty + j) * t->w + tx + k)) *
+                                        t->cout + co] =
+                                    sqrt(y[(i * n + j) * n + k] +
+                                         (x->bias ? (double)x->bias[co] * x->bias[co] : 0.0));
+                }
+            }
+    free(u);
+    free(v);
+    return mag;
+}
+
+typedef struct wino_figures {
+    double err_ratio;  /* largest error / its bound */
+    double err_rel;    /* largest error / max |output| */
+    double bound_rel;  /* largest bound / max |output| */
+} wino_figures;
+
+/* One case on the Winograd backend with tile m at the current kernel level,
+ * every output against the double-precision definition within its bound.
+ * With in_place, source and destination are the two halves of one buffer
+ * of cin + cout channels (as a ResBlock inside its concatenation). */
+static void winograd_case(const conv_case *t, int m, int in_place, wino_figures *f)
+{
+    case_data x = case_data_new(t);
+    const size_t nvox = (size_t)t->d * t->h * t->w;
+    const int src_ld = t->cin + t->src_extra, dst_ld = t->cout + t->dst_extra;
+    float *dst = sentinel_floats(nvox * dst_ld);
+    sm_conv_params p = params_of(t, SM_PREC_F32);
+    p.tile = m;
+    sm_conv *c = NULL;
+    CHECK(sm_conv_create(SM_CONV_WINOGRAD, &p, x.weight, x.bias, &c) == SEGMAMBA_OK);
+    float *shared = NULL;
+    sm_status st;
+    if (in_place) {
+        /* src_ld == dst_ld == cin + cout here: src in channels [0, cin),
+         * dst in [cin, cin + cout) of each voxel */
+        shared = malloc(nvox * src_ld * sizeof *shared);
+        for (size_t v = 0; v < nvox; v++)
+            for (int k = 0; k < src_ld; k++)
+                shared[v * src_ld + k] = k < t->cin ? x.src[v * src_ld + k] : SENTINEL;
+        st = sm_conv_forward(c, shared, src_ld, t->d, t->h, t->w, shared + t->cin, src_ld);
+        for (size_t v = 0; v < nvox; v++)
+            for (int k = 0; k < t->cout; k++) dst[v * dst_ld + k] = shared[v * src_ld + t->cin + k];
+    } else {
+        st = sm_conv_forward(c, x.src, src_ld, t->d, t->h, t->w, dst, dst_ld);
+    }
+    CHECK_MSG(st == SEGMAMBA_OK, "winograd%d: %s", m, segmamba_last_error());
+    sm_conv_free(c);
+    double *rss = winograd_rss(t, &x, m);
+    const double cin = t->cin, n = m + 2, u = FLT_EPSILON / 2;
+    double max_ref = 0, max_err = 0, max_bound = 0, worst = 0;
+    int padding_ok = 1, source_ok = 1;
+    for (int z = 0; z < t->d; z++)
+        for (int y = 0; y < t->h; y++)
+            for (int xo = 0; xo < t->w; xo++) {
+                const size_t v = ((size_t)z * t->h + y) * t->w + xo;
+                for (int co = 0; co < t->cout; co++) {
+                    const double want = conv_point_double(t, &x, z, y, xo, co);
+                    const double e = fabs(dst[v * dst_ld + co] - want);
+                    const double bound = 6.0 * u * sqrt(6 * n + cin + 2) * rss[v * t->cout + co] +
+                                         1e-30;
+                    max_ref = fmax(max_ref, fabs(want));
+                    max_bound = fmax(max_bound, bound);
+                    if (!(e <= max_err)) max_err = e;
+                    if (!(e / bound <= worst)) worst = e / bound;
+                }
+                for (int co = t->cout; co < dst_ld && !in_place; co++)
+                    padding_ok &= memcmp(&dst[v * dst_ld + co], &SENTINEL, sizeof SENTINEL) == 0;
+                for (int k = 0; in_place && k < t->cin; k++)
+                    source_ok &= shared[v * src_ld + k] == x.src[v * src_ld + k];
+            }
+    CHECK_MSG(worst <= 1.0 && max_ref > 0,
+              "winograd%d %s: %d->%d %dx%dx%d ld %d/%d: error %.3g of its bound (max error %g, "
+              "max |ref| %g)", m, sm_isa_name(sm_kernels_get()->isa), t->cin, t->cout, t->d,
+              t->h, t->w, src_ld, dst_ld, worst, max_err, max_ref);
+    CHECK_MSG(padding_ok, "winograd%d: padding channels of dst were written", m);
+    CHECK_MSG(source_ok, "winograd%d: the source half of the shared buffer was written", m);
+    f->err_ratio = fmax(f->err_ratio, worst);
+    f->err_rel = fmax(f->err_rel, max_err / max_ref);
+    f->bound_rel = fmax(f->bound_rel, max_bound / max_ref);
+    free(rss);
+    free(shared);
+    free(dst);
+    case_data_free(&x);
+}
+
+/* Random shapes: odd channel counts, sides from 1 to 64 (partial tiles on
+ * every side), views into wider buffers, bias and ReLU; at every kernel
+ * level this CPU has and every tile size. */
+static void test_winograd_cases(void)
+{
+    static const conv_case wcases[] = {
+        {13, 17, 3, 1, 1, SM_ACT_NONE, 1, 16, 20, 24, 3, 5},
+        {5, 3, 3, 1, 1, SM_ACT_RELU, 1, 17, 19, 23, 0, 0},
+        {1, 1, 3, 1, 1, SM_ACT_NONE, 0, 16, 16, 16, 0, 2},
+        {4, 48, 3, 1, 1, SM_ACT_NONE, 0, 20, 18, 16, 0, 48},
+        {96, 48, 3, 1, 1, SM_ACT_NONE, 0, 16, 12, 18, 0, 0},
+        {7, 9, 3, 1, 1, SM_ACT_RELU, 1, 64, 20, 16, 2, 7},
+        {33, 31, 3, 1, 1, SM_ACT_NONE, 1, 1, 2, 3, 0, 1},
+    };
+    for (int isa = SM_ISA_SCALAR; isa <= SM_ISA_NEON; isa++) {
+        if (sm_kernels_select((sm_isa)isa) != (sm_isa)isa) continue;
+        for (int m = 2; m <= 4; m++) {
+            wino_figures f = {0};
+            for (size_t i = 0; i < sizeof wcases / sizeof *wcases; i++)
+                winograd_case(&wcases[i], m, 0, &f);
+            /* a block inside its concatenation: 24 -> 24 from the first
+             * half of a 48-channel buffer into the second */
+            const conv_case half = {24, 24, 3, 1, 1, SM_ACT_NONE, 0, 16, 18, 20, 24, 24};
+            winograd_case(&half, m, 1, &f);
+            fprintf(stderr, "winograd%d %s: largest error %.3g of its bound; %.2e of max|output| "
+                    "(bound up to %.2e)\n", m, sm_isa_name(sm_kernels_get()->isa), f.err_ratio,
+                    f.err_rel, f.bound_rel);
+        }
+    }
+    sm_kernels_select(sm_isa_detect());
+}
+
+static void test_winograd_arguments(void)
+{
+    float weight[4 * 4 * 27] = {0};
+    sm_conv *c = NULL;
+    static const struct { int k, stride, pad; } refused[] = {{1, 1, 0}, {3, 2, 1}, {3, 1, 0},
+                                                            {5, 1, 2}, {2, 2, 0}};
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        sm_conv_params p = {4, 4, refused[i].k, refused[i].stride, refused[i].pad, SM_ACT_NONE,
+                            SM_PREC_F32, 0};
+        CHECK(sm_conv_create(SM_CONV_WINOGRAD, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED && !c);
+    }
+    sm_conv_params p = {4, 4, 3, 1, 1, SM_ACT_NONE, SM_PREC_BF16, 0};
+    CHECK(sm_conv_create(SM_CONV_WINOGRAD, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED && !c);
+    p.precision = SM_PREC_F32;
+    p.tile = 5;
+    CHECK(sm_conv_create(SM_CONV_WINOGRAD, &p, weight, NULL, &c) == SEGMAMBA_E_ARG && !c);
+    p.tile = 1;
+    CHECK(sm_conv_create(SM_CONV_WINOGRAD, &p, weight, NULL, &c) == SEGMAMBA_E_ARG && !c);
+    /* The pick: never for other shapes or bf16, always under SM_WINO_ALL
+     * (the forced tile when given), under auto within its memory rule. */
+    p.tile = 0;
+    CHECK(sm_conv_winograd_pick(&p, SM_WINO_OFF, SM_CONV_ONEDNN, 0) == 0);
+    CHECK(sm_conv_winograd_pick(&p, SM_WINO_ALL, SM_CONV_ONEDNN, 3) == 3);
+    CHECK(sm_conv_winograd_pick(&p, SM_WINO_AUTO, SM_CONV_ONEDNN, 0) != 0);
+    p.precision = SM_PREC_BF16;
+    CHECK(sm_conv_winograd_pick(&p, SM_WINO_ALL, SM_CONV_ONEDNN, 0) == 0);
+    p = (sm_conv_params){4, 4, 3, 2, 1, SM_ACT_NONE, SM_PREC_F32, 0};
+    CHECK(sm_conv_winograd_pick(&p, SM_WINO_ALL, SM_CONV_ONEDNN, 0) == 0);
+}
+
 int main(void)
 {
     test_arguments();
     test_reference_against_double();
+    test_winograd_arguments();
+    test_winograd_cases();
+    for (int tile = 2; tile <= 4; tile++) {
+        winograd_tile = tile;
+        test_size_changes(SM_CONV_WINOGRAD, SM_PREC_F32);
+    }
+    winograd_tile = 0;
     for (int kind = SM_CONV_BLAS; kind <= SM_CONV_ONEDNN; kind++) {
         if (!sm_conv_available((sm_conv_kind)kind)) {
             fprintf(stderr, "%s: not built in, skipped\n", sm_conv_kind_name((sm_conv_kind)kind));

@@ -10,6 +10,7 @@
 
 #include "check.h"
 #include "simd/dispatch.h"
+#include "wino_ref.h"
 
 static double uniform(double lo, double hi) { return check_uniform(lo, hi); }
 
@@ -457,38 +458,6 @@ static void test_conv1d(const sm_kernels *k)
  * factored rows reach at most 1.4 times a row's magnitude on one axis
  * (F(4,3)'s B^T row 2), so 3 times that covers them. */
 
-/* y = M x along the three axes of an n^3 array, in double; rows outputs
- * per axis (n, or m for the output transform); with absolute set, |M| |x|. */
-static void wino_apply3(const double (*mat)[SM_WINO_MAX_N], int rows, int n, const double *x,
-                        double *y, int absolute)
-{
-    double a[SM_WINO_MAX_N][SM_WINO_MAX_N][SM_WINO_MAX_N], b[SM_WINO_MAX_N][SM_WINO_MAX_N][SM_WINO_MAX_N];
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < n; j++)
-            for (int k = 0; k < rows; k++) {
-                double v = 0;
-                for (int q = 0; q < n; q++) {
-                    const double e = mat[k][q], d = x[(i * n + j) * n + q];
-                    v += absolute ? fabs(e) * fabs(d) : e * d;
-                }
-                a[i][j][k] = v;
-            }
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < rows; j++)
-            for (int k = 0; k < rows; k++) {
-                double v = 0;
-                for (int q = 0; q < n; q++) v += (absolute ? fabs(mat[j][q]) : mat[j][q]) * a[i][q][k];
-                b[i][j][k] = v;
-            }
-    for (int i = 0; i < rows; i++)
-        for (int j = 0; j < rows; j++)
-            for (int k = 0; k < rows; k++) {
-                double v = 0;
-                for (int q = 0; q < n; q++) v += (absolute ? fabs(mat[i][q]) : mat[i][q]) * b[q][j][k];
-                y[(i * n + j) * n + k] = v;
-            }
-}
-
 /* The tables themselves: A^T [(G g) . (B^T d)] is the correlation of d
  * with g, exactly up to double rounding, for random g and d. */
 static void test_wino_matrices(void)
@@ -568,8 +537,8 @@ static void wino_input_case(const sm_kernels *k, int m, int c, int ld)
                                  (q - w.lo[2]) * stride[2] + ch]
                            : 0.0;
                 }
-        wino_apply3(t->bt, n, n, d, want, 0);
-        wino_apply3(t->bt, n, n, d, mag, 1);
+        wino_apply3(t->bt, n, n, d, want, WINO_SIGNED);
+        wino_apply3(t->bt, n, n, d, mag, WINO_ABS);
         for (int p = 0; p < P; p++) {
             const double e = fabs(v[(size_t)p * tstride + ch] - want[p]);
             const double bound = 3.0 * 3 * n * (FLT_EPSILON / 2) * mag[p] + 1e-30;
@@ -616,8 +585,8 @@ static void wino_output_case(const sm_kernels *k, int m, int c, int ld, int relu
     int untouched = 1;
     for (int ch = 0; ch < c; ch++) {
         for (int p = 0; p < P; p++) x[p] = mt[(size_t)p * tstride + ch];
-        wino_apply3(t->at, m, n, x, want, 0);
-        wino_apply3(t->at, m, n, x, mag, 1);
+        wino_apply3(t->at, m, n, x, want, WINO_SIGNED);
+        wino_apply3(t->at, m, n, x, mag, WINO_ABS);
         for (int i = 0; i < o.cnt[0]; i++)
             for (int j = 0; j < o.cnt[1]; j++)
                 for (int q = 0; q < o.cnt[2]; q++) {
