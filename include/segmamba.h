@@ -46,10 +46,13 @@ typedef enum segmamba_status {
 } segmamba_status;
 
 typedef enum segmamba_conv_backend {
-    SEGMAMBA_CONV_AUTO = 0, /* oneDNN when built in, else OpenBLAS */
-    SEGMAMBA_CONV_ONEDNN = 1,
-    SEGMAMBA_CONV_BLAS = 2,
-    SEGMAMBA_CONV_REF = 3   /* plain C, the reference the others are tested against */
+    SEGMAMBA_CONV_AUTO = 0,    /* Winograd for the 3x3x3 layers where it is faster on this CPU
+                                  (README: "Convolution backends"), the rest oneDNN when
+                                  built in, else OpenBLAS */
+    SEGMAMBA_CONV_ONEDNN = 1,  /* every layer direct on oneDNN */
+    SEGMAMBA_CONV_BLAS = 2,    /* every layer on OpenBLAS (im2col + GEMM) */
+    SEGMAMBA_CONV_REF = 3,     /* plain C, the reference the others are tested against */
+    SEGMAMBA_CONV_WINOGRAD = 4 /* Winograd for every 3x3x3 stride-1 layer, the rest as AUTO */
 } segmamba_conv_backend;
 
 /* Where a model runs. CUDA needs an engine built with it (meson -Dcuda) and
@@ -93,6 +96,9 @@ typedef struct segmamba_options {
     int tf32;                     /* CUDA only: 1 runs the GEMMs (convolutions, Mamba
                                      projections) on TF32 tensor cores, inputs rounded to
                                      10 mantissa bits, fp32 accumulation; 0 full fp32 */
+    int winograd_tile;            /* with SEGMAMBA_CONV_WINOGRAD: 2, 3 or 4 runs every
+                                     Winograd layer with that output tile, F(m^3, 3^3);
+                                     0 picks one per layer */
 } segmamba_options;
 
 SEGMAMBA_API const char *segmamba_version(void);

@@ -296,6 +296,8 @@ typedef struct builder {
     sm_weights *w;
     const segmamba_config *cfg;
     sm_conv_kind kind;
+    sm_wino_use wino;
+    int wino_tile;
 } builder;
 
 static const float *tensor(builder *b, const char *fmt, ...) SM_PRINTF(2, 3);
@@ -337,11 +339,12 @@ static int conv_op(builder *b, sm_opcode op, int x, int out, int cout, int k, in
     const float *wt = tensor(b, "%s.weight", prefix);
     const float *bs = bias ? tensor(b, "%s.bias", prefix) : NULL;
     if (g->status != SEGMAMBA_OK) return -1;
-    const sm_conv_params p = {.cin = sm_graph_channels(g, x), .cout = cout, .k = k,
-                              .stride = stride, .pad = pad, .act = act,
-                              .precision = b->cfg->bf16 ? SM_PREC_BF16 : SM_PREC_F32};
+    sm_conv_params p = {.cin = sm_graph_channels(g, x), .cout = cout, .k = k,
+                        .stride = stride, .pad = pad, .act = act,
+                        .precision = b->cfg->bf16 ? SM_PREC_BF16 : SM_PREC_F32};
+    p.tile = sm_conv_winograd_pick(&p, b->wino, b->kind, b->wino_tile);
     sm_conv *c = NULL;
-    sm_status st = sm_conv_create(b->kind, &p, wt, bs, &c);
+    sm_status st = sm_conv_create(p.tile ? SM_CONV_WINOGRAD : b->kind, &p, wt, bs, &c);
     if (st != SEGMAMBA_OK) {
         g->status = sm_fail_wrap(st, "%s", prefix);
         return -1;
@@ -456,6 +459,40 @@ static int resblock(builder *b, const char *prefix, int x, int cout, block_slots
     sm_graph_node(g, down ? SM_OP_INORM_ADD_INORM : SM_OP_INORM_ADD, a, r, out, SM_PW_LRELU, NULL,
                   0);
     return out;
+}
+
+/* Whether a 3x3x3 convolution of cin -> cout channels (a ResBlock's,
+ * bias-free) goes to the Winograd backend. */
+static int runs_winograd(const builder *b, int cin, int cout)
+{
+    const sm_conv_params p = {.cin = cin, .cout = cout, .k = 3, .stride = 1, .pad = 1,
+                              .precision = b->cfg->bf16 ? SM_PREC_BF16 : SM_PREC_F32};
+    return sm_conv_winograd_pick(&p, b->wino, b->kind, b->wino_tile) != 0;
+}
+
+/* Where an encoder ResBlock on x writes the skip of cat, into cat's
+ * second half (skip). The first half of cat is free until the up block's
+ * transposed convolution. Winograd convolutions read and write such
+ * strided views directly (oneDNN would copy through full-size
+ * temporaries), so with them the whole block runs inside cat: conv1 into
+ * the first half, conv2 into the second, the projection into the first
+ * once conv2 has read conv1's output. Otherwise encoder1 (full resolution,
+ * where the peak memory is) still puts its projection in the first half;
+ * the others take fresh tensors. */
+static block_slots skip_slots(builder *b, int x, int cat, int skip, int first_level)
+{
+    sm_graph *g = b->g;
+    if (g->status != SEGMAMBA_OK) return FRESH;
+    const int cout = sm_graph_channels(g, skip);
+    block_slots s = {.a1 = -1, .a2 = -1, .r = -1, .out = skip};
+    const int inside = runs_winograd(b, sm_graph_channels(g, x), cout) &&
+                       runs_winograd(b, cout, cout);
+    if (inside || first_level) s.r = sm_graph_slice(g, cat, 0, cout);
+    if (inside) {
+        s.a1 = s.r;
+        s.a2 = skip;
+    }
+    return s;
 }
 
 /* Gated spatial convolution; the released code adds the two branches. */
@@ -584,12 +621,12 @@ static int up_block(builder *b, int k, int x, int cat)
 }
 
 sm_status sm_segmamba_build(sm_weights *w, const segmamba_config *cfg, sm_conv_kind kind,
-                            sm_graph **out)
+                            sm_wino_use wino, int wino_tile, sm_graph **out)
 {
     *out = NULL;
     sm_graph *g = sm_graph_create();
     if (!g) return sm_fail(SEGMAMBA_E_NOMEM, "out of memory building the graph");
-    builder b = {.g = g, .w = w, .cfg = cfg, .kind = kind};
+    builder b = {.g = g, .w = w, .cfg = cfg, .kind = kind, .wino = wino, .wino_tile = wino_tile};
     const int *f = cfg->feat;
 
     int input = sm_graph_tensor(g, cfg->in_chans, 0);
@@ -600,17 +637,13 @@ sm_status sm_segmamba_build(sm_weights *w, const segmamba_config *cfg, sm_conv_k
     int skip_slot[4];
     for (int k = 0; k < 4; k++) skip_slot[k] = sm_graph_slice(g, cat[k], f[k], f[k]);
 
-    /* The skip goes to the second half of cat[0]; the first half, free
-     * until decoder2, holds its projection. */
-    resblock(&b, "encoder1.layer", input, f[0],
-             (block_slots){.a1 = -1, .a2 = -1, .r = sm_graph_slice(g, cat[0], 0, f[0]),
-                           .out = skip_slot[0]});
+    resblock(&b, "encoder1.layer", input, f[0], skip_slots(&b, input, cat[0], skip_slot[0], 1));
     int x = input, o[4];
     for (int i = 0; i < SEGMAMBA_STAGES; i++) x = encoder_stage(&b, i, x, &o[i]);
     char p[NAME_CAP];
     for (int i = 1; i < 4; i++) {
         snprintf(p, sizeof p, "encoder%d.layer", i + 1);
-        resblock(&b, p, o[i - 1], f[i], (block_slots){-1, -1, -1, skip_slot[i]});
+        resblock(&b, p, o[i - 1], f[i], skip_slots(&b, o[i - 1], cat[i], skip_slot[i], 0));
     }
     int h = resblock(&b, "encoder5.layer", o[3], cfg->hidden, FRESH);
     int d = h;

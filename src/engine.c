@@ -48,11 +48,16 @@ const char *segmamba_select_isa(const char *name)
     return sm_isa_name(sm_kernels_select((sm_isa)isa));
 }
 
-static sm_status choose_conv(segmamba_conv_backend want, sm_conv_kind *kind)
+/* The direct backend for the layers Winograd does not run, and where
+ * Winograd runs. */
+static sm_status choose_conv(segmamba_conv_backend want, sm_conv_kind *kind, sm_wino_use *wino)
 {
+    *wino = SM_WINO_OFF;
     switch (want) {
     case SEGMAMBA_CONV_AUTO:
+    case SEGMAMBA_CONV_WINOGRAD:
         *kind = sm_conv_available(SM_CONV_ONEDNN) ? SM_CONV_ONEDNN : SM_CONV_BLAS;
+        *wino = want == SEGMAMBA_CONV_AUTO ? SM_WINO_AUTO : SM_WINO_ALL;
         return SEGMAMBA_OK;
     case SEGMAMBA_CONV_ONEDNN: *kind = SM_CONV_ONEDNN; break;
     case SEGMAMBA_CONV_BLAS: *kind = SM_CONV_BLAS; break;
@@ -100,10 +105,11 @@ static sm_status open_model(const char *path, const segmamba_options *opts, segm
     const segmamba_backend backend = opts ? opts->backend : SEGMAMBA_BACKEND_CPU;
     SM_TRY(check_backend(backend));
     sm_conv_kind kind = SM_CONV_REF;
+    sm_wino_use wino = SM_WINO_OFF;
     /* The CUDA backend uploads the packed weights that the reference
      * convolution keeps; no convolution runs on the CPU then. */
     if (backend == SEGMAMBA_BACKEND_CPU)
-        SM_TRY(choose_conv(opts ? opts->conv : SEGMAMBA_CONV_AUTO, &kind));
+        SM_TRY(choose_conv(opts ? opts->conv : SEGMAMBA_CONV_AUTO, &kind, &wino));
     SM_TRY(sm_load_weights(path, &m->weights));
     sm_status st = sm_segmamba_infer_config(&m->weights, &m->cfg);
     if (st == SEGMAMBA_OK) st = sm_segmamba_check_weights(&m->weights, &m->cfg);
@@ -121,11 +127,18 @@ static sm_status open_model(const char *path, const segmamba_options *opts, segm
                            m->cfg.nslices[i]);
     }
     m->cfg.fue = (opts && opts->fue) || card.fue;
-    m->cfg.bf16 = opts && opts->bf16 && kind == SM_CONV_ONEDNN && sm_conv_bf16_supported();
+    /* Winograd runs in float only: bf16 puts every layer on oneDNN under
+     * auto, and is declined when Winograd is asked for. */
+    m->cfg.bf16 = opts && opts->bf16 && kind == SM_CONV_ONEDNN && wino != SM_WINO_ALL &&
+                  sm_conv_bf16_supported();
+    if (m->cfg.bf16) wino = SM_WINO_OFF;
     m->cfg.backend = backend;
     m->cfg.tf32 = backend == SEGMAMBA_BACKEND_CUDA && opts->tf32;
     sm_kernels_get();
-    SM_TRY(sm_segmamba_build(&m->weights, &m->cfg, kind, &m->graph));
+    const int tile = opts && wino == SM_WINO_ALL ? opts->winograd_tile : 0;
+    if (tile != 0 && (tile < 2 || tile > 4))
+        return sm_fail(SEGMAMBA_E_ARG, "winograd_tile must be 0, 2, 3 or 4, not %d", tile);
+    SM_TRY(sm_segmamba_build(&m->weights, &m->cfg, kind, wino, tile, &m->graph));
 #if SM_HAVE_CUDA
     if (backend == SEGMAMBA_BACKEND_CUDA) SM_TRY(sm_cuda_model_create(m->graph, m->cfg.tf32, &m->cuda));
 #endif

@@ -21,7 +21,8 @@ void usage_bench(FILE *f)
             "usage: segmamba bench --model M [options]\n"
             "\n"
             "Times forward passes on a random (1, C, n, n, n) input and prints the median\n"
-            "time, the time per kind of work (conv, scan, norm, other), the achieved\n"
+            "time, the time per kind of work (conv, of which the 3x3x3 stride-1 layers;\n"
+            "scan, norm, other), the achieved\n"
             "GFLOP/s and, on the CPU, its fraction of this machine's FP32 FMA peak\n"
             "(measured by a probe in the same run, with the same threads), voxels/s, the\n"
             "size of the activations' arena and the peak RSS. In an engine built with\n"
@@ -34,12 +35,16 @@ void usage_bench(FILE *f)
             "                      there is one)\n"
             "  --threads N         threads (default: all cores)\n"
             "  --repeat R          timed forwards after one warm-up (default 3)\n"
-            "  --conv KIND         onednn, blas or ref\n"
+            "  --conv K1,K2,...    convolution backends, each of auto (default), winograd,\n"
+            "                      onednn, blas, ref: the same weights and input on each in\n"
+            "                      turn (load, warm-up, timed runs), every row printed and\n"
+            "                      a table of each kind of work's time against the first's\n"
             "  --scan LEVEL        kernel level: scalar, avx2, avx512 or neon\n"
             "  --precision P       fp32 (default), bf16 (CPU convolutions) or tf32 (CUDA GEMMs)\n"
             "  --nslices a,b,c,d   default n/2,n/4,n/8,n/16 (the official 64,32,16,8 at 128)\n"
             "  --json FILE         also write the figures as JSON: those of the first run\n"
-            "                      (\"backend\" says which), and with both backends the GPU's\n"
+            "                      (\"backend\" says which), with several --conv rows all of\n"
+            "                      them under \"runs\", and with both backends the GPU's\n"
             "                      under \"cuda\"\n"
             "  --nodes N           also list the N slowest graph nodes of each median run\n");
 }
@@ -78,6 +83,30 @@ static double fma_peak_gflops(int nt)
     return best;
 }
 
+/* "conv onednn", "conv winograd4", ...: a node's op and, for a
+ * convolution, what runs it. */
+static void node_label(const sm_node *nd, char *buf, size_t cap)
+{
+    if (nd->op != SM_OP_CONV && nd->op != SM_OP_POINTWISE) {
+        snprintf(buf, cap, "%s", sm_opcode_name(nd->op));
+        return;
+    }
+    const sm_conv_params *p = sm_conv_get_params(nd->obj);
+    const sm_conv_kind kind = sm_conv_get_kind(nd->obj);
+    snprintf(buf, cap, "%s k%d %s", sm_opcode_name(nd->op), p->k,
+             kind == SM_CONV_WINOGRAD ? (p->tile == 2 ? "winograd2" : p->tile == 3 ? "winograd3"
+                                                                                   : "winograd4")
+                                      : sm_conv_kind_name(kind));
+}
+
+/* Whether a node is one of the 3x3x3 stride-1 convolutions Winograd takes. */
+static int is_conv3(const sm_node *nd)
+{
+    if (nd->op != SM_OP_CONV) return 0;
+    const sm_conv_params *p = sm_conv_get_params(nd->obj);
+    return p->k == 3 && p->stride == 1 && p->pad == 1;
+}
+
 /* The n slowest nodes of one run, for finding where time goes. */
 static void print_nodes(const sm_graph *g, const double *seconds, int n)
 {
@@ -93,8 +122,10 @@ static void print_nodes(const sm_graph *g, const double *seconds, int n)
     printf("slowest nodes (of %d):\n", g->n_nodes);
     for (int k = 0; k < n && k < g->n_nodes; k++) {
         const sm_node *nd = &g->nodes[order[k]];
-        printf("  #%-4d %-6s level %d  %4d -> %4d channels  %8.4f s\n", order[k],
-               sm_opcode_name(nd->op), sm_graph_level(g, nd->in0), sm_graph_channels(g, nd->in0),
+        char label[64];
+        node_label(nd, label, sizeof label);
+        printf("  #%-4d %-24s level %d  %4d -> %4d channels  %8.4f s\n", order[k], label,
+               sm_graph_level(g, nd->in0), sm_graph_channels(g, nd->in0),
                sm_graph_channels(g, nd->out), seconds[order[k]]);
     }
     free(order);
@@ -130,12 +161,29 @@ static double peak_rss_mib(void)
     return (double)ru.ru_maxrss / 1024.0;
 }
 
+/* Starts a new peak for peak_rss_mib (Linux: VmHWM is reset by writing 5
+ * to clear_refs); 0 where that cannot be done, and the peak then stays the
+ * process's. */
+static int reset_peak_rss(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return 0;
+    const int ok = fputs("5", f) >= 0;
+    return fclose(f) == 0 && ok;
+}
+
 /* One backend's timed runs. */
 typedef struct bench_run {
     segmamba_backend backend;
+    segmamba_options conv;   /* its conv and winograd_tile */
+    const char *conv_name;   /* as given to --conv */
     segmamba_config cfg;
+    double load_seconds;     /* segmamba_open: reading, checking, building the graph */
     double seconds;          /* the median forward */
     segmamba_profile prof;   /* of the median run, so that its parts add up to seconds */
+    double seconds_conv3;    /* of prof.seconds_conv, the 3x3x3 stride-1 layers' */
+    double peak_rss_mib;     /* from its loading to its closing (or the process's) */
+    int own_peak;            /* 1 when peak_rss_mib is this run's alone */
     double peak_gflops;      /* CPU only: the FMA probe's */
     double arena_mib;        /* CPU only: the activations' arena for this size */
     char device[256];        /* CUDA only: the GPU */
@@ -147,9 +195,14 @@ static int run_backend(const char *model, segmamba_options opts, int size, int r
                        int top_nodes, bench_run *r)
 {
     opts.backend = r->backend;
+    opts.conv = r->conv.conv;
+    opts.winograd_tile = r->conv.winograd_tile;
     segmamba_model *m = NULL;
+    r->own_peak = reset_peak_rss();
+    const double t_open = cli_now();
     segmamba_status st = segmamba_open(model, &opts, &m);
     if (st != SEGMAMBA_OK) return cli_fail(st);
+    r->load_seconds = cli_now() - t_open;
     segmamba_get_config(m, &r->cfg);
     cli_precision_notice(&opts, &r->cfg);
     const segmamba_config c = r->cfg;
@@ -172,7 +225,7 @@ static int run_backend(const char *model, segmamba_options opts, int size, int r
         rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
         x[i] = (float)((double)(rnd >> 11) / 9007199254740992.0 * 4.0 - 2.0);
     }
-    const char *name = r->backend == SEGMAMBA_BACKEND_CUDA ? "cuda" : "cpu";
+    const char *name = r->backend == SEGMAMBA_BACKEND_CUDA ? "cuda" : r->conv_name;
     for (int run = -1; run < repeat && st == SEGMAMBA_OK; run++) {
         fprintf(stderr, "bench: %s %s %d/%d...\n", name, run < 0 ? "warm-up" : "forward", run + 1,
                 repeat);
@@ -200,9 +253,13 @@ static int run_backend(const char *model, segmamba_options opts, int size, int r
         r->seconds = times[med];
         r->arena_mib = (double)graph->planned_floats * sizeof(float) / (1024.0 * 1024.0);
         r->prof = profs[med];
+        r->seconds_conv3 = 0.0;
+        for (int i = 0; node_times[med] && i < graph->n_nodes; i++)
+            if (is_conv3(&graph->nodes[i])) r->seconds_conv3 += node_times[med][i];
         if (top_nodes > 0 && node_times[med]) print_nodes(graph, node_times[med], top_nodes);
     }
     segmamba_close(m);
+    r->peak_rss_mib = peak_rss_mib();
     for (int k = 0; k < repeat; k++) free(node_times[k]);
     free(node_times), free(profs), free(times);
     return st == SEGMAMBA_OK ? 0 : cli_fail(st);
@@ -224,11 +281,17 @@ static void print_run(const bench_run *r, const char *model, int size, int nt, i
         printf("input      1x%dx%d^3 on CUDA (%s), %s GEMMs\n", c.in_chans, size, r->device,
                c.tf32 ? "tf32" : "fp32");
     else
-        printf("input      1x%dx%d^3, %s convolutions, %d threads, scan %s\n", c.in_chans, size,
-               c.bf16 ? "bf16" : "fp32", nt, sm_isa_name(sm_kernels_get()->isa));
+        printf("input      1x%dx%d^3, --conv %s, %s convolutions, %d threads, scan %s\n",
+               c.in_chans, size, r->conv_name, c.bf16 ? "bf16" : "fp32", nt,
+               sm_isa_name(sm_kernels_get()->isa));
+    printf("load       %.3f s (reading, checking, preparing the weights)\n", r->load_seconds);
     printf("forward    %.3f s (the median of the runs; its breakdown:)\n", t);
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < 4; k++) {
         printf("  %-6s   %8.3f s  %5.1f%%\n", kind_names[k], kinds[k], 100.0 * kinds[k] / t);
+        if (k == 0 && r->backend == SEGMAMBA_BACKEND_CPU)
+            printf("    3x3x3  %8.3f s  %5.1f%%  (of conv: the 3x3x3 stride-1 layers)\n",
+                   r->seconds_conv3, 100.0 * r->seconds_conv3 / t);
+    }
     printf("arithmetic %.1f GFLOP per forward, %.1f GFLOP/s\n", r->prof.flops * 1e-9, gflops);
     if (r->backend == SEGMAMBA_BACKEND_CPU)
         printf("FMA peak   %.1f GFLOP/s measured (%s, %d threads): forward at %.1f%% of peak\n",
@@ -238,6 +301,35 @@ static void print_run(const bench_run *r, const char *model, int size, int nt, i
     if (r->backend == SEGMAMBA_BACKEND_CPU)
         printf("activations %.0f MiB (the arena the memory plan made for this size)\n",
                r->arena_mib);
+    printf("peak RSS   %.0f MiB (%s)\n", r->peak_rss_mib,
+           r->own_peak ? "from loading to closing this model" : "of the whole process");
+}
+
+/* Each kind of work of every CPU row next to the first row's, and the ratio. */
+static void print_comparison(const bench_run *runs, int n)
+{
+    printf("\nside by side (median forwards; ratio = row / %s):\n", runs[0].conv_name);
+    printf("%-12s", "work");
+    for (int k = 0; k < n; k++) printf("  %12s", runs[k].conv_name);
+    for (int k = 1; k < n; k++) printf("  %8s", "ratio");
+    printf("\n");
+    for (int w = 0; w < 8; w++) {
+        static const char *const names[8] = {"conv 3x3x3", "conv other", "scan", "norm",
+                                             "other", "forward", "load", "peak RSS"};
+        double v[8];
+        for (int k = 0; k < n; k++) {
+            const bench_run *r = &runs[k];
+            const double all[8] = {r->seconds_conv3, r->prof.seconds_conv - r->seconds_conv3,
+                                   r->prof.seconds_scan, r->prof.seconds_norm,
+                                   r->prof.seconds_other, r->seconds, r->load_seconds,
+                                   r->peak_rss_mib};
+            v[k] = all[w];
+        }
+        printf("%-12s", names[w]);
+        for (int k = 0; k < n; k++) printf(w == 7 ? "  %8.0f MiB" : "  %10.3f s", v[k]);
+        for (int k = 1; k < n; k++) printf("  %8.3f", v[0] > 0.0 ? v[k] / v[0] : 0.0);
+        printf("\n");
+    }
 }
 
 /* Milliseconds per 128^3 window at the measured voxel rate. */
@@ -258,9 +350,12 @@ static void json_run(sm_json_out *o, const bench_run *r, int size, int nt)
         sm_json_out_printf(o, ", \"precision\": \"%s\", ", r->cfg.tf32 ? "tf32" : "fp32");
     } else {
         sm_json_out_printf(o,
+                           "\"conv\": \"%s\", \"load_seconds\": %.6f, "
+                           "\"seconds_conv3x3x3\": %.6f, "
                            "\"precision\": \"%s\", \"threads\": %d, \"scan_isa\": \"%s\", "
                            "\"peak_gflops\": %.3f, \"fraction_of_peak\": %.4f, "
                            "\"activations_mib\": %.1f, ",
+                           r->conv_name, r->load_seconds, r->seconds_conv3,
                            r->cfg.bf16 ? "bf16" : "fp32", nt, sm_isa_name(sm_kernels_get()->isa),
                            r->peak_gflops, gflops / r->peak_gflops, r->arena_mib);
     }
@@ -268,15 +363,15 @@ static void json_run(sm_json_out *o, const bench_run *r, int size, int nt)
                        "\"seconds\": %.6f, \"seconds_conv\": %.6f, \"seconds_scan\": %.6f, "
                        "\"seconds_norm\": %.6f, \"seconds_other\": %.6f, \"gflop\": %.3f, "
                        "\"gflops\": %.3f, \"voxels_per_second\": %.1f, "
-                       "\"ms_per_128_window\": %.3f",
+                       "\"ms_per_128_window\": %.3f, \"peak_rss_mib\": %.1f",
                        t, p->seconds_conv, p->seconds_scan, p->seconds_norm, p->seconds_other,
                        p->flops * 1e-9, gflops, (double)size * size * size / t,
-                       ms_per_window(r, size));
+                       ms_per_window(r, size), r->peak_rss_mib);
 }
 
 int cmd_bench(int argc, char **argv)
 {
-    const char *model = NULL, *json = NULL;
+    const char *model = NULL, *json = NULL, *conv_list = "auto";
     int size = 128, threads = 0, repeat = 3, top_nodes = 0;
     segmamba_options opts = {0};
     int custom_nslices = 0, backend_given = 0;
@@ -303,8 +398,7 @@ int cmd_bench(int argc, char **argv)
             if (!cli_parse_int(v, 1, 1000, &repeat))
                 return cli_usage_error("bench: --repeat wants a positive integer, not '%s'", v);
         } else if (strcmp(a, "--conv") == 0) {
-            if (!cli_parse_conv(v, &opts.conv))
-                return cli_usage_error("bench: --conv wants onednn, blas or ref, not '%s'", v);
+            conv_list = v;
         } else if (strcmp(a, "--precision") == 0) {
             if (!cli_parse_precision(v, &opts))
                 return cli_usage_error("bench: --precision wants fp32, bf16 or tf32, not '%s'", v);
@@ -330,33 +424,65 @@ int cmd_bench(int argc, char **argv)
     segmamba_set_threads(threads);
     const int nt = sm_num_threads();
 
-    bench_run runs[2] = {{.backend = SEGMAMBA_BACKEND_CPU}, {.backend = SEGMAMBA_BACKEND_CUDA}};
+    /* The CPU rows, one per --conv entry, then the GPU's when there is one. */
+    enum { MAX_ROWS = 8 };
+    bench_run runs[MAX_ROWS + 1];
+    char conv_names[MAX_ROWS][16];
+    int n_cpu = 0;
+    for (const char *p = conv_list;;) {
+        const char *end = strchr(p, ',');
+        const size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (n_cpu == MAX_ROWS || len == 0 || len >= sizeof conv_names[0])
+            return cli_usage_error("bench: --conv wants up to 8 of " CLI_CONV_KINDS
+                                   ", separated by commas, not '%s'", conv_list);
+        memcpy(conv_names[n_cpu], p, len);
+        conv_names[n_cpu][len] = '\0';
+        runs[n_cpu] = (bench_run){.backend = opts.backend, .conv_name = conv_names[n_cpu]};
+        if (!cli_parse_conv(conv_names[n_cpu], &runs[n_cpu].conv))
+            return cli_usage_error("bench: --conv wants " CLI_CONV_KINDS ", not '%s'",
+                                   conv_names[n_cpu]);
+        n_cpu++;
+        if (!end) break;
+        p = end + 1;
+    }
     char gpu[256];
     const int have_gpu = segmamba_cuda_device(gpu, sizeof gpu);
-    if (backend_given) runs[0].backend = opts.backend;
-    const int n_runs = !backend_given && have_gpu ? 2 : 1;
+    if (backend_given && opts.backend == SEGMAMBA_BACKEND_CUDA) n_cpu = 1;
+    int n_runs = n_cpu;
+    if (!backend_given && have_gpu)
+        runs[n_runs++] = (bench_run){.backend = SEGMAMBA_BACKEND_CUDA, .conv_name = "cuda"};
+    double peak = 0.0;
     for (int k = 0; k < n_runs; k++) {
         bench_run *r = &runs[k];
         if (r->backend == SEGMAMBA_BACKEND_CPU) {
-            fprintf(stderr, "bench: measuring the FP32 FMA peak (%s, %d threads)...\n",
-                    sm_isa_name(sm_kernels_get()->isa), nt);
-            r->peak_gflops = fma_peak_gflops(nt);
+            if (k == 0) {
+                fprintf(stderr, "bench: measuring the FP32 FMA peak (%s, %d threads)...\n",
+                        sm_isa_name(sm_kernels_get()->isa), nt);
+                peak = fma_peak_gflops(nt);
+            }
+            r->peak_gflops = peak;
         } else {
             snprintf(r->device, sizeof r->device, "%s", gpu);
         }
         const int rc = run_backend(model, opts, size, repeat, top_nodes, r);
         if (rc != 0) return rc;
     }
-    for (int k = 0; k < n_runs; k++) print_run(&runs[k], model, size, nt, k == 0);
-    printf("peak RSS   %.0f MiB\n", peak_rss_mib());
-    if (n_runs == 2) {
+    for (int k = 0; k < n_runs; k++) {
+        if (k > 0) printf("\n");
+        print_run(&runs[k], model, size, nt, k == 0);
+    }
+    if (n_cpu > 1) print_comparison(runs, n_cpu);
+    const bench_run *gpu_run = n_runs > n_cpu ? &runs[n_cpu] : NULL;
+    if (gpu_run) {
         printf("\nbackend  forward    per 128^3 window  voxels/s\n");
-        for (int k = 0; k < 2; k++)
+        for (int k = 0; k < 2; k++) {
+            const bench_run *r = k ? gpu_run : &runs[0];
             printf("%-7s  %7.3f s  %10.1f ms     %.4g\n",
-                   runs[k].backend == SEGMAMBA_BACKEND_CUDA ? "cuda" : "cpu", runs[k].seconds,
-                   ms_per_window(&runs[k], size), (double)size * size * size / runs[k].seconds);
+                   r->backend == SEGMAMBA_BACKEND_CUDA ? "cuda" : "cpu", r->seconds,
+                   ms_per_window(r, size), (double)size * size * size / r->seconds);
+        }
         printf("the GPU is %.3gx the CPU (%s; CPU: %d threads)\n",
-               runs[0].seconds / runs[1].seconds, gpu, nt);
+               runs[0].seconds / gpu_run->seconds, gpu, nt);
     }
     if (json) {
         sm_json_out o = {0};
@@ -364,11 +490,19 @@ int cmd_bench(int argc, char **argv)
         sm_json_out_string(&o, model, strlen(model));
         sm_json_out_printf(&o, ", \"size\": %d, \"repeat\": %d, ", size, repeat);
         json_run(&o, &runs[0], size, nt);
-        sm_json_out_printf(&o, ", \"peak_rss_mib\": %.1f", peak_rss_mib());
-        if (n_runs == 2) {
+        if (n_cpu > 1) {
+            sm_json_out_printf(&o, ", \"runs\": [");
+            for (int k = 0; k < n_cpu; k++) {
+                sm_json_out_printf(&o, "%s{", k ? ", " : "");
+                json_run(&o, &runs[k], size, nt);
+                sm_json_out_printf(&o, "}");
+            }
+            sm_json_out_printf(&o, "]");
+        }
+        if (gpu_run) {
             sm_json_out_printf(&o, ", \"cuda\": {");
-            json_run(&o, &runs[1], size, nt);
-            sm_json_out_printf(&o, "}, \"cuda_speedup\": %.3f", runs[0].seconds / runs[1].seconds);
+            json_run(&o, gpu_run, size, nt);
+            sm_json_out_printf(&o, "}, \"cuda_speedup\": %.3f", runs[0].seconds / gpu_run->seconds);
         }
         sm_json_out_printf(&o, "}\n");
         const void *parts[1] = {o.text};

@@ -18,7 +18,10 @@ int cli_usage_error(const char *fmt, const char *arg);
 /* Each returns 1 on success, 0 if s is not a valid value. */
 int cli_parse_int(const char *s, int lo, int hi, int *out);
 int cli_parse_nslices(const char *s, int out[SEGMAMBA_STAGES]);
-int cli_parse_conv(const char *s, segmamba_conv_backend *out);
+/* The --conv values, as cli_parse_conv takes them: winograd2, winograd3 and
+ * winograd4 are winograd with that output tile on every layer. */
+#define CLI_CONV_KINDS "auto, winograd, winograd2, winograd3, winograd4, onednn, blas or ref"
+int cli_parse_conv(const char *s, segmamba_options *opts);
 /* fp32, bf16 (CPU convolutions) or tf32 (CUDA GEMMs): sets opts->bf16 and tf32. */
 int cli_parse_precision(const char *s, segmamba_options *opts);
 int cli_parse_backend(const char *s, segmamba_backend *out);

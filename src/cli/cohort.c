@@ -423,7 +423,7 @@ sm_status cohort_open(const cohort_options *o, int leader, cohort **out)
     }
     if (st == SEGMAMBA_OK) {
         segmamba_set_threads(o->threads);
-        st = predict_open_model(o->model, &c->card, o->conv, &c->model);
+        st = predict_open_model(o->model, &c->card, &o->conv, &c->model);
     }
     if (st != SEGMAMBA_OK) {
         cohort_close(c);

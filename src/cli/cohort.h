@@ -32,7 +32,7 @@ sm_status predict_check_channels(const sm_card *card, const sm_volume *vol, cons
 
 /* Opens the model with the card's nslices and FUE and checks the card
  * against it. */
-sm_status predict_open_model(const char *model, const sm_card *card, segmamba_conv_backend conv,
+sm_status predict_open_model(const char *model, const sm_card *card, const segmamba_options *conv,
                              segmamba_model **m);
 
 /* Writes the outputs that are not NULL, the label map first. */
@@ -45,7 +45,7 @@ typedef struct cohort_options {
     const char *model, *card, *list, *out_dir, *ref_column;
     int want_prob, want_regions, want_unc, want_preview;
     int overwrite, no_tta, threads, quiet;
-    segmamba_conv_backend conv;
+    segmamba_options conv; /* --conv: its conv and winograd_tile */
 } cohort_options;
 
 /* predict --list: returns the exit code (0 when every case succeeded, else

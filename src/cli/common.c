@@ -54,15 +54,26 @@ int cli_parse_nslices(const char *s, int out[SEGMAMBA_STAGES])
     return 1;
 }
 
-int cli_parse_conv(const char *s, segmamba_conv_backend *out)
+int cli_parse_conv(const char *s, segmamba_options *opts)
 {
-    if (strcmp(s, "onednn") == 0) *out = SEGMAMBA_CONV_ONEDNN;
-    else if (strcmp(s, "blas") == 0) *out = SEGMAMBA_CONV_BLAS;
-    else if (strcmp(s, "ref") == 0) *out = SEGMAMBA_CONV_REF;
-    else return 0;
-    return 1;
+    static const struct {
+        const char *name;
+        segmamba_conv_backend conv;
+        int tile;
+    } kinds[] = {
+        {"auto", SEGMAMBA_CONV_AUTO, 0},          {"winograd", SEGMAMBA_CONV_WINOGRAD, 0},
+        {"winograd2", SEGMAMBA_CONV_WINOGRAD, 2}, {"winograd3", SEGMAMBA_CONV_WINOGRAD, 3},
+        {"winograd4", SEGMAMBA_CONV_WINOGRAD, 4}, {"onednn", SEGMAMBA_CONV_ONEDNN, 0},
+        {"blas", SEGMAMBA_CONV_BLAS, 0},          {"ref", SEGMAMBA_CONV_REF, 0},
+    };
+    for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++)
+        if (strcmp(s, kinds[i].name) == 0) {
+            opts->conv = kinds[i].conv;
+            opts->winograd_tile = kinds[i].tile;
+            return 1;
+        }
+    return 0;
 }
-
 
 int cli_parse_precision(const char *s, segmamba_options *opts)
 {

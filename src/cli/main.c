@@ -78,8 +78,10 @@ static void usage_forward(FILE *f)
             "  --input X.npy       input volume\n"
             "  --output Y.npy      logits (written atomically)\n"
             "  --threads N         threads for OpenMP, oneDNN and OpenBLAS (default: all cores)\n"
-            "  --conv KIND         convolution backend: onednn, blas or ref (default: onednn\n"
-            "                      when built in, else blas; ref is slow and for testing)\n"
+            "  --conv KIND         convolutions: auto (default: Winograd for the 3x3x3\n"
+            "                      layers where it is faster here, the rest on onednn when\n"
+            "                      built in, else blas), winograd (for every 3x3x3 layer),\n"
+            "                      onednn, blas, or ref (slow, for testing)\n"
             "  --scan LEVEL        kernel level: scalar, avx2, avx512 or neon (default: the\n"
             "                      best this CPU has; a level it lacks falls back below)\n"
             "  --nslices a,b,c,d   inter-slice scan lengths per stage (default: the model\n"
@@ -194,8 +196,8 @@ static int cmd_forward(int argc, char **argv)
             if (!cli_parse_int(argv[++i], 1, 4096, &threads))
                 return cli_usage_error("forward: --threads wants a positive integer, not '%s'", v);
         } else if (strcmp(a, "--conv") == 0) {
-            if (!cli_parse_conv(argv[++i], &opts.conv))
-                return cli_usage_error("forward: --conv wants onednn, blas or ref, not '%s'", v);
+            if (!cli_parse_conv(argv[++i], &opts))
+                return cli_usage_error("forward: --conv wants " CLI_CONV_KINDS ", not '%s'", v);
         } else if (strcmp(a, "--precision") == 0) {
             if (!cli_parse_precision(argv[++i], &opts))
                 return cli_usage_error("forward: --precision wants fp32, bf16 or tf32, not '%s'", v);

@@ -43,7 +43,8 @@ void usage_predict(FILE *f)
                "  --card F.json        use this model card instead of the model's\n"
                "  --no-tta             one pass instead of 8 mirrored ones (8x faster)\n"
                "  --threads N          threads (default: all cores)\n"
-               "  --conv KIND          convolution backend: onednn, blas or ref\n"
+               "  --conv KIND          convolutions: auto (default), winograd, onednn, blas or\n"
+               "                       ref (see 'segmamba help forward')\n"
                "  --backend B          cpu (default) or cuda (an engine built with CUDA)\n"
                "  --quiet              no progress bar or summary\n"
                "\n"
@@ -206,10 +207,11 @@ sm_status predict_check_regions(const sm_card *card, int want_regions)
 /* --backend, for every model this process opens (one case or a cohort). */
 static segmamba_backend predict_backend = SEGMAMBA_BACKEND_CPU;
 
-sm_status predict_open_model(const char *model, const sm_card *card, segmamba_conv_backend conv,
+sm_status predict_open_model(const char *model, const sm_card *card, const segmamba_options *conv,
                              segmamba_model **m)
 {
-    segmamba_options opts = {.conv = conv, .fue = card->fue, .backend = predict_backend};
+    segmamba_options opts = {.conv = conv->conv, .winograd_tile = conv->winograd_tile,
+                             .fue = card->fue, .backend = predict_backend};
     memcpy(opts.nslices, card->nslices, sizeof opts.nslices);
     *m = NULL;
     sm_status st = segmamba_open(model, &opts, m);
@@ -247,7 +249,7 @@ typedef struct predict_args {
     const char *list, *out_dir, *ref_column;
     int overwrite;
     int no_tta, threads, quiet;
-    segmamba_conv_backend conv;
+    segmamba_options conv; /* --conv: its conv and winograd_tile */
 } predict_args;
 
 /* The optional outputs: a file name each for one case; with --list, flags
@@ -311,7 +313,7 @@ static int parse_args(int argc, char **argv, predict_args *a)
                 return cli_usage_error("predict: --threads wants a positive integer, not '%s'", v);
         } else if (strcmp(s, "--conv") == 0) {
             if (!cli_parse_conv(argv[++i], &a->conv))
-                return cli_usage_error("predict: --conv wants onednn, blas or ref, not '%s'", v);
+                return cli_usage_error("predict: --conv wants " CLI_CONV_KINDS ", not '%s'", v);
         } else if (strcmp(s, "--backend") == 0) {
             if (!cli_parse_backend(argv[++i], &predict_backend))
                 return cli_usage_error("predict: --backend wants cpu or cuda, not '%s'", v);
@@ -438,7 +440,7 @@ int cmd_predict(int argc, char **argv)
     }
 
     segmamba_model *m = NULL;
-    st = predict_open_model(a.model, &card, a.conv, &m);
+    st = predict_open_model(a.model, &card, &a.conv, &m);
 
     progress prog = {.quiet = a.quiet, .tty = isatty(2), .start = cli_now(), .last_decile = -1};
     sm_predict_options popt = {.no_tta = a.no_tta,
