@@ -84,36 +84,42 @@ def run_case(args, case_dir):
     if not models:
         print(f"{case_dir}: no model file")
         return 1
+    # Every model file on each --conv backend; the first file also on each
+    # --strict-conv backend, within the strict limits.
+    runs = [(model, conv, args.rel, args.argmax) for model in models
+            for conv in args.conv.split(",")]
+    if args.strict_conv:
+        runs += [(models[0], conv, args.strict_rel, args.strict_argmax)
+                 for conv in args.strict_conv.split(",")]
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
-        for model in models:
-            for conv in args.conv.split(","):
-                out = os.path.join(tmp, "logits.npy")
-                cmd = host_command(args.segmamba) + [
-                    "forward", "--model", os.path.join(case_dir, model),
-                    "--input", os.path.join(case_dir, "input.npy"), "--output", out,
-                    "--conv", conv, "--nslices", nslices, "--threads", str(args.threads)]
-                if case.get("fue"):
-                    cmd.append("--fue")
-                if args.scan:
-                    cmd += ["--scan", args.scan]
-                if args.precision:
-                    cmd += ["--precision", args.precision]
-                proc = subprocess.run(cmd, capture_output=True, text=True)
-                label = f"{model} conv={conv}" + (f" scan={args.scan}" if args.scan else "")
-                if proc.returncode != 0:
-                    print(f"FAIL {label}: exit {proc.returncode}: {proc.stderr.strip()}")
-                    failures += 1
-                    continue
-                ok, report = compare(expected, np.load(out), args.rel, args.argmax)
-                level = re.search(r"kernels (\w+)", proc.stderr)
-                level = level.group(1) if level else "not reported"
-                if args.expect_isa and level != args.expect_isa:
-                    ok = False
-                    report += f"; kernel level {level}, expected {args.expect_isa}"
-                print(f"{'ok  ' if ok else 'FAIL'} {label}: {report} [{proc.stderr.strip()}]",
-                      flush=True)
-                failures += not ok
+        for model, conv, rel, argmax in runs:
+            out = os.path.join(tmp, "logits.npy")
+            cmd = host_command(args.segmamba) + [
+                "forward", "--model", os.path.join(case_dir, model),
+                "--input", os.path.join(case_dir, "input.npy"), "--output", out,
+                "--conv", conv, "--nslices", nslices, "--threads", str(args.threads)]
+            if case.get("fue"):
+                cmd.append("--fue")
+            if args.scan:
+                cmd += ["--scan", args.scan]
+            if args.precision:
+                cmd += ["--precision", args.precision]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            label = f"{model} conv={conv}" + (f" scan={args.scan}" if args.scan else "")
+            if proc.returncode != 0:
+                print(f"FAIL {label}: exit {proc.returncode}: {proc.stderr.strip()}")
+                failures += 1
+                continue
+            ok, report = compare(expected, np.load(out), rel, argmax)
+            level = re.search(r"kernels (\w+)", proc.stderr)
+            level = level.group(1) if level else "not reported"
+            if args.expect_isa and level != args.expect_isa:
+                ok = False
+                report += f"; kernel level {level}, expected {args.expect_isa}"
+            print(f"{'ok  ' if ok else 'FAIL'} {label}: {report} [{proc.stderr.strip()}]",
+                  flush=True)
+            failures += not ok
     return 1 if failures else 0
 
 
@@ -139,6 +145,10 @@ def main():
     ap = case_arguments(__doc__.splitlines()[0])
     ap.add_argument("--dtype", help="f32, f16 or bf16 safetensors")
     ap.add_argument("--conv", default="onednn,blas,ref", help="comma-separated backends")
+    ap.add_argument("--strict-conv", help="comma-separated backends run on the first model "
+                    "file within --strict-rel and --strict-argmax")
+    ap.add_argument("--strict-rel", type=float, default=1e-4)
+    ap.add_argument("--strict-argmax", type=float, default=0.9999)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--scan", help="kernel level passed to segmamba forward --scan")
     ap.add_argument("--precision", help="passed to segmamba forward --precision")
