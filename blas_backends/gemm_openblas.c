@@ -9,7 +9,7 @@
 
 void openblas_set_num_threads(int num_threads);
 
-void sm_sgemm_openblas(int trans_a, int trans_b, int m, int n, int k, float alpha,
+static void sgemm_openblas(int trans_a, int trans_b, int m, int n, int k, float alpha,
                        const float *a, int lda, const float *b, int ldb, float beta, float *c,
                        int ldc)
 {
@@ -27,7 +27,7 @@ void sm_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
                    beta, c, ldc) == dnnl_success)
         return;
 #endif
-    sm_sgemm_openblas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    sgemm_openblas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void sm_blas_set_threads(int n) { openblas_set_num_threads(n); }

@@ -342,9 +342,10 @@ static int conv_op(builder *b, sm_opcode op, int x, int out, int cout, int k, in
     sm_conv_params p = {.cin = sm_graph_channels(g, x), .cout = cout, .k = k,
                         .stride = stride, .pad = pad, .act = act,
                         .precision = b->cfg->bf16 ? SM_PREC_BF16 : SM_PREC_F32};
-    p.tile = sm_conv_winograd_pick(&p, b->wino, b->kind, b->wino_tile);
+    const sm_conv_choice use = sm_conv_pick(&p, b->wino, b->kind, b->wino_tile);
+    p.tile = use.tile;
     sm_conv *c = NULL;
-    sm_status st = sm_conv_create(p.tile ? SM_CONV_WINOGRAD : b->kind, &p, wt, bs, &c);
+    sm_status st = sm_conv_create(use.kind, &p, wt, bs, &c);
     if (st != SEGMAMBA_OK) {
         g->status = sm_fail_wrap(st, "%s", prefix);
         return -1;
@@ -467,7 +468,7 @@ static int runs_winograd(const builder *b, int cin, int cout)
 {
     const sm_conv_params p = {.cin = cin, .cout = cout, .k = 3, .stride = 1, .pad = 1,
                               .precision = b->cfg->bf16 ? SM_PREC_BF16 : SM_PREC_F32};
-    return sm_conv_winograd_pick(&p, b->wino, b->kind, b->wino_tile) != 0;
+    return sm_conv_pick(&p, b->wino, b->kind, b->wino_tile).kind == SM_CONV_WINOGRAD;
 }
 
 /* Where an encoder ResBlock on x writes the skip of cat, into cat's

@@ -148,6 +148,16 @@ sm_status sm_conv_create(sm_conv_kind kind, const sm_conv_params *p, const float
     return SEGMAMBA_OK;
 }
 
+sm_conv_choice sm_conv_pick(const sm_conv_params *p, sm_wino_use use, sm_conv_kind direct,
+                            int tile)
+{
+    const int m = sm_conv_winograd_pick(p, use, tile);
+    if (m) return (sm_conv_choice){SM_CONV_WINOGRAD, m};
+    if (use != SM_WINO_OFF && p->k == 2 && p->stride == 2 && p->precision == SM_PREC_F32)
+        return (sm_conv_choice){SM_CONV_BLAS, 0};
+    return (sm_conv_choice){direct, 0};
+}
+
 sm_conv_kind sm_conv_get_kind(const sm_conv *c) { return c->kind; }
 const sm_conv_params *sm_conv_get_params(const sm_conv *c) { return &c->p; }
 

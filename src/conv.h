@@ -44,21 +44,35 @@ typedef struct sm_conv_params {
 
 typedef struct sm_conv sm_conv;
 
-/* Where the Winograd backend is used: for no layer, for the 3x3x3 layers
- * where sm_conv_winograd_pick says it is faster, or for every layer it
- * takes. */
+/* How the engine chooses backends (segmamba_options.conv): one backend for
+ * every layer (SM_WINO_OFF: onednn, blas or ref asked for), or the
+ * per-layer choice of auto (Winograd for the 3x3x3 layers within the
+ * memory rule of sm_conv_winograd_pick) or of winograd (for every 3x3x3
+ * layer). */
 typedef enum sm_wino_use {
     SM_WINO_OFF = 0,
     SM_WINO_AUTO = 1,
     SM_WINO_ALL = 2
 } sm_wino_use;
 
-/* The Winograd output tile for a convolution p under use (with direct the
- * backend for the layers Winograd does not run), or 0 when it runs on
- * direct. tile, when not 0, is the tile every layer under SM_WINO_ALL
- * takes. */
-int sm_conv_winograd_pick(const sm_conv_params *p, sm_wino_use use, sm_conv_kind direct,
-                          int tile);
+typedef struct sm_conv_choice {
+    sm_conv_kind kind;
+    int tile; /* the Winograd tile, for SM_CONV_WINOGRAD */
+} sm_conv_choice;
+
+/* The backend for convolution p: direct (the one asked for, or under auto
+ * and winograd the fastest direct one built in) unless use says otherwise.
+ * Under auto and winograd, the 3x3x3 stride-1 layers go to Winograd (tile
+ * as below), and the k2 s2 ones to the GEMM backend, which is about twice
+ * as fast as oneDNN's direct kernel there on AVX2 and as fast on AVX-512
+ * (blas_backends/conv_blas.c); the rest stay on direct. */
+sm_conv_choice sm_conv_pick(const sm_conv_params *p, sm_wino_use use, sm_conv_kind direct,
+                            int tile);
+
+/* The Winograd output tile for a 3x3x3 stride-1 convolution p under use,
+ * or 0 when it runs on a direct backend; tile, when not 0, is the tile
+ * every layer under SM_WINO_ALL takes. */
+int sm_conv_winograd_pick(const sm_conv_params *p, sm_wino_use use, int tile);
 
 /* What a convolution was made with (for profiles and benchmarks). */
 sm_conv_kind sm_conv_get_kind(const sm_conv *c);

@@ -247,10 +247,8 @@ static double transformed_bytes(const sm_conv_params *p, int m)
     return n * n * n * p->cin * round_up(p->cout, SM_WINO_CPAD) * sizeof(float);
 }
 
-int sm_conv_winograd_pick(const sm_conv_params *p, sm_wino_use use, sm_conv_kind direct,
-                          int tile)
+int sm_conv_winograd_pick(const sm_conv_params *p, sm_wino_use use, int tile)
 {
-    (void)direct;
     if (use == SM_WINO_OFF || p->k != 3 || p->stride != 1 || p->pad != 1 ||
         p->precision != SM_PREC_F32)
         return 0;

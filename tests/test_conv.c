@@ -601,16 +601,24 @@ static void test_winograd_arguments(void)
     CHECK(sm_conv_create(SM_CONV_WINOGRAD, &p, weight, NULL, &c) == SEGMAMBA_E_ARG && !c);
     p.tile = 1;
     CHECK(sm_conv_create(SM_CONV_WINOGRAD, &p, weight, NULL, &c) == SEGMAMBA_E_ARG && !c);
-    /* The pick: never for other shapes or bf16, always under SM_WINO_ALL
-     * (the forced tile when given), under auto within its memory rule. */
+    /* The pick: Winograd never for other shapes or bf16, always under
+     * SM_WINO_ALL (the forced tile when given), under auto within its
+     * memory rule; k2 s2 on the GEMM backend under auto; the rest direct. */
     p.tile = 0;
-    CHECK(sm_conv_winograd_pick(&p, SM_WINO_OFF, SM_CONV_ONEDNN, 0) == 0);
-    CHECK(sm_conv_winograd_pick(&p, SM_WINO_ALL, SM_CONV_ONEDNN, 3) == 3);
-    CHECK(sm_conv_winograd_pick(&p, SM_WINO_AUTO, SM_CONV_ONEDNN, 0) != 0);
+    sm_conv_choice u = sm_conv_pick(&p, SM_WINO_OFF, SM_CONV_ONEDNN, 0);
+    CHECK(u.kind == SM_CONV_ONEDNN && u.tile == 0);
+    u = sm_conv_pick(&p, SM_WINO_ALL, SM_CONV_ONEDNN, 3);
+    CHECK(u.kind == SM_CONV_WINOGRAD && u.tile == 3);
+    CHECK(sm_conv_pick(&p, SM_WINO_AUTO, SM_CONV_ONEDNN, 0).kind == SM_CONV_WINOGRAD);
+    p = (sm_conv_params){768, 768, 3, 1, 1, SM_ACT_NONE, SM_PREC_F32, 0};
+    CHECK(sm_conv_pick(&p, SM_WINO_AUTO, SM_CONV_ONEDNN, 0).kind == SM_CONV_ONEDNN);
     p.precision = SM_PREC_BF16;
-    CHECK(sm_conv_winograd_pick(&p, SM_WINO_ALL, SM_CONV_ONEDNN, 0) == 0);
+    CHECK(sm_conv_pick(&p, SM_WINO_ALL, SM_CONV_ONEDNN, 0).kind == SM_CONV_ONEDNN);
     p = (sm_conv_params){4, 4, 3, 2, 1, SM_ACT_NONE, SM_PREC_F32, 0};
-    CHECK(sm_conv_winograd_pick(&p, SM_WINO_ALL, SM_CONV_ONEDNN, 0) == 0);
+    CHECK(sm_conv_pick(&p, SM_WINO_ALL, SM_CONV_ONEDNN, 0).kind == SM_CONV_ONEDNN);
+    p = (sm_conv_params){48, 96, 2, 2, 0, SM_ACT_NONE, SM_PREC_F32, 0};
+    CHECK(sm_conv_pick(&p, SM_WINO_AUTO, SM_CONV_ONEDNN, 0).kind == SM_CONV_BLAS);
+    CHECK(sm_conv_pick(&p, SM_WINO_OFF, SM_CONV_ONEDNN, 0).kind == SM_CONV_ONEDNN);
 }
 
 int main(void)
