@@ -37,7 +37,7 @@ struct sm_conv_winograd {
 
 static int round_up(int x, int to) { return (x + to - 1) / to * to; }
 
-int sm_conv_winograd_tile(const sm_conv_params *p) { return p->tile ? p->tile : 4; }
+static int tile_of(const sm_conv_params *p) { return p->tile ? p->tile : 4; }
 
 /* U = G g G^T along the three axes, for one (ci, co) filter, in double. */
 static void transform_filter(const sm_wino_matrices *t, const double g[27], double *u)
@@ -64,7 +64,7 @@ static void transform_filter(const sm_wino_matrices *t, const double g[27], doub
 sm_status sm_conv_winograd_init(sm_conv *c)
 {
     const sm_conv_params *p = &c->p;
-    const sm_wino_matrices *t = sm_wino_matrices_get(sm_conv_winograd_tile(p));
+    const sm_wino_matrices *t = sm_wino_matrices_get(tile_of(p));
     struct sm_conv_winograd *s = calloc(1, sizeof *s);
     if (!s) return sm_fail(SEGMAMBA_E_NOMEM, "Winograd convolution: out of memory");
     c->wino = s;
