@@ -87,8 +87,17 @@ WI void input_vector(const int M, const sm_wino_window *w, int off, int lanes, f
             if (i >= w->lo[0] && i < w->hi[0] && j >= w->lo[1] && j < w->hi[1]) {
                 const float *row = w->src + (i - w->lo[0]) * w->stride[0] +
                                    (j - w->lo[1]) * w->stride[1] + off;
+                /* The next tile along x reads the M voxels after this
+                 * window in each of its n^2 rows, more streams than the
+                 * hardware prefetcher follows: ask for them now (48->48
+                 * channels at 128^3, F(4,3), 2 threads: 236-258 ms against
+                 * 275-278 on AVX-512, 267-271 against 289-304 on AVX2).
+                 * The address is made as an integer: it may lie past the
+                 * volume, where a prefetch is harmless but a pointer is not. */
                 for (int k = 0; k < M; k++)
-                    __builtin_prefetch((const float *)((uintptr_t)row + (uintptr_t)((N + k - w->lo[2]) * w->stride[2] * 4)));
+                    __builtin_prefetch((const void *)((uintptr_t)row +
+                                                      (uintptr_t)((N + k - w->lo[2]) * w->stride[2]) *
+                                                          sizeof(float)));
                 for (int k = 0; k < N; k++) {
                     const float *p = row + (k - w->lo[2]) * w->stride[2];
                     x[k] = k < w->lo[2] || k >= w->hi[2] ? zero
