@@ -75,9 +75,6 @@ static sm_conv_params params_of(const conv_case *t, sm_precision precision)
     return (sm_conv_params){t->cin, t->cout, t->k, t->stride, t->pad, t->act, precision, 0};
 }
 
-/* Set by the Winograd tests: the tile of every convolution run_conv makes
- * on that backend. */
-static int winograd_tile;
 
 static size_t out_voxels(const conv_case *t)
 {
@@ -191,7 +188,6 @@ static sm_status run_conv(sm_conv_kind kind, sm_precision precision, const conv_
                           const case_data *x, float *dst)
 {
     sm_conv_params p = params_of(t, precision);
-    if (kind == SM_CONV_WINOGRAD) p.tile = winograd_tile;
     sm_conv *c;
     sm_status s = sm_conv_create(kind, &p, x->weight, x->bias, &c);
     if (s != SEGMAMBA_OK) return s;
@@ -277,7 +273,7 @@ static void test_backend_cases(sm_conv_kind kind)
 /* One convolution object run at changing sizes and strides, each result
  * against a fresh reference: a backend's per-size cache must follow. Each
  * step changes one of d, h, w, src_ld, dst_ld, then all return. */
-static void test_size_changes(sm_conv_kind kind, sm_precision precision)
+static void test_size_changes(sm_conv_kind kind, sm_precision precision, int tile)
 {
     static const conv_case steps[] = {
         {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 6, 8, 10, 0, 0},
@@ -288,7 +284,8 @@ static void test_size_changes(sm_conv_kind kind, sm_precision precision)
         {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 7, 9, 9, 3, 2},
         {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 6, 8, 10, 0, 0},
     };
-    const sm_conv_params p = params_of(&steps[0], precision);
+    sm_conv_params p = params_of(&steps[0], precision);
+    p.tile = tile;
     case_data x = case_data_new(&steps[0]);
     sm_conv *c;
     CHECK(sm_conv_create(kind, &p, x.weight, x.bias, &c) == SEGMAMBA_OK);
@@ -627,22 +624,18 @@ int main(void)
     test_reference_against_double();
     test_winograd_arguments();
     test_winograd_cases();
-    for (int tile = 2; tile <= 4; tile++) {
-        winograd_tile = tile;
-        test_size_changes(SM_CONV_WINOGRAD, SM_PREC_F32);
-    }
-    winograd_tile = 0;
+    for (int tile = 2; tile <= 4; tile++) test_size_changes(SM_CONV_WINOGRAD, SM_PREC_F32, tile);
     for (int kind = SM_CONV_BLAS; kind <= SM_CONV_ONEDNN; kind++) {
         if (!sm_conv_available((sm_conv_kind)kind)) {
             fprintf(stderr, "%s: not built in, skipped\n", sm_conv_kind_name((sm_conv_kind)kind));
             continue;
         }
         test_backend_cases((sm_conv_kind)kind);
-        test_size_changes((sm_conv_kind)kind, SM_PREC_F32);
+        test_size_changes((sm_conv_kind)kind, SM_PREC_F32, 0);
     }
     if (sm_conv_bf16_supported()) {
         test_bf16_cases();
-        test_size_changes(SM_CONV_ONEDNN, SM_PREC_BF16);
+        test_size_changes(SM_CONV_ONEDNN, SM_PREC_BF16, 0);
     } else {
         fprintf(stderr, "onednn bf16: %s, skipped\n",
                 sm_conv_available(SM_CONV_ONEDNN) ? "no native bf16 (CPU or DNNL_MAX_CPU_ISA)"
