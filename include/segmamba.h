@@ -46,11 +46,12 @@ typedef enum segmamba_status {
 } segmamba_status;
 
 typedef enum segmamba_conv_backend {
-    SEGMAMBA_CONV_AUTO = 0,    /* Winograd for the 3x3x3 layers where it is faster on this CPU
-                                  (README: "Convolution backends"), the rest oneDNN when
-                                  built in, else OpenBLAS */
+    SEGMAMBA_CONV_AUTO = 0,    /* Winograd for the 3x3x3 layers within a weight-memory rule
+                                  (README: "Convolution backends"), k2 s2 layers as im2col +
+                                  GEMM, the rest on oneDNN when built in, else OpenBLAS */
     SEGMAMBA_CONV_ONEDNN = 1,  /* every layer direct on oneDNN */
-    SEGMAMBA_CONV_BLAS = 2,    /* every layer on OpenBLAS (im2col + GEMM) */
+    SEGMAMBA_CONV_BLAS = 2,    /* every layer as im2col + GEMM (oneDNN's sgemm when built in,
+                                  else OpenBLAS) */
     SEGMAMBA_CONV_REF = 3,     /* plain C, the reference the others are tested against */
     SEGMAMBA_CONV_WINOGRAD = 4 /* Winograd for every 3x3x3 stride-1 layer, the rest as AUTO */
 } segmamba_conv_backend;

@@ -110,6 +110,9 @@ static sm_status open_model(const char *path, const segmamba_options *opts, segm
      * convolution keeps; no convolution runs on the CPU then. */
     if (backend == SEGMAMBA_BACKEND_CPU)
         SM_TRY(choose_conv(opts ? opts->conv : SEGMAMBA_CONV_AUTO, &kind, &wino));
+    const int tile = opts && wino == SM_WINO_ALL ? opts->winograd_tile : 0;
+    if (tile != 0 && (tile < 2 || tile > 4))
+        return sm_fail(SEGMAMBA_E_ARG, "winograd_tile must be 0, 2, 3 or 4, not %d", tile);
     SM_TRY(sm_load_weights(path, &m->weights));
     sm_status st = sm_segmamba_infer_config(&m->weights, &m->cfg);
     if (st == SEGMAMBA_OK) st = sm_segmamba_check_weights(&m->weights, &m->cfg);
@@ -135,9 +138,6 @@ static sm_status open_model(const char *path, const segmamba_options *opts, segm
     m->cfg.backend = backend;
     m->cfg.tf32 = backend == SEGMAMBA_BACKEND_CUDA && opts->tf32;
     sm_kernels_get();
-    const int tile = opts && wino == SM_WINO_ALL ? opts->winograd_tile : 0;
-    if (tile != 0 && (tile < 2 || tile > 4))
-        return sm_fail(SEGMAMBA_E_ARG, "winograd_tile must be 0, 2, 3 or 4, not %d", tile);
     SM_TRY(sm_segmamba_build(&m->weights, &m->cfg, kind, wino, tile, &m->graph));
 #if SM_HAVE_CUDA
     if (backend == SEGMAMBA_BACKEND_CUDA) SM_TRY(sm_cuda_model_create(m->graph, m->cfg.tf32, &m->cuda));
