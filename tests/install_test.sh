@@ -21,6 +21,10 @@ flags=$(PKG_CONFIG_PATH="$pc" pkg-config --cflags --libs segmamba)
 echo "pkg-config: $flags"
 cc -std=c11 -Wall -Wextra -Werror "$stage/example.c" $flags -o "$stage/example"
 libdir=$(dirname "$(find "$stage" -name 'libsegmamba.so' | head -n 1)")
+# The shared library exports the public API and nothing else.
+others=$(nm -D --defined-only "$libdir/libsegmamba.so" | awk '$2 ~ /^[A-Z]$/ && $3 !~ /^segmamba_/ {print $3}')
+[ -z "$others" ] || { echo "libsegmamba.so exports internal symbols:"; echo "$others"; exit 1; }
+echo "exports: $(nm -D --defined-only "$libdir/libsegmamba.so" | awk '$3 ~ /^segmamba_/' | wc -l) segmamba_* symbols, nothing else"
 # The tiny model at 128^3 with its default nslices (64,32,16,8) divides.
 LD_LIBRARY_PATH="$libdir" OMP_NUM_THREADS=2 "$stage/example" "$src/tests/fixtures/tiny/model.safetensors"
 echo "example ran"
