@@ -237,17 +237,21 @@ static size_t buffer_floats(const sm_buffer *b, const run_dims *rd)
     return (n + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
 }
 
-static const sm_graph *sort_graph;
-static int by_size_desc(const void *x, const void *y)
+/* A buffer and the value it is sorted by: qsort has no context argument,
+ * so the key travels with the index (no file-scope pointer, so that two
+ * graphs can be planned on two threads at once). */
+typedef struct keyed {
+    size_t key;
+    int buf;
+} keyed;
+
+static int by_key_desc(const void *x, const void *y)
 {
-    const sm_buffer *a = &sort_graph->bufs[*(const int *)x], *b = &sort_graph->bufs[*(const int *)y];
-    return a->size < b->size ? 1 : a->size > b->size ? -1 : 0;
+    const keyed *a = x, *b = y;
+    return a->key < b->key ? 1 : a->key > b->key ? -1 : a->buf - b->buf;
 }
-static int by_offset(const void *x, const void *y)
-{
-    const sm_buffer *a = &sort_graph->bufs[*(const int *)x], *b = &sort_graph->bufs[*(const int *)y];
-    return a->offset < b->offset ? -1 : a->offset > b->offset ? 1 : 0;
-}
+
+static int by_key(const void *x, const void *y) { return by_key_desc(y, x); }
 
 static int live_together(const sm_buffer *a, const sm_buffer *b)
 {
@@ -256,26 +260,26 @@ static int live_together(const sm_buffer *a, const sm_buffer *b)
 
 static sm_status place(sm_graph *g, const run_dims *rd, size_t *arena_floats)
 {
-    int *order = malloc((size_t)g->n_bufs * 2 * sizeof *order);
+    keyed *order = malloc((size_t)g->n_bufs * 2 * sizeof *order);
     if (!order) return sm_fail(SEGMAMBA_E_NOMEM, "forward: out of memory planning buffers");
-    int *conflicts = order + g->n_bufs;
+    keyed *conflicts = order + g->n_bufs;
     for (int i = 0; i < g->n_bufs; i++) {
         g->bufs[i].size = buffer_floats(&g->bufs[i], rd);
-        order[i] = i;
+        order[i] = (keyed){g->bufs[i].size, i};
     }
-    /* qsort has no context argument; the graph is not shared between threads. */
-    sort_graph = g;
-    qsort(order, (size_t)g->n_bufs, sizeof *order, by_size_desc);
+    qsort(order, (size_t)g->n_bufs, sizeof *order, by_key_desc);
     size_t total = 0;
     for (int k = 0; k < g->n_bufs; k++) {
-        sm_buffer *b = &g->bufs[order[k]];
+        sm_buffer *b = &g->bufs[order[k].buf];
         int n = 0;
-        for (int j = 0; j < k; j++)
-            if (live_together(b, &g->bufs[order[j]])) conflicts[n++] = order[j];
-        qsort(conflicts, (size_t)n, sizeof *conflicts, by_offset);
+        for (int j = 0; j < k; j++) {
+            const sm_buffer *o = &g->bufs[order[j].buf];
+            if (live_together(b, o)) conflicts[n++] = (keyed){o->offset, order[j].buf};
+        }
+        qsort(conflicts, (size_t)n, sizeof *conflicts, by_key);
         size_t at = 0;
         for (int j = 0; j < n; j++) {
-            const sm_buffer *o = &g->bufs[conflicts[j]];
+            const sm_buffer *o = &g->bufs[conflicts[j].buf];
             if (at + b->size <= o->offset) break;
             if (o->offset + o->size > at) at = o->offset + o->size;
         }
