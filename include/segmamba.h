@@ -114,10 +114,16 @@ SEGMAMBA_API const char *segmamba_status_name(segmamba_status s);
  * "avx2", "avx512" or "neon"; a level this CPU lacks falls back to the best
  * one below it. Returns the level now in use, or NULL for an unknown name.
  * The default is the best level the CPU supports, lowered by the
- * environment variable SEGMAMBA_ISA. */
+ * environment variable SEGMAMBA_ISA. Process-wide; safe to call at any
+ * time, but a forward running meanwhile may use either level for its
+ * remaining kernels (results then differ from either level's in the last
+ * bits): choose the level before starting work. */
 SEGMAMBA_API const char *segmamba_select_isa(const char *name);
 
-/* Threads for OpenMP, oneDNN and OpenBLAS together; n <= 0 means all cores. */
+/* Threads for OpenMP, oneDNN and OpenBLAS together; n <= 0 means all cores.
+ * Process-wide: every later call into the library, from any thread, runs
+ * its parallel work on n threads (results depend on the thread count, in
+ * the last bits). */
 SEGMAMBA_API void segmamba_set_threads(int n);
 
 /* The most bytes one allocation whose size a file declares (a checkpoint's
@@ -149,8 +155,13 @@ SEGMAMBA_API void segmamba_get_config(const segmamba_model *m, segmamba_config *
 SEGMAMBA_API segmamba_status segmamba_check_shape(const segmamba_model *m, int d, int h, int w);
 
 /* input: (in_chans, d, h, w) float32; logits: (out_chans, d, h, w) float32,
- * caller-allocated. The model may be reused for any number of calls; it is
- * not safe to call it from two threads at once. */
+ * caller-allocated. The model may be reused for any number of calls.
+ * Threads: any number of models may be opened, run and closed on different
+ * threads at once, and several threads may call one model: its forwards
+ * then take turns (a model has one activation arena), each using the
+ * threads of segmamba_set_threads. For forwards in parallel, open one model
+ * per thread (each holds its own weights and arena). Closing a model while
+ * another thread uses it is not allowed. */
 SEGMAMBA_API segmamba_status segmamba_forward(segmamba_model *m, const float *input,
                                  int d, int h, int w, float *logits);
 

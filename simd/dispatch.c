@@ -1,5 +1,7 @@
 #include "dispatch.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,28 +60,42 @@ static const sm_kernels levels[] = {
 #endif
 };
 
-static sm_kernels active;
-static int initialised;
+/* The table in use: one of the rows above, which never change, so that
+ * switching levels is one atomic store and a forward running on another
+ * thread reads either table whole. Set first, once, from the CPU and
+ * SEGMAMBA_ISA. */
+static _Atomic(const sm_kernels *) active;
+static pthread_once_t first_choice = PTHREAD_ONCE_INIT;
 
-sm_isa sm_kernels_select(sm_isa isa)
+static const sm_kernels *row_for(sm_isa isa)
 {
     const sm_isa best = sm_isa_detect();
     if (!supported(isa, best)) isa = supported(SM_ISA_AVX2, best) && isa == SM_ISA_AVX512
                                          ? SM_ISA_AVX2 : SM_ISA_SCALAR;
-    active = levels[0];
+    const sm_kernels *k = &levels[0];
     for (unsigned i = 0; i < sizeof levels / sizeof *levels; i++)
-        if (levels[i].isa == isa) active = levels[i];
-    initialised = 1;
-    return active.isa;
+        if (levels[i].isa == isa) k = &levels[i];
+    return k;
+}
+
+static void choose_first(void)
+{
+    /* SEGMAMBA_ISA can only lower the level: a higher one is clamped. */
+    const char *env = getenv("SEGMAMBA_ISA");
+    const int forced = env ? sm_isa_parse(env) : -1;
+    atomic_store(&active, row_for(forced >= 0 ? (sm_isa)forced : sm_isa_detect()));
+}
+
+sm_isa sm_kernels_select(sm_isa isa)
+{
+    pthread_once(&first_choice, choose_first);
+    const sm_kernels *k = row_for(isa);
+    atomic_store(&active, k);
+    return k->isa;
 }
 
 const sm_kernels *sm_kernels_get(void)
 {
-    if (!initialised) {
-        /* SEGMAMBA_ISA can only lower the level: a higher one is clamped. */
-        const char *env = getenv("SEGMAMBA_ISA");
-        int forced = env ? sm_isa_parse(env) : -1;
-        sm_kernels_select(forced >= 0 ? (sm_isa)forced : sm_isa_detect());
-    }
-    return &active;
+    pthread_once(&first_choice, choose_first);
+    return atomic_load(&active);
 }

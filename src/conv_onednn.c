@@ -29,18 +29,38 @@
 #include <malloc.h> /* malloc_trim */
 #endif
 
-/* One CPU engine and stream for the process, made on first use and kept to
- * the end, as oneDNN keeps its own global state. */
+/* One CPU engine for the process, made on first use and kept to the end,
+ * as oneDNN keeps its own global state; threads may share an engine. A
+ * stream they may not: each thread that runs convolutions gets its own,
+ * made on its first use and destroyed when the thread ends. */
 static dnnl_engine_t engine;
-static dnnl_stream_t stream;
 static dnnl_status_t engine_status;
 static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
+static pthread_key_t stream_key;
+
+static void stream_free(void *s) { dnnl_stream_destroy(s); }
 
 static void engine_init(void)
 {
     engine_status = dnnl_engine_create(&engine, dnnl_cpu, 0);
-    if (engine_status == dnnl_success)
-        engine_status = dnnl_stream_create(&stream, engine, dnnl_stream_default_flags);
+    if (engine_status == dnnl_success && pthread_key_create(&stream_key, stream_free) != 0)
+        engine_status = dnnl_out_of_memory;
+}
+
+/* The calling thread's stream. */
+static dnnl_status_t thread_stream(dnnl_stream_t *out)
+{
+    dnnl_stream_t s = pthread_getspecific(stream_key);
+    if (!s) {
+        const dnnl_status_t st = dnnl_stream_create(&s, engine, dnnl_stream_default_flags);
+        if (st != dnnl_success) return st;
+        if (pthread_setspecific(stream_key, s) != 0) {
+            dnnl_stream_destroy(s);
+            return dnnl_out_of_memory;
+        }
+    }
+    *out = s;
+    return dnnl_success;
 }
 
 /* Everything that depends on the call's size and strides. */
@@ -99,7 +119,8 @@ static dnnl_status_t reorder_primitive(const dnnl_memory_desc_t *from,
     return st;
 }
 
-static dnnl_status_t run_reorder(dnnl_primitive_t r, dnnl_memory_t from, dnnl_memory_t to)
+static dnnl_status_t run_reorder(dnnl_stream_t stream, dnnl_primitive_t r, dnnl_memory_t from,
+                                 dnnl_memory_t to)
 {
     const dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
     return dnnl_primitive_execute(r, stream, 2, args);
@@ -167,11 +188,13 @@ static dnnl_status_t fit_weights(sm_conv *c, const_dnnl_primitive_desc_t conv_pd
     const dnnl_memory_desc_t *from;
     dnnl_memory_t weight = NULL;
     dnnl_primitive_t r = NULL;
+    dnnl_stream_t stream;
     dnnl_status_t st;
-    if ((st = dnnl_memory_get_memory_desc(source, &from)) != dnnl_success ||
+    if ((st = thread_stream(&stream)) != dnnl_success ||
+        (st = dnnl_memory_get_memory_desc(source, &from)) != dnnl_success ||
         (st = dnnl_memory_create(&weight, want, engine, DNNL_MEMORY_ALLOCATE)) != dnnl_success ||
         (st = reorder_primitive(from, want, &r)) != dnnl_success ||
-        (st = run_reorder(r, source, weight)) != dnnl_success ||
+        (st = run_reorder(stream, r, source, weight)) != dnnl_success ||
         (st = dnnl_stream_wait(stream)) != dnnl_success) {
         if (weight) dnnl_memory_destroy(weight);
     } else {
@@ -261,9 +284,11 @@ static dnnl_status_t plan_run(const struct sm_conv_onednn *s, const float *src, 
      * convolution's input would hold 192 MiB per convolution at 128^3. */
     dnnl_memory_t src_view = NULL, dst_view = NULL, src_own = NULL, dst_tmp = NULL;
     dnnl_memory_t src_tmp = NULL;
+    dnnl_stream_t stream;
     dnnl_status_t st;
     /* The handle is not const in the API; oneDNN only reads a source. */
-    if ((st = dnnl_memory_create(&src_view, &pl->src_view, engine, (void *)src)) != dnnl_success ||
+    if ((st = thread_stream(&stream)) != dnnl_success ||
+        (st = dnnl_memory_create(&src_view, &pl->src_view, engine, (void *)src)) != dnnl_success ||
         (st = dnnl_memory_create(&dst_view, &pl->dst_view, engine, dst)) != dnnl_success)
         goto done;
     if (pl->src_pack) {
@@ -272,7 +297,7 @@ static dnnl_status_t plan_run(const struct sm_conv_onednn *s, const float *src, 
             goto done;
         src_tmp = src_own;
     }
-    if (pl->src_pack && (st = run_reorder(pl->src_pack, src_view, src_tmp)) != dnnl_success)
+    if (pl->src_pack && (st = run_reorder(stream, pl->src_pack, src_view, src_tmp)) != dnnl_success)
         goto done;
     if (pl->dst_unpack &&
         (st = dnnl_memory_create(&dst_tmp, &pl->dst_dense, engine, DNNL_MEMORY_ALLOCATE)) !=
@@ -287,7 +312,8 @@ static dnnl_status_t plan_run(const struct sm_conv_onednn *s, const float *src, 
     };
     if ((st = dnnl_primitive_execute(pl->conv, stream, s->bias ? 4 : 3, args)) != dnnl_success)
         goto done;
-    if (pl->dst_unpack && (st = run_reorder(pl->dst_unpack, dst_tmp, dst_view)) != dnnl_success)
+    if (pl->dst_unpack && (st = run_reorder(stream, pl->dst_unpack, dst_tmp, dst_view)) !=
+                              dnnl_success)
         goto done;
     st = dnnl_stream_wait(stream);
 done:

@@ -1,5 +1,7 @@
 /* The public API (include/segmamba.h): a model is its weights, its
  * configuration and the graph built from them. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,9 @@ struct segmamba_model {
     sm_weights weights;
     segmamba_config cfg;
     sm_graph *graph;
+    /* Forwards on one model take turns: the graph's arena, the convolution
+     * backends' per-size plans and the profile are the model's. */
+    pthread_mutex_t lock;
 #if SM_HAVE_CUDA
     sm_cuda_model *cuda; /* the graph's device copy with --backend cuda, else NULL */
 #endif
@@ -29,10 +34,26 @@ struct segmamba_model {
 
 const char *segmamba_version(void) { return SEGMAMBA_VERSION_STRING; }
 
+/* The count segmamba_set_threads gave, 0 before any call. OpenMP's own
+ * setting belongs to the thread that makes it, so every entry point that
+ * starts parallel work applies this one on the calling thread. */
+#if SM_HAVE_OPENMP
+static atomic_int requested_threads;
+#endif
+
+static void apply_threads(void)
+{
+#if SM_HAVE_OPENMP
+    const int n = atomic_load(&requested_threads);
+    if (n > 0 && omp_get_max_threads() != n) omp_set_num_threads(n);
+#endif
+}
+
 void segmamba_set_threads(int n)
 {
 #if SM_HAVE_OPENMP
     if (n <= 0) n = omp_get_num_procs();
+    atomic_store(&requested_threads, n);
     omp_set_num_threads(n);
 #else
     n = 1;
@@ -152,6 +173,11 @@ segmamba_status segmamba_open(const char *path, const segmamba_options *opts,
     *out = NULL;
     segmamba_model *m = calloc(1, sizeof *m);
     if (!m) return sm_fail(SEGMAMBA_E_NOMEM, "out of memory opening %s", path);
+    if (pthread_mutex_init(&m->lock, NULL) != 0) {
+        free(m);
+        return sm_fail(SEGMAMBA_E_NOMEM, "cannot create a lock opening %s", path);
+    }
+    apply_threads();
     sm_status st = open_model(path, opts, m);
     if (st != SEGMAMBA_OK) {
         segmamba_close(m);
@@ -176,12 +202,10 @@ segmamba_status segmamba_forward(segmamba_model *m, const float *input, int d, i
     return segmamba_forward_batch(m, 1, input, d, h, w, logits);
 }
 
-segmamba_status segmamba_forward_batch(segmamba_model *m, int count, const float *inputs, int d,
-                                       int h, int w, float *logits)
+/* The forward itself, with the model's lock held. */
+static sm_status forward_locked(segmamba_model *m, int count, const float *inputs, int d, int h,
+                                int w, float *logits)
 {
-    if (!m || !inputs || !logits || count < 1)
-        return sm_fail(SEGMAMBA_E_ARG, "segmamba_forward: model, inputs and logits are required");
-    SM_TRY(sm_segmamba_check_shape(&m->cfg, d, h, w));
 #if SM_HAVE_CUDA
     if (m->cuda) return sm_cuda_model_forward(m->cuda, m->graph, count, inputs, d, h, w, logits);
 #endif
@@ -198,14 +222,29 @@ segmamba_status segmamba_forward_batch(segmamba_model *m, int count, const float
     return SEGMAMBA_OK;
 }
 
+segmamba_status segmamba_forward_batch(segmamba_model *m, int count, const float *inputs, int d,
+                                       int h, int w, float *logits)
+{
+    if (!m || !inputs || !logits || count < 1)
+        return sm_fail(SEGMAMBA_E_ARG, "segmamba_forward: model, inputs and logits are required");
+    SM_TRY(sm_segmamba_check_shape(&m->cfg, d, h, w));
+    apply_threads();
+    pthread_mutex_lock(&m->lock);
+    const sm_status st = forward_locked(m, count, inputs, d, h, w, logits);
+    pthread_mutex_unlock(&m->lock);
+    return st;
+}
+
 void segmamba_get_profile(const segmamba_model *m, segmamba_profile *p)
 {
     const sm_graph *g = m->graph;
+    pthread_mutex_lock((pthread_mutex_t *)&m->lock);
     *p = (segmamba_profile){.seconds_conv = g->seconds[SM_KIND_CONV],
                             .seconds_scan = g->seconds[SM_KIND_SCAN],
                             .seconds_norm = g->seconds[SM_KIND_NORM],
                             .seconds_other = g->seconds[SM_KIND_OTHER],
                             .flops = g->flops};
+    pthread_mutex_unlock((pthread_mutex_t *)&m->lock);
 }
 
 const sm_graph *sm_engine_graph(const segmamba_model *m) { return m->graph; }
@@ -218,5 +257,6 @@ void segmamba_close(segmamba_model *m)
 #endif
     sm_graph_free(m->graph);
     sm_weights_free(&m->weights);
+    pthread_mutex_destroy(&m->lock);
     free(m);
 }

@@ -1,16 +1,17 @@
 #include "memory_cap.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "binary.h"
 
-/* 0: not set through the API. Set once by the embedding application,
- * before loading anything. */
-static uint64_t api_cap;
+/* 0: not set through the API. Atomic: an application may set it while
+ * another thread loads. */
+static _Atomic uint64_t api_cap;
 
-void segmamba_set_max_memory(uint64_t bytes) { api_cap = bytes; }
+void segmamba_set_max_memory(uint64_t bytes) { atomic_store(&api_cap, bytes); }
 
 int sm_memory_parse(const char *text, uint64_t *bytes)
 {
@@ -37,7 +38,8 @@ int sm_memory_parse(const char *text, uint64_t *bytes)
 
 uint64_t sm_memory_cap(void)
 {
-    if (api_cap) return api_cap;
+    const uint64_t cap = atomic_load(&api_cap);
+    if (cap) return cap;
     const char *env = getenv("SEGMAMBA_MAX_MEMORY");
     if (env && *env) {
         uint64_t v;
