@@ -10,8 +10,8 @@
 void openblas_set_num_threads(int num_threads);
 
 static void sgemm_openblas(int trans_a, int trans_b, int m, int n, int k, float alpha,
-                       const float *a, int lda, const float *b, int ldb, float beta, float *c,
-                       int ldc)
+                           const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                           int ldc)
 {
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c,

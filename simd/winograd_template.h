@@ -94,10 +94,10 @@ WI void input_vector(const int M, const sm_wino_window *w, int off, int lanes, f
                  * 275-278 on AVX-512, 267-271 against 289-304 on AVX2).
                  * The address is made as an integer: it may lie past the
                  * volume, where a prefetch is harmless but a pointer is not. */
-                for (int k = 0; k < M; k++)
-                    __builtin_prefetch((const void *)((uintptr_t)row +
-                                                      (uintptr_t)((N + k - w->lo[2]) * w->stride[2]) *
-                                                          sizeof(float)));
+                for (int k = 0; k < M; k++) {
+                    const uintptr_t ahead = (uintptr_t)((N + k - w->lo[2]) * w->stride[2]);
+                    __builtin_prefetch((const void *)((uintptr_t)row + ahead * sizeof(float)));
+                }
                 for (int k = 0; k < N; k++) {
                     const float *p = row + (k - w->lo[2]) * w->stride[2];
                     x[k] = k < w->lo[2] || k >= w->hi[2] ? zero
@@ -122,7 +122,8 @@ WI void input_vector(const int M, const sm_wino_window *w, int off, int lanes, f
             vf x[NMAX];
             for (int i = 0; i < N; i++) x[i] = a[i][j][k];
             bt_line(M, x);
-            for (int i = 0; i < N; i++) V_STORE(v + (size_t)((i * N + j) * N + k) * tstride + off, x[i]);
+            for (int i = 0; i < N; i++)
+                V_STORE(v + (size_t)((i * N + j) * N + k) * tstride + off, x[i]);
         }
 }
 
@@ -153,7 +154,8 @@ WI void output_vector(const int M, const float *mt, size_t tstride, int off, int
     for (int j = 0; j < N; j++) /* along z: n^3 -> m x n x n */
         for (int k = 0; k < N; k++) {
             vf x[NMAX], y[NMAX];
-            for (int i = 0; i < N; i++) x[i] = V_LOAD(mt + (size_t)((i * N + j) * N + k) * tstride + off);
+            for (int i = 0; i < N; i++)
+                x[i] = V_LOAD(mt + (size_t)((i * N + j) * N + k) * tstride + off);
             at_line(M, x, y);
             for (int i = 0; i < M; i++) a[i][j][k] = y[i];
         }
@@ -241,7 +243,8 @@ void WINO_GEMM_FN(int rows, int k, int cols, const float *a, size_t lda, const f
 {
     const int panel = WINO_GEMM_K * VW;
     int j = 0;
-    for (; j + panel <= cols; j += panel) gemm_panel(WINO_GEMM_K, rows, k, a, lda, b + j, cols, c + j);
+    for (; j + panel <= cols; j += panel)
+        gemm_panel(WINO_GEMM_K, rows, k, a, lda, b + j, cols, c + j);
 #if WINO_GEMM_K > 1
     /* cols is a multiple of SM_WINO_CPAD; the rest of a panel is whole vectors. */
     switch ((cols - j) / VW) {

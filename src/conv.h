@@ -1,6 +1,7 @@
 /* 3D convolution on channels-last (D, H, W, C) float32 volumes, batch 1.
- * One interface, four backends: plain C (the reference), OpenBLAS GEMM
- * (blas_backends/), oneDNN, and Winograd (3x3x3 stride 1 pad 1 only). A convolution is prepared once from its
+ * One interface, four backends: plain C (the reference), GEMM
+ * (blas_backends/: im2col + oneDNN's sgemm or OpenBLAS), oneDNN, and
+ * Winograd (3x3x3 stride 1 pad 1 only). A convolution is prepared once from its
  * PyTorch weights (repacked for the backend then) and run on any spatial
  * size; a backend may cache work that depends on the size. Sources and
  * destinations are float32 at every precision; bf16 is internal to oneDNN. */

@@ -418,8 +418,8 @@ static double *winograd_rss(const conv_case *t, const case_data *x, int m)
     double *mag = calloc((size_t)t->d * t->h * t->w * t->cout, sizeof *mag);
     double *u = malloc((size_t)t->cout * t->cin * P * sizeof *u);
     double *v = malloc((size_t)t->cin * P * sizeof *v);
-    double d[SM_WINO_MAX_N * SM_WINO_MAX_N * SM_WINO_MAX_N], acc[SM_WINO_MAX_N * SM_WINO_MAX_N * SM_WINO_MAX_N],
-        y[SM_WINO_MAX_N * SM_WINO_MAX_N * SM_WINO_MAX_N];
+    enum { CUBE = SM_WINO_MAX_N * SM_WINO_MAX_N * SM_WINO_MAX_N };
+    double d[CUBE], acc[CUBE], y[CUBE];
     /* U^2, U = G g G^T per (co, ci), in double */
     for (int co = 0; co < t->cout; co++)
         for (int ci = 0; ci < t->cin; ci++) {
@@ -589,7 +589,8 @@ static void test_winograd_arguments(void)
     for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
         sm_conv_params p = {4, 4, refused[i].k, refused[i].stride, refused[i].pad, SM_ACT_NONE,
                             SM_PREC_F32, 0};
-        CHECK(sm_conv_create(SM_CONV_WINOGRAD, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED && !c);
+        CHECK(sm_conv_create(SM_CONV_WINOGRAD, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED &&
+              !c);
     }
     sm_conv_params p = {4, 4, 3, 1, 1, SM_ACT_NONE, SM_PREC_BF16, 0};
     CHECK(sm_conv_create(SM_CONV_WINOGRAD, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED && !c);

@@ -9,7 +9,8 @@ typedef __m256 vf;
 #define V_LOAD(p) _mm256_loadu_ps(p)
 #define V_STORE(p, v) _mm256_storeu_ps(p, v)
 /* The first n lanes (0 < n < VW); the others load as zero and are not stored. */
-#define V_LANES(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define V_LANES(n)                                                             \
+    _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define V_LOADN(p, n) _mm256_maskload_ps(p, V_LANES(n))
 #define V_STOREN(p, v, n) _mm256_maskstore_ps(p, V_LANES(n), v)
 #define V_SET1(x) _mm256_set1_ps(x)
