@@ -15,7 +15,7 @@
  * native bf16) are listed with the reason and skipped. Thread
  * counts come from the environment (OMP_NUM_THREADS, which OpenBLAS also
  * reads). DNNL_VERBOSE=1 shows which oneDNN implementation runs. */
-#include "conv.h"
+#include "engine/conv.h"
 
 #include <math.h>
 #include <stdio.h>

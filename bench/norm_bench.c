@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ops.h"
-#include "parallel.h"
+#include "engine/ops.h"
+#include "core/parallel.h"
 
 static float *filled(int64_t n, float lo, float hi)
 {

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "parallel.h"
+#include "core/parallel.h"
 #include "simd/dispatch.h"
 
 static double now(void)

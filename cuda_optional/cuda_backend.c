@@ -11,7 +11,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
-#include "conv_internal.h"
+#include "engine/conv_internal.h"
 #include "cuda_optional/kernels.h"
 
 /* The kernels take these as plain ints. */
@@ -331,7 +331,7 @@ struct sm_cuda_convt2 {
 sm_status sm_cuda_convt2_upload(const sm_convt2 *t, int cin, int cout, sm_cuda_convt2 **out)
 {
     *out = NULL;
-    /* sm_convt2 keeps its weights private (src/ops.c), so they are read back
+    /* sm_convt2 keeps its weights private (src/engine/ops.c), so they are read back
      * through its own forward: the 1 x 1 x cin input whose voxel i is the
      * unit vector e_i gives at output voxel (a, b, 2i + c) exactly
      * W[i, :, a, b, c], each output being one product by 1 plus products
@@ -558,7 +558,7 @@ sm_status sm_cuda_mamba_forward(sm_cuda_ctx *ctx, const sm_cuda_mamba *m, const 
                                                    SM_ORDER_SLICE};
     const int C = m->dim, di = m->d_inner, N = m->d_state, R = m->dt_rank;
     const int np = R + 2 * N;
-    /* The device layout (src/mamba.h): xz whole, delta made by a GEMM. */
+    /* The device layout (src/engine/mamba.h): xz whole, delta made by a GEMM. */
     const sm_mamba_scratch sc = sm_mamba_scratch_split(C, di, N, R, 1, L, scratch);
     float *xz = sc.x, *u = sc.u, *y = sc.y, *p = sc.p, *delta = sc.delta;
     float *xn = u; /* the normed input, dead once in_proj has read it */
@@ -706,7 +706,7 @@ static int64_t level_voxels(const int dims[3], int level)
     return (int64_t)(dims[0] >> level) * (dims[1] >> level) * (dims[2] >> level);
 }
 
-/* As the CPU runner's (src/graph.h, sm_value). */
+/* As the CPU runner's (src/engine/graph.h, sm_value). */
 static dev_view view_of(const sm_cuda_model *cm, const sm_graph *g, int v, const int dims[3])
 {
     const sm_value *val = &g->values[v];

@@ -1,12 +1,12 @@
-/* The CUDA backend: the model graph's op set (src/graph.h) on device memory,
+/* The CUDA backend: the model graph's op set (src/engine/graph.h) on device memory,
  * and a runner that executes a model's graph with it. Built only with
  * -Dcuda (SM_HAVE_CUDA), or with -Dcuda_emulation, where the same code runs
  * on the CPU against a stand-in runtime for the tests (emu/).
  *
  * Every op takes device arrays in the CPU backend's layout (channels-last,
  * voxel v's channels at p + v*ld, so a value may be a channel range of a
- * wider buffer) and computes what its CPU twin computes (src/ops.h,
- * src/conv.h, src/mamba.h), in fp32, or with TF32 tensor-core GEMMs when
+ * wider buffer) and computes what its CPU twin computes (src/engine/ops.h,
+ * src/engine/conv.h, src/engine/mamba.h), in fp32, or with TF32 tensor-core GEMMs when
  * the context asks for them. Ops are enqueued on the context's stream and
  * run in order; only the download waits.
  *
@@ -22,11 +22,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "conv.h"
-#include "error.h"
-#include "graph.h"
-#include "mamba.h"
-#include "ops.h"
+#include "engine/conv.h"
+#include "core/error.h"
+#include "engine/graph.h"
+#include "engine/mamba.h"
+#include "engine/ops.h"
 #include "simd/scan.h"
 
 /* SEGMAMBA_OK when device 0 can be used; writes "NAME, compute capability

@@ -3,7 +3,7 @@
  * One thread, one independent result: no kernel shares data between
  * threads, so each is correct for any scheduling, and under
  * SM_CUDA_EMULATION the same code runs on the CPU (emu/cuda_emu.h) for the
- * tests. Arithmetic follows the CPU backend's definitions (src/ops.c,
+ * tests. Arithmetic follows the CPU backend's definitions (src/engine/ops.c,
  * simd/scan_scalar.c) operation for operation, with libm-accurate expf,
  * log1pf and erff (no fast-math intrinsics). */
 #include "kernels.h"

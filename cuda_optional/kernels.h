@@ -23,7 +23,7 @@
 extern "C" {
 #endif
 
-/* Pointwise activations, numbered as sm_pw_act (src/ops.h). */
+/* Pointwise activations, numbered as sm_pw_act (src/engine/ops.h). */
 enum { SM_CUK_NONE = 0, SM_CUK_RELU = 1, SM_CUK_LRELU = 2, SM_CUK_GELU = 3 };
 
 /* Scan orders, numbered as sm_order (simd/scan.h). */
@@ -86,7 +86,7 @@ cudaError_t sm_cuk_add(cudaStream_t s, const float *a, int lda, const float *b, 
 cudaError_t sm_cuk_act(cudaStream_t s, const float *src, int src_ld, float *dst, int dst_ld,
                        int64_t n, int c, int act);
 
-/* Feature-level uncertainty estimation, as sm_fue (src/ops.h). */
+/* Feature-level uncertainty estimation, as sm_fue (src/engine/ops.h). */
 cudaError_t sm_cuk_fue(cudaStream_t s, const float *src, int src_ld, float *dst, int dst_ld,
                        int64_t n, int c);
 

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "fuzz.h"
-#include "nifti.h"
+#include "clinical/nifti.h"
 
 static char plain[256], gz[sizeof plain + 3];
 

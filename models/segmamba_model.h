@@ -4,10 +4,10 @@
 #ifndef SM_SEGMAMBA_MODEL_H
 #define SM_SEGMAMBA_MODEL_H
 
-#include "conv.h"
-#include "graph.h"
+#include "engine/conv.h"
+#include "engine/graph.h"
 #include "segmamba.h"
-#include "weights.h"
+#include "io/weights.h"
 
 /* Fills cfg from tensor shapes (nslices and fue are left as they are). */
 sm_status sm_segmamba_infer_config(const sm_weights *w, segmamba_config *cfg);

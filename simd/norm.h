@@ -1,5 +1,5 @@
 /* Instance-norm kernels over channels-last views: n voxels of c channels,
- * voxel v's channels at p + v*ld. The engine's norm op (src/ops.c) splits
+ * voxel v's channels at p + v*ld. The engine's norm op (src/engine/ops.c) splits
  * the voxels over its threads and calls these on each part: one pass for
  * the statistics, one that applies them (with the residual sum and the
  * activation of a residual block's tail). */

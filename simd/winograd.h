@@ -1,4 +1,4 @@
-/* Kernels of the Winograd 3x3x3 convolution (src/conv_winograd.c).
+/* Kernels of the Winograd 3x3x3 convolution (src/engine/conv_winograd.c).
  *
  * F(m^3, 3^3) computes an m x m x m block of outputs (a tile) from an
  * n x n x n window of the input, n = m + 2, as

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "io/npy.h"
-#include "nifti.h"
+#include "clinical/nifti.h"
 
 static int fail(sm_status st)
 {

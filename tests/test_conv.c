@@ -3,7 +3,7 @@
  * checks, and a backend's per-size cache across calls of changing size;
  * oneDNN in bf16 against the float reference where the CPU runs bf16. */
 #include "check.h"
-#include "conv.h"
+#include "engine/conv.h"
 #include "simd/dispatch.h"
 #include "wino_ref.h"
 

@@ -18,15 +18,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "card.h"
+#include "clinical/card.h"
 #include "check.h"
-#include "conv.h"
+#include "engine/conv.h"
 #include "cuda_optional/cuda_backend.h"
-#include "mamba.h"
-#include "ops.h"
-#include "pipeline.h"
+#include "engine/mamba.h"
+#include "engine/ops.h"
+#include "clinical/pipeline.h"
 #include "simd/scan.h"
-#include "volume.h"
+#include "clinical/volume.h"
 
 #define SENTINEL 12345.0f
 

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "graph.h"
+#include "engine/graph.h"
 
 enum { D = 3, H = 4, W = 5, NVOX = D * H * W, CIN = 6, COUT = 3 };
 

@@ -14,7 +14,7 @@
 #include "io/memory_cap.h"
 #include "io/npy.h"
 #include "io/zip.h"
-#include "weights.h"
+#include "io/weights.h"
 
 #define FIXTURES "tests/fixtures/loaders/"
 #define WORK "tests/work/"

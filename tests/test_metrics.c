@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "metrics.h"
+#include "clinical/metrics.h"
 
 static uint64_t rng = 88172645463325252ull;
 static uint32_t next_u32(void)

@@ -16,7 +16,7 @@
 #include <zlib.h>
 
 #include "check.h"
-#include "nifti.h"
+#include "clinical/nifti.h"
 
 static char dir[256];
 

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "ops.h"
+#include "engine/ops.h"
 
 static float uniform(float lo, float hi) { return (float)check_uniform(lo, hi); }
 

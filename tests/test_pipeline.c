@@ -12,10 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "card.h"
+#include "clinical/card.h"
 #include "check.h"
-#include "pipeline.h"
-#include "weights.h"
+#include "clinical/pipeline.h"
+#include "io/weights.h"
 
 #define TINY_MODEL "tests/fixtures/tiny/model.safetensors"
 

@@ -11,10 +11,10 @@
 #endif
 
 #include "cli.h"
-#include "engine_internal.h"
+#include "engine/engine_internal.h"
 #include "io/file.h"
 #include "io/json.h"
-#include "parallel.h"
+#include "core/parallel.h"
 #include "simd/dispatch.h"
 #include "sm_config.h"
 

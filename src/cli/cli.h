@@ -4,7 +4,7 @@
 
 #include <stdio.h>
 
-#include "card.h"
+#include "clinical/card.h"
 #include "segmamba.h"
 
 double cli_now(void);

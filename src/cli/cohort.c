@@ -21,8 +21,8 @@
 #include "cohort.h"
 #include "io/file.h"
 #include "io/json.h"
-#include "metrics.h"
-#include "nifti.h"
+#include "clinical/metrics.h"
+#include "clinical/nifti.h"
 
 #define ID_MAX 200
 #define MAX_COLUMNS 1024

@@ -4,11 +4,11 @@
 #ifndef SM_CLI_COHORT_H
 #define SM_CLI_COHORT_H
 
-#include "card.h"
-#include "pipeline.h"
+#include "clinical/card.h"
+#include "clinical/pipeline.h"
 #include "sm_cli_config.h"
 #include "segmamba.h"
-#include "volume.h"
+#include "clinical/volume.h"
 
 /* ---- what predict.c shares with cohort mode ---- */
 

@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "card.h"
+#include "clinical/card.h"
 #include "cli.h"
-#include "nifti.h"
-#include "weights.h"
+#include "clinical/nifti.h"
+#include "io/weights.h"
 
 void usage_convert(FILE *f)
 {

@@ -7,8 +7,8 @@
 #include "cli.h"
 #include "io/file.h"
 #include "io/json.h"
-#include "metrics.h"
-#include "nifti.h"
+#include "clinical/metrics.h"
+#include "clinical/nifti.h"
 
 #define MAX_REGIONS 255
 

@@ -1,6 +1,6 @@
 /* segmamba predict: NIfTI channels in, a label map (and optionally
  * probabilities, BraTS regions, uncertainty, a PNG preview) out, through the
- * official pipeline (src/pipeline.h) with the model's card. With --list, a
+ * official pipeline (src/clinical/pipeline.h) with the model's card. With --list, a
  * whole cohort (cohort.c). */
 #include <stdint.h>
 #include <stdio.h>
@@ -8,13 +8,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "card.h"
+#include "clinical/card.h"
 #include "cli.h"
 #include "cohort.h"
 #include "io/file.h"
-#include "nifti.h"
-#include "pipeline.h"
-#include "preview.h"
+#include "clinical/nifti.h"
+#include "clinical/pipeline.h"
+#include "clinical/preview.h"
 
 #define MAX_INPUTS SM_CARD_MAX_CHANNELS
 

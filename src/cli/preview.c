@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "nifti.h"
-#include "preview.h"
+#include "clinical/nifti.h"
+#include "clinical/preview.h"
 
 #define MAX_NAMES 255
 

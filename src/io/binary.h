@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../weights.h" /* SM_MAX_DIMS */
+#include "io/weights.h" /* SM_MAX_DIMS */
 
 static inline uint16_t sm_le16(const unsigned char *p)
 {

@@ -1,5 +1,5 @@
 #define _POSIX_C_SOURCE 200809L
-#include "file.h"
+#include "io/file.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "memory_cap.h"
+#include "io/memory_cap.h"
 
 sm_status sm_file_peek(const char *path, void *buf, size_t n)
 {

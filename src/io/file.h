@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#include "../error.h"
+#include "core/error.h"
 
 /* Reads the first n bytes; a shorter file is an E_FORMAT error. */
 sm_status sm_file_peek(const char *path, void *buf, size_t n);

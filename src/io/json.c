@@ -1,4 +1,4 @@
-#include "json.h"
+#include "io/json.h"
 
 #include <locale.h>
 #include <math.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "binary.h"
+#include "io/binary.h"
 
 typedef struct parser {
     const unsigned char *text;

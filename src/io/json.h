@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../error.h"
+#include "core/error.h"
 
 /* Arrays and objects nested deeper than this are refused (the parser
  * recurses once per level). */

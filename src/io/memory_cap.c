@@ -1,11 +1,11 @@
-#include "memory_cap.h"
+#include "io/memory_cap.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "binary.h"
+#include "io/binary.h"
 
 /* 0: not set through the API. Atomic: an application may set it while
  * another thread loads. */

@@ -10,7 +10,7 @@
 
 #include <stdint.h>
 
-#include "../error.h"
+#include "core/error.h"
 
 /* OK when bytes fit the cap; else E_NOMEM with a message
  * "<origin>: <what> would need N bytes, more than the memory limit ...".

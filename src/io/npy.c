@@ -1,15 +1,15 @@
 /* NumPy .npy: "\x93NUMPY", a version, a header length, a header that is a
  * Python dict literal {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), },
  * then the raw array. */
-#include "npy.h"
+#include "io/npy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "binary.h"
-#include "file.h"
-#include "memory_cap.h"
+#include "io/binary.h"
+#include "io/file.h"
+#include "io/memory_cap.h"
 
 static const unsigned char magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
 

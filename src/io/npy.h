@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "../weights.h"
+#include "io/weights.h"
 
 typedef struct sm_array {
     int ndim;

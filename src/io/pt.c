@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../weights.h"
-#include "binary.h"
-#include "file.h"
-#include "memory_cap.h"
-#include "zip.h"
+#include "io/weights.h"
+#include "io/binary.h"
+#include "io/file.h"
+#include "io/memory_cap.h"
+#include "io/zip.h"
 
 /* ---- values ---- */
 

@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../weights.h"
-#include "binary.h"
-#include "file.h"
-#include "json.h"
-#include "memory_cap.h"
+#include "io/weights.h"
+#include "io/binary.h"
+#include "io/file.h"
+#include "io/json.h"
+#include "io/memory_cap.h"
 
 /* The reference implementation refuses larger headers too; even a model
  * with thousands of tensors needs a few MiB at most. */

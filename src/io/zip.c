@@ -1,9 +1,9 @@
-#include "zip.h"
+#include "io/zip.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "binary.h"
+#include "io/binary.h"
 
 enum {
     EOCD_SIG = 0x06054b50,

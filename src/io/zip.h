@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../error.h"
+#include "core/error.h"
 
 typedef struct sm_zip_entry {
     char *name;               /* NUL-terminated */

@@ -8,7 +8,7 @@ light_training's mirror averaging); nothing here is shared with the C engine.
                                                          uncertainty, regions, box)
 
 image: float32 (C, D, H, W); spacing: mm along (D, H, W); card: the model
-card as a dict (the JSON form of src/card.h); model: a callable taking a
+card as a dict (the JSON form of src/clinical/card.h); model: a callable taking a
 torch tensor (1, C, d, h, w) and returning logits (1, K, d, h, w).
 
 When MONAI is importable, its sliding_window_inference is the sliding

@@ -1,0 +1,413 @@
+/* The model card: defaults, JSON in and out, and where a checkpoint's card
+ * is found (see card.h). */
+#include "clinical/card.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/file.h"
+#include "io/json.h"
+
+static const char *const brats_channels[] = {"t2w", "t2f", "t1n", "t1c"};
+static const char *const brats_labels[] = {"background", "NCR", "ED", "ET"};
+static const int default_nslices[SEGMAMBA_STAGES] = {64, 32, 16, 8};
+
+/* A safetensors header larger than this is refused before it is read. */
+#define HEADER_MAX ((uint64_t)100 << 20)
+
+void sm_card_default(sm_card *card)
+{
+    memset(card, 0, sizeof *card);
+    card->n_channels = 4;
+    for (int c = 0; c < 4; c++) {
+        snprintf(card->channels[c], SM_CARD_NAME_MAX, "%s", brats_channels[c]);
+        card->norm[c].kind = SM_NORM_ZSCORE;
+    }
+    for (int a = 0; a < 3; a++) {
+        card->spacing[a] = 1.0;
+        card->patch[a] = 128;
+    }
+    memcpy(card->nslices, default_nslices, sizeof card->nslices);
+    card->fue = 0;
+    card->n_labels = 4;
+    for (int l = 0; l < 4; l++) snprintf(card->labels[l], SM_CARD_NAME_MAX, "%s", brats_labels[l]);
+    card->output = SM_OUTPUT_ARGMAX;
+    snprintf(card->origin, sizeof card->origin, "defaults (official BraTS 2023)");
+}
+
+int sm_card_out_chans(const sm_card *card)
+{
+    return card->output == SM_OUTPUT_REGIONS ? 3 : card->n_labels;
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+static sm_status bad(const char *origin, const char *field, const char *what)
+{
+    return sm_fail(SEGMAMBA_E_FORMAT, "%s: model card: \"%s\" %s", origin, field, what);
+}
+
+static sm_status get_number(const sm_json *v, const char *origin, const char *field, double *out)
+{
+    if (v->type != SM_JSON_NUMBER || !isfinite(v->number))
+        return bad(origin, field, "must be a finite number");
+    *out = v->number;
+    return SEGMAMBA_OK;
+}
+
+/* A name: 1..63 printable ASCII bytes without '/' (names appear in file
+ * names and messages). */
+static sm_status get_name(const sm_json *v, const char *origin, const char *field, char *out)
+{
+    if (v->type != SM_JSON_STRING) return bad(origin, field, "must be a string");
+    if (v->length == 0 || v->length >= SM_CARD_NAME_MAX)
+        return sm_fail(SEGMAMBA_E_FORMAT, "%s: model card: \"%s\" must be 1 to %d characters",
+                       origin, field, SM_CARD_NAME_MAX - 1);
+    for (size_t i = 0; i < v->length; i++)
+        if (v->string[i] < 0x20 || v->string[i] > 0x7e || v->string[i] == '/')
+            return sm_fail(SEGMAMBA_E_FORMAT,
+                           "%s: model card: \"%s\" value \"%s\" must be printable "
+                           "ASCII without '/'",
+                           origin, field, v->string);
+    memcpy(out, v->string, v->length + 1);
+    return SEGMAMBA_OK;
+}
+
+static sm_status get_ints(const sm_json *v, const char *origin, const char *field, int n, int lo,
+                          int hi, int *out)
+{
+    char what[128];
+    snprintf(what, sizeof what, "must be an array of %d integers in [%d, %d]", n, lo, hi);
+    if (v->type != SM_JSON_ARRAY || v->count != (size_t)n) return bad(origin, field, what);
+    for (int i = 0; i < n; i++) {
+        const sm_json *x = &v->items[i];
+        if (x->type != SM_JSON_NUMBER || !x->is_integer || x->integer < lo || x->integer > hi)
+            return bad(origin, field, what);
+        out[i] = (int)x->integer;
+    }
+    return SEGMAMBA_OK;
+}
+
+static sm_status unique_names(const char *origin, const char *field, int n,
+                              char names[][SM_CARD_NAME_MAX])
+{
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++)
+            if (strcmp(names[i], names[j]) == 0)
+                return sm_fail(SEGMAMBA_E_FORMAT, "%s: model card: \"%s\" names \"%s\" twice",
+                               origin, field, names[i]);
+    return SEGMAMBA_OK;
+}
+
+static sm_status parse_channel(const sm_json *v, const char *origin, int idx, sm_card *card)
+{
+    char field[64];
+    snprintf(field, sizeof field, "channels[%d]", idx);
+    if (v->type != SM_JSON_OBJECT)
+        return bad(origin, field, "must be an object {\"name\": ..., \"normalization\": ...}");
+    sm_norm *n = &card->norm[idx];
+    memset(n, 0, sizeof *n);
+    int have_name = 0, have[4] = {0};
+    const char *keys[4] = {"clip_lo", "clip_hi", "mean", "std"};
+    double *vals[4] = {&n->clip_lo, &n->clip_hi, &n->mean, &n->std};
+    for (size_t i = 0; i < v->count; i++) {
+        const sm_json_member *m = &v->members[i];
+        char sub[128];
+        snprintf(sub, sizeof sub, "%s.%s", field, m->key);
+        if (strcmp(m->key, "name") == 0) {
+            SM_TRY(get_name(&m->value, origin, sub, card->channels[idx]));
+            have_name = 1;
+            continue;
+        }
+        if (strcmp(m->key, "normalization") == 0) {
+            if (m->value.type == SM_JSON_STRING && strcmp(m->value.string, "zscore") == 0)
+                n->kind = SM_NORM_ZSCORE;
+            else if (m->value.type == SM_JSON_STRING && strcmp(m->value.string, "ct") == 0)
+                n->kind = SM_NORM_CT;
+            else
+                return bad(origin, sub, "must be \"zscore\" or \"ct\"");
+            continue;
+        }
+        int k = 0;
+        while (k < 4 && strcmp(m->key, keys[k]) != 0) k++;
+        if (k == 4)
+            return sm_fail(SEGMAMBA_E_FORMAT,
+                           "%s: model card: unknown key \"%s\" (a channel has "
+                           "name, normalization, clip_lo, clip_hi, mean, std)",
+                           origin, sub);
+        SM_TRY(get_number(&m->value, origin, sub, vals[k]));
+        have[k] = 1;
+    }
+    if (!have_name) return bad(origin, field, "needs a \"name\"");
+    if (n->kind == SM_NORM_CT) {
+        for (int k = 0; k < 4; k++)
+            if (!have[k])
+                return sm_fail(SEGMAMBA_E_FORMAT,
+                               "%s: model card: %s (\"%s\") has normalization "
+                               "\"ct\" but no \"%s\"",
+                               origin, field, card->channels[idx], keys[k]);
+        if (!(n->clip_lo < n->clip_hi)) return bad(origin, field, "needs clip_lo < clip_hi");
+        if (!(n->std > 0)) return bad(origin, field, "needs std > 0");
+    } else if (have[0] || have[1] || have[2] || have[3]) {
+        return bad(origin, field,
+                   "has clip_lo/clip_hi/mean/std, which only normalization \"ct\" uses "
+                   "(zscore uses each volume's own statistics)");
+    }
+    return SEGMAMBA_OK;
+}
+
+static sm_status parse_card(const sm_json *root, const char *origin, sm_card *card)
+{
+    if (root->type != SM_JSON_OBJECT)
+        return sm_fail(SEGMAMBA_E_FORMAT, "%s: model card: not a JSON object", origin);
+    for (size_t i = 0; i < root->count; i++) {
+        const sm_json_member *m = &root->members[i];
+        const sm_json *v = &m->value;
+        if (strcmp(m->key, "channels") == 0) {
+            if (v->type != SM_JSON_ARRAY || v->count == 0 || v->count > SM_CARD_MAX_CHANNELS)
+                return sm_fail(SEGMAMBA_E_FORMAT,
+                               "%s: model card: \"channels\" must be an array of "
+                               "1 to %d objects",
+                               origin, SM_CARD_MAX_CHANNELS);
+            card->n_channels = (int)v->count;
+            for (size_t c = 0; c < v->count; c++)
+                SM_TRY(parse_channel(&v->items[c], origin, (int)c, card));
+            SM_TRY(unique_names(origin, "channels", card->n_channels, card->channels));
+        } else if (strcmp(m->key, "spacing") == 0) {
+            if (v->type != SM_JSON_ARRAY || v->count != 3)
+                return bad(origin, "spacing", "must be [z, y, x] in mm");
+            for (int a = 0; a < 3; a++) {
+                SM_TRY(get_number(&v->items[a], origin, "spacing", &card->spacing[a]));
+                if (!(card->spacing[a] > 0 && card->spacing[a] < 1e4))
+                    return bad(origin, "spacing", "values must be positive mm (and below 1e4)");
+            }
+        } else if (strcmp(m->key, "patch") == 0) {
+            SM_TRY(get_ints(v, origin, "patch", 3, 16, 4096, card->patch));
+            for (int a = 0; a < 3; a++)
+                if (card->patch[a] % 16)
+                    return bad(origin, "patch",
+                               "sides must be multiples of 16 (the network halves "
+                               "them four times)");
+        } else if (strcmp(m->key, "nslices") == 0) {
+            SM_TRY(get_ints(v, origin, "nslices", SEGMAMBA_STAGES, 1, 1 << 30, card->nslices));
+        } else if (strcmp(m->key, "fue") == 0) {
+            if (v->type != SM_JSON_BOOL) return bad(origin, "fue", "must be true or false");
+            card->fue = v->boolean;
+        } else if (strcmp(m->key, "labels") == 0) {
+            if (v->type != SM_JSON_ARRAY || v->count < 2 || v->count > SM_CARD_MAX_LABELS)
+                return sm_fail(SEGMAMBA_E_FORMAT,
+                               "%s: model card: \"labels\" must be an array of 2 "
+                               "to %d names",
+                               origin, SM_CARD_MAX_LABELS);
+            card->n_labels = (int)v->count;
+            for (size_t l = 0; l < v->count; l++)
+                SM_TRY(get_name(&v->items[l], origin, "labels", card->labels[l]));
+            SM_TRY(unique_names(origin, "labels", card->n_labels, card->labels));
+        } else if (strcmp(m->key, "output") == 0) {
+            if (v->type == SM_JSON_STRING && strcmp(v->string, "argmax") == 0)
+                card->output = SM_OUTPUT_ARGMAX;
+            else if (v->type == SM_JSON_STRING && strcmp(v->string, "regions") == 0)
+                card->output = SM_OUTPUT_REGIONS;
+            else
+                return bad(origin, "output", "must be \"argmax\" or \"regions\"");
+        } else {
+            return sm_fail(SEGMAMBA_E_FORMAT,
+                           "%s: model card: unknown key \"%s\" (known: channels, "
+                           "spacing, patch, nslices, fue, labels, output)",
+                           origin, m->key);
+        }
+    }
+    if (card->output == SM_OUTPUT_REGIONS && card->n_labels != 4)
+        return bad(origin, "labels",
+                   "must name 4 labels (background, NCR, ED, ET) with output "
+                   "\"regions\"");
+    return SEGMAMBA_OK;
+}
+
+sm_status sm_card_parse(const char *text, size_t len, const char *origin, sm_card *card)
+{
+    sm_card_default(card);
+    sm_json root;
+    SM_TRY(sm_json_parse(text, len, origin, &root));
+    sm_status st = parse_card(&root, origin, card);
+    sm_json_free(&root);
+    if (st == SEGMAMBA_OK) snprintf(card->origin, sizeof card->origin, "%.500s", origin);
+    return st;
+}
+
+sm_status sm_card_load(const char *path, sm_card *card)
+{
+    unsigned char *text;
+    size_t size;
+    SM_TRY(sm_file_read_all(path, &text, &size));
+    sm_status st = sm_card_parse((const char *)text, size, path, card);
+    free(text);
+    return st;
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+static void out_name_list(sm_json_out *o, int n, char names[][SM_CARD_NAME_MAX])
+{
+    sm_json_out_printf(o, "[");
+    for (int i = 0; i < n; i++) {
+        if (i) sm_json_out_printf(o, ", ");
+        sm_json_out_string(o, names[i], strlen(names[i]));
+    }
+    sm_json_out_printf(o, "]");
+}
+
+sm_status sm_card_to_json(const sm_card *card, char **text)
+{
+    sm_json_out o = {0};
+    sm_json_out_printf(&o, "{\"channels\": [");
+    for (int c = 0; c < card->n_channels; c++) {
+        const sm_norm *n = &card->norm[c];
+        sm_json_out_printf(&o, "%s{\"name\": ", c ? ", " : "");
+        sm_json_out_string(&o, card->channels[c], strlen(card->channels[c]));
+        if (n->kind == SM_NORM_CT)
+            sm_json_out_printf(&o,
+                               ", \"normalization\": \"ct\", \"clip_lo\": %.17g, \"clip_hi\": "
+                               "%.17g, \"mean\": %.17g, \"std\": %.17g}",
+                               n->clip_lo, n->clip_hi, n->mean, n->std);
+        else
+            sm_json_out_printf(&o, ", \"normalization\": \"zscore\"}");
+    }
+    sm_json_out_printf(&o,
+                       "], \"spacing\": [%.17g, %.17g, %.17g], \"patch\": [%d, %d, %d], "
+                       "\"nslices\": [%d, %d, %d, %d], \"fue\": %s, \"labels\": ",
+                       card->spacing[0], card->spacing[1], card->spacing[2], card->patch[0],
+                       card->patch[1], card->patch[2], card->nslices[0], card->nslices[1],
+                       card->nslices[2], card->nslices[3], card->fue ? "true" : "false");
+    out_name_list(&o, card->n_labels, (char(*)[SM_CARD_NAME_MAX])card->labels);
+    sm_json_out_printf(&o, ", \"output\": \"%s\"}",
+                       card->output == SM_OUTPUT_REGIONS ? "regions" : "argmax");
+    if (o.failed) {
+        sm_json_out_free(&o);
+        return sm_fail(SEGMAMBA_E_NOMEM, "out of memory writing the model card");
+    }
+    *text = o.text;
+    return SEGMAMBA_OK;
+}
+
+/* ---- finding a model's card ------------------------------------------- */
+
+/* The __metadata__ object of a safetensors file, parsed into *root; *meta is
+ * NULL when the file has none or is not safetensors (a .pt zip). */
+static sm_status read_safetensors_meta(const char *path, sm_json *root, const sm_json **meta)
+{
+    *meta = NULL;
+    memset(root, 0, sizeof *root);
+    unsigned char head[8];
+    SM_TRY(sm_file_peek(path, head, 2));
+    if (head[0] == 'P' && head[1] == 'K') return SEGMAMBA_OK; /* a torch.save zip */
+    SM_TRY(sm_file_peek(path, head, 8));
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = n << 8 | head[i];
+    if (n < 2 || n > HEADER_MAX)
+        return sm_fail(SEGMAMBA_E_FORMAT, "%s: not a safetensors file (header length %llu)", path,
+                       (unsigned long long)n);
+    unsigned char *buf = malloc((size_t)n + 8);
+    if (!buf) return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory for the header", path);
+    sm_status st = sm_file_peek(path, buf, (size_t)n + 8);
+    if (st == SEGMAMBA_OK) st = sm_json_parse((const char *)buf + 8, (size_t)n, path, root);
+    free(buf);
+    SM_TRY(st);
+    const sm_json *m = sm_json_get(root, "__metadata__");
+    if (m && m->type == SM_JSON_OBJECT) *meta = m;
+    return SEGMAMBA_OK;
+}
+
+/* gen_case.py's __metadata__["config"]: nslices and fue when present. */
+static sm_status apply_config_meta(const sm_json *cfgtext, const char *path, sm_card *card)
+{
+    if (cfgtext->type != SM_JSON_STRING) return SEGMAMBA_OK;
+    sm_json cfg;
+    char origin[600];
+    snprintf(origin, sizeof origin, "%s: __metadata__[\"config\"]", path);
+    SM_TRY(sm_json_parse(cfgtext->string, cfgtext->length, origin, &cfg));
+    sm_status st = SEGMAMBA_OK;
+    const sm_json *ns = sm_json_get(&cfg, "nslices"), *fue = sm_json_get(&cfg, "fue");
+    if (ns) st = get_ints(ns, origin, "nslices", SEGMAMBA_STAGES, 1, 1 << 30, card->nslices);
+    if (st == SEGMAMBA_OK && fue) {
+        if (fue->type != SM_JSON_BOOL)
+            st = bad(origin, "fue", "must be true or false");
+        else
+            card->fue = fue->boolean;
+    }
+    sm_json_free(&cfg);
+    if (st == SEGMAMBA_OK && (ns || fue))
+        snprintf(card->origin, sizeof card->origin,
+                 "defaults with nslices/fue from %.400s "
+                 "__metadata__[\"config\"]",
+                 path);
+    return st;
+}
+
+/* "dir/model.pt" -> "dir/model.card.json" (the extension after the last '.'
+ * of the file name replaced; appended when there is none). */
+static int side_path(const char *model, char *out, size_t cap)
+{
+    const char *slash = strrchr(model, '/');
+    const char *dot = strrchr(model, '.');
+    size_t stem = dot && (!slash || dot > slash + 1) ? (size_t)(dot - model) : strlen(model);
+    return snprintf(out, cap, "%.*s.card.json", (int)stem, model) < (int)cap;
+}
+
+sm_status sm_card_for_model(const char *model_path, sm_card *card)
+{
+    sm_card_default(card);
+    sm_json root;
+    const sm_json *meta;
+    SM_TRY(read_safetensors_meta(model_path, &root, &meta));
+    const sm_json *text = meta ? sm_json_get(meta, "card") : NULL;
+    sm_status st = SEGMAMBA_OK;
+    if (text) {
+        char origin[600];
+        snprintf(origin, sizeof origin, "%s: __metadata__[\"card\"]", model_path);
+        if (text->type != SM_JSON_STRING)
+            st = sm_fail(SEGMAMBA_E_FORMAT, "%s is not a string", origin);
+        else
+            st = sm_card_parse(text->string, text->length, origin, card);
+        sm_json_free(&root);
+        return st;
+    }
+    char side[4096];
+    FILE *f = side_path(model_path, side, sizeof side) ? fopen(side, "rb") : NULL;
+    if (f) {
+        fclose(f);
+        sm_json_free(&root);
+        return sm_card_load(side, card);
+    }
+    const sm_json *cfg = meta ? sm_json_get(meta, "config") : NULL;
+    if (cfg) st = apply_config_meta(cfg, model_path, card);
+    sm_json_free(&root);
+    return st;
+}
+
+sm_status sm_card_check_model(const sm_card *card, const segmamba_model *m)
+{
+    segmamba_config c;
+    segmamba_get_config(m, &c);
+    if (c.in_chans != card->n_channels)
+        return sm_fail(SEGMAMBA_E_MODEL,
+                       "model card (%s) names %d input channels but the model "
+                       "takes %d",
+                       card->origin, card->n_channels, c.in_chans);
+    const int want = sm_card_out_chans(card);
+    if (c.out_chans != want)
+        return sm_fail(SEGMAMBA_E_MODEL,
+                       "model card (%s): output \"%s\" with %d labels needs %d "
+                       "output channels but the model has %d",
+                       card->origin, card->output == SM_OUTPUT_REGIONS ? "regions" : "argmax",
+                       card->n_labels, want, c.out_chans);
+    sm_status st = segmamba_check_shape(m, card->patch[0], card->patch[1], card->patch[2]);
+    if (st != SEGMAMBA_OK)
+        return sm_fail_wrap(st, "model card (%s): patch %dx%dx%d with nslices %d,%d,%d,%d",
+                            card->origin, card->patch[0], card->patch[1], card->patch[2],
+                            card->nslices[0], card->nslices[1], card->nslices[2], card->nslices[3]);
+    return SEGMAMBA_OK;
+}

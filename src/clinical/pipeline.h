@@ -1,0 +1,108 @@
+/* The official inference pipeline (spec section 4), from a multi-channel
+ * image to a label map:
+ *
+ *   crop to the bounding box of the union of x != 0 over channels
+ *   -> per-channel normalization (card: zscore or ct)
+ *   -> resample to the card's spacing when the voxel grid changes
+ *      (cubic B-spline, skimage.transform.resize(order=3, mode="edge",
+ *      anti_aliasing=False) as nnU-Net's preprocessing calls it)
+ *   -> pad axes shorter than the patch with zeros
+ *   -> sliding window (overlap 0.5, MONAI's Gaussian importance map), each
+ *      window through segmamba_forward, x 8 mirror flips averaged on logits
+ *   -> cut the padding, resample logits back trilinearly (torch
+ *      interpolate, align_corners=False) to the cropped grid
+ *   -> softmax + argmax (or sigmoid regions) -> uncrop (0 outside the box).
+ *
+ * The building blocks are exposed for the tests (tests/test_pipeline.c). */
+#ifndef SM_PIPELINE_H
+#define SM_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clinical/card.h"
+#include "core/error.h"
+#include "segmamba.h"
+#include "clinical/volume.h"
+
+/* Called after each window: done of total network forwards. */
+typedef void (*sm_progress_fn)(void *user, int done, int total);
+
+typedef struct sm_predict_options {
+    int no_tta;              /* 1: one pass instead of the 8 mirror flips */
+    int want_probabilities;  /* fill sm_prediction.probabilities */
+    int want_regions;        /* fill sm_prediction.regions */
+    int want_uncertainty;    /* fill sm_prediction.uncertainty */
+    sm_progress_fn progress; /* may be NULL */
+    void *progress_user;
+    int windows_per_call;    /* windows per segmamba_forward_batch; 0: 4 on the CUDA
+                                backend (fewer host round trips), 1 on the CPU */
+} sm_predict_options;
+
+typedef struct sm_prediction {
+    int d, h, w;          /* the input grid */
+    int n_prob;           /* channels of probabilities: the model's outputs */
+    uint8_t *labels;      /* d*h*w label values */
+    float *probabilities; /* (n_prob, d, h, w): softmax (argmax cards) or sigmoid
+                             per region (regions cards); outside the crop box
+                             background 1 / regions 0 */
+    uint8_t *regions;     /* (3, d, h, w) 0/1: TC = {1,3}, WT = {1,2,3}, ET = {3} */
+    float *uncertainty;   /* d*h*w, nats: entropy of the softmax (argmax cards) or
+                             the mean binary entropy of the 3 sigmoids; 0 outside */
+    int box[3][2];        /* crop box [lo, hi) per axis (D, H, W); empty: lo == hi */
+    int windows;          /* network forwards run */
+} sm_prediction;
+
+/* Runs the pipeline on input (c == card->n_channels; geometry spacing used
+ * for resampling). The card must match the model (sm_card_check_model).
+ * On failure out is left empty. */
+sm_status sm_predict(segmamba_model *m, const sm_card *card, const sm_volume *input,
+                     const sm_predict_options *opt, sm_prediction *out);
+
+void sm_prediction_free(sm_prediction *p);
+
+/* ---- building blocks ---- */
+
+/* Bounding box [lo, hi) of voxels where any channel is != 0. Returns 0 (and
+ * an empty box) when every voxel is 0. */
+int sm_crop_box(const float *x, int c, int d, int h, int w, int box[3][2]);
+
+/* In place over n values: zscore (x - mean) / max(std, 1e-8) with the
+ * values' own mean and biased std (in double), or ct per the card. */
+void sm_normalize(float *x, size_t n, const sm_norm *norm);
+
+/* Window starts along an axis of n >= roi voxels with the given step:
+ * ceil((n - roi) / step) + 1 windows, start i = min(i * step, n - roi).
+ * starts may be NULL; returns the count. */
+int sm_window_starts(int n, int roi, int step, int *starts);
+
+/* MONAI's Gaussian importance map (compute_importance_map, mode "gaussian",
+ * sigma_scale 0.125): the product over axes of
+ * exp(-(i - (roi-1)/2)^2 / (2 (0.125 roi)^2)), not normalised, clamped
+ * below at max(its minimum, 1e-3). map holds roi[0]*roi[1]*roi[2] floats;
+ * sides up to 4096 (the card's limit). */
+void sm_gaussian_map(const int roi[3], float *map);
+
+/* Flips c channels of a (d, h, w) volume in place along D (mask bit 1),
+ * H (bit 2) and W (bit 4). */
+void sm_flip(float *x, int c, int d, int h, int w, int mask);
+
+/* New grid side after resampling from spacing `from` to `to`:
+ * round(from / to * n) (half to even, as Python's round), at least 1. */
+int sm_resampled_side(int n, double from, double to);
+
+/* Cubic B-spline resize of c channels from (in[0..2]) to (out[0..2]), as
+ * skimage.transform.resize(order=3, mode="edge", anti_aliasing=False,
+ * clip=True): output voxel j samples input coordinate (j + 0.5) * n_in /
+ * n_out - 0.5; coefficients from the prefilter over the line extended by 12
+ * edge copies each side (scipy's prefilter for mode "nearest"); the result
+ * is clipped to each channel's input range. */
+sm_status sm_resample_cubic(const float *src, int c, const int in[3], const int out[3], float *dst);
+
+/* Trilinear resize as torch.nn.functional.interpolate(mode="trilinear",
+ * align_corners=False, size=out): source coordinate (j + 0.5) * n_in / n_out
+ * - 0.5 clamped at 0, neighbours clamped at the last voxel. */
+sm_status sm_resample_linear(const float *src, int c, const int in[3], const int out[3],
+                             float *dst);
+
+#endif

@@ -1,0 +1,110 @@
+/* 3D convolution on channels-last (D, H, W, C) float32 volumes, batch 1.
+ * One interface, four backends: plain C (the reference), GEMM
+ * (blas_backends/: im2col + oneDNN's sgemm or OpenBLAS), oneDNN, and
+ * Winograd (3x3x3 stride 1 pad 1 only). A convolution is prepared once from its
+ * PyTorch weights (repacked for the backend then) and run on any spatial
+ * size; a backend may cache work that depends on the size. Sources and
+ * destinations are float32 at every precision; bf16 is internal to oneDNN. */
+#ifndef SM_CONV_H
+#define SM_CONV_H
+
+#include "core/error.h"
+
+typedef enum sm_conv_kind {
+    SM_CONV_REF = 0,
+    SM_CONV_BLAS = 1,
+    SM_CONV_ONEDNN = 2,
+    SM_CONV_WINOGRAD = 3 /* F(m^3, 3^3), src/engine/conv_winograd.c */
+} sm_conv_kind;
+
+/* Activation fused after bias (applied by the backend where it can). */
+typedef enum sm_act {
+    SM_ACT_NONE = 0,
+    SM_ACT_RELU = 1
+} sm_act;
+
+/* Arithmetic inside the convolution. BF16 rounds the source and the weights
+ * to bfloat16 (8 significant bits) and sums their products in float; bias,
+ * activation and the output stay float. Only oneDNN on a CPU with native
+ * bf16 dot products runs it (sm_conv_bf16_supported); elsewhere
+ * sm_conv_create refuses it rather than run float in its place. */
+typedef enum sm_precision {
+    SM_PREC_F32 = 0,
+    SM_PREC_BF16 = 1
+} sm_precision;
+
+typedef struct sm_conv_params {
+    int cin, cout;
+    int k;      /* cubic kernel k x k x k */
+    int stride;
+    int pad;    /* symmetric zero padding */
+    sm_act act;
+    sm_precision precision; /* zero (left out of an initialiser): float32 */
+    int tile; /* Winograd output tile m: 2, 3 or 4; 0 (left out): 4. Other backends: 0 */
+} sm_conv_params;
+
+typedef struct sm_conv sm_conv;
+
+/* How the engine chooses backends (segmamba_options.conv): one backend for
+ * every layer (SM_WINO_OFF: onednn, blas or ref asked for), or the
+ * per-layer choice of auto (Winograd for the 3x3x3 layers within the
+ * memory rule of sm_conv_winograd_pick) or of winograd (for every 3x3x3
+ * layer). */
+typedef enum sm_wino_use {
+    SM_WINO_OFF = 0,
+    SM_WINO_AUTO = 1,
+    SM_WINO_ALL = 2
+} sm_wino_use;
+
+typedef struct sm_conv_choice {
+    sm_conv_kind kind;
+    int tile; /* the Winograd tile, for SM_CONV_WINOGRAD */
+} sm_conv_choice;
+
+/* The backend for convolution p: direct (the one asked for, or under auto
+ * and winograd the fastest direct one built in) unless use says otherwise.
+ * Under auto and winograd, the 3x3x3 stride-1 layers go to Winograd (tile
+ * as below), and the k2 s2 ones to the GEMM backend, which is about twice
+ * as fast as oneDNN's direct kernel there on AVX2 and as fast on AVX-512
+ * (blas_backends/conv_blas.c); the rest stay on direct. */
+sm_conv_choice sm_conv_pick(const sm_conv_params *p, sm_wino_use use, sm_conv_kind direct,
+                            int tile);
+
+/* The Winograd output tile for a 3x3x3 stride-1 convolution p under use,
+ * or 0 when it runs on a direct backend; tile, when not 0, is the tile
+ * every layer under SM_WINO_ALL takes. */
+int sm_conv_winograd_pick(const sm_conv_params *p, sm_wino_use use, int tile);
+
+/* What a convolution was made with (for profiles and benchmarks). */
+sm_conv_kind sm_conv_get_kind(const sm_conv *c);
+const sm_conv_params *sm_conv_get_params(const sm_conv *c);
+
+/* 1 when the backend was compiled in. */
+int sm_conv_available(sm_conv_kind kind);
+const char *sm_conv_kind_name(sm_conv_kind kind);
+const char *sm_precision_name(sm_precision precision);
+
+/* 1 when SM_PREC_BF16 can run: oneDNN is built in and the CPU has native
+ * bf16 dot products (AVX512_BF16; AMX-BF16 CPUs have it too) that oneDNN is
+ * allowed to use (DNNL_MAX_CPU_ISA can forbid them). */
+int sm_conv_bf16_supported(void);
+
+/* weight: PyTorch layout (cout, cin, k, k, k); bias: cout floats or NULL.
+ * Both are copied; the caller keeps ownership. SEGMAMBA_E_UNSUPPORTED for
+ * SM_PREC_BF16 with another backend than oneDNN or without
+ * sm_conv_bf16_supported(); the caller chooses the fallback. */
+sm_status sm_conv_create(sm_conv_kind kind, const sm_conv_params *p, const float *weight,
+                         const float *bias, sm_conv **out);
+
+/* Output side along each axis: (n + 2*pad - k) / stride + 1. */
+int sm_conv_out_size(const sm_conv_params *p, int n);
+
+/* src: (d, h, w) voxels of cin channels, voxel v's channels at src + v*src_ld;
+ * dst: the output voxels, cout channels at dst + v*dst_ld. src_ld >= cin and
+ * dst_ld >= cout, so either may be one part of a wider concatenated buffer. */
+sm_status sm_conv_forward(sm_conv *c, const float *src, int src_ld, int d, int h, int w,
+                          float *dst, int dst_ld);
+
+void sm_conv_free(sm_conv *c);
+
+#endif

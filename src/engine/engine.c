@@ -1,0 +1,262 @@
+/* The public API (include/segmamba.h): a model is its weights, its
+ * configuration and the graph built from them. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blas_backends/gemm.h"
+#include "clinical/card.h"
+#include "engine/engine_internal.h"
+#include "engine/graph.h"
+#include "models/segmamba_model.h"
+#include "core/parallel.h"
+#include "segmamba.h"
+#include "simd/dispatch.h"
+#include "sm_config.h"
+#include "io/weights.h"
+#if SM_HAVE_CUDA
+#include "cuda_optional/cuda_backend.h"
+#endif
+
+struct segmamba_model {
+    sm_weights weights;
+    segmamba_config cfg;
+    sm_graph *graph;
+    /* Forwards on one model take turns: the graph's arena, the convolution
+     * backends' per-size plans and the profile are the model's. */
+    pthread_mutex_t lock;
+#if SM_HAVE_CUDA
+    sm_cuda_model *cuda; /* the graph's device copy with --backend cuda, else NULL */
+#endif
+};
+
+const char *segmamba_version(void) { return SEGMAMBA_VERSION_STRING; }
+
+/* The count segmamba_set_threads gave, 0 before any call. OpenMP's own
+ * setting belongs to the thread that makes it, so every entry point that
+ * starts parallel work applies this one on the calling thread. */
+#if SM_HAVE_OPENMP
+static atomic_int requested_threads;
+#endif
+
+static void apply_threads(void)
+{
+#if SM_HAVE_OPENMP
+    const int n = atomic_load(&requested_threads);
+    if (n > 0 && omp_get_max_threads() != n) omp_set_num_threads(n);
+#endif
+}
+
+void segmamba_set_threads(int n)
+{
+#if SM_HAVE_OPENMP
+    if (n <= 0) n = omp_get_num_procs();
+    atomic_store(&requested_threads, n);
+    omp_set_num_threads(n);
+#else
+    n = 1;
+#endif
+    /* oneDNN runs on the OpenMP runtime; OpenBLAS has its own pool. */
+    sm_blas_set_threads(n);
+}
+
+const char *segmamba_select_isa(const char *name)
+{
+    const int isa = sm_isa_parse(name);
+    if (isa < 0) return NULL;
+    return sm_isa_name(sm_kernels_select((sm_isa)isa));
+}
+
+/* The direct backend for the layers Winograd does not run, and where
+ * Winograd runs. */
+static sm_status choose_conv(segmamba_conv_backend want, sm_conv_kind *kind, sm_wino_use *wino)
+{
+    *wino = SM_WINO_OFF;
+    switch (want) {
+    case SEGMAMBA_CONV_AUTO:
+    case SEGMAMBA_CONV_WINOGRAD:
+        *kind = sm_conv_available(SM_CONV_ONEDNN) ? SM_CONV_ONEDNN : SM_CONV_BLAS;
+        *wino = want == SEGMAMBA_CONV_AUTO ? SM_WINO_AUTO : SM_WINO_ALL;
+        return SEGMAMBA_OK;
+    case SEGMAMBA_CONV_ONEDNN: *kind = SM_CONV_ONEDNN; break;
+    case SEGMAMBA_CONV_BLAS: *kind = SM_CONV_BLAS; break;
+    case SEGMAMBA_CONV_REF: *kind = SM_CONV_REF; break;
+    default: return sm_fail(SEGMAMBA_E_ARG, "unknown convolution backend %d", (int)want);
+    }
+    if (!sm_conv_available(*kind))
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                       "convolution backend '%s' is not built into this engine",
+                       sm_conv_kind_name(*kind));
+    return SEGMAMBA_OK;
+}
+
+int segmamba_cuda_device(char *info, size_t cap)
+{
+#if SM_HAVE_CUDA
+    char buf[256];
+    const int ok = sm_cuda_probe(buf, sizeof buf) == SEGMAMBA_OK;
+    if (info && cap) snprintf(info, cap, "%s", ok ? buf : segmamba_last_error());
+    return ok;
+#else
+    if (info && cap) snprintf(info, cap, "this engine was built without the CUDA backend");
+    return 0;
+#endif
+}
+
+/* The checks that come before loading: a missing backend fails at once. */
+static sm_status check_backend(segmamba_backend backend)
+{
+    switch (backend) {
+    case SEGMAMBA_BACKEND_CPU: return SEGMAMBA_OK;
+    case SEGMAMBA_BACKEND_CUDA:
+#if SM_HAVE_CUDA
+        return sm_cuda_probe(NULL, 0);
+#else
+        return sm_fail(SEGMAMBA_E_BACKEND, "the CUDA backend is not built into this engine "
+                       "(build with meson -Dcuda=enabled, which needs nvcc and cuBLAS)");
+#endif
+    }
+    return sm_fail(SEGMAMBA_E_ARG, "unknown backend %d", (int)backend);
+}
+
+static sm_status open_model(const char *path, const segmamba_options *opts, segmamba_model *m)
+{
+    const segmamba_backend backend = opts ? opts->backend : SEGMAMBA_BACKEND_CPU;
+    SM_TRY(check_backend(backend));
+    sm_conv_kind kind = SM_CONV_REF;
+    sm_wino_use wino = SM_WINO_OFF;
+    /* The CUDA backend uploads the packed weights that the reference
+     * convolution keeps; no convolution runs on the CPU then. */
+    if (backend == SEGMAMBA_BACKEND_CPU)
+        SM_TRY(choose_conv(opts ? opts->conv : SEGMAMBA_CONV_AUTO, &kind, &wino));
+    const int tile = opts && wino == SM_WINO_ALL ? opts->winograd_tile : 0;
+    if (tile != 0 && (tile < 2 || tile > 4))
+        return sm_fail(SEGMAMBA_E_ARG, "winograd_tile must be 0, 2, 3 or 4, not %d", tile);
+    SM_TRY(sm_load_weights(path, &m->weights));
+    sm_status st = sm_segmamba_infer_config(&m->weights, &m->cfg);
+    if (st == SEGMAMBA_OK) st = sm_segmamba_check_weights(&m->weights, &m->cfg);
+    if (st != SEGMAMBA_OK) return sm_fail_wrap(st, "%s", path);
+    /* nslices and FUE are not in the weights: the caller's, else the model
+     * card's (which defaults to the official 64,32,16,8 without FUE). */
+    sm_card card;
+    SM_TRY(sm_card_for_model(path, &card));
+    int custom = 0;
+    for (int i = 0; opts && i < SEGMAMBA_STAGES; i++) custom |= opts->nslices[i] != 0;
+    for (int i = 0; i < SEGMAMBA_STAGES; i++) {
+        m->cfg.nslices[i] = custom ? opts->nslices[i] : card.nslices[i];
+        if (m->cfg.nslices[i] <= 0)
+            return sm_fail(SEGMAMBA_E_ARG, "nslices must be positive (stage %d: %d)", i,
+                           m->cfg.nslices[i]);
+    }
+    m->cfg.fue = (opts && opts->fue) || card.fue;
+    /* Winograd runs in float only: bf16 puts every layer on oneDNN under
+     * auto, and is declined when Winograd is asked for. */
+    m->cfg.bf16 = opts && opts->bf16 && kind == SM_CONV_ONEDNN && wino != SM_WINO_ALL &&
+                  sm_conv_bf16_supported();
+    if (m->cfg.bf16) wino = SM_WINO_OFF;
+    m->cfg.backend = backend;
+    m->cfg.tf32 = backend == SEGMAMBA_BACKEND_CUDA && opts->tf32;
+    sm_kernels_get();
+    SM_TRY(sm_segmamba_build(&m->weights, &m->cfg, kind, wino, tile, &m->graph));
+#if SM_HAVE_CUDA
+    if (backend == SEGMAMBA_BACKEND_CUDA) SM_TRY(sm_cuda_model_create(m->graph, m->cfg.tf32, &m->cuda));
+#endif
+    return SEGMAMBA_OK;
+}
+
+segmamba_status segmamba_open(const char *path, const segmamba_options *opts,
+                              segmamba_model **out)
+{
+    if (!path || !out) return sm_fail(SEGMAMBA_E_ARG, "segmamba_open: path and out are required");
+    *out = NULL;
+    segmamba_model *m = calloc(1, sizeof *m);
+    if (!m) return sm_fail(SEGMAMBA_E_NOMEM, "out of memory opening %s", path);
+    if (pthread_mutex_init(&m->lock, NULL) != 0) {
+        free(m);
+        return sm_fail(SEGMAMBA_E_NOMEM, "cannot create a lock opening %s", path);
+    }
+    apply_threads();
+    sm_status st = open_model(path, opts, m);
+    if (st != SEGMAMBA_OK) {
+        segmamba_close(m);
+        return st;
+    }
+    *out = m;
+    return SEGMAMBA_OK;
+}
+
+void segmamba_get_config(const segmamba_model *m, segmamba_config *cfg) { *cfg = m->cfg; }
+
+segmamba_status segmamba_check_shape(const segmamba_model *m, int d, int h, int w)
+{
+    return sm_segmamba_check_shape(&m->cfg, d, h, w);
+}
+
+segmamba_status segmamba_forward(segmamba_model *m, const float *input, int d, int h, int w,
+                                 float *logits)
+{
+    if (!m || !input || !logits)
+        return sm_fail(SEGMAMBA_E_ARG, "segmamba_forward: model, input and logits are required");
+    return segmamba_forward_batch(m, 1, input, d, h, w, logits);
+}
+
+/* The forward itself, with the model's lock held. */
+static sm_status forward_locked(segmamba_model *m, int count, const float *inputs, int d, int h,
+                                int w, float *logits)
+{
+#if SM_HAVE_CUDA
+    if (m->cuda) return sm_cuda_model_forward(m->cuda, m->graph, count, inputs, d, h, w, logits);
+#endif
+    const size_t vox = (size_t)d * h * w;
+    double seconds[SM_KIND_COUNT] = {0}, flops = 0.0;
+    for (int k = 0; k < count; k++) {
+        SM_TRY(sm_graph_run(m->graph, inputs + (size_t)k * m->cfg.in_chans * vox, d, h, w,
+                            logits + (size_t)k * m->cfg.out_chans * vox));
+        for (int i = 0; i < SM_KIND_COUNT; i++) seconds[i] += m->graph->seconds[i];
+        flops += m->graph->flops;
+    }
+    memcpy(m->graph->seconds, seconds, sizeof seconds);
+    m->graph->flops = flops;
+    return SEGMAMBA_OK;
+}
+
+segmamba_status segmamba_forward_batch(segmamba_model *m, int count, const float *inputs, int d,
+                                       int h, int w, float *logits)
+{
+    if (!m || !inputs || !logits || count < 1)
+        return sm_fail(SEGMAMBA_E_ARG, "segmamba_forward: model, inputs and logits are required");
+    SM_TRY(sm_segmamba_check_shape(&m->cfg, d, h, w));
+    apply_threads();
+    pthread_mutex_lock(&m->lock);
+    const sm_status st = forward_locked(m, count, inputs, d, h, w, logits);
+    pthread_mutex_unlock(&m->lock);
+    return st;
+}
+
+void segmamba_get_profile(const segmamba_model *m, segmamba_profile *p)
+{
+    const sm_graph *g = m->graph;
+    pthread_mutex_lock((pthread_mutex_t *)&m->lock);
+    *p = (segmamba_profile){.seconds_conv = g->seconds[SM_KIND_CONV],
+                            .seconds_scan = g->seconds[SM_KIND_SCAN],
+                            .seconds_norm = g->seconds[SM_KIND_NORM],
+                            .seconds_other = g->seconds[SM_KIND_OTHER],
+                            .flops = g->flops};
+    pthread_mutex_unlock((pthread_mutex_t *)&m->lock);
+}
+
+const sm_graph *sm_engine_graph(const segmamba_model *m) { return m->graph; }
+
+void segmamba_close(segmamba_model *m)
+{
+    if (!m) return;
+#if SM_HAVE_CUDA
+    sm_cuda_model_free(m->cuda);
+#endif
+    sm_graph_free(m->graph);
+    sm_weights_free(&m->weights);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}

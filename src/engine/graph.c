@@ -1,0 +1,374 @@
+#include "engine/graph.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+sm_graph *sm_graph_create(void) { return calloc(1, sizeof(sm_graph)); }
+
+/* Grows *items to hold one more element of size sz. */
+static int grow(void **items, int *cap, int count, size_t sz)
+{
+    if (count < *cap) return 1;
+    int ncap = *cap ? *cap * 2 : 32;
+    void *p = realloc(*items, (size_t)ncap * sz);
+    if (!p) return 0;
+    *items = p;
+    *cap = ncap;
+    return 1;
+}
+
+static int add_value(sm_graph *g, int buf, int c0, int c, int ld, int base)
+{
+    if (g->status != SEGMAMBA_OK) return -1;
+    if (!grow((void **)&g->values, &g->cap_values, g->n_values, sizeof *g->values)) {
+        g->status = sm_fail(SEGMAMBA_E_NOMEM, "building the graph: out of memory");
+        return -1;
+    }
+    g->values[g->n_values] = (sm_value){.buf = buf, .c0 = c0, .c = c, .ld = ld, .base = base};
+    return g->n_values++;
+}
+
+int sm_graph_tensor(sm_graph *g, int channels, int level)
+{
+    if (g->status != SEGMAMBA_OK) return -1;
+    if (!grow((void **)&g->bufs, &g->cap_bufs, g->n_bufs, sizeof *g->bufs)) {
+        g->status = sm_fail(SEGMAMBA_E_NOMEM, "building the graph: out of memory");
+        return -1;
+    }
+    g->bufs[g->n_bufs] = (sm_buffer){.channels = channels, .level = level, .first = -1, .last = -1};
+    g->n_bufs++;
+    return add_value(g, g->n_bufs - 1, 0, channels, channels, 0);
+}
+
+int sm_graph_slice(sm_graph *g, int v, int c0, int c)
+{
+    if (g->status != SEGMAMBA_OK) return -1;
+    const sm_value *p = &g->values[v];
+    return add_value(g, p->buf, p->c0 + c0, c, p->ld, p->base);
+}
+
+int sm_graph_packed(sm_graph *g, int v, int base, int c)
+{
+    if (g->status != SEGMAMBA_OK) return -1;
+    const int buf = g->values[v].buf, channels = g->bufs[buf].channels;
+    if (base < 0 || c < 1 || base > channels - c) {
+        g->status = sm_fail(SEGMAMBA_E_ARG, "building the graph: %d channels from %d do not fit "
+                            "in a buffer of %d", c, base, channels);
+        return -1;
+    }
+    return add_value(g, buf, 0, c, c, base);
+}
+
+int sm_graph_channels(const sm_graph *g, int v) { return g->values[v].c; }
+int sm_graph_level(const sm_graph *g, int v) { return g->bufs[g->values[v].buf].level; }
+
+static void free_obj(sm_opcode op, void *obj)
+{
+    switch (op) {
+    case SM_OP_CONV:
+    case SM_OP_POINTWISE: sm_conv_free(obj); break;
+    case SM_OP_CONVT2: sm_convt2_free(obj); break;
+    case SM_OP_MAMBA: sm_mamba_free(obj); break;
+    default: break;
+    }
+}
+
+void sm_graph_set_flops(sm_graph *g, double flops_per_voxel)
+{
+    if (g->status == SEGMAMBA_OK && g->n_nodes > 0)
+        g->nodes[g->n_nodes - 1].flops_per_voxel = flops_per_voxel;
+}
+
+void sm_graph_node(sm_graph *g, sm_opcode op, int in0, int in1, int out, sm_pw_act act,
+                   void *obj, int64_t nslices)
+{
+    if (g->status == SEGMAMBA_OK &&
+        !grow((void **)&g->nodes, &g->cap_nodes, g->n_nodes, sizeof *g->nodes))
+        g->status = sm_fail(SEGMAMBA_E_NOMEM, "building the graph: out of memory");
+    if (g->status != SEGMAMBA_OK) {
+        free_obj(op, obj);
+        return;
+    }
+    g->nodes[g->n_nodes++] = (sm_node){
+        .op = op, .in0 = in0, .in1 = in1, .out = out, .act = act, .obj = obj, .nslices = nslices};
+}
+
+static void touch(sm_graph *g, int v, int node)
+{
+    if (v < 0) return;
+    sm_buffer *b = &g->bufs[g->values[v].buf];
+    if (b->first < 0 || node < b->first) b->first = node;
+    if (node > b->last) b->last = node;
+}
+
+sm_status sm_graph_finish(sm_graph *g, int input, int output)
+{
+    if (g->status != SEGMAMBA_OK) return g->status;
+    g->input = input;
+    g->output = output;
+    for (int i = 0; i < g->n_nodes; i++) {
+        touch(g, g->nodes[i].in0, i);
+        touch(g, g->nodes[i].in1, i);
+        touch(g, g->nodes[i].out, i);
+    }
+    /* The input exists before the first node, the output after the last. */
+    touch(g, input, -1);
+    g->bufs[g->values[input].buf].first = -1;
+    touch(g, output, g->n_nodes);
+    return SEGMAMBA_OK;
+}
+
+typedef struct run_dims {
+    int d[8], h[8], w[8];
+} run_dims;
+
+static int64_t level_voxels(const run_dims *rd, int level)
+{
+    return (int64_t)rd->d[level] * rd->h[level] * rd->w[level];
+}
+
+sm_op_kind sm_graph_op_kind(sm_opcode op)
+{
+    switch (op) {
+    case SM_OP_CONV:
+    case SM_OP_CONVT2:
+    case SM_OP_POINTWISE: return SM_KIND_CONV;
+    case SM_OP_INORM:
+    case SM_OP_INORM_ADD:
+    case SM_OP_INORM_ADD_INORM: return SM_KIND_NORM;
+    default: return SM_KIND_OTHER;
+    }
+}
+
+/* Pointer, pixel stride and level of a value. */
+typedef struct view {
+    float *p;
+    int ld, c, level;
+} view;
+
+static view get_view(const sm_graph *g, int v, const run_dims *rd)
+{
+    const sm_value *val = &g->values[v];
+    const sm_buffer *b = &g->bufs[val->buf];
+    return (view){.p = b->data + (size_t)val->base * (size_t)level_voxels(rd, b->level) + val->c0,
+                  .ld = val->ld, .c = val->c, .level = b->level};
+}
+
+/* SM_OP_POINTWISE (graph.h). Plane z's result goes straight to a dense
+ * out when it lies apart from the input or below input plane z (every
+ * plane of a compacting projection but the first), else through the
+ * temporary (a oneDNN convolution would make one per call for a strided
+ * out). */
+static sm_status run_pointwise(sm_conv *c, view a, view out, const run_dims *rd)
+{
+    const int l = a.level;
+    const int64_t plane = (int64_t)rd->h[l] * rd->w[l];
+    const int64_t n = plane * rd->d[l];
+    /* Both are in the arena, so their addresses compare. */
+    const int apart =
+        out.p + (n - 1) * out.ld + out.c <= a.p || out.p >= a.p + (n - 1) * a.ld + a.c;
+    if (!apart && (out.p > a.p || out.ld > a.ld))
+        return sm_fail(SEGMAMBA_E_ARG, "graph: a pointwise convolution's output overlaps input "
+                       "it has still to read");
+    float *tmp = NULL;
+    sm_status st = SEGMAMBA_OK;
+    for (int z = 0; z < rd->d[l] && st == SEGMAMBA_OK; z++) {
+        const float *src = a.p + z * plane * a.ld;
+        float *dst = out.p + z * plane * out.ld;
+        if (out.ld == out.c && (apart || dst + plane * out.c <= src)) {
+            st = sm_conv_forward(c, src, a.ld, 1, rd->h[l], rd->w[l], dst, out.ld);
+            continue;
+        }
+        if (!tmp && !(tmp = malloc((size_t)plane * (size_t)out.c * sizeof *tmp)))
+            return sm_fail(SEGMAMBA_E_NOMEM, "pointwise convolution: out of memory");
+        st = sm_conv_forward(c, src, a.ld, 1, rd->h[l], rd->w[l], tmp, out.c);
+        if (st == SEGMAMBA_OK) sm_activate(tmp, out.c, dst, out.ld, plane, out.c, SM_PW_NONE);
+    }
+    free(tmp);
+    return st;
+}
+
+static sm_status run_node(sm_graph *g, const sm_node *nd, const run_dims *rd)
+{
+    view out = get_view(g, nd->out, rd);
+    view a = get_view(g, nd->in0, rd);
+    const int64_t n = level_voxels(rd, a.level);
+    const int l = a.level;
+    switch (nd->op) {
+    case SM_OP_CONV:
+        return sm_conv_forward(nd->obj, a.p, a.ld, rd->d[l], rd->h[l], rd->w[l], out.p, out.ld);
+    case SM_OP_CONVT2:
+        return sm_convt2_forward(nd->obj, a.p, a.ld, rd->d[l], rd->h[l], rd->w[l], out.p, out.ld);
+    case SM_OP_INORM: return sm_instance_norm(a.p, a.ld, out.p, out.ld, n, a.c, nd->act);
+    case SM_OP_INORM_ADD:
+    case SM_OP_INORM_ADD_INORM: {
+        view b = get_view(g, nd->in1, rd);
+        return sm_instance_norm_add(a.p, a.ld, b.p, b.ld, nd->op == SM_OP_INORM_ADD_INORM, out.p,
+                                    out.ld, n, a.c, nd->act);
+    }
+    case SM_OP_ADD: {
+        view b = get_view(g, nd->in1, rd);
+        sm_add(a.p, a.ld, b.p, b.ld, out.p, out.ld, n, a.c, nd->act);
+        return SEGMAMBA_OK;
+    }
+    case SM_OP_ACT: sm_activate(a.p, a.ld, out.p, out.ld, n, a.c, nd->act); return SEGMAMBA_OK;
+    case SM_OP_FUE: sm_fue(a.p, a.ld, out.p, out.ld, n, a.c); return SEGMAMBA_OK;
+    case SM_OP_MAMBA:
+        return sm_mamba_forward(nd->obj, a.p, a.ld, out.p, out.ld, n, nd->nslices,
+                                get_view(g, nd->in1, rd).p, g->seconds);
+    case SM_OP_POINTWISE: return run_pointwise(nd->obj, a, out, rd);
+    }
+    return sm_fail(SEGMAMBA_E_ARG, "graph: unknown op %d", (int)nd->op);
+}
+
+/* ---- memory plan ---------------------------------------------------------
+ * Every buffer gets an offset in one arena: buffers whose lifetimes
+ * [first, last] overlap must not overlap in memory, others may share it.
+ * Placement is greedy, largest first, each at the lowest offset that fits
+ * between the buffers already placed that are live at the same time. The
+ * arena is kept for the next forward of the same size, so repeated calls
+ * neither allocate nor fault in fresh pages. */
+
+#define ARENA_ALIGN 16 /* floats: 64 bytes */
+
+static size_t buffer_floats(const sm_buffer *b, const run_dims *rd)
+{
+    size_t n = (size_t)level_voxels(rd, b->level) * (size_t)b->channels;
+    return (n + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+}
+
+/* A buffer and the value it is sorted by: qsort has no context argument,
+ * so the key travels with the index (no file-scope pointer, so that two
+ * graphs can be planned on two threads at once). */
+typedef struct keyed {
+    size_t key;
+    int buf;
+} keyed;
+
+static int by_key_desc(const void *x, const void *y)
+{
+    const keyed *a = x, *b = y;
+    return a->key < b->key ? 1 : a->key > b->key ? -1 : a->buf - b->buf;
+}
+
+static int by_key(const void *x, const void *y) { return by_key_desc(y, x); }
+
+static int live_together(const sm_buffer *a, const sm_buffer *b)
+{
+    return a->first <= b->last && b->first <= a->last;
+}
+
+static sm_status place(sm_graph *g, const run_dims *rd, size_t *arena_floats)
+{
+    keyed *order = malloc((size_t)g->n_bufs * 2 * sizeof *order);
+    if (!order) return sm_fail(SEGMAMBA_E_NOMEM, "forward: out of memory planning buffers");
+    keyed *conflicts = order + g->n_bufs;
+    for (int i = 0; i < g->n_bufs; i++) {
+        g->bufs[i].size = buffer_floats(&g->bufs[i], rd);
+        order[i] = (keyed){g->bufs[i].size, i};
+    }
+    qsort(order, (size_t)g->n_bufs, sizeof *order, by_key_desc);
+    size_t total = 0;
+    for (int k = 0; k < g->n_bufs; k++) {
+        sm_buffer *b = &g->bufs[order[k].buf];
+        int n = 0;
+        for (int j = 0; j < k; j++) {
+            const sm_buffer *o = &g->bufs[order[j].buf];
+            if (live_together(b, o)) conflicts[n++] = (keyed){o->offset, order[j].buf};
+        }
+        qsort(conflicts, (size_t)n, sizeof *conflicts, by_key);
+        size_t at = 0;
+        for (int j = 0; j < n; j++) {
+            const sm_buffer *o = &g->bufs[conflicts[j].buf];
+            if (at + b->size <= o->offset) break;
+            if (o->offset + o->size > at) at = o->offset + o->size;
+        }
+        b->offset = at;
+        if (at + b->size > total) total = at + b->size;
+    }
+    free(order);
+    *arena_floats = total;
+    return SEGMAMBA_OK;
+}
+
+static run_dims level_dims(int d, int h, int w)
+{
+    run_dims rd;
+    for (int l = 0; l < 8; l++) {
+        rd.d[l] = d >> l;
+        rd.h[l] = h >> l;
+        rd.w[l] = w >> l;
+    }
+    return rd;
+}
+
+sm_status sm_graph_place(sm_graph *g, int d, int h, int w, size_t *arena_floats)
+{
+    const run_dims rd = level_dims(d, h, w);
+    return place(g, &rd, arena_floats);
+}
+
+static sm_status plan(sm_graph *g, const run_dims *rd)
+{
+    size_t total = 0;
+    SM_TRY(place(g, rd, &total));
+    if (total > g->arena_floats) {
+        free(g->arena);
+        g->arena = NULL;
+        g->arena_floats = 0;
+        if (total > SIZE_MAX / sizeof(float) ||
+            !(g->arena = aligned_alloc(64, total * sizeof(float))))
+            return sm_fail(SEGMAMBA_E_NOMEM,
+                           "forward: cannot allocate %zu MiB for the activations of a %dx%dx%d input",
+                           total * sizeof(float) >> 20, rd->d[0], rd->h[0], rd->w[0]);
+        g->arena_floats = total;
+    }
+    g->planned_floats = total;
+    for (int i = 0; i < g->n_bufs; i++) g->bufs[i].data = g->arena + g->bufs[i].offset;
+    return SEGMAMBA_OK;
+}
+
+sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, float *output)
+{
+    const run_dims rd = level_dims(d, h, w);
+    memset(g->seconds, 0, sizeof g->seconds);
+    g->flops = 0.0;
+    SM_TRY(plan(g, &rd));
+    view in = get_view(g, g->input, &rd);
+    sm_to_channels_last(input, in.c, level_voxels(&rd, in.level), in.p, in.ld);
+    sm_status st = SEGMAMBA_OK;
+    for (int i = 0; i < g->n_nodes && st == SEGMAMBA_OK; i++) {
+        const sm_node *nd = &g->nodes[i];
+        double t0 = sm_now_seconds();
+        st = run_node(g, nd, &rd);
+        const double dt = sm_now_seconds() - t0;
+        g->nodes[i].seconds = dt;
+        /* A Mamba layer reports its own parts (norm, scan, GEMMs). */
+        if (nd->op != SM_OP_MAMBA) g->seconds[sm_graph_op_kind(nd->op)] += dt;
+        g->flops += nd->flops_per_voxel *
+                    (double)level_voxels(&rd, g->bufs[g->values[nd->in0].buf].level);
+    }
+    if (st == SEGMAMBA_OK) {
+        view out = get_view(g, g->output, &rd);
+        sm_from_channels_last(out.p, out.ld, out.c, level_voxels(&rd, out.level), output);
+    }
+    return st;
+}
+
+const char *sm_opcode_name(sm_opcode op)
+{
+    static const char *const names[] = {"conv", "convT2", "inorm", "add", "act", "fue", "mamba",
+                                        "inorm+add", "inorm+add+inorm", "pointwise"};
+    return (unsigned)op < sizeof names / sizeof *names ? names[op] : "?";
+}
+
+void sm_graph_free(sm_graph *g)
+{
+    if (!g) return;
+    free(g->arena);
+    for (int i = 0; i < g->n_nodes; i++) free_obj(g->nodes[i].op, g->nodes[i].obj);
+    free(g->nodes);
+    free(g->values);
+    free(g->bufs);
+    free(g);
+}

@@ -1,0 +1,132 @@
+/* The model as a list of nodes run in order. A node reads and writes
+ * values; a value is a channel range of a buffer at a resolution level
+ * (level l has sides d>>l, h>>l, w>>l of the input's), so an up block's
+ * transposed convolution and its skip connection can be written straight
+ * into the two halves of one concatenated buffer. A value may also be a
+ * packed one, a dense tensor of fewer channels laid in part of a wider
+ * buffer's memory, so that a block can reuse the memory of an input it has
+ * finished with. All buffers live in one arena in which buffers that are
+ * never live at the same time share memory (sm_graph_run plans it for the
+ * input size). */
+#ifndef SM_GRAPH_H
+#define SM_GRAPH_H
+
+#include <stdint.h>
+
+#include "engine/conv.h"
+#include "core/error.h"
+#include "engine/mamba.h"
+#include "engine/ops.h"
+
+typedef enum sm_opcode {
+    SM_OP_CONV,   /* obj: sm_conv */
+    SM_OP_CONVT2, /* obj: sm_convt2, output at level - 1 */
+    SM_OP_INORM,  /* instance norm + act */
+    SM_OP_ADD,    /* act(in0 + in1) */
+    SM_OP_ACT,    /* act(in0) */
+    SM_OP_FUE,
+    SM_OP_MAMBA,  /* obj: sm_mamba, nslices; in1 is its scratch buffer */
+    SM_OP_INORM_ADD,       /* act(IN(in0) + in1) */
+    SM_OP_INORM_ADD_INORM, /* act(IN(in0) + IN(in1)) */
+    /* obj: a 1x1x1 sm_conv, run one plane of voxels at a time, through a
+     * plane-sized temporary where out is strided or could reach input
+     * still to be read: out may be a strided view (with no full-size
+     * temporary) or may overwrite in0, when it starts no later in the same
+     * memory with a voxel stride no wider (plane z is written only after
+     * it has been read, and below every plane still to be read). */
+    SM_OP_POINTWISE
+} sm_opcode;
+
+typedef struct sm_node {
+    sm_opcode op;
+    int in0, in1, out; /* value ids, -1 if unused */
+    sm_pw_act act;
+    void *obj;
+    int64_t nslices;
+    double flops_per_voxel; /* per voxel of in0's level */
+    double seconds;         /* in the last run */
+} sm_node;
+
+/* Voxel v's channels are at data + base * (voxels of the level) + c0 +
+ * v * ld in its buffer: a slice has base 0 and ld the buffer's channels, a
+ * packed value ld = c. */
+typedef struct sm_value {
+    int buf;
+    int c0, c;
+    int ld, base;
+} sm_value;
+
+typedef struct sm_buffer {
+    int channels;
+    int level;
+    int first, last; /* node range in which the buffer is live */
+    size_t size, offset; /* floats, in the arena, for the current input size */
+    float *data;
+} sm_buffer;
+
+typedef struct sm_graph {
+    sm_node *nodes;
+    int n_nodes, cap_nodes;
+    sm_value *values;
+    int n_values, cap_values;
+    sm_buffer *bufs;
+    int n_bufs, cap_bufs;
+    int input, output;
+    sm_status status; /* first failure while building, so builders can chain calls */
+    float *arena;                  /* every buffer, placed by liveness */
+    size_t arena_floats;           /* allocated */
+    size_t planned_floats;         /* needed by the last run */
+    double seconds[SM_KIND_COUNT]; /* of the last run */
+    double flops;                  /* of the last run */
+} sm_graph;
+
+sm_graph *sm_graph_create(void);
+
+/* A fresh buffer of channels at level; returns its full value (-1 once
+ * g->status is an error). */
+int sm_graph_tensor(sm_graph *g, int channels, int level);
+
+/* Channels [c0, c0 + c) of value v. */
+int sm_graph_slice(sm_graph *g, int v, int c0, int c);
+
+/* A dense c-channel tensor in the memory of v's buffer, from float base
+ * times the level's voxel count on (base + c <= the buffer's channels):
+ * base 0 and base c of a 2c-channel buffer are its two halves. Its memory
+ * overlaps every other value of that buffer; the builder orders the nodes
+ * so that nothing still to be read is overwritten. */
+int sm_graph_packed(sm_graph *g, int v, int base, int c);
+
+int sm_graph_channels(const sm_graph *g, int v);
+int sm_graph_level(const sm_graph *g, int v);
+
+/* Appends a node; takes ownership of obj (freed with the graph, also when
+ * the graph is already in error). */
+void sm_graph_node(sm_graph *g, sm_opcode op, int in0, int in1, int out, sm_pw_act act,
+                   void *obj, int64_t nslices);
+
+/* Sets the arithmetic of the last node added: flops per voxel of its
+ * first input (a multiply-add counts 2). */
+void sm_graph_set_flops(sm_graph *g, double flops_per_voxel);
+
+/* Computes buffer lifetimes; call once after the last node. */
+sm_status sm_graph_finish(sm_graph *g, int input, int output);
+
+/* Places every buffer for a d x h x w input: sets each buffer's size and
+ * offset (floats) in one arena of *arena_floats, sharing memory between
+ * buffers that are never live together. sm_graph_run does this for the
+ * host arena; a device backend does it for its own. */
+sm_status sm_graph_place(sm_graph *g, int d, int h, int w, size_t *arena_floats);
+
+/* input: the input value's channels in NCDHW order, sides d, h, w;
+ * output: the output value's channels, NCDHW, same sides. */
+sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, float *output);
+
+const char *sm_opcode_name(sm_opcode op);
+
+/* The profile category of an op (a Mamba layer's parts are timed inside it,
+ * the node itself counts as other). */
+sm_op_kind sm_graph_op_kind(sm_opcode op);
+
+void sm_graph_free(sm_graph *g);
+
+#endif

@@ -1,0 +1,76 @@
+/* One MambaLayer of the SegMamba encoder with its three scan orientations
+ * (forward, backward, inter-slice): out = x + out_proj(sum over directions
+ * of the gated selective scan of SiLU(conv1d(in_proj(LayerNorm(x))))). */
+#ifndef SM_MAMBA_H
+#define SM_MAMBA_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "simd/scan.h"
+
+#define SM_DIRECTIONS 3
+
+typedef struct sm_mamba_dir {
+    float *conv_wt;        /* (d_conv, d_inner): conv1d.weight transposed, owned */
+    const float *conv_b;   /* (d_inner) */
+    const float *x_proj;   /* (R + 2N, d_inner) */
+    const float *dt_proj;  /* (d_inner, R) */
+    const float *dt_bias;  /* (d_inner) */
+    float *A;              /* (d_inner, N) = -exp(A_log), owned */
+    const float *D;        /* (d_inner) */
+} sm_mamba_dir;
+
+typedef struct sm_mamba {
+    int dim, d_inner, d_state, dt_rank, d_conv;
+    const float *norm_w, *norm_b; /* (dim) */
+    const float *in_proj;         /* (2 d_inner, dim) */
+    const float *out_proj;        /* (dim, d_inner) */
+    sm_mamba_dir dir[SM_DIRECTIONS];
+} sm_mamba;
+
+/* A layer's scratch, token-major (L rows each). Two layouts:
+ * - the host's (sm_mamba_forward): x, in_proj's first half (d_inner); u
+ *   (d_inner, and at least dim: it holds the normed input before the first
+ *   conv1d and the out_proj result after the last scan); y, the sum of the
+ *   directions' ungated outputs (d_inner); the x_proj output p (dt_rank +
+ *   2 d_state); delta (d_inner) only when dt_rank is above what the scan
+ *   kernels fuse. z is NULL: the gate SiLU(z) is the same for every
+ *   direction in the original token order, so it multiplies the sum once,
+ *   and z is made after the scans, in x's rows. That keeps d_inner floats
+ *   per token fewer than holding z from the start (the largest layer's
+ *   scratch is what sets the peak memory of a 128^3 forward).
+ * - a device's (device = 1): in_proj's output xz (2 d_inner: x then z in
+ *   each row), u, y, p and delta, made by a GEMM.
+ * x and z rows are ld_xz floats apart. */
+typedef struct sm_mamba_scratch {
+    float *x, *z;
+    int64_t ld_xz;
+    float *u, *y, *p, *delta;
+} sm_mamba_scratch;
+
+/* Floats per token of a layout. */
+int64_t sm_mamba_scratch_floats(int dim, int d_inner, int d_state, int dt_rank, int device);
+
+/* The layout on scratch for L tokens. */
+sm_mamba_scratch sm_mamba_scratch_split(int dim, int d_inner, int d_state, int dt_rank,
+                                        int device, int64_t L, float *scratch);
+
+/* Scratch floats per token sm_mamba_forward needs, or with device set what
+ * a device backend needs. */
+int64_t sm_mamba_scratch_per_token(const sm_mamba *m, int device);
+
+/* x: L tokens of dim channels (ld apart); out may equal x. nslices is S for
+ * the inter-slice direction (L % S == 0, checked by the caller). scratch
+ * holds L * sm_mamba_scratch_per_token(m, 0) floats. Adds the time spent in
+ * each kind of work to seconds[SM_KIND_COUNT]. */
+sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *out, int out_ld,
+                           int64_t L, int64_t nslices, float *scratch, double *seconds);
+
+/* Multiply-adds (counted as 2 flops) and scan operations per token. */
+double sm_mamba_flops_per_token(const sm_mamba *m);
+
+/* Frees the layer and its A arrays (the other weights are borrowed). */
+void sm_mamba_free(sm_mamba *m);
+
+#endif
