@@ -31,21 +31,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         perror(path);
         abort();
     }
-    sm_volume v;
-    segmamba_status st = sm_nifti_read(path, &v);
+    segmamba_volume v;
+    segmamba_status st = segmamba_nifti_read(path, &v);
     sm_fuzz_expect_message(st, path);
     if (st == SEGMAMBA_OK) {
-        sm_fuzz_expect_message(sm_volume_check_finite(&v, &path, 1), path);
+        sm_fuzz_expect_message(segmamba_volume_check_finite(&v, &path, 1), path);
         char why[256];
-        if (sm_geometry_differs(&v.geom, &v.geom, why, sizeof why)) {
+        if (segmamba_geometry_differs(&v.geom, &v.geom, why, sizeof why)) {
             fprintf(stderr, "a geometry differs from itself: %s\n", why);
             abort();
         }
         uint8_t *labels = NULL;
-        if (v.c == 1) sm_fuzz_expect_message(sm_volume_labels(&v, path, &labels), path);
+        if (v.c == 1) sm_fuzz_expect_message(segmamba_volume_labels(&v, path, &labels), path);
         free(labels);
     }
-    sm_volume_free(&v);
+    segmamba_volume_free(&v);
     remove(path);
     return 0;
 }

@@ -7,10 +7,10 @@ SM_FUZZ_INIT_CAP_ONLY
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    sm_array a;
+    segmamba_array a;
     segmamba_status st = sm_npy_parse(data, size, "fuzz.npy", &a);
-    if (st == SEGMAMBA_OK) st = sm_array_check_finite(&a, "fuzz.npy");
+    if (st == SEGMAMBA_OK) st = segmamba_array_check_finite(&a, "fuzz.npy");
     sm_fuzz_expect_message(st, "fuzz.npy");
-    sm_array_free(&a);
+    segmamba_array_free(&a);
     return 0;
 }

@@ -42,7 +42,8 @@ typedef enum segmamba_status {
     SEGMAMBA_E_MODEL = 5,       /* weights do not form a SegMamba model */
     SEGMAMBA_E_SHAPE = 6,       /* input volume has a shape the model refuses */
     SEGMAMBA_E_NOMEM = 7,       /* allocation failed or exceeds a limit */
-    SEGMAMBA_E_BACKEND = 8      /* a compute backend (oneDNN, BLAS, CUDA) failed or is absent */
+    SEGMAMBA_E_BACKEND = 8,     /* a compute backend (oneDNN, BLAS, CUDA) failed or is absent */
+    SEGMAMBA_E_CANCELLED = 9    /* the caller's progress callback asked to stop */
 } segmamba_status;
 
 typedef enum segmamba_conv_backend {
@@ -82,14 +83,20 @@ typedef struct segmamba_config {
     segmamba_backend backend;
     int tf32;                      /* 1: CUDA GEMMs run on TF32 tensor cores */
     int64_t n_params;
+    int64_t arena_bytes;           /* activation memory planned for the largest input
+                                      seen so far (0 before the first forward) */
 } segmamba_config;
+
+/* Feature-level uncertainty estimation, segmamba_options.fue. */
+enum { SEGMAMBA_FUE_CARD = 0, SEGMAMBA_FUE_ON = 1, SEGMAMBA_FUE_OFF = 2 };
 
 /* Options for segmamba_open. Zero-initialised means defaults. */
 typedef struct segmamba_options {
     segmamba_conv_backend conv;
     int nslices[SEGMAMBA_STAGES]; /* all zero: the model card's (default 64,32,16,8) */
-    int fue;                      /* 1 on (the paper); 0: as the model card says
-                                     (default off, as in the released code) */
+    int fue;                      /* SEGMAMBA_FUE_CARD (0): as the checkpoint's card says
+                                     (default off, as in the released code);
+                                     SEGMAMBA_FUE_ON: on (the paper); SEGMAMBA_FUE_OFF */
     int bf16;                     /* 1: bf16 convolutions with fp32 accumulation where
                                      the CPU has native bf16 (AVX512_BF16) and oneDNN is
                                      built in; elsewhere fp32, and config.bf16 says 0 */
@@ -120,11 +127,34 @@ SEGMAMBA_API const char *segmamba_status_name(segmamba_status s);
  * bits): choose the level before starting work. */
 SEGMAMBA_API const char *segmamba_select_isa(const char *name);
 
+/* The kernel level segmamba_select_isa set (or the default): "scalar",
+ * "avx2", "avx512" or "neon". */
+SEGMAMBA_API const char *segmamba_isa(void);
+
+/* How this library was built. */
+typedef struct segmamba_build_info {
+    int onednn; /* 1: oneDNN convolutions built in (else OpenBLAS) */
+    int openmp; /* 1: parallel work on OpenMP threads (else single-threaded) */
+    int cuda;   /* 0: no CUDA backend; 1: built; 2: emulated on the CPU (tests only) */
+} segmamba_build_info;
+
+SEGMAMBA_API void segmamba_get_build_info(segmamba_build_info *b);
+
 /* Threads for OpenMP, oneDNN and OpenBLAS together; n <= 0 means all cores.
  * Process-wide: every later call into the library, from any thread, runs
  * its parallel work on n threads (results depend on the thread count, in
  * the last bits). */
 SEGMAMBA_API void segmamba_set_threads(int n);
+
+/* The thread count the library's parallel work uses now (segmamba_set_threads,
+ * else OMP_NUM_THREADS, else all cores). */
+SEGMAMBA_API int segmamba_get_threads(void);
+
+/* The FP32 FMA peak of threads threads at the current kernel level, in
+ * GFLOP/s, measured now (chains of independent FMAs; the work doubles until
+ * a run takes 0.1 s, then the best of 5 runs): the yardstick for a
+ * forward's GFLOP/s. */
+SEGMAMBA_API double segmamba_fma_peak_gflops(int threads);
 
 /* The most bytes one allocation whose size a file declares (a checkpoint's
  * tensor, an input array or NIfTI volume, a whole file read into memory)
@@ -184,6 +214,23 @@ typedef struct segmamba_profile {
 } segmamba_profile;
 
 SEGMAMBA_API void segmamba_get_profile(const segmamba_model *m, segmamba_profile *p);
+
+/* One layer (graph node) of a model and its time in the last forward. */
+typedef struct segmamba_layer {
+    char op[24];             /* "conv", "mamba", "instance_norm", ... */
+    char backend[24];        /* convolutions: what runs them ("onednn", "winograd4",
+                                "blas", "ref"); else "" */
+    int kernel;              /* convolutions: kernel side (1, 2 or 3); else 0 */
+    int conv3x3x3;           /* 1: a 3x3x3 stride-1 convolution (what Winograd takes) */
+    int level;               /* resolution of its input: 0 full, 1 half, ... */
+    int in_channels, out_channels;
+    double seconds;          /* in the last forward (summed over a batch) */
+} segmamba_layer;
+
+/* Layers in the order they run; i from 0 to segmamba_layer_count - 1. */
+SEGMAMBA_API int segmamba_layer_count(const segmamba_model *m);
+SEGMAMBA_API segmamba_status segmamba_get_layer(const segmamba_model *m, int i,
+                                                segmamba_layer *out);
 
 SEGMAMBA_API void segmamba_close(segmamba_model *m);
 

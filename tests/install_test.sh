@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The library as an embedding application sees it: `meson install` into a
-# staging folder, then the README's example program, extracted from the
-# README itself, compiled with `pkg-config --cflags --libs segmamba` and run
-# on the tiny fixture model.
+# staging folder, then the README's two example programs, extracted from the
+# README itself, compiled with `pkg-config --cflags --libs segmamba`: the
+# forward example run on the tiny fixture model, the pipeline example on a
+# phantom case with the demo model, its label map compared byte for byte
+# with `segmamba predict`'s.
 set -euo pipefail
 build=$1
 src=$(pwd)
@@ -11,15 +13,18 @@ trap 'rm -rf "$stage"' EXIT
 meson install -C "$build" --destdir "$stage" --no-rebuild --quiet
 pc=$(dirname "$(find "$stage" -name segmamba.pc | head -n 1)")
 [ -n "$pc" ] || { echo "segmamba.pc was not installed"; exit 1; }
-# The first ```c block of the README is the example.
-awk '/^```c$/{on=1; next} /^```$/{if(on) exit} on' "$src/README.md" > "$stage/example.c"
-[ -s "$stage/example.c" ] || { echo "no C example found in README.md"; exit 1; }
+# The README's ```c blocks, in order: the forward example, the pipeline one.
+awk -v dir="$stage" '/^```c$/{n++; on=1; next} /^```$/{on=0} on {print > (dir "/example" n ".c")}' \
+  "$src/README.md"
+[ -s "$stage/example1.c" ] && [ -s "$stage/example2.c" ] ||
+  { echo "README.md should hold two C examples"; exit 1; }
 # Point the staged .pc file's prefix at the staging folder.
 prefix=$(sed -n 's/^prefix=//p' "$pc/segmamba.pc")
 sed -i "s|^prefix=.*|prefix=$stage$prefix|" "$pc/segmamba.pc"
 flags=$(PKG_CONFIG_PATH="$pc" pkg-config --cflags --libs segmamba)
 echo "pkg-config: $flags"
-cc -std=c11 -Wall -Wextra -Werror "$stage/example.c" $flags -o "$stage/example"
+cc -std=c11 -Wall -Wextra -Werror "$stage/example1.c" $flags -o "$stage/example"
+cc -std=c11 -Wall -Wextra -Werror "$stage/example2.c" $flags -o "$stage/segment"
 libdir=$(dirname "$(find "$stage" -name 'libsegmamba.so' | head -n 1)")
 # The shared library exports the public API and nothing else.
 others=$(nm -D --defined-only "$libdir/libsegmamba.so" | awk '$2 ~ /^[A-Z]$/ && $3 !~ /^segmamba_/ {print $3}')
@@ -28,3 +33,17 @@ echo "exports: $(nm -D --defined-only "$libdir/libsegmamba.so" | awk '$3 ~ /^seg
 # The tiny model at 128^3 with its default nslices (64,32,16,8) divides.
 LD_LIBRARY_PATH="$libdir" OMP_NUM_THREADS=2 "$stage/example" "$src/tests/fixtures/tiny/model.safetensors"
 echo "example ran"
+# The pipeline example against the CLI on the same study (no TTA: 1/8 of
+# the time, the same code path otherwise).
+/usr/bin/python3 "$src/tools/phantom.py" --out "$stage/case" --cases 1 --seed 7 --start 0 >/dev/null
+case_dir=$(find "$stage/case" -mindepth 1 -maxdepth 1 -type d | head -n 1)
+id=$(basename "$case_dir")
+images=("$case_dir/$id-t2w.nii.gz" "$case_dir/$id-t2f.nii.gz" "$case_dir/$id-t1n.nii.gz"
+        "$case_dir/$id-t1c.nii.gz")
+model="$src/models/demo/segmamba_demo.safetensors"
+LD_LIBRARY_PATH="$libdir" OMP_NUM_THREADS=2 "$stage/segment" --no-tta "$model" "$stage/api.nii.gz" \
+  "${images[@]}"
+OMP_NUM_THREADS=2 "$build/segmamba" predict --quiet --no-tta --model "$model" -i "${images[@]}" \
+  -o "$stage/cli.nii.gz"
+cmp "$stage/api.nii.gz" "$stage/cli.nii.gz"
+echo "pipeline example: the same label map as segmamba predict"

@@ -1,6 +1,6 @@
 /* Test helper for tests/nifti_test.py: exposes the NIfTI reader and writers.
  *
- *   nifti_dump read OUT.npy IN...        sm_nifti_read_channels(IN...); writes the
+ *   nifti_dump read OUT.npy IN...        segmamba_nifti_read_channels(IN...); writes the
  *                                        (C, D, H, W) float32 data to OUT.npy and
  *                                        prints the geometry as one JSON line
  *   nifti_dump write-u8 IN OUT           reads IN, writes it back rounded to uint8
@@ -23,7 +23,7 @@ static int fail(sm_status st)
     return (int)st;
 }
 
-static void print_geometry(const sm_volume *v)
+static void print_geometry(const segmamba_volume *v)
 {
     printf("{\"c\": %d, \"d\": %d, \"h\": %d, \"w\": %d, \"spacing\": [%.17g, %.17g, %.17g], "
            "\"affine\": [",
@@ -41,33 +41,33 @@ int main(int argc, char **argv)
         return 1;
     }
     const char *mode = argv[1];
-    sm_volume v;
+    segmamba_volume v;
     sm_status st;
     if (strcmp(mode, "read") == 0) {
-        st = sm_nifti_read_channels((const char *const *)argv + 3, argc - 3, &v);
+        st = segmamba_nifti_read_channels((const char *const *)argv + 3, argc - 3, &v);
         if (st != SEGMAMBA_OK) return fail(st);
         const int64_t shape[4] = {v.c, v.d, v.h, v.w};
-        st = sm_npy_write(argv[2], 4, shape, v.data);
+        st = segmamba_npy_write(argv[2], 4, shape, v.data);
         if (st == SEGMAMBA_OK) print_geometry(&v);
-        sm_volume_free(&v);
+        segmamba_volume_free(&v);
         return st == SEGMAMBA_OK ? 0 : fail(st);
     }
-    st = sm_nifti_read(argv[2], &v);
+    st = segmamba_nifti_read(argv[2], &v);
     if (st != SEGMAMBA_OK) return fail(st);
     const size_t n = (size_t)v.c * v.d * v.h * v.w;
     if (strcmp(mode, "write-u8") == 0) {
         uint8_t *u = malloc(n);
         if (!u) return 7;
         for (size_t i = 0; i < n; i++) u[i] = (uint8_t)lrintf(fminf(fmaxf(v.data[i], 0), 255));
-        st = sm_nifti_write_u8(argv[3], &v.geom, u, v.c);
+        st = segmamba_nifti_write_u8(argv[3], &v.geom, u, v.c);
         free(u);
     } else if (strcmp(mode, "write-f32") == 0 || strcmp(mode, "write-bare") == 0) {
         if (strcmp(mode, "write-bare") == 0) sm_geometry_free(&v.geom);
-        st = sm_nifti_write_f32(argv[3], &v.geom, v.data, v.c);
+        st = segmamba_nifti_write_f32(argv[3], &v.geom, v.data, v.c);
     } else {
         fprintf(stderr, "nifti_dump: unknown mode '%s'\n", mode);
         st = SEGMAMBA_E_ARG;
     }
-    sm_volume_free(&v);
+    segmamba_volume_free(&v);
     return st == SEGMAMBA_OK ? 0 : fail(st);
 }

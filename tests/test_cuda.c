@@ -458,18 +458,18 @@ static segmamba_model *open_tiny(segmamba_backend backend)
     return m;
 }
 
-/* sm_predict on a 64 x 32 x 32 volume: three 32^3 windows along z, on the
+/* segmamba_predict on a 64 x 32 x 32 volume: three 32^3 windows along z, on the
  * GPU two per forward call then one, against the CPU's one per call; and
  * on the CPU two per call against one per call (the same forwards in the
  * same order: identical). */
 static void test_pipeline_batches(void)
 {
-    sm_card card;
+    segmamba_card card;
     const char *text =
         "{\"channels\": [{\"name\": \"a\"}, {\"name\": \"b\"}], \"patch\": [32, 32, 32],"
         " \"nslices\": [16, 8, 4, 2], \"labels\": [\"bg\", \"x\", \"y\"]}";
-    CHECK(sm_card_parse(text, strlen(text), "test card", &card) == SEGMAMBA_OK);
-    sm_volume v = {.c = 2, .d = 64, .h = 32, .w = 32};
+    CHECK(segmamba_card_parse(text, strlen(text), "test card", &card) == SEGMAMBA_OK);
+    segmamba_volume v = {.c = 2, .d = 64, .h = 32, .w = 32};
     const size_t n = (size_t)v.d * v.h * v.w;
     v.data = random_buf((int64_t)(v.c * n), 0.5, 3.0);
     for (int a = 0; a < 3; a++) v.geom.spacing[a] = 1.0;
@@ -477,16 +477,16 @@ static void test_pipeline_batches(void)
     if (!cpu || !gpu) {
         segmamba_close(cpu);
         segmamba_close(gpu);
-        sm_volume_free(&v);
+        segmamba_volume_free(&v);
         return;
     }
-    sm_predict_options one = {.no_tta = 1, .want_probabilities = 1, .windows_per_call = 1};
-    sm_predict_options two = one;
+    segmamba_predict_options one = {.no_tta = 1, .want_probabilities = 1, .windows_per_call = 1};
+    segmamba_predict_options two = one;
     two.windows_per_call = 2;
-    sm_prediction want, cpu2, got;
-    CHECK(sm_predict(cpu, &card, &v, &one, &want) == SEGMAMBA_OK);
-    CHECK(sm_predict(cpu, &card, &v, &two, &cpu2) == SEGMAMBA_OK);
-    CHECK(sm_predict(gpu, &card, &v, &two, &got) == SEGMAMBA_OK);
+    segmamba_prediction want, cpu2, got;
+    CHECK(segmamba_predict(cpu, &card, &v, &one, &want) == SEGMAMBA_OK);
+    CHECK(segmamba_predict(cpu, &card, &v, &two, &cpu2) == SEGMAMBA_OK);
+    CHECK(segmamba_predict(gpu, &card, &v, &two, &got) == SEGMAMBA_OK);
     CHECK(want.windows == 3 && got.windows == 3);
     CHECK(memcmp(want.probabilities, cpu2.probabilities, 3 * n * sizeof(float)) == 0);
     double worst = 0;
@@ -499,12 +499,12 @@ static void test_pipeline_batches(void)
     note("pipeline probabilities", worst, 1e-3);
     CHECK_MSG(worst <= 1e-3 && agree >= 0.999 * n,
               "pipeline: probabilities differ by %g, labels agree on %zu of %zu", worst, agree, n);
-    sm_prediction_free(&want);
-    sm_prediction_free(&cpu2);
-    sm_prediction_free(&got);
+    segmamba_prediction_free(&want);
+    segmamba_prediction_free(&cpu2);
+    segmamba_prediction_free(&got);
     segmamba_close(cpu);
     segmamba_close(gpu);
-    sm_volume_free(&v);
+    segmamba_volume_free(&v);
 }
 
 int main(void)

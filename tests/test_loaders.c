@@ -221,12 +221,12 @@ static void check_fixture(const char *file, const sm_json *want)
     snprintf(path, sizeof path, FIXTURES "%s", file);
     const sm_json *tensors = sm_json_get(want, "tensors");
     if (has_suffix(file, ".npy")) {
-        sm_array a;
-        sm_status st = sm_npy_read(path, &a);
+        segmamba_array a;
+        sm_status st = segmamba_npy_read(path, &a);
         CHECK_MSG(st == SEGMAMBA_OK, "%s: %s", path, segmamba_last_error());
         if (st == SEGMAMBA_OK)
             check_tensor(file, "array", a.ndim, a.shape, a.data, sm_json_get(tensors, "array"));
-        sm_array_free(&a);
+        segmamba_array_free(&a);
         return;
     }
     sm_weights w = {0};
@@ -253,7 +253,7 @@ static void test_expected_values(void)
     unsigned char *text;
     size_t size;
     sm_json expected;
-    CHECK(sm_file_read_all(FIXTURES "expected.json", &text, &size) == SEGMAMBA_OK);
+    CHECK(segmamba_file_read(FIXTURES "expected.json", &text, &size) == SEGMAMBA_OK);
     CHECK(sm_json_parse((const char *)text, size, "expected.json", &expected) == SEGMAMBA_OK);
     free(text);
     CHECK(expected.type == SM_JSON_OBJECT && expected.count >= 20);
@@ -275,15 +275,15 @@ enum reader { WEIGHTS, PT, SAFETENSORS, NPY };
 static sm_status load_with(enum reader r, const char *path)
 {
     sm_weights w = {0};
-    sm_array a;
+    segmamba_array a;
     sm_status st;
     switch (r) {
     case WEIGHTS: st = sm_load_weights(path, &w); break;
     case PT: st = sm_load_pt(path, &w); break;
     case SAFETENSORS: st = sm_load_safetensors(path, &w); break;
     default:
-        st = sm_npy_read(path, &a);
-        sm_array_free(&a);
+        st = segmamba_npy_read(path, &a);
+        segmamba_array_free(&a);
     }
     sm_weights_free(&w);
     return st;
@@ -348,7 +348,7 @@ static void test_zip(void)
 {
     unsigned char *file;
     size_t size;
-    CHECK(sm_file_read_all(FIXTURES "state_dict_zip64.pt", &file, &size) == SEGMAMBA_OK);
+    CHECK(segmamba_file_read(FIXTURES "state_dict_zip64.pt", &file, &size) == SEGMAMBA_OK);
     sm_zip z;
     CHECK(sm_zip_open(&z, file, size, "zip64") == SEGMAMBA_OK);
     const sm_zip_entry *pkl = sm_zip_find(&z, "archive/data.pkl");
@@ -362,7 +362,7 @@ static void test_zip(void)
     free(file);
 
     /* Damage a classic archive's end record and first directory entry. */
-    CHECK(sm_file_read_all(FIXTURES "handmade.pt", &file, &size) == SEGMAMBA_OK);
+    CHECK(segmamba_file_read(FIXTURES "handmade.pt", &file, &size) == SEGMAMBA_OK);
     unsigned char *eocd = file + size - 22;
     uint32_t cd_offset = eocd[16] | eocd[17] << 8 | (uint32_t)eocd[18] << 16 | (uint32_t)eocd[19] << 24;
     static const struct {
@@ -423,18 +423,18 @@ static void test_npy_write(void)
     for (int i = 0; i < 24; i++) values[i] = (float)i * 0.5f - 3.0f;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const char *path = WORK "loaders_roundtrip.npy";
-        CHECK(sm_npy_write(path, cases[c].ndim, cases[c].shape, values) == SEGMAMBA_OK);
+        CHECK(segmamba_npy_write(path, cases[c].ndim, cases[c].shape, values) == SEGMAMBA_OK);
         unsigned char *file;
         size_t size;
-        CHECK(sm_file_read_all(path, &file, &size) == SEGMAMBA_OK);
+        CHECK(segmamba_file_read(path, &file, &size) == SEGMAMBA_OK);
         size_t header_len = file[8] | (size_t)file[9] << 8;
         CHECK(memcmp(file, "\x93NUMPY\x01\x00", 8) == 0 && (10 + header_len) % 64 == 0);
         CHECK(file[10 + header_len - 1] == '\n');
         CHECK_MSG(contains((const char *)file + 10, cases[c].shape_text), "%s", cases[c].shape_text);
         CHECK(contains((const char *)file + 10, "'descr': '<f4', 'fortran_order': False"));
         free(file);
-        sm_array a;
-        CHECK(sm_npy_read(path, &a) == SEGMAMBA_OK);
+        segmamba_array a;
+        CHECK(segmamba_npy_read(path, &a) == SEGMAMBA_OK);
         CHECK(a.ndim == cases[c].ndim);
         int64_t numel = 1;
         for (int d = 0; d < a.ndim; d++) {
@@ -442,11 +442,11 @@ static void test_npy_write(void)
             numel *= cases[c].shape[d];
         }
         CHECK(a.numel == numel && memcmp(a.data, values, (size_t)numel * sizeof(float)) == 0);
-        sm_array_free(&a);
+        segmamba_array_free(&a);
         remove(path);
     }
     int64_t bad = -1;
-    CHECK(sm_npy_write(WORK "bad.npy", 1, &bad, values) == SEGMAMBA_E_ARG);
+    CHECK(segmamba_npy_write(WORK "bad.npy", 1, &bad, values) == SEGMAMBA_E_ARG);
 }
 
 static void test_safetensors_write(void)
@@ -473,7 +473,7 @@ static void test_safetensors_write(void)
      * all F32. */
     unsigned char *file;
     size_t size;
-    CHECK(sm_file_read_all(path, &file, &size) == SEGMAMBA_OK);
+    CHECK(segmamba_file_read(path, &file, &size) == SEGMAMBA_OK);
     size_t len = (size_t)file[0] | (size_t)file[1] << 8 | (size_t)file[2] << 16;
     CHECK((8 + len) % 8 == 0);
     sm_json header;
@@ -511,27 +511,27 @@ static void test_memory_cap(void)
                   sizes[i].text, ok, (unsigned long long)v);
     }
     /* The API's cap wins over the environment; 0 restores the default. */
-    sm_array a;
+    segmamba_array a;
     segmamba_set_max_memory(100);
-    sm_status st = sm_npy_read(FIXTURES "f4.npy", &a);
+    sm_status st = segmamba_npy_read(FIXTURES "f4.npy", &a);
     CHECK_MSG(st == SEGMAMBA_E_NOMEM &&
                   contains(segmamba_last_error(), FIXTURES "f4.npy: reading the file would need "
                                                   "225 bytes, more than the memory limit of 100 "
                                                   "bytes"),
               "%s", segmamba_last_error());
-    sm_array_free(&a);
+    segmamba_array_free(&a);
     /* 225 bytes read, 24 floats (96 bytes) converted. */
     segmamba_set_max_memory(225);
-    CHECK(sm_npy_read(FIXTURES "f4.npy", &a) == SEGMAMBA_OK);
-    sm_array_free(&a);
+    CHECK(segmamba_npy_read(FIXTURES "f4.npy", &a) == SEGMAMBA_OK);
+    segmamba_array_free(&a);
     segmamba_set_max_memory(0);
     setenv("SEGMAMBA_MAX_MEMORY", "200", 1);
-    CHECK(sm_npy_read(FIXTURES "f4.npy", &a) == SEGMAMBA_E_NOMEM);
-    sm_array_free(&a);
+    CHECK(segmamba_npy_read(FIXTURES "f4.npy", &a) == SEGMAMBA_E_NOMEM);
+    segmamba_array_free(&a);
     setenv("SEGMAMBA_MAX_MEMORY", "12Q", 1);
-    CHECK(sm_npy_read(FIXTURES "f4.npy", &a) == SEGMAMBA_E_ARG &&
+    CHECK(segmamba_npy_read(FIXTURES "f4.npy", &a) == SEGMAMBA_E_ARG &&
           contains(segmamba_last_error(), "SEGMAMBA_MAX_MEMORY='12Q' is not a size"));
-    sm_array_free(&a);
+    segmamba_array_free(&a);
     unsetenv("SEGMAMBA_MAX_MEMORY");
     CHECK(sm_memory_cap() > 0);
 }
@@ -551,7 +551,7 @@ static void mutate_and_load(const char *fixture, enum reader reader, size_t from
     size_t size;
     char path[512];
     snprintf(path, sizeof path, FIXTURES "%s", fixture);
-    CHECK(sm_file_read_all(path, &file, &size) == SEGMAMBA_OK);
+    CHECK(segmamba_file_read(path, &file, &size) == SEGMAMBA_OK);
     if (to > size) to = size;
     const char *out = WORK "loaders_mutated.bin";
     uint64_t state = 12345;

@@ -145,8 +145,8 @@ static void test_datatypes(void)
             snprintf(name, sizeof name, "dt%d_%d.nii%s", all_types[t], s, n % 3 ? ".gz" : "");
             const char *path = tmp(name);
             make_file(path, &sp);
-            sm_volume v;
-            sm_status st = sm_nifti_read(path, &v);
+            segmamba_volume v;
+            sm_status st = segmamba_nifti_read(path, &v);
             CHECK_MSG(st == SEGMAMBA_OK, "%s: %s", path, segmamba_last_error());
             if (st != SEGMAMBA_OK) continue;
             CHECK(v.c == 1 && v.d == 3 && v.h == 4 && v.w == 5);
@@ -161,7 +161,7 @@ static void test_datatypes(void)
             CHECK(fabs(v.geom.affine[0][0] - 1.5 * cos(0.3)) < 1e-6 &&
                   fabs(v.geom.affine[2][3] - 30.5) < 1e-6); /* the sform wins */
             CHECK(v.geom.header != NULL);
-            sm_volume_free(&v);
+            segmamba_volume_free(&v);
         }
 }
 
@@ -170,8 +170,8 @@ static void test_4d_and_units(void)
     spec sp = {DT_INT16, {4, 5, 4, 3, 2, 1, 1, 1}, 1, 0, 0, NIFTI_UNITS_MICRON};
     const char *path = tmp("four.nii.gz");
     make_file(path, &sp);
-    sm_volume v;
-    sm_status st = sm_nifti_read(path, &v);
+    segmamba_volume v;
+    sm_status st = segmamba_nifti_read(path, &v);
     CHECK_MSG(st == SEGMAMBA_OK, "%s", segmamba_last_error());
     if (st != SEGMAMBA_OK) return;
     CHECK(v.c == 2 && v.d == 3 && v.h == 4 && v.w == 5);
@@ -179,13 +179,13 @@ static void test_4d_and_units(void)
     CHECK(v.data[60 + 59] == (float)pattern(DT_INT16, 119));
     CHECK(fabs(v.geom.spacing[0] - 0.0025) < 1e-9); /* microns */
     CHECK(fabs(v.geom.affine[2][3] - 0.0305) < 1e-9);
-    sm_volume_free(&v);
+    segmamba_volume_free(&v);
 
     /* the same file through read_channels with n == 1 */
     const char *one[1] = {path};
-    st = sm_nifti_read_channels(one, 1, &v);
+    st = segmamba_nifti_read_channels(one, 1, &v);
     CHECK(st == SEGMAMBA_OK && v.c == 2);
-    sm_volume_free(&v);
+    segmamba_volume_free(&v);
 }
 
 /* Writes a valid file, then damages it. */
@@ -204,8 +204,8 @@ static void refusal(const char *name, const spec *sp, long patch_at, const void 
         }
     }
     if (truncate_to >= 0) CHECK(truncate(path, truncate_to) == 0);
-    sm_volume v;
-    sm_status st = sm_nifti_read(path, &v);
+    segmamba_volume v;
+    sm_status st = segmamba_nifti_read(path, &v);
     const char *msg = segmamba_last_error();
     CHECK_MSG(st == want, "%s: status %d, want %d (%s)", name, st, want, msg);
     CHECK_MSG(contains(msg, path) && contains(msg, words), "%s: message '%s' lacks '%s'", name,
@@ -243,17 +243,17 @@ static void test_refusals(void)
         }
         fclose(f);
     }
-    sm_volume v;
-    CHECK(sm_nifti_read(hp, &v) == SEGMAMBA_E_UNSUPPORTED &&
+    segmamba_volume v;
+    CHECK(segmamba_nifti_read(hp, &v) == SEGMAMBA_E_UNSUPPORTED &&
           contains(segmamba_last_error(), "absurd"));
-    CHECK(sm_nifti_read(tmp("missing.nii"), &v) == SEGMAMBA_E_IO &&
+    CHECK(segmamba_nifti_read(tmp("missing.nii"), &v) == SEGMAMBA_E_IO &&
           contains(segmamba_last_error(), "missing.nii"));
     const char *np = tmp("notnifti.nii");
     if ((f = fopen(np, "wb"))) {
         for (int i = 0; i < 1000; i++) fputc(i * 7, f);
         fclose(f);
     }
-    CHECK(sm_nifti_read(np, &v) == SEGMAMBA_E_FORMAT &&
+    CHECK(segmamba_nifti_read(np, &v) == SEGMAMBA_E_FORMAT &&
           contains(segmamba_last_error(), "not a NIfTI file"));
 }
 
@@ -267,18 +267,18 @@ static void test_channels(void)
     make_file(pb, &b);
     make_file(pc, &c);
     const char *ok[3] = {pa, pb, pa};
-    sm_volume v;
-    sm_status st = sm_nifti_read_channels(ok, 3, &v);
+    segmamba_volume v;
+    sm_status st = segmamba_nifti_read_channels(ok, 3, &v);
     CHECK_MSG(st == SEGMAMBA_OK, "%s", segmamba_last_error());
     if (st == SEGMAMBA_OK) {
         CHECK(v.c == 3 && v.d == 3);
         CHECK(v.data[7] == (float)pattern(DT_INT16, 7));
         CHECK(v.data[60 + 7] == (float)(2 * pattern(DT_FLOAT32, 7)));
         CHECK(v.data[120 + 7] == (float)pattern(DT_INT16, 7));
-        sm_volume_free(&v);
+        segmamba_volume_free(&v);
     }
     const char *bad_dims[2] = {pa, pc};
-    st = sm_nifti_read_channels(bad_dims, 2, &v);
+    st = segmamba_nifti_read_channels(bad_dims, 2, &v);
     CHECK(st == SEGMAMBA_E_SHAPE && v.data == NULL);
     CHECK_MSG(contains(segmamba_last_error(), "dims differ: 5x4x3 vs 5x4x4") &&
                   contains(segmamba_last_error(), pa) && contains(segmamba_last_error(), pc),
@@ -296,23 +296,23 @@ static void test_channels(void)
         nifti_image_free(nim);
     }
     const char *shift[2] = {pa, tmp("ch_shift.nii")};
-    st = sm_nifti_read_channels(shift, 2, &v);
+    st = segmamba_nifti_read_channels(shift, 2, &v);
     CHECK_MSG(st == SEGMAMBA_E_SHAPE && contains(segmamba_last_error(), "affines differ") &&
                   contains(segmamba_last_error(), "origin"),
               "%s", segmamba_last_error());
     const char *near[2] = {pa, tmp("ch_near.nii")};
-    st = sm_nifti_read_channels(near, 2, &v);
+    st = segmamba_nifti_read_channels(near, 2, &v);
     CHECK_MSG(st == SEGMAMBA_OK, "%s", segmamba_last_error());
-    sm_volume_free(&v);
+    segmamba_volume_free(&v);
     const char *spc[2] = {pa, tmp("ch_spacing.nii")};
-    st = sm_nifti_read_channels(spc, 2, &v);
+    st = segmamba_nifti_read_channels(spc, 2, &v);
     CHECK_MSG(st == SEGMAMBA_E_SHAPE &&
                   contains(segmamba_last_error(), "spacing differs: 1.5x0.75x2.5 vs 1.5x0.75x3 mm"),
               "%s", segmamba_last_error());
     spec four = {DT_INT16, {4, 5, 4, 3, 2, 1, 1, 1}, 1, 0, 0, 0};
     make_file(tmp("ch_4d.nii"), &four);
     const char *with4d[2] = {pa, tmp("ch_4d.nii")};
-    CHECK(sm_nifti_read_channels(with4d, 2, &v) == SEGMAMBA_E_UNSUPPORTED &&
+    CHECK(segmamba_nifti_read_channels(with4d, 2, &v) == SEGMAMBA_E_UNSUPPORTED &&
           contains(segmamba_last_error(), "4D"));
 }
 
@@ -343,8 +343,8 @@ static void test_writers(void)
     spec sp = {DT_INT16, {3, 5, 4, 3, 1, 1, 1, 1}, 1, 0, 1, 0};
     const char *in = tmp("w_in.nii.gz");
     make_file(in, &sp);
-    sm_volume v;
-    if (sm_nifti_read(in, &v) != SEGMAMBA_OK) {
+    segmamba_volume v;
+    if (segmamba_nifti_read(in, &v) != SEGMAMBA_OK) {
         CHECK_MSG(0, "%s", segmamba_last_error());
         return;
     }
@@ -353,7 +353,7 @@ static void test_writers(void)
     for (int i = 0; i < 3 * 60; i++) lab[i] = (uint8_t)(i % 5);
     for (int c = 1; c <= 3; c += 2) {
         const char *out = tmp(c == 1 ? "w_lab.nii.gz" : "w_regions.nii");
-        sm_status st = sm_nifti_write_u8(out, &v.geom, lab, c);
+        sm_status st = segmamba_nifti_write_u8(out, &v.geom, lab, c);
         CHECK_MSG(st == SEGMAMBA_OK, "%s", segmamba_last_error());
         nifti_image *r = nifti_image_read(out, 1);
         CHECK(r != NULL);
@@ -384,25 +384,25 @@ static void test_writers(void)
     float prob[2 * 60];
     for (int i = 0; i < 120; i++) prob[i] = (float)i / 119.0f - 0.25f;
     const char *fo = tmp("w_prob.nii.gz");
-    CHECK(sm_nifti_write_f32(fo, &v.geom, prob, 2) == SEGMAMBA_OK);
-    sm_volume back;
-    if (sm_nifti_read(fo, &back) == SEGMAMBA_OK) {
+    CHECK(segmamba_nifti_write_f32(fo, &v.geom, prob, 2) == SEGMAMBA_OK);
+    segmamba_volume back;
+    if (segmamba_nifti_read(fo, &back) == SEGMAMBA_OK) {
         CHECK(back.c == 2 && memcmp(back.data, prob, sizeof prob) == 0);
         for (int i = 0; i < 4; i++)
             for (int j = 0; j < 4; j++) CHECK(fabs(back.geom.affine[i][j] - v.geom.affine[i][j]) < 1e-5);
         const nifti_image *h = back.geom.header;
         CHECK(fabs(h->cal_min + 0.25) < 1e-6 && fabs(h->cal_max - 0.75) < 1e-6);
-        sm_volume_free(&back);
+        segmamba_volume_free(&back);
     } else {
         CHECK_MSG(0, "%s", segmamba_last_error());
     }
 
     /* no header: the affine alone (a rotation) becomes sform and qform */
-    sm_geometry bare = v.geom;
+    segmamba_geometry bare = v.geom;
     bare.header = NULL;
     const char *bo = tmp("w_bare.nii");
-    CHECK(sm_nifti_write_f32(bo, &bare, prob, 1) == SEGMAMBA_OK);
-    if (sm_nifti_read(bo, &back) == SEGMAMBA_OK) {
+    CHECK(segmamba_nifti_write_f32(bo, &bare, prob, 1) == SEGMAMBA_OK);
+    if (segmamba_nifti_read(bo, &back) == SEGMAMBA_OK) {
         const nifti_image *h = back.geom.header;
         CHECK(h->sform_code == NIFTI_XFORM_ALIGNED_ANAT && h->qform_code == NIFTI_XFORM_ALIGNED_ANAT);
         for (int i = 0; i < 4; i++)
@@ -411,15 +411,15 @@ static void test_writers(void)
                 CHECK(fabs(h->qto_xyz.m[i][j] - v.geom.affine[i][j]) < 1e-5);
             }
         for (int a = 0; a < 3; a++) CHECK(fabs(back.geom.spacing[a] - v.geom.spacing[a]) < 1e-6);
-        sm_volume_free(&back);
+        segmamba_volume_free(&back);
     }
 
     /* failures leave nothing behind */
-    CHECK(sm_nifti_write_u8(tmp("nodir/x.nii.gz"), &v.geom, lab, 1) == SEGMAMBA_E_IO);
-    CHECK(sm_nifti_write_u8(tmp("w_bad.png"), &v.geom, lab, 1) == SEGMAMBA_E_ARG &&
+    CHECK(segmamba_nifti_write_u8(tmp("nodir/x.nii.gz"), &v.geom, lab, 1) == SEGMAMBA_E_IO);
+    CHECK(segmamba_nifti_write_u8(tmp("w_bad.png"), &v.geom, lab, 1) == SEGMAMBA_E_ARG &&
           contains(segmamba_last_error(), ".nii"));
     CHECK(files_in_dir_with("tmp") == 0);
-    sm_volume_free(&v);
+    segmamba_volume_free(&v);
 }
 
 static void test_same_file(void)
@@ -427,14 +427,14 @@ static void test_same_file(void)
     const char *a = tmp("w_lab.nii.gz");
     char other[600];
     snprintf(other, sizeof other, "%s/./w_lab.nii.gz", dir);
-    CHECK(sm_same_file(a, a) == 1);
-    CHECK(sm_same_file(a, other) == 1);
-    CHECK(sm_same_file(a, tmp("w_prob.nii.gz")) == 0);
-    CHECK(sm_same_file(a, tmp("does_not_exist.nii")) == 0);
+    CHECK(segmamba_same_file(a, a) == 1);
+    CHECK(segmamba_same_file(a, other) == 1);
+    CHECK(segmamba_same_file(a, tmp("w_prob.nii.gz")) == 0);
+    CHECK(segmamba_same_file(a, tmp("does_not_exist.nii")) == 0);
     const char *link = tmp("w_link.nii.gz");
     unlink(link);
     CHECK(symlink("w_lab.nii.gz", link) == 0);
-    CHECK(sm_same_file(a, link) == 1);
+    CHECK(segmamba_same_file(a, link) == 1);
 }
 
 int main(void)

@@ -142,7 +142,7 @@ static void test_normalize(void)
     const double sd = sqrt(q / n);
     float *y = malloc(n * sizeof *y);
     memcpy(y, x, n * sizeof *y);
-    sm_norm z = {.kind = SM_NORM_ZSCORE};
+    segmamba_norm z = {.kind = SEGMAMBA_NORM_ZSCORE};
     sm_normalize(y, n, &z);
     double worst = 0;
     for (size_t i = 0; i < n; i++) worst = max_err(worst, fabs(y[i] - (x[i] - mean) / sd));
@@ -152,7 +152,7 @@ static void test_normalize(void)
     sm_normalize(y, n, &z);
     CHECK(y[0] == 0.0f && y[n - 1] == 0.0f);
 
-    sm_norm ct = {.kind = SM_NORM_CT, .clip_lo = 150, .clip_hi = 250, .mean = 190, .std = 30};
+    segmamba_norm ct = {.kind = SEGMAMBA_NORM_CT, .clip_lo = 150, .clip_hi = 250, .mean = 190, .std = 30};
     memcpy(y, x, n * sizeof *y);
     sm_normalize(y, n, &ct);
     worst = 0;
@@ -271,12 +271,12 @@ static void test_resample(void)
 
 static void test_card(void)
 {
-    sm_card c, d;
-    sm_card_default(&c);
+    segmamba_card c, d;
+    segmamba_card_default(&c);
     CHECK(c.n_channels == 4 && strcmp(c.channels[0], "t2w") == 0 &&
           strcmp(c.channels[3], "t1c") == 0);
     CHECK(c.patch[0] == 128 && c.nslices[0] == 64 && c.nslices[3] == 8 && !c.fue);
-    CHECK(c.n_labels == 4 && strcmp(c.labels[3], "ET") == 0 && c.output == SM_OUTPUT_ARGMAX);
+    CHECK(c.n_labels == 4 && strcmp(c.labels[3], "ET") == 0 && c.output == SEGMAMBA_OUTPUT_ARGMAX);
 
     const char *text =
         "{\"channels\": [{\"name\": \"ct\", \"normalization\": \"ct\", \"clip_lo\": -1000,"
@@ -284,12 +284,12 @@ static void test_card(void)
         " \"spacing\": [0.5, 0.704, 0.704], \"patch\": [32, 48, 64],"
         " \"nslices\": [16, 8, 4, 2], \"fue\": true, \"labels\": [\"bg\", \"airway\"],"
         " \"output\": \"argmax\"}";
-    CHECK(sm_card_parse(text, strlen(text), "t", &c) == SEGMAMBA_OK);
-    CHECK(c.n_channels == 2 && c.norm[0].kind == SM_NORM_CT && c.norm[0].clip_hi == 500.5);
-    CHECK(c.norm[1].kind == SM_NORM_ZSCORE && c.spacing[1] == 0.704 && c.patch[2] == 64 && c.fue);
+    CHECK(segmamba_card_parse(text, strlen(text), "t", &c) == SEGMAMBA_OK);
+    CHECK(c.n_channels == 2 && c.norm[0].kind == SEGMAMBA_NORM_CT && c.norm[0].clip_hi == 500.5);
+    CHECK(c.norm[1].kind == SEGMAMBA_NORM_ZSCORE && c.spacing[1] == 0.704 && c.patch[2] == 64 && c.fue);
     char *json = NULL;
-    CHECK(sm_card_to_json(&c, &json) == SEGMAMBA_OK);
-    CHECK(sm_card_parse(json, strlen(json), "t", &d) == SEGMAMBA_OK);
+    CHECK(segmamba_card_to_json(&c, &json) == SEGMAMBA_OK);
+    CHECK(segmamba_card_parse(json, strlen(json), "t", &d) == SEGMAMBA_OK);
     CHECK(memcmp(c.norm, d.norm, sizeof c.norm) == 0 &&
           memcmp(c.spacing, d.spacing, sizeof c.spacing) == 0);
     CHECK(memcmp(c.channels, d.channels, sizeof c.channels) == 0 && d.n_labels == 2 && d.fue);
@@ -319,12 +319,12 @@ static void test_card(void)
         "{\"patch\": [128, 128, 128]",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        const sm_status st = sm_card_parse(bad[i], strlen(bad[i]), "t", &c);
+        const sm_status st = segmamba_card_parse(bad[i], strlen(bad[i]), "t", &c);
         CHECK_MSG(st == SEGMAMBA_E_FORMAT, "accepted or wrong status %d: %s", (int)st, bad[i]);
     }
 
     /* The fixture's safetensors has no card, only gen_case's config. */
-    CHECK(sm_card_for_model(TINY_MODEL, &c) == SEGMAMBA_OK);
+    CHECK(segmamba_card_for_model(TINY_MODEL, &c) == SEGMAMBA_OK);
     CHECK_MSG(c.nslices[0] == 16 && c.nslices[3] == 2 && !c.fue, "nslices %d..%d from %s",
               c.nslices[0], c.nslices[3], c.origin);
     CHECK(c.n_channels == 4 && c.patch[0] == 128);
@@ -345,13 +345,13 @@ static void test_card(void)
     fputs(side_text, f);
     fclose(f);
     CHECK(sm_save_safetensors(model, &w) == SEGMAMBA_OK);
-    CHECK(sm_card_for_model(model, &c) == SEGMAMBA_OK && c.patch[0] == 64);
+    CHECK(segmamba_card_for_model(model, &c) == SEGMAMBA_OK && c.patch[0] == 64);
     CHECK(sm_weights_set_meta(&w, "card", "{\"patch\": [96, 96, 96]}") == SEGMAMBA_OK);
     CHECK(sm_save_safetensors(model, &w) == SEGMAMBA_OK);
-    CHECK(sm_card_for_model(model, &c) == SEGMAMBA_OK && c.patch[0] == 96);
+    CHECK(segmamba_card_for_model(model, &c) == SEGMAMBA_OK && c.patch[0] == 96);
     CHECK(sm_weights_set_meta(&w, "card", "{\"patch\": [96, 96]}") == SEGMAMBA_OK);
     CHECK(sm_save_safetensors(model, &w) == SEGMAMBA_OK);
-    CHECK(sm_card_for_model(model, &c) == SEGMAMBA_E_FORMAT);
+    CHECK(segmamba_card_for_model(model, &c) == SEGMAMBA_E_FORMAT);
     sm_weights_free(&w);
     remove(model);
     remove(side);
@@ -360,7 +360,7 @@ static void test_card(void)
 
 /* ---- the whole pipeline with the tiny model ---- */
 
-static segmamba_model *open_tiny(sm_card *card)
+static segmamba_model *open_tiny(segmamba_card *card)
 {
     segmamba_options o = {.nslices = {16, 8, 4, 2}};
     segmamba_model *m = NULL;
@@ -371,13 +371,13 @@ static segmamba_model *open_tiny(sm_card *card)
     const char *text =
         "{\"channels\": [{\"name\": \"a\"}, {\"name\": \"b\"}], \"patch\": [32, 32, 32],"
         " \"nslices\": [16, 8, 4, 2], \"labels\": [\"bg\", \"x\", \"y\"]}";
-    if (sm_card_parse(text, strlen(text), "test card", card) != SEGMAMBA_OK) return NULL;
+    if (segmamba_card_parse(text, strlen(text), "test card", card) != SEGMAMBA_OK) return NULL;
     return m;
 }
 
-static sm_volume random_volume(int c, int d, int h, int w)
+static segmamba_volume random_volume(int c, int d, int h, int w)
 {
-    sm_volume v = {.c = c, .d = d, .h = h, .w = w};
+    segmamba_volume v = {.c = c, .d = d, .h = h, .w = w};
     v.data = malloc((size_t)c * d * h * w * sizeof *v.data);
     for (size_t i = 0; i < (size_t)c * d * h * w; i++) v.data[i] = uniform(0.5f, 3.0f);
     for (int a = 0; a < 3; a++) v.geom.spacing[a] = 1.0;
@@ -386,7 +386,7 @@ static sm_volume random_volume(int c, int d, int h, int w)
 
 /* Labels of one forward on the z-scored volume after padding it to 32^3
  * with off[] zeros before each axis. */
-static void reference_labels(segmamba_model *m, const sm_volume *v, const int off[3],
+static void reference_labels(segmamba_model *m, const segmamba_volume *v, const int off[3],
                              uint8_t *labels)
 {
     const int R = 32;
@@ -394,7 +394,7 @@ static void reference_labels(segmamba_model *m, const sm_volume *v, const int of
     float *norm = malloc(v->c * plane * sizeof *norm), *x = calloc(v->c * rp, sizeof *x),
           *y = malloc(3 * rp * sizeof *y);
     memcpy(norm, v->data, v->c * plane * sizeof *norm);
-    sm_norm z = {.kind = SM_NORM_ZSCORE};
+    segmamba_norm z = {.kind = SEGMAMBA_NORM_ZSCORE};
     for (int ch = 0; ch < v->c; ch++) sm_normalize(norm + ch * plane, plane, &z);
     for (int ch = 0; ch < v->c; ch++)
         for (int i = 0; i < v->d; i++)
@@ -426,17 +426,17 @@ static int count_diff(const uint8_t *a, const uint8_t *b, size_t n)
 
 static void test_pipeline_tiny(void)
 {
-    sm_card card;
+    segmamba_card card;
     segmamba_model *m = open_tiny(&card);
     CHECK(m != NULL);
     if (!m) return;
-    sm_predict_options opt = {
+    segmamba_predict_options opt = {
         .no_tta = 1, .want_probabilities = 1, .want_uncertainty = 1, .want_regions = 1};
 
     /* Exactly one patch: one window, its weights cancel. */
-    sm_volume v = random_volume(2, 32, 32, 32);
-    sm_prediction p;
-    CHECK(sm_predict(m, &card, &v, &opt, &p) == SEGMAMBA_OK);
+    segmamba_volume v = random_volume(2, 32, 32, 32);
+    segmamba_prediction p;
+    CHECK(segmamba_predict(m, &card, &v, &opt, &p) == SEGMAMBA_OK);
     uint8_t *ref = malloc(32 * 32 * 32);
     const int zero[3] = {0, 0, 0};
     reference_labels(m, &v, zero, ref);
@@ -451,48 +451,48 @@ static void test_pipeline_tiny(void)
         CHECK(p.uncertainty[i] >= 0 && p.uncertainty[i] <= log(3.0) + 1e-5);
     }
     CHECK(worst < 1e-5);
-    sm_prediction_free(&p);
+    segmamba_prediction_free(&p);
 
     /* Flip equivariance of the mirror averaging on a one-window volume. */
-    sm_predict_options tta = {.want_probabilities = 1};
-    sm_prediction a, b;
-    CHECK(sm_predict(m, &card, &v, &tta, &a) == SEGMAMBA_OK);
+    segmamba_predict_options tta = {.want_probabilities = 1};
+    segmamba_prediction a, b;
+    CHECK(segmamba_predict(m, &card, &v, &tta, &a) == SEGMAMBA_OK);
     CHECK(a.windows == 8);
     sm_flip(v.data, 2, 32, 32, 32, 5);
-    CHECK(sm_predict(m, &card, &v, &tta, &b) == SEGMAMBA_OK);
+    CHECK(segmamba_predict(m, &card, &v, &tta, &b) == SEGMAMBA_OK);
     sm_flip(b.probabilities, 3, 32, 32, 32, 5);
     worst = 0;
     for (size_t i = 0; i < 3 * 32768; i++)
         worst = max_err(worst, fabs(a.probabilities[i] - b.probabilities[i]));
     CHECK_MSG(worst < 1e-4, "TTA not flip-equivariant: %g", worst);
-    sm_prediction_free(&a);
-    sm_prediction_free(&b);
-    sm_volume_free(&v);
+    segmamba_prediction_free(&a);
+    segmamba_prediction_free(&b);
+    segmamba_volume_free(&v);
 
     /* Smaller than the patch on every axis, odd margins: (32 - n) / 2 zeros before. */
     v = random_volume(2, 19, 32, 25);
-    CHECK(sm_predict(m, &card, &v, &opt, &p) == SEGMAMBA_OK);
+    CHECK(segmamba_predict(m, &card, &v, &opt, &p) == SEGMAMBA_OK);
     const int off[3] = {6, 0, 3};
     reference_labels(m, &v, off, ref);
     CHECK_MSG(count_diff(p.labels, ref, 19 * 32 * 25) == 0, "padded: %d labels differ",
               count_diff(p.labels, ref, 19 * 32 * 25));
-    sm_prediction_free(&p);
-    sm_volume_free(&v);
+    segmamba_prediction_free(&p);
+    segmamba_volume_free(&v);
 
     /* Nothing but zeros: all background, no window run. */
     v = random_volume(2, 20, 21, 22);
     memset(v.data, 0, 2 * 20 * 21 * 22 * sizeof *v.data);
-    CHECK(sm_predict(m, &card, &v, &opt, &p) == SEGMAMBA_OK);
+    CHECK(segmamba_predict(m, &card, &v, &opt, &p) == SEGMAMBA_OK);
     int nonzero = 0;
     for (size_t i = 0; i < 20 * 21 * 22; i++)
         nonzero += p.labels[i] != 0 || p.probabilities[i] != 1.0f || p.uncertainty[i] != 0.0f;
     CHECK(nonzero == 0 && p.windows == 0);
-    sm_prediction_free(&p);
+    segmamba_prediction_free(&p);
 
     /* Wrong channel count. */
     v.c = 1;
-    CHECK(sm_predict(m, &card, &v, &opt, &p) == SEGMAMBA_E_ARG);
-    sm_volume_free(&v);
+    CHECK(segmamba_predict(m, &card, &v, &opt, &p) == SEGMAMBA_E_ARG);
+    segmamba_volume_free(&v);
     free(ref);
     segmamba_close(m);
 }

@@ -11,12 +11,6 @@
 #endif
 
 #include "cli.h"
-#include "engine/engine_internal.h"
-#include "io/file.h"
-#include "io/json.h"
-#include "core/parallel.h"
-#include "simd/dispatch.h"
-#include "sm_config.h"
 
 void usage_bench(FILE *f)
 {
@@ -53,84 +47,35 @@ void usage_bench(FILE *f)
             "  --nodes N           also list the N slowest graph nodes of each median run\n");
 }
 
-/* Written by every probe so that its FMAs cannot be optimised away. */
-static volatile float probe_sink;
-
-/* Seconds for nt threads to run the probe iters rounds each; adds the flops. */
-static double probe_once(const sm_kernels *k, int nt, int64_t iters, double *flops)
+/* "conv k3 winograd4", "mamba", ...: a layer's op and, for a convolution,
+ * what runs it. */
+static void layer_label(const segmamba_layer *l, char *buf, size_t cap)
 {
-    (void)nt; /* only the OpenMP pragma reads it */
-    double t0 = cli_now(), done = 0.0;
-#pragma omp parallel num_threads(nt) reduction(+ : done)
-    {
-        float s = 0.0f;
-        done += k->fma_probe(iters, &s);
-        probe_sink = s;
-    }
-    *flops = done;
-    return cli_now() - t0;
+    if (l->backend[0])
+        snprintf(buf, cap, "%s k%d %s", l->op, l->kernel, l->backend);
+    else
+        snprintf(buf, cap, "%s", l->op);
 }
 
-/* FP32 FMA peak of nt threads at the active kernel level, in GFLOP/s: the
- * work is doubled until one run takes 0.1 s, then the best of 5 runs. */
-static double fma_peak_gflops(int nt)
+/* The n slowest layers of one run, for finding where time goes. */
+static void print_layers(const segmamba_layer *layers, int count, int n)
 {
-    const sm_kernels *k = sm_kernels_get();
-    int64_t iters = 1 << 12;
-    double flops;
-    while (probe_once(k, nt, iters, &flops) < 0.1 && iters < ((int64_t)1 << 40)) iters *= 2;
-    double best = 0.0;
-    for (int i = 0; i < 5; i++) {
-        double dt = probe_once(k, nt, iters, &flops), g = flops / dt * 1e-9;
-        if (g > best) best = g;
-    }
-    return best;
-}
-
-/* "conv onednn", "conv winograd4", ...: a node's op and, for a
- * convolution, what runs it. */
-static void node_label(const sm_node *nd, char *buf, size_t cap)
-{
-    if (nd->op != SM_OP_CONV && nd->op != SM_OP_POINTWISE) {
-        snprintf(buf, cap, "%s", sm_opcode_name(nd->op));
-        return;
-    }
-    const sm_conv_params *p = sm_conv_get_params(nd->obj);
-    const sm_conv_kind kind = sm_conv_get_kind(nd->obj);
-    snprintf(buf, cap, "%s k%d %s", sm_opcode_name(nd->op), p->k,
-             kind == SM_CONV_WINOGRAD ? (p->tile == 2 ? "winograd2" : p->tile == 3 ? "winograd3"
-                                                                                   : "winograd4")
-                                      : sm_conv_kind_name(kind));
-}
-
-/* Whether a node is one of the 3x3x3 stride-1 convolutions Winograd takes. */
-static int is_conv3(const sm_node *nd)
-{
-    if (nd->op != SM_OP_CONV) return 0;
-    const sm_conv_params *p = sm_conv_get_params(nd->obj);
-    return p->k == 3 && p->stride == 1 && p->pad == 1;
-}
-
-/* The n slowest nodes of one run, for finding where time goes. */
-static void print_nodes(const sm_graph *g, const double *seconds, int n)
-{
-    int *order = malloc((size_t)g->n_nodes * sizeof *order);
+    int *order = malloc((size_t)count * sizeof *order);
     if (!order) return;
-    for (int i = 0; i < g->n_nodes; i++) order[i] = i;
-    for (int i = 1; i < g->n_nodes; i++)
-        for (int j = i; j > 0 && seconds[order[j]] > seconds[order[j - 1]]; j--) {
+    for (int i = 0; i < count; i++) order[i] = i;
+    for (int i = 1; i < count; i++)
+        for (int j = i; j > 0 && layers[order[j]].seconds > layers[order[j - 1]].seconds; j--) {
             int tmp = order[j];
             order[j] = order[j - 1];
             order[j - 1] = tmp;
         }
-    printf("slowest nodes (of %d):\n", g->n_nodes);
-    for (int k = 0; k < n && k < g->n_nodes; k++) {
-        const sm_node *nd = &g->nodes[order[k]];
+    printf("slowest nodes (of %d):\n", count);
+    for (int k = 0; k < n && k < count; k++) {
+        const segmamba_layer *l = &layers[order[k]];
         char label[64];
-        node_label(nd, label, sizeof label);
-        printf("  #%-4d %-24s level %d  %4d -> %4d channels  %8.4f s\n", order[k], label,
-               sm_graph_level(g, nd->in0), sm_graph_channels(g, nd->in0),
-               sm_graph_channels(g, nd->out), seconds[order[k]]);
+        layer_label(l, label, sizeof label);
+        printf("  #%-4d %-24s level %d  %4d -> %4d channels  %8.4f s\n", order[k], label, l->level,
+               l->in_channels, l->out_channels, l->seconds);
     }
     free(order);
 }
@@ -204,7 +149,7 @@ static int run_backend(const char *model, segmamba_options opts, int size, int r
     segmamba_model *m = NULL;
     r->own_peak = reset_peak_rss();
     const double t_open = cli_now();
-    segmamba_status st = segmamba_open(model, &opts, &m);
+    segmamba_status st = cli_open_model(model, &opts, NULL, &m);
     if (st != SEGMAMBA_OK) return cli_fail(st);
     r->load_seconds = cli_now() - t_open;
     segmamba_get_config(m, &r->cfg);
@@ -216,10 +161,10 @@ static int run_backend(const char *model, segmamba_options opts, int size, int r
     const size_t nrep = (size_t)(repeat > 0 ? repeat : 1);
     double *times = malloc(nrep * sizeof *times);
     segmamba_profile *profs = malloc(nrep * sizeof *profs);
-    double **node_times = calloc(nrep, sizeof *node_times);
-    const sm_graph *graph = sm_engine_graph(m);
-    if (!x || !y || !times || !profs || !node_times) {
-        free(x), free(y), free(times), free(profs), free(node_times);
+    segmamba_layer **layers = calloc(nrep, sizeof *layers);
+    const int n_layers = segmamba_layer_count(m);
+    if (!x || !y || !times || !profs || !layers) {
+        free(x), free(y), free(times), free(profs), free(layers);
         segmamba_close(m);
         fprintf(stderr, "segmamba: error: out of memory for a %d^3 input\n", size);
         return SEGMAMBA_E_NOMEM;
@@ -239,9 +184,8 @@ static int run_backend(const char *model, segmamba_options opts, int size, int r
         if (run < 0) continue;
         times[run] = dt;
         segmamba_get_profile(m, &profs[run]);
-        node_times[run] = malloc((size_t)graph->n_nodes * sizeof **node_times);
-        for (int i = 0; node_times[run] && i < graph->n_nodes; i++)
-            node_times[run][i] = graph->nodes[i].seconds;
+        layers[run] = malloc((size_t)n_layers * sizeof **layers);
+        for (int i = 0; layers[run] && i < n_layers; i++) segmamba_get_layer(m, i, &layers[run][i]);
     }
     free(x), free(y);
     int med = 0;
@@ -255,12 +199,13 @@ static int run_backend(const char *model, segmamba_options opts, int size, int r
             free(sorted);
         }
         r->seconds = times[med];
-        r->arena_mib = (double)graph->planned_floats * sizeof(float) / (1024.0 * 1024.0);
+        segmamba_get_config(m, &r->cfg);
+        r->arena_mib = (double)r->cfg.arena_bytes / (1024.0 * 1024.0);
         r->prof = profs[med];
         r->seconds_conv3 = 0.0;
-        for (int i = 0; node_times[med] && i < graph->n_nodes; i++)
-            if (is_conv3(&graph->nodes[i])) r->seconds_conv3 += node_times[med][i];
-        if (top_nodes > 0 && node_times[med]) print_nodes(graph, node_times[med], top_nodes);
+        for (int i = 0; layers[med] && i < n_layers; i++)
+            if (layers[med][i].conv3x3x3) r->seconds_conv3 += layers[med][i].seconds;
+        if (top_nodes > 0 && layers[med]) print_layers(layers[med], n_layers, top_nodes);
     }
     segmamba_close(m);
     r->peak_rss_mib = peak_rss_mib();
@@ -269,8 +214,8 @@ static int run_backend(const char *model, segmamba_options opts, int size, int r
      * row's peak. */
     malloc_trim(0);
 #endif
-    for (int k = 0; k < repeat; k++) free(node_times[k]);
-    free(node_times), free(profs), free(times);
+    for (int k = 0; k < repeat; k++) free(layers[k]);
+    free(layers), free(profs), free(times);
     return st == SEGMAMBA_OK ? 0 : cli_fail(st);
 }
 
@@ -292,7 +237,7 @@ static void print_run(const bench_run *r, const char *model, int size, int nt, i
     else
         printf("input      1x%dx%d^3, --conv %s, %s convolutions, %d threads, scan %s\n",
                c.in_chans, size, r->conv_name, c.bf16 ? "bf16" : "fp32", nt,
-               sm_isa_name(sm_kernels_get()->isa));
+               segmamba_isa());
     printf("load       %.3f s (reading, checking, preparing the weights)\n", r->load_seconds);
     printf("forward    %.3f s (the median of the runs; its breakdown:)\n", t);
     for (int k = 0; k < 4; k++) {
@@ -304,7 +249,7 @@ static void print_run(const bench_run *r, const char *model, int size, int nt, i
     printf("arithmetic %.1f GFLOP per forward, %.1f GFLOP/s\n", r->prof.flops * 1e-9, gflops);
     if (r->backend == SEGMAMBA_BACKEND_CPU)
         printf("FMA peak   %.1f GFLOP/s measured (%s, %d threads): forward at %.1f%% of peak\n",
-               r->peak_gflops, sm_isa_name(sm_kernels_get()->isa), nt,
+               r->peak_gflops, segmamba_isa(), nt,
                100.0 * gflops / r->peak_gflops);
     printf("throughput %.0f voxels/s\n", (double)size * size * size / t);
     if (r->backend == SEGMAMBA_BACKEND_CPU)
@@ -347,28 +292,28 @@ static double ms_per_window(const bench_run *r, int size)
     return 1e3 * r->seconds * (128.0 * 128.0 * 128.0) / ((double)size * size * size);
 }
 
-static void json_run(sm_json_out *o, const bench_run *r, int size, int nt)
+static void json_run(cli_text *o, const bench_run *r, int size, int nt)
 {
     const segmamba_profile *p = &r->prof;
     const double t = r->seconds, gflops = p->flops / t * 1e-9;
     const int cuda = r->backend == SEGMAMBA_BACKEND_CUDA;
-    sm_json_out_printf(o, "\"backend\": \"%s\", ", cuda ? "cuda" : "cpu");
+    cli_text_printf(o, "\"backend\": \"%s\", ", cuda ? "cuda" : "cpu");
     if (cuda) {
-        sm_json_out_printf(o, "\"device\": ");
-        sm_json_out_string(o, r->device, strlen(r->device));
-        sm_json_out_printf(o, ", \"precision\": \"%s\", ", r->cfg.tf32 ? "tf32" : "fp32");
+        cli_text_printf(o, "\"device\": ");
+        cli_text_json_string(o, r->device);
+        cli_text_printf(o, ", \"precision\": \"%s\", ", r->cfg.tf32 ? "tf32" : "fp32");
     } else {
-        sm_json_out_printf(o,
+        cli_text_printf(o,
                            "\"conv\": \"%s\", \"load_seconds\": %.6f, "
                            "\"seconds_conv3x3x3\": %.6f, "
                            "\"precision\": \"%s\", \"threads\": %d, \"scan_isa\": \"%s\", "
                            "\"peak_gflops\": %.3f, \"fraction_of_peak\": %.4f, "
                            "\"activations_mib\": %.1f, ",
                            r->conv_name, r->load_seconds, r->seconds_conv3,
-                           r->cfg.bf16 ? "bf16" : "fp32", nt, sm_isa_name(sm_kernels_get()->isa),
+                           r->cfg.bf16 ? "bf16" : "fp32", nt, segmamba_isa(),
                            r->peak_gflops, gflops / r->peak_gflops, r->arena_mib);
     }
-    sm_json_out_printf(o,
+    cli_text_printf(o,
                        "\"seconds\": %.6f, \"seconds_conv\": %.6f, \"seconds_scan\": %.6f, "
                        "\"seconds_norm\": %.6f, \"seconds_other\": %.6f, \"gflop\": %.3f, "
                        "\"gflops\": %.3f, \"voxels_per_second\": %.1f, "
@@ -431,7 +376,7 @@ int cmd_bench(int argc, char **argv)
     if (!custom_nslices)
         for (int i = 0; i < SEGMAMBA_STAGES; i++) opts.nslices[i] = size >> (i + 1);
     segmamba_set_threads(threads);
-    const int nt = sm_num_threads();
+    const int nt = segmamba_get_threads();
 
     /* The CPU rows, one per --conv entry, then the GPU's when there is one. */
     enum { MAX_ROWS = 8 };
@@ -466,8 +411,8 @@ int cmd_bench(int argc, char **argv)
         if (r->backend == SEGMAMBA_BACKEND_CPU) {
             if (k == 0) {
                 fprintf(stderr, "bench: measuring the FP32 FMA peak (%s, %d threads)...\n",
-                        sm_isa_name(sm_kernels_get()->isa), nt);
-                peak = fma_peak_gflops(nt);
+                        segmamba_isa(), nt);
+                peak = segmamba_fma_peak_gflops(nt);
             }
             r->peak_gflops = peak;
         } else {
@@ -494,31 +439,28 @@ int cmd_bench(int argc, char **argv)
                runs[0].seconds / gpu_run->seconds, gpu, nt);
     }
     if (json) {
-        sm_json_out o = {0};
-        sm_json_out_printf(&o, "{\"model\": ");
-        sm_json_out_string(&o, model, strlen(model));
-        sm_json_out_printf(&o, ", \"size\": %d, \"repeat\": %d, ", size, repeat);
+        cli_text o;
+        segmamba_status st = cli_text_open(&o);
+        cli_text_printf(&o, "{\"model\": ");
+        cli_text_json_string(&o, model);
+        cli_text_printf(&o, ", \"size\": %d, \"repeat\": %d, ", size, repeat);
         json_run(&o, &runs[0], size, nt);
         if (n_cpu > 1) {
-            sm_json_out_printf(&o, ", \"runs\": [");
+            cli_text_printf(&o, ", \"runs\": [");
             for (int k = 0; k < n_cpu; k++) {
-                sm_json_out_printf(&o, "%s{", k ? ", " : "");
+                cli_text_printf(&o, "%s{", k ? ", " : "");
                 json_run(&o, &runs[k], size, nt);
-                sm_json_out_printf(&o, "}");
+                cli_text_printf(&o, "}");
             }
-            sm_json_out_printf(&o, "]");
+            cli_text_printf(&o, "]");
         }
         if (gpu_run) {
-            sm_json_out_printf(&o, ", \"cuda\": {");
+            cli_text_printf(&o, ", \"cuda\": {");
             json_run(&o, gpu_run, size, nt);
-            sm_json_out_printf(&o, "}, \"cuda_speedup\": %.3f", runs[0].seconds / gpu_run->seconds);
+            cli_text_printf(&o, "}, \"cuda_speedup\": %.3f", runs[0].seconds / gpu_run->seconds);
         }
-        sm_json_out_printf(&o, "}\n");
-        const void *parts[1] = {o.text};
-        const size_t sizes[1] = {o.len};
-        segmamba_status st = o.failed ? sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory", json)
-                                      : sm_file_write_atomic(json, parts, sizes, 1);
-        sm_json_out_free(&o);
+        cli_text_printf(&o, "}\n");
+        if (st == SEGMAMBA_OK) st = cli_text_write(&o, json);
         if (st != SEGMAMBA_OK) return cli_fail(st);
     }
     return 0;

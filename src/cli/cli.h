@@ -4,13 +4,27 @@
 
 #include <stdio.h>
 
-#include "clinical/card.h"
 #include "segmamba.h"
+#include "out.h"
+#include "segmamba_pipeline.h"
 
 double cli_now(void);
 
-/* Prints the library's message for st; returns st as the exit code. */
+/* Opens a model with its card's nslices and FUE wherever opts leaves them
+ * at their defaults (the card found as segmamba_card_for_model finds it, a
+ * side file included); card (may be NULL) receives it. */
+segmamba_status cli_open_model(const char *path, segmamba_options *opts, segmamba_card *card,
+                               segmamba_model **m);
+
+/* Prints the message for st (the CLI's own, else the library's); returns st
+ * as the exit code. */
 int cli_fail(segmamba_status st);
+
+/* After cli_catch_interrupt, a Ctrl-C (SIGINT) makes cli_interrupted()
+ * return 1 instead of ending the process: long work (predict) then stops
+ * at the next window and writes nothing. A second Ctrl-C ends the process. */
+void cli_catch_interrupt(void);
+int cli_interrupted(void);
 
 /* Prints a usage error (fmt with one %s); returns exit code 1. */
 int cli_usage_error(const char *fmt, const char *arg);
@@ -43,7 +57,7 @@ int cmd_preview(int argc, char **argv); /* preview.c: PNG of three slices */
 void usage_preview(FILE *f);
 
 /* The model card as indented text lines, for `segmamba info` (the JSON
- * form is sm_card_to_json). */
-void cli_print_card(FILE *f, const sm_card *card);
+ * form is segmamba_card_to_json). */
+void cli_print_card(FILE *f, const segmamba_card *card);
 
 #endif

@@ -19,17 +19,13 @@
 
 #include "cli.h"
 #include "cohort.h"
-#include "io/file.h"
-#include "io/json.h"
-#include "clinical/metrics.h"
-#include "clinical/nifti.h"
 
 #define ID_MAX 200
 #define MAX_COLUMNS 1024
 
 typedef struct cohort_case {
     const char *id;
-    char *inputs[SM_CARD_MAX_CHANNELS]; /* NULL for an empty cell */
+    char *inputs[SEGMAMBA_CARD_MAX_CHANNELS]; /* NULL for an empty cell */
     char *ref;                          /* NULL without a reference */
     int line;                           /* in the list, for messages */
 } cohort_case;
@@ -37,12 +33,12 @@ typedef struct cohort_case {
 struct cohort {
     cohort_options o;
     int leader;
-    sm_card card;
+    segmamba_card card;
     segmamba_model *model;
     char *text; /* the list, parsed in place: ids point into it */
     cohort_case *cases;
     int n, n_inputs;
-    sm_region regions[COHORT_MAX_REGIONS];
+    segmamba_region regions[COHORT_MAX_REGIONS];
     int n_regions;
     /* leader only */
     cohort_result *results;
@@ -85,18 +81,18 @@ static int is_blank(char ch) { return ch == ' ' || ch == '\t'; }
  * are text. Spaces and tabs around a field are dropped (quote a field to
  * keep them). Blank lines are skipped; every record must have as many fields
  * as the header. */
-static sm_status csv_parse(const char *path, char *text, size_t len, csv_table *t)
+static segmamba_status csv_parse(const char *path, char *text, size_t len, csv_table *t)
 {
     memset(t, 0, sizeof *t);
     if (len > INT_MAX / 2)
-        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: %zu bytes; a list is at most %d", path, len,
+        return cli_error(SEGMAMBA_E_UNSUPPORTED, "%s: %zu bytes; a list is at most %d", path, len,
                        INT_MAX / 2);
     if (memchr(text, '\0', len))
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: holds a NUL byte; not a text CSV file", path);
+        return cli_error(SEGMAMBA_E_FORMAT, "%s: holds a NUL byte; not a text CSV file", path);
     size_t r = len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0; /* UTF-8 BOM */
     size_t cap = 0, n_cells = 0;
     int line = 1, rows_cap = 0;
-    sm_status st = SEGMAMBA_OK;
+    segmamba_status st = SEGMAMBA_OK;
     while (r < len && st == SEGMAMBA_OK) {
         size_t q = r;
         while (q < len && is_blank(text[q])) q++;
@@ -116,7 +112,7 @@ static sm_status csv_parse(const char *path, char *text, size_t len, csv_table *
                 field = text + w;
                 for (;;) {
                     if (r >= len) {
-                        st = sm_fail(SEGMAMBA_E_FORMAT,
+                        st = cli_error(SEGMAMBA_E_FORMAT,
                                      "%s: line %d: a quoted field is not closed (a '\"' inside "
                                      "quotes is written \"\")",
                                      path, row_line);
@@ -134,7 +130,7 @@ static sm_status csv_parse(const char *path, char *text, size_t len, csv_table *
                 while (r < len && is_blank(text[r])) r++;
                 delim = text[r];
                 if (delim != ',' && delim != '\n' && delim != '\r' && delim != '\0') {
-                    st = sm_fail(SEGMAMBA_E_FORMAT,
+                    st = cli_error(SEGMAMBA_E_FORMAT,
                                  "%s: line %d: text after the closing quote of field %d", path,
                                  line, nf + 1);
                     break;
@@ -144,7 +140,7 @@ static sm_status csv_parse(const char *path, char *text, size_t len, csv_table *
                 field = text + r;
                 while (r < len && text[r] != ',' && text[r] != '\n' && text[r] != '\r') {
                     if (text[r] == '"') {
-                        st = sm_fail(SEGMAMBA_E_FORMAT,
+                        st = cli_error(SEGMAMBA_E_FORMAT,
                                      "%s: line %d: a '\"' inside unquoted field %d; put the "
                                      "whole field in quotes and double the quote",
                                      path, line, nf + 1);
@@ -162,7 +158,7 @@ static sm_status csv_parse(const char *path, char *text, size_t len, csv_table *
                 cap = cap ? 2 * cap : 64;
                 char **grown = realloc(t->cells, cap * sizeof *grown);
                 if (!grown) {
-                    st = sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory", path);
+                    st = cli_error(SEGMAMBA_E_NOMEM, "%s: out of memory", path);
                     break;
                 }
                 t->cells = grown;
@@ -177,7 +173,7 @@ static sm_status csv_parse(const char *path, char *text, size_t len, csv_table *
         if (t->n_rows == 0) {
             t->n_cols = nf;
         } else if (nf != t->n_cols) {
-            st = sm_fail(SEGMAMBA_E_FORMAT, "%s: line %d has %d fields; the header has %d", path,
+            st = cli_error(SEGMAMBA_E_FORMAT, "%s: line %d has %d fields; the header has %d", path,
                          row_line, nf, t->n_cols);
             break;
         }
@@ -185,7 +181,7 @@ static sm_status csv_parse(const char *path, char *text, size_t len, csv_table *
             rows_cap = rows_cap ? 2 * rows_cap : 64;
             int *grown = realloc(t->lines, (size_t)rows_cap * sizeof *grown);
             if (!grown) {
-                st = sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory", path);
+                st = cli_error(SEGMAMBA_E_NOMEM, "%s: out of memory", path);
                 break;
             }
             t->lines = grown;
@@ -193,20 +189,20 @@ static sm_status csv_parse(const char *path, char *text, size_t len, csv_table *
         t->lines[t->n_rows++] = row_line;
     }
     if (st == SEGMAMBA_OK && t->n_rows == 0)
-        st = sm_fail(SEGMAMBA_E_FORMAT, "%s: empty; a header row is needed", path);
+        st = cli_error(SEGMAMBA_E_FORMAT, "%s: empty; a header row is needed", path);
     if (st != SEGMAMBA_OK) csv_free(t);
     return st;
 }
 
 /* Appends s as one CSV field, quoted when it holds a comma, quote, line
  * break or surrounding space. */
-static void csv_out_field(sm_json_out *o, const char *s, int first)
+static void csv_out_field(cli_text *o, const char *s, int first)
 {
     const size_t n = strlen(s);
     const int quote = strpbrk(s, ",\"\r\n") || (n && (is_blank(s[0]) || is_blank(s[n - 1])));
-    sm_json_out_printf(o, "%s%s", first ? "" : ",", quote ? "\"" : "");
-    for (const char *p = s; *p; p++) sm_json_out_printf(o, *p == '"' ? "\"\"" : "%c", *p);
-    if (quote) sm_json_out_printf(o, "\"");
+    cli_text_printf(o, "%s%s", first ? "" : ",", quote ? "\"" : "");
+    for (const char *p = s; *p; p++) cli_text_printf(o, *p == '"' ? "\"\"" : "%c", *p);
+    if (quote) cli_text_printf(o, "\"");
 }
 
 /* ---- the list ---------------------------------------------------------------- */
@@ -233,12 +229,12 @@ static int valid_id(const char *s)
 
 /* A cell as a path: NULL when empty, relative paths taken from the list's
  * folder. */
-static sm_status cell_path(const char *dir, const char *cell, char **out)
+static segmamba_status cell_path(const char *dir, const char *cell, char **out)
 {
     *out = NULL;
     if (!cell[0]) return SEGMAMBA_OK;
     *out = cell[0] == '/' || !dir[0] ? join("", "", cell, "") : join(dir, "/", cell, "");
-    return *out ? SEGMAMBA_OK : sm_fail(SEGMAMBA_E_NOMEM, "out of memory for the case list");
+    return *out ? SEGMAMBA_OK : cli_error(SEGMAMBA_E_NOMEM, "out of memory for the case list");
 }
 
 static const cohort_case *sort_base;
@@ -247,18 +243,18 @@ static int by_id(const void *a, const void *b)
     return strcmp(sort_base[*(const int *)a].id, sort_base[*(const int *)b].id);
 }
 
-static sm_status check_unique_ids(const char *path, const cohort_case *cases, int n)
+static segmamba_status check_unique_ids(const char *path, const cohort_case *cases, int n)
 {
     int *order = malloc((size_t)(n ? n : 1) * sizeof *order);
-    if (!order) return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory", path);
+    if (!order) return cli_error(SEGMAMBA_E_NOMEM, "%s: out of memory", path);
     for (int i = 0; i < n; i++) order[i] = i;
     sort_base = cases;
     qsort(order, (size_t)n, sizeof *order, by_id);
-    sm_status st = SEGMAMBA_OK;
+    segmamba_status st = SEGMAMBA_OK;
     for (int i = 1; i < n && st == SEGMAMBA_OK; i++) {
         const cohort_case *a = &cases[order[i - 1]], *b = &cases[order[i]];
         if (strcmp(a->id, b->id) == 0)
-            st = sm_fail(SEGMAMBA_E_FORMAT, "%s: lines %d and %d both have id '%s'", path,
+            st = cli_error(SEGMAMBA_E_FORMAT, "%s: lines %d and %d both have id '%s'", path,
                          a->line < b->line ? a->line : b->line,
                          a->line < b->line ? b->line : a->line, a->id);
     }
@@ -266,28 +262,28 @@ static sm_status check_unique_ids(const char *path, const cohort_case *cases, in
     return st;
 }
 
-static sm_status load_list(cohort *c)
+static segmamba_status load_list(cohort *c)
 {
     const char *path = c->o.list;
     size_t len;
-    SM_TRY(sm_file_read_all(path, (unsigned char **)&c->text, &len));
+    CLI_TRY(segmamba_file_read(path, (unsigned char **)&c->text, &len));
     csv_table t;
-    SM_TRY(csv_parse(path, c->text, len, &t));
+    CLI_TRY(csv_parse(path, c->text, len, &t));
     if (t.n_cols > MAX_COLUMNS) {
         csv_free(&t);
-        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: the header has %d columns; at most %d", path,
+        return cli_error(SEGMAMBA_E_UNSUPPORTED, "%s: the header has %d columns; at most %d", path,
                        t.n_cols, MAX_COLUMNS);
     }
     for (int j = 0; j < t.n_cols; j++)
         for (int k = 0; k < j; k++)
             if (t.cells[j][0] && strcmp(t.cells[j], t.cells[k]) == 0) {
-                sm_status st = sm_fail(SEGMAMBA_E_FORMAT, "%s: two columns are named '%s'", path,
+                segmamba_status st = cli_error(SEGMAMBA_E_FORMAT, "%s: two columns are named '%s'", path,
                                        t.cells[j]);
                 csv_free(&t);
                 return st;
             }
-    const sm_card *card = &c->card;
-    int col_id = column(&t, "id"), col_in[SM_CARD_MAX_CHANNELS], missing = -1;
+    const segmamba_card *card = &c->card;
+    int col_id = column(&t, "id"), col_in[SEGMAMBA_CARD_MAX_CHANNELS], missing = -1;
     for (int ch = 0; ch < card->n_channels; ch++)
         if ((col_in[ch] = column(&t, card->channels[ch])) < 0 && missing < 0) missing = ch;
     c->n_inputs = card->n_channels;
@@ -296,29 +292,29 @@ static sm_status load_list(cohort *c)
         missing = -1;
     }
     const int col_ref = c->o.ref_column ? column(&t, c->o.ref_column) : -1;
-    sm_status st = SEGMAMBA_OK;
+    segmamba_status st = SEGMAMBA_OK;
     if (col_id < 0 || missing >= 0) {
-        char want[SM_CARD_MAX_CHANNELS * SM_CARD_NAME_MAX];
+        char want[SEGMAMBA_CARD_MAX_CHANNELS * SEGMAMBA_CARD_NAME_MAX];
         size_t used = 0;
         want[0] = '\0';
         for (int ch = 0; ch < card->n_channels && used < sizeof want; ch++)
             used += (size_t)snprintf(want + used, sizeof want - used, ",%s", card->channels[ch]);
-        st = sm_fail(SEGMAMBA_E_FORMAT,
+        st = cli_error(SEGMAMBA_E_FORMAT,
                      "%s: the header has no column '%s'; it needs id%s (the model card's "
                      "channels, %s) or id,image (one 4D file per case)",
                      path, col_id < 0 ? "id" : card->channels[missing], want, card->origin);
     } else if (c->o.ref_column && col_ref < 0) {
-        st = sm_fail(SEGMAMBA_E_ARG, "%s: --ref-column %s: the header has no such column", path,
+        st = cli_error(SEGMAMBA_E_ARG, "%s: --ref-column %s: the header has no such column", path,
                      c->o.ref_column);
     }
     c->n = t.n_rows - 1;
     if (st == SEGMAMBA_OK && !(c->cases = calloc((size_t)(c->n ? c->n : 1), sizeof *c->cases)))
-        st = sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory", path);
+        st = cli_error(SEGMAMBA_E_NOMEM, "%s: out of memory", path);
     char *dir = NULL;
     if (st == SEGMAMBA_OK) {
         const char *slash = strrchr(path, '/');
         dir = slash ? join("", "", path, "") : join("", "", "", "");
-        if (!dir) st = sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory", path);
+        if (!dir) st = cli_error(SEGMAMBA_E_NOMEM, "%s: out of memory", path);
         else if (slash) dir[slash == path ? 1 : slash - path] = '\0';
     }
     for (int i = 0; i < c->n && st == SEGMAMBA_OK; i++) {
@@ -327,7 +323,7 @@ static sm_status load_list(cohort *c)
         cs->id = row[col_id];
         cs->line = t.lines[i + 1];
         if (!valid_id(cs->id)) {
-            st = sm_fail(SEGMAMBA_E_FORMAT,
+            st = cli_error(SEGMAMBA_E_FORMAT,
                          "%s: line %d: id '%s' is not usable as a file name: ids are 1 to %d "
                          "letters, digits, '.', '-' or '_', not starting with '.' and without "
                          "'..'",
@@ -347,17 +343,17 @@ static sm_status load_list(cohort *c)
 /* ---- set-up -------------------------------------------------------------- */
 
 /* mkdir -p. */
-static sm_status make_dirs(const char *path)
+static segmamba_status make_dirs(const char *path)
 {
     char *p = join("", "", path, "");
-    if (!p) return sm_fail(SEGMAMBA_E_NOMEM, "out of memory");
-    sm_status st = SEGMAMBA_OK;
+    if (!p) return cli_error(SEGMAMBA_E_NOMEM, "out of memory");
+    segmamba_status st = SEGMAMBA_OK;
     for (char *s = p + 1;; s++) {
         if (*s && *s != '/') continue;
         const char save = *s;
         *s = '\0';
         if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-            st = sm_fail(SEGMAMBA_E_IO, "%s: cannot create folder %s: %s", path, p,
+            st = cli_error(SEGMAMBA_E_IO, "%s: cannot create folder %s: %s", path, p,
                          strerror(errno));
             break;
         }
@@ -367,7 +363,7 @@ static sm_status make_dirs(const char *path)
     free(p);
     struct stat sb;
     if (st == SEGMAMBA_OK && (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)))
-        st = sm_fail(SEGMAMBA_E_IO, "%s: not a folder", path);
+        st = cli_error(SEGMAMBA_E_IO, "%s: not a folder", path);
     return st;
 }
 
@@ -375,29 +371,29 @@ static sm_status make_dirs(const char *path)
  * one region per label but the background, named after it. */
 static void choose_regions(cohort *c)
 {
-    const sm_card *card = &c->card;
-    if (card->output == SM_OUTPUT_REGIONS || card->n_labels == 4) {
-        sm_regions_brats(c->regions);
+    const segmamba_card *card = &c->card;
+    if (card->output == SEGMAMBA_OUTPUT_REGIONS || card->n_labels == 4) {
+        segmamba_regions_brats(c->regions);
         c->n_regions = 3;
         return;
     }
     c->n_regions = 0;
     for (int l = 1; l < card->n_labels; l++) {
         const uint8_t label = (uint8_t)l;
-        sm_region_set(&c->regions[c->n_regions++], card->labels[l], &label, 1);
+        segmamba_region_set(&c->regions[c->n_regions++], card->labels[l], &label, 1);
     }
 }
 
-static sm_status write_summary(cohort *c);
+static segmamba_status write_summary(cohort *c);
 
-sm_status cohort_open(const cohort_options *o, int leader, cohort **out)
+segmamba_status cohort_open(const cohort_options *o, int leader, cohort **out)
 {
     *out = NULL;
     cohort *c = calloc(1, sizeof *c);
-    if (!c) return sm_fail(SEGMAMBA_E_NOMEM, "out of memory");
+    if (!c) return cli_error(SEGMAMBA_E_NOMEM, "out of memory");
     c->o = *o;
     c->leader = leader;
-    sm_status st = predict_load_card(o->model, o->card, &c->card);
+    segmamba_status st = predict_load_card(o->model, o->card, &c->card);
     if (st == SEGMAMBA_OK) st = predict_check_regions(&c->card, o->want_regions);
     if (st == SEGMAMBA_OK) st = load_list(c);
     if (st == SEGMAMBA_OK) choose_regions(c);
@@ -407,16 +403,16 @@ sm_status cohort_open(const cohort_options *o, int leader, cohort **out)
         for (int k = 0; k < 4 && st == SEGMAMBA_OK; k++) {
             if (!want[k]) continue;
             char *sub = join(o->out_dir, "/", out_kind[k], "");
-            st = sub ? make_dirs(sub) : sm_fail(SEGMAMBA_E_NOMEM, "out of memory");
+            st = sub ? make_dirs(sub) : cli_error(SEGMAMBA_E_NOMEM, "out of memory");
             free(sub);
         }
         c->summary = join(o->out_dir, "/", "summary", ".csv");
         c->results = calloc((size_t)(c->n ? c->n : 1), sizeof *c->results);
         if (st == SEGMAMBA_OK && (!c->summary || !c->results))
-            st = sm_fail(SEGMAMBA_E_NOMEM, "out of memory");
+            st = cli_error(SEGMAMBA_E_NOMEM, "out of memory");
         if (st == SEGMAMBA_OK &&
-            (strcmp(c->summary, o->list) == 0 || sm_same_file(c->summary, o->list)))
-            st = sm_fail(SEGMAMBA_E_ARG, "%s: the list is where the summary goes; move it out of "
+            (strcmp(c->summary, o->list) == 0 || segmamba_same_file(c->summary, o->list)))
+            st = cli_error(SEGMAMBA_E_ARG, "%s: the list is where the summary goes; move it out of "
                                          "--out-dir or rename it",
                          o->list);
         if (st == SEGMAMBA_OK) st = write_summary(c);
@@ -438,7 +434,7 @@ void cohort_close(cohort *c)
     if (!c) return;
     segmamba_close(c->model);
     for (int i = 0; c->cases && i < c->n; i++) {
-        for (int k = 0; k < SM_CARD_MAX_CHANNELS; k++) free(c->cases[i].inputs[k]);
+        for (int k = 0; k < SEGMAMBA_CARD_MAX_CHANNELS; k++) free(c->cases[i].inputs[k]);
         free(c->cases[i].ref);
     }
     free(c->cases);
@@ -461,7 +457,7 @@ static void case_files_free(case_files *f)
     for (int k = 0; k < 5; k++) free(f->path[k]);
 }
 
-static sm_status case_files_make(const cohort *c, const char *id, case_files *f)
+static segmamba_status case_files_make(const cohort *c, const char *id, case_files *f)
 {
     memset(f, 0, sizeof *f);
     const int want[4] = {c->o.want_prob, c->o.want_regions, c->o.want_unc, c->o.want_preview};
@@ -476,19 +472,19 @@ static sm_status case_files_make(const cohort *c, const char *id, case_files *f)
     }
     if (!ok) {
         case_files_free(f);
-        return sm_fail(SEGMAMBA_E_NOMEM, "out of memory");
+        return cli_error(SEGMAMBA_E_NOMEM, "out of memory");
     }
     return SEGMAMBA_OK;
 }
 
 static int same(const char *a, const char *b)
 {
-    return a && b && (strcmp(a, b) == 0 || sm_same_file(a, b));
+    return a && b && (strcmp(a, b) == 0 || segmamba_same_file(a, b));
 }
 
 /* An output over one of the case's files (an input, the reference, the
  * model, the list) is refused. */
-static sm_status check_clobber(const cohort *c, const cohort_case *cs, const case_files *f)
+static segmamba_status check_clobber(const cohort *c, const cohort_case *cs, const case_files *f)
 {
     for (int k = 0; k < 5; k++) {
         if (!f->path[k]) continue;
@@ -499,7 +495,7 @@ static sm_status check_clobber(const cohort *c, const cohort_case *cs, const cas
         if (!hit && same(f->path[k], c->o.model)) hit = "the model";
         if (!hit && same(f->path[k], c->o.list)) hit = "the list";
         if (hit)
-            return sm_fail(SEGMAMBA_E_ARG, "output %s is %s; refusing to overwrite it",
+            return cli_error(SEGMAMBA_E_ARG, "output %s is %s; refusing to overwrite it",
                            f->path[k], hit);
     }
     return SEGMAMBA_OK;
@@ -516,19 +512,19 @@ static int all_exist(const case_files *f)
 
 /* Dice and HD95 of labels (with geometry geom) against the case's
  * reference. */
-static sm_status score(const cohort *c, const cohort_case *cs, const uint8_t *labels,
-                       const sm_geometry *geom, cohort_result *r)
+static segmamba_status score(const cohort *c, const cohort_case *cs, const uint8_t *labels,
+                       const segmamba_geometry *geom, cohort_result *r)
 {
-    sm_volume ref = {0};
+    segmamba_volume ref = {0};
     uint8_t *lr = NULL;
-    sm_status st = sm_nifti_read(cs->ref, &ref);
-    if (st == SEGMAMBA_OK) st = sm_volume_labels(&ref, cs->ref, &lr);
+    segmamba_status st = segmamba_nifti_read(cs->ref, &ref);
+    if (st == SEGMAMBA_OK) st = segmamba_volume_labels(&ref, cs->ref, &lr);
     char why[256];
-    if (st == SEGMAMBA_OK && sm_geometry_differs(geom, &ref.geom, why, sizeof why))
-        st = sm_fail(SEGMAMBA_E_SHAPE, "%s: %s from the case's images", cs->ref, why);
-    sm_region_score s[COHORT_MAX_REGIONS];
+    if (st == SEGMAMBA_OK && segmamba_geometry_differs(geom, &ref.geom, why, sizeof why))
+        st = cli_error(SEGMAMBA_E_SHAPE, "%s: %s from the case's images", cs->ref, why);
+    segmamba_region_score s[COHORT_MAX_REGIONS];
     if (st == SEGMAMBA_OK)
-        st = sm_metrics_regions(labels, lr, geom->d, geom->h, geom->w, geom->spacing, c->regions,
+        st = segmamba_metrics_regions(labels, lr, geom->d, geom->h, geom->w, geom->spacing, c->regions,
                                 c->n_regions, 0, s);
     if (st == SEGMAMBA_OK) {
         for (int k = 0; k < c->n_regions; k++) {
@@ -538,21 +534,21 @@ static sm_status score(const cohort *c, const cohort_case *cs, const uint8_t *la
         r->scored = 1;
     }
     free(lr);
-    sm_volume_free(&ref);
+    segmamba_volume_free(&ref);
     return st;
 }
 
 /* Metrics of a skipped case, from the label map it already has. */
-static sm_status score_existing(const cohort *c, const cohort_case *cs, const char *seg,
+static segmamba_status score_existing(const cohort *c, const cohort_case *cs, const char *seg,
                                 cohort_result *r)
 {
-    sm_volume v = {0};
+    segmamba_volume v = {0};
     uint8_t *labels = NULL;
-    sm_status st = sm_nifti_read(seg, &v);
-    if (st == SEGMAMBA_OK) st = sm_volume_labels(&v, seg, &labels);
+    segmamba_status st = segmamba_nifti_read(seg, &v);
+    if (st == SEGMAMBA_OK) st = segmamba_volume_labels(&v, seg, &labels);
     if (st == SEGMAMBA_OK) st = score(c, cs, labels, &v.geom, r);
     free(labels);
-    sm_volume_free(&v);
+    segmamba_volume_free(&v);
     return st;
 }
 
@@ -561,55 +557,57 @@ typedef struct poll_ctx {
     void *user;
 } poll_ctx;
 
-static void on_window(void *user, int done, int total)
+static int on_window(void *user, int done, int total)
 {
     (void)done;
     (void)total;
     const poll_ctx *p = user;
     if (p->fn) p->fn(p->user);
+    return cli_interrupted();
 }
 
 /* Reads, segments and writes one case; E_ARG-style refusals come first so
  * that nothing is computed for a case that cannot be written. */
-static sm_status segment(cohort *c, const cohort_case *cs, const case_files *f, cohort_result *r,
+static segmamba_status segment(cohort *c, const cohort_case *cs, const case_files *f, cohort_result *r,
                          const poll_ctx *poll)
 {
-    const sm_card *card = &c->card;
+    const segmamba_card *card = &c->card;
     for (int k = 0; k < c->n_inputs; k++)
         if (!cs->inputs[k])
-            return sm_fail(SEGMAMBA_E_ARG, "no file in column '%s'",
+            return cli_error(SEGMAMBA_E_ARG, "no file in column '%s'",
                            c->n_inputs == 1 ? "image" : card->channels[k]);
-    SM_TRY(predict_check_names(card, (const char *const *)cs->inputs, c->n_inputs));
-    sm_volume vol = {0};
-    sm_status st = sm_nifti_read_channels((const char *const *)cs->inputs, c->n_inputs, &vol);
+    CLI_TRY(predict_check_names(card, (const char *const *)cs->inputs, c->n_inputs));
+    segmamba_volume vol = {0};
+    segmamba_status st = segmamba_nifti_read_channels((const char *const *)cs->inputs, c->n_inputs, &vol);
     if (st == SEGMAMBA_OK)
-        st = sm_volume_check_finite(&vol, (const char *const *)cs->inputs, c->n_inputs);
+        st = segmamba_volume_check_finite(&vol, (const char *const *)cs->inputs, c->n_inputs);
     if (st == SEGMAMBA_OK) st = predict_check_channels(card, &vol, cs->inputs[0]);
-    const sm_predict_options popt = {.no_tta = c->o.no_tta,
+    const segmamba_predict_options popt = {.no_tta = c->o.no_tta,
                                      .want_probabilities = c->o.want_prob,
                                      .want_regions = c->o.want_regions,
                                      .want_uncertainty = c->o.want_unc,
                                      .progress = on_window,
                                      .progress_user = (void *)poll};
-    sm_prediction pred = {0};
-    if (st == SEGMAMBA_OK) st = sm_predict(c->model, card, &vol, &popt, &pred);
+    segmamba_prediction pred = {0};
+    if (st == SEGMAMBA_OK) st = segmamba_predict(c->model, card, &vol, &popt, &pred);
     const predict_outputs outs = {f->path[0], f->path[1], f->path[2], f->path[3], f->path[4]};
     if (st == SEGMAMBA_OK) st = predict_write_outputs(&outs, card, &vol, &pred);
     r->state = st == SEGMAMBA_OK ? COHORT_OK : COHORT_FAILED;
     if (st == SEGMAMBA_OK && cs->ref) {
         st = score(c, cs, pred.labels, &vol.geom, r);
-        if (st != SEGMAMBA_OK) sm_fail_wrap(st, "reference");
+        if (st != SEGMAMBA_OK) cli_error_wrap(st, "reference");
     }
-    sm_prediction_free(&pred);
-    sm_volume_free(&vol);
+    segmamba_prediction_free(&pred);
+    segmamba_volume_free(&vol);
     return st;
 }
 
 /* The message as one line: CSV cell and log line. */
-static void set_error(cohort_result *r, sm_status st)
+static void set_error(cohort_result *r, segmamba_status st)
 {
     r->code = (int)st;
-    snprintf(r->error, sizeof r->error, "%s", segmamba_last_error());
+    snprintf(r->error, sizeof r->error, "%s", cli_last_error());
+    cli_error_clear();
     for (char *p = r->error; *p; p++)
         if (*p == '\n' || *p == '\r') *p = ' ';
 }
@@ -623,12 +621,12 @@ void cohort_run_case(cohort *c, int index, cohort_result *r, cohort_poll_fn poll
     const cohort_case *cs = &c->cases[index];
     const poll_ctx pc = {poll, user};
     case_files f;
-    sm_status st = case_files_make(c, cs->id, &f);
+    segmamba_status st = case_files_make(c, cs->id, &f);
     if (st == SEGMAMBA_OK) st = check_clobber(c, cs, &f);
     if (st == SEGMAMBA_OK && !c->o.overwrite && all_exist(&f)) {
         r->state = COHORT_SKIPPED;
         if (cs->ref && (st = score_existing(c, cs, f.path[0], r)) != SEGMAMBA_OK)
-            sm_fail_wrap(st, "reference");
+            cli_error_wrap(st, "reference");
     } else if (st == SEGMAMBA_OK) {
         st = segment(c, cs, &f, r, &pc);
     }
@@ -644,10 +642,10 @@ static const char *state_name(int s)
     return s == COHORT_OK ? "ok" : s == COHORT_SKIPPED ? "skipped" : "failed";
 }
 
-static void summary_number(sm_json_out *o, const char *fmt, double v, int present)
+static void summary_number(cli_text *o, const char *fmt, double v, int present)
 {
-    if (present) sm_json_out_printf(o, fmt, v);
-    else sm_json_out_printf(o, ",");
+    if (present) cli_text_printf(o, fmt, v);
+    else cli_text_printf(o, ",");
 }
 
 /* id, status, seconds, error, then with a reference column <region>_dice,
@@ -655,11 +653,12 @@ static void summary_number(sm_json_out *o, const char *fmt, double v, int presen
  * cases done so far in list order, then a row "(mean)" (no id can hold
  * parentheses): mean seconds of the cases segmented, mean metrics of the
  * cases scored. */
-static sm_status write_summary(cohort *c)
+static segmamba_status write_summary(cohort *c)
 {
     const int nr = c->o.ref_column ? c->n_regions : 0;
-    sm_json_out o = {0};
-    sm_json_out_printf(&o, "id,status,seconds,error");
+    cli_text o;
+    segmamba_status st = cli_text_open(&o);
+    cli_text_printf(&o, "id,status,seconds,error");
     for (int k = 0; k < nr; k++) {
         char name[64];
         snprintf(name, sizeof name, "%s_dice", c->regions[k].name);
@@ -667,15 +666,15 @@ static sm_status write_summary(cohort *c)
         snprintf(name, sizeof name, "%s_hd95", c->regions[k].name);
         csv_out_field(&o, name, 0);
     }
-    if (nr) sm_json_out_printf(&o, ",mean_dice,mean_hd95");
-    sm_json_out_printf(&o, "\n");
+    if (nr) cli_text_printf(&o, ",mean_dice,mean_hd95");
+    cli_text_printf(&o, "\n");
     double sum_s = 0, sum_d[COHORT_MAX_REGIONS + 1] = {0}, sum_h[COHORT_MAX_REGIONS + 1] = {0};
     int ran = 0, scored = 0;
     for (int i = 0; i < c->n; i++) {
         const cohort_result *r = &c->results[i];
         if (r->state == COHORT_PENDING) continue;
         csv_out_field(&o, c->cases[i].id, 1);
-        sm_json_out_printf(&o, ",%s", state_name(r->state));
+        cli_text_printf(&o, ",%s", state_name(r->state));
         summary_number(&o, ",%.3f", r->seconds, r->state != COHORT_SKIPPED);
         csv_out_field(&o, r->error, 0);
         if (r->state == COHORT_OK) {
@@ -699,24 +698,17 @@ static sm_status write_summary(cohort *c)
             }
         }
         scored += r->scored;
-        sm_json_out_printf(&o, "\n");
+        cli_text_printf(&o, "\n");
     }
-    sm_json_out_printf(&o, "(mean),mean");
+    cli_text_printf(&o, "(mean),mean");
     summary_number(&o, ",%.3f", ran ? sum_s / ran : 0, ran > 0);
-    sm_json_out_printf(&o, ",");
+    cli_text_printf(&o, ",");
     for (int k = 0; k <= nr && nr; k++) {
         summary_number(&o, ",%.6f", scored ? sum_d[k] / scored : 0, scored > 0);
         summary_number(&o, ",%.4f", scored ? sum_h[k] / scored : 0, scored > 0);
     }
-    sm_json_out_printf(&o, "\n");
-    sm_status st = o.failed ? sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory", c->summary) : 0;
-    if (st == SEGMAMBA_OK) {
-        const void *parts[1] = {o.text};
-        const size_t sizes[1] = {o.len};
-        st = sm_file_write_atomic(c->summary, parts, sizes, 1);
-    }
-    sm_json_out_free(&o);
-    return st;
+    cli_text_printf(&o, "\n");
+    return st == SEGMAMBA_OK ? cli_text_write(&o, c->summary) : st;
 }
 
 void cohort_record(cohort *c, const cohort_result *r, int rank)
@@ -735,7 +727,8 @@ void cohort_record(cohort *c, const cohort_result *r, int rank)
         fprintf(stderr, "segmamba: [%d/%d] %s: %s in %.1f s (rank %d)\n", c->recorded, c->n, id,
                 state_name(r->state), r->seconds, rank);
     if (write_summary(c) != SEGMAMBA_OK) {
-        fprintf(stderr, "segmamba: error: %s\n", segmamba_last_error());
+        fprintf(stderr, "segmamba: error: %s\n", cli_last_error());
+        cli_error_clear();
         c->summary_failed = 1;
     }
 }
@@ -795,9 +788,11 @@ int cohort_main(const cohort_options *o)
 #endif
     const double t0 = cli_now();
     cohort *c;
-    sm_status st = cohort_open(o, 1, &c);
+    segmamba_status st = cohort_open(o, 1, &c);
     if (st != SEGMAMBA_OK) return cli_fail(st);
-    for (int i = 0; i < c->n; i++) {
+    /* After a Ctrl-C the case under way fails as cancelled (nothing of it
+     * written) and the rest are left for a later run to resume. */
+    for (int i = 0; i < c->n && !cli_interrupted(); i++) {
         cohort_result r;
         cohort_run_case(c, i, &r, NULL, NULL);
         cohort_record(c, &r, -1);

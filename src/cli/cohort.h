@@ -4,11 +4,9 @@
 #ifndef SM_CLI_COHORT_H
 #define SM_CLI_COHORT_H
 
-#include "clinical/card.h"
-#include "clinical/pipeline.h"
 #include "sm_cli_config.h"
 #include "segmamba.h"
-#include "clinical/volume.h"
+#include "segmamba_pipeline.h"
 
 /* ---- what predict.c shares with cohort mode ---- */
 
@@ -17,27 +15,27 @@ typedef struct predict_outputs {
     const char *seg, *prob, *regions, *unc, *preview;
 } predict_outputs;
 
-/* The card from --card, else the model's own (sm_card_for_model). */
-sm_status predict_load_card(const char *model, const char *card_path, sm_card *card);
+/* The card from --card, else the model's own (segmamba_card_for_model). */
+segmamba_status predict_load_card(const char *model, const char *card_path, segmamba_card *card);
 
 /* E_ARG when --regions is asked of a model that is not a BraTS one. */
-sm_status predict_check_regions(const sm_card *card, int want_regions);
+segmamba_status predict_check_regions(const segmamba_card *card, int want_regions);
 
 /* Refuses (E_ARG) a file named after another card channel than the one
  * its position stands for (swapped modalities segment confidently wrong). */
-sm_status predict_check_names(const sm_card *card, const char *const *in, int n);
+segmamba_status predict_check_names(const segmamba_card *card, const char *const *in, int n);
 
 /* E_ARG when the volume read does not hold the card's channels. */
-sm_status predict_check_channels(const sm_card *card, const sm_volume *vol, const char *first);
+segmamba_status predict_check_channels(const segmamba_card *card, const segmamba_volume *vol, const char *first);
 
 /* Opens the model with the card's nslices and FUE and checks the card
  * against it. */
-sm_status predict_open_model(const char *model, const sm_card *card, const segmamba_options *conv,
+segmamba_status predict_open_model(const char *model, const segmamba_card *card, const segmamba_options *conv,
                              segmamba_model **m);
 
 /* Writes the outputs that are not NULL, the label map first. */
-sm_status predict_write_outputs(const predict_outputs *o, const sm_card *card,
-                                const sm_volume *vol, const sm_prediction *p);
+segmamba_status predict_write_outputs(const predict_outputs *o, const segmamba_card *card,
+                                const segmamba_volume *vol, const segmamba_prediction *p);
 
 /* ---- cohort mode ---- */
 
@@ -54,7 +52,7 @@ int cohort_main(const cohort_options *o);
 
 /* What became of one case; plain data, so that MPI ranks send it as bytes
  * (every rank runs the same build). */
-#define COHORT_MAX_REGIONS SM_CARD_MAX_LABELS
+#define COHORT_MAX_REGIONS SEGMAMBA_CARD_MAX_LABELS
 #define COHORT_ERROR_MAX 1024
 
 typedef enum cohort_state { COHORT_PENDING = 0, COHORT_OK, COHORT_SKIPPED, COHORT_FAILED } cohort_state;
@@ -73,7 +71,7 @@ typedef struct cohort cohort;
 
 /* Loads the card, the list and the model. The leader (the only process, or
  * rank 0) also creates the output folders and starts the summary. */
-sm_status cohort_open(const cohort_options *o, int leader, cohort **out);
+segmamba_status cohort_open(const cohort_options *o, int leader, cohort **out);
 void cohort_close(cohort *c);
 int cohort_size(const cohort *c);
 

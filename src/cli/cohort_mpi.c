@@ -120,7 +120,7 @@ int cohort_mpi_main(const cohort_options *o)
     for (int r = 0; r < size && !rc; r++) rc = all[r];
     if (st && (rank == 0 || !all[0]))
         fprintf(stderr, "segmamba: error: rank %d of %d: %s\n", rank, size,
-                segmamba_last_error());
+                cli_last_error());
     free(all);
 
     if (!rc) {

@@ -1,4 +1,5 @@
 /* Helpers shared by the CLI's commands. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,9 +16,30 @@ double cli_now(void)
 
 int cli_fail(segmamba_status st)
 {
-    fprintf(stderr, "segmamba: error: %s\n", segmamba_last_error());
+    fprintf(stderr, "segmamba: error: %s\n", cli_last_error());
+    cli_error_clear();
     return (int)st;
 }
+
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+void cli_catch_interrupt(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_interrupt;
+    sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C ends the process at once */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+int cli_interrupted(void) { return interrupted != 0; }
 
 int cli_usage_error(const char *fmt, const char *arg)
 {
@@ -97,4 +119,16 @@ void cli_precision_notice(const segmamba_options *opts, const segmamba_config *c
                         "running fp32\n");
     if (opts->tf32 && !c->tf32)
         fprintf(stderr, "segmamba: tf32 is for the CUDA backend (--backend cuda); running fp32\n");
+}
+
+segmamba_status cli_open_model(const char *path, segmamba_options *opts, segmamba_card *card,
+                               segmamba_model **m)
+{
+    segmamba_card own;
+    if (!card) card = &own;
+    *m = NULL;
+    const segmamba_status st = segmamba_card_for_model(path, card);
+    if (st != SEGMAMBA_OK) return st;
+    segmamba_card_apply(card, opts);
+    return segmamba_open(path, opts, m);
 }

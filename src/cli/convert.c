@@ -5,10 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clinical/card.h"
 #include "cli.h"
-#include "clinical/nifti.h"
-#include "io/weights.h"
 
 void usage_convert(FILE *f)
 {
@@ -24,13 +21,13 @@ void usage_convert(FILE *f)
                "  --quiet          print nothing on success\n");
 }
 
-void cli_print_card(FILE *f, const sm_card *card)
+void cli_print_card(FILE *f, const segmamba_card *card)
 {
     fprintf(f, "card         %s\n", card->origin);
     fprintf(f, "  channels   ");
     for (int c = 0; c < card->n_channels; c++) {
-        const sm_norm *n = &card->norm[c];
-        if (n->kind == SM_NORM_CT)
+        const segmamba_norm *n = &card->norm[c];
+        if (n->kind == SEGMAMBA_NORM_CT)
             fprintf(f, "%s%s (ct: clip %g..%g, mean %g, std %g)", c ? ", " : "", card->channels[c],
                     n->clip_lo, n->clip_hi, n->mean, n->std);
         else
@@ -46,7 +43,7 @@ void cli_print_card(FILE *f, const sm_card *card)
     for (int l = 0; l < card->n_labels; l++)
         fprintf(f, "%s%d %s", l ? ", " : "", l, card->labels[l]);
     fprintf(f, "\n  output     %s\n",
-            card->output == SM_OUTPUT_REGIONS ? "regions (sigmoid TC, WT, ET)" : "argmax");
+            card->output == SEGMAMBA_OUTPUT_REGIONS ? "regions (sigmoid TC, WT, ET)" : "argmax");
 }
 
 int cmd_convert(int argc, char **argv)
@@ -76,29 +73,14 @@ int cmd_convert(int argc, char **argv)
         }
     }
     if (!in || !out) return cli_usage_error("convert: %s", "IN and -o OUT are required");
-    if (strcmp(in, out) == 0 || sm_same_file(in, out) ||
-        (card_path && sm_same_file(card_path, out)))
+    if (strcmp(in, out) == 0 || segmamba_same_file(in, out) ||
+        (card_path && segmamba_same_file(card_path, out)))
         return cli_usage_error("convert: refusing to write over an input (%s)", out);
 
-    sm_card card;
-    sm_status st = card_path ? sm_card_load(card_path, &card) : sm_card_for_model(in, &card);
+    segmamba_card card;
+    segmamba_status st = card_path ? segmamba_card_load(card_path, &card) : segmamba_card_for_model(in, &card);
     if (st != SEGMAMBA_OK) return cli_fail(st);
-    segmamba_options opts = {.fue = card.fue};
-    memcpy(opts.nslices, card.nslices, sizeof opts.nslices);
-    segmamba_model *m = NULL;
-    st = segmamba_open(in, &opts, &m);
-    if (st == SEGMAMBA_OK) st = sm_card_check_model(&card, m);
-    segmamba_close(m);
-    if (st != SEGMAMBA_OK) return cli_fail(st);
-
-    char *json = NULL;
-    sm_weights w = {0};
-    st = sm_card_to_json(&card, &json);
-    if (st == SEGMAMBA_OK) st = sm_load_weights(in, &w);
-    if (st == SEGMAMBA_OK) st = sm_weights_set_meta(&w, "card", json);
-    if (st == SEGMAMBA_OK) st = sm_save_safetensors(out, &w);
-    sm_weights_free(&w);
-    free(json);
+    st = segmamba_convert(in, &card, out);
     if (st != SEGMAMBA_OK) return cli_fail(st);
     if (!quiet)
         fprintf(stderr, "segmamba: wrote %s with the model card from %s\n", out, card.origin);

@@ -6,12 +6,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "io/file.h"
-#include "io/npy.h"
 #include "segmamba.h"
-#include "simd/dispatch.h"
 #include "sm_cli_config.h"
-#include "sm_config.h"
 
 static const char exit_codes[] =
     "Exit codes:\n"
@@ -25,7 +21,8 @@ static const char exit_codes[] =
     "  6  the input volume has a shape the model refuses\n"
     "  7  out of memory, or a size declared by a file is above the memory limit\n"
     "     (SEGMAMBA_MAX_MEMORY, e.g. 8G; default: the machine's physical memory)\n"
-    "  8  a compute backend (oneDNN, OpenBLAS, CUDA) failed or is not available\n";
+    "  8  a compute backend (oneDNN, OpenBLAS, CUDA) failed or is not available\n"
+    "  9  cancelled (Ctrl-C during predict; nothing of the case written)\n";
 
 static void usage(FILE *f)
 {
@@ -97,8 +94,8 @@ static void usage_forward(FILE *f)
             "                      accumulation, on oneDNN with a CPU that has AVX512_BF16\n"
             "                      (elsewhere it says so and runs fp32); tf32: with --backend\n"
             "                      cuda, GEMMs on TF32 tensor cores; the scan stays fp32\n"
-            "  --fue               apply feature-level uncertainty estimation (paper; off in\n"
-            "                      the released code)\n"
+            "  --fue, --no-fue     feature-level uncertainty estimation on (the paper) or off\n"
+            "                      (default: as the model card says; off in the released code)\n"
             "  --quiet             print nothing on success\n");
 }
 
@@ -122,17 +119,16 @@ static int cmd_info(int argc, char **argv)
     }
     if (!path) return cli_usage_error("info: %s", "a MODEL path is required");
     segmamba_model *m;
-    segmamba_status st = segmamba_open(path, NULL, &m);
+    segmamba_options opts = {0};
+    segmamba_card card;
+    segmamba_status st = cli_open_model(path, &opts, &card, &m);
     if (st != SEGMAMBA_OK) return cli_fail(st);
     segmamba_config c;
     segmamba_get_config(m, &c);
     segmamba_close(m);
-    sm_card card;
-    st = sm_card_for_model(path, &card);
-    if (st != SEGMAMBA_OK) return cli_fail(st);
     if (json) {
         char *card_json = NULL;
-        st = sm_card_to_json(&card, &card_json);
+        st = segmamba_card_to_json(&card, &card_json);
         if (st != SEGMAMBA_OK) return cli_fail(st);
         printf("{\"in_chans\": %d, \"out_chans\": %d, \"depths\": [", c.in_chans, c.out_chans);
         print_ints(stdout, c.depths, 4, ", ");
@@ -180,7 +176,9 @@ static int cmd_forward(int argc, char **argv)
             usage_forward(stdout);
             return 0;
         } else if (strcmp(a, "--fue") == 0) {
-            opts.fue = 1;
+            opts.fue = SEGMAMBA_FUE_ON;
+        } else if (strcmp(a, "--no-fue") == 0) {
+            opts.fue = SEGMAMBA_FUE_OFF;
         } else if (strcmp(a, "--quiet") == 0) {
             quiet = 1;
         } else if (!v && (strcmp(a, "--model") == 0 || strcmp(a, "--input") == 0 ||
@@ -223,20 +221,20 @@ static int cmd_forward(int argc, char **argv)
         return cli_usage_error("forward: %s", "--model, --input and --output are required");
     segmamba_set_threads(threads);
 
-    sm_array x = {0};
-    segmamba_status st = sm_file_check_writable(output); /* before the work */
-    if (st == SEGMAMBA_OK) st = sm_npy_read(input, &x);
-    if (st == SEGMAMBA_OK) st = sm_array_check_finite(&x, input);
+    segmamba_array x = {0};
+    segmamba_status st = segmamba_file_check_writable(output); /* before the work */
+    if (st == SEGMAMBA_OK) st = segmamba_npy_read(input, &x);
+    if (st == SEGMAMBA_OK) st = segmamba_array_check_finite(&x, input);
     if (st != SEGMAMBA_OK) {
-        sm_array_free(&x);
+        segmamba_array_free(&x);
         return cli_fail(st);
     }
     segmamba_model *m = NULL;
     double t0 = cli_now();
-    st = segmamba_open(model, &opts, &m);
+    st = cli_open_model(model, &opts, NULL, &m);
     double t_load = cli_now() - t0;
     if (st != SEGMAMBA_OK) {
-        sm_array_free(&x);
+        segmamba_array_free(&x);
         return cli_fail(st);
     }
     segmamba_config c;
@@ -255,7 +253,7 @@ static int cmd_forward(int argc, char **argv)
         for (int k = 0; k < x.ndim; k++) fprintf(stderr, "%s%lld", k ? "x" : " ", (long long)x.shape[k]);
         fprintf(stderr, "\n");
         segmamba_close(m);
-        sm_array_free(&x);
+        segmamba_array_free(&x);
         return SEGMAMBA_E_SHAPE;
     }
     const int d = (int)s[1], h = (int)s[2], w = (int)s[3];
@@ -266,7 +264,7 @@ static int cmd_forward(int argc, char **argv)
         if (!y) {
             fprintf(stderr, "segmamba: error: out of memory for the logits\n");
             segmamba_close(m);
-            sm_array_free(&x);
+            segmamba_array_free(&x);
             return SEGMAMBA_E_NOMEM;
         }
     }
@@ -274,10 +272,10 @@ static int cmd_forward(int argc, char **argv)
     if (st == SEGMAMBA_OK) st = segmamba_forward_batch(m, count, x.data, d, h, w, y);
     double t_fwd = cli_now() - t1;
     segmamba_close(m);
-    sm_array_free(&x);
+    segmamba_array_free(&x);
     if (st == SEGMAMBA_OK) {
         int64_t shape[5] = {count, c.out_chans, d, h, w};
-        st = sm_npy_write(output, batched ? 5 : 4, batched ? shape : shape + 1, y);
+        st = segmamba_npy_write(output, batched ? 5 : 4, batched ? shape : shape + 1, y);
     }
     free(y);
     if (st != SEGMAMBA_OK) return cli_fail(st);
@@ -289,23 +287,25 @@ static int cmd_forward(int argc, char **argv)
                 "wrote %s\n",
                 what, d, h, w, t_fwd, t_load, c.backend == SEGMAMBA_BACKEND_CUDA ? "CUDA" : "kernels",
                 c.backend == SEGMAMBA_BACKEND_CUDA ? (c.tf32 ? "tf32" : "fp32")
-                                                   : sm_isa_name(sm_kernels_get()->isa),
+                                                   : segmamba_isa(),
                 output);
     return 0;
 }
 
 static int cmd_version(void)
 {
+    segmamba_build_info b;
+    segmamba_get_build_info(&b);
     printf("segmamba %s\n", segmamba_version());
-    printf("oneDNN convolutions: %s\n", SM_HAVE_ONEDNN ? "yes" : "no (OpenBLAS backend)");
-    printf("OpenMP: %s\n", SM_HAVE_OPENMP ? "yes" : "no (single-threaded)");
+    printf("oneDNN convolutions: %s\n", b.onednn ? "yes" : "no (OpenBLAS backend)");
+    printf("OpenMP: %s\n", b.openmp ? "yes" : "no (single-threaded)");
     printf("MPI (predict --list across ranks): %s\n", SM_HAVE_MPI ? "yes" : "no");
-    printf("selective scan: %s\n", sm_isa_name(sm_kernels_get()->isa));
+    printf("selective scan: %s\n", segmamba_isa());
     char gpu[256];
     const int have_gpu = segmamba_cuda_device(gpu, sizeof gpu);
     printf("CUDA backend: %s%s%s\n",
-           !SM_HAVE_CUDA ? "not built" : SM_CUDA_EMULATED ? "emulated on the CPU (tests only)" : "built",
-           SM_HAVE_CUDA ? (have_gpu ? "; device: " : "; ") : "", SM_HAVE_CUDA ? gpu : "");
+           !b.cuda ? "not built" : b.cuda == 2 ? "emulated on the CPU (tests only)" : "built",
+           b.cuda ? (have_gpu ? "; device: " : "; ") : "", b.cuda ? gpu : "");
     return 0;
 }
 

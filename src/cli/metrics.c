@@ -5,10 +5,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "io/file.h"
-#include "io/json.h"
-#include "clinical/metrics.h"
-#include "clinical/nifti.h"
 
 #define MAX_REGIONS 255
 
@@ -35,10 +31,10 @@ void usage_metrics(FILE *f)
 }
 
 /* Parses "brats" or comma-separated items "N" or "NAME=N+M+...". */
-static int parse_regions(const char *spec, sm_region *regions, int *n)
+static int parse_regions(const char *spec, segmamba_region *regions, int *n)
 {
     if (strcmp(spec, "brats") == 0) {
-        sm_regions_brats(regions);
+        segmamba_regions_brats(regions);
         *n = 3;
         return 1;
     }
@@ -67,7 +63,7 @@ static int parse_regions(const char *spec, sm_region *regions, int *n)
         }
         if (eq) *eq = 0;
         if (eq && (eq == item || eq - item >= (long)sizeof regions->name)) return 0;
-        sm_region_set(&regions[*n], item, labels, nl);
+        segmamba_region_set(&regions[*n], item, labels, nl);
         (*n)++;
         p = end ? end + 1 : p + len;
         if (end && !*p) return 0;
@@ -75,7 +71,7 @@ static int parse_regions(const char *spec, sm_region *regions, int *n)
     return *n > 0;
 }
 
-static void region_labels(const sm_region *r, char *out, size_t n, const char *sep)
+static void region_labels(const segmamba_region *r, char *out, size_t n, const char *sep)
 {
     size_t used = 0;
     out[0] = 0;
@@ -84,44 +80,41 @@ static void region_labels(const sm_region *r, char *out, size_t n, const char *s
             used += (size_t)snprintf(out + used, n - used, "%s%d", used ? sep : "", l);
 }
 
-static sm_status write_json(const char *path, const char *pred, const char *ref,
-                            const sm_region *regions, const sm_region_score *s, int n,
+static segmamba_status write_json(const char *path, const char *pred, const char *ref,
+                            const segmamba_region *regions, const segmamba_region_score *s, int n,
                             int empty_both_one, double mean_dice, double mean_hd95)
 {
-    sm_json_out o = {0};
-    sm_json_out_printf(&o, "{\"pred\": ");
-    sm_json_out_string(&o, pred, strlen(pred));
-    sm_json_out_printf(&o, ", \"ref\": ");
-    sm_json_out_string(&o, ref, strlen(ref));
-    sm_json_out_printf(&o, ", \"empty_rule\": \"%s\", \"regions\": [",
+    cli_text o;
+    const segmamba_status st = cli_text_open(&o);
+    if (st != SEGMAMBA_OK) return st;
+    cli_text_printf(&o, "{\"pred\": ");
+    cli_text_json_string(&o, pred);
+    cli_text_printf(&o, ", \"ref\": ");
+    cli_text_json_string(&o, ref);
+    cli_text_printf(&o, ", \"empty_rule\": \"%s\", \"regions\": [",
                        empty_both_one ? "both-empty-one" : "official");
     for (int i = 0; i < n; i++) {
         char labels[1024];
         region_labels(&regions[i], labels, sizeof labels, ", ");
-        sm_json_out_printf(&o, "%s{\"name\": ", i ? ", " : "");
-        sm_json_out_string(&o, regions[i].name, strlen(regions[i].name));
-        sm_json_out_printf(&o,
+        cli_text_printf(&o, "%s{\"name\": ", i ? ", " : "");
+        cli_text_json_string(&o, regions[i].name);
+        cli_text_printf(&o,
                            ", \"labels\": [%s], \"dice\": %.17g, \"hd95\": %.17g, "
                            "\"pred_voxels\": %lld, \"ref_voxels\": %lld}",
                            labels, s[i].dice, s[i].hd95, (long long)s[i].n_pred,
                            (long long)s[i].n_ref);
     }
-    sm_json_out_printf(&o, "], \"mean_dice\": %.17g, \"mean_hd95\": %.17g}\n", mean_dice,
+    cli_text_printf(&o, "], \"mean_dice\": %.17g, \"mean_hd95\": %.17g}\n", mean_dice,
                        mean_hd95);
-    const void *parts[1] = {o.text};
-    const size_t sizes[1] = {o.len};
-    sm_status st = o.failed ? sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory", path)
-                            : sm_file_write_atomic(path, parts, sizes, 1);
-    sm_json_out_free(&o);
-    return st;
+    return cli_text_write(&o, path);
 }
 
 /* Reads a label map; *labels and *v are owned by the caller. */
-static sm_status read_labels(const char *path, sm_volume *v, uint8_t **labels)
+static segmamba_status read_labels(const char *path, segmamba_volume *v, uint8_t **labels)
 {
-    SM_TRY(sm_nifti_read(path, v));
-    sm_status st = sm_volume_labels(v, path, labels);
-    if (st != SEGMAMBA_OK) sm_volume_free(v);
+    CLI_TRY(segmamba_nifti_read(path, v));
+    segmamba_status st = segmamba_volume_labels(v, path, labels);
+    if (st != SEGMAMBA_OK) segmamba_volume_free(v);
     return st;
 }
 
@@ -129,8 +122,8 @@ int cmd_metrics(int argc, char **argv)
 {
     const char *pred = NULL, *ref = NULL, *json = NULL;
     int empty_both_one = 0, n = 0;
-    static sm_region regions[MAX_REGIONS];
-    sm_regions_brats(regions);
+    static segmamba_region regions[MAX_REGIONS];
+    segmamba_regions_brats(regions);
     n = 3;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -159,22 +152,22 @@ int cmd_metrics(int argc, char **argv)
     }
     if (!pred || !ref) return cli_usage_error("metrics: %s", "--pred and --ref are required");
 
-    sm_volume vp, vr;
+    segmamba_volume vp, vr;
     uint8_t *lp = NULL, *lr = NULL;
-    sm_status st = read_labels(pred, &vp, &lp);
+    segmamba_status st = read_labels(pred, &vp, &lp);
     if (st != SEGMAMBA_OK) return cli_fail(st);
     st = read_labels(ref, &vr, &lr);
     if (st != SEGMAMBA_OK) {
-        sm_volume_free(&vp);
+        segmamba_volume_free(&vp);
         free(lp);
         return cli_fail(st);
     }
     char why[256];
-    if (sm_geometry_differs(&vp.geom, &vr.geom, why, sizeof why))
-        st = sm_fail(SEGMAMBA_E_SHAPE, "%s and %s: %s", pred, ref, why);
-    sm_region_score scores[MAX_REGIONS];
+    if (segmamba_geometry_differs(&vp.geom, &vr.geom, why, sizeof why))
+        st = cli_error(SEGMAMBA_E_SHAPE, "%s and %s: %s", pred, ref, why);
+    segmamba_region_score scores[MAX_REGIONS];
     if (st == SEGMAMBA_OK)
-        st = sm_metrics_regions(lp, lr, vp.d, vp.h, vp.w, vp.geom.spacing, regions, n,
+        st = segmamba_metrics_regions(lp, lr, vp.d, vp.h, vp.w, vp.geom.spacing, regions, n,
                                 empty_both_one, scores);
     if (st == SEGMAMBA_OK) {
         const double *sp = vp.geom.spacing;
@@ -182,8 +175,8 @@ int cmd_metrics(int argc, char **argv)
         printf("volume      %dx%dx%d voxels of %gx%gx%g mm\n\n", vp.w, vp.h, vp.d, sp[2], sp[1],
                sp[0]);
     }
-    sm_volume_free(&vp);
-    sm_volume_free(&vr);
+    segmamba_volume_free(&vp);
+    segmamba_volume_free(&vr);
     free(lp);
     free(lr);
     if (st != SEGMAMBA_OK) return cli_fail(st);
@@ -203,7 +196,7 @@ int cmd_metrics(int argc, char **argv)
     printf("%-10s %-12s %8.4f %10.3f\n", "mean", "", mean_dice, mean_hd95);
     if (!empty_both_one)
         printf("(a region empty in either file scores Dice 0, HD95 %g: the official rule)\n",
-               SM_HD95_EMPTY);
+               SEGMAMBA_HD95_EMPTY);
     if (json) {
         st = write_json(json, pred, ref, regions, scores, n, empty_both_one, mean_dice,
                         mean_hd95);

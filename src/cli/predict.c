@@ -8,15 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "clinical/card.h"
 #include "cli.h"
 #include "cohort.h"
-#include "io/file.h"
-#include "clinical/nifti.h"
-#include "clinical/pipeline.h"
-#include "clinical/preview.h"
 
-#define MAX_INPUTS SM_CARD_MAX_CHANNELS
+#define MAX_INPUTS SEGMAMBA_CARD_MAX_CHANNELS
 
 void usage_predict(FILE *f)
 {
@@ -95,14 +90,15 @@ static void fmt_time(char *buf, size_t cap, double s)
 }
 
 /* On a terminal one line redrawn with \r; elsewhere (logs) a line at each
- * tenth of the work. */
-static void on_progress(void *user, int done, int total)
+ * tenth of the work. Returns 1 (stop) after a Ctrl-C. */
+static int on_progress(void *user, int done, int total)
 {
     progress *p = user;
-    if (p->quiet || total <= 0) return;
+    if (cli_interrupted()) return 1;
+    if (p->quiet || total <= 0) return 0;
     const double now = cli_now(), el = now - p->start;
     const int decile = (int)(10LL * done / total);
-    if (p->tty ? (done < total && now - p->last_print < 0.2) : decile == p->last_decile) return;
+    if (p->tty ? (done < total && now - p->last_print < 0.2) : decile == p->last_decile) return 0;
     p->last_print = now;
     p->last_decile = decile;
     char e[32], eta[32];
@@ -116,6 +112,7 @@ static void on_progress(void *user, int done, int total)
             p->tty ? "\r" : "", bar, done, total, (int)(100LL * done / total), e, eta,
             p->tty ? (done == total ? "\n" : "") : "\n");
     fflush(stderr);
+    return 0;
 }
 
 /* ---- input names against the card --------------------------------------- */
@@ -146,7 +143,7 @@ static const char *channel_of_file(const char *path, char *buf, size_t cap)
     return buf;
 }
 
-static int card_channel_index(const sm_card *card, const char *name)
+static int card_channel_index(const segmamba_card *card, const char *name)
 {
     for (int c = 0; c < card->n_channels; c++)
         if (strcmp(card->channels[c], name) == 0) return c;
@@ -154,7 +151,7 @@ static int card_channel_index(const sm_card *card, const char *name)
 }
 
 /* " t2w t2f t1n t1c" for messages. */
-static const char *channel_list(const sm_card *card, char *buf, size_t cap)
+static const char *channel_list(const segmamba_card *card, char *buf, size_t cap)
 {
     size_t used = 0;
     buf[0] = '\0';
@@ -163,16 +160,16 @@ static const char *channel_list(const sm_card *card, char *buf, size_t cap)
     return buf;
 }
 
-sm_status predict_check_names(const sm_card *card, const char *const *in, int n)
+segmamba_status predict_check_names(const segmamba_card *card, const char *const *in, int n)
 {
     if (n != card->n_channels) return SEGMAMBA_OK;
     for (int i = 0; i < n; i++) {
-        char buf[SM_CARD_NAME_MAX];
+        char buf[SEGMAMBA_CARD_NAME_MAX];
         const char *ch = channel_of_file(in[i], buf, sizeof buf);
         const int at = ch ? card_channel_index(card, ch) : -1;
         if (at >= 0 && at != i) {
-            char list[SM_CARD_MAX_CHANNELS * SM_CARD_NAME_MAX];
-            return sm_fail(SEGMAMBA_E_ARG,
+            char list[SEGMAMBA_CARD_MAX_CHANNELS * SEGMAMBA_CARD_NAME_MAX];
+            return cli_error(SEGMAMBA_E_ARG,
                            "input %d (%s) looks like channel '%s', but the model card (%s) "
                            "wants '%s' there; give the inputs in the order%s",
                            i + 1, in[i], ch, card->origin, card->channels[i],
@@ -182,23 +179,23 @@ sm_status predict_check_names(const sm_card *card, const char *const *in, int n)
     return SEGMAMBA_OK;
 }
 
-sm_status predict_check_channels(const sm_card *card, const sm_volume *vol, const char *first)
+segmamba_status predict_check_channels(const segmamba_card *card, const segmamba_volume *vol, const char *first)
 {
     if (vol->c == card->n_channels) return SEGMAMBA_OK;
-    char list[SM_CARD_MAX_CHANNELS * SM_CARD_NAME_MAX];
-    return sm_fail(SEGMAMBA_E_ARG, "%s holds %d channels; the model card (%s) wants %d:%s", first,
+    char list[SEGMAMBA_CARD_MAX_CHANNELS * SEGMAMBA_CARD_NAME_MAX];
+    return cli_error(SEGMAMBA_E_ARG, "%s holds %d channels; the model card (%s) wants %d:%s", first,
                    vol->c, card->origin, card->n_channels, channel_list(card, list, sizeof list));
 }
 
-sm_status predict_load_card(const char *model, const char *card_path, sm_card *card)
+segmamba_status predict_load_card(const char *model, const char *card_path, segmamba_card *card)
 {
-    return card_path ? sm_card_load(card_path, card) : sm_card_for_model(model, card);
+    return card_path ? segmamba_card_load(card_path, card) : segmamba_card_for_model(model, card);
 }
 
-sm_status predict_check_regions(const sm_card *card, int want_regions)
+segmamba_status predict_check_regions(const segmamba_card *card, int want_regions)
 {
-    if (want_regions && card->n_labels != 4 && card->output != SM_OUTPUT_REGIONS)
-        return sm_fail(SEGMAMBA_E_ARG, "--regions needs a BraTS model (labels background, NCR, "
+    if (want_regions && card->n_labels != 4 && card->output != SEGMAMBA_OUTPUT_REGIONS)
+        return cli_error(SEGMAMBA_E_ARG, "--regions needs a BraTS model (labels background, NCR, "
                                        "ED, ET); the model card (%s) has other labels",
                        card->origin);
     return SEGMAMBA_OK;
@@ -207,15 +204,15 @@ sm_status predict_check_regions(const sm_card *card, int want_regions)
 /* --backend, for every model this process opens (one case or a cohort). */
 static segmamba_backend predict_backend = SEGMAMBA_BACKEND_CPU;
 
-sm_status predict_open_model(const char *model, const sm_card *card, const segmamba_options *conv,
+segmamba_status predict_open_model(const char *model, const segmamba_card *card, const segmamba_options *conv,
                              segmamba_model **m)
 {
     segmamba_options opts = {.conv = conv->conv, .winograd_tile = conv->winograd_tile,
-                             .fue = card->fue, .backend = predict_backend};
-    memcpy(opts.nslices, card->nslices, sizeof opts.nslices);
+                             .backend = predict_backend};
+    segmamba_card_apply(card, &opts);
     *m = NULL;
-    sm_status st = segmamba_open(model, &opts, m);
-    if (st == SEGMAMBA_OK) st = sm_card_check_model(card, *m);
+    segmamba_status st = segmamba_open(model, &opts, m);
+    if (st == SEGMAMBA_OK) st = segmamba_card_check_model(card, *m);
     if (st != SEGMAMBA_OK) {
         segmamba_close(*m);
         *m = NULL;
@@ -223,19 +220,19 @@ sm_status predict_open_model(const char *model, const sm_card *card, const segma
     return st;
 }
 
-sm_status predict_write_outputs(const predict_outputs *o, const sm_card *card,
-                                const sm_volume *vol, const sm_prediction *p)
+segmamba_status predict_write_outputs(const predict_outputs *o, const segmamba_card *card,
+                                const segmamba_volume *vol, const segmamba_prediction *p)
 {
-    sm_status st = sm_nifti_write_u8(o->seg, &vol->geom, p->labels, 1);
+    segmamba_status st = segmamba_nifti_write_u8(o->seg, &vol->geom, p->labels, 1);
     if (st == SEGMAMBA_OK && o->prob)
-        st = sm_nifti_write_f32(o->prob, &vol->geom, p->probabilities, p->n_prob);
+        st = segmamba_nifti_write_f32(o->prob, &vol->geom, p->probabilities, p->n_prob);
     if (st == SEGMAMBA_OK && o->regions)
-        st = sm_nifti_write_u8(o->regions, &vol->geom, p->regions, 3);
-    if (st == SEGMAMBA_OK && o->unc) st = sm_nifti_write_f32(o->unc, &vol->geom, p->uncertainty, 1);
+        st = segmamba_nifti_write_u8(o->regions, &vol->geom, p->regions, 3);
+    if (st == SEGMAMBA_OK && o->unc) st = segmamba_nifti_write_f32(o->unc, &vol->geom, p->uncertainty, 1);
     if (st == SEGMAMBA_OK && o->preview) {
-        const char *names[SM_CARD_MAX_LABELS];
+        const char *names[SEGMAMBA_CARD_MAX_LABELS];
         for (int l = 1; l < card->n_labels; l++) names[l - 1] = card->labels[l];
-        st = sm_preview_write(o->preview, vol, p->labels, names, card->n_labels - 1);
+        st = segmamba_preview_write(o->preview, vol, p->labels, names, card->n_labels - 1);
     }
     return st;
 }
@@ -349,30 +346,30 @@ static int check_outputs(const predict_args *a)
     for (int i = 0; i < 5; i++) {
         if (!outs[i]) continue;
         for (int j = 0; j < a->n_inputs; j++)
-            if (strcmp(outs[i], a->inputs[j]) == 0 || sm_same_file(outs[i], a->inputs[j])) {
+            if (strcmp(outs[i], a->inputs[j]) == 0 || segmamba_same_file(outs[i], a->inputs[j])) {
                 fprintf(stderr, "segmamba: error: %s %s is an input; refusing to overwrite it\n",
                         what[i], outs[i]);
                 return SEGMAMBA_E_ARG;
             }
-        if (strcmp(outs[i], a->model) == 0 || sm_same_file(outs[i], a->model)) {
+        if (strcmp(outs[i], a->model) == 0 || segmamba_same_file(outs[i], a->model)) {
             fprintf(stderr, "segmamba: error: %s %s is the model; refusing to overwrite it\n",
                     what[i], outs[i]);
             return SEGMAMBA_E_ARG;
         }
         for (int j = 0; j < i; j++)
-            if (outs[j] && (strcmp(outs[i], outs[j]) == 0 || sm_same_file(outs[i], outs[j]))) {
+            if (outs[j] && (strcmp(outs[i], outs[j]) == 0 || segmamba_same_file(outs[i], outs[j]))) {
                 fprintf(stderr, "segmamba: error: %s and %s both write %s\n", what[j], what[i],
                         outs[i]);
                 return SEGMAMBA_E_ARG;
             }
-        const sm_status st = sm_file_check_writable(outs[i]);
+        const segmamba_status st = segmamba_file_check_writable(outs[i]);
         if (st != SEGMAMBA_OK) return cli_fail(st);
     }
     return 0;
 }
 
-static void print_summary(const predict_args *a, const sm_card *card, const sm_volume *vol,
-                          const sm_prediction *p, double seconds)
+static void print_summary(const predict_args *a, const segmamba_card *card, const segmamba_volume *vol,
+                          const segmamba_prediction *p, double seconds)
 {
     int64_t count[256] = {0};
     const size_t n = (size_t)vol->d * vol->h * vol->w;
@@ -411,13 +408,14 @@ int cmd_predict(int argc, char **argv)
     predict_args a = {0};
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc < 0 ? 0 : rc;
+    cli_catch_interrupt();
     if (a.list) return predict_cohort(&a);
 
-    sm_card card;
-    sm_status st = predict_load_card(a.model, a.card, &card);
+    segmamba_card card;
+    segmamba_status st = predict_load_card(a.model, a.card, &card);
     if (st != SEGMAMBA_OK) return cli_fail(st);
     if (a.n_inputs != card.n_channels && a.n_inputs != 1) {
-        char list[SM_CARD_MAX_CHANNELS * SM_CARD_NAME_MAX];
+        char list[SEGMAMBA_CARD_MAX_CHANNELS * SEGMAMBA_CARD_NAME_MAX];
         fprintf(stderr,
                 "segmamba: error: %d inputs given; the model card (%s) wants %d, in the "
                 "order%s\n",
@@ -430,12 +428,12 @@ int cmd_predict(int argc, char **argv)
     if ((rc = check_outputs(&a))) return rc;
     segmamba_set_threads(a.threads);
 
-    sm_volume vol = {0};
-    st = sm_nifti_read_channels(a.inputs, a.n_inputs, &vol);
-    if (st == SEGMAMBA_OK) st = sm_volume_check_finite(&vol, a.inputs, a.n_inputs);
+    segmamba_volume vol = {0};
+    st = segmamba_nifti_read_channels(a.inputs, a.n_inputs, &vol);
+    if (st == SEGMAMBA_OK) st = segmamba_volume_check_finite(&vol, a.inputs, a.n_inputs);
     if (st == SEGMAMBA_OK) st = predict_check_channels(&card, &vol, a.inputs[0]);
     if (st != SEGMAMBA_OK) {
-        sm_volume_free(&vol);
+        segmamba_volume_free(&vol);
         return cli_fail(st);
     }
 
@@ -443,19 +441,19 @@ int cmd_predict(int argc, char **argv)
     st = predict_open_model(a.model, &card, &a.conv, &m);
 
     progress prog = {.quiet = a.quiet, .tty = isatty(2), .start = cli_now(), .last_decile = -1};
-    sm_predict_options popt = {.no_tta = a.no_tta,
+    segmamba_predict_options popt = {.no_tta = a.no_tta,
                                .want_probabilities = a.out.prob != NULL,
                                .want_regions = a.out.regions != NULL,
                                .want_uncertainty = a.out.unc != NULL,
                                .progress = on_progress,
                                .progress_user = &prog};
-    sm_prediction pred = {0};
-    if (st == SEGMAMBA_OK) st = sm_predict(m, &card, &vol, &popt, &pred);
+    segmamba_prediction pred = {0};
+    if (st == SEGMAMBA_OK) st = segmamba_predict(m, &card, &vol, &popt, &pred);
     const double seconds = cli_now() - prog.start;
     segmamba_close(m);
     if (st == SEGMAMBA_OK) st = predict_write_outputs(&a.out, &card, &vol, &pred);
     if (st == SEGMAMBA_OK && !a.quiet) print_summary(&a, &card, &vol, &pred, seconds);
-    sm_prediction_free(&pred);
-    sm_volume_free(&vol);
+    segmamba_prediction_free(&pred);
+    segmamba_volume_free(&vol);
     return st == SEGMAMBA_OK ? 0 : cli_fail(st);
 }

@@ -5,8 +5,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "clinical/nifti.h"
-#include "clinical/preview.h"
 
 #define MAX_NAMES 255
 
@@ -71,20 +69,20 @@ int cmd_preview(int argc, char **argv)
     const char *names[MAX_NAMES];
     const int n_names = split_names(names_buf, names);
 
-    sm_volume img, lab = {0};
+    segmamba_volume img, lab = {0};
     uint8_t *labels = NULL;
-    sm_status st = sm_nifti_read(image, &img);
+    segmamba_status st = segmamba_nifti_read(image, &img);
     if (st != SEGMAMBA_OK) return cli_fail(st);
     if (seg) {
         char why[256];
-        st = sm_nifti_read(seg, &lab);
-        if (st == SEGMAMBA_OK && sm_geometry_differs(&img.geom, &lab.geom, why, sizeof why))
-            st = sm_fail(SEGMAMBA_E_SHAPE, "%s and %s: %s", image, seg, why);
-        if (st == SEGMAMBA_OK) st = sm_volume_labels(&lab, seg, &labels);
+        st = segmamba_nifti_read(seg, &lab);
+        if (st == SEGMAMBA_OK && segmamba_geometry_differs(&img.geom, &lab.geom, why, sizeof why))
+            st = cli_error(SEGMAMBA_E_SHAPE, "%s and %s: %s", image, seg, why);
+        if (st == SEGMAMBA_OK) st = segmamba_volume_labels(&lab, seg, &labels);
     }
-    if (st == SEGMAMBA_OK) st = sm_preview_write(out, &img, labels, names, n_names);
-    sm_volume_free(&img);
-    sm_volume_free(&lab);
+    if (st == SEGMAMBA_OK) st = segmamba_preview_write(out, &img, labels, names, n_names);
+    segmamba_volume_free(&img);
+    segmamba_volume_free(&lab);
     free(labels);
     if (st != SEGMAMBA_OK) return cli_fail(st);
     fprintf(stderr, "segmamba: wrote %s\n", out);

@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/checkpoint_meta.h"
 #include "io/file.h"
 #include "io/json.h"
+#include "io/weights.h"
 
 static const char *const brats_channels[] = {"t2w", "t2f", "t1n", "t1c"};
 static const char *const brats_labels[] = {"background", "NCR", "ED", "ET"};
@@ -18,13 +20,13 @@ static const int default_nslices[SEGMAMBA_STAGES] = {64, 32, 16, 8};
 /* A safetensors header larger than this is refused before it is read. */
 #define HEADER_MAX ((uint64_t)100 << 20)
 
-void sm_card_default(sm_card *card)
+void segmamba_card_default(segmamba_card *card)
 {
     memset(card, 0, sizeof *card);
     card->n_channels = 4;
     for (int c = 0; c < 4; c++) {
-        snprintf(card->channels[c], SM_CARD_NAME_MAX, "%s", brats_channels[c]);
-        card->norm[c].kind = SM_NORM_ZSCORE;
+        snprintf(card->channels[c], SEGMAMBA_CARD_NAME_MAX, "%s", brats_channels[c]);
+        card->norm[c].kind = SEGMAMBA_NORM_ZSCORE;
     }
     for (int a = 0; a < 3; a++) {
         card->spacing[a] = 1.0;
@@ -33,14 +35,14 @@ void sm_card_default(sm_card *card)
     memcpy(card->nslices, default_nslices, sizeof card->nslices);
     card->fue = 0;
     card->n_labels = 4;
-    for (int l = 0; l < 4; l++) snprintf(card->labels[l], SM_CARD_NAME_MAX, "%s", brats_labels[l]);
-    card->output = SM_OUTPUT_ARGMAX;
+    for (int l = 0; l < 4; l++) snprintf(card->labels[l], SEGMAMBA_CARD_NAME_MAX, "%s", brats_labels[l]);
+    card->output = SEGMAMBA_OUTPUT_ARGMAX;
     snprintf(card->origin, sizeof card->origin, "defaults (official BraTS 2023)");
 }
 
-int sm_card_out_chans(const sm_card *card)
+int sm_card_out_chans(const segmamba_card *card)
 {
-    return card->output == SM_OUTPUT_REGIONS ? 3 : card->n_labels;
+    return card->output == SEGMAMBA_OUTPUT_REGIONS ? 3 : card->n_labels;
 }
 
 /* ---- reading ---------------------------------------------------------- */
@@ -63,9 +65,9 @@ static sm_status get_number(const sm_json *v, const char *origin, const char *fi
 static sm_status get_name(const sm_json *v, const char *origin, const char *field, char *out)
 {
     if (v->type != SM_JSON_STRING) return bad(origin, field, "must be a string");
-    if (v->length == 0 || v->length >= SM_CARD_NAME_MAX)
+    if (v->length == 0 || v->length >= SEGMAMBA_CARD_NAME_MAX)
         return sm_fail(SEGMAMBA_E_FORMAT, "%s: model card: \"%s\" must be 1 to %d characters",
-                       origin, field, SM_CARD_NAME_MAX - 1);
+                       origin, field, SEGMAMBA_CARD_NAME_MAX - 1);
     for (size_t i = 0; i < v->length; i++)
         if (v->string[i] < 0x20 || v->string[i] > 0x7e || v->string[i] == '/')
             return sm_fail(SEGMAMBA_E_FORMAT,
@@ -92,7 +94,7 @@ static sm_status get_ints(const sm_json *v, const char *origin, const char *fiel
 }
 
 static sm_status unique_names(const char *origin, const char *field, int n,
-                              char names[][SM_CARD_NAME_MAX])
+                              char names[][SEGMAMBA_CARD_NAME_MAX])
 {
     for (int i = 0; i < n; i++)
         for (int j = 0; j < i; j++)
@@ -102,13 +104,13 @@ static sm_status unique_names(const char *origin, const char *field, int n,
     return SEGMAMBA_OK;
 }
 
-static sm_status parse_channel(const sm_json *v, const char *origin, int idx, sm_card *card)
+static sm_status parse_channel(const sm_json *v, const char *origin, int idx, segmamba_card *card)
 {
     char field[64];
     snprintf(field, sizeof field, "channels[%d]", idx);
     if (v->type != SM_JSON_OBJECT)
         return bad(origin, field, "must be an object {\"name\": ..., \"normalization\": ...}");
-    sm_norm *n = &card->norm[idx];
+    segmamba_norm *n = &card->norm[idx];
     memset(n, 0, sizeof *n);
     int have_name = 0, have[4] = {0};
     const char *keys[4] = {"clip_lo", "clip_hi", "mean", "std"};
@@ -124,9 +126,9 @@ static sm_status parse_channel(const sm_json *v, const char *origin, int idx, sm
         }
         if (strcmp(m->key, "normalization") == 0) {
             if (m->value.type == SM_JSON_STRING && strcmp(m->value.string, "zscore") == 0)
-                n->kind = SM_NORM_ZSCORE;
+                n->kind = SEGMAMBA_NORM_ZSCORE;
             else if (m->value.type == SM_JSON_STRING && strcmp(m->value.string, "ct") == 0)
-                n->kind = SM_NORM_CT;
+                n->kind = SEGMAMBA_NORM_CT;
             else
                 return bad(origin, sub, "must be \"zscore\" or \"ct\"");
             continue;
@@ -142,7 +144,7 @@ static sm_status parse_channel(const sm_json *v, const char *origin, int idx, sm
         have[k] = 1;
     }
     if (!have_name) return bad(origin, field, "needs a \"name\"");
-    if (n->kind == SM_NORM_CT) {
+    if (n->kind == SEGMAMBA_NORM_CT) {
         for (int k = 0; k < 4; k++)
             if (!have[k])
                 return sm_fail(SEGMAMBA_E_FORMAT,
@@ -159,7 +161,7 @@ static sm_status parse_channel(const sm_json *v, const char *origin, int idx, sm
     return SEGMAMBA_OK;
 }
 
-static sm_status parse_card(const sm_json *root, const char *origin, sm_card *card)
+static sm_status parse_card(const sm_json *root, const char *origin, segmamba_card *card)
 {
     if (root->type != SM_JSON_OBJECT)
         return sm_fail(SEGMAMBA_E_FORMAT, "%s: model card: not a JSON object", origin);
@@ -167,11 +169,11 @@ static sm_status parse_card(const sm_json *root, const char *origin, sm_card *ca
         const sm_json_member *m = &root->members[i];
         const sm_json *v = &m->value;
         if (strcmp(m->key, "channels") == 0) {
-            if (v->type != SM_JSON_ARRAY || v->count == 0 || v->count > SM_CARD_MAX_CHANNELS)
+            if (v->type != SM_JSON_ARRAY || v->count == 0 || v->count > SEGMAMBA_CARD_MAX_CHANNELS)
                 return sm_fail(SEGMAMBA_E_FORMAT,
                                "%s: model card: \"channels\" must be an array of "
                                "1 to %d objects",
-                               origin, SM_CARD_MAX_CHANNELS);
+                               origin, SEGMAMBA_CARD_MAX_CHANNELS);
             card->n_channels = (int)v->count;
             for (size_t c = 0; c < v->count; c++)
                 SM_TRY(parse_channel(&v->items[c], origin, (int)c, card));
@@ -197,20 +199,20 @@ static sm_status parse_card(const sm_json *root, const char *origin, sm_card *ca
             if (v->type != SM_JSON_BOOL) return bad(origin, "fue", "must be true or false");
             card->fue = v->boolean;
         } else if (strcmp(m->key, "labels") == 0) {
-            if (v->type != SM_JSON_ARRAY || v->count < 2 || v->count > SM_CARD_MAX_LABELS)
+            if (v->type != SM_JSON_ARRAY || v->count < 2 || v->count > SEGMAMBA_CARD_MAX_LABELS)
                 return sm_fail(SEGMAMBA_E_FORMAT,
                                "%s: model card: \"labels\" must be an array of 2 "
                                "to %d names",
-                               origin, SM_CARD_MAX_LABELS);
+                               origin, SEGMAMBA_CARD_MAX_LABELS);
             card->n_labels = (int)v->count;
             for (size_t l = 0; l < v->count; l++)
                 SM_TRY(get_name(&v->items[l], origin, "labels", card->labels[l]));
             SM_TRY(unique_names(origin, "labels", card->n_labels, card->labels));
         } else if (strcmp(m->key, "output") == 0) {
             if (v->type == SM_JSON_STRING && strcmp(v->string, "argmax") == 0)
-                card->output = SM_OUTPUT_ARGMAX;
+                card->output = SEGMAMBA_OUTPUT_ARGMAX;
             else if (v->type == SM_JSON_STRING && strcmp(v->string, "regions") == 0)
-                card->output = SM_OUTPUT_REGIONS;
+                card->output = SEGMAMBA_OUTPUT_REGIONS;
             else
                 return bad(origin, "output", "must be \"argmax\" or \"regions\"");
         } else {
@@ -220,16 +222,16 @@ static sm_status parse_card(const sm_json *root, const char *origin, sm_card *ca
                            origin, m->key);
         }
     }
-    if (card->output == SM_OUTPUT_REGIONS && card->n_labels != 4)
+    if (card->output == SEGMAMBA_OUTPUT_REGIONS && card->n_labels != 4)
         return bad(origin, "labels",
                    "must name 4 labels (background, NCR, ED, ET) with output "
                    "\"regions\"");
     return SEGMAMBA_OK;
 }
 
-sm_status sm_card_parse(const char *text, size_t len, const char *origin, sm_card *card)
+sm_status segmamba_card_parse(const char *text, size_t len, const char *origin, segmamba_card *card)
 {
-    sm_card_default(card);
+    segmamba_card_default(card);
     sm_json root;
     SM_TRY(sm_json_parse(text, len, origin, &root));
     sm_status st = parse_card(&root, origin, card);
@@ -238,19 +240,19 @@ sm_status sm_card_parse(const char *text, size_t len, const char *origin, sm_car
     return st;
 }
 
-sm_status sm_card_load(const char *path, sm_card *card)
+sm_status segmamba_card_load(const char *path, segmamba_card *card)
 {
     unsigned char *text;
     size_t size;
-    SM_TRY(sm_file_read_all(path, &text, &size));
-    sm_status st = sm_card_parse((const char *)text, size, path, card);
+    SM_TRY(segmamba_file_read(path, &text, &size));
+    sm_status st = segmamba_card_parse((const char *)text, size, path, card);
     free(text);
     return st;
 }
 
 /* ---- writing ---------------------------------------------------------- */
 
-static void out_name_list(sm_json_out *o, int n, char names[][SM_CARD_NAME_MAX])
+static void out_name_list(sm_json_out *o, int n, char names[][SEGMAMBA_CARD_NAME_MAX])
 {
     sm_json_out_printf(o, "[");
     for (int i = 0; i < n; i++) {
@@ -260,15 +262,15 @@ static void out_name_list(sm_json_out *o, int n, char names[][SM_CARD_NAME_MAX])
     sm_json_out_printf(o, "]");
 }
 
-sm_status sm_card_to_json(const sm_card *card, char **text)
+sm_status segmamba_card_to_json(const segmamba_card *card, char **text)
 {
     sm_json_out o = {0};
     sm_json_out_printf(&o, "{\"channels\": [");
     for (int c = 0; c < card->n_channels; c++) {
-        const sm_norm *n = &card->norm[c];
+        const segmamba_norm *n = &card->norm[c];
         sm_json_out_printf(&o, "%s{\"name\": ", c ? ", " : "");
         sm_json_out_string(&o, card->channels[c], strlen(card->channels[c]));
-        if (n->kind == SM_NORM_CT)
+        if (n->kind == SEGMAMBA_NORM_CT)
             sm_json_out_printf(&o,
                                ", \"normalization\": \"ct\", \"clip_lo\": %.17g, \"clip_hi\": "
                                "%.17g, \"mean\": %.17g, \"std\": %.17g}",
@@ -282,9 +284,9 @@ sm_status sm_card_to_json(const sm_card *card, char **text)
                        card->spacing[0], card->spacing[1], card->spacing[2], card->patch[0],
                        card->patch[1], card->patch[2], card->nslices[0], card->nslices[1],
                        card->nslices[2], card->nslices[3], card->fue ? "true" : "false");
-    out_name_list(&o, card->n_labels, (char(*)[SM_CARD_NAME_MAX])card->labels);
+    out_name_list(&o, card->n_labels, (char(*)[SEGMAMBA_CARD_NAME_MAX])card->labels);
     sm_json_out_printf(&o, ", \"output\": \"%s\"}",
-                       card->output == SM_OUTPUT_REGIONS ? "regions" : "argmax");
+                       card->output == SEGMAMBA_OUTPUT_REGIONS ? "regions" : "argmax");
     if (o.failed) {
         sm_json_out_free(&o);
         return sm_fail(SEGMAMBA_E_NOMEM, "out of memory writing the model card");
@@ -322,24 +324,17 @@ static sm_status read_safetensors_meta(const char *path, sm_json *root, const sm
 }
 
 /* gen_case.py's __metadata__["config"]: nslices and fue when present. */
-static sm_status apply_config_meta(const sm_json *cfgtext, const char *path, sm_card *card)
+static sm_status apply_config_meta(const sm_json *cfgtext, const char *path, segmamba_card *card)
 {
     if (cfgtext->type != SM_JSON_STRING) return SEGMAMBA_OK;
     sm_json cfg;
     char origin[600];
     snprintf(origin, sizeof origin, "%s: __metadata__[\"config\"]", path);
     SM_TRY(sm_json_parse(cfgtext->string, cfgtext->length, origin, &cfg));
-    sm_status st = SEGMAMBA_OK;
-    const sm_json *ns = sm_json_get(&cfg, "nslices"), *fue = sm_json_get(&cfg, "fue");
-    if (ns) st = get_ints(ns, origin, "nslices", SEGMAMBA_STAGES, 1, 1 << 30, card->nslices);
-    if (st == SEGMAMBA_OK && fue) {
-        if (fue->type != SM_JSON_BOOL)
-            st = bad(origin, "fue", "must be true or false");
-        else
-            card->fue = fue->boolean;
-    }
+    int found = 0;
+    const sm_status st = sm_meta_mamba_keys(&cfg, origin, card->nslices, &card->fue, &found);
     sm_json_free(&cfg);
-    if (st == SEGMAMBA_OK && (ns || fue))
+    if (st == SEGMAMBA_OK && found)
         snprintf(card->origin, sizeof card->origin,
                  "defaults with nslices/fue from %.400s "
                  "__metadata__[\"config\"]",
@@ -357,9 +352,9 @@ static int side_path(const char *model, char *out, size_t cap)
     return snprintf(out, cap, "%.*s.card.json", (int)stem, model) < (int)cap;
 }
 
-sm_status sm_card_for_model(const char *model_path, sm_card *card)
+sm_status segmamba_card_for_model(const char *model_path, segmamba_card *card)
 {
-    sm_card_default(card);
+    segmamba_card_default(card);
     sm_json root;
     const sm_json *meta;
     SM_TRY(read_safetensors_meta(model_path, &root, &meta));
@@ -371,7 +366,7 @@ sm_status sm_card_for_model(const char *model_path, sm_card *card)
         if (text->type != SM_JSON_STRING)
             st = sm_fail(SEGMAMBA_E_FORMAT, "%s is not a string", origin);
         else
-            st = sm_card_parse(text->string, text->length, origin, card);
+            st = segmamba_card_parse(text->string, text->length, origin, card);
         sm_json_free(&root);
         return st;
     }
@@ -380,7 +375,7 @@ sm_status sm_card_for_model(const char *model_path, sm_card *card)
     if (f) {
         fclose(f);
         sm_json_free(&root);
-        return sm_card_load(side, card);
+        return segmamba_card_load(side, card);
     }
     const sm_json *cfg = meta ? sm_json_get(meta, "config") : NULL;
     if (cfg) st = apply_config_meta(cfg, model_path, card);
@@ -388,7 +383,7 @@ sm_status sm_card_for_model(const char *model_path, sm_card *card)
     return st;
 }
 
-sm_status sm_card_check_model(const sm_card *card, const segmamba_model *m)
+sm_status segmamba_card_check_model(const segmamba_card *card, const segmamba_model *m)
 {
     segmamba_config c;
     segmamba_get_config(m, &c);
@@ -402,7 +397,7 @@ sm_status sm_card_check_model(const sm_card *card, const segmamba_model *m)
         return sm_fail(SEGMAMBA_E_MODEL,
                        "model card (%s): output \"%s\" with %d labels needs %d "
                        "output channels but the model has %d",
-                       card->origin, card->output == SM_OUTPUT_REGIONS ? "regions" : "argmax",
+                       card->origin, card->output == SEGMAMBA_OUTPUT_REGIONS ? "regions" : "argmax",
                        card->n_labels, want, c.out_chans);
     sm_status st = segmamba_check_shape(m, card->patch[0], card->patch[1], card->patch[2]);
     if (st != SEGMAMBA_OK)
@@ -410,4 +405,37 @@ sm_status sm_card_check_model(const sm_card *card, const segmamba_model *m)
                             card->origin, card->patch[0], card->patch[1], card->patch[2],
                             card->nslices[0], card->nslices[1], card->nslices[2], card->nslices[3]);
     return SEGMAMBA_OK;
+}
+
+void segmamba_card_apply(const segmamba_card *card, segmamba_options *opts)
+{
+    int custom = 0;
+    for (int i = 0; i < SEGMAMBA_STAGES; i++) custom |= opts->nslices[i] != 0;
+    if (!custom) memcpy(opts->nslices, card->nslices, sizeof opts->nslices);
+    if (opts->fue == SEGMAMBA_FUE_CARD) opts->fue = card->fue ? SEGMAMBA_FUE_ON : SEGMAMBA_FUE_OFF;
+}
+
+sm_status segmamba_convert(const char *src, const segmamba_card *card, const char *dst)
+{
+    if (!src || !card || !dst)
+        return sm_fail(SEGMAMBA_E_ARG, "segmamba_convert: source, card and destination are required");
+    if (strcmp(src, dst) == 0 || segmamba_same_file(src, dst))
+        return sm_fail(SEGMAMBA_E_ARG, "%s: refusing to write a checkpoint over itself", dst);
+    /* The card must fit the network before it is stored with it. */
+    segmamba_options opts = {0};
+    segmamba_card_apply(card, &opts);
+    segmamba_model *m = NULL;
+    sm_status st = segmamba_open(src, &opts, &m);
+    if (st == SEGMAMBA_OK) st = segmamba_card_check_model(card, m);
+    segmamba_close(m);
+    if (st != SEGMAMBA_OK) return st;
+    char *json = NULL;
+    sm_weights w = {0};
+    st = segmamba_card_to_json(card, &json);
+    if (st == SEGMAMBA_OK) st = sm_load_weights(src, &w);
+    if (st == SEGMAMBA_OK) st = sm_weights_set_meta(&w, "card", json);
+    if (st == SEGMAMBA_OK) st = sm_save_safetensors(dst, &w);
+    sm_weights_free(&w);
+    free(json);
+    return st;
 }

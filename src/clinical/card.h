@@ -23,7 +23,7 @@
  * its logit is > 0 and the label map is ET -> 3, else TC -> 1, else WT -> 2,
  * else 0 (labels must then name 4 values).
  *
- * Where a card is found (sm_card_for_model), first match wins:
+ * Where a card is found (segmamba_card_for_model), first match wins:
  *   1. a .safetensors file's __metadata__["card"] (this JSON as a string);
  *   2. a side file next to the checkpoint: "model.pt" -> "model.card.json"
  *      (the checkpoint's name with its extension replaced by .card.json);
@@ -36,62 +36,11 @@
 #include <stddef.h>
 
 #include "core/error.h"
-#include "segmamba.h"
+#include "segmamba_pipeline.h"
 
-#define SM_CARD_MAX_CHANNELS 16
-#define SM_CARD_MAX_LABELS 64
-#define SM_CARD_NAME_MAX 64 /* bytes, terminator included */
-
-typedef enum sm_norm_kind { SM_NORM_ZSCORE = 0, SM_NORM_CT = 1 } sm_norm_kind;
-
-/* zscore: (x - mean) / max(std, 1e-8) with the volume's own statistics
- * (over the whole cropped volume). ct: clip to [clip_lo, clip_hi], then
- * (x - mean) / max(std, 1e-8) with the training set's foreground figures. */
-typedef struct sm_norm {
-    sm_norm_kind kind;
-    double clip_lo, clip_hi, mean, std;
-} sm_norm;
-
-typedef enum sm_output_kind { SM_OUTPUT_ARGMAX = 0, SM_OUTPUT_REGIONS = 1 } sm_output_kind;
-
-typedef struct sm_card {
-    int n_channels;
-    char channels[SM_CARD_MAX_CHANNELS][SM_CARD_NAME_MAX];
-    sm_norm norm[SM_CARD_MAX_CHANNELS];
-    double spacing[3]; /* mm along (D, H, W) = (z, y, x) */
-    int patch[3];
-    int nslices[SEGMAMBA_STAGES];
-    int fue;
-    int n_labels;
-    char labels[SM_CARD_MAX_LABELS][SM_CARD_NAME_MAX];
-    sm_output_kind output;
-    char origin[512]; /* where it came from, for messages and `info` */
-} sm_card;
-
-/* The official BraTS 2023 setup: t2w, t2f, t1n, t1c, all zscore; 1 mm;
- * patch 128^3; nslices 64,32,16,8; FUE off; background, NCR, ED, ET; argmax. */
-void sm_card_default(sm_card *card);
-
-/* Parses a card from JSON text over the defaults and validates every field.
- * origin names the text's source in messages. E_FORMAT for bad JSON or a
- * field of the wrong type or value. */
-sm_status sm_card_parse(const char *text, size_t len, const char *origin, sm_card *card);
-
-/* Reads a card JSON file. */
-sm_status sm_card_load(const char *path, sm_card *card);
-
-/* The card as JSON text (caller frees *text); parsing it gives the card back. */
-sm_status sm_card_to_json(const sm_card *card, char **text);
-
-/* Finds the card of a checkpoint (order above); never fails for a missing
- * card, only for one that exists and is invalid or unreadable. */
-sm_status sm_card_for_model(const char *model_path, sm_card *card);
-
-/* Checks the card against a loaded model: channel count, number of outputs
- * for the mapping, patch accepted by the network. */
-sm_status sm_card_check_model(const sm_card *card, const segmamba_model *m);
+/* segmamba_card and its functions are segmamba_pipeline.h's. */
 
 /* The output channels the model must have for this card. */
-int sm_card_out_chans(const sm_card *card);
+int sm_card_out_chans(const segmamba_card *card);
 
 #endif

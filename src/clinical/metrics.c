@@ -10,19 +10,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-void sm_region_set(sm_region *r, const char *name, const uint8_t *labels, int n)
+void segmamba_region_set(segmamba_region *r, const char *name, const uint8_t *labels, int n)
 {
     memset(r, 0, sizeof *r);
     strncpy(r->name, name, sizeof r->name - 1);
     for (int i = 0; i < n; i++) r->member[labels[i]] = 1;
 }
 
-void sm_regions_brats(sm_region out[3])
+void segmamba_regions_brats(segmamba_region out[3])
 {
     static const uint8_t tc[] = {1, 3}, wt[] = {1, 2, 3}, et[] = {3};
-    sm_region_set(&out[0], "TC", tc, 2);
-    sm_region_set(&out[1], "WT", wt, 3);
-    sm_region_set(&out[2], "ET", et, 1);
+    segmamba_region_set(&out[0], "TC", tc, 2);
+    segmamba_region_set(&out[1], "WT", wt, 3);
+    segmamba_region_set(&out[2], "ET", et, 1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -180,8 +180,8 @@ static sm_status hd95_box(const uint8_t *a, const uint8_t *b, int d, int h, int 
     return st;
 }
 
-sm_status sm_metrics_masks(const uint8_t *pred, const uint8_t *ref, int d, int h, int w,
-                           const double spacing[3], int empty_both_one, sm_region_score *out)
+sm_status segmamba_metrics_masks(const uint8_t *pred, const uint8_t *ref, int d, int h, int w,
+                           const double spacing[3], int empty_both_one, segmamba_region_score *out)
 {
     if (d < 1 || h < 1 || w < 1)
         return sm_fail(SEGMAMBA_E_ARG, "metrics: empty volume %dx%dx%d", w, h, d);
@@ -212,7 +212,7 @@ sm_status sm_metrics_masks(const uint8_t *pred, const uint8_t *ref, int d, int h
     if (np == 0 || nr == 0) {
         const int perfect = empty_both_one && np == 0 && nr == 0;
         out->dice = perfect ? 1.0 : 0.0;
-        out->hd95 = perfect ? 0.0 : SM_HD95_EMPTY;
+        out->hd95 = perfect ? 0.0 : SEGMAMBA_HD95_EMPTY;
         return SEGMAMBA_OK;
     }
     out->dice = 2.0 * (double)both / (double)(np + nr);
@@ -240,9 +240,9 @@ sm_status sm_metrics_masks(const uint8_t *pred, const uint8_t *ref, int d, int h
     return st;
 }
 
-sm_status sm_metrics_regions(const uint8_t *pred, const uint8_t *ref, int d, int h, int w,
-                             const double spacing[3], const sm_region *regions, int n,
-                             int empty_both_one, sm_region_score *out)
+sm_status segmamba_metrics_regions(const uint8_t *pred, const uint8_t *ref, int d, int h, int w,
+                             const double spacing[3], const segmamba_region *regions, int n,
+                             int empty_both_one, segmamba_region_score *out)
 {
     const size_t nvox = (size_t)d * h * w;
     uint8_t *p = malloc(nvox ? nvox : 1), *r = malloc(nvox ? nvox : 1);
@@ -252,7 +252,7 @@ sm_status sm_metrics_regions(const uint8_t *pred, const uint8_t *ref, int d, int
             p[x] = regions[i].member[pred[x]];
             r[x] = regions[i].member[ref[x]];
         }
-        st = sm_metrics_masks(p, r, d, h, w, spacing, empty_both_one, &out[i]);
+        st = segmamba_metrics_masks(p, r, d, h, w, spacing, empty_both_one, &out[i]);
         if (st != SEGMAMBA_OK) sm_fail_wrap(st, "region %s", regions[i].name);
     }
     free(p);

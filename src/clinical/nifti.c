@@ -255,7 +255,7 @@ static double units_to_mm(int xyz_units)
     }
 }
 
-static void fill_geometry(const nifti_image *nim, sm_geometry *g)
+static void fill_geometry(const nifti_image *nim, segmamba_geometry *g)
 {
     const double mm = units_to_mm(nim->xyz_units);
     const double pix[3] = {nim->dz, nim->dy, nim->dx};
@@ -276,7 +276,7 @@ static void fill_geometry(const nifti_image *nim, sm_geometry *g)
     g->affine[3][3] = 1.0;
 }
 
-sm_status sm_nifti_read(const char *path, sm_volume *out)
+sm_status segmamba_nifti_read(const char *path, segmamba_volume *out)
 {
     memset(out, 0, sizeof *out);
     raw_header raw;
@@ -341,7 +341,7 @@ sm_status sm_nifti_read(const char *path, sm_volume *out)
     nifti_image *copy = nifti_copy_nim_info(nim);
     nifti_image_free(nim);
     if (!copy) {
-        sm_volume_free(out);
+        segmamba_volume_free(out);
         return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory copying the header", path);
     }
     /* Debian's nifticlib 3.0.1 reports one-file NIfTI-2 as NIfTI-1; the
@@ -351,14 +351,14 @@ sm_status sm_nifti_read(const char *path, sm_volume *out)
     return SEGMAMBA_OK;
 }
 
-sm_status sm_nifti_read_channels(const char *const *paths, int n, sm_volume *out)
+sm_status segmamba_nifti_read_channels(const char *const *paths, int n, segmamba_volume *out)
 {
     memset(out, 0, sizeof *out);
     if (n < 1) return sm_fail(SEGMAMBA_E_ARG, "no input files given");
-    if (n == 1) return sm_nifti_read(paths[0], out);
+    if (n == 1) return segmamba_nifti_read(paths[0], out);
     for (int i = 0; i < n; i++) {
-        sm_volume v;
-        sm_status st = sm_nifti_read(paths[i], &v);
+        segmamba_volume v;
+        sm_status st = segmamba_nifti_read(paths[i], &v);
         char why[256];
         if (st == SEGMAMBA_OK && v.c != 1)
             st = sm_fail(SEGMAMBA_E_UNSUPPORTED,
@@ -366,7 +366,7 @@ sm_status sm_nifti_read_channels(const char *const *paths, int n, sm_volume *out
                          "must be 3D",
                          paths[i], v.c, n);
         else if (st == SEGMAMBA_OK && i > 0 &&
-                 sm_geometry_differs(&out->geom, &v.geom, why, sizeof why))
+                 segmamba_geometry_differs(&out->geom, &v.geom, why, sizeof why))
             st = sm_fail(SEGMAMBA_E_SHAPE, "%s and %s: %s", paths[0], paths[i], why);
         const size_t nvox = (size_t)v.d * v.h * v.w;
         if (st == SEGMAMBA_OK && i == 0)
@@ -382,9 +382,9 @@ sm_status sm_nifti_read_channels(const char *const *paths, int n, sm_volume *out
             v.geom.header = NULL;
         }
         if (st == SEGMAMBA_OK) memcpy(out->data + (size_t)i * nvox, v.data, nvox * sizeof *v.data);
-        sm_volume_free(&v);
+        segmamba_volume_free(&v);
         if (st != SEGMAMBA_OK) {
-            sm_volume_free(out);
+            segmamba_volume_free(out);
             return st;
         }
     }
@@ -404,7 +404,7 @@ static int ends_with(const char *s, const char *suffix)
 }
 
 /* Sets the fields that describe the data; everything about space is kept. */
-static void set_data_fields(nifti_image *nim, const sm_geometry *g, int c, int datatype)
+static void set_data_fields(nifti_image *nim, const segmamba_geometry *g, int c, int datatype)
 {
     const int64_t dims[8] = {c > 1 ? 4 : 3, g->w, g->h, g->d, c, 1, 1, 1};
     for (int i = 0; i < 8; i++) nim->dim[i] = dims[i];
@@ -436,7 +436,7 @@ static void set_data_fields(nifti_image *nim, const sm_geometry *g, int c, int d
 /* A header for a volume that was not read from a file: sform and qform
  * from the affine, both "aligned to an anatomy", in mm. pixdim is the
  * affine's column lengths (what the qform needs to reproduce it). */
-static nifti_image *header_from_affine(const sm_geometry *g)
+static nifti_image *header_from_affine(const segmamba_geometry *g)
 {
     const int64_t dims[8] = {3, g->w, g->h, g->d, 1, 1, 1, 1};
     nifti_image *nim = nifti_make_new_nim(dims, DT_UINT8, 0);
@@ -507,7 +507,7 @@ static sm_status gzip_buffer(const char *path, const void *parts[], const size_t
     return SEGMAMBA_OK;
 }
 
-static sm_status write_volume(const char *path, const sm_geometry *g, const void *data,
+static sm_status write_volume(const char *path, const segmamba_geometry *g, const void *data,
                               int datatype, int c, double cal_min, double cal_max, int level)
 {
     const int gz = ends_with(path, ".nii.gz");
@@ -557,7 +557,7 @@ static sm_status write_volume(const char *path, const sm_geometry *g, const void
     return st;
 }
 
-sm_status sm_nifti_write_u8(const char *path, const sm_geometry *geom, const uint8_t *data,
+sm_status segmamba_nifti_write_u8(const char *path, const segmamba_geometry *geom, const uint8_t *data,
                             int c)
 {
     const size_t n = (size_t)geom->d * geom->h * geom->w * (size_t)(c > 0 ? c : 0);
@@ -566,7 +566,7 @@ sm_status sm_nifti_write_u8(const char *path, const sm_geometry *geom, const uin
     return write_volume(path, geom, data, DT_UINT8, c, 0, hi, Z_DEFAULT_COMPRESSION);
 }
 
-sm_status sm_nifti_write_f32(const char *path, const sm_geometry *geom, const float *data,
+sm_status segmamba_nifti_write_f32(const char *path, const segmamba_geometry *geom, const float *data,
                              int c)
 {
     const size_t n = (size_t)geom->d * geom->h * geom->w * (size_t)(c > 0 ? c : 0);
@@ -581,7 +581,7 @@ sm_status sm_nifti_write_f32(const char *path, const sm_geometry *geom, const fl
     return write_volume(path, geom, data, DT_FLOAT32, c, lo, hi, 1);
 }
 
-int sm_same_file(const char *a, const char *b)
+int segmamba_same_file(const char *a, const char *b)
 {
     struct stat sa, sb;
     if (stat(a, &sa) == 0 && stat(b, &sb) == 0)

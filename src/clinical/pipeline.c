@@ -39,10 +39,10 @@ int sm_crop_box(const float *x, int c, int d, int h, int w, int box[3][2])
     return found;
 }
 
-void sm_normalize(float *x, size_t n, const sm_norm *norm)
+void sm_normalize(float *x, size_t n, const segmamba_norm *norm)
 {
     double mean, sd;
-    if (norm->kind == SM_NORM_CT) {
+    if (norm->kind == SEGMAMBA_NORM_CT) {
         const float lo = (float)norm->clip_lo, hi = (float)norm->clip_hi;
         for (size_t i = 0; i < n; i++) x[i] = x[i] < lo ? lo : x[i] > hi ? hi : x[i];
         mean = norm->mean;
@@ -131,7 +131,7 @@ typedef struct window_ctx {
     float *acc;       /* (k, pd) */
     float *wsum;      /* (pd) */
     int done, total;
-    const sm_predict_options *opt;
+    const segmamba_predict_options *opt;
 } window_ctx;
 
 /* The corner of window wi of the n[0] x n[1] x n[2] grid of starts, z outermost. */
@@ -196,7 +196,9 @@ static sm_status sliding_window(window_ctx *s, const float *x)
                     }
                 }
             s->done++;
-            if (s->opt->progress) s->opt->progress(s->opt->progress_user, s->done, s->total);
+            if (s->opt->progress && s->opt->progress(s->opt->progress_user, s->done, s->total))
+                st = sm_fail(SEGMAMBA_E_CANCELLED, "prediction cancelled after %d of %d forwards",
+                             s->done, s->total);
         }
     }
     for (int a = 0; a < 3; a++) free(starts[a]);
@@ -413,7 +415,7 @@ sm_status sm_resample_linear(const float *src, int c, const int in[3], const int
 
 /* ---- the whole pipeline ----------------------------------------------- */
 
-void sm_prediction_free(sm_prediction *p)
+void segmamba_prediction_free(segmamba_prediction *p)
 {
     free(p->labels);
     free(p->probabilities);
@@ -428,15 +430,15 @@ static uint8_t label_of_regions(int tc, int wt, int et)
 }
 
 /* Per voxel of the cropped grid: logits (k, cn) -> outputs at the box. */
-static void finish(const sm_card *card, const float *logits, int k, const int cn[3],
-                   const int box[3][2], sm_prediction *out)
+static void finish(const segmamba_card *card, const float *logits, int k, const int cn[3],
+                   const int box[3][2], segmamba_prediction *out)
 {
     const size_t cplane = (size_t)cn[0] * cn[1] * cn[2];
     const size_t plane = (size_t)out->d * out->h * out->w;
-    const int regions = card->output == SM_OUTPUT_REGIONS;
+    const int regions = card->output == SEGMAMBA_OUTPUT_REGIONS;
 #pragma omp parallel for
     for (int z = 0; z < cn[0]; z++) {
-        double p[SM_CARD_MAX_LABELS];
+        double p[SEGMAMBA_CARD_MAX_LABELS];
         for (int y = 0; y < cn[1]; y++)
             for (int x = 0; x < cn[2]; x++) {
                 const size_t v = IDX3(z, y, x, cn[1], cn[2]);
@@ -474,7 +476,7 @@ static void finish(const sm_card *card, const float *logits, int k, const int cn
     }
 }
 
-static void regions_from_labels(sm_prediction *out)
+static void regions_from_labels(segmamba_prediction *out)
 {
     const size_t plane = (size_t)out->d * out->h * out->w;
     for (size_t i = 0; i < plane; i++) {
@@ -485,8 +487,8 @@ static void regions_from_labels(sm_prediction *out)
     }
 }
 
-static sm_status alloc_outputs(const sm_card *card, int k, const sm_predict_options *opt,
-                               sm_prediction *out)
+static sm_status alloc_outputs(const segmamba_card *card, int k, const segmamba_predict_options *opt,
+                               segmamba_prediction *out)
 {
     const size_t plane = (size_t)out->d * out->h * out->w;
     out->n_prob = k;
@@ -499,13 +501,13 @@ static sm_status alloc_outputs(const sm_card *card, int k, const sm_predict_opti
         return sm_fail(SEGMAMBA_E_NOMEM, "out of memory for the outputs (%dx%dx%d)", out->d, out->h,
                        out->w);
     /* Outside the crop box: label 0, certain background. */
-    if (out->probabilities && card->output == SM_OUTPUT_ARGMAX)
+    if (out->probabilities && card->output == SEGMAMBA_OUTPUT_ARGMAX)
         for (size_t i = 0; i < plane; i++) out->probabilities[i] = 1.0f;
     return SEGMAMBA_OK;
 }
 
 /* Crop, normalize and resample: *x is (c, n) on return. */
-static sm_status preprocess(const sm_card *card, const sm_volume *in, const int box[3][2],
+static sm_status preprocess(const segmamba_card *card, const segmamba_volume *in, const int box[3][2],
                             float **x, int n[3], int cn[3])
 {
     const int c = in->c;
@@ -558,8 +560,8 @@ static sm_status preprocess(const sm_card *card, const sm_volume *in, const int 
     return SEGMAMBA_OK;
 }
 
-static sm_status run(segmamba_model *m, const sm_card *card, const sm_volume *in,
-                     const sm_predict_options *opt, sm_prediction *out)
+static sm_status run(segmamba_model *m, const segmamba_card *card, const segmamba_volume *in,
+                     const segmamba_predict_options *opt, segmamba_prediction *out)
 {
     segmamba_config cfg;
     segmamba_get_config(m, &cfg);
@@ -569,7 +571,7 @@ static sm_status run(segmamba_model *m, const sm_card *card, const sm_volume *in
                        "the input has %d channels; the model card (%s) names %d and "
                        "the model takes %d",
                        c, card->origin, card->n_channels, cfg.in_chans);
-    if (k != sm_card_out_chans(card) || k > SM_CARD_MAX_LABELS)
+    if (k != sm_card_out_chans(card) || k > SEGMAMBA_CARD_MAX_LABELS)
         return sm_fail(SEGMAMBA_E_MODEL, "the model has %d outputs; the model card (%s) expects %d",
                        k, card->origin, sm_card_out_chans(card));
     if (in->d <= 0 || in->h <= 0 || in->w <= 0 || !in->data)
@@ -579,8 +581,10 @@ static sm_status run(segmamba_model *m, const sm_card *card, const sm_volume *in
     out->w = in->w;
     SM_TRY(alloc_outputs(card, k, opt, out));
     if (!sm_crop_box(in->data, c, in->d, in->h, in->w, out->box)) {
-        if (opt->progress) opt->progress(opt->progress_user, 0, 0);
-        return SEGMAMBA_OK; /* nothing but zeros: all background */
+        /* Nothing but zeros: all background. */
+        if (opt->progress && opt->progress(opt->progress_user, 0, 0))
+            return sm_fail(SEGMAMBA_E_CANCELLED, "prediction cancelled");
+        return SEGMAMBA_OK;
     }
 
     float *x = NULL;
@@ -638,14 +642,14 @@ static sm_status run(segmamba_model *m, const sm_card *card, const sm_volume *in
     return st;
 }
 
-sm_status sm_predict(segmamba_model *m, const sm_card *card, const sm_volume *input,
-                     const sm_predict_options *opt, sm_prediction *out)
+sm_status segmamba_predict(segmamba_model *m, const segmamba_card *card, const segmamba_volume *input,
+                     const segmamba_predict_options *opt, segmamba_prediction *out)
 {
     memset(out, 0, sizeof *out);
     if (!m || !card || !input || !opt)
-        return sm_fail(SEGMAMBA_E_ARG, "sm_predict: model, card, input and options are required");
+        return sm_fail(SEGMAMBA_E_ARG, "segmamba_predict: model, card, input and options are required");
     sm_status st = run(m, card, input, opt, out);
     if (st == SEGMAMBA_OK && out->regions) regions_from_labels(out);
-    if (st != SEGMAMBA_OK) sm_prediction_free(out);
+    if (st != SEGMAMBA_OK) segmamba_prediction_free(out);
     return st;
 }

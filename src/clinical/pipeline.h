@@ -21,45 +21,11 @@
 #include <stdint.h>
 
 #include "clinical/card.h"
-#include "core/error.h"
-#include "segmamba.h"
 #include "clinical/volume.h"
+#include "core/error.h"
+#include "segmamba_pipeline.h"
 
-/* Called after each window: done of total network forwards. */
-typedef void (*sm_progress_fn)(void *user, int done, int total);
-
-typedef struct sm_predict_options {
-    int no_tta;              /* 1: one pass instead of the 8 mirror flips */
-    int want_probabilities;  /* fill sm_prediction.probabilities */
-    int want_regions;        /* fill sm_prediction.regions */
-    int want_uncertainty;    /* fill sm_prediction.uncertainty */
-    sm_progress_fn progress; /* may be NULL */
-    void *progress_user;
-    int windows_per_call;    /* windows per segmamba_forward_batch; 0: 4 on the CUDA
-                                backend (fewer host round trips), 1 on the CPU */
-} sm_predict_options;
-
-typedef struct sm_prediction {
-    int d, h, w;          /* the input grid */
-    int n_prob;           /* channels of probabilities: the model's outputs */
-    uint8_t *labels;      /* d*h*w label values */
-    float *probabilities; /* (n_prob, d, h, w): softmax (argmax cards) or sigmoid
-                             per region (regions cards); outside the crop box
-                             background 1 / regions 0 */
-    uint8_t *regions;     /* (3, d, h, w) 0/1: TC = {1,3}, WT = {1,2,3}, ET = {3} */
-    float *uncertainty;   /* d*h*w, nats: entropy of the softmax (argmax cards) or
-                             the mean binary entropy of the 3 sigmoids; 0 outside */
-    int box[3][2];        /* crop box [lo, hi) per axis (D, H, W); empty: lo == hi */
-    int windows;          /* network forwards run */
-} sm_prediction;
-
-/* Runs the pipeline on input (c == card->n_channels; geometry spacing used
- * for resampling). The card must match the model (sm_card_check_model).
- * On failure out is left empty. */
-sm_status sm_predict(segmamba_model *m, const sm_card *card, const sm_volume *input,
-                     const sm_predict_options *opt, sm_prediction *out);
-
-void sm_prediction_free(sm_prediction *p);
+/* segmamba_predict and its options are segmamba_pipeline.h's. */
 
 /* ---- building blocks ---- */
 
@@ -69,7 +35,7 @@ int sm_crop_box(const float *x, int c, int d, int h, int w, int box[3][2]);
 
 /* In place over n values: zscore (x - mean) / max(std, 1e-8) with the
  * values' own mean and biased std (in double), or ct per the card. */
-void sm_normalize(float *x, size_t n, const sm_norm *norm);
+void sm_normalize(float *x, size_t n, const segmamba_norm *norm);
 
 /* Window starts along an axis of n >= roi voxels with the given step:
  * ceil((n - roi) / step) + 1 windows, start i = min(i * step, n - roi).

@@ -178,7 +178,7 @@ static sm_status window(const float *x, size_t n, float *lo, float *hi)
     return SEGMAMBA_OK;
 }
 
-static void render_view(canvas *cv, int x0, int y0, const view *v, const sm_volume *img,
+static void render_view(canvas *cv, int x0, int y0, const view *v, const segmamba_volume *img,
                         const uint8_t *labels, double mm_per_px, float lo, float hi)
 {
     const int size[3] = {img->d, img->h, img->w};
@@ -210,7 +210,7 @@ static void render_view(canvas *cv, int x0, int y0, const view *v, const sm_volu
 
 /* The foreground's centre of mass, rounded to a voxel; the volume centre
  * when there is no foreground. */
-static void centre(const sm_volume *img, const uint8_t *labels, int idx[3])
+static void centre(const segmamba_volume *img, const uint8_t *labels, int idx[3])
 {
     double sum[3] = {0, 0, 0};
     int64_t n = 0;
@@ -307,7 +307,7 @@ static sm_status encode_png(const char *path, const canvas *cv, png_sink *sink)
 
 /* ------------------------------------------------------------------------ */
 
-sm_status sm_preview_write(const char *path, const sm_volume *image, const uint8_t *labels,
+sm_status segmamba_preview_write(const char *path, const segmamba_volume *image, const uint8_t *labels,
                            const char *const *label_names, int n_labels)
 {
     if (!image->data || image->c < 1 || image->d < 1 || image->h < 1 || image->w < 1)

@@ -7,14 +7,14 @@
 
 #include <nifti/nifti2_io.h>
 
-void sm_geometry_free(sm_geometry *g)
+void sm_geometry_free(segmamba_geometry *g)
 {
     if (!g) return;
     if (g->header) nifti_image_free(g->header);
     g->header = NULL;
 }
 
-sm_status sm_geometry_copy(const sm_geometry *src, sm_geometry *dst)
+sm_status sm_geometry_copy(const segmamba_geometry *src, segmamba_geometry *dst)
 {
     *dst = *src;
     dst->header = NULL;
@@ -25,7 +25,7 @@ sm_status sm_geometry_copy(const sm_geometry *src, sm_geometry *dst)
     return SEGMAMBA_OK;
 }
 
-void sm_volume_free(sm_volume *v)
+void segmamba_volume_free(segmamba_volume *v)
 {
     if (!v) return;
     free(v->data);
@@ -33,7 +33,7 @@ void sm_volume_free(sm_volume *v)
     memset(v, 0, sizeof *v);
 }
 
-int sm_geometry_differs(const sm_geometry *a, const sm_geometry *b, char *why, size_t n)
+int segmamba_geometry_differs(const segmamba_geometry *a, const segmamba_geometry *b, char *why, size_t n)
 {
     if (a->d != b->d || a->h != b->h || a->w != b->w) {
         snprintf(why, n, "dims differ: %dx%dx%d vs %dx%dx%d", a->w, a->h, a->d, b->w, b->h,
@@ -62,7 +62,7 @@ int sm_geometry_differs(const sm_geometry *a, const sm_geometry *b, char *why, s
     return 0;
 }
 
-sm_status sm_volume_labels(const sm_volume *v, const char *origin, uint8_t **labels)
+sm_status segmamba_volume_labels(const segmamba_volume *v, const char *origin, uint8_t **labels)
 {
     *labels = NULL;
     if (v->c != 1)
@@ -89,7 +89,7 @@ sm_status sm_volume_labels(const sm_volume *v, const char *origin, uint8_t **lab
     return SEGMAMBA_OK;
 }
 
-sm_status sm_volume_check_finite(const sm_volume *v, const char *const *paths, int n)
+sm_status segmamba_volume_check_finite(const segmamba_volume *v, const char *const *paths, int n)
 {
     const size_t nvox = (size_t)v->d * v->h * v->w;
     for (int c = 0; c < v->c; c++) {

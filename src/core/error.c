@@ -68,6 +68,7 @@ const char *segmamba_status_name(segmamba_status s)
     case SEGMAMBA_E_SHAPE: return "E_SHAPE";
     case SEGMAMBA_E_NOMEM: return "E_NOMEM";
     case SEGMAMBA_E_BACKEND: return "E_BACKEND";
+    case SEGMAMBA_E_CANCELLED: return "E_CANCELLED";
     }
     return "E_UNKNOWN";
 }

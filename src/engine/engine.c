@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "blas_backends/gemm.h"
-#include "clinical/card.h"
 #include "engine/engine_internal.h"
 #include "engine/graph.h"
 #include "models/segmamba_model.h"
@@ -15,6 +14,7 @@
 #include "segmamba.h"
 #include "simd/dispatch.h"
 #include "sm_config.h"
+#include "io/checkpoint_meta.h"
 #include "io/weights.h"
 #if SM_HAVE_CUDA
 #include "cuda_optional/cuda_backend.h"
@@ -60,6 +60,21 @@ void segmamba_set_threads(int n)
 #endif
     /* oneDNN runs on the OpenMP runtime; OpenBLAS has its own pool. */
     sm_blas_set_threads(n);
+}
+
+int segmamba_get_threads(void)
+{
+    apply_threads();
+    return sm_num_threads();
+}
+
+const char *segmamba_isa(void) { return sm_isa_name(sm_kernels_get()->isa); }
+
+void segmamba_get_build_info(segmamba_build_info *b)
+{
+    b->onednn = SM_HAVE_ONEDNN;
+    b->openmp = SM_HAVE_OPENMP;
+    b->cuda = !SM_HAVE_CUDA ? 0 : SM_CUDA_EMULATED ? 2 : 1;
 }
 
 const char *segmamba_select_isa(const char *name)
@@ -138,19 +153,25 @@ static sm_status open_model(const char *path, const segmamba_options *opts, segm
     sm_status st = sm_segmamba_infer_config(&m->weights, &m->cfg);
     if (st == SEGMAMBA_OK) st = sm_segmamba_check_weights(&m->weights, &m->cfg);
     if (st != SEGMAMBA_OK) return sm_fail_wrap(st, "%s", path);
-    /* nslices and FUE are not in the weights: the caller's, else the model
-     * card's (which defaults to the official 64,32,16,8 without FUE). */
-    sm_card card;
-    SM_TRY(sm_card_for_model(path, &card));
+    /* nslices and FUE are not in the weights: the caller's, else the ones
+     * the checkpoint's metadata carries, else the official 64,32,16,8
+     * without FUE. (A card in a side file is the clinical layer's: it
+     * reaches here through the options, segmamba_card_apply.) */
+    int nslices[SEGMAMBA_STAGES] = {64, 32, 16, 8}, fue = 0;
+    SM_TRY(sm_meta_mamba(&m->weights, path, nslices, &fue));
     int custom = 0;
     for (int i = 0; opts && i < SEGMAMBA_STAGES; i++) custom |= opts->nslices[i] != 0;
     for (int i = 0; i < SEGMAMBA_STAGES; i++) {
-        m->cfg.nslices[i] = custom ? opts->nslices[i] : card.nslices[i];
+        m->cfg.nslices[i] = custom ? opts->nslices[i] : nslices[i];
         if (m->cfg.nslices[i] <= 0)
             return sm_fail(SEGMAMBA_E_ARG, "nslices must be positive (stage %d: %d)", i,
                            m->cfg.nslices[i]);
     }
-    m->cfg.fue = (opts && opts->fue) || card.fue;
+    const int fue_opt = opts ? opts->fue : SEGMAMBA_FUE_CARD;
+    if (fue_opt != SEGMAMBA_FUE_CARD && fue_opt != SEGMAMBA_FUE_ON && fue_opt != SEGMAMBA_FUE_OFF)
+        return sm_fail(SEGMAMBA_E_ARG, "fue must be SEGMAMBA_FUE_CARD, _ON or _OFF, not %d",
+                       fue_opt);
+    m->cfg.fue = fue_opt == SEGMAMBA_FUE_CARD ? fue : fue_opt == SEGMAMBA_FUE_ON;
     /* Winograd runs in float only: bf16 puts every layer on oneDNN under
      * auto, and is declined when Winograd is asked for. */
     m->cfg.bf16 = opts && opts->bf16 && kind == SM_CONV_ONEDNN && wino != SM_WINO_ALL &&
@@ -187,7 +208,11 @@ segmamba_status segmamba_open(const char *path, const segmamba_options *opts,
     return SEGMAMBA_OK;
 }
 
-void segmamba_get_config(const segmamba_model *m, segmamba_config *cfg) { *cfg = m->cfg; }
+void segmamba_get_config(const segmamba_model *m, segmamba_config *cfg)
+{
+    *cfg = m->cfg;
+    cfg->arena_bytes = (int64_t)(m->graph->planned_floats * sizeof(float));
+}
 
 segmamba_status segmamba_check_shape(const segmamba_model *m, int d, int h, int w)
 {

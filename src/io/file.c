@@ -21,7 +21,7 @@ sm_status sm_file_peek(const char *path, void *buf, size_t n)
     return SEGMAMBA_OK;
 }
 
-sm_status sm_file_read_all(const char *path, unsigned char **data, size_t *size)
+sm_status segmamba_file_read(const char *path, unsigned char **data, size_t *size)
 {
     *data = NULL;
     *size = 0;
@@ -95,7 +95,7 @@ static sm_status write_special(const char *path, const void *parts[], const size
     return SEGMAMBA_OK;
 }
 
-sm_status sm_file_check_writable(const char *path)
+sm_status segmamba_file_check_writable(const char *path)
 {
     struct stat st;
     if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
@@ -161,4 +161,11 @@ sm_status sm_file_write_atomic(const char *path, const void *parts[],
     }
     free(tmp);
     return SEGMAMBA_OK;
+}
+
+sm_status segmamba_file_write(const char *path, const void *data, size_t size)
+{
+    const void *parts[1] = {data};
+    const size_t sizes[1] = {size};
+    return sm_file_write_atomic(path, parts, sizes, 1);
 }

@@ -198,7 +198,7 @@ static sm_status locate_header(const char *path, const unsigned char *file, size
     return SEGMAMBA_OK;
 }
 
-static sm_status read_array(const char *path, const unsigned char *file, size_t size, sm_array *out)
+static sm_status read_array(const char *path, const unsigned char *file, size_t size, segmamba_array *out)
 {
     size_t header = 0, header_len = 0;
     SM_TRY(locate_header(path, file, size, &header, &header_len));
@@ -234,13 +234,13 @@ static sm_status read_array(const char *path, const unsigned char *file, size_t 
     return SEGMAMBA_OK;
 }
 
-sm_status sm_npy_parse(const unsigned char *data, size_t size, const char *origin, sm_array *out)
+sm_status sm_npy_parse(const unsigned char *data, size_t size, const char *origin, segmamba_array *out)
 {
     memset(out, 0, sizeof *out);
     return read_array(origin, data, size, out);
 }
 
-sm_status sm_array_check_finite(const sm_array *a, const char *origin)
+sm_status segmamba_array_check_finite(const segmamba_array *a, const char *origin)
 {
     size_t first;
     const size_t bad = sm_count_nonfinite(a->data, (size_t)a->numel, &first);
@@ -264,18 +264,18 @@ sm_status sm_array_check_finite(const sm_array *a, const char *origin)
                    where, isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf", bad, (long long)a->numel);
 }
 
-sm_status sm_npy_read(const char *path, sm_array *out)
+sm_status segmamba_npy_read(const char *path, segmamba_array *out)
 {
     memset(out, 0, sizeof *out);
     unsigned char *file;
     size_t size;
-    SM_TRY(sm_file_read_all(path, &file, &size));
+    SM_TRY(segmamba_file_read(path, &file, &size));
     sm_status st = read_array(path, file, size, out);
     free(file);
     return st;
 }
 
-sm_status sm_npy_write(const char *path, int ndim, const int64_t *shape, const float *data)
+sm_status segmamba_npy_write(const char *path, int ndim, const int64_t *shape, const float *data)
 {
     int64_t numel;
     if (ndim < 0 || ndim > SM_MAX_DIMS || !sm_numel_ok(ndim, shape, &numel))
@@ -305,7 +305,7 @@ sm_status sm_npy_write(const char *path, int ndim, const int64_t *shape, const f
     return sm_file_write_atomic(path, parts, sizes, 2);
 }
 
-void sm_array_free(sm_array *a)
+void segmamba_array_free(segmamba_array *a)
 {
     free(a->data);
     memset(a, 0, sizeof *a);

@@ -847,7 +847,7 @@ sm_status sm_load_pt(const char *path, sm_weights *out)
 {
     unsigned char *file;
     size_t size;
-    SM_TRY(sm_file_read_all(path, &file, &size));
+    SM_TRY(segmamba_file_read(path, &file, &size));
     sm_status st = sm_load_pt_memory(file, size, path, out);
     free(file);
     return st;

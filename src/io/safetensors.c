@@ -189,7 +189,7 @@ sm_status sm_load_safetensors(const char *path, sm_weights *out)
 {
     unsigned char *file;
     size_t size;
-    SM_TRY(sm_file_read_all(path, &file, &size));
+    SM_TRY(segmamba_file_read(path, &file, &size));
     sm_status st = parse_file(path, file, size, out);
     free(file);
     return st;

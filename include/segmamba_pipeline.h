@@ -1,0 +1,335 @@
+/*
+ * segmamba pipeline: the clinical layer on top of segmamba.h. From images to
+ * a label map as `segmamba predict` does it (model card, crop, normalisation,
+ * resampling, sliding windows, mirror averaging, argmax or regions), plus
+ * NIfTI and .npy files, Dice/HD95 metrics and PNG previews.
+ *
+ *   segmamba_model *m;
+ *   segmamba_card card;
+ *   segmamba_volume img;
+ *   segmamba_prediction p;
+ *   segmamba_card_for_model("model.safetensors", &card);
+ *   segmamba_options o = {0};
+ *   segmamba_card_apply(&card, &o);          // nslices and FUE as the card says
+ *   segmamba_open("model.safetensors", &o, &m);
+ *   segmamba_nifti_read("t1.nii.gz", &img);  // or fill a segmamba_volume
+ *   segmamba_predict_options po = {0};
+ *   segmamba_predict(m, &card, &img, &po, &p);
+ *   segmamba_nifti_write_u8("seg.nii.gz", &img.geom, p.labels, 1);
+ *
+ * Each call returns a segmamba_status, with the message from
+ * segmamba_last_error() as in segmamba.h. Volumes are float32 (C, D, H, W)
+ * in C order, where (D, H, W) is the file's stored voxel order (nz, ny, nx):
+ * never reoriented, so outputs overlay the input in any viewer.
+ */
+#ifndef SEGMAMBA_PIPELINE_H
+#define SEGMAMBA_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "segmamba.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Volumes ---- */
+
+typedef struct segmamba_geometry {
+    int d, h, w;         /* voxels: nz, ny, nx */
+    double spacing[3];   /* mm along (D, H, W) = NIfTI pixdim[3], pixdim[2], pixdim[1] */
+    double affine[4][4]; /* voxel (i, j, k) = (W, H, D) index to world mm (NIfTI's
+                            sform convention); the pipeline itself needs only spacing */
+    void *header;        /* the source file's NIfTI header, owned; NULL for a
+                            volume the caller made */
+} segmamba_geometry;
+
+/* A volume the caller fills for segmamba_predict needs c, d, h, w, data and
+ * geom.spacing (geom.d/h/w equal to d/h/w; header NULL). Volumes the library
+ * returns are freed with segmamba_volume_free. */
+typedef struct segmamba_volume {
+    int c, d, h, w;
+    float *data; /* c * d * h * w floats */
+    segmamba_geometry geom;
+} segmamba_volume;
+
+/* Frees data and the header, and zeroes v. */
+SEGMAMBA_API void segmamba_volume_free(segmamba_volume *v);
+
+/* Compares dims, spacing (1e-3 mm) and affine (1e-3 mm on the origin, 1e-4
+ * of the largest element on the 3x3 part). Returns 0 when they match, else 1
+ * with the first difference written to why, e.g. "dims differ: 240x240x155
+ * vs 240x240x160" (sizes in file order x, y, z). */
+SEGMAMBA_API int segmamba_geometry_differs(const segmamba_geometry *a,
+                                           const segmamba_geometry *b, char *why, size_t n);
+
+/* The label map held by a one-channel volume (a segmentation read with
+ * segmamba_nifti_read): values rounded to integers; a value farther than
+ * 1e-3 from an integer, or outside 0..255, is an E_FORMAT error naming
+ * origin and the voxel. *labels (d*h*w bytes) is freed by the caller. */
+SEGMAMBA_API segmamba_status segmamba_volume_labels(const segmamba_volume *v, const char *origin,
+                                                    uint8_t **labels);
+
+/* E_UNSUPPORTED when a voxel is NaN or infinite, naming the file it came
+ * from (paths[channel] when n == v->c, else paths[0]; paths may be NULL)
+ * and the voxel. */
+SEGMAMBA_API segmamba_status segmamba_volume_check_finite(const segmamba_volume *v,
+                                                          const char *const *paths, int n);
+
+/* ---- NIfTI (.nii, .nii.gz; NIfTI-1 and NIfTI-2) ---- */
+
+/* Reads a 3D image (c = 1) or a 4D image whose 4th dimension holds channels
+ * (c = nt), converted to float32 with scl_slope and scl_inter applied. Any
+ * scalar datatype is accepted; complex, RGB, 5D+, zero or absurd dimensions,
+ * truncated data and corrupt gzip streams are refused. On failure *out is
+ * left zeroed. */
+SEGMAMBA_API segmamba_status segmamba_nifti_read(const char *path, segmamba_volume *out);
+
+/* Reads n 3D files as the n channels of one volume, in the given order (or,
+ * when n == 1, one file that may be 4D). All must share dims and affine
+ * (segmamba_geometry_differs); otherwise the error names both files and what
+ * differs. The geometry is the first file's. */
+SEGMAMBA_API segmamba_status segmamba_nifti_read_channels(const char *const *paths, int n,
+                                                          segmamba_volume *out);
+
+/* Writes c channels of d*h*w voxels in (C, D, H, W) order: c == 1 gives a 3D
+ * image, c > 1 a 4D one. A geometry read from a file supplies sform/qform,
+ * their codes, pixdim and units; without a header the affine is written as
+ * sform (code 2, aligned) and qform. Atomic: a temporary file in the same
+ * folder renamed over path, nothing left behind on failure; gzip when path
+ * ends in ".gz". */
+SEGMAMBA_API segmamba_status segmamba_nifti_write_u8(const char *path,
+                                                     const segmamba_geometry *geom,
+                                                     const uint8_t *data, int c);
+SEGMAMBA_API segmamba_status segmamba_nifti_write_f32(const char *path,
+                                                      const segmamba_geometry *geom,
+                                                      const float *data, int c);
+
+/* ---- Arrays (.npy) ---- */
+
+#define SEGMAMBA_MAX_DIMS 8
+
+typedef struct segmamba_array {
+    int ndim;
+    int64_t shape[SEGMAMBA_MAX_DIMS];
+    int64_t numel;
+    float *data; /* owned */
+} segmamba_array;
+
+/* Reads a .npy array (format 1-3; C or Fortran order, the latter transposed
+ * to C order; float16/32/64, integers or bool, converted to float32). */
+SEGMAMBA_API segmamba_status segmamba_npy_read(const char *path, segmamba_array *out);
+
+/* Writes a little-endian float32 C-order array, atomically. */
+SEGMAMBA_API segmamba_status segmamba_npy_write(const char *path, int ndim, const int64_t *shape,
+                                                const float *data);
+
+/* E_UNSUPPORTED naming origin and the first element that is NaN or
+ * infinite, if any. */
+SEGMAMBA_API segmamba_status segmamba_array_check_finite(const segmamba_array *a,
+                                                         const char *origin);
+
+SEGMAMBA_API void segmamba_array_free(segmamba_array *a);
+
+/* ---- Files ---- */
+
+/* Reads a whole file (within the memory cap of segmamba_set_max_memory);
+ * *data is freed by the caller. */
+SEGMAMBA_API segmamba_status segmamba_file_read(const char *path, unsigned char **data,
+                                                size_t *size);
+
+/* Writes size bytes through a temporary file in the same folder renamed
+ * over path, so a failed write leaves nothing behind. An existing path that
+ * is not a regular file (/dev/null, a FIFO) is written in place. */
+SEGMAMBA_API segmamba_status segmamba_file_write(const char *path, const void *data, size_t size);
+
+/* Whether segmamba_file_write (and the NIfTI writers) could create path:
+ * checked before long work whose result goes there. */
+SEGMAMBA_API segmamba_status segmamba_file_check_writable(const char *path);
+
+/* 1 when a and b name the same existing file, else 0: for refusing to write
+ * an output over an input. */
+SEGMAMBA_API int segmamba_same_file(const char *a, const char *b);
+
+/* ---- Model cards ---- */
+
+/* What a checkpoint needs beyond its weights to turn images into a
+ * segmentation (README "Model cards"): the input channels and their
+ * normalisation, spacing and patch, the Mamba settings, and how outputs
+ * become labels. */
+#define SEGMAMBA_CARD_MAX_CHANNELS 16
+#define SEGMAMBA_CARD_MAX_LABELS 64
+#define SEGMAMBA_CARD_NAME_MAX 64 /* bytes, terminator included */
+
+typedef enum segmamba_norm_kind {
+    SEGMAMBA_NORM_ZSCORE = 0, /* (x - mean) / max(std, 1e-8), the volume's own statistics */
+    SEGMAMBA_NORM_CT = 1      /* clip to [clip_lo, clip_hi], then the card's mean and std */
+} segmamba_norm_kind;
+
+typedef struct segmamba_norm {
+    segmamba_norm_kind kind;
+    double clip_lo, clip_hi, mean, std;
+} segmamba_norm;
+
+typedef enum segmamba_output_kind {
+    SEGMAMBA_OUTPUT_ARGMAX = 0, /* one logit per label: softmax, argmax */
+    SEGMAMBA_OUTPUT_REGIONS = 1 /* 3 sigmoids, BraTS TC, WT, ET: ET -> 3, else TC -> 1,
+                                   else WT -> 2 */
+} segmamba_output_kind;
+
+typedef struct segmamba_card {
+    int n_channels;
+    char channels[SEGMAMBA_CARD_MAX_CHANNELS][SEGMAMBA_CARD_NAME_MAX];
+    segmamba_norm norm[SEGMAMBA_CARD_MAX_CHANNELS];
+    double spacing[3]; /* mm along (D, H, W) = (z, y, x) */
+    int patch[3];      /* sliding-window roi */
+    int nslices[SEGMAMBA_STAGES];
+    int fue;
+    int n_labels;
+    char labels[SEGMAMBA_CARD_MAX_LABELS][SEGMAMBA_CARD_NAME_MAX];
+    segmamba_output_kind output;
+    char origin[512]; /* where it came from, for messages */
+} segmamba_card;
+
+/* The official BraTS 2023 setup: t2w, t2f, t1n, t1c, all zscore; 1 mm;
+ * patch 128^3; nslices 64,32,16,8; FUE off; background, NCR, ED, ET; argmax. */
+SEGMAMBA_API void segmamba_card_default(segmamba_card *card);
+
+/* Parses card JSON over the defaults and validates every field (an unknown
+ * key is an error); origin names the text in messages. */
+SEGMAMBA_API segmamba_status segmamba_card_parse(const char *text, size_t len,
+                                                 const char *origin, segmamba_card *card);
+
+/* Reads a card JSON file. */
+SEGMAMBA_API segmamba_status segmamba_card_load(const char *path, segmamba_card *card);
+
+/* The card as JSON text (caller frees *text); parsing it gives it back. */
+SEGMAMBA_API segmamba_status segmamba_card_to_json(const segmamba_card *card, char **text);
+
+/* Finds a checkpoint's card, first match wins: its safetensors
+ * __metadata__["card"]; a side file "NAME.card.json" next to "NAME.pt" or
+ * "NAME.safetensors"; the BraTS defaults, with nslices and FUE from
+ * __metadata__["config"] where present. Fails only for a card that exists
+ * and is invalid or unreadable. */
+SEGMAMBA_API segmamba_status segmamba_card_for_model(const char *model_path, segmamba_card *card);
+
+/* Sets the options' nslices and FUE to the card's where the caller left
+ * them at their defaults (all-zero nslices, SEGMAMBA_FUE_CARD), so that a
+ * side-file card reaches segmamba_open as a metadata card does. */
+SEGMAMBA_API void segmamba_card_apply(const segmamba_card *card, segmamba_options *opts);
+
+/* Checks the card against an open model: channel count, outputs for the
+ * mapping, patch accepted by the network. */
+SEGMAMBA_API segmamba_status segmamba_card_check_model(const segmamba_card *card,
+                                                       const segmamba_model *m);
+
+/* Writes the checkpoint at src (.pt or .safetensors) as a .safetensors file
+ * at dst with card stored in its metadata, so the file carries its card.
+ * The card is checked against the model first; dst must not be src. */
+SEGMAMBA_API segmamba_status segmamba_convert(const char *src, const segmamba_card *card,
+                                              const char *dst);
+
+/* ---- Prediction ---- */
+
+/* Called after each network forward: done of total. Returning nonzero
+ * cancels the run: segmamba_predict then returns SEGMAMBA_E_CANCELLED and
+ * fills nothing. */
+typedef int (*segmamba_progress_fn)(void *user, int done, int total);
+
+typedef struct segmamba_predict_options {
+    int no_tta;                    /* 1: one pass instead of the 8 mirror flips */
+    int want_probabilities;        /* fill segmamba_prediction.probabilities */
+    int want_regions;              /* fill segmamba_prediction.regions */
+    int want_uncertainty;          /* fill segmamba_prediction.uncertainty */
+    segmamba_progress_fn progress; /* may be NULL */
+    void *progress_user;
+    int windows_per_call;          /* windows per segmamba_forward_batch; 0: 4 on the CUDA
+                                      backend (fewer host round trips), 1 on the CPU */
+} segmamba_predict_options;
+
+typedef struct segmamba_prediction {
+    int d, h, w;          /* the input grid */
+    int n_prob;           /* channels of probabilities: the model's outputs */
+    uint8_t *labels;      /* d*h*w label values */
+    float *probabilities; /* (n_prob, d, h, w): softmax (argmax cards) or sigmoid per
+                             region (regions cards); outside the crop box background
+                             1 / regions 0 */
+    uint8_t *regions;     /* (3, d, h, w) 0/1: TC = {1,3}, WT = {1,2,3}, ET = {3} */
+    float *uncertainty;   /* d*h*w, nats: entropy of the softmax (argmax cards) or the
+                             mean binary entropy of the 3 sigmoids; 0 outside */
+    int box[3][2];        /* crop box [lo, hi) per axis (D, H, W); empty: lo == hi */
+    int windows;          /* network forwards run */
+} segmamba_prediction;
+
+/* The official inference pipeline on input (c == card->n_channels, spacing
+ * in input->geom.spacing): crop to the nonzero box, normalise, resample to
+ * the card's spacing, sliding windows (overlap 0.5, Gaussian weights),
+ * mirror TTA, resample back, softmax + argmax or regions, uncrop. The card
+ * must match the model (segmamba_card_check_model). On failure, cancellation
+ * included, out is left empty. The output arrays are freed with
+ * segmamba_prediction_free. */
+SEGMAMBA_API segmamba_status segmamba_predict(segmamba_model *m, const segmamba_card *card,
+                                              const segmamba_volume *input,
+                                              const segmamba_predict_options *opt,
+                                              segmamba_prediction *out);
+
+SEGMAMBA_API void segmamba_prediction_free(segmamba_prediction *p);
+
+/* ---- Metrics (Dice and HD95 in mm, as medpy computes them) ---- */
+
+/* A region is a set of labels, e.g. BraTS TC = {1, 3}. */
+typedef struct segmamba_region {
+    char name[32];
+    uint8_t member[256]; /* member[label] != 0 when the label belongs to the region */
+} segmamba_region;
+
+typedef struct segmamba_region_score {
+    double dice;
+    double hd95;    /* mm */
+    int64_t n_pred; /* voxels of the region in the prediction */
+    int64_t n_ref;  /* ... and in the reference */
+} segmamba_region_score;
+
+/* The official rule: prediction or reference empty gives Dice 0, HD95 50. */
+#define SEGMAMBA_HD95_EMPTY 50.0
+
+/* Fills a region named name from n labels. */
+SEGMAMBA_API void segmamba_region_set(segmamba_region *r, const char *name,
+                                      const uint8_t *labels, int n);
+
+/* The three BraTS regions: TC = {1, 3}, WT = {1, 2, 3}, ET = {3}. */
+SEGMAMBA_API void segmamba_regions_brats(segmamba_region out[3]);
+
+/* Dice and HD95 of each region of two (d, h, w) label maps, spacing in mm
+ * along (D, H, W). A region empty in the prediction or the reference scores
+ * Dice 0 and HD95 50; with empty_both_one, one empty in both scores 1 and 0. */
+SEGMAMBA_API segmamba_status segmamba_metrics_regions(const uint8_t *pred, const uint8_t *ref,
+                                                      int d, int h, int w,
+                                                      const double spacing[3],
+                                                      const segmamba_region *regions, int n,
+                                                      int empty_both_one,
+                                                      segmamba_region_score *out);
+
+/* The same for two binary masks (nonzero = inside). */
+SEGMAMBA_API segmamba_status segmamba_metrics_masks(const uint8_t *pred, const uint8_t *ref,
+                                                    int d, int h, int w,
+                                                    const double spacing[3], int empty_both_one,
+                                                    segmamba_region_score *out);
+
+/* ---- Previews ---- */
+
+/* A PNG of axial, coronal and sagittal slices through the foreground's
+ * centre of mass: image's first channel in grey (0.5 to 99.5 percentile
+ * window), labels (d*h*w, or NULL) as a colour overlay with a legend;
+ * label_names[l - 1] names label l (NULL: "LABEL l"). Written atomically. */
+SEGMAMBA_API segmamba_status segmamba_preview_write(const char *path,
+                                                    const segmamba_volume *image,
+                                                    const uint8_t *labels,
+                                                    const char *const *label_names,
+                                                    int n_labels);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
