@@ -156,7 +156,7 @@ static void run_case(const sm_kernels *k, sm_order order, int64_t L, int64_t S, 
 }
 
 /* The vector exp against double-precision exp: relative error within the
- * bound scan_template.h documents on [-87, 88]; and, for the vector
+ * bound activation_vec.h documents on [-87, 88]; and, for the vector
  * versions (libm's expf overflows and goes subnormal instead), exactly 0
  * below ln(FLT_MIN) and no NaN or Inf anywhere on a wide range. */
 static void test_exp(const sm_kernels *k)
@@ -184,7 +184,7 @@ static void test_exp(const sm_kernels *k)
 }
 
 /* GELU against the exact erf form in double: within the bound derived in
- * scan_template.h, 3e-7 |x|, plus float rounding of the result. */
+ * activation_vec.h, 3e-7 |x|, plus float rounding of the result. */
 static void test_gelu(const sm_kernels *k)
 {
     enum { n = 100003 };

@@ -11,7 +11,7 @@
 /* Positions per unit of work of the conv1d. */
 #define CONV1D_BLOCK 256
 
-/* u = SiLU(causal conv1d of x) along the direction's order (simd/scan.h). */
+/* u = SiLU(causal conv1d of x) along the direction's order (simd/conv1d.h). */
 static void causal_conv1d_silu(const sm_mamba *m, const sm_mamba_dir *dir, sm_order order,
                                int64_t L, int64_t S, const float *x, int64_t ldx, float *u)
 {
