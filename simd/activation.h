@@ -1,12 +1,21 @@
-/* Activations: the elementwise kernels of the dispatch table (exp, GELU,
- * SiLU) and the scalar references of one value. */
+/* Activations: the one activation code every layer uses (fused into a
+ * convolution, a norm's apply pass or a pointwise op), and the elementwise
+ * kernels of the dispatch table (exp, GELU, SiLU). simd/ is the lowest
+ * layer that needs the code, so it lives here and the engine includes it. */
 #ifndef SM_SIMD_ACTIVATION_H
 #define SM_SIMD_ACTIVATION_H
 
 #include <math.h>
 #include <stdint.h>
 
-/* One value, for the scalar kernels. */
+typedef enum sm_act {
+    SM_ACT_NONE = 0,
+    SM_ACT_RELU = 1,
+    SM_ACT_LRELU = 2, /* negative slope 0.01 */
+    SM_ACT_GELU = 3   /* exact erf form */
+} sm_act;
+
+/* The scalar references of one value, shared by the scalar kernels. */
 
 /* v * sigmoid(v) */
 static inline float sm_silu1(float v) { return v / (1.0f + expf(-v)); }

@@ -137,7 +137,7 @@ sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *o
         /* out = x + out_proj(y) */
         float *o = u; /* dead after the last scan, at least (L, C) floats */
         sm_sgemm(0, 1, (int)L, C, di, 1.0f, y, di, m->out_proj, di, 0.0f, o, C);
-        sm_add(o, C, x, x_ld, out, out_ld, L, C, SM_PW_NONE);
+        sm_add(o, C, x, x_ld, out, out_ld, L, C, SM_ACT_NONE);
     }
     seconds[SM_KIND_NORM] += norm_seconds;
     seconds[SM_KIND_SCAN] += scan_seconds;
