@@ -10,13 +10,11 @@
 
 #include "io/file.h"
 #include "io/json.h"
+#include "io/weights.h"
 
 static const char *const brats_channels[] = {"t2w", "t2f", "t1n", "t1c"};
 static const char *const brats_labels[] = {"background", "NCR", "ED", "ET"};
 static const int default_nslices[SEGMAMBA_STAGES] = {64, 32, 16, 8};
-
-/* A safetensors header larger than this is refused before it is read. */
-#define HEADER_MAX ((uint64_t)100 << 20)
 
 void sm_card_default(sm_card *card)
 {
@@ -295,40 +293,13 @@ sm_status sm_card_to_json(const sm_card *card, char **text)
 
 /* ---- finding a model's card ------------------------------------------- */
 
-/* The __metadata__ object of a safetensors file, parsed into *root; *meta is
- * NULL when the file has none or is not safetensors (a .pt zip). */
-static sm_status read_safetensors_meta(const char *path, sm_json *root, const sm_json **meta)
-{
-    *meta = NULL;
-    memset(root, 0, sizeof *root);
-    unsigned char head[8];
-    SM_TRY(sm_file_peek(path, head, 2));
-    if (head[0] == 'P' && head[1] == 'K') return SEGMAMBA_OK; /* a torch.save zip */
-    SM_TRY(sm_file_peek(path, head, 8));
-    uint64_t n = 0;
-    for (int i = 7; i >= 0; i--) n = n << 8 | head[i];
-    if (n < 2 || n > HEADER_MAX)
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: not a safetensors file (header length %llu)", path,
-                       (unsigned long long)n);
-    unsigned char *buf = malloc((size_t)n + 8);
-    if (!buf) return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory for the header", path);
-    sm_status st = sm_file_peek(path, buf, (size_t)n + 8);
-    if (st == SEGMAMBA_OK) st = sm_json_parse((const char *)buf + 8, (size_t)n, path, root);
-    free(buf);
-    SM_TRY(st);
-    const sm_json *m = sm_json_get(root, "__metadata__");
-    if (m && m->type == SM_JSON_OBJECT) *meta = m;
-    return SEGMAMBA_OK;
-}
-
 /* gen_case.py's __metadata__["config"]: nslices and fue when present. */
-static sm_status apply_config_meta(const sm_json *cfgtext, const char *path, sm_card *card)
+static sm_status apply_config_meta(const char *cfgtext, const char *path, sm_card *card)
 {
-    if (cfgtext->type != SM_JSON_STRING) return SEGMAMBA_OK;
     sm_json cfg;
     char origin[600];
     snprintf(origin, sizeof origin, "%s: __metadata__[\"config\"]", path);
-    SM_TRY(sm_json_parse(cfgtext->string, cfgtext->length, origin, &cfg));
+    SM_TRY(sm_json_parse(cfgtext, strlen(cfgtext), origin, &cfg));
     sm_status st = SEGMAMBA_OK;
     const sm_json *ns = sm_json_get(&cfg, "nslices"), *fue = sm_json_get(&cfg, "fue");
     if (ns) st = get_ints(ns, origin, "nslices", SEGMAMBA_STAGES, 1, 1 << 30, card->nslices);
@@ -357,34 +328,32 @@ static int side_path(const char *model, char *out, size_t cap)
     return snprintf(out, cap, "%.*s.card.json", (int)stem, model) < (int)cap;
 }
 
-sm_status sm_card_for_model(const char *model_path, sm_card *card)
+sm_status sm_card_for_weights(const char *model_path, const sm_weights *w, sm_card *card)
 {
     sm_card_default(card);
-    sm_json root;
-    const sm_json *meta;
-    SM_TRY(read_safetensors_meta(model_path, &root, &meta));
-    const sm_json *text = meta ? sm_json_get(meta, "card") : NULL;
-    sm_status st = SEGMAMBA_OK;
+    const char *text = sm_weights_meta(w, "card");
     if (text) {
         char origin[600];
         snprintf(origin, sizeof origin, "%s: __metadata__[\"card\"]", model_path);
-        if (text->type != SM_JSON_STRING)
-            st = sm_fail(SEGMAMBA_E_FORMAT, "%s is not a string", origin);
-        else
-            st = sm_card_parse(text->string, text->length, origin, card);
-        sm_json_free(&root);
-        return st;
+        return sm_card_parse(text, strlen(text), origin, card);
     }
     char side[4096];
     FILE *f = side_path(model_path, side, sizeof side) ? fopen(side, "rb") : NULL;
     if (f) {
         fclose(f);
-        sm_json_free(&root);
         return sm_card_load(side, card);
     }
-    const sm_json *cfg = meta ? sm_json_get(meta, "config") : NULL;
-    if (cfg) st = apply_config_meta(cfg, model_path, card);
-    sm_json_free(&root);
+    const char *cfg = sm_weights_meta(w, "config");
+    return cfg ? apply_config_meta(cfg, model_path, card) : SEGMAMBA_OK;
+}
+
+sm_status sm_card_for_model(const char *model_path, sm_card *card)
+{
+    sm_card_default(card);
+    sm_weights meta = {0};
+    sm_status st = sm_load_metadata(model_path, &meta);
+    if (st == SEGMAMBA_OK) st = sm_card_for_weights(model_path, &meta, card);
+    sm_weights_free(&meta);
     return st;
 }
 

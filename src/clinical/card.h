@@ -36,6 +36,7 @@
 #include <stddef.h>
 
 #include "core/error.h"
+#include "io/weights.h"
 #include "segmamba.h"
 
 #define SM_CARD_MAX_CHANNELS 16
@@ -86,6 +87,10 @@ sm_status sm_card_to_json(const sm_card *card, char **text);
 /* Finds the card of a checkpoint (order above); never fails for a missing
  * card, only for one that exists and is invalid or unreadable. */
 sm_status sm_card_for_model(const char *model_path, sm_card *card);
+
+/* The same from a checkpoint already loaded (its metadata in w), without
+ * reading the file again. */
+sm_status sm_card_for_weights(const char *model_path, const sm_weights *w, sm_card *card);
 
 /* Checks the card against a loaded model: channel count, number of outputs
  * for the mapping, patch accepted by the network. */

@@ -141,7 +141,7 @@ static sm_status open_model(const char *path, const segmamba_options *opts, segm
     /* nslices and FUE are not in the weights: the caller's, else the model
      * card's (which defaults to the official 64,32,16,8 without FUE). */
     sm_card card;
-    SM_TRY(sm_card_for_model(path, &card));
+    SM_TRY(sm_card_for_weights(path, &m->weights, &card));
     int custom = 0;
     for (int i = 0; opts && i < SEGMAMBA_STAGES; i++) custom |= opts->nslices[i] != 0;
     for (int i = 0; i < SEGMAMBA_STAGES; i++) {
