@@ -79,10 +79,10 @@ int main(int argc, char **argv)
             double t0 = sm_now_seconds();
             sm_status st = SEGMAMBA_OK;
             switch (ops[o].which) {
-            case 0: st = sm_instance_norm(a, c, d, c, n, c, SM_PW_LRELU); break;
-            case 1: st = sm_instance_norm(d, c, d, c, n, c, SM_PW_LRELU); break;
-            case 2: st = sm_instance_norm_add(a, c, d, c, 1, d, c, n, c, SM_PW_LRELU); break;
-            case 3: st = sm_instance_norm_add(a, c, d, c, 0, d, c, n, c, SM_PW_LRELU); break;
+            case 0: st = sm_instance_norm(a, c, d, c, n, c, SM_ACT_LRELU); break;
+            case 1: st = sm_instance_norm(d, c, d, c, n, c, SM_ACT_LRELU); break;
+            case 2: st = sm_instance_norm_add(a, c, d, c, 1, d, c, n, c, SM_ACT_LRELU); break;
+            case 3: st = sm_instance_norm_add(a, c, d, c, 0, d, c, n, c, SM_ACT_LRELU); break;
             }
             t[r] = sm_now_seconds() - t0;
             if (st != SEGMAMBA_OK) return 1;

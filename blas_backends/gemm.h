@@ -12,4 +12,12 @@ void sm_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
 
 void sm_blas_set_threads(int n);
 
+/* The two GEMMs sm_sgemm (gemm.c) chooses between, same arguments:
+ * OpenBLAS's (gemm_openblas.c), and oneDNN's (gemm_onednn.c, built only
+ * with oneDNN), which returns 0 when it declines the call. */
+void sm_sgemm_openblas(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                       int lda, const float *b, int ldb, float beta, float *c, int ldc);
+int sm_sgemm_onednn(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                    int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
 #endif

@@ -16,9 +16,9 @@
 
 /* The kernels take these as plain ints. */
 #define SAME(a, b) ((int)(a) == (int)(b))
-_Static_assert(SAME(SM_CUK_NONE, SM_PW_NONE) && SAME(SM_CUK_RELU, SM_PW_RELU) &&
-                   SAME(SM_CUK_LRELU, SM_PW_LRELU) && SAME(SM_CUK_GELU, SM_PW_GELU),
-               "kernel activation codes follow sm_pw_act");
+_Static_assert(SAME(SM_CUK_NONE, SM_ACT_NONE) && SAME(SM_CUK_RELU, SM_ACT_RELU) &&
+                   SAME(SM_CUK_LRELU, SM_ACT_LRELU) && SAME(SM_CUK_GELU, SM_ACT_GELU),
+               "kernel activation codes follow sm_act");
 _Static_assert(SAME(SM_CUK_FORWARD, SM_ORDER_FORWARD) && SAME(SM_CUK_BACKWARD, SM_ORDER_BACKWARD) &&
                    SAME(SM_CUK_SLICE, SM_ORDER_SLICE),
                "kernel scan orders follow sm_order");
@@ -401,7 +401,7 @@ sm_status sm_cuda_convt2_forward(sm_cuda_ctx *ctx, const sm_cuda_convt2 *t, cons
 /* ---- norms and pointwise ops ------------------------------------------------ */
 
 sm_status sm_cuda_instance_norm(sm_cuda_ctx *ctx, const float *src, int src_ld, float *dst,
-                                int dst_ld, int64_t n, int c, sm_pw_act act)
+                                int dst_ld, int64_t n, int c, sm_act act)
 {
     if (n < 1 || c < 1) return sm_fail(SEGMAMBA_E_ARG, "CUDA instance norm: empty input");
     /* About a thousand voxels per partial sum, at most 1024 partial sums. */
@@ -429,14 +429,14 @@ sm_status sm_cuda_layer_norm(sm_cuda_ctx *ctx, const float *src, int src_ld, flo
 }
 
 sm_status sm_cuda_add(sm_cuda_ctx *ctx, const float *a, int lda, const float *b, int ldb,
-                      float *dst, int dst_ld, int64_t n, int c, sm_pw_act act)
+                      float *dst, int dst_ld, int64_t n, int c, sm_act act)
 {
     CU_TRY(sm_cuk_add(ctx->stream, a, lda, b, ldb, dst, dst_ld, n, c, (int)act), "add");
     return SEGMAMBA_OK;
 }
 
 sm_status sm_cuda_activate(sm_cuda_ctx *ctx, const float *src, int src_ld, float *dst,
-                           int dst_ld, int64_t n, int c, sm_pw_act act)
+                           int dst_ld, int64_t n, int c, sm_act act)
 {
     CU_TRY(sm_cuk_act(ctx->stream, src, src_ld, dst, dst_ld, n, c, (int)act), "activation");
     return SEGMAMBA_OK;
@@ -586,7 +586,7 @@ sm_status sm_cuda_mamba_forward(sm_cuda_ctx *ctx, const sm_cuda_mamba *m, const 
     }
     /* out = x + out_proj(y), the projection into u (dead here, at least L x C). */
     SM_TRY(gemm(ctx, 1, L, C, di, y, di, m->out_proj, di, 0.0f, u, C));
-    return sm_cuda_add(ctx, u, C, x, x_ld, out, out_ld, L, C, SM_PW_NONE);
+    return sm_cuda_add(ctx, u, C, x, x_ld, out, out_ld, L, C, SM_ACT_NONE);
 }
 
 /* ---- the graph runner ----------------------------------------------------------- */
@@ -727,7 +727,7 @@ static sm_status run_pointwise(sm_cuda_ctx *ctx, const sm_cuda_conv *c, dev_view
     for (int z = 0; z < d; z++) {
         SM_TRY(sm_cuda_conv_forward(ctx, c, a.p + z * plane * a.ld, a.ld, 1, h, w, tmp, o.c));
         SM_TRY(sm_cuda_activate(ctx, tmp, o.c, o.p + z * plane * o.ld, o.ld, plane, o.c,
-                                SM_PW_NONE));
+                                SM_ACT_NONE));
     }
     return SEGMAMBA_OK;
 }
@@ -756,8 +756,8 @@ static sm_status run_node(sm_cuda_model *cm, const sm_graph *g, int i, const int
         const dev_view b = view_of(cm, g, nd->in1, dims);
         if (o.p == b.p) return sm_fail(SEGMAMBA_E_ARG, "CUDA backend: norm + add into its second input");
         if (nd->op == SM_OP_INORM_ADD_INORM)
-            SM_TRY(sm_cuda_instance_norm(ctx, b.p, b.ld, b.p, b.ld, n, a.c, SM_PW_NONE));
-        SM_TRY(sm_cuda_instance_norm(ctx, a.p, a.ld, o.p, o.ld, n, a.c, SM_PW_NONE));
+            SM_TRY(sm_cuda_instance_norm(ctx, b.p, b.ld, b.p, b.ld, n, a.c, SM_ACT_NONE));
+        SM_TRY(sm_cuda_instance_norm(ctx, a.p, a.ld, o.p, o.ld, n, a.c, SM_ACT_NONE));
         return sm_cuda_add(ctx, o.p, o.ld, b.p, b.ld, o.p, o.ld, n, a.c, nd->act);
     }
     case SM_OP_ACT: return sm_cuda_activate(ctx, a.p, a.ld, o.p, o.ld, n, a.c, nd->act);

@@ -71,14 +71,14 @@ sm_status sm_cuda_convt2_forward(sm_cuda_ctx *ctx, const sm_cuda_convt2 *t, cons
 void sm_cuda_convt2_free(sm_cuda_convt2 *t);
 
 sm_status sm_cuda_instance_norm(sm_cuda_ctx *ctx, const float *src, int src_ld, float *dst,
-                                int dst_ld, int64_t n, int c, sm_pw_act act);
+                                int dst_ld, int64_t n, int c, sm_act act);
 sm_status sm_cuda_layer_norm(sm_cuda_ctx *ctx, const float *src, int src_ld, float *dst,
                              int dst_ld, int64_t n, int c, const float *weight,
                              const float *bias);
 sm_status sm_cuda_add(sm_cuda_ctx *ctx, const float *a, int lda, const float *b, int ldb,
-                      float *dst, int dst_ld, int64_t n, int c, sm_pw_act act);
+                      float *dst, int dst_ld, int64_t n, int c, sm_act act);
 sm_status sm_cuda_activate(sm_cuda_ctx *ctx, const float *src, int src_ld, float *dst,
-                           int dst_ld, int64_t n, int c, sm_pw_act act);
+                           int dst_ld, int64_t n, int c, sm_act act);
 sm_status sm_cuda_fue(sm_cuda_ctx *ctx, const float *src, int src_ld, float *dst, int dst_ld,
                       int64_t n, int c);
 

@@ -23,7 +23,7 @@
 extern "C" {
 #endif
 
-/* Pointwise activations, numbered as sm_pw_act (src/engine/ops.h). */
+/* Pointwise activations, numbered as sm_act (simd/activation.h). */
 enum { SM_CUK_NONE = 0, SM_CUK_RELU = 1, SM_CUK_LRELU = 2, SM_CUK_GELU = 3 };
 
 /* Scan orders, numbered as sm_order (simd/scan.h). */

@@ -353,7 +353,7 @@ static int conv_op(builder *b, sm_opcode op, int x, int out, int cout, int k, in
     release(b, "%s.weight", prefix);
     if (bias) release(b, "%s.bias", prefix);
     if (out < 0) out = sm_graph_tensor(g, cout, sm_graph_level(g, x) + (stride == 2 ? 1 : 0));
-    sm_graph_node(g, op, x, -1, out, SM_PW_NONE, c, 0);
+    sm_graph_node(g, op, x, -1, out, SM_ACT_NONE, c, 0);
     sm_graph_set_flops(g, 2.0 * k * k * k * p.cin * cout / ((double)stride * stride * stride));
     return out;
 }
@@ -364,14 +364,14 @@ static int conv(builder *b, int x, int out, int cout, int k, int stride, int pad
     return conv_op(b, SM_OP_CONV, x, out, cout, k, stride, pad, bias, act, prefix);
 }
 
-static int inorm(builder *b, int x, int out, sm_pw_act act)
+static int inorm(builder *b, int x, int out, sm_act act)
 {
     if (out < 0) out = sm_graph_tensor(b->g, sm_graph_channels(b->g, x), sm_graph_level(b->g, x));
     sm_graph_node(b->g, SM_OP_INORM, x, -1, out, act, NULL, 0);
     return out;
 }
 
-static int add(builder *b, int x, int y, int out, sm_pw_act act)
+static int add(builder *b, int x, int y, int out, sm_act act)
 {
     if (out < 0) out = sm_graph_tensor(b->g, sm_graph_channels(b->g, x), sm_graph_level(b->g, x));
     sm_graph_node(b->g, SM_OP_ADD, x, y, out, act, NULL, 0);
@@ -391,11 +391,11 @@ static int conv_same(builder *b, sm_opcode op, int x, int out, int cout, int k, 
     return conv_op(b, op, x, out, cout, k, 1, k / 2, bias, SM_ACT_NONE, p);
 }
 
-static int conv_norm(builder *b, int x, int out, int cout, int k, int bias, sm_pw_act act,
+static int conv_norm(builder *b, int x, int out, int cout, int k, int bias, sm_act act,
                      const char *fmt, ...) SM_PRINTF(8, 9);
 
 /* act(IN(conv(x))), the norm in place on the convolution's output. */
-static int conv_norm(builder *b, int x, int out, int cout, int k, int bias, sm_pw_act act,
+static int conv_norm(builder *b, int x, int out, int cout, int k, int bias, sm_act act,
                      const char *fmt, ...)
 {
     va_list ap;
@@ -443,7 +443,7 @@ static int same_buffer(const sm_graph *g, int u, int v)
 static int resblock(builder *b, const char *prefix, int x, int cout, block_slots s)
 {
     sm_graph *g = b->g;
-    int a = conv_norm(b, x, s.a1, cout, 3, 0, SM_PW_LRELU, "%s.conv1.conv", prefix);
+    int a = conv_norm(b, x, s.a1, cout, 3, 0, SM_ACT_LRELU, "%s.conv1.conv", prefix);
     const int down = sm_graph_channels(g, x) != cout;
     /* A projection that overwrites x runs before conv2, whose output may
      * take the rest of x's memory; any other runs after it, so that its
@@ -457,7 +457,7 @@ static int resblock(builder *b, const char *prefix, int x, int cout, block_slots
                        "%s.conv3.conv", prefix);
     /* The result may overwrite a, whose last use it is. */
     const int out = s.out >= 0 ? s.out : a;
-    sm_graph_node(g, down ? SM_OP_INORM_ADD_INORM : SM_OP_INORM_ADD, a, r, out, SM_PW_LRELU, NULL,
+    sm_graph_node(g, down ? SM_OP_INORM_ADD_INORM : SM_OP_INORM_ADD, a, r, out, SM_ACT_LRELU, NULL,
                   0);
     return out;
 }
@@ -500,12 +500,12 @@ static block_slots skip_slots(builder *b, int x, int cat, int skip, int first_le
 static int gsc(builder *b, int i, int x)
 {
     const int C = sm_graph_channels(b->g, x);
-    int x1 = conv_norm(b, x, -1, C, 3, 1, SM_PW_RELU, "vit.gscs.%d.proj", i);
-    x1 = conv_norm(b, x1, -1, C, 3, 1, SM_PW_RELU, "vit.gscs.%d.proj2", i);
-    int x2 = conv_norm(b, x, -1, C, 1, 1, SM_PW_RELU, "vit.gscs.%d.proj3", i);
-    add(b, x1, x2, x1, SM_PW_NONE);
-    int o = conv_norm(b, x1, -1, C, 1, 1, SM_PW_RELU, "vit.gscs.%d.proj4", i);
-    return add(b, o, x, o, SM_PW_NONE);
+    int x1 = conv_norm(b, x, -1, C, 3, 1, SM_ACT_RELU, "vit.gscs.%d.proj", i);
+    x1 = conv_norm(b, x1, -1, C, 3, 1, SM_ACT_RELU, "vit.gscs.%d.proj2", i);
+    int x2 = conv_norm(b, x, -1, C, 1, 1, SM_ACT_RELU, "vit.gscs.%d.proj3", i);
+    add(b, x1, x2, x1, SM_ACT_NONE);
+    int o = conv_norm(b, x1, -1, C, 1, 1, SM_ACT_RELU, "vit.gscs.%d.proj4", i);
+    return add(b, o, x, o, SM_ACT_NONE);
 }
 
 static void mamba_layer(builder *b, int i, int j, int x)
@@ -564,7 +564,7 @@ static void mamba_layer(builder *b, int i, int j, int x)
         g, (int)sm_mamba_scratch_per_token(m, cfg->backend == SEGMAMBA_BACKEND_CUDA),
         sm_graph_level(g, x));
     /* In place: the layer reads all of x before it writes its result. */
-    sm_graph_node(g, SM_OP_MAMBA, x, scratch, x, SM_PW_NONE, m, cfg->nslices[i]);
+    sm_graph_node(g, SM_OP_MAMBA, x, scratch, x, SM_ACT_NONE, m, cfg->nslices[i]);
     sm_graph_set_flops(g, flops);
 }
 
@@ -578,18 +578,18 @@ static int encoder_stage(builder *b, int i, int x, int *skip)
     if (i == 0) {
         x = conv(b, x, -1, cfg->feat[0], 7, 2, 3, 1, SM_ACT_NONE, p);
     } else {
-        int n = inorm(b, x, -1, SM_PW_NONE);
+        int n = inorm(b, x, -1, SM_ACT_NONE);
         x = conv(b, n, -1, cfg->feat[i], 2, 2, 0, 1, SM_ACT_NONE, p);
     }
     x = gsc(b, i, x);
     for (int j = 0; j < cfg->depths[i]; j++) mamba_layer(b, i, j, x);
-    int n = inorm(b, x, -1, SM_PW_NONE);
+    int n = inorm(b, x, -1, SM_ACT_NONE);
     snprintf(p, sizeof p, "vit.mlps.%d.fc1", i);
     int f1 = conv(b, n, -1, 2 * cfg->feat[i], 1, 1, 0, 1, SM_ACT_NONE, p);
-    sm_graph_node(b->g, SM_OP_ACT, f1, -1, f1, SM_PW_GELU, NULL, 0);
+    sm_graph_node(b->g, SM_OP_ACT, f1, -1, f1, SM_ACT_GELU, NULL, 0);
     snprintf(p, sizeof p, "vit.mlps.%d.fc2", i);
     int o = conv(b, f1, -1, cfg->feat[i], 1, 1, 0, 1, SM_ACT_NONE, p);
-    if (cfg->fue) sm_graph_node(b->g, SM_OP_FUE, o, -1, o, SM_PW_NONE, NULL, 0);
+    if (cfg->fue) sm_graph_node(b->g, SM_OP_FUE, o, -1, o, SM_ACT_NONE, NULL, 0);
     *skip = o;
     return x;
 }
@@ -612,7 +612,7 @@ static int up_block(builder *b, int k, int x, int cat)
         return -1;
     }
     release(b, "decoder%d.transp_conv.conv.weight", k);
-    sm_graph_node(g, SM_OP_CONVT2, x, -1, sm_graph_slice(g, cat, 0, cout), SM_PW_NONE, t, 0);
+    sm_graph_node(g, SM_OP_CONVT2, x, -1, sm_graph_slice(g, cat, 0, cout), SM_ACT_NONE, t, 0);
     sm_graph_set_flops(g, 2.0 * 8 * cin * cout);
     char p[NAME_CAP];
     snprintf(p, sizeof p, "decoder%d.conv_block", k);

@@ -5,6 +5,9 @@
 #ifndef SM_SIMD_DISPATCH_H
 #define SM_SIMD_DISPATCH_H
 
+#include "activation.h"
+#include "conv1d.h"
+#include "fma_probe.h"
 #include "norm.h"
 #include "scan.h"
 #include "winograd.h"

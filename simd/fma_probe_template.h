@@ -5,6 +5,8 @@
  * on every FMA so that none can be optimised away. */
 #include <stdint.h>
 
+#include "fma_probe.h"
+
 #define PROBE_CHAINS 12
 
 double PROBE_FN(int64_t iters, float *sink)

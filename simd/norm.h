@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "activation.h"
+
 /* Per voxel and channel k: s[k] += x[k] - shift[k], s2[k] += (x[k] - shift[k])^2,
  * in float, voxel after voxel (so every level gives the same sums as the
  * scalar one, bit for bit). */
@@ -19,12 +21,6 @@ typedef void (*sm_norm_sums_fn)(const float *x, int64_t ld, int64_t nv, int c,
 typedef struct sm_norm_stats {
     const float *scale, *mean_hi, *mean_lo;
 } sm_norm_stats;
-
-typedef enum sm_norm_act {
-    SM_NORM_ACT_NONE = 0,
-    SM_NORM_ACT_RELU = 1,
-    SM_NORM_ACT_LRELU = 2 /* negative slope 0.01 */
-} sm_norm_act;
 
 /* y = act(IN(a) + b'), b' = IN(b) when norm_b, b when b is given without
  * norm_b, nothing when b is NULL. Each term is rounded to float before the
@@ -40,7 +36,7 @@ typedef struct sm_norm_args {
     sm_norm_stats sb;
     float *y;
     int64_t ldy;
-    sm_norm_act act;
+    sm_act act; /* SM_ACT_NONE, SM_ACT_RELU or SM_ACT_LRELU */
 } sm_norm_args;
 
 /* Applies to voxels [v0, v1). */

@@ -67,7 +67,7 @@ static SM_NORM_INLINE vf normalize_v(const float *x, const sm_norm_stats *st, in
 
 /* mode: 0 no b, 1 b added as it is, 2 IN(b) added. */
 static SM_NORM_INLINE void apply_rows(const sm_norm_args *a, int64_t v0, int64_t v1, int cv,
-                                      const int mode, const sm_norm_act act)
+                                      const int mode, const sm_act act)
 {
     const vf zero = V_SET1(0.0f), slope = V_SET1(0.01f);
     for (int64_t v = v0; v < v1; v++) {
@@ -79,8 +79,8 @@ static SM_NORM_INLINE void apply_rows(const sm_norm_args *a, int64_t v0, int64_t
             if (mode == 2) t = V_ADD(t, normalize_v(br, &a->sb, k));
             else if (mode == 1) t = V_ADD(t, V_LOAD(br + k));
             /* (0 < t) ? t : ..., as the scalar kernel's t > 0 (NaN included) */
-            if (act == SM_NORM_ACT_RELU) t = V_LT_SELECT(zero, t, t, zero);
-            else if (act == SM_NORM_ACT_LRELU) t = V_LT_SELECT(zero, t, t, V_MUL(slope, t));
+            if (act == SM_ACT_RELU) t = V_LT_SELECT(zero, t, t, zero);
+            else if (act == SM_ACT_LRELU) t = V_LT_SELECT(zero, t, t, V_MUL(slope, t));
             V_STORE(y + k, t);
         }
     }
@@ -88,9 +88,9 @@ static SM_NORM_INLINE void apply_rows(const sm_norm_args *a, int64_t v0, int64_t
 
 #define SM_NORM_APPLY_ACTS(mode)                                                   \
     switch (a->act) {                                                            \
-    case SM_NORM_ACT_RELU: apply_rows(a, v0, v1, cv, mode, SM_NORM_ACT_RELU); break; \
-    case SM_NORM_ACT_LRELU: apply_rows(a, v0, v1, cv, mode, SM_NORM_ACT_LRELU); break; \
-    default: apply_rows(a, v0, v1, cv, mode, SM_NORM_ACT_NONE); break;           \
+    case SM_ACT_RELU: apply_rows(a, v0, v1, cv, mode, SM_ACT_RELU); break; \
+    case SM_ACT_LRELU: apply_rows(a, v0, v1, cv, mode, SM_ACT_LRELU); break; \
+    default: apply_rows(a, v0, v1, cv, mode, SM_ACT_NONE); break;           \
     }
 
 void NORM_APPLY_FN(const sm_norm_args *a, int64_t v0, int64_t v1)

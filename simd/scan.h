@@ -68,33 +68,6 @@ static inline int64_t sm_scan_token(sm_order order, int64_t L, int64_t S, int64_
     }
 }
 
-/* The causal depthwise conv1d + SiLU that makes a direction's u, along the
- * direction's order: for position q with token t = token(q),
- *   u[t, j] = SiLU(b[j] + sum_k w[k, j] x[token(q - K + 1 + k), j]),
- * the taps in increasing k, positions before 0 contributing nothing. */
-typedef struct sm_conv1d_args {
-    int64_t L;
-    sm_order order;
-    int64_t nslices;
-    int c, K;        /* channels, taps */
-    const float *x;  /* (L, ld_x) */
-    int64_t ld_x;
-    const float *w;  /* (K, c): tap k of channel j at w[k*c + j] */
-    const float *b;  /* c */
-    float *u;        /* (L, ld_u) */
-    int64_t ld_u;
-} sm_conv1d_args;
-
-/* Writes the u rows of tokens [t0, t1) (in memory order, whatever the
- * direction: the inter-slice direction's windows then slide along K
- * streams of rows instead of jumping a slice's length at every position). */
-typedef void (*sm_conv1d_silu_fn)(const sm_conv1d_args *a, int64_t t0, int64_t t1);
-
-void sm_conv1d_silu_scalar(const sm_conv1d_args *a, int64_t t0, int64_t t1);
-void sm_conv1d_silu_avx2(const sm_conv1d_args *a, int64_t t0, int64_t t1);
-void sm_conv1d_silu_avx512(const sm_conv1d_args *a, int64_t t0, int64_t t1);
-void sm_conv1d_silu_neon(const sm_conv1d_args *a, int64_t t0, int64_t t1);
-
 /* The position at which token t is visited: the inverse of sm_scan_token. */
 static inline int64_t sm_scan_position(sm_order order, int64_t L, int64_t S, int64_t t)
 {
@@ -105,39 +78,7 @@ static inline int64_t sm_scan_position(sm_order order, int64_t L, int64_t S, int
     }
 }
 
-/* y[i] = exp(x[i]); the vector versions are the scan's exp (see
- * scan_template.h for their error bound). */
-typedef void (*sm_exp_fn)(const float *x, float *y, int64_t n);
-
 void sm_scan_scalar(const sm_scan_args *a, int c0, int c1, float *state);
-void sm_exp_scalar(const float *x, float *y, int64_t n);
-void sm_exp_avx2(const float *x, float *y, int64_t n);
-void sm_exp_avx512(const float *x, float *y, int64_t n);
-void sm_exp_neon(const float *x, float *y, int64_t n);
-
-/* y[i] = GELU(x[i]), the exact (erf) form; x and y may be the same. */
-typedef void (*sm_gelu_fn)(const float *x, float *y, int64_t n);
-
-void sm_gelu_scalar(const float *x, float *y, int64_t n);
-void sm_gelu_avx2(const float *x, float *y, int64_t n);
-void sm_gelu_avx512(const float *x, float *y, int64_t n);
-void sm_gelu_neon(const float *x, float *y, int64_t n);
-
-/* y[i] = x[i] * sigmoid(x[i]); x and y may be the same. */
-typedef void (*sm_silu_fn)(const float *x, float *y, int64_t n);
-
-void sm_silu_scalar(const float *x, float *y, int64_t n);
-void sm_silu_avx2(const float *x, float *y, int64_t n);
-void sm_silu_avx512(const float *x, float *y, int64_t n);
-void sm_silu_neon(const float *x, float *y, int64_t n);
-
-/* Runs iters rounds of independent FMA chains; returns the flops done. */
-typedef double (*sm_fma_probe_fn)(int64_t iters, float *sink);
-
-double sm_fma_probe_scalar(int64_t iters, float *sink);
-double sm_fma_probe_avx2(int64_t iters, float *sink);
-double sm_fma_probe_avx512(int64_t iters, float *sink);
-double sm_fma_probe_neon(int64_t iters, float *sink);
 void sm_scan_avx2(const sm_scan_args *a, int c0, int c1, float *state);
 void sm_scan_avx512(const sm_scan_args *a, int c0, int c1, float *state);
 void sm_scan_neon(const sm_scan_args *a, int c0, int c1, float *state);

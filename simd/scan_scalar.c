@@ -4,11 +4,7 @@
 
 #include "scan.h"
 
-/* softplus(v) = log1p(exp(v)), and v itself above 20 as in PyTorch, where
- * exp would gain nothing and log1p(exp(v)) == v in float32 anyway. */
-static inline float softplus(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
-
-static inline float silu(float v) { return v / (1.0f + expf(-v)); }
+#include "activation.h"
 
 void sm_scan_scalar(const sm_scan_args *a, int c0, int c1, float *h)
 {
@@ -30,7 +26,7 @@ void sm_scan_scalar(const sm_scan_args *a, int c0, int c1, float *h)
             } else {
                 for (int r = 0; r < a->dt_rank; r++) d += lo[r] * a->dt_proj[(int64_t)c * a->dt_rank + r];
             }
-            const float dt = softplus(d + a->delta_bias[c]);
+            const float dt = sm_softplus1(d + a->delta_bias[c]);
             const float du = dt * u[c];
             const float *A = a->A + (int64_t)c * N;
             float *hc = h + (int64_t)(c - c0) * N;
@@ -39,48 +35,7 @@ void sm_scan_scalar(const sm_scan_args *a, int c0, int c1, float *h)
                 hc[n] = expf(dt * A[n]) * hc[n] + du * B[n];
                 acc += C[n] * hc[n];
             }
-            y[c] += (acc + a->D[c] * u[c]) * (z ? silu(z[c]) : 1.0f);
+            y[c] += (acc + a->D[c] * u[c]) * (z ? sm_silu1(z[c]) : 1.0f);
         }
     }
-}
-
-void sm_conv1d_silu_scalar(const sm_conv1d_args *a, int64_t t0, int64_t t1)
-{
-    const int c = a->c, K = a->K;
-    for (int64_t t = t0; t < t1; t++) {
-        const int64_t q = sm_scan_position(a->order, a->L, a->nslices, t);
-        float *u = a->u + t * a->ld_u;
-        for (int j = 0; j < c; j++) u[j] = a->b[j];
-        for (int k = q < K - 1 ? (int)(K - 1 - q) : 0; k < K; k++) {
-            const float *x = a->x + sm_scan_token(a->order, a->L, a->nslices, q - (K - 1) + k) * a->ld_x;
-            const float *w = a->w + (int64_t)k * c;
-            for (int j = 0; j < c; j++) u[j] += w[j] * x[j];
-        }
-        for (int j = 0; j < c; j++) u[j] = silu(u[j]);
-    }
-}
-
-void sm_exp_scalar(const float *x, float *y, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) y[i] = expf(x[i]);
-}
-
-void sm_gelu_scalar(const float *x, float *y, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
-}
-
-void sm_silu_scalar(const float *x, float *y, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) y[i] = silu(x[i]);
-}
-
-double sm_fma_probe_scalar(int64_t iters, float *sink)
-{
-    float acc[8];
-    for (int k = 0; k < 8; k++) acc[k] = 0.001f * (float)k;
-    for (int64_t i = 0; i < iters; i++)
-        for (int k = 0; k < 8; k++) acc[k] = fmaf(acc[k], 0.999999f, 1e-6f);
-    *sink = acc[0] + acc[1] + acc[2] + acc[3] + acc[4] + acc[5] + acc[6] + acc[7];
-    return 16.0 * (double)iters;
 }

@@ -11,28 +11,17 @@
  * one) are fused. Channels left over after the last full block go to the
  * scalar kernel.
  *
- * Required before inclusion:
- *   VW                         lanes per vector
- *   vf                         the vector type
- *   V_LOAD(p), V_STORE(p, v), V_SET1(x), V_ADD, V_SUB, V_MUL, V_DIV, V_MAX, V_MIN,
- *   V_FMA(a, b, c) = a*b + c, V_FNMA(a, b, c) = c - a*b,
- *   V_LT_SELECT(a, b, x, y) = (a < b) ? x : y   (per lane),
- *   V_ROUND(v) (to nearest), V_POW2I(p, n) = p * 2^n for integral-valued n,
- *   V_ABS(v), V_ENTER() / V_EXIT() around a kernel's body (FP mode)
+ * Required before inclusion: what activation_vec.h needs, and
+ *   V_ENTER() / V_EXIT() around a kernel's body (FP mode)
  * Optional: V_FRAC_FLOOR(v) = v - floor(v) (0 for infinite v) with
  *   V_POW2_FLOOR(p, x) = p * 2^floor(x), for a shorter v_exp2_neg
- *   SCAN_FN, EXP_FN, GELU_FN, SILU_FN, CONV1D_FN   the kernels' names
+ *   SCAN_FN   the kernel's name
  */
 #include <stdint.h>
 
+#include "activation_vec.h"
 #include "exp_constants.h"
 #include "scan.h"
-
-#if defined(__GNUC__)
-#define SM_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define SM_ALWAYS_INLINE inline
-#endif
 
 #ifndef SM_SCAN_MAX_STATE
 #define SM_SCAN_MAX_STATE 64
@@ -43,28 +32,6 @@
 #ifndef SM_SCAN_TB
 #define SM_SCAN_TB 32
 #endif
-
-/* exp(x): x = n ln2 + r with |r| <= ln2/2, exp(r) by its degree-6 Taylor
- * polynomial, scaled by 2^n. Error bound: truncation |r|^7/7! <= 1.2e-7
- * relative, plus about one ulp of rounding in the Horner steps and the
- * final product: <= 2.5e-7 relative (~2 ulp) for x in [-87, 88];
- * tests/test_scan.c measures 2.2e-7. Below SM_EXP_MIN the result is exactly
- * 0; above SM_EXP_MAX it saturates at exp(SM_EXP_MAX). */
-static inline vf v_exp(vf x)
-{
-    vf xc = V_MIN(V_MAX(x, V_SET1(SM_EXP_MIN)), V_SET1(SM_EXP_MAX));
-    vf n = V_ROUND(V_MUL(xc, V_SET1(SM_LOG2E)));
-    vf r = V_FNMA(n, V_SET1(SM_LN2_HI), xc);
-    r = V_FNMA(n, V_SET1(SM_LN2_LO), r);
-    vf p = V_SET1(SM_EXP_C6);
-    p = V_FMA(p, r, V_SET1(SM_EXP_C5));
-    p = V_FMA(p, r, V_SET1(SM_EXP_C4));
-    p = V_FMA(p, r, V_SET1(SM_EXP_C3));
-    p = V_FMA(p, r, V_SET1(SM_EXP_C2));
-    p = V_FMA(p, r, V_SET1(1.0f));
-    p = V_FMA(p, r, V_SET1(1.0f));
-    return V_LT_SELECT(x, V_SET1(SM_EXP_MIN), V_SET1(0.0f), V_POW2I(p, n));
-}
 
 /* 2^x for x <= 0, the scan's state decays: exp(dt A) = 2^(dt A log2 e)
  * with A log2 e precomputed per block, which saves v_exp's multiply and
@@ -103,31 +70,6 @@ static inline vf v_exp2_neg(vf x)
     return V_POW2I(p, n);
 }
 #endif
-
-/* softplus(v) = max(v, 0) + log1p(exp(-|v|)); log1p(w) for w in (0, 1] as
- * 2 atanh(s), s = w / (2 + w) <= 1/3, by its odd series to s^13 (truncation
- * below 2e-8 relative). Above 20 this returns v to float precision, as
- * PyTorch's threshold does. */
-static inline vf v_softplus(vf v)
-{
-    vf w = v_exp(V_SUB(V_SET1(0.0f), V_ABS(v)));
-    vf s = V_DIV(w, V_ADD(V_SET1(2.0f), w));
-    vf s2 = V_MUL(s, s);
-    vf q = V_SET1(1.0f / 13.0f);
-    q = V_FMA(q, s2, V_SET1(1.0f / 11.0f));
-    q = V_FMA(q, s2, V_SET1(1.0f / 9.0f));
-    q = V_FMA(q, s2, V_SET1(1.0f / 7.0f));
-    q = V_FMA(q, s2, V_SET1(1.0f / 5.0f));
-    q = V_FMA(q, s2, V_SET1(1.0f / 3.0f));
-    q = V_FMA(q, s2, V_SET1(1.0f));
-    return V_ADD(V_MAX(v, V_SET1(0.0f)), V_MUL(V_ADD(s, s), q));
-}
-
-/* z * sigmoid(z) */
-static inline vf v_silu(vf z)
-{
-    return V_DIV(z, V_ADD(V_SET1(1.0f), v_exp(V_SUB(V_SET1(0.0f), z))));
-}
 
 /* Fully unrolled, the N = 16 state vectors can live in registers. */
 #if defined(__clang__)
@@ -247,97 +189,6 @@ static SM_ALWAYS_INLINE void scan_group(const sm_scan_args *a, int c, int nb, co
         }
     }
 }
-
-/* GELU(x) = x/2 (1 + erf(x / sqrt 2)) with erf from Abramowitz & Stegun
- * 7.1.26: erf(a) = 1 - t (a1 + t (a2 + ... a5 t)) exp(-a^2), t = 1/(1 + p a),
- * for a >= 0 (odd symmetry otherwise). GELU = x (1 - tail/2) with
- * tail = 1 - erf(|x|/sqrt 2) <= 1; an error d in tail/2 is an error |x| d:
- * d <= 0.75e-7 (the formula's 1.5e-7 on erf) + about 4 ulp of float
- * evaluation of tail (exp, division, Horner) / 2 <= 2.4e-7 in all, so
- * |error| <= 3e-7 |x| plus the final rounding (tests/test_simd.c). */
-static inline vf v_gelu(vf x)
-{
-    const vf a = V_MUL(V_ABS(x), V_SET1(0.70710678118654752f));
-    const vf t = V_DIV(V_SET1(1.0f), V_FMA(a, V_SET1(0.3275911f), V_SET1(1.0f)));
-    vf q = V_SET1(1.061405429f);
-    q = V_FMA(q, t, V_SET1(-1.453152027f));
-    q = V_FMA(q, t, V_SET1(1.421413741f));
-    q = V_FMA(q, t, V_SET1(-0.284496736f));
-    q = V_FMA(q, t, V_SET1(0.254829592f));
-    const vf tail = V_MUL(V_MUL(q, t), v_exp(V_SUB(V_SET1(0.0f), V_MUL(a, a)))); /* 1 - erf(a) */
-    /* x >= 0: x (1 - tail/2); x < 0: x tail/2 */
-    const vf half_tail = V_MUL(tail, V_SET1(0.5f));
-    return V_MUL(x, V_LT_SELECT(x, V_SET1(0.0f), half_tail, V_SUB(V_SET1(1.0f), half_tail)));
-}
-
-/* y[i] = f(x[i]), the tail through one padded vector. */
-static SM_ALWAYS_INLINE void map(const float *x, float *y, int64_t n, vf (*f)(vf))
-{
-    int64_t i = 0;
-    for (; i + VW <= n; i += VW) V_STORE(y + i, f(V_LOAD(x + i)));
-    if (i < n) {
-        float in[VW] = {0}, out[VW];
-        for (int64_t k = i; k < n; k++) in[k - i] = x[k];
-        V_STORE(out, f(V_LOAD(in)));
-        for (int64_t k = i; k < n; k++) y[k] = out[k - i];
-    }
-}
-
-/* Taps the vector conv1d keeps the tokens of; more go to the scalar kernel. */
-#define SM_CONV1D_MAX_K 16
-
-/* The conv1d + SiLU of scan.h. Channels in vectors, the taps summed in the
- * scalar kernel's order with separate multiplies and adds (so the sums are
- * the scalar kernel's, bit for bit), then this level's SiLU; channels past
- * the last full vector through the scalar SiLU. Going from token t to t + 1
- * moves every tap's token by one too, in each order, while the window lies
- * inside one slice and has no tap before the start; the window's tokens are
- * recomputed only where that fails. */
-void CONV1D_FN(const sm_conv1d_args *a, int64_t t0, int64_t t1)
-{
-    const int c = a->c, K = a->K, cv = c / VW * VW;
-    if (K > SM_CONV1D_MAX_K || t1 <= t0) {
-        sm_conv1d_silu_scalar(a, t0, t1);
-        return;
-    }
-    const int slice = a->order == SM_ORDER_SLICE;
-    const int64_t m = slice ? a->L / a->nslices : a->L; /* tokens per slice */
-    int64_t s = t0 / m, j = t0 % m;                     /* t = s*m + j */
-    int64_t tok[SM_CONV1D_MAX_K];                       /* a tap's token, -1 before the start */
-    int k0 = 0;                                         /* the first tap in the sequence */
-    for (int64_t t = t0; t < t1; t++) {
-        const int64_t q = slice ? j * a->nslices + s
-                          : a->order == SM_ORDER_BACKWARD ? a->L - 1 - t : t;
-        if (t == t0 || j == 0 || k0 > 0 || q < K - 1) {
-            k0 = q < K - 1 ? (int)(K - 1 - q) : 0;
-            for (int k = 0; k < K; k++)
-                tok[k] = k < k0 ? -1 : sm_scan_token(a->order, a->L, a->nslices, q - (K - 1) + k);
-        } else {
-            for (int k = 0; k < K; k++) tok[k]++;
-        }
-        float *u = a->u + t * a->ld_u;
-        for (int i = 0; i < cv; i += VW) {
-            vf acc = V_LOAD(a->b + i);
-            for (int k = k0; k < K; k++)
-                acc = V_ADD(acc, V_MUL(V_LOAD(a->w + (int64_t)k * c + i),
-                                       V_LOAD(a->x + tok[k] * a->ld_x + i)));
-            V_STORE(u + i, v_silu(acc));
-        }
-        for (int i = cv; i < c; i++) {
-            float acc = a->b[i];
-            for (int k = k0; k < K; k++) acc += a->w[(int64_t)k * c + i] * a->x[tok[k] * a->ld_x + i];
-            sm_silu_scalar(&acc, u + i, 1);
-        }
-        if (++j == m) {
-            j = 0;
-            s++;
-        }
-    }
-}
-
-void EXP_FN(const float *x, float *y, int64_t n) { map(x, y, n, v_exp); }
-void SILU_FN(const float *x, float *y, int64_t n) { map(x, y, n, v_silu); }
-void GELU_FN(const float *x, float *y, int64_t n) { map(x, y, n, v_gelu); }
 
 void SCAN_FN(const sm_scan_args *a, int c0, int c1, float *state)
 {

@@ -215,10 +215,10 @@ static void test_instance_norm(void)
     float *x = random_buf(n * ld, -3, 5);
     for (int64_t v = 0; v < n; v++) x[v * ld + 2] = x[v * ld + 2] * 0.001f + 100.0f; /* large mean */
     float *out = filled(n * dld, SENTINEL), *want = filled(n * dld, SENTINEL);
-    for (int act = SM_PW_NONE; act <= SM_PW_GELU; act++) {
-        CHECK(sm_instance_norm(x, ld, want, dld, n, c, (sm_pw_act)act) == SEGMAMBA_OK);
+    for (int act = SM_ACT_NONE; act <= SM_ACT_GELU; act++) {
+        CHECK(sm_instance_norm(x, ld, want, dld, n, c, (sm_act)act) == SEGMAMBA_OK);
         float *d_x = to_device(x, n * ld), *d_out = to_device(out, n * dld);
-        CHECK(sm_cuda_instance_norm(ctx, d_x, ld, d_out, dld, n, c, (sm_pw_act)act) ==
+        CHECK(sm_cuda_instance_norm(ctx, d_x, ld, d_out, dld, n, c, (sm_act)act) ==
               SEGMAMBA_OK);
         float *got = from_device(d_out, n * dld);
         const diff e = compare(got, dld, want, dld, n, c);
@@ -257,10 +257,10 @@ static void test_pointwise(void)
     float *a = random_buf(n * lda, -4, 4), *b = random_buf(n * ldb, -4, 4);
     float *want = filled(n * dld, SENTINEL), *out = filled(n * dld, SENTINEL);
     float *d_a = to_device(a, n * lda), *d_b = to_device(b, n * ldb);
-    for (int act = SM_PW_NONE; act <= SM_PW_GELU; act++) {
-        sm_add(a, lda, b, ldb, want, dld, n, c, (sm_pw_act)act);
+    for (int act = SM_ACT_NONE; act <= SM_ACT_GELU; act++) {
+        sm_add(a, lda, b, ldb, want, dld, n, c, (sm_act)act);
         float *d_out = to_device(out, n * dld);
-        CHECK(sm_cuda_add(ctx, d_a, lda, d_b, ldb, d_out, dld, n, c, (sm_pw_act)act) ==
+        CHECK(sm_cuda_add(ctx, d_a, lda, d_b, ldb, d_out, dld, n, c, (sm_act)act) ==
               SEGMAMBA_OK);
         float *got = from_device(d_out, n * dld);
         diff e = compare(got, dld, want, dld, n, c);
@@ -269,9 +269,9 @@ static void test_pointwise(void)
         CHECK(untouched(got, dld, n, c));
         free(got);
 
-        sm_activate(a, lda, want, dld, n, c, (sm_pw_act)act);
+        sm_activate(a, lda, want, dld, n, c, (sm_act)act);
         d_out = to_device(out, n * dld);
-        CHECK(sm_cuda_activate(ctx, d_a, lda, d_out, dld, n, c, (sm_pw_act)act) == SEGMAMBA_OK);
+        CHECK(sm_cuda_activate(ctx, d_a, lda, d_out, dld, n, c, (sm_act)act) == SEGMAMBA_OK);
         got = from_device(d_out, n * dld);
         e = compare(got, dld, want, dld, n, c);
         note("activation", e.err, 2e-5);
@@ -289,9 +289,9 @@ static void test_pointwise(void)
     CHECK(untouched(got, dld, n, c));
     /* In place, as the graph runs FUE and activations. */
     float *d_x = to_device(a, n * lda);
-    CHECK(sm_cuda_activate(ctx, d_x, lda, d_x, lda, n, c, SM_PW_GELU) == SEGMAMBA_OK);
+    CHECK(sm_cuda_activate(ctx, d_x, lda, d_x, lda, n, c, SM_ACT_GELU) == SEGMAMBA_OK);
     float *inplace = from_device(d_x, n * lda);
-    sm_activate(a, lda, want, dld, n, c, SM_PW_GELU);
+    sm_activate(a, lda, want, dld, n, c, SM_ACT_GELU);
     CHECK_MSG(compare(inplace, lda, want, dld, n, c).err < 2e-5, "in-place GELU");
     sm_cuda_free(d_a), sm_cuda_free(d_b);
     free(a), free(b), free(want), free(out), free(got), free(inplace);

@@ -49,7 +49,7 @@ static sm_status run_packed_projection(sm_conv_kind kind, int base, float *out, 
     sm_graph *g = sm_graph_create();
     const int x = sm_graph_tensor(g, CIN, 0);
     const int r = sm_graph_packed(g, x, base, COUT);
-    sm_graph_node(g, SM_OP_POINTWISE, x, -1, r, SM_PW_NONE, pointwise_conv(kind), 0);
+    sm_graph_node(g, SM_OP_POINTWISE, x, -1, r, SM_ACT_NONE, pointwise_conv(kind), 0);
     CHECK(sm_graph_finish(g, x, r) == SEGMAMBA_OK);
     const sm_status st = sm_graph_run(g, input, D, H, W, out);
     *arena = g->planned_floats;
@@ -77,8 +77,8 @@ static void test_strided(sm_conv_kind kind)
     sm_graph *g = sm_graph_create();
     const int x = sm_graph_tensor(g, CIN, 0);
     const int y = sm_graph_tensor(g, CIN + COUT, 0);
-    sm_graph_node(g, SM_OP_ACT, x, -1, sm_graph_slice(g, y, 0, CIN), SM_PW_NONE, NULL, 0);
-    sm_graph_node(g, SM_OP_POINTWISE, x, -1, sm_graph_slice(g, y, CIN, COUT), SM_PW_NONE,
+    sm_graph_node(g, SM_OP_ACT, x, -1, sm_graph_slice(g, y, 0, CIN), SM_ACT_NONE, NULL, 0);
+    sm_graph_node(g, SM_OP_POINTWISE, x, -1, sm_graph_slice(g, y, CIN, COUT), SM_ACT_NONE,
                   pointwise_conv(kind), 0);
     CHECK(sm_graph_finish(g, x, y) == SEGMAMBA_OK);
     float out[(CIN + COUT) * NVOX];

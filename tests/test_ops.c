@@ -17,12 +17,12 @@ static float *random_buf(int64_t n, float lo, float hi)
     return p;
 }
 
-static double act_ref(double v, sm_pw_act act)
+static double act_ref(double v, sm_act act)
 {
     switch (act) {
-    case SM_PW_RELU: return v > 0 ? v : 0;
-    case SM_PW_LRELU: return v > 0 ? v : 0.01 * v;
-    case SM_PW_GELU: return 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
+    case SM_ACT_RELU: return v > 0 ? v : 0;
+    case SM_ACT_LRELU: return v > 0 ? v : 0.01 * v;
+    case SM_ACT_GELU: return 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
     default: return v;
     }
 }
@@ -35,8 +35,8 @@ static void test_instance_norm(void)
     for (int64_t v = 0; v < n; v++) x[v * ld + 2] = x[v * ld + 2] * 0.001f + 100.0f; /* large mean */
     float *y = malloc((size_t)(n * dld) * sizeof *y);
     for (int64_t i = 0; i < n * dld; i++) y[i] = 12345.0f;
-    for (int act = SM_PW_NONE; act <= SM_PW_LRELU; act++) {
-        CHECK(sm_instance_norm(x, ld, y, dld, n, c, (sm_pw_act)act) == SEGMAMBA_OK);
+    for (int act = SM_ACT_NONE; act <= SM_ACT_LRELU; act++) {
+        CHECK(sm_instance_norm(x, ld, y, dld, n, c, (sm_act)act) == SEGMAMBA_OK);
         double max_err = 0;
         for (int k = 0; k < c; k++) {
             double mean = 0, var = 0;
@@ -45,7 +45,7 @@ static void test_instance_norm(void)
             for (int64_t v = 0; v < n; v++) var += (x[v * ld + k] - mean) * (x[v * ld + k] - mean);
             var /= n;
             for (int64_t v = 0; v < n; v++) {
-                double r = act_ref((x[v * ld + k] - mean) / sqrt(var + 1e-5), (sm_pw_act)act);
+                double r = act_ref((x[v * ld + k] - mean) / sqrt(var + 1e-5), (sm_act)act);
                 double e = fabs(r - y[v * dld + k]);
                 if (!(e <= max_err)) max_err = e;
             }
@@ -71,12 +71,12 @@ static void test_instance_norm_add(void)
             float *ea = malloc((size_t)(n * ld) * sizeof *ea), *eb = malloc((size_t)(n * ld) * sizeof *eb);
             float *expect = malloc((size_t)(n * ld) * sizeof *expect);
             float *sep = malloc((size_t)(n * ld) * sizeof *sep);
-            CHECK(sm_instance_norm(a, ld, ea, ld, n, c, SM_PW_NONE) == SEGMAMBA_OK);
-            if (norm_b) CHECK(sm_instance_norm(b, ld, eb, ld, n, c, SM_PW_NONE) == SEGMAMBA_OK);
+            CHECK(sm_instance_norm(a, ld, ea, ld, n, c, SM_ACT_NONE) == SEGMAMBA_OK);
+            if (norm_b) CHECK(sm_instance_norm(b, ld, eb, ld, n, c, SM_ACT_NONE) == SEGMAMBA_OK);
             else memcpy(eb, b, (size_t)(n * ld) * sizeof *eb);
-            sm_add(ea, ld, eb, ld, expect, ld, n, c, SM_PW_LRELU);
+            sm_add(ea, ld, eb, ld, expect, ld, n, c, SM_ACT_LRELU);
             float *dst = alias == 1 ? a : alias == 2 ? b : sep;
-            CHECK(sm_instance_norm_add(a, ld, b, ld, norm_b, dst, ld, n, c, SM_PW_LRELU) ==
+            CHECK(sm_instance_norm_add(a, ld, b, ld, norm_b, dst, ld, n, c, SM_ACT_LRELU) ==
                   SEGMAMBA_OK);
             int64_t bad = 0;
             for (int64_t v = 0; v < n; v++)
@@ -123,19 +123,19 @@ static void test_pointwise(void)
     const int c = 6, ld = 8;
     float *a = random_buf(n * ld, -6, 6), *b = random_buf(n * ld, -6, 6);
     float *y = malloc((size_t)(n * ld) * sizeof *y);
-    for (int act = SM_PW_NONE; act <= SM_PW_GELU; act++) {
-        sm_add(a, ld, b, ld, y, ld, n, c, (sm_pw_act)act);
+    for (int act = SM_ACT_NONE; act <= SM_ACT_GELU; act++) {
+        sm_add(a, ld, b, ld, y, ld, n, c, (sm_act)act);
         double e_add = 0, e_act = 0;
         for (int64_t v = 0; v < n; v++)
             for (int k = 0; k < c; k++) {
-                double e = fabs(act_ref((double)a[v * ld + k] + b[v * ld + k], (sm_pw_act)act) -
+                double e = fabs(act_ref((double)a[v * ld + k] + b[v * ld + k], (sm_act)act) -
                                 y[v * ld + k]);
                 if (!(e <= e_add)) e_add = e;
             }
-        sm_activate(a, ld, y, ld, n, c, (sm_pw_act)act);
+        sm_activate(a, ld, y, ld, n, c, (sm_act)act);
         for (int64_t v = 0; v < n; v++)
             for (int k = 0; k < c; k++) {
-                double e = fabs(act_ref(a[v * ld + k], (sm_pw_act)act) - y[v * ld + k]);
+                double e = fabs(act_ref(a[v * ld + k], (sm_act)act) - y[v * ld + k]);
                 if (!(e <= e_act)) e_act = e;
             }
         CHECK_MSG(e_add < 1e-5 && e_act < 1e-5, "act %d: add err %g, act err %g", act, e_add, e_act);

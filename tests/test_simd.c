@@ -156,7 +156,7 @@ static void run_case(const sm_kernels *k, sm_order order, int64_t L, int64_t S, 
 }
 
 /* The vector exp against double-precision exp: relative error within the
- * bound scan_template.h documents on [-87, 88]; and, for the vector
+ * bound activation_vec.h documents on [-87, 88]; and, for the vector
  * versions (libm's expf overflows and goes subnormal instead), exactly 0
  * below ln(FLT_MIN) and no NaN or Inf anywhere on a wide range. */
 static void test_exp(const sm_kernels *k)
@@ -184,7 +184,7 @@ static void test_exp(const sm_kernels *k)
 }
 
 /* GELU against the exact erf form in double: within the bound derived in
- * scan_template.h, 3e-7 |x|, plus float rounding of the result. */
+ * activation_vec.h, 3e-7 |x|, plus float rounding of the result. */
 static void test_gelu(const sm_kernels *k)
 {
     enum { n = 100003 };
@@ -316,7 +316,7 @@ static void test_norm_apply(const sm_kernels *k)
         }
         for (int special = 0; special < 2; special++)
             for (int mode = 0; mode < 3; mode++)
-                for (int act = SM_NORM_ACT_NONE; act <= SM_NORM_ACT_LRELU; act++) {
+                for (int act = SM_ACT_NONE; act <= SM_ACT_LRELU; act++) {
                     for (size_t i = 0; i < len; i++) {
                         a[i] = norm_value(special, 0.0f);
                         b[i] = norm_value(special, 0.0f);
@@ -328,7 +328,7 @@ static void test_norm_apply(const sm_kernels *k)
                         .c = c, .a = a, .lda = ld, .sa = {st, st + c, st + 2 * c},
                         .b = mode ? b : NULL, .ldb = ld, .norm_b = mode == 2,
                         .sb = {st + 3 * c, st + 4 * c, st + 5 * c},
-                        .y = y, .ldy = ld, .act = (sm_norm_act)act};
+                        .y = y, .ldy = ld, .act = (sm_act)act};
                     k->norm_apply(&args, v0, v1);
                     sm_norm_args ref = args;
                     ref.y = yr;
@@ -366,8 +366,8 @@ static void test_norm_apply(const sm_kernels *k)
                                 t += u;
                                 mag += fabs(u);
                             }
-                            if (act == SM_NORM_ACT_RELU) t = t > 0 ? t : 0;
-                            if (act == SM_NORM_ACT_LRELU) t = t > 0 ? t : 0.01 * t;
+                            if (act == SM_ACT_RELU) t = t > 0 ? t : 0;
+                            if (act == SM_ACT_LRELU) t = t > 0 ? t : 0.01 * t;
                             double e = fabs(yr[i] - t) / (mag + 1e-30);
                             if (!(e <= worst)) worst = e;
                         }

@@ -17,9 +17,6 @@ static const char *const brats_channels[] = {"t2w", "t2f", "t1n", "t1c"};
 static const char *const brats_labels[] = {"background", "NCR", "ED", "ET"};
 static const int default_nslices[SEGMAMBA_STAGES] = {64, 32, 16, 8};
 
-/* A safetensors header larger than this is refused before it is read. */
-#define HEADER_MAX ((uint64_t)100 << 20)
-
 void segmamba_card_default(segmamba_card *card)
 {
     memset(card, 0, sizeof *card);
@@ -297,40 +294,13 @@ sm_status segmamba_card_to_json(const segmamba_card *card, char **text)
 
 /* ---- finding a model's card ------------------------------------------- */
 
-/* The __metadata__ object of a safetensors file, parsed into *root; *meta is
- * NULL when the file has none or is not safetensors (a .pt zip). */
-static sm_status read_safetensors_meta(const char *path, sm_json *root, const sm_json **meta)
-{
-    *meta = NULL;
-    memset(root, 0, sizeof *root);
-    unsigned char head[8];
-    SM_TRY(sm_file_peek(path, head, 2));
-    if (head[0] == 'P' && head[1] == 'K') return SEGMAMBA_OK; /* a torch.save zip */
-    SM_TRY(sm_file_peek(path, head, 8));
-    uint64_t n = 0;
-    for (int i = 7; i >= 0; i--) n = n << 8 | head[i];
-    if (n < 2 || n > HEADER_MAX)
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: not a safetensors file (header length %llu)", path,
-                       (unsigned long long)n);
-    unsigned char *buf = malloc((size_t)n + 8);
-    if (!buf) return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory for the header", path);
-    sm_status st = sm_file_peek(path, buf, (size_t)n + 8);
-    if (st == SEGMAMBA_OK) st = sm_json_parse((const char *)buf + 8, (size_t)n, path, root);
-    free(buf);
-    SM_TRY(st);
-    const sm_json *m = sm_json_get(root, "__metadata__");
-    if (m && m->type == SM_JSON_OBJECT) *meta = m;
-    return SEGMAMBA_OK;
-}
-
 /* gen_case.py's __metadata__["config"]: nslices and fue when present. */
-static sm_status apply_config_meta(const sm_json *cfgtext, const char *path, segmamba_card *card)
+static sm_status apply_config_meta(const char *cfgtext, const char *path, segmamba_card *card)
 {
-    if (cfgtext->type != SM_JSON_STRING) return SEGMAMBA_OK;
     sm_json cfg;
     char origin[600];
     snprintf(origin, sizeof origin, "%s: __metadata__[\"config\"]", path);
-    SM_TRY(sm_json_parse(cfgtext->string, cfgtext->length, origin, &cfg));
+    SM_TRY(sm_json_parse(cfgtext, strlen(cfgtext), origin, &cfg));
     int found = 0;
     const sm_status st = sm_meta_mamba_keys(&cfg, origin, card->nslices, &card->fue, &found);
     sm_json_free(&cfg);
@@ -352,34 +322,34 @@ static int side_path(const char *model, char *out, size_t cap)
     return snprintf(out, cap, "%.*s.card.json", (int)stem, model) < (int)cap;
 }
 
-sm_status segmamba_card_for_model(const char *model_path, segmamba_card *card)
+/* The card of a checkpoint whose metadata w holds (order in card.h). */
+static sm_status card_for_weights(const char *model_path, const sm_weights *w,
+                                  segmamba_card *card)
 {
     segmamba_card_default(card);
-    sm_json root;
-    const sm_json *meta;
-    SM_TRY(read_safetensors_meta(model_path, &root, &meta));
-    const sm_json *text = meta ? sm_json_get(meta, "card") : NULL;
-    sm_status st = SEGMAMBA_OK;
+    const char *text = sm_weights_meta(w, "card");
     if (text) {
         char origin[600];
         snprintf(origin, sizeof origin, "%s: __metadata__[\"card\"]", model_path);
-        if (text->type != SM_JSON_STRING)
-            st = sm_fail(SEGMAMBA_E_FORMAT, "%s is not a string", origin);
-        else
-            st = segmamba_card_parse(text->string, text->length, origin, card);
-        sm_json_free(&root);
-        return st;
+        return segmamba_card_parse(text, strlen(text), origin, card);
     }
     char side[4096];
     FILE *f = side_path(model_path, side, sizeof side) ? fopen(side, "rb") : NULL;
     if (f) {
         fclose(f);
-        sm_json_free(&root);
         return segmamba_card_load(side, card);
     }
-    const sm_json *cfg = meta ? sm_json_get(meta, "config") : NULL;
-    if (cfg) st = apply_config_meta(cfg, model_path, card);
-    sm_json_free(&root);
+    const char *cfg = sm_weights_meta(w, "config");
+    return cfg ? apply_config_meta(cfg, model_path, card) : SEGMAMBA_OK;
+}
+
+sm_status segmamba_card_for_model(const char *model_path, segmamba_card *card)
+{
+    segmamba_card_default(card);
+    sm_weights meta = {0};
+    sm_status st = sm_load_metadata(model_path, &meta);
+    if (st == SEGMAMBA_OK) st = card_for_weights(model_path, &meta, card);
+    sm_weights_free(&meta);
     return st;
 }
 

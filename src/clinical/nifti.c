@@ -17,6 +17,7 @@
 #include <nifti/nifti2_io.h>
 #include <zlib.h>
 
+#include "io/binary.h"
 #include "io/file.h"
 #include "io/memory_cap.h"
 
@@ -32,24 +33,6 @@ typedef struct raw_header {
     int64_t dim[8];
     int datatype;
 } raw_header;
-
-static uint64_t load_uint(const unsigned char *p, int n, int swap)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++) {
-        int b = swap ? i : n - 1 - i; /* the file is little-endian unless swapped */
-        v = (v << 8) | p[b];
-    }
-    return v;
-}
-
-/* Decodes an n-byte integer of a header that is little-endian when !big. */
-static int64_t load_int(const unsigned char *p, int n, int big)
-{
-    uint64_t v = load_uint(p, n, big);
-    if (n < 8 && (v >> (8 * n - 1))) v -= (uint64_t)1 << (8 * n);
-    return (int64_t)v;
-}
 
 /* zlib inflates ahead into its own buffer, so a damaged stream can show
  * while the header is read: the messages do not say where. */
@@ -97,14 +80,21 @@ static gzFile gz_open(const char *path, sm_status *st)
     return f;
 }
 
-static int datatype_supported(int dt)
+/* The element type of NIfTI datatype dt; 0 when it is not supported. */
+static int datatype_supported(int dt, sm_dtype *t)
 {
     switch (dt) {
-    case DT_UINT8: case DT_INT8: case DT_UINT16: case DT_INT16: case DT_UINT32:
-    case DT_INT32: case DT_UINT64: case DT_INT64: case DT_FLOAT32: case DT_FLOAT64:
-        return 1;
-    default:
-        return 0;
+    case DT_UINT8: *t = SM_DT_U8; return 1;
+    case DT_INT8: *t = SM_DT_I8; return 1;
+    case DT_UINT16: *t = SM_DT_U16; return 1;
+    case DT_INT16: *t = SM_DT_I16; return 1;
+    case DT_UINT32: *t = SM_DT_U32; return 1;
+    case DT_INT32: *t = SM_DT_I32; return 1;
+    case DT_UINT64: *t = SM_DT_U64; return 1;
+    case DT_INT64: *t = SM_DT_I64; return 1;
+    case DT_FLOAT32: *t = SM_DT_F32; return 1;
+    case DT_FLOAT64: *t = SM_DT_F64; return 1;
+    default: return 0;
     }
 }
 
@@ -122,24 +112,24 @@ static sm_status check_header(const char *path, raw_header *h)
         return sm_fail(SEGMAMBA_E_FORMAT, "%s: too short for a NIfTI header (%zu bytes)", path,
                        got);
     int big;
-    int64_t size = load_int(b, 4, 0);
+    int64_t size = sm_load_int(b, 4, 0);
     if (size == 348 || size == 540) big = 0;
-    else if ((size = load_int(b, 4, 1)) == 348 || size == 540) big = 1;
+    else if ((size = sm_load_int(b, 4, 1)) == 348 || size == 540) big = 1;
     else
         return sm_fail(SEGMAMBA_E_FORMAT,
                        "%s: not a NIfTI file (header size field %lld, expected 348 or 540)",
-                       path, (long long)load_int(b, 4, 0));
+                       path, (long long)sm_load_int(b, 4, 0));
     if (size == 540) {
         if (got < 540)
             return sm_fail(SEGMAMBA_E_FORMAT, "%s: too short for a NIfTI-2 header (%zu bytes)",
                            path, got);
         h->version = 2;
-        h->datatype = (int)load_int(b + 12, 2, big);
-        for (int i = 0; i < 8; i++) h->dim[i] = load_int(b + 16 + 8 * i, 8, big);
+        h->datatype = (int)sm_load_int(b + 12, 2, big);
+        for (int i = 0; i < 8; i++) h->dim[i] = sm_load_int(b + 16 + 8 * i, 8, big);
     } else {
         h->version = 1;
-        h->datatype = (int)load_int(b + 70, 2, big);
-        for (int i = 0; i < 8; i++) h->dim[i] = load_int(b + 40 + 2 * i, 2, big);
+        h->datatype = (int)sm_load_int(b + 70, 2, big);
+        for (int i = 0; i < 8; i++) h->dim[i] = sm_load_int(b + 40 + 2 * i, 2, big);
     }
     const int64_t nd = h->dim[0];
     if (nd < 1 || nd > 7)
@@ -164,7 +154,8 @@ static sm_status check_header(const char *path, raw_header *h)
                            path, i, (long long)h->dim[i], (long long)total, MAX_SIDE,
                            (long long)MAX_ELEMENTS);
     }
-    if (!datatype_supported(h->datatype))
+    sm_dtype t;
+    if (!datatype_supported(h->datatype, &t))
         return sm_fail(SEGMAMBA_E_UNSUPPORTED,
                        "%s: datatype %s (code %d) is not supported: only scalar integer "
                        "(8 to 64 bits) and float32/float64 images can be segmented",
@@ -174,22 +165,6 @@ static sm_status check_header(const char *path, raw_header *h)
 
 /* ------------------------------------------------------------------------ */
 /* Reading */
-
-static double load_value(const unsigned char *p, int dt)
-{
-    switch (dt) {
-    case DT_UINT8: return *p;
-    case DT_INT8: return *(const int8_t *)p;
-    case DT_UINT16: return *(const uint16_t *)p;
-    case DT_INT16: return *(const int16_t *)p;
-    case DT_UINT32: return *(const uint32_t *)p;
-    case DT_INT32: return *(const int32_t *)p;
-    case DT_UINT64: return (double)*(const uint64_t *)p;
-    case DT_INT64: return (double)*(const int64_t *)p;
-    case DT_FLOAT32: return *(const float *)p;
-    default: return *(const double *)p; /* DT_FLOAT64; others refused earlier */
-    }
-}
 
 /* The data block as stored, in native byte order. */
 static sm_status read_data(const char *path, const nifti_image *nim, unsigned char *buf,
@@ -291,7 +266,9 @@ sm_status segmamba_nifti_read(const char *path, segmamba_volume *out)
     for (int i = 1; i <= 4 && i <= nim->dim[0]; i++) dim[i] = nim->dim[i];
     const size_t nvox = (size_t)dim[1] * (size_t)dim[2] * (size_t)dim[3];
     const size_t nel = nvox * (size_t)dim[4];
-    if (!datatype_supported(nim->datatype) || nim->nbyper <= 0 || (int64_t)nel != nim->nvox) {
+    sm_dtype dtype;
+    if (!datatype_supported(nim->datatype, &dtype) || nim->nbyper != (int)sm_dtype_size(dtype) ||
+        (int64_t)nel != nim->nvox) {
         nifti_image_free(nim);
         return sm_fail(SEGMAMBA_E_FORMAT, "%s: inconsistent NIfTI header", path);
     }
@@ -324,9 +301,12 @@ sm_status segmamba_nifti_read(const char *path, segmamba_volume *out)
     } else if (!isfinite(inter)) {
         inter = 0;
     }
-    for (size_t i = 0; i < nel; i++)
-        data[i] = (float)(load_value(raw_data + i * (size_t)nim->nbyper, nim->datatype) * slope +
-                          inter);
+    /* read_data left the values in the host's byte order */
+    const int big = !sm_host_is_little_endian();
+    for (size_t i = 0; i < nel; i++) {
+        const unsigned char *p = raw_data + i * (size_t)nim->nbyper;
+        data[i] = (float)(sm_dtype_load_f64(dtype, big, p) * slope + inter);
+    }
     free(raw_data);
 
     out->c = (int)dim[4];

@@ -9,6 +9,7 @@
 #define SM_CONV_H
 
 #include "core/error.h"
+#include "simd/activation.h"
 
 typedef enum sm_conv_kind {
     SM_CONV_REF = 0,
@@ -16,12 +17,6 @@ typedef enum sm_conv_kind {
     SM_CONV_ONEDNN = 2,
     SM_CONV_WINOGRAD = 3 /* F(m^3, 3^3), src/engine/conv_winograd.c */
 } sm_conv_kind;
-
-/* Activation fused after bias (applied by the backend where it can). */
-typedef enum sm_act {
-    SM_ACT_NONE = 0,
-    SM_ACT_RELU = 1
-} sm_act;
 
 /* Arithmetic inside the convolution. BF16 rounds the source and the weights
  * to bfloat16 (8 significant bits) and sums their products in float; bias,
@@ -38,7 +33,7 @@ typedef struct sm_conv_params {
     int k;      /* cubic kernel k x k x k */
     int stride;
     int pad;    /* symmetric zero padding */
-    sm_act act;
+    sm_act act; /* after bias, fused where the backend can: SM_ACT_NONE or SM_ACT_RELU */
     sm_precision precision; /* zero (left out of an initialiser): float32 */
     int tile; /* Winograd output tile m: 2, 3 or 4; 0 (left out): 4. Other backends: 0 */
 } sm_conv_params;

@@ -79,7 +79,7 @@ void sm_graph_set_flops(sm_graph *g, double flops_per_voxel)
         g->nodes[g->n_nodes - 1].flops_per_voxel = flops_per_voxel;
 }
 
-void sm_graph_node(sm_graph *g, sm_opcode op, int in0, int in1, int out, sm_pw_act act,
+void sm_graph_node(sm_graph *g, sm_opcode op, int in0, int in1, int out, sm_act act,
                    void *obj, int64_t nslices)
 {
     if (g->status == SEGMAMBA_OK &&
@@ -182,7 +182,7 @@ static sm_status run_pointwise(sm_conv *c, view a, view out, const run_dims *rd)
         if (!tmp && !(tmp = malloc((size_t)plane * (size_t)out.c * sizeof *tmp)))
             return sm_fail(SEGMAMBA_E_NOMEM, "pointwise convolution: out of memory");
         st = sm_conv_forward(c, src, a.ld, 1, rd->h[l], rd->w[l], tmp, out.c);
-        if (st == SEGMAMBA_OK) sm_activate(tmp, out.c, dst, out.ld, plane, out.c, SM_PW_NONE);
+        if (st == SEGMAMBA_OK) sm_activate(tmp, out.c, dst, out.ld, plane, out.c, SM_ACT_NONE);
     }
     free(tmp);
     return st;

@@ -40,7 +40,7 @@ typedef enum sm_opcode {
 typedef struct sm_node {
     sm_opcode op;
     int in0, in1, out; /* value ids, -1 if unused */
-    sm_pw_act act;
+    sm_act act;
     void *obj;
     int64_t nslices;
     double flops_per_voxel; /* per voxel of in0's level */
@@ -101,7 +101,7 @@ int sm_graph_level(const sm_graph *g, int v);
 
 /* Appends a node; takes ownership of obj (freed with the graph, also when
  * the graph is already in error). */
-void sm_graph_node(sm_graph *g, sm_opcode op, int in0, int in1, int out, sm_pw_act act,
+void sm_graph_node(sm_graph *g, sm_opcode op, int in0, int in1, int out, sm_act act,
                    void *obj, int64_t nslices);
 
 /* Sets the arithmetic of the last node added: flops per voxel of its

@@ -11,7 +11,7 @@
 /* Positions per unit of work of the conv1d. */
 #define CONV1D_BLOCK 256
 
-/* u = SiLU(causal conv1d of x) along the direction's order (simd/scan.h). */
+/* u = SiLU(causal conv1d of x) along the direction's order (simd/conv1d.h). */
 static void causal_conv1d_silu(const sm_mamba *m, const sm_mamba_dir *dir, sm_order order,
                                int64_t L, int64_t S, const float *x, int64_t ldx, float *u)
 {
@@ -137,7 +137,7 @@ sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *o
         /* out = x + out_proj(y) */
         float *o = u; /* dead after the last scan, at least (L, C) floats */
         sm_sgemm(0, 1, (int)L, C, di, 1.0f, y, di, m->out_proj, di, 0.0f, o, C);
-        sm_add(o, C, x, x_ld, out, out_ld, L, C, SM_PW_NONE);
+        sm_add(o, C, x, x_ld, out, out_ld, L, C, SM_ACT_NONE);
     }
     seconds[SM_KIND_NORM] += norm_seconds;
     seconds[SM_KIND_SCAN] += scan_seconds;

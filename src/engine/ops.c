@@ -21,16 +21,16 @@ double sm_now_seconds(void)
  * switch inside the element loop kept it scalar, with a data-dependent
  * branch per value: 4x slower on the network's norms). The blend for
  * LReLU also needs -fno-trapping-math (meson.build). */
-static inline void act_row(float *y, int c, sm_pw_act act)
+static inline void act_row(float *y, int c, sm_act act)
 {
     switch (act) {
-    case SM_PW_RELU:
+    case SM_ACT_RELU:
         for (int k = 0; k < c; k++) y[k] = y[k] > 0.0f ? y[k] : 0.0f;
         break;
-    case SM_PW_LRELU:
+    case SM_ACT_LRELU:
         for (int k = 0; k < c; k++) y[k] = y[k] > 0.0f ? y[k] : 0.01f * y[k];
         break;
-    case SM_PW_GELU: sm_kernels_get()->gelu(y, y, c); break;
+    case SM_ACT_GELU: sm_kernels_get()->gelu(y, y, c); break;
     default: break;
     }
 }
@@ -104,7 +104,7 @@ static sm_norm_stats kernel_stats(norm_stats st)
  * the inputs and writes dst. Each term is rounded to float before the sum,
  * as the unfused ops do. */
 static sm_status norm_apply(const float *a, int lda, const float *b, int ldb, int norm_b,
-                            float *dst, int dst_ld, int64_t n, int c, sm_pw_act act)
+                            float *dst, int dst_ld, int64_t n, int c, sm_act act)
 {
     const int nt = sm_num_threads();
     double *acc = malloc((size_t)nt * (size_t)c * 2 * sizeof *acc);
@@ -123,15 +123,14 @@ static sm_status norm_apply(const float *a, int lda, const float *b, int ldb, in
         .c = c, .a = a, .lda = lda, .sa = kernel_stats(sa),
         .b = b, .ldb = ldb, .norm_b = norm_b, .sb = kernel_stats(sb),
         .y = dst, .ldy = dst_ld,
-        .act = act == SM_PW_RELU ? SM_NORM_ACT_RELU
-             : act == SM_PW_LRELU ? SM_NORM_ACT_LRELU : SM_NORM_ACT_NONE};
+        .act = act == SM_ACT_GELU ? SM_ACT_NONE : act}; /* GELU: below, on the result */
     const int64_t blocks = (n + NORM_APPLY_BLOCK - 1) / NORM_APPLY_BLOCK;
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t blk = 0; blk < blocks; blk++) {
         const int64_t v0 = blk * NORM_APPLY_BLOCK;
         const int64_t v1 = v0 + NORM_APPLY_BLOCK < n ? v0 + NORM_APPLY_BLOCK : n;
         k->norm_apply(&args, v0, v1);
-        if (act == SM_PW_GELU)
+        if (act == SM_ACT_GELU)
             for (int64_t v = v0; v < v1; v++) act_row(dst + v * dst_ld, c, act);
     }
     free(acc);
@@ -140,13 +139,13 @@ static sm_status norm_apply(const float *a, int lda, const float *b, int ldb, in
 }
 
 sm_status sm_instance_norm(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,
-                           sm_pw_act act)
+                           sm_act act)
 {
     return norm_apply(src, src_ld, NULL, 0, 0, dst, dst_ld, n, c, act);
 }
 
 sm_status sm_instance_norm_add(const float *a, int lda, const float *b, int ldb, int norm_b,
-                               float *dst, int dst_ld, int64_t n, int c, sm_pw_act act)
+                               float *dst, int dst_ld, int64_t n, int c, sm_act act)
 {
     return norm_apply(a, lda, b, ldb, norm_b, dst, dst_ld, n, c, act);
 }
@@ -168,7 +167,7 @@ void sm_layer_norm(const float *src, int src_ld, float *dst, int dst_ld, int64_t
 }
 
 void sm_add(const float *a, int lda, const float *b, int ldb, float *dst, int dst_ld, int64_t n,
-            int c, sm_pw_act act)
+            int c, sm_act act)
 {
 #pragma omp parallel for schedule(static)
     for (int64_t v = 0; v < n; v++) {
@@ -180,7 +179,7 @@ void sm_add(const float *a, int lda, const float *b, int ldb, float *dst, int ds
 }
 
 void sm_activate(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,
-                 sm_pw_act act)
+                 sm_act act)
 {
 #pragma omp parallel for schedule(static)
     for (int64_t v = 0; v < n; v++) {

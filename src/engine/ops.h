@@ -8,6 +8,7 @@
 
 #include "engine/conv.h"
 #include "core/error.h"
+#include "simd/activation.h"
 
 /* Time is reported per kind of work. */
 typedef enum sm_op_kind {
@@ -20,24 +21,17 @@ typedef enum sm_op_kind {
 
 double sm_now_seconds(void);
 
-typedef enum sm_pw_act {
-    SM_PW_NONE = 0,
-    SM_PW_RELU = 1,
-    SM_PW_LRELU = 2, /* negative slope 0.01 */
-    SM_PW_GELU = 3   /* exact erf form */
-} sm_pw_act;
-
 /* InstanceNorm3d without affine: per channel, biased variance over the n
  * voxels, eps 1e-5; then act. Statistics are accumulated in double. */
 sm_status sm_instance_norm(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,
-                           sm_pw_act act);
+                           sm_act act);
 
 /* dst = act(IN(a) + (norm_b ? IN(b) : b)) in one pass after the statistics:
  * a residual block's tail without writing the normed terms out first.
  * Equal, bit for bit, to sm_instance_norm on each term, then sm_add. dst
  * may be a or b. */
 sm_status sm_instance_norm_add(const float *a, int lda, const float *b, int ldb, int norm_b,
-                               float *dst, int dst_ld, int64_t n, int c, sm_pw_act act);
+                               float *dst, int dst_ld, int64_t n, int c, sm_act act);
 
 /* LayerNorm over the c channels of each token, eps 1e-5, with weight/bias. */
 void sm_layer_norm(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,
@@ -45,11 +39,11 @@ void sm_layer_norm(const float *src, int src_ld, float *dst, int dst_ld, int64_t
 
 /* dst = act(a + b). */
 void sm_add(const float *a, int lda, const float *b, int ldb, float *dst, int dst_ld, int64_t n,
-            int c, sm_pw_act act);
+            int c, sm_act act);
 
 /* dst = act(src). */
 void sm_activate(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,
-                 sm_pw_act act);
+                 sm_act act);
 
 /* Feature-level uncertainty estimation (paper): per voxel m = sigmoid(mean
  * over channels), u = -m ln m, z' = z + z (1 - u). */

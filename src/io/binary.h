@@ -138,6 +138,12 @@ static inline int64_t sm_sign_extend(uint64_t u, size_t n)
     return u <= INT64_MAX ? (int64_t)u : -(int64_t)~u - 1;
 }
 
+/* Reads the n-byte two's complement integer at p in the given byte order. */
+static inline int64_t sm_load_int(const unsigned char *p, size_t n, int big_endian)
+{
+    return sm_sign_extend(sm_load_uint(p, n, big_endian), n);
+}
+
 static inline float sm_dtype_load(sm_dtype t, int big_endian, const unsigned char *p)
 {
     uint64_t u = sm_load_uint(p, sm_dtype_size(t), big_endian);
@@ -151,11 +157,31 @@ static inline float sm_dtype_load(sm_dtype t, int big_endian, const unsigned cha
     case SM_DT_F16: return sm_f16_to_f32((uint16_t)u);
     case SM_DT_BF16: return sm_f32_from_bits((uint32_t)u << 16);
     case SM_DT_I64: case SM_DT_I32: case SM_DT_I16: case SM_DT_I8:
-        return (float)sm_sign_extend(u, sm_dtype_size(t));
+        return (float)sm_load_int(p, sm_dtype_size(t), big_endian);
     case SM_DT_U64: case SM_DT_U32: case SM_DT_U16: case SM_DT_U8: return (float)u;
     case SM_DT_BOOL: return u ? 1.0f : 0.0f;
     }
     return 0.0f;
+}
+
+/* The element at p as a double, exact for every type but the 64-bit
+ * integers beyond 2^53 (for readers that scale values before rounding them
+ * to float, as NIfTI's scl_slope and scl_inter do). */
+static inline double sm_dtype_load_f64(sm_dtype t, int big_endian, const unsigned char *p)
+{
+    switch (t) {
+    case SM_DT_F64: {
+        const uint64_t u = sm_load_uint(p, 8, big_endian);
+        double d;
+        memcpy(&d, &u, sizeof d);
+        return d;
+    }
+    case SM_DT_I64: case SM_DT_I32: case SM_DT_I16: case SM_DT_I8:
+        return (double)sm_load_int(p, sm_dtype_size(t), big_endian);
+    case SM_DT_U64: case SM_DT_U32: case SM_DT_U16: case SM_DT_U8:
+        return (double)sm_load_uint(p, sm_dtype_size(t), big_endian);
+    default: return sm_dtype_load(t, big_endian, p); /* exact in float */
+    }
 }
 
 /* Converts n elements spaced stride elements apart. */

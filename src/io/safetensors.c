@@ -3,6 +3,7 @@
  * "__metadata__": {string: string}}, then the raw little-endian data, with
  * offsets relative to its start. */
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,20 +153,32 @@ static sm_status read_header(const char *path, const unsigned char *file, size_t
     return SEGMAMBA_OK;
 }
 
-static sm_status parse_file(const char *path, const unsigned char *file, size_t size, sm_weights *out)
+/* The JSON header of the size bytes at file (the whole file, or at least
+ * its header), parsed into *header, an object; *header_len is its length. */
+static sm_status parse_header(const char *path, const unsigned char *file, size_t size,
+                              sm_json *header, uint64_t *header_len)
 {
-    uint64_t header_len = 0;
-    SM_TRY(read_header(path, file, size, &header_len));
+    SM_TRY(read_header(path, file, size, header_len));
     size_t n = strlen(path) + sizeof " header";
     char *origin = malloc(n);
     if (!origin) return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory", path);
     snprintf(origin, n, "%s header", path);
-    sm_json header;
-    sm_status st = sm_json_parse((const char *)file + 8, (size_t)header_len, origin, &header);
+    sm_status st = sm_json_parse((const char *)file + 8, (size_t)*header_len, origin, header);
     free(origin);
     SM_TRY(st);
-    if (header.type != SM_JSON_OBJECT)
-        st = sm_fail(SEGMAMBA_E_FORMAT, "%s: safetensors header is not a JSON object", path);
+    if (header->type != SM_JSON_OBJECT) {
+        sm_json_free(header);
+        return sm_fail(SEGMAMBA_E_FORMAT, "%s: safetensors header is not a JSON object", path);
+    }
+    return SEGMAMBA_OK;
+}
+
+static sm_status parse_file(const char *path, const unsigned char *file, size_t size, sm_weights *out)
+{
+    uint64_t header_len = 0;
+    sm_json header;
+    SM_TRY(parse_header(path, file, size, &header, &header_len));
+    sm_status st = SEGMAMBA_OK;
     const unsigned char *data = file + 8 + header_len;
     uint64_t data_size = size - 8 - header_len;
     for (size_t i = 0; i < header.count && st == SEGMAMBA_OK; i++) {
@@ -192,6 +205,27 @@ sm_status sm_load_safetensors(const char *path, sm_weights *out)
     SM_TRY(segmamba_file_read(path, &file, &size));
     sm_status st = parse_file(path, file, size, out);
     free(file);
+    return st;
+}
+
+sm_status sm_safetensors_metadata(const char *path, sm_weights *out)
+{
+    unsigned char head[8];
+    SM_TRY(sm_file_peek(path, head, sizeof head));
+    /* The file's size is not known here: only the limit is checked before
+     * the allocation, and a file shorter than its header fails the peek. */
+    uint64_t len;
+    SM_TRY(read_header(path, head, SIZE_MAX, &len));
+    unsigned char *file = malloc((size_t)len + 8);
+    if (!file) return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory for the header", path);
+    sm_json header;
+    sm_status st = sm_file_peek(path, file, (size_t)len + 8);
+    if (st == SEGMAMBA_OK) st = parse_header(path, file, (size_t)len + 8, &header, &len);
+    free(file);
+    SM_TRY(st);
+    const sm_json *meta = sm_json_get(&header, "__metadata__");
+    if (meta) st = read_metadata(path, meta, out);
+    sm_json_free(&header);
     return st;
 }
 

@@ -157,12 +157,28 @@ static sm_status strip_module_prefix(sm_weights *w)
     return SEGMAMBA_OK;
 }
 
-sm_status sm_load_weights(const char *path, sm_weights *out)
+/* A zip, i.e. a torch.save file; anything else is taken for safetensors. */
+static sm_status is_torch_zip(const char *path, int *zip)
 {
     unsigned char magic[4] = {0};
     SM_TRY(sm_file_peek(path, magic, sizeof magic));
+    *zip = magic[0] == 'P' && magic[1] == 'K';
+    return SEGMAMBA_OK;
+}
+
+sm_status sm_load_metadata(const char *path, sm_weights *out)
+{
+    int zip;
+    SM_TRY(is_torch_zip(path, &zip));
+    return zip ? SEGMAMBA_OK : sm_safetensors_metadata(path, out);
+}
+
+sm_status sm_load_weights(const char *path, sm_weights *out)
+{
+    int zip;
+    SM_TRY(is_torch_zip(path, &zip));
     sm_status st;
-    if (magic[0] == 'P' && magic[1] == 'K')
+    if (zip)
         st = sm_load_pt(path, out);
     else
         st = sm_load_safetensors(path, out);

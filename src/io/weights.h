@@ -56,9 +56,15 @@ void sm_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);
  * leading "module." from every key when all keys carry it. */
 sm_status sm_load_weights(const char *path, sm_weights *out);
 
+/* Only the string metadata of a checkpoint, read from a safetensors file's
+ * header without its tensors; a torch.save file has none. Appends to out's
+ * metadata, which the caller frees. */
+sm_status sm_load_metadata(const char *path, sm_weights *out);
+
 /* The readers (src/io/). Both append to out, which the caller frees. */
 sm_status sm_load_pt(const char *path, sm_weights *out);
 sm_status sm_load_safetensors(const char *path, sm_weights *out);
+sm_status sm_safetensors_metadata(const char *path, sm_weights *out);
 /* The same readers on a file already in memory (data[0, size), not
  * NUL-terminated); origin names it in messages. */
 sm_status sm_load_pt_memory(const unsigned char *data, size_t size, const char *origin,

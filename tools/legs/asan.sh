@@ -28,7 +28,7 @@ meson compile -C "$build"
 # one, it goes in a file passed through LSAN_OPTIONS=suppressions=..., each
 # entry with its reason; never one for our own code. ASan's
 # detect_stack_use_after_return stays off: with it, test_simd's AVX-512
-# kernels fault on a wild address inside map() (simd/scan_template.h) in
+# kernels fault on a wild address inside map() (simd/activation_template.h) in
 # ASan's fake stack frames, while the same code is clean without it and
 # under -O2; not understood yet.
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1:strict_string_checks=1
