@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "io/weights.h"
 #include "io/binary.h"
@@ -210,12 +211,15 @@ sm_status sm_load_safetensors(const char *path, sm_weights *out)
 
 sm_status sm_safetensors_metadata(const char *path, sm_weights *out)
 {
-    unsigned char head[8];
-    SM_TRY(sm_file_peek(path, head, sizeof head));
-    /* The file's size is not known here: only the limit is checked before
-     * the allocation, and a file shorter than its header fails the peek. */
+    /* The header length is checked against the file's size, as the loader
+     * checks it, so that both refuse a file with the same message. */
+    struct stat sb;
+    const size_t size =
+        stat(path, &sb) == 0 && S_ISREG(sb.st_mode) ? (size_t)sb.st_size : SIZE_MAX;
+    unsigned char head[8] = {0};
+    if (size >= sizeof head) SM_TRY(sm_file_peek(path, head, sizeof head));
     uint64_t len;
-    SM_TRY(read_header(path, head, SIZE_MAX, &len));
+    SM_TRY(read_header(path, head, size, &len));
     unsigned char *file = malloc((size_t)len + 8);
     if (!file) return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory for the header", path);
     sm_json header;
