@@ -156,6 +156,40 @@ double sm_mamba_flops_per_token(const sm_mamba *m)
     return 2 * C * 2 * di + SM_DIRECTIONS * per_dir + 2 * di * C;
 }
 
+sm_status sm_mamba_create(int dim, int d_inner, int d_state, int dt_rank, int d_conv,
+                          const sm_mamba_weights *w, sm_mamba **out)
+{
+    *out = NULL;
+    sm_mamba *m = calloc(1, sizeof *m);
+    if (!m) return sm_fail(SEGMAMBA_E_NOMEM, "Mamba layer: out of memory");
+    *m = (sm_mamba){.dim = dim, .d_inner = d_inner, .d_state = d_state, .dt_rank = dt_rank,
+                    .d_conv = d_conv, .norm_w = w->norm_w, .norm_b = w->norm_b,
+                    .in_proj = w->in_proj, .out_proj = w->out_proj};
+    const size_t n = (size_t)d_inner * (size_t)d_state;
+    for (int s = 0; s < SM_DIRECTIONS; s++) {
+        sm_mamba_dir *d = &m->dir[s];
+        d->conv_b = w->dir[s].conv_b;
+        d->x_proj = w->dir[s].x_proj;
+        d->dt_proj = w->dir[s].dt_proj;
+        d->dt_bias = w->dir[s].dt_bias;
+        d->D = w->dir[s].D;
+        d->A = malloc(n * sizeof *d->A);
+        d->conv_wt = malloc((size_t)d_conv * (size_t)d_inner * sizeof *d->conv_wt);
+        if (!d->A || !d->conv_wt) {
+            sm_mamba_free(m);
+            return sm_fail(SEGMAMBA_E_NOMEM, "Mamba layer: out of memory");
+        }
+        const float *a_log = w->dir[s].A_log, *conv_w = w->dir[s].conv_w;
+        for (size_t k = 0; k < n; k++) d->A[k] = -expf(a_log[k]);
+        /* (d_inner, 1, K) -> (K, d_inner): the conv1d's inner loop runs over channels. */
+        for (int c = 0; c < d_inner; c++)
+            for (int k = 0; k < d_conv; k++)
+                d->conv_wt[(size_t)k * d_inner + c] = conv_w[(size_t)c * d_conv + k];
+    }
+    *out = m;
+    return SEGMAMBA_OK;
+}
+
 void sm_mamba_free(sm_mamba *m)
 {
     if (!m) return;

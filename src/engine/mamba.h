@@ -29,6 +29,23 @@ typedef struct sm_mamba {
     sm_mamba_dir dir[SM_DIRECTIONS];
 } sm_mamba;
 
+/* A layer's weights as the checkpoint holds them (PyTorch layout). */
+typedef struct sm_mamba_weights {
+    const float *norm_w, *norm_b, *in_proj, *out_proj;
+    struct {
+        const float *conv_w; /* (d_inner, 1, d_conv): conv1d.weight */
+        const float *conv_b, *x_proj, *dt_proj, *dt_bias;
+        const float *A_log; /* (d_inner, N) */
+        const float *D;
+    } dir[SM_DIRECTIONS];
+} sm_mamba_weights;
+
+/* A layer of dim channels: copies conv1d's weights transposed and makes
+ * A = -exp(A_log) (both owned); borrows every other weight, which must
+ * outlive the layer (conv_w and A_log may be freed once this returns). */
+sm_status sm_mamba_create(int dim, int d_inner, int d_state, int dt_rank, int d_conv,
+                          const sm_mamba_weights *w, sm_mamba **out);
+
 /* A layer's scratch, token-major (L rows each). Two layouts:
  * - the host's (sm_mamba_forward): x, in_proj's first half (d_inner); u
  *   (d_inner, and at least dim: it holds the normed input before the first
