@@ -325,44 +325,21 @@ sm_status sm_cuda_conv_forward(sm_cuda_ctx *ctx, const sm_cuda_conv *c, const fl
 struct sm_cuda_convt2 {
     int cin, cout;
     float *block;
-    float *weight; /* (cin, 8 cout): column kk*cout + co, kk = a*4 + b*2 + c */
+    float *weight; /* as sm_convt2_weights: (cin, 8 cout), column (a*4 + b*2 + c)*cout + co */
 };
 
-sm_status sm_cuda_convt2_upload(const sm_convt2 *t, int cin, int cout, sm_cuda_convt2 **out)
+sm_status sm_cuda_convt2_upload(const sm_convt2 *t, sm_cuda_convt2 **out)
 {
     *out = NULL;
-    /* sm_convt2 keeps its weights private (src/engine/ops.c), so they are read back
-     * through its own forward: the 1 x 1 x cin input whose voxel i is the
-     * unit vector e_i gives at output voxel (a, b, 2i + c) exactly
-     * W[i, :, a, b, c], each output being one product by 1 plus products
-     * by 0. */
-    const size_t cols = 8 * (size_t)cout;
-    float *x = calloc((size_t)cin * cin, sizeof *x);
-    float *y = malloc((size_t)cin * cols * sizeof *y);
-    float *wt = malloc((size_t)cin * cols * sizeof *wt);
+    int cin, cout;
+    /* The CPU op's GEMM operand is already this layout (src/engine/ops.h). */
+    const float *weight = sm_convt2_weights(t, &cin, &cout);
     sm_cuda_convt2 *dt = calloc(1, sizeof *dt);
-    sm_status st = x && y && wt && dt ? SEGMAMBA_OK
-                                      : sm_fail(SEGMAMBA_E_NOMEM, "CUDA backend: out of memory");
-    if (st == SEGMAMBA_OK) {
-        for (int i = 0; i < cin; i++) x[(size_t)i * cin + i] = 1.0f;
-        st = sm_convt2_forward(t, x, cin, 1, 1, cin, y, cout);
-    }
-    if (st == SEGMAMBA_OK) {
-        for (int i = 0; i < cin; i++)
-            for (int kk = 0; kk < 8; kk++) {
-                const int a = kk >> 2, b = (kk >> 1) & 1, c = kk & 1;
-                const size_t o = ((size_t)a * 2 + b) * (2 * (size_t)cin) + 2 * (size_t)i + c;
-                memcpy(wt + (size_t)i * cols + (size_t)kk * cout, y + o * cout,
-                       (size_t)cout * sizeof *wt);
-            }
-        dt->cin = cin;
-        dt->cout = cout;
-        const piece pieces[] = {{wt, (size_t)cin * cols, &dt->weight}};
-        st = upload_pieces(pieces, 1, &dt->block);
-    }
-    free(x);
-    free(y);
-    free(wt);
+    if (!dt) return sm_fail(SEGMAMBA_E_NOMEM, "CUDA backend: out of memory");
+    dt->cin = cin;
+    dt->cout = cout;
+    const piece pieces[] = {{weight, (size_t)cin * 8 * (size_t)cout, &dt->weight}};
+    sm_status st = upload_pieces(pieces, 1, &dt->block);
     if (st != SEGMAMBA_OK) {
         free(dt);
         return st;
@@ -642,8 +619,7 @@ static sm_status upload_node(const sm_graph *g, const sm_node *nd, dev_op *o)
     }
     case SM_OP_CONVT2: {
         sm_cuda_convt2 *t = NULL;
-        SM_TRY(sm_cuda_convt2_upload(nd->obj, sm_graph_channels(g, nd->in0),
-                                     sm_graph_channels(g, nd->out), &t));
+        SM_TRY(sm_cuda_convt2_upload(nd->obj, &t));
         o->obj = t;
         return SEGMAMBA_OK;
     }

@@ -184,7 +184,7 @@ static void test_convt2(void)
     sm_cuda_convt2 *dt = NULL;
     CHECK(sm_convt2_create(cin, cout, weight, &t) == SEGMAMBA_OK);
     CHECK(sm_convt2_forward(t, src, src_ld, d, h, w, want, dst_ld) == SEGMAMBA_OK);
-    CHECK(sm_cuda_convt2_upload(t, cin, cout, &dt) == SEGMAMBA_OK);
+    CHECK(sm_cuda_convt2_upload(t, &dt) == SEGMAMBA_OK);
     for (int chunked = 0; chunked < 2; chunked++) {
         /* 7 input voxels per GEMM when chunked. */
         sm_cuda_ctx_set_chunk_floats(ctx, chunked ? 7 * 8 * (size_t)cout : 0);

@@ -268,6 +268,13 @@ sm_status sm_convt2_forward(const sm_convt2 *t, const float *src, int src_ld, in
     return SEGMAMBA_OK;
 }
 
+const float *sm_convt2_weights(const sm_convt2 *t, int *cin, int *cout)
+{
+    *cin = t->cin;
+    *cout = t->cout;
+    return t->w;
+}
+
 void sm_convt2_free(sm_convt2 *t)
 {
     if (!t) return;

@@ -66,6 +66,13 @@ sm_status sm_convt2_create(int cin, int cout, const float *weight, sm_convt2 **o
 sm_status sm_convt2_forward(const sm_convt2 *t, const float *src, int src_ld, int d, int h, int w,
                             float *dst, int dst_ld);
 
+/* The weights the forward multiplies by, for a device backend's copy: a
+ * row-major (cin, 8 cout) matrix whose column (a*4 + b*2 + c)*cout + co
+ * holds PyTorch's weight[ci][co][a][b][c]; input voxel (z, y, x) times it
+ * gives output voxels (2z + a, 2y + b, 2x + c). Sets *cin and *cout; the
+ * array lives as long as t. There is no bias. */
+const float *sm_convt2_weights(const sm_convt2 *t, int *cin, int *cout);
+
 void sm_convt2_free(sm_convt2 *t);
 
 /* NCDHW <-> channels-last conversion at the API boundary. */
