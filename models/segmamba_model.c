@@ -295,6 +295,7 @@ typedef struct builder {
     sm_graph *g;
     sm_weights *w;
     const segmamba_config *cfg;
+    const sm_kernels *kernels;
     sm_conv_kind kind;
     sm_wino_use wino;
     int wino_tile;
@@ -341,7 +342,8 @@ static int conv_op(builder *b, sm_opcode op, int x, int out, int cout, int k, in
     if (g->status != SEGMAMBA_OK) return -1;
     sm_conv_params p = {.cin = sm_graph_channels(g, x), .cout = cout, .k = k,
                         .stride = stride, .pad = pad, .act = act,
-                        .precision = b->cfg->bf16 ? SM_PREC_BF16 : SM_PREC_F32};
+                        .precision = b->cfg->bf16 ? SM_PREC_BF16 : SM_PREC_F32,
+                        .kernels = b->kernels};
     const sm_conv_choice use = sm_conv_pick(&p, b->wino, b->kind, b->wino_tile);
     p.tile = use.tile;
     sm_conv *c = NULL;
@@ -604,13 +606,14 @@ static int up_block(builder *b, int k, int x, int cat)
     return resblock(b, p, cat, cout, s);
 }
 
-sm_status sm_segmamba_build(sm_weights *w, const segmamba_config *cfg, sm_conv_kind kind,
-                            sm_wino_use wino, int wino_tile, sm_graph **out)
+sm_status sm_segmamba_build(sm_weights *w, const segmamba_config *cfg, const sm_kernels *k,
+                            sm_conv_kind kind, sm_wino_use wino, int wino_tile, sm_graph **out)
 {
     *out = NULL;
     sm_graph *g = sm_graph_create();
     if (!g) return sm_fail(SEGMAMBA_E_NOMEM, "out of memory building the graph");
-    builder b = {.g = g, .w = w, .cfg = cfg, .kind = kind, .wino = wino, .wino_tile = wino_tile};
+    builder b = {.g = g, .w = w, .cfg = cfg, .kernels = k, .kind = kind, .wino = wino,
+                 .wino_tile = wino_tile};
     const int *f = cfg->feat;
 
     int input = sm_graph_tensor(g, cfg->in_chans, 0);

@@ -51,7 +51,7 @@ static sm_status run_packed_projection(sm_conv_kind kind, int base, float *out, 
     const int r = sm_graph_packed(g, x, base, COUT);
     sm_graph_node(g, SM_OP_POINTWISE, x, -1, r, SM_PW_NONE, pointwise_conv(kind), 0);
     CHECK(sm_graph_finish(g, x, r) == SEGMAMBA_OK);
-    const sm_status st = sm_graph_run(g, input, D, H, W, out);
+    const sm_status st = sm_graph_run(g, sm_kernels_get(), input, D, H, W, out);
     *arena = g->planned_floats;
     sm_graph_free(g);
     return st;
@@ -82,7 +82,7 @@ static void test_strided(sm_conv_kind kind)
                   pointwise_conv(kind), 0);
     CHECK(sm_graph_finish(g, x, y) == SEGMAMBA_OK);
     float out[(CIN + COUT) * NVOX];
-    CHECK(sm_graph_run(g, input, D, H, W, out) == SEGMAMBA_OK);
+    CHECK(sm_graph_run(g, sm_kernels_get(), input, D, H, W, out) == SEGMAMBA_OK);
     CHECK(memcmp(out, input, sizeof input) == 0);
     const double e = max_conv_err(out, CIN);
     CHECK_MSG(e < 1e-5, "%s: strided pointwise: max err %g", sm_conv_kind_name(kind), e);

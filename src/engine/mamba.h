@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "simd/dispatch.h"
 #include "simd/scan.h"
 
 #define SM_DIRECTIONS 3
@@ -79,15 +80,18 @@ int64_t sm_mamba_scratch_per_token(const sm_mamba *m, int device);
 
 /* x: L tokens of dim channels (ld apart); out may equal x. nslices is S for
  * the inter-slice direction (L % S == 0, checked by the caller). scratch
- * holds L * sm_mamba_scratch_per_token(m, 0) floats. Adds the time spent in
- * each kind of work to seconds[SM_KIND_COUNT]. */
-sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *out, int out_ld,
-                           int64_t L, int64_t nslices, float *scratch, double *seconds);
+ * holds L * sm_mamba_scratch_per_token(m, 0) floats. The conv1d, scan and
+ * gate run on kernel table k. Adds the time spent in each kind of work to
+ * seconds[SM_KIND_COUNT]. */
+sm_status sm_mamba_forward(const sm_mamba *m, const sm_kernels *k, const float *x, int x_ld,
+                           float *out, int out_ld, int64_t L, int64_t nslices, float *scratch,
+                           double *seconds);
 
 /* Multiply-adds (counted as 2 flops) and scan operations per token. */
 double sm_mamba_flops_per_token(const sm_mamba *m);
 
-/* Frees the layer and its A arrays (the other weights are borrowed). */
+/* Frees the layer, its A arrays and conv1d copies (the other weights are
+ * borrowed). */
 void sm_mamba_free(sm_mamba *m);
 
 #endif
