@@ -72,6 +72,7 @@ int main(int argc, char **argv)
         {"IN(a)+IN(b)+LReLU, into b", 2, 2 * mb / rbw + 3 * mb / wbw},
         {"IN(a)+b+LReLU, into b", 3, mb / rbw + 3 * mb / wbw},
     };
+    const sm_kernels *k = sm_kernels_get();
     for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++) {
         double t[3];
         for (int r = 0; r < 3; r++) {
@@ -79,10 +80,10 @@ int main(int argc, char **argv)
             double t0 = sm_now_seconds();
             sm_status st = SEGMAMBA_OK;
             switch (ops[o].which) {
-            case 0: st = sm_instance_norm(a, c, d, c, n, c, SM_ACT_LRELU); break;
-            case 1: st = sm_instance_norm(d, c, d, c, n, c, SM_ACT_LRELU); break;
-            case 2: st = sm_instance_norm_add(a, c, d, c, 1, d, c, n, c, SM_ACT_LRELU); break;
-            case 3: st = sm_instance_norm_add(a, c, d, c, 0, d, c, n, c, SM_ACT_LRELU); break;
+            case 0: st = sm_instance_norm(k, a, c, d, c, n, c, SM_ACT_LRELU); break;
+            case 1: st = sm_instance_norm(k, d, c, d, c, n, c, SM_ACT_LRELU); break;
+            case 2: st = sm_instance_norm_add(k, a, c, d, c, 1, d, c, n, c, SM_ACT_LRELU); break;
+            case 3: st = sm_instance_norm_add(k, a, c, d, c, 0, d, c, n, c, SM_ACT_LRELU); break;
             }
             t[r] = sm_now_seconds() - t0;
             if (st != SEGMAMBA_OK) return 1;

@@ -325,44 +325,21 @@ sm_status sm_cuda_conv_forward(sm_cuda_ctx *ctx, const sm_cuda_conv *c, const fl
 struct sm_cuda_convt2 {
     int cin, cout;
     float *block;
-    float *weight; /* (cin, 8 cout): column kk*cout + co, kk = a*4 + b*2 + c */
+    float *weight; /* as sm_convt2_weights: (cin, 8 cout), column (a*4 + b*2 + c)*cout + co */
 };
 
-sm_status sm_cuda_convt2_upload(const sm_convt2 *t, int cin, int cout, sm_cuda_convt2 **out)
+sm_status sm_cuda_convt2_upload(const sm_convt2 *t, sm_cuda_convt2 **out)
 {
     *out = NULL;
-    /* sm_convt2 keeps its weights private (src/engine/ops.c), so they are read back
-     * through its own forward: the 1 x 1 x cin input whose voxel i is the
-     * unit vector e_i gives at output voxel (a, b, 2i + c) exactly
-     * W[i, :, a, b, c], each output being one product by 1 plus products
-     * by 0. */
-    const size_t cols = 8 * (size_t)cout;
-    float *x = calloc((size_t)cin * cin, sizeof *x);
-    float *y = malloc((size_t)cin * cols * sizeof *y);
-    float *wt = malloc((size_t)cin * cols * sizeof *wt);
+    int cin, cout;
+    /* The CPU op's GEMM operand is already this layout (src/engine/ops.h). */
+    const float *weight = sm_convt2_weights(t, &cin, &cout);
     sm_cuda_convt2 *dt = calloc(1, sizeof *dt);
-    sm_status st = x && y && wt && dt ? SEGMAMBA_OK
-                                      : sm_fail(SEGMAMBA_E_NOMEM, "CUDA backend: out of memory");
-    if (st == SEGMAMBA_OK) {
-        for (int i = 0; i < cin; i++) x[(size_t)i * cin + i] = 1.0f;
-        st = sm_convt2_forward(t, x, cin, 1, 1, cin, y, cout);
-    }
-    if (st == SEGMAMBA_OK) {
-        for (int i = 0; i < cin; i++)
-            for (int kk = 0; kk < 8; kk++) {
-                const int a = kk >> 2, b = (kk >> 1) & 1, c = kk & 1;
-                const size_t o = ((size_t)a * 2 + b) * (2 * (size_t)cin) + 2 * (size_t)i + c;
-                memcpy(wt + (size_t)i * cols + (size_t)kk * cout, y + o * cout,
-                       (size_t)cout * sizeof *wt);
-            }
-        dt->cin = cin;
-        dt->cout = cout;
-        const piece pieces[] = {{wt, (size_t)cin * cols, &dt->weight}};
-        st = upload_pieces(pieces, 1, &dt->block);
-    }
-    free(x);
-    free(y);
-    free(wt);
+    if (!dt) return sm_fail(SEGMAMBA_E_NOMEM, "CUDA backend: out of memory");
+    dt->cin = cin;
+    dt->cout = cout;
+    const piece pieces[] = {{weight, (size_t)cin * 8 * (size_t)cout, &dt->weight}};
+    sm_status st = upload_pieces(pieces, 1, &dt->block);
     if (st != SEGMAMBA_OK) {
         free(dt);
         return st;
@@ -591,6 +568,162 @@ sm_status sm_cuda_mamba_forward(sm_cuda_ctx *ctx, const sm_cuda_mamba *m, const 
 
 /* ---- the graph runner ----------------------------------------------------------- */
 
+/* A value on the device: pointer, voxel stride, channels and level. */
+typedef struct dev_view {
+    float *p;
+    int ld, c, level;
+} dev_view;
+
+/* One node's run: its device object, its in0 and out views, in0's sides
+ * and voxel count. */
+typedef struct dev_call {
+    sm_cuda_ctx *ctx;
+    const sm_node *nd;
+    const void *obj;
+    dev_view a, o;
+    dev_view b; /* in1's view, for the ops that read one */
+    int d, h, w;
+    int64_t n;
+} dev_call;
+
+/* The device side of each op of the graph (src/engine/graph.h): its name
+ * and profile kind are the CPU table's (sm_opcode_name, sm_graph_op_kind). */
+typedef struct dev_op_desc {
+    /* Makes the node's device object from its CPU one; NULL for ops without. */
+    sm_status (*upload)(const sm_graph *g, const sm_node *nd, void **obj);
+    sm_status (*run)(const dev_call *c);
+    void (*free)(void *obj); /* NULL for ops without an object */
+} dev_op_desc;
+
+static sm_status upload_conv(const sm_graph *g, const sm_node *nd, void **obj)
+{
+    (void)g;
+    sm_cuda_conv *c = NULL;
+    SM_TRY(sm_cuda_conv_upload(nd->obj, &c));
+    *obj = c;
+    return SEGMAMBA_OK;
+}
+
+static sm_status upload_convt2(const sm_graph *g, const sm_node *nd, void **obj)
+{
+    (void)g;
+    sm_cuda_convt2 *t = NULL;
+    SM_TRY(sm_cuda_convt2_upload(nd->obj, &t));
+    *obj = t;
+    return SEGMAMBA_OK;
+}
+
+static sm_status upload_mamba(const sm_graph *g, const sm_node *nd, void **obj)
+{
+    sm_cuda_mamba *m = NULL;
+    SM_TRY(sm_cuda_mamba_upload(nd->obj, &m));
+    *obj = m;
+    /* The scratch buffer is the graph's, sized by the CPU layer's needs. */
+    if (sm_graph_channels(g, nd->in1) < sm_cuda_mamba_scratch_per_token(m))
+        return sm_fail(SEGMAMBA_E_BACKEND,
+                       "CUDA backend: the graph gives the Mamba layer %d scratch floats per "
+                       "token and the CUDA layer needs %lld (the graph builder asks "
+                       "sm_mamba_scratch_per_token for the device's)",
+                       sm_graph_channels(g, nd->in1),
+                       (long long)sm_cuda_mamba_scratch_per_token(m));
+    return SEGMAMBA_OK;
+}
+
+static void free_conv(void *obj) { sm_cuda_conv_free(obj); }
+static void free_convt2(void *obj) { sm_cuda_convt2_free(obj); }
+static void free_mamba(void *obj) { sm_cuda_mamba_free(obj); }
+
+static sm_status run_conv(const dev_call *c)
+{
+    return sm_cuda_conv_forward(c->ctx, c->obj, c->a.p, c->a.ld, c->d, c->h, c->w, c->o.p,
+                                c->o.ld);
+}
+
+static sm_status run_convt2(const dev_call *c)
+{
+    return sm_cuda_convt2_forward(c->ctx, c->obj, c->a.p, c->a.ld, c->d, c->h, c->w, c->o.p,
+                                  c->o.ld);
+}
+
+static sm_status run_inorm(const dev_call *c)
+{
+    return sm_cuda_instance_norm(c->ctx, c->a.p, c->a.ld, c->o.p, c->o.ld, c->n, c->a.c,
+                                 c->nd->act);
+}
+
+static sm_status run_add(const dev_call *c)
+{
+    return sm_cuda_add(c->ctx, c->a.p, c->a.ld, c->b.p, c->b.ld, c->o.p, c->o.ld, c->n, c->a.c,
+                       c->nd->act);
+}
+
+/* Composed from the unfused kernels, in the CPU's order of operations. The
+ * residual block's second input (conv3's output) is used by this node
+ * only, so it is normed in place. */
+static sm_status inorm_add(const dev_call *c, int norm_b)
+{
+    const dev_view a = c->a, b = c->b, o = c->o;
+    if (o.p == b.p)
+        return sm_fail(SEGMAMBA_E_ARG, "CUDA backend: norm + add into its second input");
+    if (norm_b) SM_TRY(sm_cuda_instance_norm(c->ctx, b.p, b.ld, b.p, b.ld, c->n, a.c, SM_ACT_NONE));
+    SM_TRY(sm_cuda_instance_norm(c->ctx, a.p, a.ld, o.p, o.ld, c->n, a.c, SM_ACT_NONE));
+    return sm_cuda_add(c->ctx, o.p, o.ld, b.p, b.ld, o.p, o.ld, c->n, a.c, c->nd->act);
+}
+
+static sm_status run_inorm_add(const dev_call *c) { return inorm_add(c, 0); }
+static sm_status run_inorm_add_inorm(const dev_call *c) { return inorm_add(c, 1); }
+
+static sm_status run_act(const dev_call *c)
+{
+    return sm_cuda_activate(c->ctx, c->a.p, c->a.ld, c->o.p, c->o.ld, c->n, c->a.c, c->nd->act);
+}
+
+static sm_status run_fue(const dev_call *c)
+{
+    return sm_cuda_fue(c->ctx, c->a.p, c->a.ld, c->o.p, c->o.ld, c->n, c->a.c);
+}
+
+static sm_status run_mamba(const dev_call *c)
+{
+    return sm_cuda_mamba_forward(c->ctx, c->obj, c->a.p, c->a.ld, c->o.p, c->o.ld, c->n,
+                                 c->nd->nslices, c->b.p, 0);
+}
+
+/* SM_OP_POINTWISE: as on the CPU, a plane at a time through a temporary,
+ * which the stream's order makes safe when out overwrites a. */
+static sm_status run_pointwise(const dev_call *c)
+{
+    const dev_view a = c->a, o = c->o;
+    const int64_t plane = (int64_t)c->h * c->w;
+    float *tmp;
+    SM_TRY(work(c->ctx, (size_t)plane * (size_t)o.c, &tmp));
+    for (int z = 0; z < c->d; z++) {
+        SM_TRY(sm_cuda_conv_forward(c->ctx, c->obj, a.p + z * plane * a.ld, a.ld, 1, c->h, c->w,
+                                    tmp, o.c));
+        SM_TRY(sm_cuda_activate(c->ctx, tmp, o.c, o.p + z * plane * o.ld, o.ld, plane, o.c,
+                                SM_ACT_NONE));
+    }
+    return SEGMAMBA_OK;
+}
+
+static const dev_op_desc dev_ops[] = {
+    [SM_OP_CONV] = {upload_conv, run_conv, free_conv},
+    [SM_OP_CONVT2] = {upload_convt2, run_convt2, free_convt2},
+    [SM_OP_INORM] = {NULL, run_inorm, NULL},
+    [SM_OP_ADD] = {NULL, run_add, NULL},
+    [SM_OP_ACT] = {NULL, run_act, NULL},
+    [SM_OP_FUE] = {NULL, run_fue, NULL},
+    [SM_OP_MAMBA] = {upload_mamba, run_mamba, free_mamba},
+    [SM_OP_INORM_ADD] = {NULL, run_inorm_add, NULL},
+    [SM_OP_INORM_ADD_INORM] = {NULL, run_inorm_add_inorm, NULL},
+    [SM_OP_POINTWISE] = {upload_conv, run_pointwise, free_conv},
+};
+/* Every opcode has an entry: a missing last one shortens the table, a
+ * missing one before it has no run function, which sm_cuda_model_create
+ * refuses. */
+_Static_assert(sizeof dev_ops / sizeof *dev_ops == SM_OP_COUNT,
+               "the device op table covers every opcode");
+
 typedef struct dev_op {
     sm_opcode op;
     void *obj; /* sm_cuda_conv, sm_cuda_convt2, sm_cuda_mamba, or NULL */
@@ -606,22 +739,11 @@ struct sm_cuda_model {
     size_t io_floats;
 };
 
-static void free_op(dev_op *o)
-{
-    switch (o->op) {
-    case SM_OP_CONV:
-    case SM_OP_POINTWISE: sm_cuda_conv_free(o->obj); break;
-    case SM_OP_CONVT2: sm_cuda_convt2_free(o->obj); break;
-    case SM_OP_MAMBA: sm_cuda_mamba_free(o->obj); break;
-    default: break;
-    }
-    o->obj = NULL;
-}
-
 void sm_cuda_model_free(sm_cuda_model *cm)
 {
     if (!cm) return;
-    for (int i = 0; cm->ops && i < cm->n_nodes; i++) free_op(&cm->ops[i]);
+    for (int i = 0; cm->ops && i < cm->n_nodes; i++)
+        if (cm->ops[i].obj) dev_ops[cm->ops[i].op].free(cm->ops[i].obj);
     free(cm->ops);
     cudaFree(cm->arena);
     cudaFree(cm->io);
@@ -632,37 +754,10 @@ void sm_cuda_model_free(sm_cuda_model *cm)
 static sm_status upload_node(const sm_graph *g, const sm_node *nd, dev_op *o)
 {
     o->op = nd->op;
-    switch (nd->op) {
-    case SM_OP_CONV:
-    case SM_OP_POINTWISE: {
-        sm_cuda_conv *c = NULL;
-        SM_TRY(sm_cuda_conv_upload(nd->obj, &c));
-        o->obj = c;
-        return SEGMAMBA_OK;
-    }
-    case SM_OP_CONVT2: {
-        sm_cuda_convt2 *t = NULL;
-        SM_TRY(sm_cuda_convt2_upload(nd->obj, sm_graph_channels(g, nd->in0),
-                                     sm_graph_channels(g, nd->out), &t));
-        o->obj = t;
-        return SEGMAMBA_OK;
-    }
-    case SM_OP_MAMBA: {
-        sm_cuda_mamba *m = NULL;
-        SM_TRY(sm_cuda_mamba_upload(nd->obj, &m));
-        o->obj = m;
-        /* The scratch buffer is the graph's, sized by the CPU layer's needs. */
-        if (sm_graph_channels(g, nd->in1) < sm_cuda_mamba_scratch_per_token(m))
-            return sm_fail(SEGMAMBA_E_BACKEND,
-                           "CUDA backend: the graph gives the Mamba layer %d scratch floats per "
-                           "token and the CUDA layer needs %lld (the graph builder asks "
-                           "sm_mamba_scratch_per_token for the device's)",
-                           sm_graph_channels(g, nd->in1),
-                           (long long)sm_cuda_mamba_scratch_per_token(m));
-        return SEGMAMBA_OK;
-    }
-    default: return SEGMAMBA_OK;
-    }
+    if ((unsigned)nd->op >= SM_OP_COUNT || !dev_ops[nd->op].run)
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "CUDA backend: op %d is not in the device op table",
+                       (int)nd->op);
+    return dev_ops[nd->op].upload ? dev_ops[nd->op].upload(g, nd, &o->obj) : SEGMAMBA_OK;
 }
 
 sm_status sm_cuda_model_create(const sm_graph *g, int tf32, sm_cuda_model **out)
@@ -690,12 +785,6 @@ sm_status sm_cuda_model_create(const sm_graph *g, int tf32, sm_cuda_model **out)
     return SEGMAMBA_OK;
 }
 
-/* A value on the device: pointer, voxel stride, channels and level. */
-typedef struct dev_view {
-    float *p;
-    int ld, c, level;
-} dev_view;
-
 static const sm_buffer *value_buffer(const sm_graph *g, int v)
 {
     return &g->bufs[g->values[v].buf];
@@ -716,58 +805,16 @@ static dev_view view_of(const sm_cuda_model *cm, const sm_graph *g, int v, const
                       .ld = val->ld, .c = val->c, .level = b->level};
 }
 
-/* SM_OP_POINTWISE: as on the CPU, a plane at a time through a temporary,
- * which the stream's order makes safe when out overwrites a. */
-static sm_status run_pointwise(sm_cuda_ctx *ctx, const sm_cuda_conv *c, dev_view a, dev_view o,
-                               int d, int h, int w)
-{
-    const int64_t plane = (int64_t)h * w;
-    float *tmp;
-    SM_TRY(work(ctx, (size_t)plane * (size_t)o.c, &tmp));
-    for (int z = 0; z < d; z++) {
-        SM_TRY(sm_cuda_conv_forward(ctx, c, a.p + z * plane * a.ld, a.ld, 1, h, w, tmp, o.c));
-        SM_TRY(sm_cuda_activate(ctx, tmp, o.c, o.p + z * plane * o.ld, o.ld, plane, o.c,
-                                SM_ACT_NONE));
-    }
-    return SEGMAMBA_OK;
-}
-
 static sm_status run_node(sm_cuda_model *cm, const sm_graph *g, int i, const int dims[3])
 {
     const sm_node *nd = &g->nodes[i];
-    sm_cuda_ctx *ctx = cm->ctx;
-    const void *obj = cm->ops[i].obj;
-    const dev_view a = view_of(cm, g, nd->in0, dims), o = view_of(cm, g, nd->out, dims);
-    const int d = dims[0] >> a.level, h = dims[1] >> a.level, w = dims[2] >> a.level;
-    const int64_t n = level_voxels(dims, a.level);
-    switch (nd->op) {
-    case SM_OP_CONV: return sm_cuda_conv_forward(ctx, obj, a.p, a.ld, d, h, w, o.p, o.ld);
-    case SM_OP_CONVT2: return sm_cuda_convt2_forward(ctx, obj, a.p, a.ld, d, h, w, o.p, o.ld);
-    case SM_OP_INORM: return sm_cuda_instance_norm(ctx, a.p, a.ld, o.p, o.ld, n, a.c, nd->act);
-    case SM_OP_ADD: {
-        const dev_view b = view_of(cm, g, nd->in1, dims);
-        return sm_cuda_add(ctx, a.p, a.ld, b.p, b.ld, o.p, o.ld, n, a.c, nd->act);
-    }
-    case SM_OP_INORM_ADD:
-    case SM_OP_INORM_ADD_INORM: {
-        /* Composed from the unfused kernels, in the CPU's order of
-         * operations. The residual block's second input (conv3's output) is
-         * used by this node only, so it is normed in place. */
-        const dev_view b = view_of(cm, g, nd->in1, dims);
-        if (o.p == b.p) return sm_fail(SEGMAMBA_E_ARG, "CUDA backend: norm + add into its second input");
-        if (nd->op == SM_OP_INORM_ADD_INORM)
-            SM_TRY(sm_cuda_instance_norm(ctx, b.p, b.ld, b.p, b.ld, n, a.c, SM_ACT_NONE));
-        SM_TRY(sm_cuda_instance_norm(ctx, a.p, a.ld, o.p, o.ld, n, a.c, SM_ACT_NONE));
-        return sm_cuda_add(ctx, o.p, o.ld, b.p, b.ld, o.p, o.ld, n, a.c, nd->act);
-    }
-    case SM_OP_ACT: return sm_cuda_activate(ctx, a.p, a.ld, o.p, o.ld, n, a.c, nd->act);
-    case SM_OP_FUE: return sm_cuda_fue(ctx, a.p, a.ld, o.p, o.ld, n, a.c);
-    case SM_OP_MAMBA:
-        return sm_cuda_mamba_forward(ctx, obj, a.p, a.ld, o.p, o.ld, n, nd->nslices,
-                                     view_of(cm, g, nd->in1, dims).p, 0);
-    case SM_OP_POINTWISE: return run_pointwise(ctx, obj, a, o, d, h, w);
-    }
-    return sm_fail(SEGMAMBA_E_ARG, "CUDA backend: unknown op %d", (int)nd->op);
+    const dev_view a = view_of(cm, g, nd->in0, dims);
+    const dev_call c = {
+        .ctx = cm->ctx, .nd = nd, .obj = cm->ops[i].obj, .a = a, .o = view_of(cm, g, nd->out, dims),
+        .b = nd->in1 >= 0 ? view_of(cm, g, nd->in1, dims) : (dev_view){0},
+        .d = dims[0] >> a.level, .h = dims[1] >> a.level, .w = dims[2] >> a.level,
+        .n = level_voxels(dims, a.level)};
+    return dev_ops[nd->op].run(&c);
 }
 
 /* Device memory of at least need floats in *p (contents not kept). */

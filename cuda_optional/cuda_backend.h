@@ -65,7 +65,8 @@ sm_status sm_cuda_conv_forward(sm_cuda_ctx *ctx, const sm_cuda_conv *c, const fl
 void sm_cuda_conv_free(sm_cuda_conv *c);
 
 typedef struct sm_cuda_convt2 sm_cuda_convt2;
-sm_status sm_cuda_convt2_upload(const sm_convt2 *t, int cin, int cout, sm_cuda_convt2 **out);
+/* Copies the weights sm_convt2_weights gives. */
+sm_status sm_cuda_convt2_upload(const sm_convt2 *t, sm_cuda_convt2 **out);
 sm_status sm_cuda_convt2_forward(sm_cuda_ctx *ctx, const sm_cuda_convt2 *t, const float *src,
                                  int src_ld, int d, int h, int w, float *dst, int dst_ld);
 void sm_cuda_convt2_free(sm_cuda_convt2 *t);

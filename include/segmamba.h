@@ -121,10 +121,9 @@ SEGMAMBA_API const char *segmamba_status_name(segmamba_status s);
  * "avx2", "avx512" or "neon"; a level this CPU lacks falls back to the best
  * one below it. Returns the level now in use, or NULL for an unknown name.
  * The default is the best level the CPU supports, lowered by the
- * environment variable SEGMAMBA_ISA. Process-wide; safe to call at any
- * time, but a forward running meanwhile may use either level for its
- * remaining kernels (results then differ from either level's in the last
- * bits): choose the level before starting work. */
+ * environment variable SEGMAMBA_ISA. Process-wide and safe to call at any
+ * time: models opened afterwards get the new level; a model already open
+ * keeps the level it was opened with for all its forwards. */
 SEGMAMBA_API const char *segmamba_select_isa(const char *name);
 
 /* The kernel level segmamba_select_isa set (or the default): "scalar",

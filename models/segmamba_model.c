@@ -295,6 +295,7 @@ typedef struct builder {
     sm_graph *g;
     sm_weights *w;
     const segmamba_config *cfg;
+    const sm_kernels *kernels;
     sm_conv_kind kind;
     sm_wino_use wino;
     int wino_tile;
@@ -341,7 +342,8 @@ static int conv_op(builder *b, sm_opcode op, int x, int out, int cout, int k, in
     if (g->status != SEGMAMBA_OK) return -1;
     sm_conv_params p = {.cin = sm_graph_channels(g, x), .cout = cout, .k = k,
                         .stride = stride, .pad = pad, .act = act,
-                        .precision = b->cfg->bf16 ? SM_PREC_BF16 : SM_PREC_F32};
+                        .precision = b->cfg->bf16 ? SM_PREC_BF16 : SM_PREC_F32,
+                        .kernels = b->kernels};
     const sm_conv_choice use = sm_conv_pick(&p, b->wino, b->kind, b->wino_tile);
     p.tile = use.tile;
     sm_conv *c = NULL;
@@ -513,51 +515,34 @@ static void mamba_layer(builder *b, int i, int j, int x)
     sm_graph *g = b->g;
     if (g->status != SEGMAMBA_OK) return;
     const segmamba_config *cfg = b->cfg;
-    sm_mamba *m = calloc(1, sizeof *m);
-    if (!m) {
-        g->status = sm_fail(SEGMAMBA_E_NOMEM, "out of memory building Mamba layer %d.%d", i, j);
+    const char *pre = "vit.stages";
+    sm_mamba_weights w = {
+        .norm_w = tensor(b, "%s.%d.%d.norm.weight", pre, i, j),
+        .norm_b = tensor(b, "%s.%d.%d.norm.bias", pre, i, j),
+        .in_proj = tensor(b, "%s.%d.%d.mamba.in_proj.weight", pre, i, j),
+        .out_proj = tensor(b, "%s.%d.%d.mamba.out_proj.weight", pre, i, j)};
+    for (int s = 0; s < SM_DIRECTIONS; s++) {
+        const char *x = dir_suffix[s];
+        w.dir[s].conv_w = tensor(b, "%s.%d.%d.mamba.conv1d%s.weight", pre, i, j, x);
+        w.dir[s].conv_b = tensor(b, "%s.%d.%d.mamba.conv1d%s.bias", pre, i, j, x);
+        w.dir[s].x_proj = tensor(b, "%s.%d.%d.mamba.x_proj%s.weight", pre, i, j, x);
+        w.dir[s].dt_proj = tensor(b, "%s.%d.%d.mamba.dt_proj%s.weight", pre, i, j, x);
+        w.dir[s].dt_bias = tensor(b, "%s.%d.%d.mamba.dt_proj%s.bias", pre, i, j, x);
+        w.dir[s].A_log = tensor(b, "%s.%d.%d.mamba.A%s_log", pre, i, j, x);
+        w.dir[s].D = tensor(b, "%s.%d.%d.mamba.D%s", pre, i, j, x);
+    }
+    if (g->status != SEGMAMBA_OK) return;
+    sm_mamba *m = NULL;
+    sm_status st = sm_mamba_create(cfg->feat[i], cfg->expand * cfg->feat[i], cfg->d_state,
+                                   cfg->dt_rank[i], cfg->d_conv, &w, &m);
+    if (st != SEGMAMBA_OK) {
+        g->status = sm_fail_wrap(st, "Mamba layer %d.%d", i, j);
         return;
     }
-    m->dim = cfg->feat[i];
-    m->d_inner = cfg->expand * cfg->feat[i];
-    m->d_state = cfg->d_state;
-    m->dt_rank = cfg->dt_rank[i];
-    m->d_conv = cfg->d_conv;
-    const char *pre = "vit.stages";
-    m->norm_w = tensor(b, "%s.%d.%d.norm.weight", pre, i, j);
-    m->norm_b = tensor(b, "%s.%d.%d.norm.bias", pre, i, j);
-    m->in_proj = tensor(b, "%s.%d.%d.mamba.in_proj.weight", pre, i, j);
-    m->out_proj = tensor(b, "%s.%d.%d.mamba.out_proj.weight", pre, i, j);
+    /* The layer holds its own copies of these. */
     for (int s = 0; s < SM_DIRECTIONS; s++) {
-        sm_mamba_dir *d = &m->dir[s];
-        const char *x = dir_suffix[s];
-        const float *conv_w = tensor(b, "%s.%d.%d.mamba.conv1d%s.weight", pre, i, j, x);
-        d->conv_b = tensor(b, "%s.%d.%d.mamba.conv1d%s.bias", pre, i, j, x);
-        d->x_proj = tensor(b, "%s.%d.%d.mamba.x_proj%s.weight", pre, i, j, x);
-        d->dt_proj = tensor(b, "%s.%d.%d.mamba.dt_proj%s.weight", pre, i, j, x);
-        d->dt_bias = tensor(b, "%s.%d.%d.mamba.dt_proj%s.bias", pre, i, j, x);
-        d->D = tensor(b, "%s.%d.%d.mamba.D%s", pre, i, j, x);
-        const float *a_log = tensor(b, "%s.%d.%d.mamba.A%s_log", pre, i, j, x);
-        const size_t n = (size_t)m->d_inner * (size_t)m->d_state;
-        d->A = malloc(n * sizeof *d->A);
-        if (!d->A) {
-            if (g->status == SEGMAMBA_OK)
-                g->status = sm_fail(SEGMAMBA_E_NOMEM, "out of memory building Mamba layer");
-            break;
-        }
-        for (size_t k = 0; a_log && k < n; k++) d->A[k] = -expf(a_log[k]);
-        release(b, "%s.%d.%d.mamba.A%s_log", pre, i, j, x);
-        /* (d_inner, 1, K) -> (K, d_inner): the conv1d's inner loop runs over channels. */
-        const int K = m->d_conv, di = m->d_inner;
-        d->conv_wt = malloc((size_t)K * (size_t)di * sizeof *d->conv_wt);
-        if (!d->conv_wt) {
-            if (g->status == SEGMAMBA_OK)
-                g->status = sm_fail(SEGMAMBA_E_NOMEM, "out of memory building Mamba layer");
-            break;
-        }
-        for (int c = 0; conv_w && c < di; c++)
-            for (int k = 0; k < K; k++) d->conv_wt[(size_t)k * di + c] = conv_w[(size_t)c * K + k];
-        release(b, "%s.%d.%d.mamba.conv1d%s.weight", pre, i, j, x);
+        release(b, "%s.%d.%d.mamba.A%s_log", pre, i, j, dir_suffix[s]);
+        release(b, "%s.%d.%d.mamba.conv1d%s.weight", pre, i, j, dir_suffix[s]);
     }
     const double flops = sm_mamba_flops_per_token(m);
     const int scratch = sm_graph_tensor(
@@ -621,13 +606,14 @@ static int up_block(builder *b, int k, int x, int cat)
     return resblock(b, p, cat, cout, s);
 }
 
-sm_status sm_segmamba_build(sm_weights *w, const segmamba_config *cfg, sm_conv_kind kind,
-                            sm_wino_use wino, int wino_tile, sm_graph **out)
+sm_status sm_segmamba_build(sm_weights *w, const segmamba_config *cfg, const sm_kernels *k,
+                            sm_conv_kind kind, sm_wino_use wino, int wino_tile, sm_graph **out)
 {
     *out = NULL;
     sm_graph *g = sm_graph_create();
     if (!g) return sm_fail(SEGMAMBA_E_NOMEM, "out of memory building the graph");
-    builder b = {.g = g, .w = w, .cfg = cfg, .kind = kind, .wino = wino, .wino_tile = wino_tile};
+    builder b = {.g = g, .w = w, .cfg = cfg, .kernels = k, .kind = kind, .wino = wino,
+                 .wino_tile = wino_tile};
     const int *f = cfg->feat;
 
     int input = sm_graph_tensor(g, cfg->in_chans, 0);

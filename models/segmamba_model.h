@@ -20,10 +20,11 @@ sm_status sm_segmamba_check_weights(const sm_weights *w, segmamba_config *cfg);
 sm_status sm_segmamba_check_shape(const segmamba_config *cfg, int d, int h, int w);
 
 /* Builds the graph: convolutions on conv, except those that wino puts on
- * the Winograd backend (sm_conv_winograd_pick, with wino_tile). Convolution weights are
+ * the Winograd backend (sm_conv_winograd_pick, with wino_tile), which run
+ * on kernel table k (the model's). Convolution weights are
  * copied into the backend's layout and released from w (so that they are
  * held once); the Mamba layers borrow theirs from w, which must outlive g. */
-sm_status sm_segmamba_build(sm_weights *w, const segmamba_config *cfg, sm_conv_kind conv,
-                            sm_wino_use wino, int wino_tile, sm_graph **out);
+sm_status sm_segmamba_build(sm_weights *w, const segmamba_config *cfg, const sm_kernels *k,
+                            sm_conv_kind conv, sm_wino_use wino, int wino_tile, sm_graph **out);
 
 #endif

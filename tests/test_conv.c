@@ -72,7 +72,7 @@ static float *sentinel_floats(size_t n)
 
 static sm_conv_params params_of(const conv_case *t, sm_precision precision)
 {
-    return (sm_conv_params){t->cin, t->cout, t->k, t->stride, t->pad, t->act, precision, 0};
+    return (sm_conv_params){t->cin, t->cout, t->k, t->stride, t->pad, t->act, precision, 0, NULL};
 }
 
 
@@ -308,23 +308,23 @@ static void test_size_changes(sm_conv_kind kind, sm_precision precision, int til
 
 static void test_arguments(void)
 {
-    sm_conv_params p = {4, 8, 7, 2, 3, SM_ACT_NONE, SM_PREC_F32, 0};
+    sm_conv_params p = {4, 8, 7, 2, 3, SM_ACT_NONE, SM_PREC_F32, 0, NULL};
     CHECK(sm_conv_out_size(&p, 128) == 64);
     CHECK(sm_conv_out_size(&p, 1) == 1);
-    p = (sm_conv_params){4, 8, 2, 2, 0, SM_ACT_NONE, SM_PREC_F32, 0};
+    p = (sm_conv_params){4, 8, 2, 2, 0, SM_ACT_NONE, SM_PREC_F32, 0, NULL};
     CHECK(sm_conv_out_size(&p, 127) == 63);
-    p = (sm_conv_params){4, 8, 7, 1, 0, SM_ACT_NONE, SM_PREC_F32, 0};
+    p = (sm_conv_params){4, 8, 7, 1, 0, SM_ACT_NONE, SM_PREC_F32, 0, NULL};
     CHECK(sm_conv_out_size(&p, 6) == 0);
 
     float weight[8 * 4 * 27] = {0}, src[3 * 3 * 3 * 4] = {0}, dst[8] = {0};
     sm_conv *c = NULL;
-    p = (sm_conv_params){4, 8, 0, 1, 0, SM_ACT_NONE, SM_PREC_F32, 0};
+    p = (sm_conv_params){4, 8, 0, 1, 0, SM_ACT_NONE, SM_PREC_F32, 0, NULL};
     CHECK(sm_conv_create(SM_CONV_REF, &p, weight, NULL, &c) == SEGMAMBA_E_ARG && !c);
-    p = (sm_conv_params){4, 8, 3, 1, 3, SM_ACT_NONE, SM_PREC_F32, 0};
+    p = (sm_conv_params){4, 8, 3, 1, 3, SM_ACT_NONE, SM_PREC_F32, 0, NULL};
     CHECK(sm_conv_create(SM_CONV_REF, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED && !c);
-    p = (sm_conv_params){4, 8, 3, 1, 0, (sm_act)7, SM_PREC_F32, 0};
+    p = (sm_conv_params){4, 8, 3, 1, 0, (sm_act)7, SM_PREC_F32, 0, NULL};
     CHECK(sm_conv_create(SM_CONV_REF, &p, weight, NULL, &c) == SEGMAMBA_E_ARG && !c);
-    p = (sm_conv_params){4, 8, 3, 1, 0, SM_ACT_NONE, SM_PREC_F32, 0};
+    p = (sm_conv_params){4, 8, 3, 1, 0, SM_ACT_NONE, SM_PREC_F32, 0, NULL};
     if (!sm_conv_available(SM_CONV_ONEDNN))
         CHECK(sm_conv_create(SM_CONV_ONEDNN, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED);
     CHECK(sm_conv_create(SM_CONV_REF, &p, weight, NULL, &c) == SEGMAMBA_OK);
@@ -588,11 +588,11 @@ static void test_winograd_arguments(void)
                                                             {5, 1, 2}, {2, 2, 0}};
     for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
         sm_conv_params p = {4, 4, refused[i].k, refused[i].stride, refused[i].pad, SM_ACT_NONE,
-                            SM_PREC_F32, 0};
+                            SM_PREC_F32, 0, NULL};
         CHECK(sm_conv_create(SM_CONV_WINOGRAD, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED &&
               !c);
     }
-    sm_conv_params p = {4, 4, 3, 1, 1, SM_ACT_NONE, SM_PREC_BF16, 0};
+    sm_conv_params p = {4, 4, 3, 1, 1, SM_ACT_NONE, SM_PREC_BF16, 0, NULL};
     CHECK(sm_conv_create(SM_CONV_WINOGRAD, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED && !c);
     p.precision = SM_PREC_F32;
     p.tile = 5;
@@ -608,13 +608,13 @@ static void test_winograd_arguments(void)
     u = sm_conv_pick(&p, SM_WINO_ALL, SM_CONV_ONEDNN, 3);
     CHECK(u.kind == SM_CONV_WINOGRAD && u.tile == 3);
     CHECK(sm_conv_pick(&p, SM_WINO_AUTO, SM_CONV_ONEDNN, 0).kind == SM_CONV_WINOGRAD);
-    p = (sm_conv_params){768, 768, 3, 1, 1, SM_ACT_NONE, SM_PREC_F32, 0};
+    p = (sm_conv_params){768, 768, 3, 1, 1, SM_ACT_NONE, SM_PREC_F32, 0, NULL};
     CHECK(sm_conv_pick(&p, SM_WINO_AUTO, SM_CONV_ONEDNN, 0).kind == SM_CONV_ONEDNN);
     p.precision = SM_PREC_BF16;
     CHECK(sm_conv_pick(&p, SM_WINO_ALL, SM_CONV_ONEDNN, 0).kind == SM_CONV_ONEDNN);
-    p = (sm_conv_params){4, 4, 3, 2, 1, SM_ACT_NONE, SM_PREC_F32, 0};
+    p = (sm_conv_params){4, 4, 3, 2, 1, SM_ACT_NONE, SM_PREC_F32, 0, NULL};
     CHECK(sm_conv_pick(&p, SM_WINO_ALL, SM_CONV_ONEDNN, 0).kind == SM_CONV_ONEDNN);
-    p = (sm_conv_params){48, 96, 2, 2, 0, SM_ACT_NONE, SM_PREC_F32, 0};
+    p = (sm_conv_params){48, 96, 2, 2, 0, SM_ACT_NONE, SM_PREC_F32, 0, NULL};
     CHECK(sm_conv_pick(&p, SM_WINO_AUTO, SM_CONV_ONEDNN, 0).kind == SM_CONV_BLAS);
     CHECK(sm_conv_pick(&p, SM_WINO_OFF, SM_CONV_ONEDNN, 0).kind == SM_CONV_ONEDNN);
 }

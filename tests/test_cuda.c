@@ -184,7 +184,7 @@ static void test_convt2(void)
     sm_cuda_convt2 *dt = NULL;
     CHECK(sm_convt2_create(cin, cout, weight, &t) == SEGMAMBA_OK);
     CHECK(sm_convt2_forward(t, src, src_ld, d, h, w, want, dst_ld) == SEGMAMBA_OK);
-    CHECK(sm_cuda_convt2_upload(t, cin, cout, &dt) == SEGMAMBA_OK);
+    CHECK(sm_cuda_convt2_upload(t, &dt) == SEGMAMBA_OK);
     for (int chunked = 0; chunked < 2; chunked++) {
         /* 7 input voxels per GEMM when chunked. */
         sm_cuda_ctx_set_chunk_floats(ctx, chunked ? 7 * 8 * (size_t)cout : 0);
@@ -216,7 +216,8 @@ static void test_instance_norm(void)
     for (int64_t v = 0; v < n; v++) x[v * ld + 2] = x[v * ld + 2] * 0.001f + 100.0f; /* large mean */
     float *out = filled(n * dld, SENTINEL), *want = filled(n * dld, SENTINEL);
     for (int act = SM_ACT_NONE; act <= SM_ACT_GELU; act++) {
-        CHECK(sm_instance_norm(x, ld, want, dld, n, c, (sm_act)act) == SEGMAMBA_OK);
+        CHECK(sm_instance_norm(sm_kernels_get(), x, ld, want, dld, n, c, (sm_act)act) ==
+              SEGMAMBA_OK);
         float *d_x = to_device(x, n * ld), *d_out = to_device(out, n * dld);
         CHECK(sm_cuda_instance_norm(ctx, d_x, ld, d_out, dld, n, c, (sm_act)act) ==
               SEGMAMBA_OK);
@@ -258,7 +259,7 @@ static void test_pointwise(void)
     float *want = filled(n * dld, SENTINEL), *out = filled(n * dld, SENTINEL);
     float *d_a = to_device(a, n * lda), *d_b = to_device(b, n * ldb);
     for (int act = SM_ACT_NONE; act <= SM_ACT_GELU; act++) {
-        sm_add(a, lda, b, ldb, want, dld, n, c, (sm_act)act);
+        sm_add(sm_kernels_get(), a, lda, b, ldb, want, dld, n, c, (sm_act)act);
         float *d_out = to_device(out, n * dld);
         CHECK(sm_cuda_add(ctx, d_a, lda, d_b, ldb, d_out, dld, n, c, (sm_act)act) ==
               SEGMAMBA_OK);
@@ -269,7 +270,7 @@ static void test_pointwise(void)
         CHECK(untouched(got, dld, n, c));
         free(got);
 
-        sm_activate(a, lda, want, dld, n, c, (sm_act)act);
+        sm_activate(sm_kernels_get(), a, lda, want, dld, n, c, (sm_act)act);
         d_out = to_device(out, n * dld);
         CHECK(sm_cuda_activate(ctx, d_a, lda, d_out, dld, n, c, (sm_act)act) == SEGMAMBA_OK);
         got = from_device(d_out, n * dld);
@@ -291,7 +292,7 @@ static void test_pointwise(void)
     float *d_x = to_device(a, n * lda);
     CHECK(sm_cuda_activate(ctx, d_x, lda, d_x, lda, n, c, SM_ACT_GELU) == SEGMAMBA_OK);
     float *inplace = from_device(d_x, n * lda);
-    sm_activate(a, lda, want, dld, n, c, SM_ACT_GELU);
+    sm_activate(sm_kernels_get(), a, lda, want, dld, n, c, SM_ACT_GELU);
     CHECK_MSG(compare(inplace, lda, want, dld, n, c).err < 2e-5, "in-place GELU");
     sm_cuda_free(d_a), sm_cuda_free(d_b);
     free(a), free(b), free(want), free(out), free(got), free(inplace);
@@ -415,7 +416,8 @@ static void test_mamba(void)
     float *scratch = malloc((size_t)(L * sm_mamba_scratch_per_token(m, 0)) * sizeof *scratch);
     float *want = filled(L * x_ld, SENTINEL);
     double seconds[SM_KIND_COUNT] = {0};
-    CHECK(sm_mamba_forward(m, x, x_ld, want, x_ld, L, S, scratch, seconds) == SEGMAMBA_OK);
+    CHECK(sm_mamba_forward(m, sm_kernels_get(), x, x_ld, want, x_ld, L, S, scratch, seconds) ==
+          SEGMAMBA_OK);
     sm_cuda_mamba *dm = NULL;
     CHECK(sm_cuda_mamba_upload(m, &dm) == SEGMAMBA_OK);
     for (int in_place = 0; in_place < 2; in_place++)

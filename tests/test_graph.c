@@ -51,7 +51,7 @@ static sm_status run_packed_projection(sm_conv_kind kind, int base, float *out, 
     const int r = sm_graph_packed(g, x, base, COUT);
     sm_graph_node(g, SM_OP_POINTWISE, x, -1, r, SM_ACT_NONE, pointwise_conv(kind), 0);
     CHECK(sm_graph_finish(g, x, r) == SEGMAMBA_OK);
-    const sm_status st = sm_graph_run(g, input, D, H, W, out);
+    const sm_status st = sm_graph_run(g, sm_kernels_get(), input, D, H, W, out);
     *arena = g->planned_floats;
     sm_graph_free(g);
     return st;
@@ -82,7 +82,7 @@ static void test_strided(sm_conv_kind kind)
                   pointwise_conv(kind), 0);
     CHECK(sm_graph_finish(g, x, y) == SEGMAMBA_OK);
     float out[(CIN + COUT) * NVOX];
-    CHECK(sm_graph_run(g, input, D, H, W, out) == SEGMAMBA_OK);
+    CHECK(sm_graph_run(g, sm_kernels_get(), input, D, H, W, out) == SEGMAMBA_OK);
     CHECK(memcmp(out, input, sizeof input) == 0);
     const double e = max_conv_err(out, CIN);
     CHECK_MSG(e < 1e-5, "%s: strided pointwise: max err %g", sm_conv_kind_name(kind), e);
@@ -104,6 +104,27 @@ static void test_overlap_refused(void)
     sm_graph_free(g);
 }
 
+/* Every opcode is in the op table (a name, a run function: a node of it is
+ * accepted), and a value that is not an opcode is refused. */
+static void test_op_table(void)
+{
+    for (int op = 0; op < SM_OP_COUNT; op++) {
+        CHECK_MSG(strcmp(sm_opcode_name((sm_opcode)op), "?") != 0, "op %d has no name", op);
+        sm_graph *g = sm_graph_create();
+        const int t = sm_graph_tensor(g, CIN, 0);
+        sm_graph_node(g, (sm_opcode)op, t, -1, t, SM_ACT_NONE, NULL, 0);
+        CHECK_MSG(g->status == SEGMAMBA_OK, "op %d (%s) refused: %s", op,
+                  sm_opcode_name((sm_opcode)op), segmamba_last_error());
+        sm_graph_free(g);
+    }
+    sm_graph *g = sm_graph_create();
+    const int t = sm_graph_tensor(g, CIN, 0);
+    sm_graph_node(g, SM_OP_COUNT, t, -1, t, SM_ACT_NONE, NULL, 0);
+    CHECK(g->status == SEGMAMBA_E_ARG && g->n_nodes == 0);
+    CHECK(strcmp(sm_opcode_name(SM_OP_COUNT), "?") == 0);
+    sm_graph_free(g);
+}
+
 int main(void)
 {
     check_seed(0x13198a2e03707344ull);
@@ -115,5 +136,6 @@ int main(void)
         test_strided((sm_conv_kind)kind);
     }
     test_overlap_refused();
+    test_op_table();
     return check_report("test_graph");
 }

@@ -36,7 +36,8 @@ static void test_instance_norm(void)
     float *y = malloc((size_t)(n * dld) * sizeof *y);
     for (int64_t i = 0; i < n * dld; i++) y[i] = 12345.0f;
     for (int act = SM_ACT_NONE; act <= SM_ACT_LRELU; act++) {
-        CHECK(sm_instance_norm(x, ld, y, dld, n, c, (sm_act)act) == SEGMAMBA_OK);
+        CHECK(sm_instance_norm(sm_kernels_get(), x, ld, y, dld, n, c, (sm_act)act) ==
+              SEGMAMBA_OK);
         double max_err = 0;
         for (int k = 0; k < c; k++) {
             double mean = 0, var = 0;
@@ -65,18 +66,21 @@ static void test_instance_norm_add(void)
 {
     const int64_t n = 1000;
     const int c = 24, ld = 32;
+    const sm_kernels *kern = sm_kernels_get();
     for (int norm_b = 0; norm_b < 2; norm_b++) {
         for (int alias = 0; alias < 3; alias++) { /* dst: separate, a, b */
             float *a = random_buf(n * ld, -3, 5), *b = random_buf(n * ld, -2, 1);
             float *ea = malloc((size_t)(n * ld) * sizeof *ea), *eb = malloc((size_t)(n * ld) * sizeof *eb);
             float *expect = malloc((size_t)(n * ld) * sizeof *expect);
             float *sep = malloc((size_t)(n * ld) * sizeof *sep);
-            CHECK(sm_instance_norm(a, ld, ea, ld, n, c, SM_ACT_NONE) == SEGMAMBA_OK);
-            if (norm_b) CHECK(sm_instance_norm(b, ld, eb, ld, n, c, SM_ACT_NONE) == SEGMAMBA_OK);
-            else memcpy(eb, b, (size_t)(n * ld) * sizeof *eb);
-            sm_add(ea, ld, eb, ld, expect, ld, n, c, SM_ACT_LRELU);
+            CHECK(sm_instance_norm(kern, a, ld, ea, ld, n, c, SM_ACT_NONE) == SEGMAMBA_OK);
+            if (norm_b)
+                CHECK(sm_instance_norm(kern, b, ld, eb, ld, n, c, SM_ACT_NONE) == SEGMAMBA_OK);
+            else
+                memcpy(eb, b, (size_t)(n * ld) * sizeof *eb);
+            sm_add(kern, ea, ld, eb, ld, expect, ld, n, c, SM_ACT_LRELU);
             float *dst = alias == 1 ? a : alias == 2 ? b : sep;
-            CHECK(sm_instance_norm_add(a, ld, b, ld, norm_b, dst, ld, n, c, SM_ACT_LRELU) ==
+            CHECK(sm_instance_norm_add(kern, a, ld, b, ld, norm_b, dst, ld, n, c, SM_ACT_LRELU) ==
                   SEGMAMBA_OK);
             int64_t bad = 0;
             for (int64_t v = 0; v < n; v++)
@@ -124,7 +128,7 @@ static void test_pointwise(void)
     float *a = random_buf(n * ld, -6, 6), *b = random_buf(n * ld, -6, 6);
     float *y = malloc((size_t)(n * ld) * sizeof *y);
     for (int act = SM_ACT_NONE; act <= SM_ACT_GELU; act++) {
-        sm_add(a, ld, b, ld, y, ld, n, c, (sm_act)act);
+        sm_add(sm_kernels_get(), a, ld, b, ld, y, ld, n, c, (sm_act)act);
         double e_add = 0, e_act = 0;
         for (int64_t v = 0; v < n; v++)
             for (int k = 0; k < c; k++) {
@@ -132,7 +136,7 @@ static void test_pointwise(void)
                                 y[v * ld + k]);
                 if (!(e <= e_add)) e_add = e;
             }
-        sm_activate(a, ld, y, ld, n, c, (sm_act)act);
+        sm_activate(sm_kernels_get(), a, ld, y, ld, n, c, (sm_act)act);
         for (int64_t v = 0; v < n; v++)
             for (int k = 0; k < c; k++) {
                 double e = fabs(act_ref(a[v * ld + k], (sm_act)act) - y[v * ld + k]);

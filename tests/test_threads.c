@@ -2,7 +2,9 @@
  * fixture served by four threads at once (two threads per model, several
  * forwards each, a fifth thread opening and closing a model of its own
  * meanwhile), every output bit for bit the serial run's at the same thread
- * count, which the main thread sets once with segmamba_set_threads. */
+ * count, which the main thread sets once with segmamba_set_threads. Then
+ * the kernel level is switched: open models keep the one they were opened
+ * with. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -58,6 +60,45 @@ static void *own_model(void *arg)
     return NULL;
 }
 
+/* segmamba_select_isa after open: models[0] (opened at the initial level,
+ * the CPU's best or SEGMAMBA_ISA's) keeps its output when the level drops
+ * to scalar, and a model opened at scalar keeps its own when the level goes
+ * back up to the best one; a model opened then may differ. Where the CPU
+ * has a vector level, one of the two switches changes the kernels. */
+static void test_level_kept(void)
+{
+    float *out = malloc(out_floats * sizeof *out), *scalar_out = malloc(out_floats * sizeof *out);
+    segmamba_model *at_scalar = NULL, *at_best = NULL;
+    CHECK(out && scalar_out);
+    if (!out || !scalar_out) goto done;
+    const char *level = segmamba_select_isa("scalar");
+    CHECK(level && strcmp(level, "scalar") == 0);
+    CHECK(segmamba_forward(models[0], inputs[0], SIDE, SIDE, SIDE, out) == SEGMAMBA_OK);
+    CHECK_MSG(memcmp(out, want[0][0], out_floats * sizeof *out) == 0,
+              "an open model's output changed with segmamba_select_isa(\"scalar\")");
+    CHECK(segmamba_open(MODEL, NULL, &at_scalar) == SEGMAMBA_OK);
+    if (!at_scalar) goto done;
+    CHECK(segmamba_forward(at_scalar, inputs[0], SIDE, SIDE, SIDE, scalar_out) == SEGMAMBA_OK);
+    /* A level the CPU lacks falls back: "avx512" is the best on x86-64,
+     * "neon" on AArch64. */
+    const char *best = segmamba_select_isa("avx512");
+    if (strcmp(best, "scalar") == 0) best = segmamba_select_isa("neon");
+    CHECK(segmamba_forward(at_scalar, inputs[0], SIDE, SIDE, SIDE, out) == SEGMAMBA_OK);
+    CHECK_MSG(memcmp(out, scalar_out, out_floats * sizeof *out) == 0,
+              "an open model's output changed with segmamba_select_isa(\"%s\")", best);
+    CHECK(segmamba_open(MODEL, NULL, &at_best) == SEGMAMBA_OK);
+    if (!at_best) goto done;
+    CHECK(segmamba_forward(at_best, inputs[0], SIDE, SIDE, SIDE, out) == SEGMAMBA_OK);
+    fprintf(stderr, "level switched to scalar, then to %s: open models kept theirs; a model "
+            "opened at %s %s one opened at scalar\n", best, best,
+            memcmp(out, scalar_out, out_floats * sizeof *out) ? "differs from" : "matches");
+done:
+    segmamba_close(at_scalar);
+    segmamba_close(at_best);
+    free(out);
+    free(scalar_out);
+}
+
 int main(void)
 {
     /* Not the default (the cores), so that a thread the setting did not reach
@@ -101,6 +142,7 @@ int main(void)
     fprintf(stderr, "%d threads x %d forwards on %d models, and one model opened, run and closed "
             "on its own thread: %d outputs differ from the serial run\n", WORKERS, 2 * RUNS,
             MODELS, atomic_load(&mismatches));
+    test_level_kept();
 
     for (int m = 0; m < MODELS; m++) {
         segmamba_close(models[m]);

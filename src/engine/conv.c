@@ -118,6 +118,7 @@ sm_status sm_conv_create(sm_conv_kind kind, const sm_conv_params *p, const float
     if (!c) return sm_fail(SEGMAMBA_E_NOMEM, "convolution: out of memory");
     c->kind = kind;
     c->p = *p;
+    if (!c->p.kernels) c->p.kernels = sm_kernels_get();
     size_t nweight = sm_conv_reduction_len(p) * (size_t)p->cout;
     c->weight = malloc(nweight * sizeof *c->weight);
     c->bias = bias ? malloc((size_t)p->cout * sizeof *c->bias) : NULL;

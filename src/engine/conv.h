@@ -9,7 +9,7 @@
 #define SM_CONV_H
 
 #include "core/error.h"
-#include "simd/activation.h"
+#include "simd/dispatch.h"
 
 typedef enum sm_conv_kind {
     SM_CONV_REF = 0,
@@ -36,6 +36,9 @@ typedef struct sm_conv_params {
     sm_act act; /* after bias, fused where the backend can: SM_ACT_NONE or SM_ACT_RELU */
     sm_precision precision; /* zero (left out of an initialiser): float32 */
     int tile; /* Winograd output tile m: 2, 3 or 4; 0 (left out): 4. Other backends: 0 */
+    /* The kernel table Winograd runs on (a model's); NULL (left out): the
+     * process-wide one when the convolution is created. */
+    const sm_kernels *kernels;
 } sm_conv_params;
 
 typedef struct sm_conv sm_conv;

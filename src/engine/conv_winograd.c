@@ -191,7 +191,7 @@ sm_status sm_conv_winograd_forward(sm_conv *c, const sm_conv_dims *g, const floa
                                    size_t src_ld, float *dst, size_t dst_ld)
 {
     const struct sm_conv_winograd *s = c->wino;
-    const sm_kernels *kern = sm_kernels_get();
+    const sm_kernels *kern = c->p.kernels;
     plan pl = {.g = g, .src = src, .dst = dst};
     const int side[3] = {g->d, g->h, g->w};
     for (int a = 0; a < 3; a++) pl.tiles[a] = (side[a] + s->m - 1) / s->m;

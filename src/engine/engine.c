@@ -24,6 +24,9 @@ struct segmamba_model {
     sm_weights weights;
     segmamba_config cfg;
     sm_graph *graph;
+    /* The kernel table when the model was opened: its forwards keep it
+     * whatever segmamba_select_isa chooses later. */
+    const sm_kernels *kernels;
     /* Forwards on one model take turns: the graph's arena, the convolution
      * backends' per-size plans and the profile are the model's. */
     pthread_mutex_t lock;
@@ -179,8 +182,8 @@ static sm_status open_model(const char *path, const segmamba_options *opts, segm
     if (m->cfg.bf16) wino = SM_WINO_OFF;
     m->cfg.backend = backend;
     m->cfg.tf32 = backend == SEGMAMBA_BACKEND_CUDA && opts->tf32;
-    sm_kernels_get();
-    SM_TRY(sm_segmamba_build(&m->weights, &m->cfg, kind, wino, tile, &m->graph));
+    m->kernels = sm_kernels_get();
+    SM_TRY(sm_segmamba_build(&m->weights, &m->cfg, m->kernels, kind, wino, tile, &m->graph));
 #if SM_HAVE_CUDA
     if (backend == SEGMAMBA_BACKEND_CUDA) SM_TRY(sm_cuda_model_create(m->graph, m->cfg.tf32, &m->cuda));
 #endif
@@ -237,8 +240,8 @@ static sm_status forward_locked(segmamba_model *m, int count, const float *input
     const size_t vox = (size_t)d * h * w;
     double seconds[SM_KIND_COUNT] = {0}, flops = 0.0;
     for (int k = 0; k < count; k++) {
-        SM_TRY(sm_graph_run(m->graph, inputs + (size_t)k * m->cfg.in_chans * vox, d, h, w,
-                            logits + (size_t)k * m->cfg.out_chans * vox));
+        SM_TRY(sm_graph_run(m->graph, m->kernels, inputs + (size_t)k * m->cfg.in_chans * vox, d,
+                            h, w, logits + (size_t)k * m->cfg.out_chans * vox));
         for (int i = 0; i < SM_KIND_COUNT; i++) seconds[i] += m->graph->seconds[i];
         flops += m->graph->flops;
     }

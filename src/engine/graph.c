@@ -62,16 +62,9 @@ int sm_graph_packed(sm_graph *g, int v, int base, int c)
 int sm_graph_channels(const sm_graph *g, int v) { return g->values[v].c; }
 int sm_graph_level(const sm_graph *g, int v) { return g->bufs[g->values[v].buf].level; }
 
-static void free_obj(sm_opcode op, void *obj)
-{
-    switch (op) {
-    case SM_OP_CONV:
-    case SM_OP_POINTWISE: sm_conv_free(obj); break;
-    case SM_OP_CONVT2: sm_convt2_free(obj); break;
-    case SM_OP_MAMBA: sm_mamba_free(obj); break;
-    default: break;
-    }
-}
+/* The op table (below). */
+static int runnable(sm_opcode op);
+static void free_obj(sm_opcode op, void *obj);
 
 void sm_graph_set_flops(sm_graph *g, double flops_per_voxel)
 {
@@ -82,6 +75,9 @@ void sm_graph_set_flops(sm_graph *g, double flops_per_voxel)
 void sm_graph_node(sm_graph *g, sm_opcode op, int in0, int in1, int out, sm_act act,
                    void *obj, int64_t nslices)
 {
+    if (g->status == SEGMAMBA_OK && !runnable(op))
+        g->status = sm_fail(SEGMAMBA_E_ARG, "building the graph: op %d is not in the op table",
+                            (int)op);
     if (g->status == SEGMAMBA_OK &&
         !grow((void **)&g->nodes, &g->cap_nodes, g->n_nodes, sizeof *g->nodes))
         g->status = sm_fail(SEGMAMBA_E_NOMEM, "building the graph: out of memory");
@@ -127,19 +123,6 @@ static int64_t level_voxels(const run_dims *rd, int level)
     return (int64_t)rd->d[level] * rd->h[level] * rd->w[level];
 }
 
-sm_op_kind sm_graph_op_kind(sm_opcode op)
-{
-    switch (op) {
-    case SM_OP_CONV:
-    case SM_OP_CONVT2:
-    case SM_OP_POINTWISE: return SM_KIND_CONV;
-    case SM_OP_INORM:
-    case SM_OP_INORM_ADD:
-    case SM_OP_INORM_ADD_INORM: return SM_KIND_NORM;
-    default: return SM_KIND_OTHER;
-    }
-}
-
 /* Pointer, pixel stride and level of a value. */
 typedef struct view {
     float *p;
@@ -154,13 +137,101 @@ static view get_view(const sm_graph *g, int v, const run_dims *rd)
                   .ld = val->ld, .c = val->c, .level = b->level};
 }
 
+/* ---- the op table ----------------------------------------------------------
+ * Every op is described once here: its name, where its time goes in the
+ * profile, how a node of it runs and how its object is freed. */
+
+typedef struct run_ctx {
+    sm_graph *g;
+    const run_dims *rd;
+    const sm_kernels *k; /* the model's kernel table */
+} run_ctx;
+
+/* One node's run: the node, its in0 and out views and in0's voxel count. */
+typedef struct op_call {
+    const run_ctx *ctx;
+    const sm_node *nd;
+    view a, out;
+    int64_t n;
+} op_call;
+
+typedef struct op_desc {
+    const char *name;
+    sm_op_kind kind;  /* where the node's time goes in the profile */
+    int times_itself; /* adds the time of its parts to the profile itself (a Mamba layer) */
+    sm_status (*run)(const op_call *c);
+    void (*free)(void *obj); /* frees the node's obj; NULL for ops without one */
+} op_desc;
+
+static view in1_view(const op_call *c) { return get_view(c->ctx->g, c->nd->in1, c->ctx->rd); }
+
+static sm_status run_conv(const op_call *c)
+{
+    const run_dims *rd = c->ctx->rd;
+    const int l = c->a.level;
+    return sm_conv_forward(c->nd->obj, c->a.p, c->a.ld, rd->d[l], rd->h[l], rd->w[l], c->out.p,
+                           c->out.ld);
+}
+
+static sm_status run_convt2(const op_call *c)
+{
+    const run_dims *rd = c->ctx->rd;
+    const int l = c->a.level;
+    return sm_convt2_forward(c->nd->obj, c->a.p, c->a.ld, rd->d[l], rd->h[l], rd->w[l], c->out.p,
+                             c->out.ld);
+}
+
+static sm_status run_inorm(const op_call *c)
+{
+    return sm_instance_norm(c->ctx->k, c->a.p, c->a.ld, c->out.p, c->out.ld, c->n, c->a.c,
+                            c->nd->act);
+}
+
+static sm_status inorm_add(const op_call *c, int norm_b)
+{
+    const view b = in1_view(c);
+    return sm_instance_norm_add(c->ctx->k, c->a.p, c->a.ld, b.p, b.ld, norm_b, c->out.p, c->out.ld,
+                                c->n, c->a.c, c->nd->act);
+}
+
+static sm_status run_inorm_add(const op_call *c) { return inorm_add(c, 0); }
+static sm_status run_inorm_add_inorm(const op_call *c) { return inorm_add(c, 1); }
+
+static sm_status run_add(const op_call *c)
+{
+    const view b = in1_view(c);
+    sm_add(c->ctx->k, c->a.p, c->a.ld, b.p, b.ld, c->out.p, c->out.ld, c->n, c->a.c, c->nd->act);
+    return SEGMAMBA_OK;
+}
+
+static sm_status run_act(const op_call *c)
+{
+    sm_activate(c->ctx->k, c->a.p, c->a.ld, c->out.p, c->out.ld, c->n, c->a.c, c->nd->act);
+    return SEGMAMBA_OK;
+}
+
+static sm_status run_fue(const op_call *c)
+{
+    sm_fue(c->a.p, c->a.ld, c->out.p, c->out.ld, c->n, c->a.c);
+    return SEGMAMBA_OK;
+}
+
+static sm_status run_mamba(const op_call *c)
+{
+    return sm_mamba_forward(c->nd->obj, c->ctx->k, c->a.p, c->a.ld, c->out.p, c->out.ld, c->n,
+                            c->nd->nslices, in1_view(c).p, c->ctx->g->seconds);
+}
+
 /* SM_OP_POINTWISE (graph.h). Plane z's result goes straight to a dense
  * out when it lies apart from the input or below input plane z (every
  * plane of a compacting projection but the first), else through the
  * temporary (a oneDNN convolution would make one per call for a strided
  * out). */
-static sm_status run_pointwise(sm_conv *c, view a, view out, const run_dims *rd)
+static sm_status run_pointwise(const op_call *c)
 {
+    sm_conv *conv = c->nd->obj;
+    const view a = c->a, out = c->out;
+    const run_dims *rd = c->ctx->rd;
     const int l = a.level;
     const int64_t plane = (int64_t)rd->h[l] * rd->w[l];
     const int64_t n = plane * rd->d[l];
@@ -176,49 +247,62 @@ static sm_status run_pointwise(sm_conv *c, view a, view out, const run_dims *rd)
         const float *src = a.p + z * plane * a.ld;
         float *dst = out.p + z * plane * out.ld;
         if (out.ld == out.c && (apart || dst + plane * out.c <= src)) {
-            st = sm_conv_forward(c, src, a.ld, 1, rd->h[l], rd->w[l], dst, out.ld);
+            st = sm_conv_forward(conv, src, a.ld, 1, rd->h[l], rd->w[l], dst, out.ld);
             continue;
         }
         if (!tmp && !(tmp = malloc((size_t)plane * (size_t)out.c * sizeof *tmp)))
             return sm_fail(SEGMAMBA_E_NOMEM, "pointwise convolution: out of memory");
-        st = sm_conv_forward(c, src, a.ld, 1, rd->h[l], rd->w[l], tmp, out.c);
-        if (st == SEGMAMBA_OK) sm_activate(tmp, out.c, dst, out.ld, plane, out.c, SM_ACT_NONE);
+        st = sm_conv_forward(conv, src, a.ld, 1, rd->h[l], rd->w[l], tmp, out.c);
+        if (st == SEGMAMBA_OK)
+            sm_activate(c->ctx->k, tmp, out.c, dst, out.ld, plane, out.c, SM_ACT_NONE);
     }
     free(tmp);
     return st;
 }
 
-static sm_status run_node(sm_graph *g, const sm_node *nd, const run_dims *rd)
+static void free_conv(void *obj) { sm_conv_free(obj); }
+static void free_convt2(void *obj) { sm_convt2_free(obj); }
+static void free_mamba(void *obj) { sm_mamba_free(obj); }
+
+static const op_desc ops[] = {
+    [SM_OP_CONV] = {"conv", SM_KIND_CONV, 0, run_conv, free_conv},
+    [SM_OP_CONVT2] = {"convT2", SM_KIND_CONV, 0, run_convt2, free_convt2},
+    [SM_OP_INORM] = {"inorm", SM_KIND_NORM, 0, run_inorm, NULL},
+    [SM_OP_ADD] = {"add", SM_KIND_OTHER, 0, run_add, NULL},
+    [SM_OP_ACT] = {"act", SM_KIND_OTHER, 0, run_act, NULL},
+    [SM_OP_FUE] = {"fue", SM_KIND_OTHER, 0, run_fue, NULL},
+    [SM_OP_MAMBA] = {"mamba", SM_KIND_OTHER, 1, run_mamba, free_mamba},
+    [SM_OP_INORM_ADD] = {"inorm+add", SM_KIND_NORM, 0, run_inorm_add, NULL},
+    [SM_OP_INORM_ADD_INORM] = {"inorm+add+inorm", SM_KIND_NORM, 0, run_inorm_add_inorm, NULL},
+    [SM_OP_POINTWISE] = {"pointwise", SM_KIND_CONV, 0, run_pointwise, free_conv},
+};
+/* Every opcode has an entry: a missing last one shortens the table, a
+ * missing one before it has no run function, which sm_graph_node refuses. */
+_Static_assert(sizeof ops / sizeof *ops == SM_OP_COUNT, "the op table covers every opcode");
+
+static int runnable(sm_opcode op) { return (unsigned)op < SM_OP_COUNT && ops[op].run; }
+
+static void free_obj(sm_opcode op, void *obj)
 {
-    view out = get_view(g, nd->out, rd);
-    view a = get_view(g, nd->in0, rd);
-    const int64_t n = level_voxels(rd, a.level);
-    const int l = a.level;
-    switch (nd->op) {
-    case SM_OP_CONV:
-        return sm_conv_forward(nd->obj, a.p, a.ld, rd->d[l], rd->h[l], rd->w[l], out.p, out.ld);
-    case SM_OP_CONVT2:
-        return sm_convt2_forward(nd->obj, a.p, a.ld, rd->d[l], rd->h[l], rd->w[l], out.p, out.ld);
-    case SM_OP_INORM: return sm_instance_norm(a.p, a.ld, out.p, out.ld, n, a.c, nd->act);
-    case SM_OP_INORM_ADD:
-    case SM_OP_INORM_ADD_INORM: {
-        view b = get_view(g, nd->in1, rd);
-        return sm_instance_norm_add(a.p, a.ld, b.p, b.ld, nd->op == SM_OP_INORM_ADD_INORM, out.p,
-                                    out.ld, n, a.c, nd->act);
-    }
-    case SM_OP_ADD: {
-        view b = get_view(g, nd->in1, rd);
-        sm_add(a.p, a.ld, b.p, b.ld, out.p, out.ld, n, a.c, nd->act);
-        return SEGMAMBA_OK;
-    }
-    case SM_OP_ACT: sm_activate(a.p, a.ld, out.p, out.ld, n, a.c, nd->act); return SEGMAMBA_OK;
-    case SM_OP_FUE: sm_fue(a.p, a.ld, out.p, out.ld, n, a.c); return SEGMAMBA_OK;
-    case SM_OP_MAMBA:
-        return sm_mamba_forward(nd->obj, a.p, a.ld, out.p, out.ld, n, nd->nslices,
-                                get_view(g, nd->in1, rd).p, g->seconds);
-    case SM_OP_POINTWISE: return run_pointwise(nd->obj, a, out, rd);
-    }
-    return sm_fail(SEGMAMBA_E_ARG, "graph: unknown op %d", (int)nd->op);
+    if ((unsigned)op < SM_OP_COUNT && ops[op].free) ops[op].free(obj);
+}
+
+const char *sm_opcode_name(sm_opcode op)
+{
+    return (unsigned)op < SM_OP_COUNT && ops[op].name ? ops[op].name : "?";
+}
+
+sm_op_kind sm_graph_op_kind(sm_opcode op)
+{
+    return (unsigned)op < SM_OP_COUNT ? ops[op].kind : SM_KIND_OTHER;
+}
+
+static sm_status run_node(const run_ctx *ctx, const sm_node *nd)
+{
+    const view a = get_view(ctx->g, nd->in0, ctx->rd);
+    const op_call c = {.ctx = ctx, .nd = nd, .a = a, .out = get_view(ctx->g, nd->out, ctx->rd),
+                       .n = level_voxels(ctx->rd, a.level)};
+    return ops[nd->op].run(&c);
 }
 
 /* ---- memory plan ---------------------------------------------------------
@@ -328,9 +412,11 @@ static sm_status plan(sm_graph *g, const run_dims *rd)
     return SEGMAMBA_OK;
 }
 
-sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, float *output)
+sm_status sm_graph_run(sm_graph *g, const sm_kernels *k, const float *input, int d, int h, int w,
+                       float *output)
 {
     const run_dims rd = level_dims(d, h, w);
+    const run_ctx ctx = {.g = g, .rd = &rd, .k = k};
     memset(g->seconds, 0, sizeof g->seconds);
     g->flops = 0.0;
     SM_TRY(plan(g, &rd));
@@ -340,11 +426,10 @@ sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, flo
     for (int i = 0; i < g->n_nodes && st == SEGMAMBA_OK; i++) {
         const sm_node *nd = &g->nodes[i];
         double t0 = sm_now_seconds();
-        st = run_node(g, nd, &rd);
+        st = run_node(&ctx, nd);
         const double dt = sm_now_seconds() - t0;
         g->nodes[i].seconds = dt;
-        /* A Mamba layer reports its own parts (norm, scan, GEMMs). */
-        if (nd->op != SM_OP_MAMBA) g->seconds[sm_graph_op_kind(nd->op)] += dt;
+        if (!ops[nd->op].times_itself) g->seconds[ops[nd->op].kind] += dt;
         g->flops += nd->flops_per_voxel *
                     (double)level_voxels(&rd, g->bufs[g->values[nd->in0].buf].level);
     }
@@ -353,13 +438,6 @@ sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, flo
         sm_from_channels_last(out.p, out.ld, out.c, level_voxels(&rd, out.level), output);
     }
     return st;
-}
-
-const char *sm_opcode_name(sm_opcode op)
-{
-    static const char *const names[] = {"conv", "convT2", "inorm", "add", "act", "fue", "mamba",
-                                        "inorm+add", "inorm+add+inorm", "pointwise"};
-    return (unsigned)op < sizeof names / sizeof *names ? names[op] : "?";
 }
 
 void sm_graph_free(sm_graph *g)

@@ -34,7 +34,8 @@ typedef enum sm_opcode {
      * temporary) or may overwrite in0, when it starts no later in the same
      * memory with a voxel stride no wider (plane z is written only after
      * it has been read, and below every plane still to be read). */
-    SM_OP_POINTWISE
+    SM_OP_POINTWISE,
+    SM_OP_COUNT /* not an op: the number of them */
 } sm_opcode;
 
 typedef struct sm_node {
@@ -118,9 +119,14 @@ sm_status sm_graph_finish(sm_graph *g, int input, int output);
 sm_status sm_graph_place(sm_graph *g, int d, int h, int w, size_t *arena_floats);
 
 /* input: the input value's channels in NCDHW order, sides d, h, w;
- * output: the output value's channels, NCDHW, same sides. */
-sm_status sm_graph_run(sm_graph *g, const float *input, int d, int h, int w, float *output);
+ * output: the output value's channels, NCDHW, same sides. The ops run on
+ * kernel table k (the model's). */
+sm_status sm_graph_run(sm_graph *g, const sm_kernels *k, const float *input, int d, int h, int w,
+                       float *output);
 
+/* Each op is described once, in graph.c's table indexed by opcode (name,
+ * profile kind, run and free functions); a device backend keeps a table of
+ * its own run functions and takes the name and kind from these two. */
 const char *sm_opcode_name(sm_opcode op);
 
 /* The profile category of an op (a Mamba layer's parts are timed inside it,

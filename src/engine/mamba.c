@@ -12,22 +12,22 @@
 #define CONV1D_BLOCK 256
 
 /* u = SiLU(causal conv1d of x) along the direction's order (simd/conv1d.h). */
-static void causal_conv1d_silu(const sm_mamba *m, const sm_mamba_dir *dir, sm_order order,
-                               int64_t L, int64_t S, const float *x, int64_t ldx, float *u)
+static void causal_conv1d_silu(const sm_mamba *m, const sm_kernels *k, const sm_mamba_dir *dir,
+                               sm_order order, int64_t L, int64_t S, const float *x, int64_t ldx,
+                               float *u)
 {
     const sm_conv1d_args args = {.L = L, .order = order, .nslices = S, .c = m->d_inner,
                                  .K = m->d_conv, .x = x, .ld_x = ldx, .w = dir->conv_wt,
                                  .b = dir->conv_b, .u = u, .ld_u = m->d_inner};
-    const sm_conv1d_silu_fn f = sm_kernels_get()->conv1d_silu;
+    const sm_conv1d_silu_fn f = k->conv1d_silu;
     const int64_t blocks = (L + CONV1D_BLOCK - 1) / CONV1D_BLOCK;
 #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < blocks; b++)
         f(&args, b * CONV1D_BLOCK, (b + 1) * CONV1D_BLOCK < L ? (b + 1) * CONV1D_BLOCK : L);
 }
 
-static sm_status run_scan(const sm_mamba *m, const sm_scan_args *args)
+static sm_status run_scan(const sm_mamba *m, const sm_kernels *kern, const sm_scan_args *args)
 {
-    const sm_kernels *kern = sm_kernels_get();
     const int di = m->d_inner, N = m->d_state;
     const int nt = sm_num_threads();
     /* Channels are independent: one contiguous block per thread. */
@@ -74,9 +74,9 @@ int64_t sm_mamba_scratch_per_token(const sm_mamba *m, int device)
 }
 
 /* y *= SiLU(z) over L rows of d_inner, z overwritten with SiLU(z). */
-static void gate(float *y, float *z, int64_t n)
+static void gate(const sm_kernels *k, float *y, float *z, int64_t n)
 {
-    const sm_silu_fn silu = sm_kernels_get()->silu;
+    const sm_silu_fn silu = k->silu;
     const int64_t block = 4096;
 #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < n; b += block) {
@@ -86,8 +86,9 @@ static void gate(float *y, float *z, int64_t n)
     }
 }
 
-sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *out, int out_ld,
-                           int64_t L, int64_t nslices, float *scratch, double *seconds)
+sm_status sm_mamba_forward(const sm_mamba *m, const sm_kernels *k, const float *x, int x_ld,
+                           float *out, int out_ld, int64_t L, int64_t nslices, float *scratch,
+                           double *seconds)
 {
     static const sm_order orders[SM_DIRECTIONS] = {SM_ORDER_FORWARD, SM_ORDER_BACKWARD,
                                                    SM_ORDER_SLICE};
@@ -110,7 +111,7 @@ sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *o
     double scan_seconds = 0.0;
     for (int s = 0; s < SM_DIRECTIONS && st == SEGMAMBA_OK; s++) {
         const sm_mamba_dir *dir = &m->dir[s];
-        causal_conv1d_silu(m, dir, orders[s], L, nslices, xs, di, u);
+        causal_conv1d_silu(m, k, dir, orders[s], L, nslices, xs, di, u);
         sm_sgemm(0, 1, (int)L, np, di, 1.0f, u, di, dir->x_proj, di, 0.0f, p, np);
         if (delta) sm_sgemm(0, 1, (int)L, di, R, 1.0f, p, np, dir->dt_proj, R, 0.0f, delta, di);
         const sm_scan_args args = {
@@ -122,7 +123,7 @@ sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *o
             .z = NULL, .y = y, .ld_y = di,
         };
         double t2 = sm_now_seconds();
-        st = run_scan(m, &args);
+        st = run_scan(m, k, &args);
         scan_seconds += sm_now_seconds() - t2;
     }
     if (st == SEGMAMBA_OK) {
@@ -133,11 +134,11 @@ sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *o
         norm_seconds += sm_now_seconds() - t3;
         float *z = xs;
         sm_sgemm(0, 1, (int)L, di, C, 1.0f, xn, C, m->in_proj + (size_t)di * C, C, 0.0f, z, di);
-        gate(y, z, (int64_t)sz_u);
+        gate(k, y, z, (int64_t)sz_u);
         /* out = x + out_proj(y) */
         float *o = u; /* dead after the last scan, at least (L, C) floats */
         sm_sgemm(0, 1, (int)L, C, di, 1.0f, y, di, m->out_proj, di, 0.0f, o, C);
-        sm_add(o, C, x, x_ld, out, out_ld, L, C, SM_ACT_NONE);
+        sm_add(k, o, C, x, x_ld, out, out_ld, L, C, SM_ACT_NONE);
     }
     seconds[SM_KIND_NORM] += norm_seconds;
     seconds[SM_KIND_SCAN] += scan_seconds;
@@ -154,6 +155,40 @@ double sm_mamba_flops_per_token(const sm_mamba *m)
                            + 2 * R * di           /* dt_proj */
                            + 6 * di * N;          /* scan: exp argument, h update, C h */
     return 2 * C * 2 * di + SM_DIRECTIONS * per_dir + 2 * di * C;
+}
+
+sm_status sm_mamba_create(int dim, int d_inner, int d_state, int dt_rank, int d_conv,
+                          const sm_mamba_weights *w, sm_mamba **out)
+{
+    *out = NULL;
+    sm_mamba *m = calloc(1, sizeof *m);
+    if (!m) return sm_fail(SEGMAMBA_E_NOMEM, "Mamba layer: out of memory");
+    *m = (sm_mamba){.dim = dim, .d_inner = d_inner, .d_state = d_state, .dt_rank = dt_rank,
+                    .d_conv = d_conv, .norm_w = w->norm_w, .norm_b = w->norm_b,
+                    .in_proj = w->in_proj, .out_proj = w->out_proj};
+    const size_t n = (size_t)d_inner * (size_t)d_state;
+    for (int s = 0; s < SM_DIRECTIONS; s++) {
+        sm_mamba_dir *d = &m->dir[s];
+        d->conv_b = w->dir[s].conv_b;
+        d->x_proj = w->dir[s].x_proj;
+        d->dt_proj = w->dir[s].dt_proj;
+        d->dt_bias = w->dir[s].dt_bias;
+        d->D = w->dir[s].D;
+        d->A = malloc(n * sizeof *d->A);
+        d->conv_wt = malloc((size_t)d_conv * (size_t)d_inner * sizeof *d->conv_wt);
+        if (!d->A || !d->conv_wt) {
+            sm_mamba_free(m);
+            return sm_fail(SEGMAMBA_E_NOMEM, "Mamba layer: out of memory");
+        }
+        const float *a_log = w->dir[s].A_log, *conv_w = w->dir[s].conv_w;
+        for (size_t k = 0; k < n; k++) d->A[k] = -expf(a_log[k]);
+        /* (d_inner, 1, K) -> (K, d_inner): the conv1d's inner loop runs over channels. */
+        for (int c = 0; c < d_inner; c++)
+            for (int k = 0; k < d_conv; k++)
+                d->conv_wt[(size_t)k * d_inner + c] = conv_w[(size_t)c * d_conv + k];
+    }
+    *out = m;
+    return SEGMAMBA_OK;
 }
 
 void sm_mamba_free(sm_mamba *m)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "simd/dispatch.h"
 #include "simd/scan.h"
 
 #define SM_DIRECTIONS 3
@@ -28,6 +29,23 @@ typedef struct sm_mamba {
     const float *out_proj;        /* (dim, d_inner) */
     sm_mamba_dir dir[SM_DIRECTIONS];
 } sm_mamba;
+
+/* A layer's weights as the checkpoint holds them (PyTorch layout). */
+typedef struct sm_mamba_weights {
+    const float *norm_w, *norm_b, *in_proj, *out_proj;
+    struct {
+        const float *conv_w; /* (d_inner, 1, d_conv): conv1d.weight */
+        const float *conv_b, *x_proj, *dt_proj, *dt_bias;
+        const float *A_log; /* (d_inner, N) */
+        const float *D;
+    } dir[SM_DIRECTIONS];
+} sm_mamba_weights;
+
+/* A layer of dim channels: copies conv1d's weights transposed and makes
+ * A = -exp(A_log) (both owned); borrows every other weight, which must
+ * outlive the layer (conv_w and A_log may be freed once this returns). */
+sm_status sm_mamba_create(int dim, int d_inner, int d_state, int dt_rank, int d_conv,
+                          const sm_mamba_weights *w, sm_mamba **out);
 
 /* A layer's scratch, token-major (L rows each). Two layouts:
  * - the host's (sm_mamba_forward): x, in_proj's first half (d_inner); u
@@ -62,15 +80,18 @@ int64_t sm_mamba_scratch_per_token(const sm_mamba *m, int device);
 
 /* x: L tokens of dim channels (ld apart); out may equal x. nslices is S for
  * the inter-slice direction (L % S == 0, checked by the caller). scratch
- * holds L * sm_mamba_scratch_per_token(m, 0) floats. Adds the time spent in
- * each kind of work to seconds[SM_KIND_COUNT]. */
-sm_status sm_mamba_forward(const sm_mamba *m, const float *x, int x_ld, float *out, int out_ld,
-                           int64_t L, int64_t nslices, float *scratch, double *seconds);
+ * holds L * sm_mamba_scratch_per_token(m, 0) floats. The conv1d, scan and
+ * gate run on kernel table k. Adds the time spent in each kind of work to
+ * seconds[SM_KIND_COUNT]. */
+sm_status sm_mamba_forward(const sm_mamba *m, const sm_kernels *k, const float *x, int x_ld,
+                           float *out, int out_ld, int64_t L, int64_t nslices, float *scratch,
+                           double *seconds);
 
 /* Multiply-adds (counted as 2 flops) and scan operations per token. */
 double sm_mamba_flops_per_token(const sm_mamba *m);
 
-/* Frees the layer and its A arrays (the other weights are borrowed). */
+/* Frees the layer, its A arrays and conv1d copies (the other weights are
+ * borrowed). */
 void sm_mamba_free(sm_mamba *m);
 
 #endif

@@ -21,7 +21,7 @@ double sm_now_seconds(void)
  * switch inside the element loop kept it scalar, with a data-dependent
  * branch per value: 4x slower on the network's norms). The blend for
  * LReLU also needs -fno-trapping-math (meson.build). */
-static inline void act_row(float *y, int c, sm_act act)
+static inline void act_row(const sm_kernels *kern, float *y, int c, sm_act act)
 {
     switch (act) {
     case SM_ACT_RELU:
@@ -30,7 +30,7 @@ static inline void act_row(float *y, int c, sm_act act)
     case SM_ACT_LRELU:
         for (int k = 0; k < c; k++) y[k] = y[k] > 0.0f ? y[k] : 0.01f * y[k];
         break;
-    case SM_ACT_GELU: sm_kernels_get()->gelu(y, y, c); break;
+    case SM_ACT_GELU: kern->gelu(y, y, c); break;
     default: break;
     }
 }
@@ -50,8 +50,8 @@ typedef struct norm_stats {
 /* Statistics of the n voxels of src into st (3c floats); work holds
  * 2 nt c floats and acc 2 nt c doubles, nt being sm_num_threads(). The
  * block sums are the dispatch table's norm_sums (simd/norm.h). */
-static void instance_stats(const float *src, int src_ld, int64_t n, int c, int nt, double *acc,
-                           float *work, norm_stats st)
+static void instance_stats(const sm_kernels *kern, const float *src, int src_ld, int64_t n, int c,
+                           int nt, double *acc, float *work, norm_stats st)
 {
     /* Sums are taken of x - shift, shift being the first voxel, so that a
      * channel whose mean is large against its spread does not lose its
@@ -59,7 +59,7 @@ static void instance_stats(const float *src, int src_ld, int64_t n, int c, int n
      * hi + lo: (x - hi) is exact for x near the mean, where x * scale + shift
      * would cancel catastrophically. */
     const float *shift = src;
-    const sm_norm_sums_fn sums = sm_kernels_get()->norm_sums;
+    const sm_norm_sums_fn sums = kern->norm_sums;
     memset(acc, 0, (size_t)nt * (size_t)c * 2 * sizeof *acc);
 #pragma omp parallel num_threads(nt)
     {
@@ -103,8 +103,8 @@ static sm_norm_stats kernel_stats(norm_stats st)
  * input, then a single pass (the dispatch table's norm_apply) that reads
  * the inputs and writes dst. Each term is rounded to float before the sum,
  * as the unfused ops do. */
-static sm_status norm_apply(const float *a, int lda, const float *b, int ldb, int norm_b,
-                            float *dst, int dst_ld, int64_t n, int c, sm_act act)
+static sm_status norm_apply(const sm_kernels *k, const float *a, int lda, const float *b, int ldb,
+                            int norm_b, float *dst, int dst_ld, int64_t n, int c, sm_act act)
 {
     const int nt = sm_num_threads();
     double *acc = malloc((size_t)nt * (size_t)c * 2 * sizeof *acc);
@@ -116,9 +116,8 @@ static sm_status norm_apply(const float *a, int lda, const float *b, int ldb, in
     }
     const norm_stats sa = {buf, buf + c, buf + 2 * c}, sb = {buf + 3 * c, buf + 4 * c, buf + 5 * c};
     float *work = buf + 6 * c;
-    instance_stats(a, lda, n, c, nt, acc, work, sa);
-    if (b && norm_b) instance_stats(b, ldb, n, c, nt, acc, work, sb);
-    const sm_kernels *k = sm_kernels_get();
+    instance_stats(k, a, lda, n, c, nt, acc, work, sa);
+    if (b && norm_b) instance_stats(k, b, ldb, n, c, nt, acc, work, sb);
     const sm_norm_args args = {
         .c = c, .a = a, .lda = lda, .sa = kernel_stats(sa),
         .b = b, .ldb = ldb, .norm_b = norm_b, .sb = kernel_stats(sb),
@@ -131,23 +130,24 @@ static sm_status norm_apply(const float *a, int lda, const float *b, int ldb, in
         const int64_t v1 = v0 + NORM_APPLY_BLOCK < n ? v0 + NORM_APPLY_BLOCK : n;
         k->norm_apply(&args, v0, v1);
         if (act == SM_ACT_GELU)
-            for (int64_t v = v0; v < v1; v++) act_row(dst + v * dst_ld, c, act);
+            for (int64_t v = v0; v < v1; v++) act_row(k, dst + v * dst_ld, c, act);
     }
     free(acc);
     free(buf);
     return SEGMAMBA_OK;
 }
 
-sm_status sm_instance_norm(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,
-                           sm_act act)
+sm_status sm_instance_norm(const sm_kernels *k, const float *src, int src_ld, float *dst,
+                           int dst_ld, int64_t n, int c, sm_act act)
 {
-    return norm_apply(src, src_ld, NULL, 0, 0, dst, dst_ld, n, c, act);
+    return norm_apply(k, src, src_ld, NULL, 0, 0, dst, dst_ld, n, c, act);
 }
 
-sm_status sm_instance_norm_add(const float *a, int lda, const float *b, int ldb, int norm_b,
-                               float *dst, int dst_ld, int64_t n, int c, sm_act act)
+sm_status sm_instance_norm_add(const sm_kernels *k, const float *a, int lda, const float *b,
+                               int ldb, int norm_b, float *dst, int dst_ld, int64_t n, int c,
+                               sm_act act)
 {
-    return norm_apply(a, lda, b, ldb, norm_b, dst, dst_ld, n, c, act);
+    return norm_apply(k, a, lda, b, ldb, norm_b, dst, dst_ld, n, c, act);
 }
 
 void sm_layer_norm(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,
@@ -166,27 +166,27 @@ void sm_layer_norm(const float *src, int src_ld, float *dst, int dst_ld, int64_t
     }
 }
 
-void sm_add(const float *a, int lda, const float *b, int ldb, float *dst, int dst_ld, int64_t n,
-            int c, sm_act act)
+void sm_add(const sm_kernels *k, const float *a, int lda, const float *b, int ldb, float *dst,
+            int dst_ld, int64_t n, int c, sm_act act)
 {
 #pragma omp parallel for schedule(static)
     for (int64_t v = 0; v < n; v++) {
         const float *x = a + v * lda, *y = b + v * ldb;
         float *o = dst + v * dst_ld;
-        for (int k = 0; k < c; k++) o[k] = x[k] + y[k];
-        act_row(o, c, act);
+        for (int i = 0; i < c; i++) o[i] = x[i] + y[i];
+        act_row(k, o, c, act);
     }
 }
 
-void sm_activate(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,
-                 sm_act act)
+void sm_activate(const sm_kernels *k, const float *src, int src_ld, float *dst, int dst_ld,
+                 int64_t n, int c, sm_act act)
 {
 #pragma omp parallel for schedule(static)
     for (int64_t v = 0; v < n; v++) {
         const float *x = src + v * src_ld;
         float *o = dst + v * dst_ld;
         if (o != x) memcpy(o, x, (size_t)c * sizeof *o);
-        act_row(o, c, act);
+        act_row(k, o, c, act);
     }
 }
 
@@ -265,6 +265,13 @@ sm_status sm_convt2_forward(const sm_convt2 *t, const float *src, int src_ld, in
     }
     free(tmp);
     return SEGMAMBA_OK;
+}
+
+const float *sm_convt2_weights(const sm_convt2 *t, int *cin, int *cout)
+{
+    *cin = t->cin;
+    *cout = t->cout;
+    return t->w;
 }
 
 void sm_convt2_free(sm_convt2 *t)

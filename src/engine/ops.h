@@ -1,6 +1,7 @@
 /* Pointwise and normalisation ops on channels-last views: n voxels (or
  * tokens) of c channels, voxel v's channels at p + v*ld. src and dst may be
- * the same view (in place). */
+ * the same view (in place). Ops that run dispatch kernels take the kernel
+ * table k they run on (a model's, chosen when it was opened). */
 #ifndef SM_OPS_H
 #define SM_OPS_H
 
@@ -8,7 +9,7 @@
 
 #include "engine/conv.h"
 #include "core/error.h"
-#include "simd/activation.h"
+#include "simd/dispatch.h"
 
 /* Time is reported per kind of work. */
 typedef enum sm_op_kind {
@@ -23,27 +24,28 @@ double sm_now_seconds(void);
 
 /* InstanceNorm3d without affine: per channel, biased variance over the n
  * voxels, eps 1e-5; then act. Statistics are accumulated in double. */
-sm_status sm_instance_norm(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,
-                           sm_act act);
+sm_status sm_instance_norm(const sm_kernels *k, const float *src, int src_ld, float *dst,
+                           int dst_ld, int64_t n, int c, sm_act act);
 
 /* dst = act(IN(a) + (norm_b ? IN(b) : b)) in one pass after the statistics:
  * a residual block's tail without writing the normed terms out first.
  * Equal, bit for bit, to sm_instance_norm on each term, then sm_add. dst
  * may be a or b. */
-sm_status sm_instance_norm_add(const float *a, int lda, const float *b, int ldb, int norm_b,
-                               float *dst, int dst_ld, int64_t n, int c, sm_act act);
+sm_status sm_instance_norm_add(const sm_kernels *k, const float *a, int lda, const float *b,
+                               int ldb, int norm_b, float *dst, int dst_ld, int64_t n, int c,
+                               sm_act act);
 
 /* LayerNorm over the c channels of each token, eps 1e-5, with weight/bias. */
 void sm_layer_norm(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,
                    const float *weight, const float *bias);
 
 /* dst = act(a + b). */
-void sm_add(const float *a, int lda, const float *b, int ldb, float *dst, int dst_ld, int64_t n,
-            int c, sm_act act);
+void sm_add(const sm_kernels *k, const float *a, int lda, const float *b, int ldb, float *dst,
+            int dst_ld, int64_t n, int c, sm_act act);
 
 /* dst = act(src). */
-void sm_activate(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,
-                 sm_act act);
+void sm_activate(const sm_kernels *k, const float *src, int src_ld, float *dst, int dst_ld,
+                 int64_t n, int c, sm_act act);
 
 /* Feature-level uncertainty estimation (paper): per voxel m = sigmoid(mean
  * over channels), u = -m ln m, z' = z + z (1 - u). */
@@ -59,6 +61,13 @@ sm_status sm_convt2_create(int cin, int cout, const float *weight, sm_convt2 **o
 /* src: (d, h, w) voxels; dst: (2d, 2h, 2w) voxels. */
 sm_status sm_convt2_forward(const sm_convt2 *t, const float *src, int src_ld, int d, int h, int w,
                             float *dst, int dst_ld);
+
+/* The weights the forward multiplies by, for a device backend's copy: a
+ * row-major (cin, 8 cout) matrix whose column (a*4 + b*2 + c)*cout + co
+ * holds PyTorch's weight[ci][co][a][b][c]; input voxel (z, y, x) times it
+ * gives output voxels (2z + a, 2y + b, 2x + c). Sets *cin and *cout; the
+ * array lives as long as t. There is no bias. */
+const float *sm_convt2_weights(const sm_convt2 *t, int *cin, int *cout);
 
 void sm_convt2_free(sm_convt2 *t);
 
