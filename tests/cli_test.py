@@ -138,8 +138,37 @@ def main():
             leftovers = [f for f in os.listdir(tmp) if ".tmp" in f]
             check("no temporary files left", not leftovers, str(leftovers))
 
+    interrupt_predict(exe)
     print(f"{results['passed']} passed, {results['failed']} failed")
     return 1 if results["failed"] else 0
+
+
+def interrupt_predict(exe):
+    """Ctrl-C during predict: exit code 9 (cancelled), the run stops at the
+    next window, and no output (nor temporary file) is left."""
+    import signal
+    import nibabel as nib
+    rng = np.random.default_rng(5)
+    with tempfile.TemporaryDirectory() as tmp:
+        images = []
+        for name in ("t2w", "t2f", "t1n", "t1c"):
+            x = rng.normal(100.0, 20.0, (80, 72, 72)).astype(np.float32)
+            path = os.path.join(tmp, f"case-{name}.nii.gz")
+            nib.save(nib.Nifti1Image(x, np.eye(4)), path)
+            images.append(path)
+        out = os.path.join(tmp, "seg.nii.gz")
+        cmd = host_command(exe) + ["predict", "--model", "models/demo/segmamba_demo.safetensors",
+                                   "-i"] + images + ["-o", out, "--threads", "1"]
+        p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+        first = p.stderr.readline()  # the progress line after the first window
+        p.send_signal(signal.SIGINT)
+        err = first + p.stderr.read()
+        rc = p.wait()
+        check("Ctrl-C during predict: exit 9", rc == 9 and "cancelled" in err,
+              f"exit {rc}: {err.strip()[-300:]!r}")
+        check("Ctrl-C during predict: stopped early", "64/64" not in err, err.strip()[-300:])
+        check("Ctrl-C during predict: nothing written", sorted(os.listdir(tmp)) == sorted(
+            os.path.basename(f) for f in images), str(os.listdir(tmp)))
 
 
 if __name__ == "__main__":
