@@ -246,6 +246,11 @@ typedef struct segmamba_predict_options {
     void *progress_user;
     int windows_per_call;          /* windows per segmamba_forward_batch; 0: 4 on the CUDA
                                       backend (fewer host round trips), 1 on the CPU */
+    double overlap;                /* the fraction of a window its neighbour shares, as
+                                      MONAI's sliding_window_inference takes it (window
+                                      starts int(patch * (1 - overlap)) apart): 0 (left
+                                      zero) is the official 0.5; negative: none; at
+                                      most 0.95 */
 } segmamba_predict_options;
 
 typedef struct segmamba_prediction {
@@ -264,9 +269,9 @@ typedef struct segmamba_prediction {
 
 /* The official inference pipeline on input (c == card->n_channels, spacing
  * in input->geom.spacing): crop to the nonzero box, normalise, resample to
- * the card's spacing, sliding windows (overlap 0.5, Gaussian weights),
- * mirror TTA, resample back, softmax + argmax or regions, uncrop. The card
- * must match the model (segmamba_card_check_model). On failure, cancellation
+ * the card's spacing, sliding windows (overlap 0.5 unless the options say
+ * otherwise, Gaussian weights), mirror TTA, resample back, softmax + argmax
+ * or regions, uncrop. The card must match the model (segmamba_card_check_model). On failure, cancellation
  * included, out is left empty. The output arrays are freed with
  * segmamba_prediction_free. */
 SEGMAMBA_API segmamba_status segmamba_predict(segmamba_model *m, const segmamba_card *card,

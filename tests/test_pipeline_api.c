@@ -105,6 +105,14 @@ int main(void)
     segmamba_prediction_free(&q);
     segmamba_close(fresh);
 
+    /* Overlap 0.9: windows int(64 * 0.1) = 6 apart along D's 80, so
+     * ceil(16 / 6) + 1 = 4 of them; more than 0.95 is refused. */
+    po.overlap = 0.9;
+    CHECK(segmamba_predict(m, &card, &v, &po, &q) == SEGMAMBA_OK && q.windows == 4);
+    segmamba_prediction_free(&q);
+    po.overlap = 0.97;
+    CHECK(segmamba_predict(m, &card, &v, &po, &q) == SEGMAMBA_E_ARG && q.labels == NULL);
+
     segmamba_prediction_free(&p);
     CHECK(p.labels == NULL);
     free(v.data);

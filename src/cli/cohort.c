@@ -234,6 +234,7 @@ static segmamba_status segment(cohort *c, const cohort_case *cs, const case_file
         st = segmamba_volume_check_finite(&vol, (const char *const *)cs->inputs, c->n_inputs);
     if (st == SEGMAMBA_OK) st = predict_check_channels(card, &vol, cs->inputs[0]);
     const segmamba_predict_options popt = {.no_tta = c->o.no_tta,
+                                           .overlap = c->o.overlap,
                                      .want_probabilities = c->o.want_prob,
                                      .want_regions = c->o.want_regions,
                                      .want_uncertainty = c->o.want_unc,

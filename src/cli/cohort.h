@@ -43,6 +43,7 @@ typedef struct cohort_options {
     const char *model, *card, *list, *out_dir, *ref_column;
     int want_prob, want_regions, want_unc, want_preview;
     int overwrite, no_tta, threads, quiet;
+    double overlap; /* as segmamba_predict_options.overlap */
     segmamba_options conv; /* --conv: its conv and winograd_tile */
 } cohort_options;
 

@@ -37,6 +37,8 @@ void usage_predict(FILE *f)
                "  --preview F.png      a PNG of the middle slices with the labels overlaid\n"
                "  --card F.json        use this model card instead of the model's\n"
                "  --no-tta             one pass instead of 8 mirrored ones (8x faster)\n"
+               "  --overlap F          the fraction of a window its neighbours share, 0 to 0.95\n"
+               "                       (default 0.5, the official; MONAI's overlap)\n"
                "  --threads N          threads (default: all cores)\n"
                "  --conv KIND          convolutions: auto (default), winograd, onednn, blas or\n"
                "                       ref (see 'segmamba help forward')\n"
@@ -246,6 +248,7 @@ typedef struct predict_args {
     const char *list, *out_dir, *ref_column;
     int overwrite;
     int no_tta, threads, quiet;
+    double overlap; /* --overlap; 0: the official 0.5 */
     segmamba_options conv; /* --conv: its conv and winograd_tile */
 } predict_args;
 
@@ -311,6 +314,13 @@ static int parse_args(int argc, char **argv, predict_args *a)
         } else if (strcmp(s, "--conv") == 0) {
             if (!cli_parse_conv(argv[++i], &a->conv))
                 return cli_usage_error("predict: --conv wants " CLI_CONV_KINDS ", not '%s'", v);
+        } else if (strcmp(s, "--overlap") == 0) {
+            char *end;
+            const double o = strtod(argv[++i], &end);
+            if (end == v || *end || !(o >= 0.0 && o <= 0.95))
+                return cli_usage_error("predict: --overlap wants a number from 0 to 0.95, not "
+                                       "'%s'", v);
+            a->overlap = o > 0.0 ? o : -1.0; /* the API's "none" */
         } else if (strcmp(s, "--backend") == 0) {
             if (!cli_parse_backend(argv[++i], &predict_backend))
                 return cli_usage_error("predict: --backend wants cpu or cuda, not '%s'", v);
@@ -397,6 +407,7 @@ static int predict_cohort(const predict_args *a)
                               .want_preview = a->out.preview != NULL,
                               .overwrite = a->overwrite,
                               .no_tta = a->no_tta,
+                              .overlap = a->overlap,
                               .threads = a->threads,
                               .quiet = a->quiet,
                               .conv = a->conv};
@@ -442,6 +453,7 @@ int cmd_predict(int argc, char **argv)
 
     progress prog = {.quiet = a.quiet, .tty = isatty(2), .start = cli_now(), .last_decile = -1};
     segmamba_predict_options popt = {.no_tta = a.no_tta,
+                                     .overlap = a.overlap,
                                .want_probabilities = a.out.prob != NULL,
                                .want_regions = a.out.regions != NULL,
                                .want_uncertainty = a.out.unc != NULL,

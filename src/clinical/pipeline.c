@@ -123,7 +123,8 @@ typedef struct window_ctx {
     segmamba_model *m;
     int c, k;
     int roi[3];
-    int pd[3]; /* padded grid */
+    int step[3]; /* between window starts */
+    int pd[3];   /* padded grid */
     const float *gmap;
     int batch;        /* windows per forward call */
     float *patch_in;  /* batch x (c, roi) */
@@ -133,6 +134,15 @@ typedef struct window_ctx {
     int done, total;
     const segmamba_predict_options *opt;
 } window_ctx;
+
+/* MONAI's scan interval: int(roi * (1 - overlap)), at least 1; overlap 0
+ * (zero-initialised options) is the official 0.5, a negative one none. */
+static int window_step(int roi, double overlap)
+{
+    const double o = overlap == 0.0 ? 0.5 : overlap < 0.0 ? 0.0 : overlap;
+    const int step = (int)(roi * (1.0 - o));
+    return step > 0 ? step : 1;
+}
 
 /* The corner of window wi of the n[0] x n[1] x n[2] grid of starts, z outermost. */
 static void window_origin(int *const starts[3], const int n[3], int wi, int o[3])
@@ -148,14 +158,14 @@ static sm_status sliding_window(window_ctx *s, const float *x)
 {
     int *starts[3], n[3];
     for (int a = 0; a < 3; a++) {
-        n[a] = sm_window_starts(s->pd[a], s->roi[a], s->roi[a] / 2, NULL);
+        n[a] = sm_window_starts(s->pd[a], s->roi[a], s->step[a], NULL);
         starts[a] = malloc((size_t)n[a] * sizeof *starts[a]);
     }
     sm_status st = starts[0] && starts[1] && starts[2]
                        ? SEGMAMBA_OK
                        : sm_fail(SEGMAMBA_E_NOMEM, "out of memory for the window list");
     for (int a = 0; a < 3 && st == SEGMAMBA_OK; a++)
-        sm_window_starts(s->pd[a], s->roi[a], s->roi[a] / 2, starts[a]);
+        sm_window_starts(s->pd[a], s->roi[a], s->step[a], starts[a]);
     const int r0 = s->roi[0], r1 = s->roi[1], r2 = s->roi[2];
     const int P1 = s->pd[1], P2 = s->pd[2];
     const size_t pplane = (size_t)s->pd[0] * P1 * P2, rplane = (size_t)r0 * r1 * r2;
@@ -576,6 +586,8 @@ static sm_status run(segmamba_model *m, const segmamba_card *card, const segmamb
                        k, card->origin, sm_card_out_chans(card));
     if (in->d <= 0 || in->h <= 0 || in->w <= 0 || !in->data)
         return sm_fail(SEGMAMBA_E_ARG, "empty input volume");
+    if (!(opt->overlap <= 0.95)) /* NaN too */
+        return sm_fail(SEGMAMBA_E_ARG, "window overlap %g: at most 0.95", opt->overlap);
     out->d = in->d;
     out->h = in->h;
     out->w = in->w;
@@ -598,11 +610,12 @@ static sm_status run(segmamba_model *m, const segmamba_card *card, const segmamb
     int nwin = 1;
     for (int a = 0; a < 3; a++) {
         s.roi[a] = card->patch[a];
+        s.step[a] = window_step(s.roi[a], opt->overlap);
         s.pd[a] = n[a] > s.roi[a] ? n[a] : s.roi[a];
         pplane *= (size_t)s.pd[a];
         rplane *= (size_t)s.roi[a];
         plane *= (size_t)n[a];
-        nwin *= sm_window_starts(s.pd[a], s.roi[a], s.roi[a] / 2, NULL);
+        nwin *= sm_window_starts(s.pd[a], s.roi[a], s.step[a], NULL);
     }
     s.total = nwin * (opt->no_tta ? 1 : 8);
     float *gmap = malloc(rplane * sizeof *gmap);
