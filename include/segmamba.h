@@ -93,7 +93,7 @@ enum { SEGMAMBA_FUE_CARD = 0, SEGMAMBA_FUE_ON = 1, SEGMAMBA_FUE_OFF = 2 };
 /* Options for segmamba_open. Zero-initialised means defaults. */
 typedef struct segmamba_options {
     segmamba_conv_backend conv;
-    int nslices[SEGMAMBA_STAGES]; /* all zero: the model card's (default 64,32,16,8) */
+    int nslices[SEGMAMBA_STAGES]; /* all zero: the checkpoint's (below), else 64,32,16,8 */
     int fue;                      /* SEGMAMBA_FUE_CARD (0): as the checkpoint's card says
                                      (default off, as in the released code);
                                      SEGMAMBA_FUE_ON: on (the paper); SEGMAMBA_FUE_OFF */
@@ -172,7 +172,11 @@ typedef struct segmamba_model segmamba_model;
 
 /* Loads a .pt (torch.save of a state_dict, optionally wrapped as
  * {"module": ...}) or .safetensors checkpoint and infers the configuration
- * from tensor shapes. opts may be NULL. */
+ * from tensor shapes. opts may be NULL. nslices and FUE, which no tensor
+ * shows, come from opts, else from the safetensors metadata (a model card
+ * stored by segmamba_convert, or a "config" entry), else the defaults; a
+ * card in a side file is applied with segmamba_card_apply
+ * (segmamba_pipeline.h). */
 SEGMAMBA_API segmamba_status segmamba_open(const char *path, const segmamba_options *opts,
                               segmamba_model **out);
 
