@@ -170,9 +170,11 @@ SEGMAMBA_API int segmamba_cuda_device(char *info, size_t cap);
 
 typedef struct segmamba_model segmamba_model;
 
-/* Loads a .pt (torch.save of a state_dict, optionally wrapped as
- * {"module": ...}) or .safetensors checkpoint and infers the configuration
- * from tensor shapes. opts may be NULL. nslices and FUE, which no tensor
+/* Loads a .pt (torch.save of a state_dict, or of a training checkpoint
+ * dict holding one under "network_weights", "state_dict", "model" or
+ * "module") or .safetensors checkpoint and infers the configuration from
+ * tensor shapes. Key prefixes "module." and "_orig_mod." are stripped when
+ * every key carries them; "out_main_seg.*" is read as "out.*". opts may be NULL. nslices and FUE, which no tensor
  * shows, come from opts, else from the safetensors metadata (a model card
  * stored by segmamba_convert, or a "config" entry), else the defaults; a
  * card in a side file is applied with segmamba_card_apply
@@ -181,6 +183,12 @@ SEGMAMBA_API segmamba_status segmamba_open(const char *path, const segmamba_opti
                               segmamba_model **out);
 
 SEGMAMBA_API void segmamba_get_config(const segmamba_model *m, segmamba_config *cfg);
+
+/* Names of the checkpoint's tensors that inference does not use (nnU-Net's
+ * deep-supervision heads, "ds_seg_from_dec*"), in file order; i from 0 to
+ * segmamba_ignored_count - 1 (NULL outside). The names belong to the model. */
+SEGMAMBA_API int segmamba_ignored_count(const segmamba_model *m);
+SEGMAMBA_API const char *segmamba_ignored_name(const segmamba_model *m, int i);
 
 /* Checks that a (in_chans, d, h, w) input is accepted by the model: each
  * side a positive multiple of 16 and every stage's token count divisible

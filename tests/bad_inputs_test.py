@@ -171,6 +171,27 @@ def checkpoint_cases(exe, tmp):
            "state_dict data (tensors in a dict) is loaded; if this file holds a whole model, "
            "save model.state_dict() instead")
 
+    # A training checkpoint whose state_dict is fine but which holds, beside
+    # it, an object that pickles as a call to os.system: refused, nothing run.
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch " + marker,))
+
+    sd = {k: torch.from_numpy(v.copy()) for k, v in tensors.items()}
+    p = os.path.join(tmp, "evil_container.pt")
+    torch.save({"state_dict": sd, "epoch": 3, "evil": Evil()}, p)
+    with zipfile.ZipFile(p) as z:
+        pkl = z.read(next(n for n in z.namelist() if n.endswith("/data.pkl")))
+    glob = next((a, pos) for op, a, pos in pickletools.genops(pkl)
+                if op.name == "GLOBAL" and a.endswith(" system"))
+    module, name = glob[0].split(" ")
+    expect(exe, "container with a code global beside its state_dict", ["info", p], 4,
+           f"{p}: data.pkl byte {glob[1]}: refusing pickle global '{module}.{name}': only "
+           "state_dict data (tensors in a dict) is loaded; if this file holds a whole model, "
+           "save model.state_dict() instead")
+    report(not os.path.exists(marker), 4, "os.system beside a state_dict never ran",
+           f"{marker} absent")
+
     # Tensors of a dtype the engine does not take.
     p = os.path.join(tmp, "uint8.pt")
     torch.save({"w": torch.zeros(3, dtype=torch.uint8)}, p)

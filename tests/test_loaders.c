@@ -268,6 +268,52 @@ static void test_expected_values(void)
     sm_weights_free(&w);
 }
 
+/* ---- names: sm_weights_normalise ---- */
+
+static void add_names(sm_weights *w, const char *const *names, size_t n)
+{
+    const int64_t shape[1] = {1};
+    for (size_t i = 0; i < n; i++) {
+        float *data = malloc(sizeof *data);
+        CHECK(data && sm_weights_add(w, names[i], 1, shape, data) == SEGMAMBA_OK);
+    }
+}
+
+static void test_normalise(void)
+{
+    /* Both wrappers' prefixes, in either order, while every key has one. */
+    static const char *const compiled[] = {"module._orig_mod.a.weight", "module._orig_mod.b"};
+    static const char *const reversed[] = {"_orig_mod.module.a.weight", "_orig_mod.module.b"};
+    static const char *const partial[] = {"module.a", "b"};
+    const char *const *cases[] = {compiled, reversed, partial};
+    for (int c = 0; c < 3; c++) {
+        sm_weights w = {0};
+        add_names(&w, cases[c], 2);
+        CHECK(sm_weights_normalise(&w) == SEGMAMBA_OK);
+        if (c < 2) CHECK(sm_weights_find(&w, "a.weight") && sm_weights_find(&w, "b"));
+        else CHECK(sm_weights_find(&w, "module.a") && sm_weights_find(&w, "b"));
+        CHECK(w.nignored == 0);
+        sm_weights_free(&w);
+    }
+    /* nnU-Net's head name, and its deep-supervision heads set aside. */
+    static const char *const nnunet[] = {"module.ds_seg_from_dec2.w", "module.out_main_seg.conv.w",
+                                         "module.stem.w", "module.ds_seg_from_dec1.b"};
+    sm_weights w = {0};
+    add_names(&w, nnunet, 4);
+    CHECK(sm_weights_normalise(&w) == SEGMAMBA_OK);
+    CHECK(w.count == 2 && sm_weights_find(&w, "out.conv.w") && sm_weights_find(&w, "stem.w"));
+    CHECK(w.nignored == 2 && strcmp(w.ignored[0], "ds_seg_from_dec2.w") == 0 &&
+          strcmp(w.ignored[1], "ds_seg_from_dec1.b") == 0);
+    sm_weights_free(&w);
+    /* With an "out." head already there, out_main_seg is left for the model
+     * checker to call unexpected. */
+    static const char *const both[] = {"out.conv.w", "out_main_seg.conv.w"};
+    add_names(&w, both, 2);
+    CHECK(sm_weights_normalise(&w) == SEGMAMBA_OK);
+    CHECK(sm_weights_find(&w, "out.conv.w") && sm_weights_find(&w, "out_main_seg.conv.w"));
+    sm_weights_free(&w);
+}
+
 /* ---- refusals ---- */
 
 enum reader { WEIGHTS, PT, SAFETENSORS, NPY };
@@ -598,6 +644,7 @@ int main(void)
     test_json_errors();
     test_json_writer();
     test_expected_values();
+    test_normalise();
     test_refusals();
     test_zip();
     test_npy_write();

@@ -56,7 +56,9 @@ static void usage_info(FILE *f)
 {
     fprintf(f, "usage: segmamba info MODEL [--json]\n"
                "\n"
-               "Loads MODEL, infers its configuration from the tensor shapes and prints it.\n"
+               "Loads MODEL, infers its configuration from the tensor shapes and prints it,\n"
+               "with the names of checkpoint tensors inference ignores (deep-supervision\n"
+               "heads), if any.\n"
                "  --json   print one JSON object instead of text\n");
 }
 
@@ -104,6 +106,18 @@ static void print_ints(FILE *f, const int *v, int n, const char *sep)
     for (int i = 0; i < n; i++) fprintf(f, "%s%d", i ? sep : "", v[i]);
 }
 
+/* The checkpoint tensors inference does not use, comma-separated: as JSON
+ * strings or as they are. */
+static void print_ignored(const segmamba_model *m, int json)
+{
+    cli_text out = {.f = stdout}; /* cli_text_json_string's escaping, straight to stdout */
+    for (int i = 0; i < segmamba_ignored_count(m); i++) {
+        if (i) printf(", ");
+        if (json) cli_text_json_string(&out, segmamba_ignored_name(m, i));
+        else printf("%s", segmamba_ignored_name(m, i));
+    }
+}
+
 static int cmd_info(int argc, char **argv)
 {
     const char *path = NULL;
@@ -125,11 +139,13 @@ static int cmd_info(int argc, char **argv)
     if (st != SEGMAMBA_OK) return cli_fail(st);
     segmamba_config c;
     segmamba_get_config(m, &c);
-    segmamba_close(m);
     if (json) {
         char *card_json = NULL;
         st = segmamba_card_to_json(&card, &card_json);
-        if (st != SEGMAMBA_OK) return cli_fail(st);
+        if (st != SEGMAMBA_OK) {
+            segmamba_close(m);
+            return cli_fail(st);
+        }
         printf("{\"in_chans\": %d, \"out_chans\": %d, \"depths\": [", c.in_chans, c.out_chans);
         print_ints(stdout, c.depths, 4, ", ");
         printf("], \"feat_size\": [");
@@ -140,9 +156,12 @@ static int cmd_info(int argc, char **argv)
         print_ints(stdout, c.dt_rank, 4, ", ");
         printf("], \"nslices\": [");
         print_ints(stdout, c.nslices, 4, ", ");
-        printf("], \"fue\": %s, \"parameters\": %lld, \"card\": %s}\n", c.fue ? "true" : "false",
-               (long long)c.n_params, card_json);
+        printf("], \"fue\": %s, \"parameters\": %lld, \"ignored\": [", c.fue ? "true" : "false",
+               (long long)c.n_params);
+        print_ignored(m, 1);
+        printf("], \"card\": %s}\n", card_json);
         free(card_json);
+        segmamba_close(m);
         return 0;
     }
     printf("model        %s\n", path);
@@ -160,6 +179,12 @@ static int cmd_info(int argc, char **argv)
     printf(" (from the model card; forward --nslices overrides)\n");
     printf("fue          %s\n", c.fue ? "on" : "off");
     printf("parameters   %lld\n", (long long)c.n_params);
+    if (segmamba_ignored_count(m) > 0) {
+        printf("ignored      %d tensors: ", segmamba_ignored_count(m));
+        print_ignored(m, 0);
+        printf("\n");
+    }
+    segmamba_close(m);
     cli_print_card(stdout, &card);
     return 0;
 }

@@ -217,6 +217,17 @@ void segmamba_get_config(const segmamba_model *m, segmamba_config *cfg)
     cfg->arena_bytes = (int64_t)(m->graph->planned_floats * sizeof(float));
 }
 
+int segmamba_ignored_count(const segmamba_model *m)
+{
+    return m ? (int)m->weights.nignored : 0;
+}
+
+const char *segmamba_ignored_name(const segmamba_model *m, int i)
+{
+    if (!m || i < 0 || (size_t)i >= m->weights.nignored) return NULL;
+    return m->weights.ignored[i];
+}
+
 segmamba_status segmamba_check_shape(const segmamba_model *m, int d, int h, int w)
 {
     return sm_segmamba_check_shape(&m->cfg, d, h, w);

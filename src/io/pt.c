@@ -696,8 +696,10 @@ static int all_values_are_tensors(const pk_value *dict)
     return 1;
 }
 
-/* The state_dict itself, or one wrapped as {"state_dict": ...} or
- * {"module": ...} by training scripts (next to epochs, optimizers, ...). */
+/* The state_dict itself, or the one a training script saved beside its
+ * other state (optimizers, epochs, settings: parsed as data, never used):
+ * under "network_weights" (nnU-Net), "state_dict" (Lightning), "model" or
+ * "module", the first of them present whose value is a dict. */
 static sm_status find_state_dict(const vm *m, const pk_value *root, const pk_value **sd)
 {
     if (root->kind != PK_DICT)
@@ -705,8 +707,8 @@ static sm_status find_state_dict(const vm *m, const pk_value *root, const pk_val
                        "(state_dict)", m->path, kind_name(root->kind));
     *sd = root;
     if (all_values_are_tensors(root)) return SEGMAMBA_OK;
-    static const char *const wrappers[] = {"state_dict", "module"};
-    for (size_t i = 0; i < 2; i++) {
+    static const char *const wrappers[] = {"network_weights", "state_dict", "model", "module"};
+    for (size_t i = 0; i < sizeof wrappers / sizeof wrappers[0]; i++) {
         const pk_value *inner = dict_get(root, wrappers[i]);
         if (inner && inner->kind == PK_DICT) {
             *sd = inner;

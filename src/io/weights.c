@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/binary.h"
 #include "io/file.h"
 
 static char *dup_string(const char *s)
@@ -118,8 +119,10 @@ void sm_weights_free(sm_weights *w)
         free(w->meta[i].key);
         free(w->meta[i].value);
     }
+    for (size_t i = 0; i < w->nignored; i++) free(w->ignored[i]);
     free(w->items);
     free(w->meta);
+    free(w->ignored);
     memset(w, 0, sizeof *w);
 }
 
@@ -136,24 +139,93 @@ void sm_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
     if (used < cap) snprintf(buf + used, cap - used, ")");
 }
 
-/* Training scripts that wrap the model in DataParallel save every key with a
- * "module." prefix; strip it only when every key has it, so that a model
- * whose own names begin that way is left alone. */
-static sm_status strip_module_prefix(sm_weights *w)
+static int starts_with(const char *s, const char *prefix)
 {
-    static const char prefix[] = "module.";
-    const size_t n = sizeof prefix - 1;
-    if (w->count == 0) return SEGMAMBA_OK;
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static int all_start_with(const sm_weights *w, const char *prefix)
+{
     for (size_t i = 0; i < w->count; i++)
-        if (strncmp(w->items[i].name, prefix, n) != 0) return SEGMAMBA_OK;
+        if (!starts_with(w->items[i].name, prefix)) return 0;
+    return w->count > 0;
+}
+
+/* Training scripts that wrap the model in DataParallel save every key with a
+ * "module." prefix, and torch.compile's wrapper adds "_orig_mod."; strip
+ * them only while every key has one, so that a model whose own names begin
+ * that way is left alone. Removing a prefix all keys share keeps distinct
+ * names distinct. */
+static void strip_wrapper_prefixes(sm_weights *w)
+{
+    static const char *const prefixes[] = {"module.", "_orig_mod."};
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (size_t p = 0; p < sizeof prefixes / sizeof prefixes[0]; p++) {
+            if (!all_start_with(w, prefixes[p])) continue;
+            const size_t n = strlen(prefixes[p]);
+            for (size_t i = 0; i < w->count; i++) {
+                char *s = w->items[i].name;
+                memmove(s, s + n, strlen(s + n) + 1);
+            }
+            changed = 1;
+        }
+    }
+}
+
+/* nnU-Net's deep-supervision heads: trained, never used at inference. */
+static const char ds_head_prefix[] = "ds_seg_from_dec";
+
+/* Moves the tensors inference ignores from items to the ignored names, in
+ * file order. */
+static sm_status set_aside_ignored(sm_weights *w)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < w->count; i++) {
+        sm_tensor_entry *e = &w->items[i];
+        if (!starts_with(e->name, ds_head_prefix)) {
+            w->items[kept++] = *e;
+            continue;
+        }
+        char **names = sm_grow(w->ignored, &w->ignored_cap, w->nignored + 1, sizeof *names);
+        if (!names) {
+            /* Keep the store consistent: the entries not yet looked at stay. */
+            memmove(&w->items[kept], e, (w->count - i) * sizeof *e);
+            w->count = kept + (w->count - i);
+            return sm_fail(SEGMAMBA_E_NOMEM, "out of memory listing tensor '%s'", e->name);
+        }
+        w->ignored = names;
+        w->ignored[w->nignored++] = e->name;
+        free(e->data);
+    }
+    w->count = kept;
+    return SEGMAMBA_OK;
+}
+
+/* nnU-Net's SegMamba calls the head out_main_seg; the official code out. */
+static void rename_head(sm_weights *w)
+{
+    static const char from[] = "out_main_seg.", to[] = "out.";
+    int any = 0;
+    for (size_t i = 0; i < w->count; i++) {
+        if (starts_with(w->items[i].name, to)) return;
+        any |= starts_with(w->items[i].name, from);
+    }
+    if (!any) return;
     for (size_t i = 0; i < w->count; i++) {
         char *s = w->items[i].name;
-        memmove(s, s + n, strlen(s + n) + 1);
+        if (!starts_with(s, from)) continue;
+        const size_t skip = sizeof from - 1, keep = sizeof to - 1;
+        memcpy(s, to, keep);
+        memmove(s + keep, s + skip, strlen(s + skip) + 1);
     }
-    for (size_t i = 0; i < w->count; i++)
-        for (size_t j = i + 1; j < w->count; j++)
-            if (strcmp(w->items[i].name, w->items[j].name) == 0)
-                return sm_fail(SEGMAMBA_E_FORMAT, "tensor '%s' appears twice", w->items[i].name);
+}
+
+sm_status sm_weights_normalise(sm_weights *w)
+{
+    strip_wrapper_prefixes(w);
+    SM_TRY(set_aside_ignored(w));
+    rename_head(w);
     return SEGMAMBA_OK;
 }
 
@@ -183,5 +255,5 @@ sm_status sm_load_weights(const char *path, sm_weights *out)
     else
         st = sm_load_safetensors(path, out);
     if (st != SEGMAMBA_OK) return st;
-    return strip_module_prefix(out);
+    return sm_weights_normalise(out);
 }

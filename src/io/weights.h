@@ -29,6 +29,11 @@ typedef struct sm_weights {
     size_t count, cap;
     sm_meta_entry *meta;
     size_t nmeta, meta_cap;
+    /* Names of checkpoint tensors that inference does not use (deep
+     * supervision heads), in file order; sm_load_weights moves them here
+     * from items. */
+    char **ignored;
+    size_t nignored, ignored_cap;
 } sm_weights;
 
 /* Takes ownership of data (freed by sm_weights_free, also on failure).
@@ -52,9 +57,18 @@ void sm_weights_free(sm_weights *w);
 void sm_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);
 
 /* Loads a checkpoint, choosing the reader from the file's first bytes (a zip
- * is a torch.save file; anything else must be safetensors), then strips a
- * leading "module." from every key when all keys carry it. */
+ * is a torch.save file; anything else must be safetensors), then
+ * normalises the names (sm_weights_normalise). */
 sm_status sm_load_weights(const char *path, sm_weights *out);
+
+/* The names training code gives that are not the model's own:
+ * - a leading "module." (DataParallel) and "_orig_mod." (torch.compile), in
+ *   either order or both, stripped while every key carries one;
+ * - "ds_seg_from_dec*" (nnU-Net's deep-supervision heads) moved to the
+ *   ignored names, their data freed;
+ * - "out_main_seg.*" (nnU-Net's name for the head) read as "out.*" when no
+ *   key begins with "out.". */
+sm_status sm_weights_normalise(sm_weights *w);
 
 /* Only the string metadata of a checkpoint, read from a safetensors file's
  * header without its tensors; a torch.save file has none. Appends to out's
