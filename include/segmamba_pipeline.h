@@ -1,7 +1,8 @@
 /*
  * segmamba pipeline: the clinical layer on top of segmamba.h. From images to
  * a label map as `segmamba predict` does it (model card, crop, normalisation,
- * resampling, sliding windows, mirror averaging, argmax or regions), plus
+ * resampling, sliding windows, mirror averaging, argmax, regions or sigmoid
+ * heads), plus
  * NIfTI and .npy files, Dice/HD95 metrics and PNG previews.
  *
  *   segmamba_model *m;
@@ -155,9 +156,12 @@ SEGMAMBA_API int segmamba_same_file(const char *a, const char *b);
 /* ---- Model cards ---- */
 
 /* What a checkpoint needs beyond its weights to turn images into a
- * segmentation (README "Model cards"): the input channels and their
- * normalisation, spacing and patch, the Mamba settings, and how outputs
- * become labels. */
+ * segmentation (README "Model cards"; the JSON form in src/clinical/card.h):
+ * the input channels and their normalisation, spacing and patch, the Mamba
+ * settings, the window overlap, and how outputs become labels (argmax;
+ * regions: nested sigmoids through a regions table; sigmoid: one sigmoid
+ * per structure, thresholded into overlapping masks or, with a regions
+ * table, a label map). */
 #define SEGMAMBA_CARD_MAX_CHANNELS 16
 #define SEGMAMBA_CARD_MAX_LABELS 64
 #define SEGMAMBA_CARD_NAME_MAX 64 /* bytes, terminator included */
@@ -328,11 +332,13 @@ typedef struct segmamba_prediction {
 
 /* The official inference pipeline on input (c == card->n_channels, spacing
  * in input->geom.spacing): crop to the nonzero box, normalise, resample to
- * the card's spacing, sliding windows (overlap 0.5 unless the options say
- * otherwise, Gaussian weights), mirror TTA, resample back, softmax + argmax
- * or regions, uncrop. The card must match the model (segmamba_card_check_model). On failure, cancellation
- * included, out is left empty. The output arrays are freed with
- * segmamba_prediction_free. */
+ * the card's spacing (none for "input"), sliding windows of the card's patch
+ * (per axis; overlap from the options, else the card's, else 0.5; Gaussian
+ * weights), mirror TTA, resample back, then softmax + argmax, or the
+ * sigmoids thresholded at the card's threshold into masks and the label map
+ * of its regions table, uncrop. The card must match the model
+ * (segmamba_card_check_model). On failure, cancellation included, out is
+ * left empty. The output arrays are freed with segmamba_prediction_free. */
 SEGMAMBA_API segmamba_status segmamba_predict(segmamba_model *m, const segmamba_card *card,
                                               const segmamba_volume *input,
                                               const segmamba_predict_options *opt,
