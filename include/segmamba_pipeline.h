@@ -1,7 +1,8 @@
 /*
  * segmamba pipeline: the clinical layer on top of segmamba.h. From images to
  * a label map as `segmamba predict` does it (model card, crop, normalisation,
- * resampling, sliding windows, mirror averaging, argmax or regions), plus
+ * resampling, sliding windows, mirror averaging, argmax, regions or sigmoid
+ * heads), plus
  * NIfTI and .npy files, Dice/HD95 metrics and PNG previews.
  *
  *   segmamba_model *m;
@@ -155,9 +156,12 @@ SEGMAMBA_API int segmamba_same_file(const char *a, const char *b);
 /* ---- Model cards ---- */
 
 /* What a checkpoint needs beyond its weights to turn images into a
- * segmentation (README "Model cards"): the input channels and their
- * normalisation, spacing and patch, the Mamba settings, and how outputs
- * become labels. */
+ * segmentation (README "Model cards"; the JSON form in src/clinical/card.h):
+ * the input channels and their normalisation, spacing and patch, the Mamba
+ * settings, the window overlap, and how outputs become labels (argmax;
+ * regions: nested sigmoids through a regions table; sigmoid: one sigmoid
+ * per structure, thresholded into overlapping masks or, with a regions
+ * table, a label map). */
 #define SEGMAMBA_CARD_MAX_CHANNELS 16
 #define SEGMAMBA_CARD_MAX_LABELS 64
 #define SEGMAMBA_CARD_NAME_MAX 64 /* bytes, terminator included */
@@ -173,28 +177,73 @@ typedef struct segmamba_norm {
 } segmamba_norm;
 
 typedef enum segmamba_output_kind {
-    SEGMAMBA_OUTPUT_ARGMAX = 0, /* one logit per label: softmax, argmax */
-    SEGMAMBA_OUTPUT_REGIONS = 1 /* 3 sigmoids, BraTS TC, WT, ET: ET -> 3, else TC -> 1,
-                                   else WT -> 2 */
+    SEGMAMBA_OUTPUT_ARGMAX = 0,  /* one logit per label: softmax, argmax */
+    SEGMAMBA_OUTPUT_REGIONS = 1, /* one sigmoid per nested region; the regions table
+                                    (BraTS by default: TC, WT, ET with ET -> 3, else
+                                    TC -> 1, else WT -> 2) makes the label map */
+    SEGMAMBA_OUTPUT_SIGMOID = 2  /* one sigmoid per structure, labels[c + 1] naming
+                                    channel c: overlapping masks, or a label map when
+                                    the regions table says which wins */
 } segmamba_output_kind;
+
+#define SEGMAMBA_CARD_MAX_REGIONS 16
+
+/* One row of a card's regions table: where output channel `channel` is on
+ * (sigmoid > threshold), the label map gets `label`; rows apply in order,
+ * a later one overwriting an earlier one. */
+typedef struct segmamba_card_region {
+    char name[SEGMAMBA_CARD_NAME_MAX];
+    int channel;
+    int label;
+} segmamba_card_region;
 
 typedef struct segmamba_card {
     int n_channels;
     char channels[SEGMAMBA_CARD_MAX_CHANNELS][SEGMAMBA_CARD_NAME_MAX];
     segmamba_norm norm[SEGMAMBA_CARD_MAX_CHANNELS];
-    double spacing[3]; /* mm along (D, H, W) = (z, y, x) */
-    int patch[3];      /* sliding-window roi */
+    double spacing[3]; /* mm along (D, H, W) = (z, y, x); all 0: the input's own
+                          spacing, no resampling (JSON "spacing": "input") */
+    int patch[3];      /* sliding-window roi, per axis (need not be cubic) */
     int nslices[SEGMAMBA_STAGES];
     int fue;
     int n_labels;
     char labels[SEGMAMBA_CARD_MAX_LABELS][SEGMAMBA_CARD_NAME_MAX];
     segmamba_output_kind output;
+    double threshold;  /* regions and sigmoid: a channel is on where its sigmoid
+                          is > threshold (0 < threshold < 1; 0.5: logit > 0) */
+    double overlap;    /* window overlap when segmamba_predict_options.overlap is
+                          0: 0 is the official 0.5, negative none, at most 0.95 */
+    int n_regions;     /* rows of regions; 0 with output REGIONS means BraTS's;
+                          0 with output SIGMOID: masks, no label map */
+    segmamba_card_region regions[SEGMAMBA_CARD_MAX_REGIONS];
     char origin[512]; /* where it came from, for messages */
 } segmamba_card;
 
 /* The official BraTS 2023 setup: t2w, t2f, t1n, t1c, all zscore; 1 mm;
  * patch 128^3; nslices 64,32,16,8; FUE off; background, NCR, ED, ET; argmax. */
 SEGMAMBA_API void segmamba_card_default(segmamba_card *card);
+
+/* The card for a checkpoint that has none and is not a BraTS model (its
+ * input channel count is not 4): channels ch0, ch1, ... all zscore; the
+ * input's own spacing (no resampling); patch 128^3; the model's nslices and
+ * FUE; argmax over labels "0", "1", ... out_chans - 1 (one output: a
+ * sigmoid, labels 0 and 1). */
+SEGMAMBA_API void segmamba_card_generic(const segmamba_config *model, segmamba_card *card);
+
+/* The regions table the card applies (the BraTS one for a REGIONS card
+ * that leaves it empty) into out (SEGMAMBA_CARD_MAX_REGIONS rows); returns
+ * its row count, 0 for argmax cards and sigmoid cards that write masks. */
+SEGMAMBA_API int segmamba_card_region_table(const segmamba_card *card,
+                                            segmamba_card_region *out);
+
+/* The output channels the model must have for this card: n_labels
+ * (argmax), the regions table's rows (regions), n_labels - 1 (sigmoid). */
+SEGMAMBA_API int segmamba_card_outputs(const segmamba_card *card);
+
+/* 1 when the card's prediction is a set of overlapping masks (a sigmoid
+ * card with more than one output and no regions table): segmamba_predict
+ * fills masks, and `segmamba predict -o` writes them as a 4D image. */
+SEGMAMBA_API int segmamba_card_writes_masks(const segmamba_card *card);
 
 /* Parses card JSON over the defaults and validates every field (an unknown
  * key is an error); origin names the text in messages. */
@@ -224,6 +273,16 @@ SEGMAMBA_API void segmamba_card_apply(const segmamba_card *card, segmamba_option
 SEGMAMBA_API segmamba_status segmamba_card_check_model(const segmamba_card *card,
                                                        const segmamba_model *m);
 
+/* The card for an open model m loaded from model_path: as
+ * segmamba_card_for_model, except that when the checkpoint has no card
+ * (neither metadata nor side file) and m does not take 4 input channels,
+ * the generic card (segmamba_card_generic) instead of the BraTS defaults;
+ * *generic (may be NULL) says which. Open m with segmamba_card_apply of
+ * segmamba_card_for_model's card (nslices and FUE are the same in both). */
+SEGMAMBA_API segmamba_status segmamba_card_for_open_model(const char *model_path,
+                                                          const segmamba_model *m,
+                                                          segmamba_card *card, int *generic);
+
 /* Writes the checkpoint at src (.pt or .safetensors) as a .safetensors file
  * at dst with card stored in its metadata, so the file carries its card.
  * The card is checked against the model first; dst must not be src. */
@@ -249,31 +308,37 @@ typedef struct segmamba_predict_options {
     double overlap;                /* the fraction of a window its neighbour shares, as
                                       MONAI's sliding_window_inference takes it (window
                                       starts int(patch * (1 - overlap)) apart): 0 (left
-                                      zero) is the official 0.5; negative: none; at
-                                      most 0.95 */
+                                      zero) is the card's (card->overlap; its 0 is
+                                      the official 0.5); negative: none; at most 0.95 */
 } segmamba_predict_options;
 
 typedef struct segmamba_prediction {
     int d, h, w;          /* the input grid */
     int n_prob;           /* channels of probabilities: the model's outputs */
-    uint8_t *labels;      /* d*h*w label values */
+    uint8_t *labels;      /* d*h*w label values; a sigmoid card that writes masks:
+                             channel c -> c + 1, a later channel overwriting */
     float *probabilities; /* (n_prob, d, h, w): softmax (argmax cards) or sigmoid per
-                             region (regions cards); outside the crop box background
-                             1 / regions 0 */
+                             output (regions and sigmoid cards); outside the crop box
+                             background 1 / sigmoids 0 */
     uint8_t *regions;     /* (3, d, h, w) 0/1: TC = {1,3}, WT = {1,2,3}, ET = {3} */
+    int n_masks;          /* regions and sigmoid cards: the model's outputs; else 0 */
+    uint8_t *masks;       /* (n_masks, d, h, w) 0/1: each output's sigmoid > the card's
+                             threshold (always filled for those cards); 0 outside */
     float *uncertainty;   /* d*h*w, nats: entropy of the softmax (argmax cards) or the
-                             mean binary entropy of the 3 sigmoids; 0 outside */
+                             mean binary entropy of the sigmoids; 0 outside */
     int box[3][2];        /* crop box [lo, hi) per axis (D, H, W); empty: lo == hi */
     int windows;          /* network forwards run */
 } segmamba_prediction;
 
 /* The official inference pipeline on input (c == card->n_channels, spacing
  * in input->geom.spacing): crop to the nonzero box, normalise, resample to
- * the card's spacing, sliding windows (overlap 0.5 unless the options say
- * otherwise, Gaussian weights), mirror TTA, resample back, softmax + argmax
- * or regions, uncrop. The card must match the model (segmamba_card_check_model). On failure, cancellation
- * included, out is left empty. The output arrays are freed with
- * segmamba_prediction_free. */
+ * the card's spacing (none for "input"), sliding windows of the card's patch
+ * (per axis; overlap from the options, else the card's, else 0.5; Gaussian
+ * weights), mirror TTA, resample back, then softmax + argmax, or the
+ * sigmoids thresholded at the card's threshold into masks and the label map
+ * of its regions table, uncrop. The card must match the model
+ * (segmamba_card_check_model). On failure, cancellation included, out is
+ * left empty. The output arrays are freed with segmamba_prediction_free. */
 SEGMAMBA_API segmamba_status segmamba_predict(segmamba_model *m, const segmamba_card *card,
                                               const segmamba_volume *input,
                                               const segmamba_predict_options *opt,

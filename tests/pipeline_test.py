@@ -6,8 +6,12 @@ with the PyTorch reference model, on synthetic cases with the tiny committed mod
   resample   one 4D file, spacing (1.3, 0.8, 1.1) mm: cubic in, trilinear back
   small      20x25x18, smaller than the 32^3 patch on every axis, regions card
   zeros      an all-zero volume: all background, no window run
+  sigmoid-masks  sigmoid head, threshold 0.4, patch 16x32x48, card overlap 0.25:
+             -o is the 4D masks
+  sigmoid-table  sigmoid head with a card regions table, spacing "input", patch 32x16x32
+  regions-table  a regions card with its own table (labels 4, 1, 2), patch 48x32x16
 
-Labels must agree on >= 99.9% of voxels, probabilities within 2e-3. Also a
+Labels must agree on >= 99.99% of voxels, probabilities within 2e-3. Also a
 few command-line refusals (input count, an output over an input, swapped
 BraTS channel names).
 
@@ -34,15 +38,26 @@ from host_exe import host_command  # noqa: E402
 
 FIXTURE = os.path.join(HERE, "fixtures", "tiny")
 NSLICES = [16, 8, 4, 2]
-LABEL_AGREEMENT = 0.999
+LABEL_AGREEMENT = 0.9999
 PROB_TOL = 2e-3
 
 
-def card(names, output="argmax", spacing=(1.0, 1.0, 1.0)):
-    labels = ["background", "NCR", "ED", "ET"] if output == "regions" else ["background", "a", "b"]
-    return {"channels": [{"name": n, "normalization": "zscore"} for n in names],
-            "spacing": list(spacing), "patch": [32, 32, 32], "nslices": NSLICES,
-            "fue": False, "labels": labels, "output": output}
+def card(names, output="argmax", spacing=(1.0, 1.0, 1.0), **extra):
+    labels = ["background", "a", "b"]
+    if output == "regions":
+        labels = ["background", "NCR", "ED", "ET"]
+    elif output == "sigmoid":  # one per output of the tiny model's 3
+        labels = ["background", "a", "b", "c"]
+    c = {"channels": [{"name": n, "normalization": "zscore"} for n in names],
+         "spacing": spacing if isinstance(spacing, str) else list(spacing), "patch": [32, 32, 32],
+         "nslices": NSLICES, "fue": False, "labels": labels, "output": output}
+    c.update(extra)
+    return c
+
+
+def writes_masks(crd):
+    return (crd["output"] == "sigmoid" and "regions" not in crd
+            and crd.get("sigmoid_labels", "masks") == "masks" and len(crd["labels"]) > 2)
 
 
 def make_image(rng, shape, border):
@@ -113,7 +128,7 @@ def run_case(args, model, tmp, name, image, spacing, crd, tta, four_d=False):
     cmd = host_command(args.segmamba) + ["predict", "--model", os.path.join(FIXTURE, "model.safetensors"),
            "--card", card_path, "-i", *inputs, "-o", out["seg"], "--probabilities", out["prob"],
            "--uncertainty", out["unc"], "--threads", "2", "--quiet"]
-    if crd["output"] == "regions":
+    if crd["output"] == "regions" and "regions" not in crd:
         cmd += ["--regions", out["regions"]]
     if not tta:
         cmd.append("--no-tta")
@@ -121,6 +136,14 @@ def run_case(args, model, tmp, name, image, spacing, crd, tta, four_d=False):
 
     ref = pipeline_ref.predict(model, image, spacing, crd, tta=tta)
     labels = load_nifti(out["seg"])
+    if writes_masks(crd):  # -o holds one mask per output
+        agree = float((labels == ref["masks"]).mean())
+        print(f"{name}: masks {labels.shape}, agree {agree:.5%}")
+        if labels.shape != ref["masks"].shape or agree < LABEL_AGREEMENT:
+            return [f"{name}: masks agree on {agree:.4%}"]
+        # the label map the API returns for masks: the last channel on wins
+        labels = np.max(labels * np.arange(1, labels.shape[0] + 1, dtype=np.uint8)[:, None, None, None],
+                        axis=0)
     prob = load_nifti(out["prob"])
     unc = load_nifti(out["unc"])
     failures = []
@@ -132,7 +155,8 @@ def run_case(args, model, tmp, name, image, spacing, crd, tta, four_d=False):
     dp = float(np.abs(prob - ref["probabilities"]).max())
     du = float(np.abs(unc - ref["uncertainty"]).max())
     hist = np.bincount(ref["labels"].ravel(), minlength=prob.shape[0]).tolist()
-    print(f"{name}: shape {image.shape[1:]}, spacing {spacing}, box {ref['box']}, tta {tta}: "
+    print(f"{name}: shape {image.shape[1:]}, spacing {spacing}, patch {crd['patch']}, "
+          f"output {crd['output']}, box {ref['box']}, tta {tta}: "
           f"labels agree {agree:.5%} (reference histogram {hist}), max |dprob| {dp:.2e}, "
           f"max |dentropy| {du:.2e}")
     if agree < LABEL_AGREEMENT:
@@ -143,7 +167,7 @@ def run_case(args, model, tmp, name, image, spacing, crd, tta, four_d=False):
         failures.append(f"{name}: uncertainty differs by {du:.3g}")
     if sum(n > 0 for n in hist) < 2:
         failures.append(f"{name}: degenerate case (one label everywhere)")
-    if crd["output"] == "regions":
+    if crd["output"] == "regions" and "regions" not in crd:
         reg = load_nifti(out["regions"])
         ragree = float((reg == ref["regions"]).mean())
         print(f"{name}: regions agree {ragree:.5%}")
@@ -202,6 +226,23 @@ def main():
                              (1.0, 1.0, 1.0), card(["c0", "c1"], output="regions"), tta=True)
         failures += run_case(args, model, tmp, "zeros", np.zeros((2, 12, 13, 14), np.float32),
                              (1.0, 1.0, 1.0), card(["c0", "c1"]), tta=True)
+        # The heads beyond BraTS, with non-cubic patches and the card's overlap.
+        failures += run_case(args, model, tmp, "sigmoid-masks", make_image(rng, (40, 37, 50), True),
+                             (1.0, 1.0, 1.0),
+                             card(["c0", "c1"], output="sigmoid", threshold=0.4,
+                                  patch=[16, 32, 48], overlap=0.25), tta=False)
+        table = [{"name": "B", "channel": 2, "label": 2}, {"name": "A", "channel": 0, "label": 3},
+                 {"name": "C", "channel": 1, "label": 1}]
+        failures += run_case(args, model, tmp, "sigmoid-table", make_image(rng, (26, 30, 34), False),
+                             (1.4, 0.9, 1.0),
+                             card(["c0", "c1"], output="sigmoid", spacing="input",
+                                  patch=[32, 16, 32], regions=table), tta=False)
+        rtable = [{"name": "X", "channel": 0, "label": 4}, {"name": "Y", "channel": 2, "label": 1},
+                  {"name": "Z", "channel": 1, "label": 2}]
+        rcard = card(["c0", "c1"], output="regions", regions=rtable, patch=[48, 32, 16])
+        rcard["labels"] = ["background", "p", "q", "r", "s"]
+        failures += run_case(args, model, tmp, "regions-table", make_image(rng, (36, 30, 40), True),
+                             (1.2, 1.0, 0.9), rcard, tta=False)
     for f in failures:
         print("FAIL " + f)
     print("pipeline_test: " + ("FAILED" if failures else "passed"))

@@ -269,6 +269,94 @@ static void test_resample(void)
 
 /* ---- the card ---- */
 
+/* The output heads: sigmoid, the regions table, threshold, overlap and
+ * the input's own spacing. */
+static void test_card_heads(void)
+{
+    segmamba_card c, d;
+    segmamba_card_region t[SEGMAMBA_CARD_MAX_REGIONS];
+    /* Existing cards: the BraTS table, threshold 0.5, official overlap. */
+    const char *regions = "{\"output\": \"regions\"}";
+    CHECK(segmamba_card_parse(regions, strlen(regions), "t", &c) == SEGMAMBA_OK);
+    CHECK(c.threshold == 0.5 && c.overlap == 0.0 && c.n_regions == 0);
+    CHECK(segmamba_card_outputs(&c) == 3 && segmamba_card_region_table(&c, t) == 3);
+    CHECK(strcmp(t[0].name, "WT") == 0 && t[0].channel == 1 && t[0].label == 2);
+    CHECK(strcmp(t[2].name, "ET") == 0 && t[2].channel == 2 && t[2].label == 3);
+    segmamba_card_default(&c);
+    CHECK(segmamba_card_outputs(&c) == 4 && segmamba_card_region_table(&c, t) == 0);
+
+    const char *sig =
+        "{\"channels\": [{\"name\": \"ct\"}], \"spacing\": \"input\", \"patch\": [16, 32, 48],"
+        " \"labels\": [\"bg\", \"liver\", \"tumour\"], \"output\": \"sigmoid\","
+        " \"threshold\": 0.3, \"overlap\": 0.25}";
+    CHECK(segmamba_card_parse(sig, strlen(sig), "t", &c) == SEGMAMBA_OK);
+    CHECK(c.output == SEGMAMBA_OUTPUT_SIGMOID && c.threshold == 0.3 && c.overlap == 0.25);
+    CHECK(c.spacing[0] == 0 && c.spacing[2] == 0 && c.patch[0] == 16 && c.patch[2] == 48);
+    CHECK(segmamba_card_outputs(&c) == 2 && segmamba_card_writes_masks(&c));
+    char *json = NULL;
+    CHECK(segmamba_card_to_json(&c, &json) == SEGMAMBA_OK);
+    CHECK(segmamba_card_parse(json, strlen(json), "t", &d) == SEGMAMBA_OK);
+    CHECK(d.output == SEGMAMBA_OUTPUT_SIGMOID && d.threshold == 0.3 && d.overlap == 0.25 &&
+          d.spacing[1] == 0 && d.n_regions == 0);
+    free(json);
+
+    const char *last = "{\"labels\": [\"bg\", \"a\", \"b\"], \"output\": \"sigmoid\","
+                       " \"sigmoid_labels\": \"last_wins\", \"overlap\": 0}";
+    CHECK(segmamba_card_parse(last, strlen(last), "t", &c) == SEGMAMBA_OK);
+    CHECK(c.n_regions == 2 && c.regions[1].channel == 1 && c.regions[1].label == 2 &&
+          strcmp(c.regions[1].name, "b") == 0 && !segmamba_card_writes_masks(&c));
+    CHECK(c.overlap < 0); /* none */
+
+    const char *table =
+        "{\"labels\": [\"bg\", \"x\", \"y\", \"z\", \"w\"], \"output\": \"regions\","
+        " \"regions\": [{\"name\": \"B\", \"channel\": 1, \"label\": 4},"
+        " {\"name\": \"A\", \"channel\": 0, \"label\": 2}]}";
+    CHECK(segmamba_card_parse(table, strlen(table), "t", &c) == SEGMAMBA_OK);
+    CHECK(segmamba_card_outputs(&c) == 2 && segmamba_card_region_table(&c, t) == 2 &&
+          t[0].label == 4 && t[1].channel == 0);
+    CHECK(segmamba_card_to_json(&c, &json) == SEGMAMBA_OK);
+    CHECK(segmamba_card_parse(json, strlen(json), "t", &d) == SEGMAMBA_OK);
+    CHECK(d.n_regions == 2 && memcmp(d.regions, c.regions, 2 * sizeof c.regions[0]) == 0);
+    free(json);
+
+    /* Refusals, each with the word its message must hold. */
+    static const char *const bad[][2] = {
+        {"{\"output\": \"sigmoid\", \"threshold\": 0}", "between 0 and 1"},
+        {"{\"output\": \"sigmoid\", \"threshold\": 1}", "between 0 and 1"},
+        {"{\"output\": \"regions\", \"threshold\": \"high\"}", "finite number"},
+        {"{\"threshold\": 0.5}", "not \"argmax\""},
+        {"{\"regions\": [{\"name\": \"a\", \"channel\": 0, \"label\": 1}]}", "not \"argmax\""},
+        {"{\"output\": \"regions\", \"regions\": []}", "array of 1 to"},
+        {"{\"output\": \"regions\", \"regions\": [{\"name\": \"a\", \"channel\": 0}]}",
+         "needs a \"label\""},
+        {"{\"output\": \"regions\", \"regions\": [{\"name\": \"a\", \"channel\": 0, \"label\": 1,"
+         " \"colour\": 3}]}", "unknown key"},
+        {"{\"output\": \"regions\", \"regions\": [{\"name\": \"a\", \"channel\": 0, \"label\": 0}]}",
+         "from 1 to 255"},
+        {"{\"output\": \"regions\", \"regions\": [{\"name\": \"a\", \"channel\": 1, \"label\": 1}]}",
+         "reads channel 1"},
+        {"{\"output\": \"regions\", \"regions\": [{\"name\": \"a\", \"channel\": 0, \"label\": 9}]}",
+         "writes label 9"},
+        {"{\"output\": \"regions\", \"regions\": [{\"name\": \"a\", \"channel\": 0, \"label\": 1},"
+         " {\"name\": \"a\", \"channel\": 1, \"label\": 2}]}", "twice"},
+        {"{\"output\": \"regions\", \"regions\": [{\"name\": \"a\", \"channel\": 0, \"label\": 1},"
+         " {\"name\": \"b\", \"channel\": 0, \"label\": 2}]}", "channel 0 twice"},
+        {"{\"output\": \"argmax\", \"sigmoid_labels\": \"last_wins\"}", "for output \"sigmoid\""},
+        {"{\"output\": \"sigmoid\", \"sigmoid_labels\": \"first\"}", "\"masks\" or"},
+        {"{\"output\": \"sigmoid\", \"sigmoid_labels\": \"last_wins\", \"regions\":"
+         " [{\"name\": \"a\", \"channel\": 0, \"label\": 1}]}", "give one"},
+        {"{\"overlap\": 0.96}", "0 to 0.95"},
+        {"{\"overlap\": -0.1}", "0 to 0.95"},
+        {"{\"spacing\": \"native\"}", "\"input\""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const sm_status st = segmamba_card_parse(bad[i][0], strlen(bad[i][0]), "t", &c);
+        CHECK_MSG(st == SEGMAMBA_E_FORMAT, "accepted or wrong status %d: %s", (int)st, bad[i][0]);
+        CHECK_MSG(strstr(segmamba_last_error(), bad[i][1]) != NULL, "%s: message '%s' lacks '%s'",
+                  bad[i][0], segmamba_last_error(), bad[i][1]);
+    }
+}
+
 static void test_card(void)
 {
     segmamba_card c, d;
@@ -322,6 +410,7 @@ static void test_card(void)
         const sm_status st = segmamba_card_parse(bad[i], strlen(bad[i]), "t", &c);
         CHECK_MSG(st == SEGMAMBA_E_FORMAT, "accepted or wrong status %d: %s", (int)st, bad[i]);
     }
+    test_card_heads();
 
     /* The fixture's safetensors has no card, only gen_case's config. */
     CHECK(segmamba_card_for_model(TINY_MODEL, &c) == SEGMAMBA_OK);
@@ -497,6 +586,111 @@ static void test_pipeline_tiny(void)
     segmamba_close(m);
 }
 
+/* The heads on the tiny model (3 outputs): sigmoid masks and label maps,
+ * the regions table, the generic card, a non-cubic patch. */
+static void test_heads_tiny(void)
+{
+    segmamba_card card, sig;
+    segmamba_model *m = open_tiny(&card);
+    CHECK(m != NULL);
+    if (!m) return;
+    int generic = 0;
+    segmamba_card g;
+    CHECK(segmamba_card_for_open_model(TINY_MODEL, m, &g, &generic) == SEGMAMBA_OK && generic);
+    CHECK(g.n_channels == 2 && strcmp(g.channels[1], "ch1") == 0 && g.spacing[0] == 0 &&
+          g.patch[0] == 128 && g.output == SEGMAMBA_OUTPUT_ARGMAX && g.n_labels == 3 &&
+          strcmp(g.labels[2], "2") == 0 && g.nslices[0] == 16);
+    CHECK(segmamba_card_check_model(&g, m) == SEGMAMBA_OK);
+
+    const segmamba_predict_options opt = {.no_tta = 1, .want_probabilities = 1};
+    segmamba_volume v = random_volume(2, 28, 36, 30);
+    v.geom.spacing[0] = 1.5; /* the generic card does not resample: 28 -> 1 window */
+    segmamba_prediction a, b;
+    g.patch[0] = g.patch[1] = g.patch[2] = 32;
+    CHECK(segmamba_predict(m, &g, &v, &opt, &a) == SEGMAMBA_OK);
+    CHECK_MSG(a.n_masks == 0 && a.masks == NULL && a.windows == 2, "%d windows", a.windows);
+    segmamba_prediction_free(&a);
+    v.geom.spacing[0] = 1.0;
+
+    /* Sigmoid, masks: label = the last channel on; masks = sigmoid > threshold. */
+    const char *text =
+        "{\"channels\": [{\"name\": \"a\"}, {\"name\": \"b\"}], \"patch\": [32, 32, 32],"
+        " \"nslices\": [16, 8, 4, 2], \"labels\": [\"bg\", \"x\", \"y\", \"z\"],"
+        " \"output\": \"sigmoid\", \"threshold\": 0.4}";
+    CHECK(segmamba_card_parse(text, strlen(text), "t", &sig) == SEGMAMBA_OK);
+    CHECK(segmamba_card_check_model(&sig, m) == SEGMAMBA_OK);
+    CHECK(segmamba_predict(m, &sig, &v, &opt, &a) == SEGMAMBA_OK);
+    const size_t n = (size_t)28 * 36 * 30;
+    int bad = 0, on = 0;
+    for (size_t i = 0; i < n; i++) {
+        int want = 0;
+        for (int c = 0; c < 3; c++) {
+            const int mk = a.probabilities[c * n + i] > 0.4f;
+            /* the float probability can round onto the threshold */
+            if (fabsf(a.probabilities[c * n + i] - 0.4f) > 1e-6f) bad += a.masks[c * n + i] != mk;
+            if (a.masks[c * n + i]) want = c + 1;
+            on += a.masks[c * n + i];
+        }
+        bad += a.labels[i] != want;
+    }
+    CHECK_MSG(a.n_masks == 3 && bad == 0 && on > 0, "%d voxels disagree, %d on", bad, on);
+
+    /* The same logits as a regions card with the BraTS table, default and explicit. */
+    const char *reg = "{\"channels\": [{\"name\": \"a\"}, {\"name\": \"b\"}],"
+                      " \"patch\": [32, 32, 32], \"nslices\": [16, 8, 4, 2],"
+                      " \"labels\": [\"bg\", \"NCR\", \"ED\", \"ET\"], \"output\": \"regions\"}";
+    const char *regt = "{\"channels\": [{\"name\": \"a\"}, {\"name\": \"b\"}],"
+                       " \"patch\": [32, 32, 32], \"nslices\": [16, 8, 4, 2],"
+                       " \"labels\": [\"bg\", \"NCR\", \"ED\", \"ET\"], \"output\": \"regions\","
+                       " \"regions\": [{\"name\": \"W\", \"channel\": 1, \"label\": 2},"
+                       " {\"name\": \"T\", \"channel\": 0, \"label\": 1},"
+                       " {\"name\": \"E\", \"channel\": 2, \"label\": 3}]}";
+    segmamba_card rc, rt;
+    CHECK(segmamba_card_parse(reg, strlen(reg), "t", &rc) == SEGMAMBA_OK);
+    CHECK(segmamba_card_parse(regt, strlen(regt), "t", &rt) == SEGMAMBA_OK);
+    CHECK(segmamba_predict(m, &rc, &v, &opt, &b) == SEGMAMBA_OK);
+    segmamba_prediction t;
+    CHECK(segmamba_predict(m, &rt, &v, &opt, &t) == SEGMAMBA_OK);
+    CHECK(count_diff(b.labels, t.labels, n) == 0);
+    bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        const float *p = b.probabilities;
+        const int tc = p[i] > 0.5f, wt = p[n + i] > 0.5f, et = p[2 * n + i] > 0.5f;
+        if (fabsf(p[i] - 0.5f) > 1e-6f && fabsf(p[n + i] - 0.5f) > 1e-6f &&
+            fabsf(p[2 * n + i] - 0.5f) > 1e-6f)
+            bad += b.labels[i] != (et ? 3 : tc ? 1 : wt ? 2 : 0);
+    }
+    CHECK_MSG(bad == 0, "regions: %d labels differ from ET > TC > WT", bad);
+    segmamba_prediction_free(&t);
+    segmamba_prediction_free(&a);
+    segmamba_prediction_free(&b);
+
+    /* A non-cubic patch: windows per axis; a card overlap the caller overrides. */
+    card.patch[0] = 16;
+    card.patch[1] = 32;
+    card.patch[2] = 48;
+    CHECK(segmamba_card_check_model(&card, m) == SEGMAMBA_OK);
+    CHECK(segmamba_predict(m, &card, &v, &opt, &a) == SEGMAMBA_OK);
+    /* starts: D 28 in 16 step 8: 3; H 36 in 32 step 16: 2; W 30 padded to 48: 1 */
+    CHECK_MSG(a.windows == 6, "%d windows", a.windows);
+    segmamba_prediction_free(&a);
+    card.overlap = -1.0; /* none: D 2, H 2, W 1 */
+    CHECK(segmamba_predict(m, &card, &v, &opt, &a) == SEGMAMBA_OK);
+    CHECK_MSG(a.windows == 4, "%d windows", a.windows);
+    segmamba_prediction_free(&a);
+    card.overlap = 0.75; /* D step 4: 4; H step 8: 2 */
+    CHECK(segmamba_predict(m, &card, &v, &opt, &a) == SEGMAMBA_OK);
+    CHECK_MSG(a.windows == 4 * 2, "%d windows", a.windows);
+    segmamba_prediction_free(&a);
+    segmamba_predict_options half = opt;
+    half.overlap = 0.5; /* the caller's wins */
+    CHECK(segmamba_predict(m, &card, &v, &half, &a) == SEGMAMBA_OK);
+    CHECK_MSG(a.windows == 6, "%d windows", a.windows);
+    segmamba_prediction_free(&a);
+    segmamba_volume_free(&v);
+    segmamba_close(m);
+}
+
 int main(void)
 {
     test_window_starts();
@@ -507,5 +701,6 @@ int main(void)
     test_resample();
     test_card();
     test_pipeline_tiny();
+    test_heads_tiny();
     return check_report("test_pipeline");
 }

@@ -67,7 +67,8 @@ static segmamba_status make_dirs(const char *path)
 static void choose_regions(cohort *c)
 {
     const segmamba_card *card = &c->card;
-    if (card->output == SEGMAMBA_OUTPUT_REGIONS || card->n_labels == 4) {
+    if ((card->output == SEGMAMBA_OUTPUT_REGIONS && card->n_regions == 0) ||
+        (card->output == SEGMAMBA_OUTPUT_ARGMAX && card->n_labels == 4)) {
         segmamba_regions_brats(c->regions);
         c->n_regions = 3;
         return;
@@ -86,7 +87,7 @@ segmamba_status cohort_open(const cohort_options *o, int leader, cohort **out)
     if (!c) return cli_error(SEGMAMBA_E_NOMEM, "out of memory");
     c->o = *o;
     c->leader = leader;
-    segmamba_status st = predict_load_card(o->model, o->card, &c->card);
+    segmamba_status st = predict_load_card(o->model, o->card, &o->conv, &c->card, &c->model);
     if (st == SEGMAMBA_OK) st = predict_check_regions(&c->card, o->want_regions);
     if (st == SEGMAMBA_OK) st = cohort_load_list(c);
     if (st == SEGMAMBA_OK) choose_regions(c);

@@ -15,8 +15,13 @@ typedef struct predict_outputs {
     const char *seg, *prob, *regions, *unc, *preview;
 } predict_outputs;
 
-/* The card from --card, else the model's own (segmamba_card_for_model). */
-segmamba_status predict_load_card(const char *model, const char *card_path, segmamba_card *card);
+/* The card from --card, else the model's own: without --card the model is
+ * opened here (into *m, else NULL) so that a checkpoint without a card
+ * that is no BraTS model gets the generic card (segmamba_card_for_open_model),
+ * with a note on stderr. */
+segmamba_status predict_load_card(const char *model, const char *card_path,
+                                  const segmamba_options *conv, segmamba_card *card,
+                                  segmamba_model **m);
 
 /* E_ARG when --regions is asked of a model that is not a BraTS one. */
 segmamba_status predict_check_regions(const segmamba_card *card, int want_regions);
@@ -28,8 +33,8 @@ segmamba_status predict_check_names(const segmamba_card *card, const char *const
 /* E_ARG when the volume read does not hold the card's channels. */
 segmamba_status predict_check_channels(const segmamba_card *card, const segmamba_volume *vol, const char *first);
 
-/* Opens the model with the card's nslices and FUE and checks the card
- * against it. */
+/* Opens the model with the card's nslices and FUE (unless *m is open
+ * already) and checks the card against it; on failure *m is closed. */
 segmamba_status predict_open_model(const char *model, const segmamba_card *card, const segmamba_options *conv,
                              segmamba_model **m);
 

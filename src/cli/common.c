@@ -127,8 +127,15 @@ segmamba_status cli_open_model(const char *path, segmamba_options *opts, segmamb
     segmamba_card own;
     if (!card) card = &own;
     *m = NULL;
-    const segmamba_status st = segmamba_card_for_model(path, card);
+    segmamba_status st = segmamba_card_for_model(path, card);
     if (st != SEGMAMBA_OK) return st;
     segmamba_card_apply(card, opts);
-    return segmamba_open(path, opts, m);
+    st = segmamba_open(path, opts, m);
+    /* A model without a card that is not a BraTS one: the generic card. */
+    if (st == SEGMAMBA_OK) st = segmamba_card_for_open_model(path, *m, card, NULL);
+    if (st != SEGMAMBA_OK) {
+        segmamba_close(*m);
+        *m = NULL;
+    }
+    return st;
 }

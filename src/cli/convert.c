@@ -33,8 +33,11 @@ void cli_print_card(FILE *f, const segmamba_card *card)
         else
             fprintf(f, "%s%s (zscore)", c ? ", " : "", card->channels[c]);
     }
-    fprintf(f, "\n  spacing    %g x %g x %g mm (z, y, x)\n", card->spacing[0], card->spacing[1],
-            card->spacing[2]);
+    if (card->spacing[0] == 0.0 && card->spacing[1] == 0.0 && card->spacing[2] == 0.0)
+        fprintf(f, "\n  spacing    the input's own (no resampling)\n");
+    else
+        fprintf(f, "\n  spacing    %g x %g x %g mm (z, y, x)\n", card->spacing[0], card->spacing[1],
+                card->spacing[2]);
     fprintf(f, "  patch      %d x %d x %d\n", card->patch[0], card->patch[1], card->patch[2]);
     fprintf(f, "  nslices    %d, %d, %d, %d\n", card->nslices[0], card->nslices[1],
             card->nslices[2], card->nslices[3]);
@@ -42,8 +45,31 @@ void cli_print_card(FILE *f, const segmamba_card *card)
     fprintf(f, "  labels     ");
     for (int l = 0; l < card->n_labels; l++)
         fprintf(f, "%s%d %s", l ? ", " : "", l, card->labels[l]);
-    fprintf(f, "\n  output     %s\n",
-            card->output == SEGMAMBA_OUTPUT_REGIONS ? "regions (sigmoid TC, WT, ET)" : "argmax");
+    if (card->output == SEGMAMBA_OUTPUT_ARGMAX)
+        fprintf(f, "\n  output     argmax\n");
+    else if (card->output == SEGMAMBA_OUTPUT_REGIONS && card->n_regions == 0)
+        fprintf(f, "\n  output     regions (sigmoid TC, WT, ET)\n");
+    else
+        fprintf(f, "\n  output     %s, %d outputs\n",
+                card->output == SEGMAMBA_OUTPUT_REGIONS ? "regions (sigmoid per nested region)"
+                                                        : "sigmoid (one per structure)",
+                segmamba_card_outputs(card));
+    if (card->output != SEGMAMBA_OUTPUT_ARGMAX) {
+        fprintf(f, "  threshold  %g (on where the sigmoid is above it)\n",
+                card->threshold == 0.0 ? 0.5 : card->threshold);
+        segmamba_card_region table[SEGMAMBA_CARD_MAX_REGIONS];
+        const int rows = segmamba_card_region_table(card, table);
+        if (rows) {
+            fprintf(f, "  label map  ");
+            for (int r = 0; r < rows; r++)
+                fprintf(f, "%s%s (channel %d) -> %d", r ? ", " : "", table[r].name,
+                        table[r].channel, table[r].label);
+            fprintf(f, "; in this order, a later one overwriting\n");
+        } else if (segmamba_card_writes_masks(card)) {
+            fprintf(f, "  label map  none: one mask per output (predict -o writes them 4D)\n");
+        }
+    }
+    fprintf(f, "  overlap    %g\n", card->overlap == 0.0 ? 0.5 : card->overlap < 0 ? 0.0 : card->overlap);
 }
 
 int cmd_convert(int argc, char **argv)

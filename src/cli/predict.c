@@ -20,10 +20,13 @@ void usage_predict(FILE *f)
                "\n"
                "Segments a case with the official pipeline: crop to the non-zero box,\n"
                "normalize each channel, resample to the model's spacing, sliding window\n"
-               "(overlap 0.5, Gaussian weights) with 8-way mirror averaging, argmax, uncrop.\n"
+               "(overlap 0.5, Gaussian weights) with 8-way mirror averaging, argmax (or the\n"
+               "card's sigmoid heads), uncrop. A sigmoid card without a label map writes -o\n"
+               "as a 4D uint8 image, one mask per output (see README \"Model cards\").\n"
                "How the model wants its inputs comes from its model card (__metadata__ of a\n"
                ".safetensors file, or MODEL.card.json next to it; else the official BraTS\n"
-               "2023 setup: t2w t2f t1n t1c, 1 mm, patch 128).\n"
+               "2023 setup: t2w t2f t1n t1c, 1 mm, patch 128; a model without a card that\n"
+               "does not take 4 channels gets a generic one, said on stderr).\n"
                "\n"
                "  --model M            checkpoint (.pt or .safetensors)\n"
                "  -i, --input F...     one NIfTI file per card channel, in the card's order\n"
@@ -31,14 +34,15 @@ void usage_predict(FILE *f)
                "                       BraTS ones (*-t2w.nii.gz ...) are checked against it\n"
                "  -o, --output F       label map, uint8 NIfTI with the input's geometry\n"
                "  --probabilities F    float32 4D NIfTI, one volume per model output\n"
-               "                       (softmax; sigmoid for a regions card)\n"
+               "                       (softmax; sigmoids for a regions or sigmoid card)\n"
                "  --regions F          uint8 4D NIfTI: TC, WT, ET masks (BraTS label sets)\n"
                "  --uncertainty F      float32 NIfTI: per-voxel entropy of the prediction (nats)\n"
                "  --preview F.png      a PNG of the middle slices with the labels overlaid\n"
                "  --card F.json        use this model card instead of the model's\n"
                "  --no-tta             one pass instead of 8 mirrored ones (8x faster)\n"
                "  --overlap F          the fraction of a window its neighbours share, 0 to 0.95\n"
-               "                       (default 0.5, the official; MONAI's overlap)\n"
+               "                       (default: the card's \"overlap\", else 0.5, the\n"
+               "                       official; MONAI's overlap)\n"
                "  --threads N          threads (default: all cores)\n"
                "  --conv KIND          convolutions: auto (default), winograd, onednn, blas or\n"
                "                       ref (see 'segmamba help forward')\n"
@@ -189,31 +193,63 @@ segmamba_status predict_check_channels(const segmamba_card *card, const segmamba
                    vol->c, card->origin, card->n_channels, channel_list(card, list, sizeof list));
 }
 
-segmamba_status predict_load_card(const char *model, const char *card_path, segmamba_card *card)
+/* --backend, for every model this process opens (one case or a cohort). */
+static segmamba_backend predict_backend = SEGMAMBA_BACKEND_CPU;
+
+static segmamba_status open_with_card(const char *model, const segmamba_card *card,
+                                      const segmamba_options *conv, segmamba_model **m)
 {
-    return card_path ? segmamba_card_load(card_path, card) : segmamba_card_for_model(model, card);
+    segmamba_options opts = {.conv = conv->conv, .winograd_tile = conv->winograd_tile,
+                             .backend = predict_backend};
+    segmamba_card_apply(card, &opts);
+    *m = NULL;
+    return segmamba_open(model, &opts, m);
+}
+
+segmamba_status predict_load_card(const char *model, const char *card_path,
+                                  const segmamba_options *conv, segmamba_card *card,
+                                  segmamba_model **m)
+{
+    *m = NULL;
+    if (card_path) return segmamba_card_load(card_path, card);
+    segmamba_status st = segmamba_card_for_model(model, card);
+    if (st == SEGMAMBA_OK) st = open_with_card(model, card, conv, m);
+    int generic = 0;
+    if (st == SEGMAMBA_OK) st = segmamba_card_for_open_model(model, *m, card, &generic);
+    if (st != SEGMAMBA_OK) {
+        segmamba_close(*m);
+        *m = NULL;
+        return st;
+    }
+    if (generic) {
+        char list[SEGMAMBA_CARD_MAX_CHANNELS * SEGMAMBA_CARD_NAME_MAX];
+        fprintf(stderr,
+                "segmamba: %s has no model card and takes %d input channels (not BraTS's 4): "
+                "using a generic card (channels%s, zscore, the input's spacing, patch %dx%dx%d, "
+                "%s); give --card for anything else\n",
+                model, card->n_channels, channel_list(card, list, sizeof list), card->patch[0],
+                card->patch[1], card->patch[2],
+                card->output == SEGMAMBA_OUTPUT_SIGMOID ? "one sigmoid, labels 0/1"
+                                                        : "argmax over the outputs");
+    }
+    return SEGMAMBA_OK;
 }
 
 segmamba_status predict_check_regions(const segmamba_card *card, int want_regions)
 {
-    if (want_regions && card->n_labels != 4 && card->output != SEGMAMBA_OUTPUT_REGIONS)
+    const int brats = (card->output == SEGMAMBA_OUTPUT_ARGMAX && card->n_labels == 4) ||
+                      (card->output == SEGMAMBA_OUTPUT_REGIONS && card->n_regions == 0);
+    if (want_regions && !brats)
         return cli_error(SEGMAMBA_E_ARG, "--regions needs a BraTS model (labels background, NCR, "
                                        "ED, ET); the model card (%s) has other labels",
                        card->origin);
     return SEGMAMBA_OK;
 }
 
-/* --backend, for every model this process opens (one case or a cohort). */
-static segmamba_backend predict_backend = SEGMAMBA_BACKEND_CPU;
-
 segmamba_status predict_open_model(const char *model, const segmamba_card *card, const segmamba_options *conv,
                              segmamba_model **m)
 {
-    segmamba_options opts = {.conv = conv->conv, .winograd_tile = conv->winograd_tile,
-                             .backend = predict_backend};
-    segmamba_card_apply(card, &opts);
-    *m = NULL;
-    segmamba_status st = segmamba_open(model, &opts, m);
+    segmamba_status st = *m ? SEGMAMBA_OK : open_with_card(model, card, conv, m);
     if (st == SEGMAMBA_OK) st = segmamba_card_check_model(card, *m);
     if (st != SEGMAMBA_OK) {
         segmamba_close(*m);
@@ -225,7 +261,10 @@ segmamba_status predict_open_model(const char *model, const segmamba_card *card,
 segmamba_status predict_write_outputs(const predict_outputs *o, const segmamba_card *card,
                                 const segmamba_volume *vol, const segmamba_prediction *p)
 {
-    segmamba_status st = segmamba_nifti_write_u8(o->seg, &vol->geom, p->labels, 1);
+    /* A sigmoid card without a label map: the masks, one volume each. */
+    segmamba_status st = segmamba_card_writes_masks(card)
+                             ? segmamba_nifti_write_u8(o->seg, &vol->geom, p->masks, p->n_masks)
+                             : segmamba_nifti_write_u8(o->seg, &vol->geom, p->labels, 1);
     if (st == SEGMAMBA_OK && o->prob)
         st = segmamba_nifti_write_f32(o->prob, &vol->geom, p->probabilities, p->n_prob);
     if (st == SEGMAMBA_OK && o->regions)
@@ -388,6 +427,16 @@ static void print_summary(const predict_args *a, const segmamba_card *card, cons
             "segmamba: %dx%dx%d, crop [%d:%d, %d:%d, %d:%d], %d windows in %.1f s; wrote %s\n",
             vol->d, vol->h, vol->w, p->box[0][0], p->box[0][1], p->box[1][0], p->box[1][1],
             p->box[2][0], p->box[2][1], p->windows, seconds, a->out.seg);
+    if (segmamba_card_writes_masks(card)) {
+        fprintf(stderr, "segmamba: voxels per mask (they overlap):");
+        for (int c = 0; c < p->n_masks; c++) {
+            int64_t on = 0;
+            for (size_t i = 0; i < n; i++) on += p->masks[(size_t)c * n + i];
+            fprintf(stderr, " %s %lld", card->labels[c + 1], (long long)on);
+        }
+        fprintf(stderr, "\n");
+        return;
+    }
     fprintf(stderr, "segmamba: voxels per label:");
     for (int l = 0; l < card->n_labels; l++)
         fprintf(stderr, " %s %lld", card->labels[l], (long long)count[l]);
@@ -423,9 +472,11 @@ int cmd_predict(int argc, char **argv)
     if (a.list) return predict_cohort(&a);
 
     segmamba_card card;
-    segmamba_status st = predict_load_card(a.model, a.card, &card);
+    segmamba_model *m = NULL;
+    segmamba_status st = predict_load_card(a.model, a.card, &a.conv, &card, &m);
     if (st != SEGMAMBA_OK) return cli_fail(st);
     if (a.n_inputs != card.n_channels && a.n_inputs != 1) {
+        segmamba_close(m);
         char list[SEGMAMBA_CARD_MAX_CHANNELS * SEGMAMBA_CARD_NAME_MAX];
         fprintf(stderr,
                 "segmamba: error: %d inputs given; the model card (%s) wants %d, in the "
@@ -435,8 +486,11 @@ int cmd_predict(int argc, char **argv)
     }
     st = predict_check_names(&card, a.inputs, a.n_inputs);
     if (st == SEGMAMBA_OK) st = predict_check_regions(&card, a.out.regions != NULL);
-    if (st != SEGMAMBA_OK) return cli_fail(st);
-    if ((rc = check_outputs(&a))) return rc;
+    if (st == SEGMAMBA_OK && (rc = check_outputs(&a))) st = SEGMAMBA_E_ARG;
+    if (st != SEGMAMBA_OK) {
+        segmamba_close(m);
+        return rc ? rc : cli_fail(st);
+    }
     segmamba_set_threads(a.threads);
 
     segmamba_volume vol = {0};
@@ -445,10 +499,10 @@ int cmd_predict(int argc, char **argv)
     if (st == SEGMAMBA_OK) st = predict_check_channels(&card, &vol, a.inputs[0]);
     if (st != SEGMAMBA_OK) {
         segmamba_volume_free(&vol);
+        segmamba_close(m);
         return cli_fail(st);
     }
 
-    segmamba_model *m = NULL;
     st = predict_open_model(a.model, &card, &a.conv, &m);
 
     progress prog = {.quiet = a.quiet, .tty = isatty(2), .start = cli_now(), .last_decile = -1};

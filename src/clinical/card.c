@@ -16,6 +16,8 @@
 static const char *const brats_channels[] = {"t2w", "t2f", "t1n", "t1c"};
 static const char *const brats_labels[] = {"background", "NCR", "ED", "ET"};
 static const int default_nslices[SEGMAMBA_STAGES] = {64, 32, 16, 8};
+/* BraTS regions, model outputs TC, WT, ET: ET -> 3, else TC -> 1, else WT -> 2. */
+static const segmamba_card_region brats_regions[3] = {{"WT", 1, 2}, {"TC", 0, 1}, {"ET", 2, 3}};
 
 void segmamba_card_default(segmamba_card *card)
 {
@@ -34,12 +36,62 @@ void segmamba_card_default(segmamba_card *card)
     card->n_labels = 4;
     for (int l = 0; l < 4; l++) snprintf(card->labels[l], SEGMAMBA_CARD_NAME_MAX, "%s", brats_labels[l]);
     card->output = SEGMAMBA_OUTPUT_ARGMAX;
+    card->threshold = 0.5;
     snprintf(card->origin, sizeof card->origin, "defaults (official BraTS 2023)");
 }
 
-int sm_card_out_chans(const segmamba_card *card)
+void segmamba_card_generic(const segmamba_config *model, segmamba_card *card)
 {
-    return card->output == SEGMAMBA_OUTPUT_REGIONS ? 3 : card->n_labels;
+    segmamba_card_default(card);
+    const int in = model->in_chans < 1 ? 1
+                   : model->in_chans > SEGMAMBA_CARD_MAX_CHANNELS ? SEGMAMBA_CARD_MAX_CHANNELS
+                                                                  : model->in_chans;
+    card->n_channels = in;
+    for (int c = 0; c < in; c++) {
+        snprintf(card->channels[c], SEGMAMBA_CARD_NAME_MAX, "ch%d", c);
+        card->norm[c].kind = SEGMAMBA_NORM_ZSCORE;
+    }
+    for (int a = 0; a < 3; a++) card->spacing[a] = 0.0; /* the input's own */
+    memcpy(card->nslices, model->nslices, sizeof card->nslices);
+    card->fue = model->fue;
+    const int out = model->out_chans;
+    card->output = out == 1 ? SEGMAMBA_OUTPUT_SIGMOID : SEGMAMBA_OUTPUT_ARGMAX;
+    card->n_labels = out == 1 ? 2 : out > SEGMAMBA_CARD_MAX_LABELS ? SEGMAMBA_CARD_MAX_LABELS : out;
+    for (int l = 0; l < card->n_labels; l++) snprintf(card->labels[l], SEGMAMBA_CARD_NAME_MAX, "%d", l);
+    snprintf(card->origin, sizeof card->origin, "generic card (%d channels, %d outputs)", in, out);
+}
+
+int segmamba_card_region_table(const segmamba_card *card, segmamba_card_region *out)
+{
+    if (card->output == SEGMAMBA_OUTPUT_ARGMAX) return 0;
+    if (card->output == SEGMAMBA_OUTPUT_REGIONS && card->n_regions == 0) {
+        memcpy(out, brats_regions, sizeof brats_regions);
+        return 3;
+    }
+    const int n = card->n_regions < SEGMAMBA_CARD_MAX_REGIONS ? card->n_regions
+                                                                : SEGMAMBA_CARD_MAX_REGIONS;
+    memcpy(out, card->regions, (size_t)n * sizeof *out);
+    return n;
+}
+
+int segmamba_card_outputs(const segmamba_card *card)
+{
+    if (card->output == SEGMAMBA_OUTPUT_REGIONS)
+        return card->n_regions ? card->n_regions : 3;
+    if (card->output == SEGMAMBA_OUTPUT_SIGMOID) return card->n_labels - 1;
+    return card->n_labels;
+}
+
+int segmamba_card_writes_masks(const segmamba_card *card)
+{
+    return card->output == SEGMAMBA_OUTPUT_SIGMOID && card->n_regions == 0 &&
+           card->n_labels > 2;
+}
+
+static const char *output_name(segmamba_output_kind k)
+{
+    return k == SEGMAMBA_OUTPUT_REGIONS ? "regions" : k == SEGMAMBA_OUTPUT_SIGMOID ? "sigmoid"
+                                                                                  : "argmax";
 }
 
 /* ---- reading ---------------------------------------------------------- */
@@ -158,10 +210,108 @@ static sm_status parse_channel(const sm_json *v, const char *origin, int idx, se
     return SEGMAMBA_OK;
 }
 
+/* One row of "regions": {"name": ..., "channel": c, "label": l}; the
+ * ranges are checked once the output and labels are known. */
+static sm_status parse_region(const sm_json *v, const char *origin, int idx, segmamba_card_region *r)
+{
+    char field[64];
+    snprintf(field, sizeof field, "regions[%d]", idx);
+    if (v->type != SM_JSON_OBJECT)
+        return bad(origin, field,
+                   "must be an object {\"name\": ..., \"channel\": ..., \"label\": ...}");
+    int have[3] = {0};
+    for (size_t i = 0; i < v->count; i++) {
+        const sm_json_member *m = &v->members[i];
+        char sub[128];
+        snprintf(sub, sizeof sub, "%s.%s", field, m->key);
+        if (strcmp(m->key, "name") == 0) {
+            SM_TRY(get_name(&m->value, origin, sub, r->name));
+            have[0] = 1;
+        } else if (strcmp(m->key, "channel") == 0 || strcmp(m->key, "label") == 0) {
+            const int is_channel = m->key[0] == 'c', lo = is_channel ? 0 : 1;
+            const sm_json *x = &m->value;
+            if (x->type != SM_JSON_NUMBER || !x->is_integer || x->integer < lo || x->integer > 255)
+                return bad(origin, sub, is_channel ? "must be an integer from 0 to 255"
+                                                   : "must be an integer from 1 to 255");
+            *(is_channel ? &r->channel : &r->label) = (int)x->integer;
+            have[is_channel ? 1 : 2] = 1;
+        } else {
+            return sm_fail(SEGMAMBA_E_FORMAT,
+                           "%s: model card: unknown key \"%s\" (a region has name, channel, "
+                           "label)",
+                           origin, sub);
+        }
+    }
+    for (int k = 0; k < 3; k++)
+        if (!have[k])
+            return sm_fail(SEGMAMBA_E_FORMAT, "%s: model card: %s needs a \"%s\"", origin, field,
+                           k == 0 ? "name" : k == 1 ? "channel" : "label");
+    return SEGMAMBA_OK;
+}
+
+/* The output fields together, once the whole card is read: which keys the
+ * output uses, the regions table's channels and labels in range. */
+static sm_status check_output(const char *origin, segmamba_card *card, int have_threshold,
+                              int have_regions, int sigmoid_labels)
+{
+    const int last_wins = sigmoid_labels == 1;
+    const segmamba_output_kind out = card->output;
+    if (out == SEGMAMBA_OUTPUT_ARGMAX && (have_threshold || have_regions))
+        return bad(origin, have_threshold ? "threshold" : "regions",
+                   "is for output \"regions\" or \"sigmoid\", not \"argmax\"");
+    if (sigmoid_labels >= 0 && out != SEGMAMBA_OUTPUT_SIGMOID)
+        return bad(origin, "sigmoid_labels", "is for output \"sigmoid\"");
+    if (sigmoid_labels >= 0 && have_regions)
+        return bad(origin, "sigmoid_labels",
+                   "and \"regions\" both say how the label map is made; give one");
+    if (out == SEGMAMBA_OUTPUT_REGIONS && !have_regions && card->n_labels != 4)
+        return bad(origin, "labels",
+                   "must name 4 labels (background, NCR, ED, ET) with output "
+                   "\"regions\" and the BraTS regions (or give \"regions\")");
+    if (out == SEGMAMBA_OUTPUT_SIGMOID && last_wins) {
+        card->n_regions = card->n_labels - 1;
+        for (int c = 0; c < card->n_regions; c++) {
+            segmamba_card_region *r = &card->regions[c];
+            memcpy(r->name, card->labels[c + 1], sizeof r->name);
+            r->channel = c;
+            r->label = c + 1;
+        }
+    }
+    if (out == SEGMAMBA_OUTPUT_ARGMAX) card->n_regions = 0;
+    const int k = segmamba_card_outputs(card);
+    for (int i = 0; i < card->n_regions; i++) {
+        const segmamba_card_region *r = &card->regions[i];
+        char field[64];
+        snprintf(field, sizeof field, "regions[%d]", i);
+        if (r->channel >= k)
+            return sm_fail(SEGMAMBA_E_FORMAT,
+                           "%s: model card: %s (\"%s\") reads channel %d, but output \"%s\" "
+                           "here has channels 0 to %d",
+                           origin, field, r->name, r->channel, output_name(out), k - 1);
+        if (r->label >= card->n_labels)
+            return sm_fail(SEGMAMBA_E_FORMAT,
+                           "%s: model card: %s (\"%s\") writes label %d, but \"labels\" "
+                           "names 0 to %d",
+                           origin, field, r->name, r->label, card->n_labels - 1);
+        for (int j = 0; j < i; j++) {
+            if (strcmp(card->regions[j].name, r->name) == 0)
+                return sm_fail(SEGMAMBA_E_FORMAT, "%s: model card: \"regions\" names \"%s\" twice",
+                               origin, r->name);
+            if (out == SEGMAMBA_OUTPUT_REGIONS && card->regions[j].channel == r->channel)
+                return sm_fail(SEGMAMBA_E_FORMAT,
+                               "%s: model card: \"regions\" reads channel %d twice (with "
+                               "output \"regions\" each row is one model output)",
+                               origin, r->channel);
+        }
+    }
+    return SEGMAMBA_OK;
+}
+
 static sm_status parse_card(const sm_json *root, const char *origin, segmamba_card *card)
 {
     if (root->type != SM_JSON_OBJECT)
         return sm_fail(SEGMAMBA_E_FORMAT, "%s: model card: not a JSON object", origin);
+    int have_threshold = 0, have_regions = 0, sigmoid_labels = -1; /* -1: not given */
     for (size_t i = 0; i < root->count; i++) {
         const sm_json_member *m = &root->members[i];
         const sm_json *v = &m->value;
@@ -176,8 +326,12 @@ static sm_status parse_card(const sm_json *root, const char *origin, segmamba_ca
                 SM_TRY(parse_channel(&v->items[c], origin, (int)c, card));
             SM_TRY(unique_names(origin, "channels", card->n_channels, card->channels));
         } else if (strcmp(m->key, "spacing") == 0) {
+            if (v->type == SM_JSON_STRING && strcmp(v->string, "input") == 0) {
+                for (int a = 0; a < 3; a++) card->spacing[a] = 0.0;
+                continue;
+            }
             if (v->type != SM_JSON_ARRAY || v->count != 3)
-                return bad(origin, "spacing", "must be [z, y, x] in mm");
+                return bad(origin, "spacing", "must be [z, y, x] in mm, or \"input\"");
             for (int a = 0; a < 3; a++) {
                 SM_TRY(get_number(&v->items[a], origin, "spacing", &card->spacing[a]));
                 if (!(card->spacing[a] > 0 && card->spacing[a] < 1e4))
@@ -210,20 +364,46 @@ static sm_status parse_card(const sm_json *root, const char *origin, segmamba_ca
                 card->output = SEGMAMBA_OUTPUT_ARGMAX;
             else if (v->type == SM_JSON_STRING && strcmp(v->string, "regions") == 0)
                 card->output = SEGMAMBA_OUTPUT_REGIONS;
+            else if (v->type == SM_JSON_STRING && strcmp(v->string, "sigmoid") == 0)
+                card->output = SEGMAMBA_OUTPUT_SIGMOID;
             else
-                return bad(origin, "output", "must be \"argmax\" or \"regions\"");
+                return bad(origin, "output", "must be \"argmax\", \"regions\" or \"sigmoid\"");
+        } else if (strcmp(m->key, "threshold") == 0) {
+            SM_TRY(get_number(v, origin, "threshold", &card->threshold));
+            if (!(card->threshold > 0.0 && card->threshold < 1.0))
+                return bad(origin, "threshold", "must be between 0 and 1 (exclusive)");
+            have_threshold = 1;
+        } else if (strcmp(m->key, "overlap") == 0) {
+            double o = 0.0;
+            SM_TRY(get_number(v, origin, "overlap", &o));
+            if (!(o >= 0.0 && o <= 0.95)) return bad(origin, "overlap", "must be from 0 to 0.95");
+            card->overlap = o > 0.0 ? o : -1.0; /* segmamba_predict_options' "none" */
+        } else if (strcmp(m->key, "regions") == 0) {
+            if (v->type != SM_JSON_ARRAY || v->count == 0 || v->count > SEGMAMBA_CARD_MAX_REGIONS)
+                return sm_fail(SEGMAMBA_E_FORMAT,
+                               "%s: model card: \"regions\" must be an array of 1 to %d "
+                               "objects",
+                               origin, SEGMAMBA_CARD_MAX_REGIONS);
+            card->n_regions = (int)v->count;
+            for (size_t r = 0; r < v->count; r++)
+                SM_TRY(parse_region(&v->items[r], origin, (int)r, &card->regions[r]));
+            have_regions = 1;
+        } else if (strcmp(m->key, "sigmoid_labels") == 0) {
+            if (v->type == SM_JSON_STRING && strcmp(v->string, "masks") == 0)
+                sigmoid_labels = 0;
+            else if (v->type == SM_JSON_STRING && strcmp(v->string, "last_wins") == 0)
+                sigmoid_labels = 1;
+            else
+                return bad(origin, "sigmoid_labels", "must be \"masks\" or \"last_wins\"");
         } else {
             return sm_fail(SEGMAMBA_E_FORMAT,
                            "%s: model card: unknown key \"%s\" (known: channels, "
-                           "spacing, patch, nslices, fue, labels, output)",
+                           "spacing, patch, nslices, fue, labels, output, threshold, "
+                           "regions, sigmoid_labels, overlap)",
                            origin, m->key);
         }
     }
-    if (card->output == SEGMAMBA_OUTPUT_REGIONS && card->n_labels != 4)
-        return bad(origin, "labels",
-                   "must name 4 labels (background, NCR, ED, ET) with output "
-                   "\"regions\"");
-    return SEGMAMBA_OK;
+    return check_output(origin, card, have_threshold, have_regions, sigmoid_labels);
 }
 
 sm_status segmamba_card_parse(const char *text, size_t len, const char *origin, segmamba_card *card)
@@ -275,15 +455,34 @@ sm_status segmamba_card_to_json(const segmamba_card *card, char **text)
         else
             sm_json_out_printf(&o, ", \"normalization\": \"zscore\"}");
     }
+    if (card->spacing[0] == 0.0 && card->spacing[1] == 0.0 && card->spacing[2] == 0.0)
+        sm_json_out_printf(&o, "], \"spacing\": \"input\"");
+    else
+        sm_json_out_printf(&o, "], \"spacing\": [%.17g, %.17g, %.17g]", card->spacing[0],
+                           card->spacing[1], card->spacing[2]);
     sm_json_out_printf(&o,
-                       "], \"spacing\": [%.17g, %.17g, %.17g], \"patch\": [%d, %d, %d], "
+                       ", \"patch\": [%d, %d, %d], "
                        "\"nslices\": [%d, %d, %d, %d], \"fue\": %s, \"labels\": ",
-                       card->spacing[0], card->spacing[1], card->spacing[2], card->patch[0],
-                       card->patch[1], card->patch[2], card->nslices[0], card->nslices[1],
-                       card->nslices[2], card->nslices[3], card->fue ? "true" : "false");
+                       card->patch[0], card->patch[1], card->patch[2], card->nslices[0],
+                       card->nslices[1], card->nslices[2], card->nslices[3],
+                       card->fue ? "true" : "false");
     out_name_list(&o, card->n_labels, (char(*)[SEGMAMBA_CARD_NAME_MAX])card->labels);
-    sm_json_out_printf(&o, ", \"output\": \"%s\"}",
-                       card->output == SEGMAMBA_OUTPUT_REGIONS ? "regions" : "argmax");
+    sm_json_out_printf(&o, ", \"output\": \"%s\"", output_name(card->output));
+    if (card->output != SEGMAMBA_OUTPUT_ARGMAX)
+        sm_json_out_printf(&o, ", \"threshold\": %.17g", card->threshold);
+    if (card->overlap != 0.0)
+        sm_json_out_printf(&o, ", \"overlap\": %.17g", card->overlap < 0.0 ? 0.0 : card->overlap);
+    if (card->output != SEGMAMBA_OUTPUT_ARGMAX && card->n_regions > 0) {
+        sm_json_out_printf(&o, ", \"regions\": [");
+        for (int r = 0; r < card->n_regions; r++) {
+            const segmamba_card_region *g = &card->regions[r];
+            sm_json_out_printf(&o, "%s{\"name\": ", r ? ", " : "");
+            sm_json_out_string(&o, g->name, strlen(g->name));
+            sm_json_out_printf(&o, ", \"channel\": %d, \"label\": %d}", g->channel, g->label);
+        }
+        sm_json_out_printf(&o, "]");
+    }
+    sm_json_out_printf(&o, "}");
     if (o.failed) {
         sm_json_out_free(&o);
         return sm_fail(SEGMAMBA_E_NOMEM, "out of memory writing the model card");
@@ -324,9 +523,10 @@ static int side_path(const char *model, char *out, size_t cap)
 
 /* The card of a checkpoint whose metadata w holds (order in card.h). */
 static sm_status card_for_weights(const char *model_path, const sm_weights *w,
-                                  segmamba_card *card)
+                                  segmamba_card *card, int *found)
 {
     segmamba_card_default(card);
+    *found = 1;
     const char *text = sm_weights_meta(w, "card");
     if (text) {
         char origin[600];
@@ -339,18 +539,43 @@ static sm_status card_for_weights(const char *model_path, const sm_weights *w,
         fclose(f);
         return segmamba_card_load(side, card);
     }
+    *found = 0;
     const char *cfg = sm_weights_meta(w, "config");
     return cfg ? apply_config_meta(cfg, model_path, card) : SEGMAMBA_OK;
 }
 
-sm_status segmamba_card_for_model(const char *model_path, segmamba_card *card)
+static sm_status find_card(const char *model_path, segmamba_card *card, int *found)
 {
     segmamba_card_default(card);
     sm_weights meta = {0};
     sm_status st = sm_load_metadata(model_path, &meta);
-    if (st == SEGMAMBA_OK) st = card_for_weights(model_path, &meta, card);
+    if (st == SEGMAMBA_OK) st = card_for_weights(model_path, &meta, card, found);
     sm_weights_free(&meta);
     return st;
+}
+
+sm_status segmamba_card_for_model(const char *model_path, segmamba_card *card)
+{
+    int found;
+    return find_card(model_path, card, &found);
+}
+
+sm_status segmamba_card_for_open_model(const char *model_path, const segmamba_model *m,
+                                       segmamba_card *card, int *generic)
+{
+    if (generic) *generic = 0;
+    if (!model_path || !m || !card)
+        return sm_fail(SEGMAMBA_E_ARG,
+                       "segmamba_card_for_open_model: model path, model and card are required");
+    int found = 0;
+    SM_TRY(find_card(model_path, card, &found));
+    segmamba_config c;
+    segmamba_get_config(m, &c);
+    if (!found && c.in_chans != 4) {
+        segmamba_card_generic(&c, card);
+        if (generic) *generic = 1;
+    }
+    return SEGMAMBA_OK;
 }
 
 sm_status segmamba_card_check_model(const segmamba_card *card, const segmamba_model *m)
@@ -362,13 +587,12 @@ sm_status segmamba_card_check_model(const segmamba_card *card, const segmamba_mo
                        "model card (%s) names %d input channels but the model "
                        "takes %d",
                        card->origin, card->n_channels, c.in_chans);
-    const int want = sm_card_out_chans(card);
+    const int want = segmamba_card_outputs(card);
     if (c.out_chans != want)
         return sm_fail(SEGMAMBA_E_MODEL,
                        "model card (%s): output \"%s\" with %d labels needs %d "
                        "output channels but the model has %d",
-                       card->origin, card->output == SEGMAMBA_OUTPUT_REGIONS ? "regions" : "argmax",
-                       card->n_labels, want, c.out_chans);
+                       card->origin, output_name(card->output), card->n_labels, want, c.out_chans);
     sm_status st = segmamba_check_shape(m, card->patch[0], card->patch[1], card->patch[2]);
     if (st != SEGMAMBA_OK)
         return sm_fail_wrap(st, "model card (%s): patch %dx%dx%d with nslices %d,%d,%d,%d",

@@ -15,13 +15,31 @@
  *    "nslices": [a, b, c, d],
  *    "fue": false,
  *    "labels": ["background", ...],   names of the label values 0, 1, ...
- *    "output": "argmax" | "regions"}
+ *    "output": "argmax" | "regions" | "sigmoid",
+ *    "threshold": 0.5,                regions/sigmoid: on where sigmoid > threshold
+ *    "regions": [{"name": "WT", "channel": 1, "label": 2}, ...],
+ *    "sigmoid_labels": "masks" | "last_wins",
+ *    "overlap": 0.5}                  sliding-window overlap, 0 to 0.95
  *
+ * "spacing": "input" means the input's own spacing: no resampling.
  * "argmax": the model has one logit per label, softmax then argmax.
- * "regions": the model has 3 sigmoid outputs, BraTS TC, WT, ET in that order
- * (the official training's convert_labels order); a region is present where
- * its logit is > 0 and the label map is ET -> 3, else TC -> 1, else WT -> 2,
- * else 0 (labels must then name 4 values).
+ * "regions": the model has one sigmoid output per nested region. The
+ * "regions" table says, row by row in order, which model channel is the
+ * region and which label it writes where it is on (sigmoid > threshold; at
+ * 0.5, logit > 0); a later row overwrites an earlier one, and each row is
+ * one model output (its channels are 0..rows-1, each once). Without
+ * "regions", BraTS: outputs TC, WT, ET (the official training's
+ * convert_labels order), table [WT ch1 -> 2, TC ch0 -> 1, ET ch2 -> 3], that
+ * is ET -> 3, else TC -> 1, else WT -> 2, else 0 (labels must name 4 values).
+ * "sigmoid": one sigmoid per structure, labels[c + 1] naming model channel c
+ * (so n_labels - 1 outputs). One output gives labels 0/1. Several give
+ * overlapping masks (segmamba_prediction.masks; `segmamba predict -o` writes
+ * a 4D uint8 image, one volume per channel) unless the card says how to make
+ * a label map: "sigmoid_labels": "last_wins" (channel c writes label c + 1, a
+ * later channel overwriting) or a "regions" table (any order, any subset).
+ * Mirror TTA and the Gaussian window average the logits before the sigmoid.
+ * "threshold" and "regions" are refused with "argmax", "sigmoid_labels"
+ * with anything but "sigmoid".
  *
  * Where a card is found (segmamba_card_for_model), first match wins:
  *   1. a .safetensors file's __metadata__["card"] (this JSON as a string);
@@ -39,8 +57,5 @@
 #include "segmamba_pipeline.h"
 
 /* segmamba_card and its functions are segmamba_pipeline.h's. */
-
-/* The output channels the model must have for this card. */
-int sm_card_out_chans(const segmamba_card *card);
 
 #endif

@@ -431,12 +431,17 @@ void segmamba_prediction_free(segmamba_prediction *p)
     free(p->probabilities);
     free(p->regions);
     free(p->uncertainty);
+    free(p->masks);
     memset(p, 0, sizeof *p);
 }
 
-static uint8_t label_of_regions(int tc, int wt, int et)
+/* A regions or sigmoid card's threshold on the logits: sigmoid(l) > t is
+ * l > log(t / (1 - t)), exactly 0 for the default 0.5. A card left zeroed
+ * (memset) means 0.5. */
+static double logit_cut(const segmamba_card *card)
 {
-    return et ? 3 : tc ? 1 : wt ? 2 : 0;
+    const double t = card->threshold == 0.0 ? 0.5 : card->threshold;
+    return log(t / (1.0 - t));
 }
 
 /* Per voxel of the cropped grid: logits (k, cn) -> outputs at the box. */
@@ -445,7 +450,10 @@ static void finish(const segmamba_card *card, const float *logits, int k, const 
 {
     const size_t cplane = (size_t)cn[0] * cn[1] * cn[2];
     const size_t plane = (size_t)out->d * out->h * out->w;
-    const int regions = card->output == SEGMAMBA_OUTPUT_REGIONS;
+    const int regions = card->output != SEGMAMBA_OUTPUT_ARGMAX;
+    segmamba_card_region table[SEGMAMBA_CARD_MAX_REGIONS];
+    const int rows = segmamba_card_region_table(card, table);
+    const double cut = logit_cut(card);
 #pragma omp parallel for
     for (int z = 0; z < cn[0]; z++) {
         double p[SEGMAMBA_CARD_MAX_LABELS];
@@ -456,15 +464,19 @@ static void finish(const segmamba_card *card, const float *logits, int k, const 
                 uint8_t label;
                 double ent = 0.0;
                 if (regions) {
-                    int on[3];
-                    for (int c = 0; c < 3; c++) {
+                    uint8_t on[SEGMAMBA_CARD_MAX_LABELS];
+                    label = 0;
+                    for (int c = 0; c < k; c++) {
                         const double l = logits[c * cplane + v];
-                        on[c] = l > 0;
+                        on[c] = l > cut;
                         p[c] = 1.0 / (1.0 + exp(-l));
                         if (p[c] > 0 && p[c] < 1)
-                            ent -= (p[c] * log(p[c]) + (1 - p[c]) * log(1 - p[c])) / 3.0;
+                            ent -= (p[c] * log(p[c]) + (1 - p[c]) * log(1 - p[c])) / (double)k;
+                        if (out->masks) out->masks[c * plane + o] = on[c];
+                        if (!rows && on[c]) label = (uint8_t)(c + 1); /* no table: last wins */
                     }
-                    label = label_of_regions(on[0], on[1], on[2]);
+                    for (int r = 0; r < rows; r++)
+                        if (on[table[r].channel]) label = (uint8_t)table[r].label;
                 } else {
                     int best = 0;
                     for (int c = 1; c < k; c++)
@@ -506,7 +518,12 @@ static sm_status alloc_outputs(const segmamba_card *card, int k, const segmamba_
     if (opt->want_probabilities) out->probabilities = calloc((size_t)k * plane, sizeof(float));
     if (opt->want_regions) out->regions = calloc(3 * plane, 1);
     if (opt->want_uncertainty) out->uncertainty = calloc(plane, sizeof(float));
-    if (!out->labels || (opt->want_probabilities && !out->probabilities) ||
+    if (card->output != SEGMAMBA_OUTPUT_ARGMAX) {
+        out->n_masks = k;
+        out->masks = calloc((size_t)k * plane, 1);
+    }
+    if (!out->labels || (out->n_masks && !out->masks) ||
+        (opt->want_probabilities && !out->probabilities) ||
         (opt->want_regions && !out->regions) || (opt->want_uncertainty && !out->uncertainty))
         return sm_fail(SEGMAMBA_E_NOMEM, "out of memory for the outputs (%dx%dx%d)", out->d, out->h,
                        out->w);
@@ -538,7 +555,9 @@ static sm_status preprocess(const segmamba_card *card, const segmamba_volume *in
     for (int a = 0; a < 3; a++) {
         /* A volume without a usable spacing is taken to be at the card's. */
         const double sp = in->geom.spacing[a];
-        n[a] = sp > 0 && isfinite(sp) ? sm_resampled_side(cn[a], sp, card->spacing[a]) : cn[a];
+        n[a] = sp > 0 && isfinite(sp) && card->spacing[a] > 0
+                   ? sm_resampled_side(cn[a], sp, card->spacing[a])
+                   : cn[a]; /* spacing 0: the input's own */
         resize |= n[a] != cn[a];
     }
     if (!resize) {
@@ -581,13 +600,27 @@ static sm_status run(segmamba_model *m, const segmamba_card *card, const segmamb
                        "the input has %d channels; the model card (%s) names %d and "
                        "the model takes %d",
                        c, card->origin, card->n_channels, cfg.in_chans);
-    if (k != sm_card_out_chans(card) || k > SEGMAMBA_CARD_MAX_LABELS)
+    if (k != segmamba_card_outputs(card) || k > SEGMAMBA_CARD_MAX_LABELS)
         return sm_fail(SEGMAMBA_E_MODEL, "the model has %d outputs; the model card (%s) expects %d",
-                       k, card->origin, sm_card_out_chans(card));
+                       k, card->origin, segmamba_card_outputs(card));
+    segmamba_card_region table[SEGMAMBA_CARD_MAX_REGIONS];
+    const int rows = segmamba_card_region_table(card, table);
+    for (int r = 0; r < rows; r++)
+        if (table[r].channel < 0 || table[r].channel >= k || table[r].label < 0 ||
+            table[r].label > 255)
+            return sm_fail(SEGMAMBA_E_ARG, "the model card (%s): region %d (channel %d, label %d) "
+                                           "is out of range",
+                           card->origin, r, table[r].channel, table[r].label);
+    if (card->output != SEGMAMBA_OUTPUT_ARGMAX &&
+        !(card->threshold == 0.0 || (card->threshold > 0.0 && card->threshold < 1.0)))
+        return sm_fail(SEGMAMBA_E_ARG, "the model card (%s): threshold %g is not in (0, 1)",
+                       card->origin, card->threshold);
     if (in->d <= 0 || in->h <= 0 || in->w <= 0 || !in->data)
         return sm_fail(SEGMAMBA_E_ARG, "empty input volume");
-    if (!(opt->overlap <= 0.95)) /* NaN too */
-        return sm_fail(SEGMAMBA_E_ARG, "window overlap %g: at most 0.95", opt->overlap);
+    /* The caller's overlap, else the card's (0 in both: the official 0.5). */
+    const double overlap = opt->overlap != 0.0 ? opt->overlap : card->overlap;
+    if (!(overlap <= 0.95)) /* NaN too */
+        return sm_fail(SEGMAMBA_E_ARG, "window overlap %g: at most 0.95", overlap);
     out->d = in->d;
     out->h = in->h;
     out->w = in->w;
@@ -610,7 +643,7 @@ static sm_status run(segmamba_model *m, const segmamba_card *card, const segmamb
     int nwin = 1;
     for (int a = 0; a < 3; a++) {
         s.roi[a] = card->patch[a];
-        s.step[a] = window_step(s.roi[a], opt->overlap);
+        s.step[a] = window_step(s.roi[a], overlap);
         s.pd[a] = n[a] > s.roi[a] ? n[a] : s.roi[a];
         pplane *= (size_t)s.pd[a];
         rplane *= (size_t)s.roi[a];

@@ -4,11 +4,13 @@ Written from the spec and the behaviour of the code the official SegMamba
 prediction runs (nnU-Net-style preprocessing, MONAI's sliding window,
 light_training's mirror averaging); nothing here is shared with the C engine.
 
-    predict(model, image, spacing, card, tta=True) -> dict(labels, probabilities,
-                                                         uncertainty, regions, box)
+    predict(model, image, spacing, card, tta=True, overlap=None)
+        -> dict(labels, probabilities, uncertainty, regions, box, masks)
 
 image: float32 (C, D, H, W); spacing: mm along (D, H, W); card: the model
-card as a dict (the JSON form of src/clinical/card.h); model: a callable taking a
+card as a dict (the JSON form of src/clinical/card.h: argmax, regions with
+the card's "regions" table (BraTS by default), sigmoid with "threshold", any
+patch, "overlap", "spacing": "input"); model: a callable taking a
 torch tensor (1, C, d, h, w) and returning logits (1, K, d, h, w).
 
 When MONAI is importable, its sliding_window_inference is the sliding
@@ -80,7 +82,7 @@ def gaussian_map(roi):
     return np.maximum(m, max(float(m.min()), 1e-3))
 
 
-def sliding_window(x, roi, model):
+def sliding_window(x, roi, model, overlap=0.5):
     """x: torch (1, C, *spatial). Returns (1, K, *spatial) logits."""
     spatial = list(x.shape[2:])
     pads = []
@@ -92,7 +94,7 @@ def sliding_window(x, roi, model):
     padded = list(xp.shape[2:])
     starts = []
     for n, r in zip(padded, roi):
-        step = int(r * 0.5)
+        step = max(int(r * (1 - overlap)), 1)
         count = math.ceil((n - r) / step) + 1 if n > r else 1
         starts.append([min(i * step, n - r) for i in range(count)])
     w = torch.from_numpy(gaussian_map(roi))
@@ -112,10 +114,27 @@ def sliding_window(x, roi, model):
     return acc[(slice(None), slice(None)) + cut]
 
 
-def window_infer(x, roi, model):
+def window_infer(x, roi, model, overlap=0.5):
     if monai_swi is not None:
-        return monai_swi(x, roi, 1, model, overlap=0.5, mode="gaussian", sigma_scale=0.125)
-    return sliding_window(x, roi, model)
+        return monai_swi(x, roi, 1, model, overlap=overlap, mode="gaussian", sigma_scale=0.125)
+    return sliding_window(x, roi, model, overlap)
+
+
+# The BraTS regions table (outputs TC, WT, ET): rows in order, a later one
+# overwriting: ET -> 3, else TC -> 1, else WT -> 2.
+BRATS_REGIONS = [{"name": "WT", "channel": 1, "label": 2}, {"name": "TC", "channel": 0, "label": 1},
+                 {"name": "ET", "channel": 2, "label": 3}]
+
+
+def region_table(card, k):
+    """The (channel, label) rows that make the label map of a regions or sigmoid card."""
+    out = card.get("output", "argmax")
+    if "regions" in card:
+        return [(r["channel"], r["label"]) for r in card["regions"]]
+    if out == "regions":
+        return [(r["channel"], r["label"]) for r in BRATS_REGIONS]
+    # sigmoid: "last_wins", one channel, or masks (whose label map is last-wins too)
+    return [(c, c + 1) for c in range(k)]
 
 
 # light_training Predictor.maybe_mirror_and_predict: this order, summed, / 8.
@@ -123,12 +142,15 @@ MIRRORS = [(), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4)]
 
 
 @torch.no_grad()
-def predict(model, image, spacing, card, tta=True):
+def predict(model, image, spacing, card, tta=True, overlap=None):
     c, d, h, w = image.shape
     chans = card["channels"]
     roi = card["patch"]
     target = card.get("spacing", [1.0, 1.0, 1.0])
-    regions_card = card.get("output", "argmax") == "regions"
+    if target == "input":  # the input's own spacing: no resampling
+        target = list(spacing)
+    regions_card = card.get("output", "argmax") in ("regions", "sigmoid")
+    overlap = card.get("overlap", 0.5) if overlap is None else overlap
     box = nonzero_box(image)
     if box is None:
         return None
@@ -143,7 +165,7 @@ def predict(model, image, spacing, card, tta=True):
     logits = None
     for axes in mirrors:
         xi = torch.flip(xt, axes) if axes else xt
-        out = window_infer(xi, roi, model)
+        out = window_infer(xi, roi, model, overlap)
         out = torch.flip(out, axes) if axes else out
         logits = out if logits is None else logits + out
     logits = logits / len(mirrors)
@@ -153,10 +175,15 @@ def predict(model, image, spacing, card, tta=True):
     logits = logits[0].numpy().astype(np.float64)
 
     k = logits.shape[0]
+    masks = None
     if regions_card:
         prob = 1 / (1 + np.exp(-logits))
-        on = logits > 0
-        lab = np.where(on[2], 3, np.where(on[0], 1, np.where(on[1], 2, 0)))
+        t = card.get("threshold", 0.5)
+        on = logits > math.log(t / (1 - t))  # sigmoid(l) > t
+        masks = on.astype(np.uint8)
+        lab = np.zeros(on.shape[1:], np.int64)
+        for ch, label in region_table(card, k):  # in order, later rows overwrite
+            lab[on[ch]] = label
         with np.errstate(divide="ignore", invalid="ignore"):
             ent = -(prob * np.log(prob) + (1 - prob) * np.log(1 - prob))
         ent = np.nan_to_num(ent).mean(axis=0)
@@ -177,5 +204,9 @@ def predict(model, image, spacing, card, tta=True):
     probs[(slice(None),) + sl] = prob
     unc[sl] = ent
     regions = np.stack([(labels == 1) | (labels == 3), (labels >= 1) & (labels <= 3), labels == 3])
+    full_masks = None
+    if masks is not None:
+        full_masks = np.zeros((k, d, h, w), np.uint8)
+        full_masks[(slice(None),) + sl] = masks
     return dict(labels=labels, probabilities=probs, uncertainty=unc,
-                regions=regions.astype(np.uint8), box=box)
+                regions=regions.astype(np.uint8), box=box, masks=full_masks)
