@@ -463,6 +463,7 @@ typedef struct dev_dir {
 
 struct sm_cuda_mamba {
     int dim, d_inner, d_state, dt_rank, d_conv;
+    int n_dir; /* the CPU layer's: the first n_dir of forward, backward, slice */
     float *block;
     float *norm_w, *norm_b, *in_proj, *out_proj;
     dev_dir dir[SM_DIRECTIONS];
@@ -481,6 +482,11 @@ sm_status sm_cuda_mamba_upload(const sm_mamba *m, sm_cuda_mamba **out)
     dm->d_state = m->d_state;
     dm->dt_rank = m->dt_rank;
     dm->d_conv = m->d_conv;
+    dm->n_dir = m->n_dir;
+    if (m->n_dir < 1 || m->n_dir > SM_DIRECTIONS) {
+        free(dm);
+        return sm_fail(SEGMAMBA_E_ARG, "CUDA backend: Mamba layer with %d directions", m->n_dir);
+    }
     const size_t C = (size_t)m->dim, di = (size_t)m->d_inner, N = (size_t)m->d_state,
                  R = (size_t)m->dt_rank, K = (size_t)m->d_conv;
     piece pieces[4 + 7 * SM_DIRECTIONS] = {
@@ -490,7 +496,7 @@ sm_status sm_cuda_mamba_upload(const sm_mamba *m, sm_cuda_mamba **out)
         {m->out_proj, C * di, &dm->out_proj},
     };
     int np = 4;
-    for (int s = 0; s < SM_DIRECTIONS; s++) {
+    for (int s = 0; s < m->n_dir; s++) {
         const sm_mamba_dir *h = &m->dir[s];
         dev_dir *d = &dm->dir[s];
         pieces[np++] = (piece){h->conv_wt, K * di, &d->conv_wt};
@@ -545,7 +551,7 @@ sm_status sm_cuda_mamba_forward(sm_cuda_ctx *ctx, const sm_cuda_mamba *m, const 
     SM_TRY(mark_time(ctx, SM_KIND_OTHER));
     SM_TRY(gemm(ctx, 1, L, 2 * di, C, xn, C, m->in_proj, C, 0.0f, xz, 2 * di));
     CU_TRY(cudaMemsetAsync(y, 0, (size_t)L * di * sizeof *y, ctx->stream), "clearing y");
-    for (int s = 0; s < SM_DIRECTIONS; s++) {
+    for (int s = 0; s < m->n_dir; s++) {
         const dev_dir *dir = &m->dir[s];
         SM_TRY(sm_cuda_conv1d_silu(ctx, xz, 2 * di, dir->conv_wt, dir->conv_b, m->d_conv, di,
                                    orders[s], L, nslices, u));

@@ -85,7 +85,22 @@ typedef struct segmamba_config {
     int64_t n_params;
     int64_t arena_bytes;           /* activation memory planned for the largest input
                                       seen so far (0 before the first forward) */
+    int family;                    /* SEGMAMBA_FAMILY_*: the network the tensor names
+                                      make the checkpoint (spec section 7) */
+    int mamba_type;                /* SEGMAMBA_MAMBA_*: the Mamba layers' scan directions,
+                                      from the tensors present (every layer the same) */
 } segmamba_config;
+
+/* segmamba_config.family. */
+enum { SEGMAMBA_FAMILY_V1 = 1 /* SegMamba (ge-xing/SegMamba, model_segmamba/segmamba.py) */ };
+
+/* segmamba_config.mamba_type: the official vendored mamba_ssm's bimamba_type.
+ * Only V3 uses the inter-slice order, and so nslices. */
+enum {
+    SEGMAMBA_MAMBA_V3 = 0,  /* "v3": forward, backward (_b) and inter-slice (_s) scans */
+    SEGMAMBA_MAMBA_V2 = 1,  /* "v2": forward and backward (_b) */
+    SEGMAMBA_MAMBA_NONE = 2 /* "none": forward only (stock Mamba) */
+};
 
 /* Feature-level uncertainty estimation, segmamba_options.fue. */
 enum { SEGMAMBA_FUE_CARD = 0, SEGMAMBA_FUE_ON = 1, SEGMAMBA_FUE_OFF = 2 };
@@ -173,12 +188,14 @@ typedef struct segmamba_model segmamba_model;
 /* Loads a .pt (torch.save of a state_dict, or of a training checkpoint
  * dict holding one under "network_weights", "state_dict", "model" or
  * "module") or .safetensors checkpoint and infers the configuration from
- * tensor shapes. Key prefixes "module." and "_orig_mod." are stripped when
- * every key carries them; "out_main_seg.*" is read as "out.*". opts may be NULL. nslices and FUE, which no tensor
- * shows, come from opts, else from the safetensors metadata (a model card
- * stored by segmamba_convert, or a "config" entry), else the defaults; a
- * card in a side file is applied with segmamba_card_apply
- * (segmamba_pipeline.h). */
+ * tensor shapes (the Mamba type from which directions' tensors stage 0's
+ * first layer has; a layer that differs is refused). Key prefixes
+ * "module." and "_orig_mod." are stripped when every key carries them;
+ * "out_main_seg.*" is read as "out.*". opts may be NULL. nslices and FUE,
+ * which no tensor shows, come from opts, else from the safetensors
+ * metadata (a model card stored by segmamba_convert, or a "config" entry),
+ * else the defaults; a card in a side file is applied with
+ * segmamba_card_apply (segmamba_pipeline.h). */
 SEGMAMBA_API segmamba_status segmamba_open(const char *path, const segmamba_options *opts,
                               segmamba_model **out);
 
@@ -191,8 +208,9 @@ SEGMAMBA_API int segmamba_ignored_count(const segmamba_model *m);
 SEGMAMBA_API const char *segmamba_ignored_name(const segmamba_model *m, int i);
 
 /* Checks that a (in_chans, d, h, w) input is accepted by the model: each
- * side a positive multiple of 16 and every stage's token count divisible
- * by its nslices. */
+ * side a positive multiple of 16 and, with the v3 Mamba (the only type
+ * that scans inter-slice), every stage's token count divisible by its
+ * nslices. */
 SEGMAMBA_API segmamba_status segmamba_check_shape(const segmamba_model *m, int d, int h, int w);
 
 /* input: (in_chans, d, h, w) float32; logits: (out_chans, d, h, w) float32,

@@ -71,6 +71,26 @@ static void expect_resblock(expected_list *l, const char *prefix, int cin, int c
 
 static const char *const dir_suffix[SM_DIRECTIONS] = {"", "_b", "_s"};
 
+/* The directions of each Mamba type (the first n of dir_suffix). */
+static int type_directions(int mamba_type)
+{
+    return mamba_type == SEGMAMBA_MAMBA_NONE ? 1 : mamba_type == SEGMAMBA_MAMBA_V2 ? 2 : 3;
+}
+
+static const char *type_name(int mamba_type)
+{
+    return mamba_type == SEGMAMBA_MAMBA_NONE ? "none" : mamba_type == SEGMAMBA_MAMBA_V2 ? "v2" : "v3";
+}
+
+/* The layer whose tensors say the Mamba type: the first layer of the first
+ * stage that has any (stage 0 in every released model); -1 if none has. */
+static int type_stage(const segmamba_config *cfg)
+{
+    for (int i = 0; i < SEGMAMBA_STAGES; i++)
+        if (cfg->depths[i] > 0) return i;
+    return -1;
+}
+
 static void expect_mamba(expected_list *l, const segmamba_config *cfg, int i, int j)
 {
     const int64_t C = cfg->feat[i], di = (int64_t)cfg->expand * C, N = cfg->d_state,
@@ -78,7 +98,7 @@ static void expect_mamba(expected_list *l, const segmamba_config *cfg, int i, in
     EXPECT(l, (C), "vit.stages.%d.%d.norm.weight", i, j);
     EXPECT(l, (C), "vit.stages.%d.%d.norm.bias", i, j);
     EXPECT(l, (2 * di, C), "vit.stages.%d.%d.mamba.in_proj.weight", i, j);
-    for (int s = 0; s < SM_DIRECTIONS; s++) {
+    for (int s = 0; s < type_directions(cfg->mamba_type); s++) {
         const char *x = dir_suffix[s];
         EXPECT(l, (di, 1, K), "vit.stages.%d.%d.mamba.conv1d%s.weight", i, j, x);
         EXPECT(l, (di), "vit.stages.%d.%d.mamba.conv1d%s.bias", i, j, x);
@@ -157,6 +177,39 @@ static sm_status need(const sm_weights *w, const char *name, int ndim, const sm_
 
 static int positive_int(int64_t v) { return v > 0 && v <= (1 << 20); }
 
+/* Whether layer i.0 has any tensor of direction s; the first one found
+ * goes to name. */
+static int has_direction(const sm_weights *w, int i, int s, char *name, size_t cap)
+{
+    static const char *const parts[] = {"conv1d%s.weight", "conv1d%s.bias", "x_proj%s.weight",
+                                        "dt_proj%s.weight", "dt_proj%s.bias", "A%s_log", "D%s"};
+    for (size_t k = 0; k < sizeof parts / sizeof *parts; k++) {
+        char part[32];
+        snprintf(part, sizeof part, parts[k], dir_suffix[s]);
+        snprintf(name, cap, "vit.stages.%d.0.mamba.%s", i, part);
+        if (sm_weights_find(w, name)) return 1;
+    }
+    return 0;
+}
+
+/* The Mamba type from the directions layer i.0 has tensors of: _b and _s
+ * v3, _b only v2, neither none. A direction whose tensors are incomplete
+ * is left to sm_segmamba_check_weights, which names the missing one. */
+static sm_status infer_mamba_type(const sm_weights *w, int i, int *type)
+{
+    char b_name[NAME_CAP], s_name[NAME_CAP];
+    const int b = has_direction(w, i, 1, b_name, sizeof b_name);
+    const int sl = has_direction(w, i, 2, s_name, sizeof s_name);
+    if (sl && !b)
+        return sm_fail(SEGMAMBA_E_MODEL,
+                       "tensor '%s' is a slice-direction (_s) Mamba tensor, but layer "
+                       "vit.stages.%d.0 has no backward (_b) ones: no Mamba type has that "
+                       "(v3: forward, _b and _s; v2: forward and _b; none: forward only)",
+                       s_name, i);
+    *type = sl ? SEGMAMBA_MAMBA_V3 : b ? SEGMAMBA_MAMBA_V2 : SEGMAMBA_MAMBA_NONE;
+    return SEGMAMBA_OK;
+}
+
 sm_status sm_segmamba_infer_config(const sm_weights *w, segmamba_config *cfg)
 {
     const sm_tensor_entry *e = NULL;
@@ -204,6 +257,10 @@ sm_status sm_segmamba_infer_config(const sm_weights *w, segmamba_config *cfg)
         SM_TRY(need(w, name, 3, &e));
         cfg->d_conv = (int)e->shape[2];
     }
+    cfg->family = SEGMAMBA_FAMILY_V1;
+    cfg->mamba_type = SEGMAMBA_MAMBA_V3;
+    const int ts = type_stage(cfg);
+    if (ts >= 0) SM_TRY(infer_mamba_type(w, ts, &cfg->mamba_type));
     if (cfg->d_state == 0) { /* no Mamba layer at all: official defaults */
         cfg->d_state = 16;
         cfg->expand = 2;
@@ -216,6 +273,28 @@ sm_status sm_segmamba_infer_config(const sm_weights *w, segmamba_config *cfg)
         ok = ok && positive_int(cfg->feat[i]) && positive_int(cfg->dt_rank[i]);
     if (!ok) return sm_fail(SEGMAMBA_E_MODEL, "checkpoint tensor shapes give an invalid configuration");
     return SEGMAMBA_OK;
+}
+
+/* Whether name is a Mamba layer's tensor. */
+static int is_mamba_tensor(const char *name)
+{
+    return strncmp(name, "vit.stages.", 11) == 0 && strstr(name, ".mamba.") != NULL;
+}
+
+/* What a Mamba tensor that is missing or unexpected goes against. */
+static void type_note(const segmamba_config *cfg, char *buf, size_t cap)
+{
+    static const char *const dirs[SM_DIRECTIONS] = {"forward", "forward and backward (_b)",
+                                                    "forward, backward (_b) and slice (_s)"};
+    if (type_stage(cfg) < 0) {
+        snprintf(buf, cap, ": the checkpoint has no Mamba layer (no vit.stages.i.j.norm.weight)");
+        return;
+    }
+    snprintf(buf, cap,
+             ": the Mamba type is %s, from the directions layer vit.stages.%d.0 has tensors "
+             "of (%s), and every layer needs all the tensors of those directions and no others",
+             type_name(cfg->mamba_type), type_stage(cfg),
+             dirs[type_directions(cfg->mamba_type) - 1]);
 }
 
 sm_status sm_segmamba_check_weights(const sm_weights *w, segmamba_config *cfg)
@@ -231,11 +310,12 @@ sm_status sm_segmamba_check_weights(const sm_weights *w, segmamba_config *cfg)
     for (int i = 0; i < l.count && st == SEGMAMBA_OK; i++) {
         const expected *x = &l.items[i];
         const sm_tensor_entry *e = sm_weights_find(w, x->name);
-        char want[128], got[128];
+        char want[128], got[128], note[256] = "";
         sm_shape_str(want, sizeof want, x->ndim, x->shape);
         if (!e) {
-            st = sm_fail(SEGMAMBA_E_MODEL, "tensor '%s' %s is missing from the checkpoint",
-                         x->name, want);
+            if (is_mamba_tensor(x->name)) type_note(cfg, note, sizeof note);
+            st = sm_fail(SEGMAMBA_E_MODEL, "tensor '%s' %s is missing from the checkpoint%s",
+                         x->name, want, note);
             break;
         }
         int same = e->ndim == x->ndim;
@@ -256,10 +336,17 @@ sm_status sm_segmamba_check_weights(const sm_weights *w, segmamba_config *cfg)
             if (!known) {
                 char got[128];
                 sm_shape_str(got, sizeof got, w->items[k].ndim, w->items[k].shape);
-                st = sm_fail(SEGMAMBA_E_MODEL,
-                             "unexpected tensor '%s' %s in the checkpoint (not part of SegMamba "
-                             "with the configuration its shapes imply)",
-                             w->items[k].name, got);
+                if (is_mamba_tensor(w->items[k].name)) {
+                    char note[256];
+                    type_note(cfg, note, sizeof note);
+                    st = sm_fail(SEGMAMBA_E_MODEL, "unexpected tensor '%s' %s in the checkpoint%s",
+                                 w->items[k].name, got, note);
+                } else {
+                    st = sm_fail(SEGMAMBA_E_MODEL,
+                                 "unexpected tensor '%s' %s in the checkpoint (not part of "
+                                 "SegMamba with the configuration its shapes imply)",
+                                 w->items[k].name, got);
+                }
                 break;
             }
         }
@@ -278,7 +365,8 @@ sm_status sm_segmamba_check_shape(const segmamba_config *cfg, int d, int h, int 
                            "input of %dx%dx%d voxels: each side must be a positive multiple of 16 "
                            "(the encoder halves it four times)",
                            d, h, w);
-    for (int i = 0; i < SEGMAMBA_STAGES; i++) {
+    /* Only the v3 Mamba scans inter-slice. */
+    for (int i = 0; i < SEGMAMBA_STAGES && cfg->mamba_type == SEGMAMBA_MAMBA_V3; i++) {
         const int64_t L = (int64_t)(d >> (i + 1)) * (h >> (i + 1)) * (w >> (i + 1));
         if (cfg->depths[i] > 0 && (cfg->nslices[i] <= 0 || L % cfg->nslices[i] != 0))
             return sm_fail(SEGMAMBA_E_SHAPE,
@@ -516,12 +604,14 @@ static void mamba_layer(builder *b, int i, int j, int x)
     if (g->status != SEGMAMBA_OK) return;
     const segmamba_config *cfg = b->cfg;
     const char *pre = "vit.stages";
+    const int n_dir = type_directions(cfg->mamba_type);
     sm_mamba_weights w = {
+        .n_dir = n_dir,
         .norm_w = tensor(b, "%s.%d.%d.norm.weight", pre, i, j),
         .norm_b = tensor(b, "%s.%d.%d.norm.bias", pre, i, j),
         .in_proj = tensor(b, "%s.%d.%d.mamba.in_proj.weight", pre, i, j),
         .out_proj = tensor(b, "%s.%d.%d.mamba.out_proj.weight", pre, i, j)};
-    for (int s = 0; s < SM_DIRECTIONS; s++) {
+    for (int s = 0; s < n_dir; s++) {
         const char *x = dir_suffix[s];
         w.dir[s].conv_w = tensor(b, "%s.%d.%d.mamba.conv1d%s.weight", pre, i, j, x);
         w.dir[s].conv_b = tensor(b, "%s.%d.%d.mamba.conv1d%s.bias", pre, i, j, x);
@@ -540,7 +630,7 @@ static void mamba_layer(builder *b, int i, int j, int x)
         return;
     }
     /* The layer holds its own copies of these. */
-    for (int s = 0; s < SM_DIRECTIONS; s++) {
+    for (int s = 0; s < n_dir; s++) {
         release(b, "%s.%d.%d.mamba.A%s_log", pre, i, j, dir_suffix[s]);
         release(b, "%s.%d.%d.mamba.conv1d%s.weight", pre, i, j, dir_suffix[s]);
     }
@@ -548,8 +638,11 @@ static void mamba_layer(builder *b, int i, int j, int x)
     const int scratch = sm_graph_tensor(
         g, (int)sm_mamba_scratch_per_token(m, cfg->backend == SEGMAMBA_BACKEND_CUDA),
         sm_graph_level(g, x));
-    /* In place: the layer reads all of x before it writes its result. */
-    sm_graph_node(g, SM_OP_MAMBA, x, scratch, x, SM_ACT_NONE, m, cfg->nslices[i]);
+    /* In place: the layer reads all of x before it writes its result.
+     * Without the slice direction nslices is unused (and need not divide
+     * the token count). */
+    sm_graph_node(g, SM_OP_MAMBA, x, scratch, x, SM_ACT_NONE, m,
+                  n_dir == SM_DIRECTIONS ? cfg->nslices[i] : 1);
     sm_graph_set_flops(g, flops);
 }
 

@@ -9,14 +9,18 @@
 #include "segmamba.h"
 #include "io/weights.h"
 
-/* Fills cfg from tensor shapes (nslices and fue are left as they are). */
+/* Fills cfg from tensor shapes (nslices and fue are left as they are), and
+ * the family and Mamba type from the tensors present: the directions whose
+ * tensors the first Mamba layer has (_b and _s v3, _b v2, neither none). */
 sm_status sm_segmamba_infer_config(const sm_weights *w, segmamba_config *cfg);
 
-/* Checks that w holds exactly the tensors cfg implies, each with its shape;
- * the error names the tensor and both shapes. Sets cfg->n_params. */
+/* Checks that w holds exactly the tensors cfg implies, each with its shape
+ * (every Mamba layer with the directions of cfg's Mamba type); the error
+ * names the tensor and both shapes. Sets cfg->n_params. */
 sm_status sm_segmamba_check_weights(const sm_weights *w, segmamba_config *cfg);
 
-/* Checks an input of sides d, h, w against cfg (multiples of 16, nslices). */
+/* Checks an input of sides d, h, w against cfg (multiples of 16; nslices
+ * with the v3 Mamba). */
 sm_status sm_segmamba_check_shape(const segmamba_config *cfg, int d, int h, int w);
 
 /* Builds the graph: convolutions on conv, except those that wino puts on

@@ -45,6 +45,8 @@ def generate(args, out_dir):
         cmd += ["--size", str(args.size)]
     if args.fue:
         cmd.append("--fue")
+    if args.mamba_type:
+        cmd += ["--mamba-type", args.mamba_type]
     if args.dtype:
         cmd += ["--dtype", args.dtype]
     print("generating:", " ".join(cmd), flush=True)
@@ -85,15 +87,17 @@ def run_case(args, case_dir):
         print(f"{case_dir}: no model file")
         return 1
     # Every model file on each --conv backend; the first file also on each
-    # --strict-conv backend, within the strict limits.
+    # --strict-conv backend, within the strict limits; each at every --scan
+    # level given.
     runs = [(model, conv, args.rel, args.argmax) for model in models
             for conv in args.conv.split(",")]
     if args.strict_conv:
         runs += [(models[0], conv, args.strict_rel, args.strict_argmax)
                  for conv in args.strict_conv.split(",")]
+    scans = args.scan.split(",") if args.scan else [None]
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
-        for model, conv, rel, argmax in runs:
+        for (model, conv, rel, argmax), scan in ((r, s) for r in runs for s in scans):
             out = os.path.join(tmp, "logits.npy")
             cmd = host_command(args.segmamba) + [
                 "forward", "--model", os.path.join(case_dir, model),
@@ -101,12 +105,12 @@ def run_case(args, case_dir):
                 "--conv", conv, "--nslices", nslices, "--threads", str(args.threads)]
             if case.get("fue"):
                 cmd.append("--fue")
-            if args.scan:
-                cmd += ["--scan", args.scan]
+            if scan:
+                cmd += ["--scan", scan]
             if args.precision:
                 cmd += ["--precision", args.precision]
             proc = subprocess.run(cmd, capture_output=True, text=True)
-            label = f"{model} conv={conv}" + (f" scan={args.scan}" if args.scan else "")
+            label = f"{model} conv={conv}" + (f" scan={scan}" if scan else "")
             if proc.returncode != 0:
                 print(f"FAIL {label}: exit {proc.returncode}: {proc.stderr.strip()}")
                 failures += 1
@@ -134,6 +138,7 @@ def case_arguments(description):
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--shape", help="D,H,W instead of a cubic --size")
     ap.add_argument("--fue", action="store_true")
+    ap.add_argument("--mamba-type", help="v3 (default), v2 or none: gen_case.py --mamba-type")
     ap.add_argument("--seed", type=int)
     ap.add_argument("--rel", type=float, default=1e-3)
     ap.add_argument("--argmax", type=float, default=0.999)
@@ -150,7 +155,8 @@ def main():
     ap.add_argument("--strict-rel", type=float, default=1e-4)
     ap.add_argument("--strict-argmax", type=float, default=0.9999)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--scan", help="kernel level passed to segmamba forward --scan")
+    ap.add_argument("--scan", help="kernel level passed to segmamba forward --scan; a "
+                    "comma-separated list runs each")
     ap.add_argument("--precision", help="passed to segmamba forward --precision")
     ap.add_argument("--expect-isa", help="fail unless segmamba forward reports this kernel level")
     args = ap.parse_args()

@@ -387,12 +387,15 @@ static void test_scan(void)
         }
 }
 
-static void test_mamba(void)
+/* A layer of n_dir directions (bimamba "none", "v2", "v3"): the first
+ * n_dir of forward, backward, slice. */
+static void test_mamba_dirs(int n_dir)
 {
     const int C = 8, di = 16, N = 16, R = 1, K = 4, x_ld = 10;
-    const int64_t L = 120, S = 6;
+    const int64_t L = 120, S = n_dir == SM_DIRECTIONS ? 6 : 1;
     sm_mamba *m = calloc(1, sizeof *m);
-    *m = (sm_mamba){.dim = C, .d_inner = di, .d_state = N, .dt_rank = R, .d_conv = K};
+    *m = (sm_mamba){.dim = C, .d_inner = di, .d_state = N, .dt_rank = R, .d_conv = K,
+                    .n_dir = n_dir};
     float *owned[32];
     int n_owned = 0;
 #define OWN(expr) (owned[n_owned++] = (expr))
@@ -400,7 +403,7 @@ static void test_mamba(void)
     m->norm_b = OWN(random_buf(C, -0.5, 0.5));
     m->in_proj = OWN(random_buf(2 * di * C, -0.4, 0.4));
     m->out_proj = OWN(random_buf(C * di, -0.3, 0.3));
-    for (int s = 0; s < SM_DIRECTIONS; s++) {
+    for (int s = 0; s < n_dir; s++) {
         sm_mamba_dir *d = &m->dir[s];
         d->conv_wt = random_buf(K * di, -0.5, 0.5); /* owned by m */
         d->conv_b = OWN(random_buf(di, -0.3, 0.3));
@@ -434,8 +437,8 @@ static void test_mamba(void)
             /* LayerNorm, four GEMMs and three scans, each a few 1e-6 apart. */
             note("mamba layer", e.err, 1e-4 * (e.ref > 1 ? e.ref : 1));
             CHECK_MSG(e.err <= 1e-4 * (e.ref > 1 ? e.ref : 1),
-                      "mamba layer in place %d chunk %lld: max err %g (max |ref| %g)", in_place,
-                      (long long)chunk, e.err, e.ref);
+                      "mamba layer of %d directions in place %d chunk %lld: max err %g "
+                      "(max |ref| %g)", n_dir, in_place, (long long)chunk, e.err, e.ref);
             for (int64_t v = 0; v < L; v++) /* the channels past C: x's own, or the sentinel */
                 for (int k = C; k < x_ld; k++)
                     CHECK(got[v * x_ld + k] == (in_place ? x[v * x_ld + k] : SENTINEL));
@@ -447,6 +450,11 @@ static void test_mamba(void)
     for (int i = 0; i < n_owned; i++) free(owned[i]);
     sm_mamba_free(m);
     free(x), free(scratch), free(want);
+}
+
+static void test_mamba(void)
+{
+    for (int n_dir = 1; n_dir <= SM_DIRECTIONS; n_dir++) test_mamba_dirs(n_dir);
 }
 
 /* ---- the pipeline's sliding windows, batched -------------------------------- */

@@ -118,6 +118,22 @@ static void print_ignored(const segmamba_model *m, int json)
     }
 }
 
+/* segmamba_config.family and .mamba_type as info names them. */
+static const char *family_name(int family)
+{
+    return family == SEGMAMBA_FAMILY_V1 ? "SegMamba v1" : "unknown";
+}
+
+static const char *mamba_type_name(int type)
+{
+    switch (type) {
+    case SEGMAMBA_MAMBA_V3: return "v3";
+    case SEGMAMBA_MAMBA_V2: return "v2";
+    case SEGMAMBA_MAMBA_NONE: return "none";
+    default: return "unknown";
+    }
+}
+
 static int cmd_info(int argc, char **argv)
 {
     const char *path = NULL;
@@ -146,7 +162,9 @@ static int cmd_info(int argc, char **argv)
             segmamba_close(m);
             return cli_fail(st);
         }
-        printf("{\"in_chans\": %d, \"out_chans\": %d, \"depths\": [", c.in_chans, c.out_chans);
+        printf("{\"family\": \"%s\", \"mamba_type\": \"%s\", \"in_chans\": %d, "
+               "\"out_chans\": %d, \"depths\": [",
+               family_name(c.family), mamba_type_name(c.mamba_type), c.in_chans, c.out_chans);
         print_ints(stdout, c.depths, 4, ", ");
         printf("], \"feat_size\": [");
         print_ints(stdout, c.feat, 4, ", ");
@@ -165,6 +183,7 @@ static int cmd_info(int argc, char **argv)
         return 0;
     }
     printf("model        %s\n", path);
+    printf("family       %s, mamba %s\n", family_name(c.family), mamba_type_name(c.mamba_type));
     printf("channels     %d in, %d out\n", c.in_chans, c.out_chans);
     printf("depths       ");
     print_ints(stdout, c.depths, 4, ", ");
@@ -176,7 +195,9 @@ static int cmd_info(int argc, char **argv)
     print_ints(stdout, c.dt_rank, 4, ", ");
     printf("\nnslices      ");
     print_ints(stdout, c.nslices, 4, ", ");
-    printf(" (from the model card; forward --nslices overrides)\n");
+    printf(c.mamba_type == SEGMAMBA_MAMBA_V3
+               ? " (from the model card; forward --nslices overrides)\n"
+               : " (unused: no inter-slice scan with this Mamba type)\n");
     printf("fue          %s\n", c.fue ? "on" : "off");
     printf("parameters   %lld\n", (long long)c.n_params);
     if (segmamba_ignored_count(m) > 0) {

@@ -109,7 +109,7 @@ sm_status sm_mamba_forward(const sm_mamba *m, const sm_kernels *k, const float *
 
     sm_status st = SEGMAMBA_OK;
     double scan_seconds = 0.0;
-    for (int s = 0; s < SM_DIRECTIONS && st == SEGMAMBA_OK; s++) {
+    for (int s = 0; s < m->n_dir && st == SEGMAMBA_OK; s++) {
         const sm_mamba_dir *dir = &m->dir[s];
         causal_conv1d_silu(m, k, dir, orders[s], L, nslices, xs, di, u);
         sm_sgemm(0, 1, (int)L, np, di, 1.0f, u, di, dir->x_proj, di, 0.0f, p, np);
@@ -154,20 +154,22 @@ double sm_mamba_flops_per_token(const sm_mamba *m)
                            + 2 * di * (R + 2 * N) /* x_proj */
                            + 2 * R * di           /* dt_proj */
                            + 6 * di * N;          /* scan: exp argument, h update, C h */
-    return 2 * C * 2 * di + SM_DIRECTIONS * per_dir + 2 * di * C;
+    return 2 * C * 2 * di + m->n_dir * per_dir + 2 * di * C;
 }
 
 sm_status sm_mamba_create(int dim, int d_inner, int d_state, int dt_rank, int d_conv,
                           const sm_mamba_weights *w, sm_mamba **out)
 {
     *out = NULL;
+    if (w->n_dir < 1 || w->n_dir > SM_DIRECTIONS)
+        return sm_fail(SEGMAMBA_E_ARG, "Mamba layer: %d directions (1, 2 or 3)", w->n_dir);
     sm_mamba *m = calloc(1, sizeof *m);
     if (!m) return sm_fail(SEGMAMBA_E_NOMEM, "Mamba layer: out of memory");
     *m = (sm_mamba){.dim = dim, .d_inner = d_inner, .d_state = d_state, .dt_rank = dt_rank,
-                    .d_conv = d_conv, .norm_w = w->norm_w, .norm_b = w->norm_b,
+                    .d_conv = d_conv, .n_dir = w->n_dir, .norm_w = w->norm_w, .norm_b = w->norm_b,
                     .in_proj = w->in_proj, .out_proj = w->out_proj};
     const size_t n = (size_t)d_inner * (size_t)d_state;
-    for (int s = 0; s < SM_DIRECTIONS; s++) {
+    for (int s = 0; s < m->n_dir; s++) {
         sm_mamba_dir *d = &m->dir[s];
         d->conv_b = w->dir[s].conv_b;
         d->x_proj = w->dir[s].x_proj;

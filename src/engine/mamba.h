@@ -1,6 +1,7 @@
-/* One MambaLayer of the SegMamba encoder with its three scan orientations
- * (forward, backward, inter-slice): out = x + out_proj(sum over directions
- * of the gated selective scan of SiLU(conv1d(in_proj(LayerNorm(x))))). */
+/* One MambaLayer of the SegMamba encoder with one, two or three scan
+ * orientations (forward; backward; inter-slice: bimamba types "none", "v2",
+ * "v3"): out = x + out_proj(sum over directions of the gated selective scan
+ * of SiLU(conv1d(in_proj(LayerNorm(x))))). */
 #ifndef SM_MAMBA_H
 #define SM_MAMBA_H
 
@@ -10,6 +11,9 @@
 #include "simd/dispatch.h"
 #include "simd/scan.h"
 
+/* The most directions a layer has; direction s scans in order s of
+ * simd/scan.h (SM_ORDER_FORWARD, _BACKWARD, _SLICE), and a layer of n
+ * directions has the first n. */
 #define SM_DIRECTIONS 3
 
 typedef struct sm_mamba_dir {
@@ -24,6 +28,7 @@ typedef struct sm_mamba_dir {
 
 typedef struct sm_mamba {
     int dim, d_inner, d_state, dt_rank, d_conv;
+    int n_dir;                    /* directions: 1, 2 or 3; dir[n_dir..] are unused */
     const float *norm_w, *norm_b; /* (dim) */
     const float *in_proj;         /* (2 d_inner, dim) */
     const float *out_proj;        /* (dim, d_inner) */
@@ -32,6 +37,7 @@ typedef struct sm_mamba {
 
 /* A layer's weights as the checkpoint holds them (PyTorch layout). */
 typedef struct sm_mamba_weights {
+    int n_dir; /* directions held: 1 (forward), 2 (+ backward) or 3 (+ inter-slice) */
     const float *norm_w, *norm_b, *in_proj, *out_proj;
     struct {
         const float *conv_w; /* (d_inner, 1, d_conv): conv1d.weight */
@@ -79,7 +85,8 @@ sm_mamba_scratch sm_mamba_scratch_split(int dim, int d_inner, int d_state, int d
 int64_t sm_mamba_scratch_per_token(const sm_mamba *m, int device);
 
 /* x: L tokens of dim channels (ld apart); out may equal x. nslices is S for
- * the inter-slice direction (L % S == 0, checked by the caller). scratch
+ * the inter-slice direction (L % S == 0, checked by the caller; with fewer
+ * than three directions, unused: 1 will do). scratch
  * holds L * sm_mamba_scratch_per_token(m, 0) floats. The conv1d, scan and
  * gate run on kernel table k. Adds the time spent in each kind of work to
  * seconds[SM_KIND_COUNT]. */

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from safetensors_writer import DTYPES, write_safetensors  # noqa: E402
-from segmamba_ref import SegMambaRef  # noqa: E402
+from segmamba_ref import MAMBA_TYPES, SegMambaRef  # noqa: E402
 
 CONFIGS = {
     # Every code path at a size whose fixture stays small: cin != cout and
@@ -66,6 +66,9 @@ def parse_args(argv):
     size.add_argument("--shape", help="D,H,W (each a multiple of 16)")
     p.add_argument("--nslices", help="a,b,c,d (default: the stage depths D/2, D/4, D/8, D/16)")
     p.add_argument("--fue", action="store_true", help="enable feature-level uncertainty estimation")
+    p.add_argument("--mamba-type", choices=list(MAMBA_TYPES), default="v3",
+                   help="bimamba type of the Mamba layers (spec 7.1): v3 forward, backward and "
+                        "slice scans (default); v2 forward and backward; none forward only")
     p.add_argument("--seed", type=int, help="default: random (printed)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--intermediates", action="store_true", help="also write inter/<name>.npy")
@@ -203,12 +206,14 @@ def main(argv=None):
     cfg = load_config(args)
     dtype = DTYPE_FLAGS[args.dtype]
     print(f"gen_case: config {args.config}, shape {args.shape}, nslices {args.nslices}, "
-          f"fue {args.fue}, dtype {args.dtype}, seed {args.seed}", flush=True)
+          f"fue {args.fue}, mamba {args.mamba_type}, dtype {args.dtype}, seed {args.seed}",
+          flush=True)
 
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(args.seed)
     try:
-        model = SegMambaRef(**cfg, nslices=args.nslices, fue=args.fue).eval()
+        model = SegMambaRef(**cfg, nslices=args.nslices, fue=args.fue,
+                            mamba_type=args.mamba_type).eval()
         model.check_shape(args.shape)
     except (TypeError, ValueError) as e:
         sys.exit(f"gen_case: {e}")
@@ -235,7 +240,8 @@ def main(argv=None):
     torch.save(state, os.path.join(args.out, "model.pt"))
     torch.save({"module": {"module." + k: v for k, v in state.items()}},
                os.path.join(args.out, "model_wrapped.pt"))
-    stored_cfg = {**cfg, "nslices": args.nslices, "fue": args.fue}
+    stored_cfg = {**cfg, "nslices": args.nslices, "fue": args.fue,
+                  "mamba_type": args.mamba_type}
     write_safetensors(os.path.join(args.out, "model.safetensors"), state, dtype,
                       {"format": "pt", "config": json.dumps(stored_cfg)})
     np.save(os.path.join(args.out, "input.npy"), x.numpy())
@@ -248,6 +254,7 @@ def main(argv=None):
 
     case = {
         "config": cfg, "preset": args.config, "nslices": args.nslices, "fue": args.fue,
+        "mamba_type": args.mamba_type,
         "seed": args.seed, "shape": list(args.shape), "dtype": args.dtype,
         "n_params": n_params, "argmax_histogram": hist,
         "intermediates": sorted(inter) if inter is not None else [],

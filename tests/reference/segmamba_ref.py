@@ -233,16 +233,27 @@ class MlpChannel(nn.Module):
 
 DIRECTIONS = ("", "_b", "_s")  # forward, backward, slice
 
+# The bimamba types of the official vendored mamba_ssm (spec section 7.1):
+# the directions each scans, its output being out_proj of their sum.
+MAMBA_TYPES = {"v3": ("", "_b", "_s"), "v2": ("", "_b"), "none": ("",)}
+
 
 class Mamba(nn.Module):
-    """Mamba with three scan orientations (bimamba "v3"), on a (L, C) sequence.
+    """Mamba on a (L, C) sequence, with the scan orientations of its bimamba
+    type: "v3" (default) forward, backward and inter-slice; "v2" forward and
+    backward; "none" forward only (stock Mamba).
 
     Per direction s the parameters are conv1d{s}, x_proj{s}, dt_proj{s},
     A{s}_log and D{s}, which yields the official names (A_b_log, D_s, ...).
+    nslices is used by the slice direction only.
     """
 
-    def __init__(self, d_model, nslices, d_state=16, d_conv=4, expand=2, scan="chunked"):
+    def __init__(self, d_model, nslices, d_state=16, d_conv=4, expand=2, scan="chunked",
+                 mamba_type="v3"):
         super().__init__()
+        if mamba_type not in MAMBA_TYPES:
+            raise ValueError(f"unknown Mamba type {mamba_type!r} (v3, v2 or none)")
+        self.directions = MAMBA_TYPES[mamba_type]
         self.d_inner = expand * d_model
         self.d_state = d_state
         self.d_conv = d_conv
@@ -251,7 +262,7 @@ class Mamba(nn.Module):
         self.scan = SCANS[scan]
         di, R, N = self.d_inner, self.dt_rank, d_state
         self.in_proj = nn.Linear(d_model, 2 * di, bias=False)
-        for s in DIRECTIONS:
+        for s in self.directions:
             setattr(self, f"conv1d{s}", nn.Conv1d(di, di, d_conv, groups=di, bias=True))
             setattr(self, f"x_proj{s}", nn.Linear(di, R + 2 * N, bias=False))
             setattr(self, f"dt_proj{s}", nn.Linear(R, di, bias=True))
@@ -283,15 +294,15 @@ class Mamba(nn.Module):
         """t: (L, C) -> (L, C)."""
         xz = self.in_proj.weight @ t.t()
         x, z = xz[:self.d_inner], xz[self.d_inner:]
-        y = sum(self.direction(x, z, s) for s in DIRECTIONS)
+        y = sum(self.direction(x, z, s) for s in self.directions)
         return (self.out_proj.weight @ y).t()
 
 
 class MambaLayer(nn.Module):
-    def __init__(self, dim, nslices, d_state, d_conv, expand, scan):
+    def __init__(self, dim, nslices, d_state, d_conv, expand, scan, mamba_type):
         super().__init__()
         self.norm = nn.LayerNorm(dim, eps=NORM_EPS)
-        self.mamba = Mamba(dim, nslices, d_state, d_conv, expand, scan)
+        self.mamba = Mamba(dim, nslices, d_state, d_conv, expand, scan, mamba_type)
 
     def forward(self, x):
         c = x.shape[1]
@@ -300,7 +311,8 @@ class MambaLayer(nn.Module):
 
 
 class MambaEncoder(nn.Module):
-    def __init__(self, in_chans, depths, dims, nslices, d_state, d_conv, expand, scan):
+    def __init__(self, in_chans, depths, dims, nslices, d_state, d_conv, expand, scan,
+                 mamba_type):
         super().__init__()
         self.downsample_layers = nn.ModuleList([nn.Sequential(nn.Conv3d(in_chans, dims[0], 7, 2, 3))])
         for i in range(1, 4):
@@ -309,7 +321,8 @@ class MambaEncoder(nn.Module):
                 nn.Conv3d(dims[i - 1], dims[i], 2, 2)))
         # Registered in the official order so state_dict() lists keys the same way.
         self.stages = nn.ModuleList([
-            nn.Sequential(*[MambaLayer(dims[i], nslices[i], d_state, d_conv, expand, scan)
+            nn.Sequential(*[MambaLayer(dims[i], nslices[i], d_state, d_conv, expand, scan,
+                                       mamba_type)
                             for _ in range(depths[i])])
             for i in range(4)])
         self.gscs = nn.ModuleList([GSC(c) for c in dims])
@@ -346,14 +359,18 @@ def fue(z):
 
 class SegMambaRef(nn.Module):
     def __init__(self, in_chans, out_chans, depths, feat_size, hidden_size, nslices,
-                 fue=False, d_state=16, d_conv=4, expand=2, scan="chunked"):
+                 fue=False, d_state=16, d_conv=4, expand=2, scan="chunked", mamba_type="v3"):
         super().__init__()
         if len(depths) != 4 or len(feat_size) != 4 or len(nslices) != 4:
             raise ValueError("depths, feat_size and nslices need 4 entries each")
+        if mamba_type not in MAMBA_TYPES:
+            raise ValueError(f"unknown Mamba type {mamba_type!r} (v3, v2 or none)")
         self.nslices = tuple(nslices)
+        self.mamba_type = mamba_type
         self.fue = fue
         f = feat_size
-        self.vit = MambaEncoder(in_chans, depths, f, nslices, d_state, d_conv, expand, scan)
+        self.vit = MambaEncoder(in_chans, depths, f, nslices, d_state, d_conv, expand, scan,
+                                mamba_type)
         self.encoder1 = BasicBlock(in_chans, f[0])
         self.encoder2 = BasicBlock(f[0], f[1])
         self.encoder3 = BasicBlock(f[1], f[2])
@@ -367,9 +384,12 @@ class SegMambaRef(nn.Module):
         self.out = OutBlock(f[0], out_chans)
 
     def check_shape(self, shape):
-        """Raise ValueError unless (D, H, W) is accepted: sides multiples of 16, L % S == 0."""
+        """Raise ValueError unless (D, H, W) is accepted: sides multiples of 16, and with
+        the slice direction (type "v3") L % S == 0."""
         if len(shape) != 3 or any(n <= 0 or n % 16 for n in shape):
             raise ValueError(f"each side must be a positive multiple of 16, got {tuple(shape)}")
+        if "_s" not in MAMBA_TYPES[self.mamba_type]:
+            return
         for i, s in enumerate(self.nslices):
             L = math.prod(n >> (i + 1) for n in shape)
             if s <= 0 or L % s:

@@ -118,6 +118,32 @@ def mamba_directions_loop_vs_chunked():
 
 
 @check
+def mamba_types():
+    """v2 and none hold the first two / one direction of v3 (spec 7.1) and sum
+    just those; nslices is then unused."""
+    gen = torch.Generator().manual_seed(6)
+    L, dim, S = 60, 8, 6
+    full = ref.Mamba(dim, S)
+    gen_case.randomize_(full, gen)
+    t = torch.randn(L, dim, generator=gen)
+    with torch.no_grad():
+        xz = full.in_proj.weight @ t.t()
+        x, z = xz[:full.d_inner], xz[full.d_inner:]
+        ys = {s: full.direction(x, z, s) for s in ref.DIRECTIONS}
+        for kind, dirs in (("v2", ("", "_b")), ("none", ("",))):
+            m = ref.Mamba(dim, 7, mamba_type=kind)  # 7 does not divide L: unused
+            keys = set(m.state_dict())
+            assert not any("_s" in k for k in keys) and (kind == "v2") == any("_b" in k for k in keys), \
+                f"{kind}: {sorted(keys)}"
+            m.load_state_dict({k: v for k, v in full.state_dict().items() if k in keys})
+            want = (full.out_proj.weight @ sum(ys[s] for s in dirs)).t()
+            err = max_rel_err(m(t), want)
+            assert err < 1e-6, f"{kind}: max rel err {err:.3g}"
+            net = ref.SegMambaRef(**gen_case.CONFIGS["tiny"], nslices=[5, 5, 5, 5], mamba_type=kind)
+            net.check_shape((32, 32, 32))
+
+
+@check
 def network_loop_vs_chunked():
     gen = torch.Generator().manual_seed(3)
     cfg = {**gen_case.CONFIGS["tiny"], **gen_case.MAMBA_DEFAULTS}
