@@ -84,7 +84,8 @@ typedef struct segmamba_config {
     int tf32;                      /* 1: CUDA GEMMs run on TF32 tensor cores */
     int64_t n_params;
     int64_t arena_bytes;           /* activation memory planned for the largest input
-                                      seen so far (0 before the first forward) */
+                                      seen so far (0 before the first forward and after
+                                      segmamba_release_arena) */
     int family;                    /* SEGMAMBA_FAMILY_*: the network the tensor names
                                       make the checkpoint (spec section 7) */
     int mamba_type;                /* SEGMAMBA_MAMBA_*: the Mamba layers' scan directions,
@@ -232,6 +233,13 @@ SEGMAMBA_API segmamba_status segmamba_forward(segmamba_model *m, const float *in
 SEGMAMBA_API segmamba_status segmamba_forward_batch(segmamba_model *m, int count,
                                        const float *inputs, int d, int h, int w,
                                        float *logits);
+
+/* Frees the model's activation arena (the CPU's; a CUDA model keeps its
+ * device memory); the next forward plans and allocates it again. For
+ * running several models one after another (an ensemble) with one arena's
+ * memory at a time. Takes the model's lock, so it waits for a forward
+ * under way. */
+SEGMAMBA_API void segmamba_release_arena(segmamba_model *m);
 
 /* Where the last forward's time went. */
 typedef struct segmamba_profile {

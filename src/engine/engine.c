@@ -274,6 +274,14 @@ segmamba_status segmamba_forward_batch(segmamba_model *m, int count, const float
     return st;
 }
 
+void segmamba_release_arena(segmamba_model *m)
+{
+    if (!m) return;
+    pthread_mutex_lock(&m->lock);
+    sm_graph_release_arena(m->graph);
+    pthread_mutex_unlock(&m->lock);
+}
+
 void segmamba_get_profile(const segmamba_model *m, segmamba_profile *p)
 {
     const sm_graph *g = m->graph;

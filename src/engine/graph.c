@@ -440,6 +440,15 @@ sm_status sm_graph_run(sm_graph *g, const sm_kernels *k, const float *input, int
     return st;
 }
 
+void sm_graph_release_arena(sm_graph *g)
+{
+    free(g->arena);
+    g->arena = NULL;
+    g->arena_floats = 0;
+    g->planned_floats = 0;
+    for (int i = 0; i < g->n_bufs; i++) g->bufs[i].data = NULL;
+}
+
 void sm_graph_free(sm_graph *g)
 {
     if (!g) return;

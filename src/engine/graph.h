@@ -124,6 +124,9 @@ sm_status sm_graph_place(sm_graph *g, int d, int h, int w, size_t *arena_floats)
 sm_status sm_graph_run(sm_graph *g, const sm_kernels *k, const float *input, int d, int h, int w,
                        float *output);
 
+/* Frees the arena; the next sm_graph_run plans and allocates it again. */
+void sm_graph_release_arena(sm_graph *g);
+
 /* Each op is described once, in graph.c's table indexed by opcode (name,
  * profile kind, run and free functions); a device backend keeps a table of
  * its own run functions and takes the name and kind from these two. */
