@@ -344,6 +344,37 @@ SEGMAMBA_API segmamba_status segmamba_predict(segmamba_model *m, const segmamba_
                                               const segmamba_predict_options *opt,
                                               segmamba_prediction *out);
 
+/* An ensemble (nnU-Net's folds): n models of one network (the same
+ * segmamba_config but for weights, segmamba_config_differs) with one card.
+ * Each model in turn runs the sliding windows and mirror averaging of
+ * segmamba_predict over the whole case; their logits are averaged, and the
+ * mean goes on as one model's would (resampling back, softmax or sigmoids,
+ * argmax, uncrop), as nnU-Net v2 averages its folds. With n > 1 each
+ * model's activation arena is released when it is done
+ * (segmamba_release_arena), so memory grows by the weights only. Progress
+ * counts the windows of all models (prediction.windows too); a callback
+ * that asks to stop cancels as in segmamba_predict. Models that differ:
+ * SEGMAMBA_E_MODEL naming both (by index, from 1) and the difference.
+ * segmamba_predict is the case n == 1. */
+SEGMAMBA_API segmamba_status segmamba_predict_ensemble(segmamba_model *const *models, int n,
+                                                       const segmamba_card *card,
+                                                       const segmamba_volume *input,
+                                                       const segmamba_predict_options *opt,
+                                                       segmamba_prediction *out);
+
+/* 0 when two models are one network (family, Mamba type, channels,
+ * features, depths, hidden size, d_state, d_conv, expand, dt_rank, nslices
+ * of the v3 type, FUE), else 1 with the first difference written to why,
+ * e.g. "features 4,8,12,18 vs 4,8,12,20". */
+SEGMAMBA_API int segmamba_config_differs(const segmamba_config *a, const segmamba_config *b,
+                                         char *why, size_t n);
+
+/* 0 when two cards prescribe the same pipeline (every field but origin),
+ * else 1 with the first difference written to why, e.g. "patch 32x32x32
+ * vs 48x48x48". */
+SEGMAMBA_API int segmamba_card_differs(const segmamba_card *a, const segmamba_card *b, char *why,
+                                       size_t n);
+
 SEGMAMBA_API void segmamba_prediction_free(segmamba_prediction *p);
 
 /* ---- Metrics (Dice and HD95 in mm, as medpy computes them) ---- */

@@ -3,7 +3,8 @@
  * asks to stop cancels the run with SEGMAMBA_E_CANCELLED and leaves the
  * prediction empty, the same model then still predicts, and a cancelled run
  * changes nothing for the next one (its labels equal a run never
- * cancelled). Also the tri-state FUE option and card_apply. */
+ * cancelled). An ensemble of the model with a copy of itself gives its
+ * output exactly. Also the tri-state FUE option and card_apply. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +109,24 @@ int main(void)
     CHECK(fresh && segmamba_predict(fresh, &card, &v, &po, &q) == SEGMAMBA_OK);
     CHECK(p.labels && q.labels && memcmp(p.labels, q.labels, n) == 0);
     segmamba_prediction_free(&q);
+
+    /* An ensemble of the model and a copy of it: the model's labels and
+     * probabilities exactly, the windows of both counted in order, and the
+     * arenas released (planned again by the next forward). */
+    segmamba_model *pair[2] = {m, fresh};
+    calls both = {.in_order = 1};
+    po.progress = on_progress;
+    po.progress_user = &both;
+    CHECK(segmamba_predict_ensemble(pair, 2, &card, &v, &po, &q) == SEGMAMBA_OK);
+    CHECK(both.n == 4 && both.in_order && both.total == 4 && q.windows == 4);
+    CHECK(p.labels && q.labels && memcmp(p.labels, q.labels, n) == 0);
+    CHECK(p.probabilities && q.probabilities &&
+          memcmp(p.probabilities, q.probabilities, 3 * n * sizeof(float)) == 0);
+    segmamba_get_config(fresh, &cfg);
+    CHECK(cfg.arena_bytes == 0);
+    segmamba_prediction_free(&q);
+    CHECK(segmamba_predict_ensemble(pair, 0, &card, &v, &po, &q) == SEGMAMBA_E_ARG);
+    po.progress = NULL;
     segmamba_close(fresh);
 
     /* Overlap 0.9: windows int(32 * 0.1) = 3 apart along D's 40, so

@@ -589,11 +589,52 @@ static sm_status preprocess(const segmamba_card *card, const segmamba_volume *in
     return SEGMAMBA_OK;
 }
 
-static sm_status run(segmamba_model *m, const segmamba_card *card, const segmamba_volume *in,
-                     const segmamba_predict_options *opt, segmamba_prediction *out)
+/* Model i of an ensemble against model 0: one network, else E_MODEL. */
+static sm_status check_ensemble(segmamba_model *const *models, int nm, const segmamba_config *cfg)
+{
+    for (int i = 1; i < nm; i++) {
+        segmamba_config ci;
+        segmamba_get_config(models[i], &ci);
+        char why[256];
+        if (segmamba_config_differs(cfg, &ci, why, sizeof why))
+            return sm_fail(SEGMAMBA_E_MODEL,
+                           "ensemble: model %d is not the network model 1 is: %s", i + 1, why);
+    }
+    return SEGMAMBA_OK;
+}
+
+/* Each model's sliding windows and mirror average over the whole case, one
+ * model after the other, into logits; an ensemble's mean over its models
+ * (sum, then / nm, as nnU-Net v2's predict_logits_from_preprocessed_data).
+ * With more than one model each releases its activation arena when done. */
+static sm_status infer_models(window_ctx *s, segmamba_model *const *models, int nm, float *x,
+                              const int n[3], float *xp, float *logits)
+{
+    const size_t count = (size_t)s->k * n[0] * n[1] * n[2];
+    float *one = NULL;
+    if (nm > 1 && !(one = malloc(count * sizeof *one)))
+        return sm_fail(SEGMAMBA_E_NOMEM, "out of memory for the ensemble's logits");
+    sm_status st = SEGMAMBA_OK;
+    for (int i = 0; i < nm && st == SEGMAMBA_OK; i++) {
+        s->m = models[i];
+        st = infer_tta(s, x, n, xp, i == 0 ? logits : one);
+        if (nm > 1) segmamba_release_arena(models[i]);
+        if (st == SEGMAMBA_OK && i > 0)
+            for (size_t j = 0; j < count; j++) logits[j] += one[j];
+    }
+    free(one);
+    if (st == SEGMAMBA_OK && nm > 1)
+        for (size_t j = 0; j < count; j++) logits[j] /= (float)nm;
+    return st;
+}
+
+static sm_status run(segmamba_model *const *models, int nm, const segmamba_card *card,
+                     const segmamba_volume *in, const segmamba_predict_options *opt,
+                     segmamba_prediction *out)
 {
     segmamba_config cfg;
-    segmamba_get_config(m, &cfg);
+    segmamba_get_config(models[0], &cfg);
+    SM_TRY(check_ensemble(models, nm, &cfg));
     const int k = cfg.out_chans, c = in->c;
     if (c != card->n_channels || c != cfg.in_chans)
         return sm_fail(SEGMAMBA_E_ARG,
@@ -636,7 +677,7 @@ static sm_status run(segmamba_model *m, const segmamba_card *card, const segmamb
     int n[3] = {0}, cn[3] = {0};
     SM_TRY(preprocess(card, in, (const int(*)[2])out->box, &x, n, cn));
 
-    window_ctx s = {.m = m, .c = c, .k = k, .opt = opt,
+    window_ctx s = {.m = models[0], .c = c, .k = k, .opt = opt,
                     .batch = opt->windows_per_call > 0 ? opt->windows_per_call
                              : cfg.backend == SEGMAMBA_BACKEND_CUDA ? 4 : 1};
     size_t pplane = 1, rplane = 1, plane = 1;
@@ -650,7 +691,7 @@ static sm_status run(segmamba_model *m, const segmamba_card *card, const segmamb
         plane *= (size_t)n[a];
         nwin *= sm_window_starts(s.pd[a], s.roi[a], s.step[a], NULL);
     }
-    s.total = nwin * (opt->no_tta ? 1 : 8);
+    s.total = nwin * (opt->no_tta ? 1 : 8) * nm;
     float *gmap = malloc(rplane * sizeof *gmap);
     float *xp = malloc((size_t)c * pplane * sizeof *xp);
     s.patch_in = malloc((size_t)s.batch * c * rplane * sizeof(float));
@@ -666,7 +707,7 @@ static sm_status run(segmamba_model *m, const segmamba_card *card, const segmamb
     if (st == SEGMAMBA_OK) {
         sm_gaussian_map(s.roi, gmap);
         s.gmap = gmap;
-        st = infer_tta(&s, x, n, xp, logits);
+        st = infer_models(&s, models, nm, x, n, xp, logits);
     }
     free(gmap);
     free(xp);
@@ -688,14 +729,24 @@ static sm_status run(segmamba_model *m, const segmamba_card *card, const segmamb
     return st;
 }
 
-sm_status segmamba_predict(segmamba_model *m, const segmamba_card *card, const segmamba_volume *input,
-                     const segmamba_predict_options *opt, segmamba_prediction *out)
+sm_status segmamba_predict_ensemble(segmamba_model *const *models, int n, const segmamba_card *card,
+                                    const segmamba_volume *input,
+                                    const segmamba_predict_options *opt, segmamba_prediction *out)
 {
     memset(out, 0, sizeof *out);
-    if (!m || !card || !input || !opt)
-        return sm_fail(SEGMAMBA_E_ARG, "segmamba_predict: model, card, input and options are required");
-    sm_status st = run(m, card, input, opt, out);
+    int have = models && n >= 1;
+    for (int i = 0; have && i < n; i++) have = models[i] != NULL;
+    if (!have || !card || !input || !opt)
+        return sm_fail(SEGMAMBA_E_ARG, "segmamba_predict: models, card, input and options are "
+                                       "required");
+    sm_status st = run(models, n, card, input, opt, out);
     if (st == SEGMAMBA_OK && out->regions) regions_from_labels(out);
     if (st != SEGMAMBA_OK) segmamba_prediction_free(out);
     return st;
+}
+
+sm_status segmamba_predict(segmamba_model *m, const segmamba_card *card, const segmamba_volume *input,
+                     const segmamba_predict_options *opt, segmamba_prediction *out)
+{
+    return segmamba_predict_ensemble(&m, 1, card, input, opt, out);
 }
