@@ -10,15 +10,20 @@ with the PyTorch reference model, on synthetic cases with the tiny committed mod
              -o is the 4D masks
   sigmoid-table  sigmoid head with a card regions table, spacing "input", patch 32x16x32
   regions-table  a regions card with its own table (labels 4, 1, 2), patch 48x32x16
+  ensemble   --model twice: the fixture and a perturbed copy of it (random per
+             seed), resampled, 8-way mirror averaging; the reference averages
+             the two models' logits
+  self-ensemble  the fixture model twice gives byte for byte what it gives once
 
 Labels must agree on >= 99.99% of voxels, probabilities within 2e-3. Also a
 few command-line refusals (input count, an output over an input, swapped
-BraTS channel names).
+BraTS channel names, an ensemble of two networks or of two model cards).
 
     /usr/bin/python3 tests/pipeline_test.py --segmamba build/segmamba
 """
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -35,6 +40,7 @@ sys.path.insert(0, os.path.join(HERE, "reference"))
 import pipeline_ref  # noqa: E402
 from segmamba_ref import SegMambaRef  # noqa: E402
 from host_exe import host_command  # noqa: E402
+from safetensors_writer import write_safetensors  # noqa: E402
 
 FIXTURE = os.path.join(HERE, "fixtures", "tiny")
 NSLICES = [16, 8, 4, 2]
@@ -102,6 +108,18 @@ def load_model():
     return model
 
 
+def perturbed_model(model, seed, path):
+    """A copy of model with every parameter moved by 30% of its spread, saved to path."""
+    other = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in other.parameters():
+            spread = float(p.std()) if p.numel() > 1 else abs(float(p)) + 0.1
+            p.add_(0.3 * spread * torch.randn(p.shape, generator=gen))
+    write_safetensors(path, other.state_dict())
+    return other
+
+
 def run(cmd, expect=0):
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != expect:
@@ -110,7 +128,8 @@ def run(cmd, expect=0):
     return p
 
 
-def run_case(args, model, tmp, name, image, spacing, crd, tta, four_d=False):
+def run_case(args, model, tmp, name, image, spacing, crd, tta, four_d=False, extra=()):
+    """extra: (torch model, checkpoint) pairs that join the fixture in an ensemble."""
     cdir = os.path.join(tmp, name)
     os.makedirs(cdir)
     card_path = os.path.join(cdir, "card.json")
@@ -126,7 +145,7 @@ def run_case(args, model, tmp, name, image, spacing, crd, tta, four_d=False):
             save_nifti(inputs[-1], image[c], spacing)
     out = {k: os.path.join(cdir, k + ".nii.gz") for k in ("seg", "prob", "unc", "regions")}
     cmd = host_command(args.segmamba) + ["predict", "--model", os.path.join(FIXTURE, "model.safetensors"),
-           "--card", card_path, "-i", *inputs, "-o", out["seg"], "--probabilities", out["prob"],
+           *[a for _, path in extra for a in ("--model", path)], "--card", card_path, "-i", *inputs, "-o", out["seg"], "--probabilities", out["prob"],
            "--uncertainty", out["unc"], "--threads", "2", "--quiet"]
     if crd["output"] == "regions" and "regions" not in crd:
         cmd += ["--regions", out["regions"]]
@@ -134,7 +153,8 @@ def run_case(args, model, tmp, name, image, spacing, crd, tta, four_d=False):
         cmd.append("--no-tta")
     run(cmd)
 
-    ref = pipeline_ref.predict(model, image, spacing, crd, tta=tta)
+    ref = pipeline_ref.predict([model] + [m for m, _ in extra] if extra else model, image, spacing,
+                               crd, tta=tta)
     labels = load_nifti(out["seg"])
     if writes_masks(crd):  # -o holds one mask per output
         agree = float((labels == ref["masks"]).mean())
@@ -189,19 +209,72 @@ def cli_refusals(args, tmp):
         json.dump(card(["t2w", "t2f"]), f)
     model = os.path.join(FIXTURE, "model.safetensors")
     base = host_command(args.segmamba) + ["predict", "--model", model, "--card", card_path, "--quiet"]
+    # An ensemble of two networks (features 4,8,12,18 and 4,8,12,20) and one of
+    # two cards (side files with patches 32^3 and 16x32x32).
+    with open(os.path.join(FIXTURE, "case.json")) as f:
+        cfg = json.load(f)["config"]
+    cfg["feat_size"] = cfg["feat_size"][:3] + [20]
+    wider = os.path.join(d, "wider.safetensors")
+    torch.manual_seed(0)
+    write_safetensors(wider, SegMambaRef(nslices=NSLICES, **cfg).state_dict())
+    good = [paths[1], paths[0]]
+    cards = []
+    for name, patch in (("a", [32, 32, 32]), ("b", [16, 32, 32])):
+        cards.append(os.path.join(d, name + ".safetensors"))
+        with open(model, "rb") as src, open(cards[-1], "wb") as dst:
+            dst.write(src.read())
+        with open(os.path.join(d, name + ".card.json"), "w") as f:
+            json.dump(card(["t2w", "t2f"], patch=patch), f)
+    exe = host_command(args.segmamba) + ["predict"]
     cases = {
-        "swapped channel names": base + ["-i", *paths, "-o", os.path.join(d, "o.nii.gz")],
-        "input count": base + ["-i", paths[0], paths[1], paths[0], "-o", os.path.join(d, "o.nii.gz")],
-        "output over an input": base + ["-i", paths[1], paths[0], "-o", paths[0]],
+        "swapped channel names": (base + ["-i", *paths, "-o", os.path.join(d, "o.nii.gz")], 1, ""),
+        "input count": (base + ["-i", paths[0], paths[1], paths[0], "-o", os.path.join(d, "o.nii.gz")],
+                        1, ""),
+        "output over an input": (base + ["-i", paths[1], paths[0], "-o", paths[0]], 1, ""),
+        "an ensemble of two networks": (
+            base + ["--model", wider, "-i", *good, "-o", os.path.join(d, "o.nii.gz")], 5,
+            f"segmamba: error: {model} and {wider} are not one network: features 4,8,12,18 vs "
+            "4,8,12,20; an ensemble averages checkpoints of one architecture"),
+        "an ensemble of two cards": (
+            exe + ["--model", cards[0], "--model", cards[1], "--quiet", "-i", *good, "-o",
+                   os.path.join(d, "o.nii.gz")], 1,
+            f"segmamba: error: {cards[0]} and {cards[1]} have different model cards "
+            f"({cards[0][:-12]}.card.json vs {cards[1][:-12]}.card.json): patch 32x32x32 vs 16x32x32; "
+            "an ensemble runs one card (or give --card)"),
     }
     failures = []
-    for what, cmd in cases.items():
+    for what, (cmd, code, message) in cases.items():
         p = subprocess.run(cmd, capture_output=True, text=True)
         msg = p.stderr.strip().splitlines()[0] if p.stderr.strip() else ""
         print(f"refuses {what}: exit {p.returncode}: {msg}")
-        if p.returncode != 1:
-            failures.append(f"{what}: exit {p.returncode}, expected 1")
+        if p.returncode != code:
+            failures.append(f"{what}: exit {p.returncode}, expected {code}")
+        if message and msg != message:
+            failures.append(f"{what}: message {msg!r}, expected {message!r}")
     return failures
+
+
+def self_ensemble(args, tmp, image):
+    """The fixture twice: the same files, byte for byte, as the fixture once."""
+    d = os.path.join(tmp, "self-ensemble")
+    os.makedirs(d)
+    card_path = os.path.join(d, "card.json")
+    with open(card_path, "w") as f:
+        json.dump(card(["c0", "c1"]), f)
+    inputs = [os.path.join(d, f"case-c{c}.nii.gz") for c in range(2)]
+    for c, p in enumerate(inputs):
+        save_nifti(p, image[c], (1.0, 1.0, 1.0))
+    model = os.path.join(FIXTURE, "model.safetensors")
+    outs = {}
+    for n in (1, 2):
+        o = [os.path.join(d, f"{k}{n}.nii.gz") for k in ("seg", "prob")]
+        run(host_command(args.segmamba) + ["predict", *["--model", model] * n, "--card", card_path,
+                                           "-i", *inputs, "-o", o[0], "--probabilities", o[1],
+                                           "--threads", "2", "--quiet"])
+        outs[n] = [open(p, "rb").read() for p in o]
+    same = outs[1] == outs[2]
+    print(f"self-ensemble: the fixture twice {'equals' if same else 'DIFFERS FROM'} the fixture once")
+    return [] if same else ["self-ensemble: the fixture twice differs from the fixture once"]
 
 
 def main():
@@ -243,6 +316,13 @@ def main():
         rcard["labels"] = ["background", "p", "q", "r", "s"]
         failures += run_case(args, model, tmp, "regions-table", make_image(rng, (36, 30, 40), True),
                              (1.2, 1.0, 0.9), rcard, tta=False)
+        # Two models' logits averaged, then resampled back and the argmax.
+        other_path = os.path.join(tmp, "other.safetensors")
+        other = perturbed_model(model, seed, other_path)
+        failures += run_case(args, model, tmp, "ensemble", make_image(rng, (34, 30, 40), True),
+                             (1.2, 1.0, 0.9), card(["c0", "c1"]), tta=True,
+                             extra=[(other, other_path)])
+        failures += self_ensemble(args, tmp, make_image(rng, (40, 37, 50), True))
     for f in failures:
         print("FAIL " + f)
     print("pipeline_test: " + ("FAILED" if failures else "passed"))

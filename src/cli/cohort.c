@@ -87,7 +87,8 @@ segmamba_status cohort_open(const cohort_options *o, int leader, cohort **out)
     if (!c) return cli_error(SEGMAMBA_E_NOMEM, "out of memory");
     c->o = *o;
     c->leader = leader;
-    segmamba_status st = predict_load_card(o->model, o->card, &o->conv, &c->card, &c->model);
+    segmamba_status st = predict_load_cards(o->models, o->n_models, o->card, &o->conv, &c->card,
+                                            c->models);
     if (st == SEGMAMBA_OK) st = predict_check_regions(&c->card, o->want_regions);
     if (st == SEGMAMBA_OK) st = cohort_load_list(c);
     if (st == SEGMAMBA_OK) choose_regions(c);
@@ -113,7 +114,7 @@ segmamba_status cohort_open(const cohort_options *o, int leader, cohort **out)
     }
     if (st == SEGMAMBA_OK) {
         segmamba_set_threads(o->threads);
-        st = predict_open_model(o->model, &c->card, &o->conv, &c->model);
+        st = predict_open_models(o->models, o->n_models, &c->card, &o->conv, c->models);
     }
     if (st != SEGMAMBA_OK) {
         cohort_close(c);
@@ -126,7 +127,7 @@ segmamba_status cohort_open(const cohort_options *o, int leader, cohort **out)
 void cohort_close(cohort *c)
 {
     if (!c) return;
-    segmamba_close(c->model);
+    predict_close_models(c->models, c->o.n_models);
     for (int i = 0; c->cases && i < c->n; i++) {
         for (int k = 0; k < SEGMAMBA_CARD_MAX_CHANNELS; k++) free(c->cases[i].inputs[k]);
         free(c->cases[i].ref);
@@ -186,7 +187,8 @@ static segmamba_status check_clobber(const cohort *c, const cohort_case *cs, con
         for (int i = 0; i < c->n_inputs && !hit; i++)
             if (same(f->path[k], cs->inputs[i])) hit = "an input";
         if (!hit && same(f->path[k], cs->ref)) hit = "the reference";
-        if (!hit && same(f->path[k], c->o.model)) hit = "the model";
+        for (int m = 0; m < c->o.n_models && !hit; m++)
+            if (same(f->path[k], c->o.models[m])) hit = "the model";
         if (!hit && same(f->path[k], c->o.list)) hit = "the list";
         if (hit)
             return cli_error(SEGMAMBA_E_ARG, "output %s is %s; refusing to overwrite it",
@@ -242,7 +244,8 @@ static segmamba_status segment(cohort *c, const cohort_case *cs, const case_file
                                      .progress = on_window,
                                      .progress_user = (void *)poll};
     segmamba_prediction pred = {0};
-    if (st == SEGMAMBA_OK) st = segmamba_predict(c->model, card, &vol, &popt, &pred);
+    if (st == SEGMAMBA_OK)
+        st = segmamba_predict_ensemble(c->models, c->o.n_models, card, &vol, &popt, &pred);
     const predict_outputs outs = {f->path[0], f->path[1], f->path[2], f->path[3], f->path[4]};
     if (st == SEGMAMBA_OK) st = predict_write_outputs(&outs, card, &vol, &pred);
     r->state = st == SEGMAMBA_OK ? COHORT_OK : COHORT_FAILED;

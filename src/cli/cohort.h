@@ -23,6 +23,24 @@ segmamba_status predict_load_card(const char *model, const char *card_path,
                                   const segmamba_options *conv, segmamba_card *card,
                                   segmamba_model **m);
 
+/* --model given more than once: an ensemble of up to this many. */
+#define PREDICT_MAX_MODELS 16
+
+/* An ensemble's card and models: predict_load_card for each; their cards
+ * must agree (E_ARG naming the two models and the difference). With n == 1
+ * this is predict_load_card. */
+segmamba_status predict_load_cards(const char *const *models, int n, const char *card_path,
+                                   const segmamba_options *conv, segmamba_card *card,
+                                   segmamba_model **m);
+
+/* predict_open_model for each model, then the models must be one network
+ * (E_MODEL naming the two and the difference); on failure all are closed. */
+segmamba_status predict_open_models(const char *const *models, int n, const segmamba_card *card,
+                                    const segmamba_options *conv, segmamba_model **m);
+
+/* Closes n models and sets them to NULL. */
+void predict_close_models(segmamba_model **m, int n);
+
 /* E_ARG when --regions is asked of a model that is not a BraTS one. */
 segmamba_status predict_check_regions(const segmamba_card *card, int want_regions);
 
@@ -45,7 +63,9 @@ segmamba_status predict_write_outputs(const predict_outputs *o, const segmamba_c
 /* ---- cohort mode ---- */
 
 typedef struct cohort_options {
-    const char *model, *card, *list, *out_dir, *ref_column;
+    const char *models[PREDICT_MAX_MODELS]; /* --model, once or more: an ensemble */
+    int n_models;
+    const char *card, *list, *out_dir, *ref_column;
     int want_prob, want_regions, want_unc, want_preview;
     int overwrite, no_tta, threads, quiet;
     double overlap; /* as segmamba_predict_options.overlap */

@@ -15,8 +15,10 @@
 
 void usage_predict(FILE *f)
 {
-    fprintf(f, "usage: segmamba predict --model M -i IN1 [IN2 ...] -o SEG.nii.gz [options]\n"
-               "       segmamba predict --model M --list COHORT.csv --out-dir DIR [options]\n"
+    fprintf(f, "usage: segmamba predict --model M [--model M2 ...] -i IN1 [IN2 ...] -o SEG.nii.gz\n"
+               "                        [options]\n"
+               "       segmamba predict --model M [--model M2 ...] --list COHORT.csv --out-dir DIR\n"
+               "                        [options]\n"
                "\n"
                "Segments a case with the official pipeline: crop to the non-zero box,\n"
                "normalize each channel, resample to the model's spacing, sliding window\n"
@@ -28,7 +30,14 @@ void usage_predict(FILE *f)
                "2023 setup: t2w t2f t1n t1c, 1 mm, patch 128; a model without a card that\n"
                "does not take 4 channels gets a generic one, said on stderr).\n"
                "\n"
-               "  --model M            checkpoint (.pt or .safetensors)\n"
+               "  --model M            checkpoint (.pt or .safetensors); given more than once\n"
+               "                       (up to 16), an ensemble, as nnU-Net's folds: checkpoints\n"
+               "                       of one network (family, Mamba type, channels, features,\n"
+               "                       depths) with one model card, run one after another\n"
+               "                       (memory: one more set of weights each), each with its\n"
+               "                       sliding windows and mirror averaging; their logits are\n"
+               "                       averaged, then softmax/sigmoids and argmax as for one\n"
+               "                       model. --card applies to them all\n"
                "  -i, --input F...     one NIfTI file per card channel, in the card's order\n"
                "                       (or one 4D file holding them all); files named like\n"
                "                       BraTS ones (*-t2w.nii.gz ...) are checked against it\n"
@@ -52,8 +61,8 @@ void usage_predict(FILE *f)
                "Outputs are written atomically and never over an input; their folders are\n"
                "checked before the work starts.\n"
                "\n"
-               "Cohort mode (--list): the model is loaded once and every case of the list is\n"
-               "segmented; a case that fails is reported and the others go on.\n"
+               "Cohort mode (--list): the model (or ensemble) is loaded once and every case of\n"
+               "the list is segmented; a case that fails is reported and the others go on.\n"
                "  --list F.csv         header row, then one row per case: a column 'id' and\n"
                "                       one column per card channel, named like it (see\n"
                "                       'segmamba info'), or one column 'image' with a 4D\n"
@@ -235,6 +244,54 @@ segmamba_status predict_load_card(const char *model, const char *card_path,
     return SEGMAMBA_OK;
 }
 
+segmamba_status predict_load_cards(const char *const *models, int n, const char *card_path,
+                                   const segmamba_options *conv, segmamba_card *card,
+                                   segmamba_model **m)
+{
+    segmamba_status st = SEGMAMBA_OK;
+    for (int i = 0; i < n && st == SEGMAMBA_OK; i++) {
+        segmamba_card other;
+        st = predict_load_card(models[i], card_path, conv, i ? &other : card, &m[i]);
+        char why[512];
+        if (st == SEGMAMBA_OK && i > 0 && segmamba_card_differs(card, &other, why, sizeof why))
+            st = cli_error(SEGMAMBA_E_ARG,
+                           "%s and %s have different model cards (%s vs %s): %s; an ensemble "
+                           "runs one card (or give --card)",
+                           models[0], models[i], card->origin, other.origin, why);
+    }
+    if (st != SEGMAMBA_OK) predict_close_models(m, n);
+    return st;
+}
+
+segmamba_status predict_open_models(const char *const *models, int n, const segmamba_card *card,
+                                    const segmamba_options *conv, segmamba_model **m)
+{
+    segmamba_status st = SEGMAMBA_OK;
+    segmamba_config first;
+    for (int i = 0; i < n && st == SEGMAMBA_OK; i++) {
+        st = predict_open_model(models[i], card, conv, &m[i]);
+        if (st != SEGMAMBA_OK) break;
+        segmamba_config cfg;
+        segmamba_get_config(m[i], i ? &cfg : &first);
+        char why[512];
+        if (i > 0 && segmamba_config_differs(&first, &cfg, why, sizeof why))
+            st = cli_error(SEGMAMBA_E_MODEL,
+                           "%s and %s are not one network: %s; an ensemble averages "
+                           "checkpoints of one architecture",
+                           models[0], models[i], why);
+    }
+    if (st != SEGMAMBA_OK) predict_close_models(m, n);
+    return st;
+}
+
+void predict_close_models(segmamba_model **m, int n)
+{
+    for (int i = 0; i < n; i++) {
+        segmamba_close(m[i]);
+        m[i] = NULL;
+    }
+}
+
 segmamba_status predict_check_regions(const segmamba_card *card, int want_regions)
 {
     const int brats = (card->output == SEGMAMBA_OUTPUT_ARGMAX && card->n_labels == 4) ||
@@ -281,7 +338,9 @@ segmamba_status predict_write_outputs(const predict_outputs *o, const segmamba_c
 /* ---- the command ---------------------------------------------------------- */
 
 typedef struct predict_args {
-    const char *model, *card, *inputs[MAX_INPUTS];
+    const char *models[PREDICT_MAX_MODELS]; /* --model, once or more: an ensemble */
+    int n_models;
+    const char *card, *inputs[MAX_INPUTS];
     int n_inputs;
     predict_outputs out;
     const char *list, *out_dir, *ref_column;
@@ -336,7 +395,9 @@ static int parse_args(int argc, char **argv, predict_args *a)
         } else if (optional) {
             *optional = argv[++i];
         } else if (strcmp(s, "--model") == 0) {
-            a->model = argv[++i];
+            if (a->n_models == PREDICT_MAX_MODELS)
+                return cli_usage_error("predict: more than %s models", "16");
+            a->models[a->n_models++] = argv[++i];
         } else if (strcmp(s, "-o") == 0 || strcmp(s, "--output") == 0) {
             a->out.seg = argv[++i];
         } else if (strcmp(s, "--list") == 0) {
@@ -373,14 +434,14 @@ static int parse_args(int argc, char **argv, predict_args *a)
         if (a->n_inputs || a->out.seg)
             return cli_usage_error("predict: %s", "--list takes the inputs and outputs from the "
                                                   "list; -i and -o are for one case");
-        if (!a->model || !a->out_dir)
+        if (!a->n_models || !a->out_dir)
             return cli_usage_error("predict: %s", "--list needs --model and --out-dir");
         return 0;
     }
     if (a->out_dir || a->ref_column || a->overwrite)
         return cli_usage_error("predict: %s", "--out-dir, --ref-column and --overwrite go with "
                                               "--list");
-    if (!a->model || !a->n_inputs || !a->out.seg)
+    if (!a->n_models || !a->n_inputs || !a->out.seg)
         return cli_usage_error("predict: %s", "--model, -i and -o are required");
     return 0;
 }
@@ -400,11 +461,12 @@ static int check_outputs(const predict_args *a)
                         what[i], outs[i]);
                 return SEGMAMBA_E_ARG;
             }
-        if (strcmp(outs[i], a->model) == 0 || segmamba_same_file(outs[i], a->model)) {
-            fprintf(stderr, "segmamba: error: %s %s is the model; refusing to overwrite it\n",
-                    what[i], outs[i]);
-            return SEGMAMBA_E_ARG;
-        }
+        for (int j = 0; j < a->n_models; j++)
+            if (strcmp(outs[i], a->models[j]) == 0 || segmamba_same_file(outs[i], a->models[j])) {
+                fprintf(stderr, "segmamba: error: %s %s is the model; refusing to overwrite it\n",
+                        what[i], outs[i]);
+                return SEGMAMBA_E_ARG;
+            }
         for (int j = 0; j < i; j++)
             if (outs[j] && (strcmp(outs[i], outs[j]) == 0 || segmamba_same_file(outs[i], outs[j]))) {
                 fprintf(stderr, "segmamba: error: %s and %s both write %s\n", what[j], what[i],
@@ -445,7 +507,7 @@ static void print_summary(const predict_args *a, const segmamba_card *card, cons
 
 static int predict_cohort(const predict_args *a)
 {
-    const cohort_options o = {.model = a->model,
+    cohort_options o = {.n_models = a->n_models,
                               .card = a->card,
                               .list = a->list,
                               .out_dir = a->out_dir,
@@ -460,6 +522,7 @@ static int predict_cohort(const predict_args *a)
                               .threads = a->threads,
                               .quiet = a->quiet,
                               .conv = a->conv};
+    memcpy(o.models, a->models, sizeof o.models);
     return cohort_main(&o);
 }
 
@@ -472,11 +535,12 @@ int cmd_predict(int argc, char **argv)
     if (a.list) return predict_cohort(&a);
 
     segmamba_card card;
-    segmamba_model *m = NULL;
-    segmamba_status st = predict_load_card(a.model, a.card, &a.conv, &card, &m);
+    segmamba_model *m[PREDICT_MAX_MODELS] = {NULL};
+    const int nm = a.n_models;
+    segmamba_status st = predict_load_cards(a.models, nm, a.card, &a.conv, &card, m);
     if (st != SEGMAMBA_OK) return cli_fail(st);
     if (a.n_inputs != card.n_channels && a.n_inputs != 1) {
-        segmamba_close(m);
+        predict_close_models(m, nm);
         char list[SEGMAMBA_CARD_MAX_CHANNELS * SEGMAMBA_CARD_NAME_MAX];
         fprintf(stderr,
                 "segmamba: error: %d inputs given; the model card (%s) wants %d, in the "
@@ -488,7 +552,7 @@ int cmd_predict(int argc, char **argv)
     if (st == SEGMAMBA_OK) st = predict_check_regions(&card, a.out.regions != NULL);
     if (st == SEGMAMBA_OK && (rc = check_outputs(&a))) st = SEGMAMBA_E_ARG;
     if (st != SEGMAMBA_OK) {
-        segmamba_close(m);
+        predict_close_models(m, nm);
         return rc ? rc : cli_fail(st);
     }
     segmamba_set_threads(a.threads);
@@ -499,11 +563,11 @@ int cmd_predict(int argc, char **argv)
     if (st == SEGMAMBA_OK) st = predict_check_channels(&card, &vol, a.inputs[0]);
     if (st != SEGMAMBA_OK) {
         segmamba_volume_free(&vol);
-        segmamba_close(m);
+        predict_close_models(m, nm);
         return cli_fail(st);
     }
 
-    st = predict_open_model(a.model, &card, &a.conv, &m);
+    st = predict_open_models(a.models, nm, &card, &a.conv, m);
 
     progress prog = {.quiet = a.quiet, .tty = isatty(2), .start = cli_now(), .last_decile = -1};
     segmamba_predict_options popt = {.no_tta = a.no_tta,
@@ -514,9 +578,9 @@ int cmd_predict(int argc, char **argv)
                                .progress = on_progress,
                                .progress_user = &prog};
     segmamba_prediction pred = {0};
-    if (st == SEGMAMBA_OK) st = segmamba_predict(m, &card, &vol, &popt, &pred);
+    if (st == SEGMAMBA_OK) st = segmamba_predict_ensemble(m, nm, &card, &vol, &popt, &pred);
     const double seconds = cli_now() - prog.start;
-    segmamba_close(m);
+    predict_close_models(m, nm);
     if (st == SEGMAMBA_OK) st = predict_write_outputs(&a.out, &card, &vol, &pred);
     if (st == SEGMAMBA_OK && !a.quiet) print_summary(&a, &card, &vol, &pred, seconds);
     segmamba_prediction_free(&pred);

@@ -11,7 +11,11 @@ image: float32 (C, D, H, W); spacing: mm along (D, H, W); card: the model
 card as a dict (the JSON form of src/clinical/card.h: argmax, regions with
 the card's "regions" table (BraTS by default), sigmoid with "threshold", any
 patch, "overlap", "spacing": "input"); model: a callable taking a
-torch tensor (1, C, d, h, w) and returning logits (1, K, d, h, w).
+torch tensor (1, C, d, h, w) and returning logits (1, K, d, h, w), or a list
+of them, an ensemble: each model's sliding window and mirror average over
+the whole case, then the mean of the models' logits (nnU-Net v2's
+predict_logits_from_preprocessed_data: summed over the folds, divided by
+their number), then everything else as for one model.
 
 When MONAI is importable, its sliding_window_inference is the sliding
 window; otherwise `sliding_window` below, which follows MONAI's documented
@@ -162,13 +166,18 @@ def predict(model, image, spacing, card, tta=True, overlap=None):
         x = np.stack([resize_cubic(x[i], rshape) for i in range(c)])
     xt = torch.from_numpy(np.ascontiguousarray(x))[None]
     mirrors = MIRRORS if tta else MIRRORS[:1]
-    logits = None
-    for axes in mirrors:
-        xi = torch.flip(xt, axes) if axes else xt
-        out = window_infer(xi, roi, model, overlap)
-        out = torch.flip(out, axes) if axes else out
-        logits = out if logits is None else logits + out
-    logits = logits / len(mirrors)
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    total = None
+    for net in models:
+        logits = None
+        for axes in mirrors:
+            xi = torch.flip(xt, axes) if axes else xt
+            out = window_infer(xi, roi, net, overlap)
+            out = torch.flip(out, axes) if axes else out
+            logits = out if logits is None else logits + out
+        logits = logits / len(mirrors)
+        total = logits if total is None else total + logits
+    logits = total / len(models)
     if rshape != cshape:
         # light_training Predictor.predict_raw_probability
         logits = F.interpolate(logits, size=cshape, mode="trilinear")
