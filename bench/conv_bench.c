@@ -91,7 +91,7 @@ int main(int argc, char **argv)
             return 2;
         }
     sm_conv_params p = {atoi(argv[1]), atoi(argv[2]), atoi(argv[3]), atoi(argv[4]),
-                        atoi(argv[5]), SM_ACT_NONE, precision, 0, NULL};
+                        atoi(argv[5]), SM_ACT_NONE, precision, 0, NULL, 0};
     const int n = atoi(argv[6]), reps = argc > 7 ? atoi(argv[7]) : 3;
     const int on = sm_conv_out_size(&p, n);
     const double flops = 2.0 * on * on * on * p.cout * (double)p.k * p.k * p.k * p.cin;

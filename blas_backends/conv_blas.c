@@ -88,6 +88,29 @@ static void im2col_row(const sm_conv_params *p, const sm_conv_dims *g, const flo
     }
 }
 
+/* im2col_row for a dilated kernel: each tap checked on its own. */
+static void im2col_row_dilated(const sm_conv_params *p, const sm_conv_dims *g, const float *src,
+                               size_t src_ld, int z, int y, int x, float *row)
+{
+    const size_t cin = (size_t)p->cin;
+    const int dil = sm_conv_dilation(p);
+    for (int kd = 0; kd < p->k; kd++) {
+        const int iz = z * p->stride - p->pad + kd * dil;
+        for (int kh = 0; kh < p->k; kh++) {
+            const int iy = y * p->stride - p->pad + kh * dil;
+            for (int kw = 0; kw < p->k; kw++, row += cin) {
+                const int ix = x * p->stride - p->pad + kw * dil;
+                if (iz < 0 || iz >= g->d || iy < 0 || iy >= g->h || ix < 0 || ix >= g->w) {
+                    zero_floats(row, cin);
+                    continue;
+                }
+                const float *in = src + (((size_t)iz * g->h + iy) * g->w + ix) * src_ld;
+                for (size_t ci = 0; ci < cin; ci++) row[ci] = in[ci];
+            }
+        }
+    }
+}
+
 static void im2col_rows(const sm_conv_params *p, const sm_conv_dims *g, const float *src,
                         size_t src_ld, size_t v0, size_t nrows, float *cols, int parallel)
 {
@@ -102,7 +125,10 @@ static void im2col_rows(const sm_conv_params *p, const sm_conv_dims *g, const fl
         const int x = (int)(v % (size_t)g->ow);
         const int y = (int)(v / (size_t)g->ow % (size_t)g->oh);
         const int z = (int)(v / (size_t)g->ow / (size_t)g->oh);
-        im2col_row(p, g, src, src_ld, z, y, x, cols + (size_t)r * ncols);
+        if (sm_conv_dilation(p) > 1)
+            im2col_row_dilated(p, g, src, src_ld, z, y, x, cols + (size_t)r * ncols);
+        else
+            im2col_row(p, g, src, src_ld, z, y, x, cols + (size_t)r * ncols);
     }
 }
 

@@ -723,6 +723,7 @@ static const dev_op_desc dev_ops[] = {
     [SM_OP_INORM_ADD] = {NULL, run_inorm_add, NULL},
     [SM_OP_INORM_ADD_INORM] = {NULL, run_inorm_add_inorm, NULL},
     [SM_OP_POINTWISE] = {upload_conv, run_pointwise, free_conv},
+    [SM_OP_SE] = {NULL, NULL, NULL}, /* SegMamba-V2: refused by sm_cuda_model_create */
 };
 /* Every opcode has an entry: a missing last one shortens the table, a
  * missing one before it has no run function, which sm_cuda_model_create
@@ -769,6 +770,17 @@ static sm_status upload_node(const sm_graph *g, const sm_node *nd, dev_op *o)
 sm_status sm_cuda_model_create(const sm_graph *g, int tf32, sm_cuda_model **out)
 {
     *out = NULL;
+    /* SegMamba-V2 (its squeeze-excitation gates, dilated convolutions and
+     * three-ordering Mamba layers) has no device code yet. */
+    for (int i = 0; i < g->n_nodes; i++) {
+        const sm_node *nd = &g->nodes[i];
+        const int v2 = nd->op == SM_OP_SE ||
+                       (nd->op == SM_OP_MAMBA && ((const sm_mamba *)nd->obj)->orderings != 1);
+        if (v2)
+            return sm_fail(SEGMAMBA_E_UNSUPPORTED, "CUDA backend: SegMamba-V2 models are not "
+                           "supported yet (node %d, %s); use the CPU backend", i,
+                           sm_opcode_name(nd->op));
+    }
     sm_cuda_model *cm = calloc(1, sizeof *cm);
     if (!cm) return sm_fail(SEGMAMBA_E_NOMEM, "CUDA backend: out of memory");
     cm->ops = calloc(g->n_nodes > 0 ? (size_t)g->n_nodes : 1, sizeof *cm->ops);

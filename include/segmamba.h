@@ -93,7 +93,13 @@ typedef struct segmamba_config {
 } segmamba_config;
 
 /* segmamba_config.family. */
-enum { SEGMAMBA_FAMILY_V1 = 1 /* SegMamba (ge-xing/SegMamba, model_segmamba/segmamba.py) */ };
+enum {
+    SEGMAMBA_FAMILY_V1 = 1, /* SegMamba (ge-xing/SegMamba, model_segmamba/segmamba.py) */
+    SEGMAMBA_FAMILY_V2 = 2  /* SegMamba-V2 (ge-xing/SegMamba-V2, models_segmamba/segmambav2.py):
+                               depths count the LargeKernelConv blocks of each stage (and the
+                               Mamba layers of stages 2 and 3); mamba_type NONE (stock Mamba
+                               over three orderings); nslices unused */
+};
 
 /* segmamba_config.mamba_type: the official vendored mamba_ssm's bimamba_type.
  * Only V3 uses the inter-slice order, and so nslices. */

@@ -119,11 +119,50 @@ static void down_name(char *buf, size_t cap, int i)
         snprintf(buf, cap, "vit.downsample_layers.%d.1", i);
 }
 
-static void expect_all(expected_list *l, const segmamba_config *cfg)
+/* SegMamba-V2's squeeze-excitation width: c/8 in the official code. */
+static int se_hidden(int c) { return c / 8; }
+
+/* SegMamba-V2's LargeKernelConv block vit.gscs.i.j (spec 7.2). */
+static const struct {
+    const char *path;
+    int k, pad, dil;
+} lkc_convs[5] = {{"deep_path.0", 5, 2, 1}, {"deep_path.1", 3, 1, 1}, {"deep_path.2", 3, 2, 2},
+                  {"shortcut_path.0", 3, 1, 1}, {"shortcut_path.1", 1, 0, 1}};
+
+/* SegMamba-V2's encoder: down_i k3 s2, LargeKernelConv blocks, V2 Mamba
+ * layers on stages 2 and 3 (one direction), skip heads. */
+static void expect_encoder_v2(expected_list *l, const segmamba_config *cfg)
 {
     const int *f = cfg->feat;
     char p[NAME_CAP];
     for (int i = 0; i < SEGMAMBA_STAGES; i++) {
+        snprintf(p, sizeof p, "vit.downsample_layers.%d.0", i);
+        expect_conv(l, f[i], i == 0 ? f[0] : f[i - 1], 3, 1, p);
+        for (int j = 0; j < cfg->depths[i]; j++) {
+            for (int k = 0; k < 5; k++) {
+                snprintf(p, sizeof p, "vit.gscs.%d.%d.%s.block.0", i, j, lkc_convs[k].path);
+                expect_conv(l, f[i], f[i], lkc_convs[k].k, 1, p);
+            }
+            const int64_t hid = se_hidden(f[i]);
+            EXPECT(l, (hid, f[i]), "vit.gscs.%d.%d.se.fc.0.weight", i, j);
+            EXPECT(l, (hid), "vit.gscs.%d.%d.se.fc.0.bias", i, j);
+            EXPECT(l, (f[i], hid), "vit.gscs.%d.%d.se.fc.2.weight", i, j);
+            EXPECT(l, (f[i]), "vit.gscs.%d.%d.se.fc.2.bias", i, j);
+        }
+        if (i >= 2)
+            for (int j = 0; j < cfg->depths[i]; j++) expect_mamba(l, cfg, i, j);
+        snprintf(p, sizeof p, "vit.mlps.%d.fc1", i);
+        expect_conv(l, 2 * f[i], f[i], 1, 1, p);
+        snprintf(p, sizeof p, "vit.mlps.%d.fc2", i);
+        expect_conv(l, f[i], 2 * f[i], 1, 1, p);
+    }
+}
+
+static void expect_all(expected_list *l, const segmamba_config *cfg)
+{
+    const int *f = cfg->feat;
+    char p[NAME_CAP];
+    for (int i = 0; i < SEGMAMBA_STAGES && cfg->family == SEGMAMBA_FAMILY_V1; i++) {
         down_name(p, sizeof p, i);
         if (i == 0)
             expect_conv(l, f[0], cfg->in_chans, 7, 1, p);
@@ -140,6 +179,7 @@ static void expect_all(expected_list *l, const segmamba_config *cfg)
         snprintf(p, sizeof p, "vit.mlps.%d.fc2", i);
         expect_conv(l, f[i], 2 * f[i], 1, 1, p);
     }
+    if (cfg->family == SEGMAMBA_FAMILY_V2) expect_encoder_v2(l, cfg);
     expect_resblock(l, "encoder1.layer", cfg->in_chans, f[0]);
     for (int i = 1; i < 4; i++) {
         snprintf(p, sizeof p, "encoder%d.layer", i + 1);
@@ -210,10 +250,89 @@ static sm_status infer_mamba_type(const sm_weights *w, int i, int *type)
     return SEGMAMBA_OK;
 }
 
+/* Mamba settings from layer vit.stages.i.0 (present): d_state and expand
+ * (the first time), dt_rank[i] and d_conv. */
+static sm_status infer_mamba_dims(const sm_weights *w, int i, segmamba_config *cfg)
+{
+    const sm_tensor_entry *e = NULL;
+    char name[NAME_CAP];
+    snprintf(name, sizeof name, "vit.stages.%d.0.mamba.A_log", i);
+    SM_TRY(need(w, name, 2, &e));
+    const int64_t di = e->shape[0];
+    if (cfg->d_state == 0) {
+        cfg->d_state = (int)e->shape[1];
+        cfg->expand = cfg->feat[i] > 0 ? (int)(di / cfg->feat[i]) : 0;
+    }
+    if (cfg->expand <= 0 || di != (int64_t)cfg->expand * cfg->feat[i])
+        return sm_fail(SEGMAMBA_E_MODEL,
+                       "tensor '%s' has %lld rows; expected a whole multiple of the stage's "
+                       "%d channels, the same for every stage",
+                       name, (long long)di, cfg->feat[i]);
+    snprintf(name, sizeof name, "vit.stages.%d.0.mamba.dt_proj.weight", i);
+    SM_TRY(need(w, name, 2, &e));
+    cfg->dt_rank[i] = (int)e->shape[1];
+    snprintf(name, sizeof name, "vit.stages.%d.0.mamba.conv1d.weight", i);
+    SM_TRY(need(w, name, 3, &e));
+    cfg->d_conv = (int)e->shape[2];
+    return SEGMAMBA_OK;
+}
+
+/* SegMamba-V2 (spec 7.2): channels from the downsampling convolutions,
+ * depths from the LargeKernelConv blocks, the Mamba settings from stages
+ * 2 and 3. Every tensor is then checked against the full list. */
+static sm_status infer_config_v2(const sm_weights *w, segmamba_config *cfg)
+{
+    const sm_tensor_entry *e = NULL;
+    char name[NAME_CAP];
+    cfg->family = SEGMAMBA_FAMILY_V2;
+    cfg->mamba_type = SEGMAMBA_MAMBA_NONE;
+    SM_TRY(need(w, "encoder1.layer.conv1.conv.weight", 5, &e));
+    cfg->in_chans = (int)e->shape[1];
+    for (int i = 0; i < SEGMAMBA_STAGES; i++) {
+        snprintf(name, sizeof name, "vit.downsample_layers.%d.0.weight", i);
+        SM_TRY(need(w, name, 5, &e));
+        cfg->feat[i] = (int)e->shape[0];
+        int j = 0;
+        for (;; j++) {
+            snprintf(name, sizeof name, "vit.gscs.%d.%d.deep_path.0.block.0.weight", i, j);
+            if (!sm_weights_find(w, name)) break;
+        }
+        cfg->depths[i] = j;
+        cfg->dt_rank[i] = (cfg->feat[i] + 15) / 16;
+    }
+    SM_TRY(need(w, "encoder5.layer.conv1.conv.weight", 5, &e));
+    cfg->hidden = (int)e->shape[0];
+    SM_TRY(need(w, "out.conv.conv.weight", 5, &e));
+    cfg->out_chans = (int)e->shape[0];
+    cfg->d_state = 0;
+    for (int i = 2; i < SEGMAMBA_STAGES; i++)
+        if (cfg->depths[i] > 0) SM_TRY(infer_mamba_dims(w, i, cfg));
+    if (cfg->d_state == 0) {
+        cfg->d_state = 16;
+        cfg->expand = 2;
+        cfg->d_conv = 4;
+    }
+    int ok = positive_int(cfg->in_chans) && positive_int(cfg->out_chans) &&
+             positive_int(cfg->hidden) && positive_int(cfg->d_state) &&
+             positive_int(cfg->d_conv);
+    for (int i = 0; i < SEGMAMBA_STAGES; i++)
+        ok = ok && positive_int(cfg->feat[i]) && positive_int(cfg->dt_rank[i]) &&
+             se_hidden(cfg->feat[i]) >= 1;
+    if (!ok)
+        return sm_fail(SEGMAMBA_E_MODEL, "SegMamba-V2 checkpoint: tensor shapes give an invalid "
+                       "configuration (each stage needs at least 8 channels)");
+    return SEGMAMBA_OK;
+}
+
 sm_status sm_segmamba_infer_config(const sm_weights *w, segmamba_config *cfg)
 {
     const sm_tensor_entry *e = NULL;
     char name[NAME_CAP];
+    /* SegMamba-V2: its first LargeKernelConv block. A checkpoint that also
+     * has v1's stage-0 Mamba layers is a mixture, refused by
+     * sm_segmamba_check_weights naming the first of them. */
+    if (sm_weights_find(w, "vit.gscs.0.0.deep_path.0.block.0.weight"))
+        return infer_config_v2(w, cfg);
     SM_TRY(need(w, "vit.downsample_layers.0.0.weight", 5, &e));
     cfg->feat[0] = (int)e->shape[0];
     cfg->in_chans = (int)e->shape[1];
@@ -281,6 +400,8 @@ static int is_mamba_tensor(const char *name)
     return strncmp(name, "vit.stages.", 11) == 0 && strstr(name, ".mamba.") != NULL;
 }
 
+static int is_v2(const segmamba_config *cfg) { return cfg->family == SEGMAMBA_FAMILY_V2; }
+
 /* What a Mamba tensor that is missing or unexpected goes against. */
 static void type_note(const segmamba_config *cfg, char *buf, size_t cap)
 {
@@ -313,7 +434,11 @@ sm_status sm_segmamba_check_weights(const sm_weights *w, segmamba_config *cfg)
         char want[128], got[128], note[256] = "";
         sm_shape_str(want, sizeof want, x->ndim, x->shape);
         if (!e) {
-            if (is_mamba_tensor(x->name)) type_note(cfg, note, sizeof note);
+            if (is_v2(cfg))
+                snprintf(note, sizeof note, " (SegMamba-V2, recognised by "
+                         "vit.gscs.0.0.deep_path.0.block.0.weight)");
+            else if (is_mamba_tensor(x->name))
+                type_note(cfg, note, sizeof note);
             st = sm_fail(SEGMAMBA_E_MODEL, "tensor '%s' %s is missing from the checkpoint%s",
                          x->name, want, note);
             break;
@@ -336,7 +461,14 @@ sm_status sm_segmamba_check_weights(const sm_weights *w, segmamba_config *cfg)
             if (!known) {
                 char got[128];
                 sm_shape_str(got, sizeof got, w->items[k].ndim, w->items[k].shape);
-                if (is_mamba_tensor(w->items[k].name)) {
+                if (is_v2(cfg)) {
+                    st = sm_fail(SEGMAMBA_E_MODEL,
+                                 "unexpected tensor '%s' %s in the checkpoint (not part of "
+                                 "SegMamba-V2, recognised by "
+                                 "vit.gscs.0.0.deep_path.0.block.0.weight, with the "
+                                 "configuration its shapes imply)",
+                                 w->items[k].name, got);
+                } else if (is_mamba_tensor(w->items[k].name)) {
                     char note[256];
                     type_note(cfg, note, sizeof note);
                     st = sm_fail(SEGMAMBA_E_MODEL, "unexpected tensor '%s' %s in the checkpoint%s",
@@ -421,7 +553,7 @@ static void release(builder *b, const char *fmt, ...)
 /* A convolution node of opcode op (SM_OP_CONV, or SM_OP_POINTWISE for a
  * 1x1x1 one): out = act(conv(x)), a new tensor unless out >= 0 is given. */
 static int conv_op(builder *b, sm_opcode op, int x, int out, int cout, int k, int stride, int pad,
-                   int bias, sm_act act, const char *prefix)
+                   int dil, int bias, sm_act act, const char *prefix)
 {
     sm_graph *g = b->g;
     if (g->status != SEGMAMBA_OK) return -1;
@@ -431,7 +563,7 @@ static int conv_op(builder *b, sm_opcode op, int x, int out, int cout, int k, in
     sm_conv_params p = {.cin = sm_graph_channels(g, x), .cout = cout, .k = k,
                         .stride = stride, .pad = pad, .act = act,
                         .precision = b->cfg->bf16 ? SM_PREC_BF16 : SM_PREC_F32,
-                        .kernels = b->kernels};
+                        .kernels = b->kernels, .dilation = dil};
     const sm_conv_choice use = sm_conv_pick(&p, b->wino, b->kind, b->wino_tile);
     p.tile = use.tile;
     sm_conv *c = NULL;
@@ -451,7 +583,7 @@ static int conv_op(builder *b, sm_opcode op, int x, int out, int cout, int k, in
 static int conv(builder *b, int x, int out, int cout, int k, int stride, int pad, int bias,
                 sm_act act, const char *prefix)
 {
-    return conv_op(b, SM_OP_CONV, x, out, cout, k, stride, pad, bias, act, prefix);
+    return conv_op(b, SM_OP_CONV, x, out, cout, k, stride, pad, 0, bias, act, prefix);
 }
 
 static int inorm(builder *b, int x, int out, sm_act act)
@@ -478,7 +610,7 @@ static int conv_same(builder *b, sm_opcode op, int x, int out, int cout, int k, 
 {
     char p[NAME_CAP];
     vsnprintf(p, sizeof p, fmt, ap);
-    return conv_op(b, op, x, out, cout, k, 1, k / 2, bias, SM_ACT_NONE, p);
+    return conv_op(b, op, x, out, cout, k, 1, k / 2, 0, bias, SM_ACT_NONE, p);
 }
 
 static int conv_norm(builder *b, int x, int out, int cout, int k, int bias, sm_act act,
@@ -598,6 +730,48 @@ static int gsc(builder *b, int i, int x)
     return add(b, o, x, o, SM_ACT_NONE);
 }
 
+/* SegMamba-V2's CB(k, p, dil) at vit.gscs.i.j.<path>: ReLU(IN(conv + bias)). */
+static int conv_block_v2(builder *b, int x, int i, int j, int which)
+{
+    char p[NAME_CAP];
+    snprintf(p, sizeof p, "vit.gscs.%d.%d.%s.block.0", i, j, lkc_convs[which].path);
+    const int C = sm_graph_channels(b->g, x);
+    int y = conv_op(b, SM_OP_CONV, x, -1, C, lkc_convs[which].k, 1, lkc_convs[which].pad,
+                    lkc_convs[which].dil, 1, SM_ACT_NONE, p);
+    if (y < 0) return -1;
+    return inorm(b, y, y, SM_ACT_RELU);
+}
+
+/* SegMamba-V2's LargeKernelConv block vit.gscs.i.j: s = deep + short + x,
+ * then the squeeze-excitation gate, in place on s. */
+static int large_kernel_block(builder *b, int i, int j, int x)
+{
+    sm_graph *g = b->g;
+    int d = conv_block_v2(b, x, i, j, 0);
+    d = conv_block_v2(b, d, i, j, 1);
+    d = conv_block_v2(b, d, i, j, 2);
+    int s = conv_block_v2(b, x, i, j, 3);
+    s = conv_block_v2(b, s, i, j, 4);
+    if (g->status != SEGMAMBA_OK) return -1;
+    add(b, d, s, d, SM_ACT_NONE);
+    add(b, d, x, d, SM_ACT_NONE);
+    const int C = sm_graph_channels(g, x), hid = se_hidden(C);
+    const float *w1 = tensor(b, "vit.gscs.%d.%d.se.fc.0.weight", i, j),
+                *b1 = tensor(b, "vit.gscs.%d.%d.se.fc.0.bias", i, j),
+                *w2 = tensor(b, "vit.gscs.%d.%d.se.fc.2.weight", i, j),
+                *b2 = tensor(b, "vit.gscs.%d.%d.se.fc.2.bias", i, j);
+    if (g->status != SEGMAMBA_OK) return -1;
+    sm_se *se = NULL;
+    sm_status st = sm_se_create(C, hid, w1, b1, w2, b2, &se);
+    if (st != SEGMAMBA_OK) {
+        g->status = sm_fail_wrap(st, "vit.gscs.%d.%d.se", i, j);
+        return -1;
+    }
+    sm_graph_node(g, SM_OP_SE, d, -1, d, SM_ACT_NONE, se, 0);
+    sm_graph_set_flops(g, 2.0 * C);
+    return d;
+}
+
 static void mamba_layer(builder *b, int i, int j, int x)
 {
     sm_graph *g = b->g;
@@ -607,6 +781,7 @@ static void mamba_layer(builder *b, int i, int j, int x)
     const int n_dir = type_directions(cfg->mamba_type);
     sm_mamba_weights w = {
         .n_dir = n_dir,
+        .orderings = is_v2(cfg) ? SM_V2_ORDERINGS : 1,
         .norm_w = tensor(b, "%s.%d.%d.norm.weight", pre, i, j),
         .norm_b = tensor(b, "%s.%d.%d.norm.bias", pre, i, j),
         .in_proj = tensor(b, "%s.%d.%d.mamba.in_proj.weight", pre, i, j),
@@ -672,6 +847,28 @@ static int encoder_stage(builder *b, int i, int x, int *skip)
     return x;
 }
 
+/* SegMamba-V2's encoder stage i (spec 7.2) on x (enc1 for stage 0). */
+static int encoder_stage_v2(builder *b, int i, int x, int *skip)
+{
+    const segmamba_config *cfg = b->cfg;
+    char p[NAME_CAP];
+    snprintf(p, sizeof p, "vit.downsample_layers.%d.0", i);
+    x = conv(b, x, -1, cfg->feat[i], 3, 2, 1, 1, SM_ACT_NONE, p);
+    for (int j = 0; j < cfg->depths[i]; j++) x = large_kernel_block(b, i, j, x);
+    if (i >= 2)
+        for (int j = 0; j < cfg->depths[i]; j++) mamba_layer(b, i, j, x);
+    if (b->g->status != SEGMAMBA_OK) return -1;
+    int n = inorm(b, x, -1, SM_ACT_NONE);
+    snprintf(p, sizeof p, "vit.mlps.%d.fc1", i);
+    int f1 = conv(b, n, -1, 2 * cfg->feat[i], 1, 1, 0, 1, SM_ACT_NONE, p);
+    sm_graph_node(b->g, SM_OP_ACT, f1, -1, f1, SM_ACT_GELU, NULL, 0);
+    snprintf(p, sizeof p, "vit.mlps.%d.fc2", i);
+    int o = conv(b, f1, -1, cfg->feat[i], 1, 1, 0, 1, SM_ACT_NONE, p);
+    if (cfg->fue) sm_graph_node(b->g, SM_OP_FUE, o, -1, o, SM_ACT_NONE, NULL, 0);
+    *skip = o;
+    return x;
+}
+
 /* UNETR up block: the transposed convolution fills the first half of cat
  * (whose second half already holds the skip), then a ResBlock, which
  * projects cat into the first half of cat's memory and writes conv2's
@@ -717,9 +914,15 @@ sm_status sm_segmamba_build(sm_weights *w, const segmamba_config *cfg, const sm_
     int skip_slot[4];
     for (int k = 0; k < 4; k++) skip_slot[k] = sm_graph_slice(g, cat[k], f[k], f[k]);
 
-    resblock(&b, "encoder1.layer", input, f[0], skip_slots(&b, input, cat[0], skip_slot[0], 1));
+    const int enc1 =
+        resblock(&b, "encoder1.layer", input, f[0], skip_slots(&b, input, cat[0], skip_slot[0], 1));
     int x = input, o[4];
-    for (int i = 0; i < SEGMAMBA_STAGES; i++) x = encoder_stage(&b, i, x, &o[i]);
+    if (cfg->family == SEGMAMBA_FAMILY_V2) { /* the encoder runs on enc1 */
+        x = enc1;
+        for (int i = 0; i < SEGMAMBA_STAGES; i++) x = encoder_stage_v2(&b, i, x, &o[i]);
+    } else {
+        for (int i = 0; i < SEGMAMBA_STAGES; i++) x = encoder_stage(&b, i, x, &o[i]);
+    }
     char p[NAME_CAP];
     for (int i = 1; i < 4; i++) {
         snprintf(p, sizeof p, "encoder%d.layer", i + 1);

@@ -47,6 +47,8 @@ def generate(args, out_dir):
         cmd.append("--fue")
     if args.mamba_type:
         cmd += ["--mamba-type", args.mamba_type]
+    if args.family:
+        cmd += ["--family", args.family]
     if args.dtype:
         cmd += ["--dtype", args.dtype]
     print("generating:", " ".join(cmd), flush=True)
@@ -139,6 +141,7 @@ def case_arguments(description):
     ap.add_argument("--shape", help="D,H,W instead of a cubic --size")
     ap.add_argument("--fue", action="store_true")
     ap.add_argument("--mamba-type", help="v3 (default), v2 or none: gen_case.py --mamba-type")
+    ap.add_argument("--family", help="v1 (default) or v2: gen_case.py --family")
     ap.add_argument("--seed", type=int)
     ap.add_argument("--rel", type=float, default=1e-3)
     ap.add_argument("--argmax", type=float, default=0.999)

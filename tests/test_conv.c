@@ -19,6 +19,7 @@ typedef struct conv_case {
     int has_bias;
     int d, h, w;
     int src_extra, dst_extra; /* src_ld - cin, dst_ld - cout */
+    int dil;                  /* dilation; 0 (left out): 1 */
 } conv_case;
 
 /* Every kernel configuration of the network (k7s2p3 stem, k2s2 downsampling,
@@ -26,20 +27,26 @@ typedef struct conv_case {
  * views, fused ReLU, and sizes that need several im2col chunks in the BLAS
  * backend (the 96->48 and 768->768 cases). */
 static const conv_case cases[] = {
-    {4, 48, 7, 2, 3, SM_ACT_NONE, 1, 12, 16, 10, 0, 0},
-    {1, 48, 7, 2, 3, SM_ACT_NONE, 1, 9, 10, 11, 0, 0},
-    {3, 5, 7, 2, 3, SM_ACT_RELU, 1, 2, 3, 4, 1, 3}, /* volume smaller than the kernel */
-    {48, 96, 2, 2, 0, SM_ACT_NONE, 1, 6, 8, 10, 0, 0},
-    {17, 5, 2, 2, 0, SM_ACT_NONE, 0, 7, 5, 9, 3, 2},
-    {48, 48, 3, 1, 1, SM_ACT_RELU, 1, 8, 8, 8, 0, 0},
-    {96, 48, 3, 1, 1, SM_ACT_NONE, 0, 10, 12, 9, 0, 0},
-    {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 6, 8, 10, 3, 5},
-    {48, 48, 3, 1, 1, SM_ACT_NONE, 1, 4, 5, 6, 48, 48}, /* halves of concatenations */
-    {768, 768, 3, 1, 1, SM_ACT_NONE, 1, 4, 5, 6, 0, 0},
-    {5, 7, 3, 2, 1, SM_ACT_RELU, 1, 7, 6, 5, 2, 1},
-    {96, 48, 1, 1, 0, SM_ACT_NONE, 1, 6, 8, 10, 0, 0},
-    {3, 5, 1, 1, 0, SM_ACT_RELU, 1, 6, 8, 10, 4, 3},
-    {48, 96, 1, 1, 0, SM_ACT_RELU, 0, 5, 5, 5, 48, 96},
+    {4, 48, 7, 2, 3, SM_ACT_NONE, 1, 12, 16, 10, 0, 0, 0},
+    {1, 48, 7, 2, 3, SM_ACT_NONE, 1, 9, 10, 11, 0, 0, 0},
+    {3, 5, 7, 2, 3, SM_ACT_RELU, 1, 2, 3, 4, 1, 3, 0}, /* volume smaller than the kernel */
+    {48, 96, 2, 2, 0, SM_ACT_NONE, 1, 6, 8, 10, 0, 0, 0},
+    {17, 5, 2, 2, 0, SM_ACT_NONE, 0, 7, 5, 9, 3, 2, 0},
+    {48, 48, 3, 1, 1, SM_ACT_RELU, 1, 8, 8, 8, 0, 0, 0},
+    {96, 48, 3, 1, 1, SM_ACT_NONE, 0, 10, 12, 9, 0, 0, 0},
+    {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 6, 8, 10, 3, 5, 0},
+    {48, 48, 3, 1, 1, SM_ACT_NONE, 1, 4, 5, 6, 48, 48, 0}, /* halves of concatenations */
+    {768, 768, 3, 1, 1, SM_ACT_NONE, 1, 4, 5, 6, 0, 0, 0},
+    {5, 7, 3, 2, 1, SM_ACT_RELU, 1, 7, 6, 5, 2, 1, 0},
+    {96, 48, 1, 1, 0, SM_ACT_NONE, 1, 6, 8, 10, 0, 0, 0},
+    {3, 5, 1, 1, 0, SM_ACT_RELU, 1, 6, 8, 10, 4, 3, 0},
+    {48, 96, 1, 1, 0, SM_ACT_RELU, 0, 5, 5, 5, 48, 96, 0},
+    /* SegMamba-V2: k5 p2, k3 p2 dilation 2, k3 s2 p1 downsampling */
+    {8, 8, 5, 1, 2, SM_ACT_NONE, 1, 7, 6, 9, 0, 0, 0},
+    {48, 48, 5, 1, 2, SM_ACT_RELU, 1, 5, 6, 4, 48, 48, 0},
+    {8, 8, 3, 1, 2, SM_ACT_NONE, 1, 7, 6, 9, 0, 0, 2},
+    {17, 5, 3, 1, 2, SM_ACT_RELU, 1, 5, 8, 3, 3, 2, 2},
+    {48, 96, 3, 2, 1, SM_ACT_NONE, 1, 8, 6, 10, 0, 0, 0},
 };
 
 /* Written into every destination element first: padding channels must keep
@@ -72,7 +79,8 @@ static float *sentinel_floats(size_t n)
 
 static sm_conv_params params_of(const conv_case *t, sm_precision precision)
 {
-    return (sm_conv_params){t->cin, t->cout, t->k, t->stride, t->pad, t->act, precision, 0, NULL};
+    return (sm_conv_params){t->cin, t->cout, t->k, t->stride, t->pad, t->act, precision, 0, NULL,
+                            t->dil};
 }
 
 
@@ -203,14 +211,15 @@ static sm_status run_conv(sm_conv_kind kind, sm_precision precision, const conv_
 static double conv_point_double(const conv_case *t, const case_data *x, int oz, int oy, int ox,
                                 int co)
 {
-    const int k = t->k, src_ld = t->cin + t->src_extra;
+    const int k = t->k, src_ld = t->cin + t->src_extra, dil = t->dil > 1 ? t->dil : 1;
     double sum = x->bias ? x->bias[co] : 0.0;
     for (int ci = 0; ci < t->cin; ci++)
         for (int a = 0; a < k; a++)
             for (int b = 0; b < k; b++)
                 for (int e = 0; e < k; e++) {
-                    int iz = oz * t->stride - t->pad + a, iy = oy * t->stride - t->pad + b,
-                        ix = ox * t->stride - t->pad + e;
+                    int iz = oz * t->stride - t->pad + a * dil,
+                        iy = oy * t->stride - t->pad + b * dil,
+                        ix = ox * t->stride - t->pad + e * dil;
                     if (iz < 0 || iy < 0 || ix < 0 || iz >= t->d || iy >= t->h || ix >= t->w)
                         continue;
                     size_t wi = (((size_t)(co * t->cin + ci) * k + a) * k + b) * k + e;
@@ -223,8 +232,10 @@ static double conv_point_double(const conv_case *t, const case_data *x, int oz, 
 static void test_reference_against_double(void)
 {
     static const conv_case tiny[] = {
-        {3, 5, 3, 2, 1, SM_ACT_RELU, 1, 5, 6, 7, 2, 1},
-        {4, 3, 2, 1, 0, SM_ACT_NONE, 0, 3, 4, 5, 0, 2},
+        {3, 5, 3, 2, 1, SM_ACT_RELU, 1, 5, 6, 7, 2, 1, 0},
+        {4, 3, 2, 1, 0, SM_ACT_NONE, 0, 3, 4, 5, 0, 2, 0},
+        {3, 4, 3, 1, 2, SM_ACT_RELU, 1, 5, 4, 6, 1, 2, 2},
+        {3, 4, 5, 1, 2, SM_ACT_NONE, 1, 6, 5, 4, 0, 1, 0},
     };
     for (size_t i = 0; i < sizeof tiny / sizeof *tiny; i++) {
         const conv_case *t = &tiny[i];
@@ -276,13 +287,13 @@ static void test_backend_cases(sm_conv_kind kind)
 static void test_size_changes(sm_conv_kind kind, sm_precision precision, int tile)
 {
     static const conv_case steps[] = {
-        {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 6, 8, 10, 0, 0},
-        {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 7, 8, 10, 0, 0},
-        {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 7, 9, 10, 0, 0},
-        {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 7, 9, 9, 0, 0},
-        {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 7, 9, 9, 3, 0},
-        {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 7, 9, 9, 3, 2},
-        {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 6, 8, 10, 0, 0},
+        {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 6, 8, 10, 0, 0, 0},
+        {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 7, 8, 10, 0, 0, 0},
+        {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 7, 9, 10, 0, 0, 0},
+        {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 7, 9, 9, 0, 0, 0},
+        {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 7, 9, 9, 3, 0, 0},
+        {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 7, 9, 9, 3, 2, 0},
+        {5, 17, 3, 1, 1, SM_ACT_RELU, 1, 6, 8, 10, 0, 0, 0},
     };
     sm_conv_params p = params_of(&steps[0], precision);
     p.tile = tile;
@@ -308,23 +319,23 @@ static void test_size_changes(sm_conv_kind kind, sm_precision precision, int til
 
 static void test_arguments(void)
 {
-    sm_conv_params p = {4, 8, 7, 2, 3, SM_ACT_NONE, SM_PREC_F32, 0, NULL};
+    sm_conv_params p = {4, 8, 7, 2, 3, SM_ACT_NONE, SM_PREC_F32, 0, NULL, 0};
     CHECK(sm_conv_out_size(&p, 128) == 64);
     CHECK(sm_conv_out_size(&p, 1) == 1);
-    p = (sm_conv_params){4, 8, 2, 2, 0, SM_ACT_NONE, SM_PREC_F32, 0, NULL};
+    p = (sm_conv_params){4, 8, 2, 2, 0, SM_ACT_NONE, SM_PREC_F32, 0, NULL, 0};
     CHECK(sm_conv_out_size(&p, 127) == 63);
-    p = (sm_conv_params){4, 8, 7, 1, 0, SM_ACT_NONE, SM_PREC_F32, 0, NULL};
+    p = (sm_conv_params){4, 8, 7, 1, 0, SM_ACT_NONE, SM_PREC_F32, 0, NULL, 0};
     CHECK(sm_conv_out_size(&p, 6) == 0);
 
     float weight[8 * 4 * 27] = {0}, src[3 * 3 * 3 * 4] = {0}, dst[8] = {0};
     sm_conv *c = NULL;
-    p = (sm_conv_params){4, 8, 0, 1, 0, SM_ACT_NONE, SM_PREC_F32, 0, NULL};
+    p = (sm_conv_params){4, 8, 0, 1, 0, SM_ACT_NONE, SM_PREC_F32, 0, NULL, 0};
     CHECK(sm_conv_create(SM_CONV_REF, &p, weight, NULL, &c) == SEGMAMBA_E_ARG && !c);
-    p = (sm_conv_params){4, 8, 3, 1, 3, SM_ACT_NONE, SM_PREC_F32, 0, NULL};
+    p = (sm_conv_params){4, 8, 3, 1, 3, SM_ACT_NONE, SM_PREC_F32, 0, NULL, 0};
     CHECK(sm_conv_create(SM_CONV_REF, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED && !c);
-    p = (sm_conv_params){4, 8, 3, 1, 0, (sm_act)7, SM_PREC_F32, 0, NULL};
+    p = (sm_conv_params){4, 8, 3, 1, 0, (sm_act)7, SM_PREC_F32, 0, NULL, 0};
     CHECK(sm_conv_create(SM_CONV_REF, &p, weight, NULL, &c) == SEGMAMBA_E_ARG && !c);
-    p = (sm_conv_params){4, 8, 3, 1, 0, SM_ACT_NONE, SM_PREC_F32, 0, NULL};
+    p = (sm_conv_params){4, 8, 3, 1, 0, SM_ACT_NONE, SM_PREC_F32, 0, NULL, 0};
     if (!sm_conv_available(SM_CONV_ONEDNN))
         CHECK(sm_conv_create(SM_CONV_ONEDNN, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED);
     CHECK(sm_conv_create(SM_CONV_REF, &p, weight, NULL, &c) == SEGMAMBA_OK);
@@ -554,13 +565,13 @@ static void winograd_case(const conv_case *t, int m, int in_place, wino_figures 
 static void test_winograd_cases(void)
 {
     static const conv_case wcases[] = {
-        {13, 17, 3, 1, 1, SM_ACT_NONE, 1, 16, 20, 24, 3, 5},
-        {5, 3, 3, 1, 1, SM_ACT_RELU, 1, 17, 19, 23, 0, 0},
-        {1, 1, 3, 1, 1, SM_ACT_NONE, 0, 16, 16, 16, 0, 2},
-        {4, 48, 3, 1, 1, SM_ACT_NONE, 0, 20, 18, 16, 0, 48},
-        {96, 48, 3, 1, 1, SM_ACT_NONE, 0, 16, 12, 18, 0, 0},
-        {7, 9, 3, 1, 1, SM_ACT_RELU, 1, 64, 20, 16, 2, 7},
-        {33, 31, 3, 1, 1, SM_ACT_NONE, 1, 1, 2, 3, 0, 1},
+        {13, 17, 3, 1, 1, SM_ACT_NONE, 1, 16, 20, 24, 3, 5, 0},
+        {5, 3, 3, 1, 1, SM_ACT_RELU, 1, 17, 19, 23, 0, 0, 0},
+        {1, 1, 3, 1, 1, SM_ACT_NONE, 0, 16, 16, 16, 0, 2, 0},
+        {4, 48, 3, 1, 1, SM_ACT_NONE, 0, 20, 18, 16, 0, 48, 0},
+        {96, 48, 3, 1, 1, SM_ACT_NONE, 0, 16, 12, 18, 0, 0, 0},
+        {7, 9, 3, 1, 1, SM_ACT_RELU, 1, 64, 20, 16, 2, 7, 0},
+        {33, 31, 3, 1, 1, SM_ACT_NONE, 1, 1, 2, 3, 0, 1, 0},
     };
     for (int isa = SM_ISA_SCALAR; isa <= SM_ISA_NEON; isa++) {
         if (sm_kernels_select((sm_isa)isa) != (sm_isa)isa) continue;
@@ -570,7 +581,7 @@ static void test_winograd_cases(void)
                 winograd_case(&wcases[i], m, 0, &f);
             /* a block inside its concatenation: 24 -> 24 from the first
              * half of a 48-channel buffer into the second */
-            const conv_case half = {24, 24, 3, 1, 1, SM_ACT_NONE, 0, 16, 18, 20, 24, 24};
+            const conv_case half = {24, 24, 3, 1, 1, SM_ACT_NONE, 0, 16, 18, 20, 24, 24, 0};
             winograd_case(&half, m, 1, &f);
             fprintf(stderr, "winograd%d %s: largest error %.3g of its bound; %.2e of max|output| "
                     "(bound up to %.2e)\n", m, sm_isa_name(sm_kernels_get()->isa), f.err_ratio,
@@ -588,11 +599,20 @@ static void test_winograd_arguments(void)
                                                             {5, 1, 2}, {2, 2, 0}};
     for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
         sm_conv_params p = {4, 4, refused[i].k, refused[i].stride, refused[i].pad, SM_ACT_NONE,
-                            SM_PREC_F32, 0, NULL};
+                            SM_PREC_F32, 0, NULL, 0};
         CHECK(sm_conv_create(SM_CONV_WINOGRAD, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED &&
               !c);
     }
-    sm_conv_params p = {4, 4, 3, 1, 1, SM_ACT_NONE, SM_PREC_BF16, 0, NULL};
+    sm_conv_params p = {4, 4, 3, 1, 1, SM_ACT_NONE, SM_PREC_F32, 0, NULL, 2};
+    CHECK(sm_conv_create(SM_CONV_WINOGRAD, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED && !c);
+    /* auto and winograd leave dilated and k5 layers on the direct backend */
+    CHECK(sm_conv_pick(&p, SM_WINO_ALL, SM_CONV_REF, 0).kind == SM_CONV_REF);
+    p.dilation = 1;
+    CHECK(sm_conv_pick(&p, SM_WINO_ALL, SM_CONV_REF, 0).kind == SM_CONV_WINOGRAD);
+    p.k = 5;
+    p.pad = 2;
+    CHECK(sm_conv_pick(&p, SM_WINO_AUTO, SM_CONV_REF, 0).kind == SM_CONV_REF);
+    p = (sm_conv_params){4, 4, 3, 1, 1, SM_ACT_NONE, SM_PREC_BF16, 0, NULL, 0};
     CHECK(sm_conv_create(SM_CONV_WINOGRAD, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED && !c);
     p.precision = SM_PREC_F32;
     p.tile = 5;
@@ -608,13 +628,13 @@ static void test_winograd_arguments(void)
     u = sm_conv_pick(&p, SM_WINO_ALL, SM_CONV_ONEDNN, 3);
     CHECK(u.kind == SM_CONV_WINOGRAD && u.tile == 3);
     CHECK(sm_conv_pick(&p, SM_WINO_AUTO, SM_CONV_ONEDNN, 0).kind == SM_CONV_WINOGRAD);
-    p = (sm_conv_params){768, 768, 3, 1, 1, SM_ACT_NONE, SM_PREC_F32, 0, NULL};
+    p = (sm_conv_params){768, 768, 3, 1, 1, SM_ACT_NONE, SM_PREC_F32, 0, NULL, 0};
     CHECK(sm_conv_pick(&p, SM_WINO_AUTO, SM_CONV_ONEDNN, 0).kind == SM_CONV_ONEDNN);
     p.precision = SM_PREC_BF16;
     CHECK(sm_conv_pick(&p, SM_WINO_ALL, SM_CONV_ONEDNN, 0).kind == SM_CONV_ONEDNN);
-    p = (sm_conv_params){4, 4, 3, 2, 1, SM_ACT_NONE, SM_PREC_F32, 0, NULL};
+    p = (sm_conv_params){4, 4, 3, 2, 1, SM_ACT_NONE, SM_PREC_F32, 0, NULL, 0};
     CHECK(sm_conv_pick(&p, SM_WINO_ALL, SM_CONV_ONEDNN, 0).kind == SM_CONV_ONEDNN);
-    p = (sm_conv_params){48, 96, 2, 2, 0, SM_ACT_NONE, SM_PREC_F32, 0, NULL};
+    p = (sm_conv_params){48, 96, 2, 2, 0, SM_ACT_NONE, SM_PREC_F32, 0, NULL, 0};
     CHECK(sm_conv_pick(&p, SM_WINO_AUTO, SM_CONV_ONEDNN, 0).kind == SM_CONV_BLAS);
     CHECK(sm_conv_pick(&p, SM_WINO_OFF, SM_CONV_ONEDNN, 0).kind == SM_CONV_ONEDNN);
 }

@@ -121,7 +121,9 @@ static void print_ignored(const segmamba_model *m, int json)
 /* segmamba_config.family and .mamba_type as info names them. */
 static const char *family_name(int family)
 {
-    return family == SEGMAMBA_FAMILY_V1 ? "SegMamba v1" : "unknown";
+    return family == SEGMAMBA_FAMILY_V1   ? "SegMamba v1"
+           : family == SEGMAMBA_FAMILY_V2 ? "SegMamba-V2"
+                                          : "unknown";
 }
 
 static const char *mamba_type_name(int type)

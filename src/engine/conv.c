@@ -53,7 +53,7 @@ int sm_conv_out_size(const sm_conv_params *p, int n)
 {
     /* Checked first: C division truncates toward zero, so a negative span
      * would otherwise still give one output. */
-    long span = (long)n + 2L * p->pad - p->k;
+    long span = (long)n + 2L * p->pad - ((long)sm_conv_dilation(p) * (p->k - 1) + 1);
     if (span < 0) return 0;
     return (int)(span / p->stride + 1);
 }
@@ -64,14 +64,17 @@ static sm_status check_params(const sm_conv_params *p)
      * and each GEMM dimension inside int. */
     const int limit = 1 << 16;
     if (p->cin < 1 || p->cout < 1 || p->k < 1 || p->stride < 1 || p->pad < 0 ||
-        p->cin > limit || p->cout > limit || p->k > 64 || p->stride > 64)
+        p->cin > limit || p->cout > limit || p->k > 64 || p->stride > 64 ||
+        p->dilation < 0 || p->dilation > 64)
         return sm_fail(SEGMAMBA_E_ARG, "convolution: invalid parameters cin %d cout %d k %d "
-                       "stride %d pad %d", p->cin, p->cout, p->k, p->stride, p->pad);
+                       "stride %d pad %d dilation %d", p->cin, p->cout, p->k, p->stride, p->pad,
+                       p->dilation);
     /* Wider padding only adds outputs that see no input at all; refusing it
      * lets every backend assume each output window overlaps the volume. */
-    if (p->pad >= p->k)
+    const int span = sm_conv_dilation(p) * (p->k - 1) + 1;
+    if (p->pad >= span)
         return sm_fail(SEGMAMBA_E_UNSUPPORTED, "convolution: padding %d is not smaller than "
-                       "the kernel %d", p->pad, p->k);
+                       "the kernel's span %d", p->pad, span);
     if (p->act != SM_ACT_NONE && p->act != SM_ACT_RELU)
         return sm_fail(SEGMAMBA_E_ARG, "convolution: unknown activation %d", (int)p->act);
     if (p->precision != SM_PREC_F32 && p->precision != SM_PREC_BF16)
@@ -107,9 +110,11 @@ sm_status sm_conv_create(sm_conv_kind kind, const sm_conv_params *p, const float
     if (p->precision == SM_PREC_BF16 && kind != SM_CONV_ONEDNN)
         return sm_fail(SEGMAMBA_E_UNSUPPORTED, "convolution: bf16 runs only on the onednn "
                        "backend, not '%s'", sm_conv_kind_name(kind));
-    if (kind == SM_CONV_WINOGRAD && (p->k != 3 || p->stride != 1 || p->pad != 1))
+    if (kind == SM_CONV_WINOGRAD &&
+        (p->k != 3 || p->stride != 1 || p->pad != 1 || sm_conv_dilation(p) != 1))
         return sm_fail(SEGMAMBA_E_UNSUPPORTED, "convolution: Winograd takes 3x3x3 kernels with "
-                       "stride 1 and padding 1, not k%d s%d p%d", p->k, p->stride, p->pad);
+                       "stride 1, padding 1 and no dilation, not k%d s%d p%d d%d", p->k,
+                       p->stride, p->pad, sm_conv_dilation(p));
     if (p->precision == SM_PREC_BF16 && !sm_conv_bf16_supported())
         return sm_fail(SEGMAMBA_E_UNSUPPORTED, "convolution: bf16 needs native bf16 dot products "
                        "(AVX512_BF16), which this CPU lacks or DNNL_MAX_CPU_ISA forbids");
@@ -183,6 +188,7 @@ static void ref_forward(const sm_conv *c, const sm_conv_dims *g, const float *sr
     const sm_conv_params *p = &c->p;
     const long nvox = (long)sm_conv_out_voxels(g);
     const size_t cin = (size_t)p->cin, cout = (size_t)p->cout;
+    const int dil = sm_conv_dilation(p);
 #if SM_HAVE_OPENMP
 #pragma omp parallel for schedule(static)
 #endif
@@ -191,13 +197,13 @@ static void ref_forward(const sm_conv *c, const sm_conv_dims *g, const float *sr
         float *restrict out = dst + (size_t)v * dst_ld;
         for (size_t co = 0; co < cout; co++) out[co] = c->bias ? c->bias[co] : 0.0f;
         for (int kd = 0; kd < p->k; kd++) {
-            const int iz = z * p->stride - p->pad + kd;
+            const int iz = z * p->stride - p->pad + kd * dil;
             if (iz < 0 || iz >= g->d) continue;
             for (int kh = 0; kh < p->k; kh++) {
-                const int iy = y * p->stride - p->pad + kh;
+                const int iy = y * p->stride - p->pad + kh * dil;
                 if (iy < 0 || iy >= g->h) continue;
                 for (int kw = 0; kw < p->k; kw++) {
-                    const int ix = x * p->stride - p->pad + kw;
+                    const int ix = x * p->stride - p->pad + kw * dil;
                     if (ix < 0 || ix >= g->w) continue;
                     const float *in = src + (((size_t)iz * g->h + iy) * g->w + ix) * src_ld;
                     const float *restrict wt =
@@ -227,7 +233,8 @@ static sm_status check_forward(const sm_conv *c, const float *src, int src_ld, i
                         sm_conv_out_size(p, w)};
     if (g->od < 1 || g->oh < 1 || g->ow < 1)
         return sm_fail(SEGMAMBA_E_SHAPE, "convolution: %dx%dx%d volume is smaller than the "
-                       "%d^3 kernel with padding %d", d, h, w, p->k, p->pad);
+                       "%d^3 kernel (dilation %d) with padding %d", d, h, w, p->k,
+                       sm_conv_dilation(p), p->pad);
     /* Voxel counts stay below 2^31 so that they fit the GEMM's int dimensions. */
     if ((size_t)d * h * w > INT_MAX)
         return sm_fail(SEGMAMBA_E_UNSUPPORTED, "convolution: %dx%dx%d volume is too large", d,

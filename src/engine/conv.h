@@ -39,9 +39,16 @@ typedef struct sm_conv_params {
     /* The kernel table Winograd runs on (a model's); NULL (left out): the
      * process-wide one when the convolution is created. */
     const sm_kernels *kernels;
+    int dilation; /* spacing of the taps; 0 (left out) or 1: adjacent. Winograd takes 1 only */
 } sm_conv_params;
 
 typedef struct sm_conv sm_conv;
+
+/* The taps' spacing: dilation, 1 when left out. */
+static inline int sm_conv_dilation(const sm_conv_params *p)
+{
+    return p->dilation > 1 ? p->dilation : 1;
+}
 
 /* How the engine chooses backends (segmamba_options.conv): one backend for
  * every layer (SM_WINO_OFF: onednn, blas or ref asked for), or the
@@ -94,7 +101,7 @@ int sm_conv_bf16_supported(void);
 sm_status sm_conv_create(sm_conv_kind kind, const sm_conv_params *p, const float *weight,
                          const float *bias, sm_conv **out);
 
-/* Output side along each axis: (n + 2*pad - k) / stride + 1. */
+/* Output side along each axis: (n + 2*pad - dil*(k-1) - 1) / stride + 1. */
 int sm_conv_out_size(const sm_conv_params *p, int n);
 
 /* src: (d, h, w) voxels of cin channels, voxel v's channels at src + v*src_ld;

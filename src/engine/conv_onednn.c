@@ -140,6 +140,9 @@ static dnnl_status_t conv_primitive_desc(const sm_conv *c, const onednn_plan *pl
     const dnnl_dims_t bias_dims = {p->cout};
     const dnnl_dims_t strides = {p->stride, p->stride, p->stride};
     const dnnl_dims_t pads = {p->pad, p->pad, p->pad};
+    /* oneDNN counts the gaps between taps: 0 for adjacent ones. */
+    const dnnl_dim_t gap = sm_conv_dilation(p) - 1;
+    const dnnl_dims_t dilates = {gap, gap, gap};
     dnnl_status_t st;
     if ((st = dnnl_memory_desc_init_by_tag(&weight_md, 5, weight_dims, operand_type(p),
                                            dnnl_format_tag_any)) != dnnl_success ||
@@ -147,10 +150,9 @@ static dnnl_status_t conv_primitive_desc(const sm_conv *c, const onednn_plan *pl
             dnnl_success)
         return st;
     dnnl_convolution_desc_t desc;
-    st = dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference,
-                                            dnnl_convolution_direct, &pl->src_dense, &weight_md,
-                                            c->bias ? &bias_md : NULL, &pl->dst_dense, strides,
-                                            pads, pads);
+    st = dnnl_dilated_convolution_forward_desc_init(
+        &desc, dnnl_forward_inference, dnnl_convolution_direct, &pl->src_dense, &weight_md,
+        c->bias ? &bias_md : NULL, &pl->dst_dense, strides, dilates, pads, pads);
     if (st != dnnl_success) return st;
 
     dnnl_primitive_attr_t attr = NULL;

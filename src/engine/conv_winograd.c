@@ -256,7 +256,7 @@ static double transformed_bytes(const sm_conv_params *p, int m)
 int sm_conv_winograd_pick(const sm_conv_params *p, sm_wino_use use, int tile)
 {
     if (use == SM_WINO_OFF || p->k != 3 || p->stride != 1 || p->pad != 1 ||
-        p->precision != SM_PREC_F32)
+        sm_conv_dilation(p) != 1 || p->precision != SM_PREC_F32)
         return 0;
     const double mib = 1024.0 * 1024.0;
     if (use == SM_WINO_ALL) return tile ? tile : transformed_bytes(p, 4) <= 64 * mib ? 4 : 2;

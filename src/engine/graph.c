@@ -218,6 +218,13 @@ static sm_status run_fue(const op_call *c)
 
 static sm_status run_mamba(const op_call *c)
 {
+    const sm_mamba *m = c->nd->obj;
+    if (m->orderings == SM_V2_ORDERINGS) {
+        const run_dims *rd = c->ctx->rd;
+        const int l = c->a.level;
+        return sm_mamba_forward_v2(m, c->ctx->k, c->a.p, c->a.ld, c->out.p, c->out.ld, rd->d[l],
+                                   rd->h[l], rd->w[l], in1_view(c).p, c->ctx->g->seconds);
+    }
     return sm_mamba_forward(c->nd->obj, c->ctx->k, c->a.p, c->a.ld, c->out.p, c->out.ld, c->n,
                             c->nd->nslices, in1_view(c).p, c->ctx->g->seconds);
 }
@@ -260,7 +267,13 @@ static sm_status run_pointwise(const op_call *c)
     return st;
 }
 
+static sm_status run_se(const op_call *c)
+{
+    return sm_se_forward(c->nd->obj, c->a.p, c->a.ld, c->out.p, c->out.ld, c->n);
+}
+
 static void free_conv(void *obj) { sm_conv_free(obj); }
+static void free_se(void *obj) { sm_se_free(obj); }
 static void free_convt2(void *obj) { sm_convt2_free(obj); }
 static void free_mamba(void *obj) { sm_mamba_free(obj); }
 
@@ -275,6 +288,7 @@ static const op_desc ops[] = {
     [SM_OP_INORM_ADD] = {"inorm+add", SM_KIND_NORM, 0, run_inorm_add, NULL},
     [SM_OP_INORM_ADD_INORM] = {"inorm+add+inorm", SM_KIND_NORM, 0, run_inorm_add_inorm, NULL},
     [SM_OP_POINTWISE] = {"pointwise", SM_KIND_CONV, 0, run_pointwise, free_conv},
+    [SM_OP_SE] = {"se", SM_KIND_OTHER, 0, run_se, free_se},
 };
 /* Every opcode has an entry: a missing last one shortens the table, a
  * missing one before it has no run function, which sm_graph_node refuses. */

@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "engine/mamba.h"
 #include "engine/ops.h"
+#include "engine/se.h"
 
 typedef enum sm_opcode {
     SM_OP_CONV,   /* obj: sm_conv */
@@ -35,6 +36,7 @@ typedef enum sm_opcode {
      * memory with a voxel stride no wider (plane z is written only after
      * it has been read, and below every plane still to be read). */
     SM_OP_POINTWISE,
+    SM_OP_SE, /* obj: sm_se (se.h), SegMamba-V2's squeeze-excitation gate; out may be in0 */
     SM_OP_COUNT /* not an op: the number of them */
 } sm_opcode;
 

@@ -70,7 +70,10 @@ sm_mamba_scratch sm_mamba_scratch_split(int dim, int d_inner, int d_state, int d
 
 int64_t sm_mamba_scratch_per_token(const sm_mamba *m, int device)
 {
-    return sm_mamba_scratch_floats(m->dim, m->d_inner, m->d_state, m->dt_rank, device);
+    /* SegMamba-V2's layer: one more (L, d_inner) array, a permuted copy of
+     * x and then the permuted scan output. */
+    return sm_mamba_scratch_floats(m->dim, m->d_inner, m->d_state, m->dt_rank, device) +
+           (m->orderings == SM_V2_ORDERINGS ? m->d_inner : 0);
 }
 
 /* y *= SiLU(z) over L rows of d_inner, z overwritten with SiLU(z). */
@@ -147,6 +150,110 @@ sm_status sm_mamba_forward(const sm_mamba *m, const sm_kernels *k, const float *
     return st;
 }
 
+/* Token (in (D, H, W) C-order) at sequence position q of ordering o:
+ * 0 (D, H, W), 1 (H, D, W), 2 (W, H, D). */
+static int64_t v2_token(int o, int64_t d, int64_t h, int64_t w, int64_t q)
+{
+    if (o == 1) { /* q = (hh*d + dd)*w + ww */
+        const int64_t ww = q % w, dd = q / w % d, hh = q / w / d;
+        return (dd * h + hh) * w + ww;
+    }
+    if (o == 2) { /* q = (ww*h + hh)*d + dd */
+        const int64_t dd = q % d, hh = q / d % h, ww = q / d / h;
+        return (dd * h + hh) * w + ww;
+    }
+    return q;
+}
+
+/* FIRST VERSION: the orderings (H, D, W) and (W, H, D) permute the tokens
+ * with a gather before the conv1d and a scatter-add after the scan (one
+ * (L, d_inner) array of extra scratch). The scan and conv1d kernels could
+ * visit the tokens in those orders by index arithmetic instead, as they do
+ * for the backward and slice orders (simd/scan.h sm_scan_token); not done
+ * yet. */
+sm_status sm_mamba_forward_v2(const sm_mamba *m, const sm_kernels *k, const float *x, int x_ld,
+                              float *out, int out_ld, int d, int h, int w, float *scratch,
+                              double *seconds)
+{
+    if (m->orderings != SM_V2_ORDERINGS || m->n_dir != 1)
+        return sm_fail(SEGMAMBA_E_ARG, "Mamba layer: not a SegMamba-V2 layer");
+    const int C = m->dim, di = m->d_inner, N = m->d_state, R = m->dt_rank;
+    const int np = R + 2 * N;
+    const int64_t L = (int64_t)d * h * w;
+    const sm_mamba_scratch sc = sm_mamba_scratch_split(C, di, N, R, 0, L, scratch);
+    float *xs = sc.x, *u = sc.u, *y = sc.y, *p = sc.p, *delta = sc.delta;
+    float *perm = scratch + L * sm_mamba_scratch_floats(C, di, N, R, 0);
+    float *xn = u;
+    const size_t sz_u = (size_t)L * di;
+    const sm_mamba_dir *dir = &m->dir[0];
+
+    double t0 = sm_now_seconds();
+    sm_layer_norm(x, x_ld, xn, C, L, C, m->norm_w, m->norm_b);
+    double t1 = sm_now_seconds(), norm_seconds = t1 - t0;
+    sm_sgemm(0, 1, (int)L, di, C, 1.0f, xn, C, m->in_proj, C, 0.0f, xs, di);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < sz_u; i++) y[i] = 0.0f;
+
+    sm_status st = SEGMAMBA_OK;
+    double scan_seconds = 0.0;
+    for (int o = 0; o < SM_V2_ORDERINGS && st == SEGMAMBA_OK; o++) {
+        const float *xo = xs;
+        if (o > 0) {
+#pragma omp parallel for schedule(static)
+            for (int64_t q = 0; q < L; q++) {
+                const float *src = xs + v2_token(o, d, h, w, q) * di;
+                float *dst = perm + q * di;
+                for (int c = 0; c < di; c++) dst[c] = src[c];
+            }
+            xo = perm;
+        }
+        causal_conv1d_silu(m, k, dir, SM_ORDER_FORWARD, L, 1, xo, di, u);
+        sm_sgemm(0, 1, (int)L, np, di, 1.0f, u, di, dir->x_proj, di, 0.0f, p, np);
+        if (delta) sm_sgemm(0, 1, (int)L, di, R, 1.0f, p, np, dir->dt_proj, R, 0.0f, delta, di);
+        float *yo = y;
+        if (o > 0) { /* the permuted copy of x is dead: it takes the scan's output */
+#pragma omp parallel for schedule(static)
+            for (size_t i = 0; i < sz_u; i++) perm[i] = 0.0f;
+            yo = perm;
+        }
+        const sm_scan_args args = {
+            .L = L, .n_state = N, .order = SM_ORDER_FORWARD, .nslices = 1,
+            .u = u, .ld_u = di, .delta = delta, .ld_delta = di,
+            .dt_low = p, .ld_dt_low = np, .dt_proj = dir->dt_proj, .dt_rank = R,
+            .delta_bias = dir->dt_bias,
+            .A = dir->A, .B = p + R, .C = p + R + N, .ld_bc = np, .D = dir->D,
+            .z = NULL, .y = yo, .ld_y = di,
+        };
+        double t2 = sm_now_seconds();
+        st = run_scan(m, k, &args);
+        scan_seconds += sm_now_seconds() - t2;
+        if (o > 0) {
+#pragma omp parallel for schedule(static)
+            for (int64_t q = 0; q < L; q++) {
+                const float *src = perm + q * di;
+                float *dst = y + v2_token(o, d, h, w, q) * di;
+                for (int c = 0; c < di; c++) dst[c] += src[c];
+            }
+        }
+    }
+    if (st == SEGMAMBA_OK) {
+        /* SiLU(z) is per token: it gates the sum of the orderings once. */
+        double t3 = sm_now_seconds();
+        sm_layer_norm(x, x_ld, xn, C, L, C, m->norm_w, m->norm_b);
+        norm_seconds += sm_now_seconds() - t3;
+        float *z = xs;
+        sm_sgemm(0, 1, (int)L, di, C, 1.0f, xn, C, m->in_proj + (size_t)di * C, C, 0.0f, z, di);
+        gate(k, y, z, (int64_t)sz_u);
+        float *o = u;
+        sm_sgemm(0, 1, (int)L, C, di, 1.0f, y, di, m->out_proj, di, 0.0f, o, C);
+        sm_add(k, o, C, x, x_ld, out, out_ld, L, C, SM_ACT_NONE);
+    }
+    seconds[SM_KIND_NORM] += norm_seconds;
+    seconds[SM_KIND_SCAN] += scan_seconds;
+    seconds[SM_KIND_OTHER] += sm_now_seconds() - t0 - norm_seconds - scan_seconds;
+    return st;
+}
+
 double sm_mamba_flops_per_token(const sm_mamba *m)
 {
     const double C = m->dim, di = m->d_inner, N = m->d_state, R = m->dt_rank, K = m->d_conv;
@@ -154,7 +261,8 @@ double sm_mamba_flops_per_token(const sm_mamba *m)
                            + 2 * di * (R + 2 * N) /* x_proj */
                            + 2 * R * di           /* dt_proj */
                            + 6 * di * N;          /* scan: exp argument, h update, C h */
-    return 2 * C * 2 * di + m->n_dir * per_dir + 2 * di * C;
+    const int scans = m->n_dir * (m->orderings > 1 ? m->orderings : 1);
+    return 2 * C * 2 * di + scans * per_dir + 2 * di * C;
 }
 
 sm_status sm_mamba_create(int dim, int d_inner, int d_state, int dt_rank, int d_conv,
@@ -163,10 +271,14 @@ sm_status sm_mamba_create(int dim, int d_inner, int d_state, int dt_rank, int d_
     *out = NULL;
     if (w->n_dir < 1 || w->n_dir > SM_DIRECTIONS)
         return sm_fail(SEGMAMBA_E_ARG, "Mamba layer: %d directions (1, 2 or 3)", w->n_dir);
+    if (w->orderings > 1 && (w->orderings != SM_V2_ORDERINGS || w->n_dir != 1))
+        return sm_fail(SEGMAMBA_E_ARG, "Mamba layer: %d orderings of %d directions (SegMamba-V2's "
+                       "layer has 3 of one)", w->orderings, w->n_dir);
     sm_mamba *m = calloc(1, sizeof *m);
     if (!m) return sm_fail(SEGMAMBA_E_NOMEM, "Mamba layer: out of memory");
     *m = (sm_mamba){.dim = dim, .d_inner = d_inner, .d_state = d_state, .dt_rank = dt_rank,
-                    .d_conv = d_conv, .n_dir = w->n_dir, .norm_w = w->norm_w, .norm_b = w->norm_b,
+                    .d_conv = d_conv, .n_dir = w->n_dir,
+                    .orderings = w->orderings > 1 ? w->orderings : 1, .norm_w = w->norm_w, .norm_b = w->norm_b,
                     .in_proj = w->in_proj, .out_proj = w->out_proj};
     const size_t n = (size_t)d_inner * (size_t)d_state;
     for (int s = 0; s < m->n_dir; s++) {

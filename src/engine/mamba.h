@@ -29,15 +29,23 @@ typedef struct sm_mamba_dir {
 typedef struct sm_mamba {
     int dim, d_inner, d_state, dt_rank, d_conv;
     int n_dir;                    /* directions: 1, 2 or 3; dir[n_dir..] are unused */
+    int orderings;                /* 1, or SM_V2_ORDERINGS: SegMamba-V2's layer, whose one
+                                     (forward) direction scans three orderings of the volume
+                                     (sm_mamba_forward_v2) */
     const float *norm_w, *norm_b; /* (dim) */
     const float *in_proj;         /* (2 d_inner, dim) */
     const float *out_proj;        /* (dim, d_inner) */
     sm_mamba_dir dir[SM_DIRECTIONS];
 } sm_mamba;
 
+/* The orderings of a SegMamba-V2 Mamba layer: tokens in C-order over
+ * (D, H, W), (H, D, W) and (W, H, D). */
+#define SM_V2_ORDERINGS 3
+
 /* A layer's weights as the checkpoint holds them (PyTorch layout). */
 typedef struct sm_mamba_weights {
     int n_dir; /* directions held: 1 (forward), 2 (+ backward) or 3 (+ inter-slice) */
+    int orderings; /* 0 or 1: one ordering; SM_V2_ORDERINGS (n_dir 1): SegMamba-V2's layer */
     const float *norm_w, *norm_b, *in_proj, *out_proj;
     struct {
         const float *conv_w; /* (d_inner, 1, d_conv): conv1d.weight */
@@ -93,6 +101,15 @@ int64_t sm_mamba_scratch_per_token(const sm_mamba *m, int device);
 sm_status sm_mamba_forward(const sm_mamba *m, const sm_kernels *k, const float *x, int x_ld,
                            float *out, int out_ld, int64_t L, int64_t nslices, float *scratch,
                            double *seconds);
+
+/* SegMamba-V2's layer (m->orderings == SM_V2_ORDERINGS): x is a d x h x w
+ * volume, channels-last (L = d*h*w tokens); out = x + the sum over the three
+ * orderings of out_proj(the forward Mamba of the tokens in that order, put
+ * back in (D, H, W) order). scratch holds L * sm_mamba_scratch_per_token(m, 0)
+ * floats. Otherwise as sm_mamba_forward. */
+sm_status sm_mamba_forward_v2(const sm_mamba *m, const sm_kernels *k, const float *x, int x_ld,
+                              float *out, int out_ld, int d, int h, int w, float *scratch,
+                              double *seconds);
 
 /* Multiply-adds (counted as 2 flops) and scan operations per token. */
 double sm_mamba_flops_per_token(const sm_mamba *m);

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from safetensors_writer import DTYPES, write_safetensors  # noqa: E402
-from segmamba_ref import MAMBA_TYPES, SegMambaRef  # noqa: E402
+from segmamba_ref import FAMILIES, MAMBA_TYPES, SegMambaRef  # noqa: E402
 
 CONFIGS = {
     # Every code path at a size whose fixture stays small: cin != cout and
@@ -40,6 +40,15 @@ CONFIGS = {
     # stage with two layers, a single input channel.
     "nondefault": dict(in_chans=1, out_chans=3, depths=[1, 2, 1, 1], feat_size=[16, 32, 40, 72],
                        hidden_size=56),
+    "official": dict(in_chans=4, out_chans=4, depths=[2, 2, 2, 2], feat_size=[48, 96, 192, 384],
+                     hidden_size=768),
+}
+# SegMamba-V2 (spec 7.2; --family v2): the squeeze-excitation needs c >= 8.
+CONFIGS_V2 = {
+    # SE widths 1, 2, 3, 5; dt_rank 2 and 3 on the Mamba stages; one stage with
+    # two LargeKernelConv blocks and two V2 Mamba layers; cin != cout downsampling.
+    "tiny": dict(in_chans=2, out_chans=3, depths=[1, 1, 2, 1], feat_size=[8, 16, 24, 40],
+                 hidden_size=44),
     "official": dict(in_chans=4, out_chans=4, depths=[2, 2, 2, 2], feat_size=[48, 96, 192, 384],
                      hidden_size=768),
 }
@@ -69,6 +78,9 @@ def parse_args(argv):
     p.add_argument("--mamba-type", choices=list(MAMBA_TYPES), default="v3",
                    help="bimamba type of the Mamba layers (spec 7.1): v3 forward, backward and "
                         "slice scans (default); v2 forward and backward; none forward only")
+    p.add_argument("--family", choices=list(FAMILIES), default="v1",
+                   help="v1: SegMamba (default); v2: SegMamba-V2 (spec 7.2; configs tiny, "
+                        "official or custom; --mamba-type does not apply)")
     p.add_argument("--seed", type=int, help="default: random (printed)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--intermediates", action="store_true", help="also write inter/<name>.npy")
@@ -106,7 +118,10 @@ def parse_args(argv):
 
 def load_config(args):
     if args.config != "custom":
-        return {**CONFIGS[args.config], **MAMBA_DEFAULTS}
+        presets = CONFIGS if args.family == "v1" else CONFIGS_V2
+        if args.config not in presets:
+            sys.exit(f"gen_case: no preset {args.config!r} for family {args.family}")
+        return {**presets[args.config], **MAMBA_DEFAULTS}
     text = args.custom_json
     if not text.lstrip().startswith("{"):
         with open(text) as f:
@@ -205,7 +220,9 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     cfg = load_config(args)
     dtype = DTYPE_FLAGS[args.dtype]
-    print(f"gen_case: config {args.config}, shape {args.shape}, nslices {args.nslices}, "
+    if args.family == "v2":
+        args.mamba_type = "none"  # V2's stock Mamba: forward only
+    print(f"gen_case: family {args.family}, config {args.config}, shape {args.shape}, nslices {args.nslices}, "
           f"fue {args.fue}, mamba {args.mamba_type}, dtype {args.dtype}, seed {args.seed}",
           flush=True)
 
@@ -213,7 +230,7 @@ def main(argv=None):
     gen = torch.Generator().manual_seed(args.seed)
     try:
         model = SegMambaRef(**cfg, nslices=args.nslices, fue=args.fue,
-                            mamba_type=args.mamba_type).eval()
+                            mamba_type=args.mamba_type, family=args.family).eval()
         model.check_shape(args.shape)
     except (TypeError, ValueError) as e:
         sys.exit(f"gen_case: {e}")
@@ -241,7 +258,7 @@ def main(argv=None):
     torch.save({"module": {"module." + k: v for k, v in state.items()}},
                os.path.join(args.out, "model_wrapped.pt"))
     stored_cfg = {**cfg, "nslices": args.nslices, "fue": args.fue,
-                  "mamba_type": args.mamba_type}
+                  "mamba_type": args.mamba_type, "family": args.family}
     write_safetensors(os.path.join(args.out, "model.safetensors"), state, dtype,
                       {"format": "pt", "config": json.dumps(stored_cfg)})
     np.save(os.path.join(args.out, "input.npy"), x.numpy())
@@ -254,7 +271,7 @@ def main(argv=None):
 
     case = {
         "config": cfg, "preset": args.config, "nslices": args.nslices, "fue": args.fue,
-        "mamba_type": args.mamba_type,
+        "mamba_type": args.mamba_type, "family": args.family,
         "seed": args.seed, "shape": list(args.shape), "dtype": args.dtype,
         "n_params": n_params, "argmax_histogram": hist,
         "intermediates": sorted(inter) if inter is not None else [],

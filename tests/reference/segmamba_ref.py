@@ -345,6 +345,108 @@ class MambaEncoder(nn.Module):
         return skips
 
 
+# --------------------------------------------------------------------------
+# SegMamba-V2 (spec section 7.2): LargeKernelConv blocks and V2 Mamba layers.
+# --------------------------------------------------------------------------
+
+class ConvBlock(nn.Module):
+    """CB(k, p, dil): ReLU(IN(conv)), the conv under `block.0` (bias)."""
+
+    def __init__(self, c, k, p, dil):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv3d(c, c, k, padding=p, dilation=dil, bias=True))
+
+    def forward(self, x):
+        return F.relu(instance_norm(self.block(x)))
+
+
+class SqueezeExcite(nn.Module):
+    """g = sigmoid(fc2(ReLU(fc1(mean over voxels)))) per channel; x * g."""
+
+    def __init__(self, c, reduction=8):
+        super().__init__()
+        if c // reduction < 1:
+            raise ValueError(f"SegMamba-V2: {c} channels leave no squeeze width (c/{reduction})")
+        self.fc = nn.Sequential(nn.Linear(c, c // reduction), nn.ReLU(),
+                                nn.Linear(c // reduction, c), nn.Sigmoid())
+
+    def forward(self, x):
+        g = self.fc(x.mean(dim=(2, 3, 4)))
+        return x * g[:, :, None, None, None]
+
+
+class LargeKernelConv(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.deep_path = nn.Sequential(ConvBlock(c, 5, 2, 1), ConvBlock(c, 3, 1, 1),
+                                       ConvBlock(c, 3, 2, 2))
+        self.shortcut_path = nn.Sequential(ConvBlock(c, 3, 1, 1), ConvBlock(c, 1, 0, 1))
+        self.se = SqueezeExcite(c)
+
+    def forward(self, x):
+        return self.se(self.deep_path(x) + self.shortcut_path(x) + x)
+
+
+# The three token orderings of a V2 Mamba layer, as permutations of the
+# spatial axes of (C, D, H, W) (axis 1 = D, 2 = H, 3 = W): (D,H,W), (H,D,W), (W,H,D).
+V2_ORDERINGS = ((1, 2, 3), (2, 1, 3), (3, 2, 1))
+
+
+class MambaLayerV2(nn.Module):
+    """One LayerNorm and one stock (forward-only) Mamba over three orderings."""
+
+    def __init__(self, dim, d_state, d_conv, expand, scan):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=NORM_EPS)
+        self.mamba = Mamba(dim, 1, d_state, d_conv, expand, scan, "none")
+
+    def forward(self, x):
+        v = x[0]  # (C, D, H, W)
+        c = v.shape[0]
+        out = x.clone()
+        for perm in V2_ORDERINGS:
+            p = v.permute(0, *perm)  # (C, a, b, c)
+            t = p.reshape(c, -1).t()
+            m = self.mamba(self.norm(t)).t().reshape(p.shape)
+            inv = [0] * 4
+            for k, axis in enumerate((0, *perm)):
+                inv[axis] = k
+            out[0] += m.permute(*inv)
+        return out
+
+
+class MambaEncoderV2(nn.Module):
+    def __init__(self, depths, dims, d_state, d_conv, expand, scan):
+        super().__init__()
+        self.downsample_layers = nn.ModuleList([
+            nn.Sequential(nn.Conv3d(dims[max(i - 1, 0)], dims[i], 3, 2, 1)) for i in range(4)])
+        self.gscs = nn.ModuleList([
+            nn.Sequential(*[LargeKernelConv(dims[i]) for _ in range(depths[i])])
+            for i in range(4)])
+        self.stages = nn.ModuleList([
+            nn.Sequential(*[MambaLayerV2(dims[i], d_state, d_conv, expand, scan)
+                            for _ in range(depths[i] if i >= 2 else 0)])
+            for i in range(4)])
+        self.mlps = nn.ModuleList([MlpChannel(c) for c in dims])
+
+    def forward(self, x, inter):
+        skips = []
+        for i in range(4):
+            x = self.downsample_layers[i](x)
+            _record(inter, f"down{i}", x)
+            for j, block in enumerate(self.gscs[i]):
+                x = block(x)
+                _record(inter, f"gsc{i}_{j}", x)
+            for j, layer in enumerate(self.stages[i]):
+                x = layer(x)
+                _record(inter, f"mamba{i}_{j}", x)
+            _record(inter, f"stage{i}", x)
+            o = self.mlps[i](instance_norm(x))
+            _record(inter, f"skip{i}", o)
+            skips.append(o)
+        return skips
+
+
 def _record(inter, name, t):
     if inter is not None:
         inter[name] = t
@@ -357,20 +459,34 @@ def fue(z):
     return z + z * (1 - u)
 
 
+FAMILIES = ("v1", "v2")
+
+
 class SegMambaRef(nn.Module):
+    """family "v1": SegMamba (spec section 2, Mamba type per 7.1); "v2":
+    SegMamba-V2 (spec 7.2: the encoder runs on encoder1's output, no Mamba
+    type, nslices unused)."""
+
     def __init__(self, in_chans, out_chans, depths, feat_size, hidden_size, nslices,
-                 fue=False, d_state=16, d_conv=4, expand=2, scan="chunked", mamba_type="v3"):
+                 fue=False, d_state=16, d_conv=4, expand=2, scan="chunked", mamba_type="v3",
+                 family="v1"):
         super().__init__()
         if len(depths) != 4 or len(feat_size) != 4 or len(nslices) != 4:
             raise ValueError("depths, feat_size and nslices need 4 entries each")
         if mamba_type not in MAMBA_TYPES:
             raise ValueError(f"unknown Mamba type {mamba_type!r} (v3, v2 or none)")
+        if family not in FAMILIES:
+            raise ValueError(f"unknown family {family!r} (v1 or v2)")
         self.nslices = tuple(nslices)
-        self.mamba_type = mamba_type
+        self.mamba_type = mamba_type if family == "v1" else "none"
+        self.family = family
         self.fue = fue
         f = feat_size
-        self.vit = MambaEncoder(in_chans, depths, f, nslices, d_state, d_conv, expand, scan,
-                                mamba_type)
+        if family == "v1":
+            self.vit = MambaEncoder(in_chans, depths, f, nslices, d_state, d_conv, expand, scan,
+                                    mamba_type)
+        else:
+            self.vit = MambaEncoderV2(depths, f, d_state, d_conv, expand, scan)
         self.encoder1 = BasicBlock(in_chans, f[0])
         self.encoder2 = BasicBlock(f[0], f[1])
         self.encoder3 = BasicBlock(f[1], f[2])
@@ -405,12 +521,16 @@ class SegMambaRef(nn.Module):
             raise ValueError(f"expected input (1, C, D, H, W), got {tuple(x.shape)}")
         self.check_shape(x.shape[2:])
         inter = intermediates
-        skips = self.vit(x, inter)
+        if self.family == "v1":
+            skips = self.vit(x, inter)
+        else:
+            enc1 = self.encoder1(x)
+            skips = self.vit(enc1, inter)
         if self.fue:
             skips = [fue(o) for o in skips]
             for i, o in enumerate(skips):
                 _record(inter, f"fue{i}", o)
-        enc = [self.encoder1(x), self.encoder2(skips[0]), self.encoder3(skips[1]),
+        enc = [self.encoder1(x) if self.family == "v1" else enc1, self.encoder2(skips[0]), self.encoder3(skips[1]),
                self.encoder4(skips[2])]
         for i, e in enumerate(enc):
             _record(inter, f"enc{i + 1}", e)
