@@ -37,14 +37,20 @@ int main(int argc, char **argv)
     float *state = malloc((size_t)di * N * sizeof *state);
     float *wdt = filled(di * R, -1, 0.5f);
     const int nt = sm_num_threads();
+    static const char *const names[SM_ORDER_COUNT] = {"forward", "backward", "slice", "HDW", "WHD"};
+    /* 64 slices; the volume orders on a 64 x 64 x L/4096 volume (when L allows) */
+    const int n_orders = L % 4096 == 0 ? SM_ORDER_COUNT : SM_ORDER_HDW;
+    sm_seq seqs[SM_ORDER_COUNT];
+    for (int o = 0; o < SM_ORDER_COUNT; o++)
+        seqs[o] = (sm_seq){.order = (sm_order)o, .L = L, .S = 64, .d = 64, .h = 64, .w = L / 4096};
     printf("scan L=%lld d_inner=%d N=%d threads=%d (seconds per direction, median of 3)\n",
            (long long)L, di, N, nt);
     for (int isa = SM_ISA_SCALAR; isa <= SM_ISA_NEON; isa++) {
         if (sm_kernels_select((sm_isa)isa) != (sm_isa)isa) continue;
         const sm_kernels *k = sm_kernels_get();
-        for (int o = 0; o < 3; o++) {
+        for (int o = 0; o < n_orders; o++) {
             /* as the engine runs it: dt_proj (rank R) computed in the scan */
-            sm_scan_args a = {.L = L, .n_state = N, .order = (sm_order)o, .nslices = 64,
+            sm_scan_args a = {.seq = seqs[o], .n_state = N,
                               .u = u, .ld_u = di, .delta = NULL, .ld_delta = di,
                               .dt_low = p, .ld_dt_low = np, .dt_proj = wdt, .dt_rank = R,
                               .delta_bias = bias, .A = A, .B = p + R, .C = p + R + N,
@@ -62,16 +68,16 @@ int main(int argc, char **argv)
             double m = t[0] < t[1] ? (t[1] < t[2] ? t[1] : (t[0] < t[2] ? t[2] : t[0]))
                                    : (t[0] < t[2] ? t[0] : (t[1] < t[2] ? t[2] : t[1]));
             printf("%-7s %-8s %.3f s  (%.2f ns per token-channel)\n", sm_isa_name(k->isa),
-                   o == 0 ? "forward" : o == 1 ? "backward" : "slice", m, 1e9 * m / (double)(L * di) * nt);
+                   names[o], m, 1e9 * m / (double)(L * di) * nt);
         }
     }
     float *w = filled(4 * di, -0.5f, 0.5f);
     for (int isa = SM_ISA_SCALAR; isa <= SM_ISA_NEON; isa++) {
         if (sm_kernels_select((sm_isa)isa) != (sm_isa)isa) continue;
         const sm_kernels *k = sm_kernels_get();
-        for (int o = 0; o < 3; o++) {
+        for (int o = 0; o < n_orders; o++) {
             /* x dense here (in the engine it is half of in_proj's output rows) */
-            const sm_conv1d_args a = {.L = L, .order = (sm_order)o, .nslices = 64, .c = di, .K = 4,
+            const sm_conv1d_args a = {.seq = seqs[o], .c = di, .K = 4,
                                       .x = z, .ld_x = di, .w = w, .b = bias, .u = y, .ld_u = di};
             double t[3];
             for (int r = 0; r < 3; r++) {
@@ -84,7 +90,7 @@ int main(int argc, char **argv)
             double m = t[0] < t[1] ? (t[1] < t[2] ? t[1] : (t[0] < t[2] ? t[2] : t[0]))
                                    : (t[0] < t[2] ? t[0] : (t[1] < t[2] ? t[2] : t[1]));
             printf("conv1d %-7s %-8s %.4f s\n", sm_isa_name(k->isa),
-                   o == 0 ? "forward" : o == 1 ? "backward" : "slice", m);
+                   names[o], m);
         }
     }
     free(w), free(wdt);

@@ -5,15 +5,13 @@
 
 #include <stdint.h>
 
-#include "scan.h" /* sm_order, sm_scan_token, sm_scan_position */
+#include "scan.h" /* sm_seq, sm_scan_token, sm_scan_position, sm_seq_runs */
 
 /* For position q with token t = token(q),
  *   u[t, j] = SiLU(b[j] + sum_k w[k, j] x[token(q - K + 1 + k), j]),
  * the taps in increasing k, positions before 0 contributing nothing. */
 typedef struct sm_conv1d_args {
-    int64_t L;
-    sm_order order;
-    int64_t nslices;
+    sm_seq seq;      /* the tokens and their order */
     int c, K;        /* channels, taps */
     const float *x;  /* (L, ld_x) */
     int64_t ld_x;
@@ -24,7 +22,7 @@ typedef struct sm_conv1d_args {
 } sm_conv1d_args;
 
 /* Writes the u rows of tokens [t0, t1) (in memory order, whatever the
- * direction: the inter-slice direction's windows then slide along K
+ * order: the inter-slice and volume orders' windows then slide along K
  * streams of rows instead of jumping a slice's length at every position). */
 typedef void (*sm_conv1d_silu_fn)(const sm_conv1d_args *a, int64_t t0, int64_t t1);
 

@@ -15,9 +15,10 @@
  * scalar kernel's order with separate multiplies and adds (so the sums are
  * the scalar kernel's, bit for bit), then this level's SiLU; channels past
  * the last full vector through the scalar SiLU. Going from token t to t + 1
- * moves every tap's token by one too, in each order, while the window lies
- * inside one slice and has no tap before the start; the window's tokens are
- * recomputed only where that fails. */
+ * inside one of the order's runs (sm_seq_runs) moves every tap's token by
+ * one too, once the run's first tokens are past and while the window has
+ * no tap before the start; the window's tokens are recomputed only where
+ * that fails. */
 void CONV1D_FN(const sm_conv1d_args *a, int64_t t0, int64_t t1)
 {
     const int c = a->c, K = a->K, cv = c / VW * VW;
@@ -25,18 +26,15 @@ void CONV1D_FN(const sm_conv1d_args *a, int64_t t0, int64_t t1)
         sm_conv1d_silu_scalar(a, t0, t1);
         return;
     }
-    const int slice = a->order == SM_ORDER_SLICE;
-    const int64_t m = slice ? a->L / a->nslices : a->L; /* tokens per slice */
-    int64_t s = t0 / m, j = t0 % m;                     /* t = s*m + j */
-    int64_t tok[SM_CONV1D_MAX_K];                       /* a tap's token, -1 before the start */
-    int k0 = 0;                                         /* the first tap in the sequence */
+    const sm_seq_run run = sm_seq_runs(&a->seq, K);
+    int64_t j = t0 % run.len, q = sm_scan_position(&a->seq, t0); /* t = r*len + j */
+    int64_t tok[SM_CONV1D_MAX_K];                                /* a tap's token, -1 before the start */
+    int k0 = 0;                                                  /* the first tap in the sequence */
     for (int64_t t = t0; t < t1; t++) {
-        const int64_t q = slice ? j * a->nslices + s
-                          : a->order == SM_ORDER_BACKWARD ? a->L - 1 - t : t;
-        if (t == t0 || j == 0 || k0 > 0 || q < K - 1) {
+        if (t == t0 || j < run.first || k0 > 0 || q < K - 1) {
             k0 = q < K - 1 ? (int)(K - 1 - q) : 0;
             for (int k = 0; k < K; k++)
-                tok[k] = k < k0 ? -1 : sm_scan_token(a->order, a->L, a->nslices, q - (K - 1) + k);
+                tok[k] = k < k0 ? -1 : sm_scan_token(&a->seq, q - (K - 1) + k);
         } else {
             for (int k = 0; k < K; k++) tok[k]++;
         }
@@ -53,9 +51,11 @@ void CONV1D_FN(const sm_conv1d_args *a, int64_t t0, int64_t t1)
             for (int k = k0; k < K; k++) acc += a->w[(int64_t)k * c + i] * a->x[tok[k] * a->ld_x + i];
             sm_silu_scalar(&acc, u + i, 1);
         }
-        if (++j == m) {
+        if (++j == run.len) {
             j = 0;
-            s++;
+            if (t + 1 < t1) q = sm_scan_position(&a->seq, t + 1);
+        } else {
+            q += run.step;
         }
     }
 }

@@ -10,8 +10,8 @@ void sm_scan_scalar(const sm_scan_args *a, int c0, int c1, float *h)
 {
     const int N = a->n_state;
     for (int64_t i = 0; i < (int64_t)(c1 - c0) * N; i++) h[i] = 0.0f;
-    for (int64_t q = 0; q < a->L; q++) {
-        const int64_t t = sm_scan_token(a->order, a->L, a->nslices, q);
+    for (int64_t q = 0; q < a->seq.L; q++) {
+        const int64_t t = sm_scan_token(&a->seq, q);
         const float *u = a->u + t * a->ld_u;
         const float *dl = a->delta ? a->delta + t * a->ld_delta : NULL;
         const float *lo = dl ? NULL : a->dt_low + t * a->ld_dt_low;

@@ -125,15 +125,15 @@ static SM_ALWAYS_INLINE void scan_group(const sm_scan_args *a, int c, int nb, co
     float dt_b[SM_SCAN_TB * VW], du_b[SM_SCAN_TB * VW], yd_b[SM_SCAN_TB * VW],
         g_b[SM_SCAN_TB * VW];
     int64_t t_b[SM_SCAN_TB];
-    for (int64_t q0 = 0; q0 < a->L; q0 += SM_SCAN_TB) {
-        const int T = a->L - q0 < SM_SCAN_TB ? (int)(a->L - q0) : SM_SCAN_TB;
+    for (int64_t q0 = 0; q0 < a->seq.L; q0 += SM_SCAN_TB) {
+        const int T = a->seq.L - q0 < SM_SCAN_TB ? (int)(a->seq.L - q0) : SM_SCAN_TB;
         for (int i = 0; i < T; i++) {
             const int64_t q = q0 + i;
-            t_b[i] = sm_scan_token(a->order, a->L, a->nslices, q);
+            t_b[i] = sm_scan_token(&a->seq, q);
             /* The slice order jumps L/S tokens at every step, too far for
              * the hardware prefetcher: ask for a later token's rows now. */
-            if (q + SM_SCAN_PREFETCH < a->L) {
-                const int64_t tp = sm_scan_token(a->order, a->L, a->nslices, q + SM_SCAN_PREFETCH);
+            if (q + SM_SCAN_PREFETCH < a->seq.L) {
+                const int64_t tp = sm_scan_token(&a->seq, q + SM_SCAN_PREFETCH);
                 for (int k = 0; k < nb * VW; k += 16) {
                     __builtin_prefetch(a->u + tp * a->ld_u + c + k);
                     if (a->delta) __builtin_prefetch(a->delta + tp * a->ld_delta + c + k);

@@ -1,7 +1,8 @@
 /* The SIMD kernels (simd/): every level this CPU supports, each entry of
  * the dispatch table against a double-precision evaluation of its
  * definition. The selective scan's reference works on explicitly permuted
- * copies of the sequence (the engine itself never copies it). */
+ * copies of the sequence (the engine itself never copies it), in every
+ * order of simd/scan.h written out from its definition. */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -17,27 +18,48 @@ static double uniform(double lo, double hi) { return check_uniform(lo, hi); }
 /* Written into outputs first: what a kernel must not write keeps it. */
 static const float SENTINEL_F = -777.25f;
 
-/* The visiting order written out as a table, from the spec's definition. */
-static void order_table(sm_order order, int64_t L, int64_t S, int64_t *tok)
+/* A sequence of L tokens in order o: S slices; for the volume orders a
+ * volume of S planes, each of h x w tokens with w the largest divisor of
+ * L/S not above 12 (so some rows are shorter than a conv1d's window). */
+static sm_seq seq_of(sm_order o, int64_t L, int64_t S)
 {
-    if (order == SM_ORDER_FORWARD)
-        for (int64_t q = 0; q < L; q++) tok[q] = q;
-    else if (order == SM_ORDER_BACKWARD)
-        for (int64_t q = 0; q < L; q++) tok[q] = L - 1 - q;
-    else {
+    int64_t w = 1;
+    for (int64_t v = 1; v <= 12; v++)
+        if ((L / S) % v == 0) w = v;
+    return (sm_seq){.order = o, .L = L, .S = S, .d = S, .h = L / S / w, .w = w};
+}
+
+/* The visiting order written out as a table, from the spec's definition. */
+static void order_table(const sm_seq *sq, int64_t *tok)
+{
+    const int64_t L = sq->L, S = sq->S, d = sq->d, h = sq->h, w = sq->w;
+    int64_t q = 0;
+    if (sq->order == SM_ORDER_FORWARD) {
+        for (q = 0; q < L; q++) tok[q] = q;
+    } else if (sq->order == SM_ORDER_BACKWARD) {
+        for (q = 0; q < L; q++) tok[q] = L - 1 - q;
+    } else if (sq->order == SM_ORDER_SLICE) {
         const int64_t m = L / S;
         for (int64_t s = 0; s < S; s++)
             for (int64_t j = 0; j < m; j++) tok[j * S + s] = s * m + j;
+    } else if (sq->order == SM_ORDER_HDW) { /* y outermost, then z, then x */
+        for (int64_t y = 0; y < h; y++)
+            for (int64_t z = 0; z < d; z++)
+                for (int64_t x = 0; x < w; x++) tok[q++] = (z * h + y) * w + x;
+    } else { /* SM_ORDER_WHD: x, then y, then z */
+        for (int64_t x = 0; x < w; x++)
+            for (int64_t y = 0; y < h; y++)
+                for (int64_t z = 0; z < d; z++) tok[q++] = (z * h + y) * w + x;
     }
 }
 
 static void reference(const sm_scan_args *a, int nch, double *y)
 {
     const int N = a->n_state;
-    int64_t *tok = malloc((size_t)a->L * sizeof *tok);
-    order_table(a->order, a->L, a->nslices, tok);
+    int64_t *tok = malloc((size_t)a->seq.L * sizeof *tok);
+    order_table(&a->seq, tok);
     double *h = calloc((size_t)nch * N, sizeof *h);
-    for (int64_t q = 0; q < a->L; q++) {
+    for (int64_t q = 0; q < a->seq.L; q++) {
         const int64_t t = tok[q];
         for (int c = 0; c < nch; c++) {
             double v = a->delta_bias[c];
@@ -64,19 +86,31 @@ static void reference(const sm_scan_args *a, int nch, double *y)
 
 static void test_token_orders(void)
 {
-    const int64_t L = 96, S = 8;
-    int64_t tok[96];
-    for (int o = 0; o < 3; o++) {
-        order_table((sm_order)o, L, S, tok);
-        int seen[96] = {0};
+    const int64_t L = 120, S = 3; /* volumes of 3 x 4 x 10 */
+    int64_t tok[120];
+    for (int o = 0; o < SM_ORDER_COUNT; o++) {
+        const sm_seq sq = seq_of((sm_order)o, L, S);
+        CHECK(sm_seq_valid(&sq));
+        order_table(&sq, tok);
+        int seen[120] = {0};
         for (int64_t q = 0; q < L; q++) {
-            int64_t t = sm_scan_token((sm_order)o, L, S, q);
+            int64_t t = sm_scan_token(&sq, q);
             CHECK_MSG(t == tok[q], "order %d position %lld: token %lld, expected %lld", o,
                       (long long)q, (long long)t, (long long)tok[q]);
-            if (t >= 0 && t < L) seen[t]++;
+            if (t >= 0 && t < L) {
+                seen[t]++;
+                CHECK_MSG(sm_scan_position(&sq, t) == q, "order %d token %lld: position %lld, "
+                          "expected %lld", o, (long long)t, (long long)sm_scan_position(&sq, t),
+                          (long long)q);
+            }
         }
         for (int64_t t = 0; t < L; t++) CHECK_MSG(seen[t] == 1, "order %d token %lld", o, (long long)t);
     }
+    sm_seq bad = seq_of(SM_ORDER_HDW, L, S);
+    bad.w++;
+    CHECK(!sm_seq_valid(&bad));
+    bad = seq_of(SM_ORDER_SLICE, L, 7);
+    CHECK(!sm_seq_valid(&bad));
 }
 
 /* One random problem; [dt_lo, dt_hi] is the range of delta (extreme values
@@ -86,6 +120,7 @@ static void test_token_orders(void)
 static void run_case_gate(const sm_kernels *k, sm_order order, int64_t L, int64_t S, int nch,
                           int N, double dt_lo, double dt_hi, double a_hi, int rank, int gated)
 {
+    const sm_seq sq = seq_of(order, L, S);
     const int ldu = nch + 3, ldz = 2 * nch + 1, ldbc = 2 * N + 5;
     float *u = malloc((size_t)L * ldu * sizeof *u), *dl = malloc((size_t)L * ldu * sizeof *dl);
     float *z = malloc((size_t)L * ldz * sizeof *z), *bc = malloc((size_t)L * ldbc * sizeof *bc);
@@ -107,7 +142,7 @@ static void run_case_gate(const sm_kernels *k, sm_order order, int64_t L, int64_
         y[i] = (float)uniform(-1, 1); /* the kernel adds onto what is there */
         yr[i] = y[i];
     }
-    sm_scan_args a = {.L = L, .n_state = N, .order = order, .nslices = S, .u = u, .ld_u = ldu,
+    sm_scan_args a = {.seq = sq, .n_state = N, .u = u, .ld_u = ldu,
                       .delta = dl, .ld_delta = ldu, .delta_bias = bias, .A = A, .B = bc + 1,
                       .C = bc + 1 + N, .ld_bc = ldbc, .D = D, .z = gated ? z + 1 : NULL,
                       .ld_z = ldz, .y = y, .ld_y = nch};
@@ -399,9 +434,10 @@ static void conv1d_case(const sm_kernels *k, sm_order order, int64_t L, int64_t 
     for (int64_t i = 0; i < L * ldx; i++) x[i] = (float)uniform(-3, 3);
     for (int i = 0; i < K * c; i++) w[i] = (float)uniform(-1, 1);
     for (int i = 0; i < c; i++) b[i] = (float)uniform(-1, 1);
-    order_table(order, L, S, tok);
+    const sm_seq sq = seq_of(order, L, S);
+    order_table(&sq, tok);
     for (int64_t q = 0; q < L; q++) pos[tok[q]] = q;
-    const sm_conv1d_args a = {.L = L, .order = order, .nslices = S, .c = c, .K = K, .x = x,
+    const sm_conv1d_args a = {.seq = sq, .c = c, .K = K, .x = x,
                               .ld_x = ldx, .w = w, .b = b, .u = u, .ld_u = c};
     sm_conv1d_args as = a;
     as.u = us;
@@ -436,8 +472,9 @@ static void conv1d_case(const sm_kernels *k, sm_order order, int64_t L, int64_t 
 
 static void test_conv1d(const sm_kernels *k)
 {
-    for (int o = 0; o < 3; o++) {
+    for (int o = 0; o < SM_ORDER_COUNT; o++) {
         conv1d_case(k, (sm_order)o, 4096, 64, 96, 4);
+        conv1d_case(k, (sm_order)o, 480, 6, 24, 4); /* a 6 x 8 x 10 volume */
         conv1d_case(k, (sm_order)o, 300, 12, 5, 4);
         conv1d_case(k, (sm_order)o, 64, 32, 16, 4); /* slices of 2 tokens: windows span slices */
         conv1d_case(k, (sm_order)o, 96, 8, 20, 2);
@@ -680,8 +717,9 @@ int main(void)
         test_norm_apply(k);
         test_conv1d(k);
         test_winograd(k);
-        for (int o = 0; o < 3; o++) {
+        for (int o = 0; o < SM_ORDER_COUNT; o++) {
             run_case(k, (sm_order)o, 64, 8, 6, 16, -3, 1, 8);
+            run_case(k, (sm_order)o, 480, 6, 20, 16, -3, 1, 8); /* a 6 x 8 x 10 volume */
             run_case(k, (sm_order)o, 4096, 64, 33, 16, -6, 2, 16);
             /* extreme deltas: softplus cut-over above 20, tiny and huge decays */
             run_case(k, (sm_order)o, 512, 16, 8, 16, -30, 30, 100);

@@ -218,15 +218,11 @@ static sm_status run_fue(const op_call *c)
 
 static sm_status run_mamba(const op_call *c)
 {
-    const sm_mamba *m = c->nd->obj;
-    if (m->orderings == SM_V2_ORDERINGS) {
-        const run_dims *rd = c->ctx->rd;
-        const int l = c->a.level;
-        return sm_mamba_forward_v2(m, c->ctx->k, c->a.p, c->a.ld, c->out.p, c->out.ld, rd->d[l],
-                                   rd->h[l], rd->w[l], in1_view(c).p, c->ctx->g->seconds);
-    }
-    return sm_mamba_forward(c->nd->obj, c->ctx->k, c->a.p, c->a.ld, c->out.p, c->out.ld, c->n,
-                            c->nd->nslices, in1_view(c).p, c->ctx->g->seconds);
+    const run_dims *rd = c->ctx->rd;
+    const int l = c->a.level;
+    return sm_mamba_forward(c->nd->obj, c->ctx->k, c->a.p, c->a.ld, c->out.p, c->out.ld, rd->d[l],
+                            rd->h[l], rd->w[l], c->nd->nslices, in1_view(c).p,
+                            c->ctx->g->seconds);
 }
 
 /* SM_OP_POINTWISE (graph.h). Plane z's result goes straight to a dense

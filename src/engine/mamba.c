@@ -11,12 +11,12 @@
 /* Positions per unit of work of the conv1d. */
 #define CONV1D_BLOCK 256
 
-/* u = SiLU(causal conv1d of x) along the direction's order (simd/conv1d.h). */
+/* u = SiLU(causal conv1d of x) along the sequence's order (simd/conv1d.h). */
 static void causal_conv1d_silu(const sm_mamba *m, const sm_kernels *k, const sm_mamba_dir *dir,
-                               sm_order order, int64_t L, int64_t S, const float *x, int64_t ldx,
-                               float *u)
+                               const sm_seq *seq, const float *x, int64_t ldx, float *u)
 {
-    const sm_conv1d_args args = {.L = L, .order = order, .nslices = S, .c = m->d_inner,
+    const int64_t L = seq->L;
+    const sm_conv1d_args args = {.seq = *seq, .c = m->d_inner,
                                  .K = m->d_conv, .x = x, .ld_x = ldx, .w = dir->conv_wt,
                                  .b = dir->conv_b, .u = u, .ld_u = m->d_inner};
     const sm_conv1d_silu_fn f = k->conv1d_silu;
@@ -70,10 +70,23 @@ sm_mamba_scratch sm_mamba_scratch_split(int dim, int d_inner, int d_state, int d
 
 int64_t sm_mamba_scratch_per_token(const sm_mamba *m, int device)
 {
-    /* SegMamba-V2's layer: one more (L, d_inner) array, a permuted copy of
-     * x and then the permuted scan output. */
-    return sm_mamba_scratch_floats(m->dim, m->d_inner, m->d_state, m->dt_rank, device) +
-           (m->orderings == SM_V2_ORDERINGS ? m->d_inner : 0);
+    return sm_mamba_scratch_floats(m->dim, m->d_inner, m->d_state, m->dt_rank, device);
+}
+
+int sm_mamba_scans(const sm_mamba *m, int64_t d, int64_t h, int64_t w, int64_t nslices,
+                   sm_seq seq[SM_DIRECTIONS], int dir[SM_DIRECTIONS])
+{
+    static const sm_order v1[SM_DIRECTIONS] = {SM_ORDER_FORWARD, SM_ORDER_BACKWARD,
+                                               SM_ORDER_SLICE};
+    static const sm_order v2[SM_V2_ORDERINGS] = {SM_ORDER_FORWARD, SM_ORDER_HDW, SM_ORDER_WHD};
+    const int n = m->orderings == SM_V2_ORDERINGS ? SM_V2_ORDERINGS : m->n_dir;
+    for (int s = 0; s < n; s++) {
+        const int vol = m->orderings == SM_V2_ORDERINGS;
+        seq[s] = (sm_seq){.order = vol ? v2[s] : v1[s], .L = d * h * w, .S = nslices,
+                          .d = d, .h = h, .w = w};
+        dir[s] = vol ? 0 : s;
+    }
+    return n;
 }
 
 /* y *= SiLU(z) over L rows of d_inner, z overwritten with SiLU(z). */
@@ -90,13 +103,19 @@ static void gate(const sm_kernels *k, float *y, float *z, int64_t n)
 }
 
 sm_status sm_mamba_forward(const sm_mamba *m, const sm_kernels *k, const float *x, int x_ld,
-                           float *out, int out_ld, int64_t L, int64_t nslices, float *scratch,
-                           double *seconds)
+                           float *out, int out_ld, int d, int h, int w, int64_t nslices,
+                           float *scratch, double *seconds)
 {
-    static const sm_order orders[SM_DIRECTIONS] = {SM_ORDER_FORWARD, SM_ORDER_BACKWARD,
-                                                   SM_ORDER_SLICE};
     const int C = m->dim, di = m->d_inner, N = m->d_state, R = m->dt_rank;
     const int np = R + 2 * N;
+    const int64_t L = (int64_t)d * h * w;
+    sm_seq seqs[SM_DIRECTIONS];
+    int dirs[SM_DIRECTIONS];
+    const int n_scans = sm_mamba_scans(m, d, h, w, nslices, seqs, dirs);
+    for (int s = 0; s < n_scans; s++)
+        if (!sm_seq_valid(&seqs[s]))
+            return sm_fail(SEGMAMBA_E_ARG, "Mamba layer: %dx%dx%d tokens in %lld slices", d, h, w,
+                           (long long)nslices);
     const sm_mamba_scratch sc = sm_mamba_scratch_split(C, di, N, R, 0, L, scratch);
     float *xs = sc.x, *u = sc.u, *y = sc.y, *p = sc.p, *delta = sc.delta;
     float *xn = u; /* the normed input, dead once in_proj has read it */
@@ -110,15 +129,17 @@ sm_status sm_mamba_forward(const sm_mamba *m, const sm_kernels *k, const float *
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < sz_u; i++) y[i] = 0.0f;
 
+    /* Every scan reads x and adds to y in the original token order; its
+     * order is only the order the kernels visit the tokens in. */
     sm_status st = SEGMAMBA_OK;
     double scan_seconds = 0.0;
-    for (int s = 0; s < m->n_dir && st == SEGMAMBA_OK; s++) {
-        const sm_mamba_dir *dir = &m->dir[s];
-        causal_conv1d_silu(m, k, dir, orders[s], L, nslices, xs, di, u);
+    for (int s = 0; s < n_scans && st == SEGMAMBA_OK; s++) {
+        const sm_mamba_dir *dir = &m->dir[dirs[s]];
+        causal_conv1d_silu(m, k, dir, &seqs[s], xs, di, u);
         sm_sgemm(0, 1, (int)L, np, di, 1.0f, u, di, dir->x_proj, di, 0.0f, p, np);
         if (delta) sm_sgemm(0, 1, (int)L, di, R, 1.0f, p, np, dir->dt_proj, R, 0.0f, delta, di);
         const sm_scan_args args = {
-            .L = L, .n_state = N, .order = orders[s], .nslices = nslices,
+            .seq = seqs[s], .n_state = N,
             .u = u, .ld_u = di, .delta = delta, .ld_delta = di,
             .dt_low = p, .ld_dt_low = np, .dt_proj = dir->dt_proj, .dt_rank = R,
             .delta_bias = dir->dt_bias,
@@ -146,110 +167,6 @@ sm_status sm_mamba_forward(const sm_mamba *m, const sm_kernels *k, const float *
     seconds[SM_KIND_NORM] += norm_seconds;
     seconds[SM_KIND_SCAN] += scan_seconds;
     /* Everything but the norms and the scans: GEMMs, conv1d, gate, residual. */
-    seconds[SM_KIND_OTHER] += sm_now_seconds() - t0 - norm_seconds - scan_seconds;
-    return st;
-}
-
-/* Token (in (D, H, W) C-order) at sequence position q of ordering o:
- * 0 (D, H, W), 1 (H, D, W), 2 (W, H, D). */
-static int64_t v2_token(int o, int64_t d, int64_t h, int64_t w, int64_t q)
-{
-    if (o == 1) { /* q = (hh*d + dd)*w + ww */
-        const int64_t ww = q % w, dd = q / w % d, hh = q / w / d;
-        return (dd * h + hh) * w + ww;
-    }
-    if (o == 2) { /* q = (ww*h + hh)*d + dd */
-        const int64_t dd = q % d, hh = q / d % h, ww = q / d / h;
-        return (dd * h + hh) * w + ww;
-    }
-    return q;
-}
-
-/* FIRST VERSION: the orderings (H, D, W) and (W, H, D) permute the tokens
- * with a gather before the conv1d and a scatter-add after the scan (one
- * (L, d_inner) array of extra scratch). The scan and conv1d kernels could
- * visit the tokens in those orders by index arithmetic instead, as they do
- * for the backward and slice orders (simd/scan.h sm_scan_token); not done
- * yet. */
-sm_status sm_mamba_forward_v2(const sm_mamba *m, const sm_kernels *k, const float *x, int x_ld,
-                              float *out, int out_ld, int d, int h, int w, float *scratch,
-                              double *seconds)
-{
-    if (m->orderings != SM_V2_ORDERINGS || m->n_dir != 1)
-        return sm_fail(SEGMAMBA_E_ARG, "Mamba layer: not a SegMamba-V2 layer");
-    const int C = m->dim, di = m->d_inner, N = m->d_state, R = m->dt_rank;
-    const int np = R + 2 * N;
-    const int64_t L = (int64_t)d * h * w;
-    const sm_mamba_scratch sc = sm_mamba_scratch_split(C, di, N, R, 0, L, scratch);
-    float *xs = sc.x, *u = sc.u, *y = sc.y, *p = sc.p, *delta = sc.delta;
-    float *perm = scratch + L * sm_mamba_scratch_floats(C, di, N, R, 0);
-    float *xn = u;
-    const size_t sz_u = (size_t)L * di;
-    const sm_mamba_dir *dir = &m->dir[0];
-
-    double t0 = sm_now_seconds();
-    sm_layer_norm(x, x_ld, xn, C, L, C, m->norm_w, m->norm_b);
-    double t1 = sm_now_seconds(), norm_seconds = t1 - t0;
-    sm_sgemm(0, 1, (int)L, di, C, 1.0f, xn, C, m->in_proj, C, 0.0f, xs, di);
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < sz_u; i++) y[i] = 0.0f;
-
-    sm_status st = SEGMAMBA_OK;
-    double scan_seconds = 0.0;
-    for (int o = 0; o < SM_V2_ORDERINGS && st == SEGMAMBA_OK; o++) {
-        const float *xo = xs;
-        if (o > 0) {
-#pragma omp parallel for schedule(static)
-            for (int64_t q = 0; q < L; q++) {
-                const float *src = xs + v2_token(o, d, h, w, q) * di;
-                float *dst = perm + q * di;
-                for (int c = 0; c < di; c++) dst[c] = src[c];
-            }
-            xo = perm;
-        }
-        causal_conv1d_silu(m, k, dir, SM_ORDER_FORWARD, L, 1, xo, di, u);
-        sm_sgemm(0, 1, (int)L, np, di, 1.0f, u, di, dir->x_proj, di, 0.0f, p, np);
-        if (delta) sm_sgemm(0, 1, (int)L, di, R, 1.0f, p, np, dir->dt_proj, R, 0.0f, delta, di);
-        float *yo = y;
-        if (o > 0) { /* the permuted copy of x is dead: it takes the scan's output */
-#pragma omp parallel for schedule(static)
-            for (size_t i = 0; i < sz_u; i++) perm[i] = 0.0f;
-            yo = perm;
-        }
-        const sm_scan_args args = {
-            .L = L, .n_state = N, .order = SM_ORDER_FORWARD, .nslices = 1,
-            .u = u, .ld_u = di, .delta = delta, .ld_delta = di,
-            .dt_low = p, .ld_dt_low = np, .dt_proj = dir->dt_proj, .dt_rank = R,
-            .delta_bias = dir->dt_bias,
-            .A = dir->A, .B = p + R, .C = p + R + N, .ld_bc = np, .D = dir->D,
-            .z = NULL, .y = yo, .ld_y = di,
-        };
-        double t2 = sm_now_seconds();
-        st = run_scan(m, k, &args);
-        scan_seconds += sm_now_seconds() - t2;
-        if (o > 0) {
-#pragma omp parallel for schedule(static)
-            for (int64_t q = 0; q < L; q++) {
-                const float *src = perm + q * di;
-                float *dst = y + v2_token(o, d, h, w, q) * di;
-                for (int c = 0; c < di; c++) dst[c] += src[c];
-            }
-        }
-    }
-    if (st == SEGMAMBA_OK) {
-        /* SiLU(z) is per token: it gates the sum of the orderings once. */
-        double t3 = sm_now_seconds();
-        sm_layer_norm(x, x_ld, xn, C, L, C, m->norm_w, m->norm_b);
-        norm_seconds += sm_now_seconds() - t3;
-        float *z = xs;
-        sm_sgemm(0, 1, (int)L, di, C, 1.0f, xn, C, m->in_proj + (size_t)di * C, C, 0.0f, z, di);
-        gate(k, y, z, (int64_t)sz_u);
-        float *o = u;
-        sm_sgemm(0, 1, (int)L, C, di, 1.0f, y, di, m->out_proj, di, 0.0f, o, C);
-        sm_add(k, o, C, x, x_ld, out, out_ld, L, C, SM_ACT_NONE);
-    }
-    seconds[SM_KIND_NORM] += norm_seconds;
-    seconds[SM_KIND_SCAN] += scan_seconds;
     seconds[SM_KIND_OTHER] += sm_now_seconds() - t0 - norm_seconds - scan_seconds;
     return st;
 }

@@ -31,7 +31,7 @@ typedef struct sm_mamba {
     int n_dir;                    /* directions: 1, 2 or 3; dir[n_dir..] are unused */
     int orderings;                /* 1, or SM_V2_ORDERINGS: SegMamba-V2's layer, whose one
                                      (forward) direction scans three orderings of the volume
-                                     (sm_mamba_forward_v2) */
+                                     (sm_mamba_scans) */
     const float *norm_w, *norm_b; /* (dim) */
     const float *in_proj;         /* (2 d_inner, dim) */
     const float *out_proj;        /* (dim, d_inner) */
@@ -39,7 +39,7 @@ typedef struct sm_mamba {
 } sm_mamba;
 
 /* The orderings of a SegMamba-V2 Mamba layer: tokens in C-order over
- * (D, H, W), (H, D, W) and (W, H, D). */
+ * (D, H, W), (H, D, W) and (W, H, D) (SM_ORDER_FORWARD, _HDW, _WHD). */
 #define SM_V2_ORDERINGS 3
 
 /* A layer's weights as the checkpoint holds them (PyTorch layout). */
@@ -92,24 +92,28 @@ sm_mamba_scratch sm_mamba_scratch_split(int dim, int d_inner, int d_state, int d
  * a device backend needs. */
 int64_t sm_mamba_scratch_per_token(const sm_mamba *m, int device);
 
-/* x: L tokens of dim channels (ld apart); out may equal x. nslices is S for
- * the inter-slice direction (L % S == 0, checked by the caller; with fewer
- * than three directions, unused: 1 will do). scratch
- * holds L * sm_mamba_scratch_per_token(m, 0) floats. The conv1d, scan and
- * gate run on kernel table k. Adds the time spent in each kind of work to
+/* The scans a layer makes over a d x h x w volume of tokens (in (D, H, W)
+ * C-order; nslices, S, for the inter-slice order): each one's sequence (the
+ * token order it visits) and the direction whose weights it uses. v1's
+ * layers make one scan per direction (forward; backward; inter-slice);
+ * SegMamba-V2's make three with the forward direction's weights, over the
+ * (D, H, W), (H, D, W) and (W, H, D) orderings. Returns their number. */
+int sm_mamba_scans(const sm_mamba *m, int64_t d, int64_t h, int64_t w, int64_t nslices,
+                   sm_seq seq[SM_DIRECTIONS], int dir[SM_DIRECTIONS]);
+
+/* x: the d x h x w tokens of dim channels (ld apart), channels last; out
+ * may equal x. out = x + out_proj(the sum over the layer's scans
+ * (sm_mamba_scans) of the scan of SiLU(conv1d(in_proj(LayerNorm(x)))),
+ * gated by SiLU(z)); every scan reads and writes in the original token
+ * order, visiting the tokens in its own (no copy of the volume is made).
+ * nslices must divide d h w when the layer scans the inter-slice order
+ * (checked by the caller; E_ARG otherwise). scratch holds d h w *
+ * sm_mamba_scratch_per_token(m, 0) floats. The conv1d, scan and gate run on
+ * kernel table k. Adds the time spent in each kind of work to
  * seconds[SM_KIND_COUNT]. */
 sm_status sm_mamba_forward(const sm_mamba *m, const sm_kernels *k, const float *x, int x_ld,
-                           float *out, int out_ld, int64_t L, int64_t nslices, float *scratch,
-                           double *seconds);
-
-/* SegMamba-V2's layer (m->orderings == SM_V2_ORDERINGS): x is a d x h x w
- * volume, channels-last (L = d*h*w tokens); out = x + the sum over the three
- * orderings of out_proj(the forward Mamba of the tokens in that order, put
- * back in (D, H, W) order). scratch holds L * sm_mamba_scratch_per_token(m, 0)
- * floats. Otherwise as sm_mamba_forward. */
-sm_status sm_mamba_forward_v2(const sm_mamba *m, const sm_kernels *k, const float *x, int x_ld,
-                              float *out, int out_ld, int d, int h, int w, float *scratch,
-                              double *seconds);
+                           float *out, int out_ld, int d, int h, int w, int64_t nslices,
+                           float *scratch, double *seconds);
 
 /* Multiply-adds (counted as 2 flops) and scan operations per token. */
 double sm_mamba_flops_per_token(const sm_mamba *m);
