@@ -18,6 +18,8 @@ file and a channel with another geometry. Checked:
     label maps byte for byte and the same summary (but the times), with
     cases run by both ranks;
   * a 4D-file list (column "image") gives the same labels as the channels;
+  * an ensemble (--model twice) over a list gives each case the one-case
+    ensemble's labels;
   * lists that are refused as a whole (bad id, duplicate id, missing column,
     broken quoting, ragged rows) and misuse of the options.
 
@@ -76,11 +78,11 @@ def read_summary(path):
     return {r["id"]: r for r in rows}
 
 
-def make_model(tmp):
-    out = os.path.join(tmp, "model")
+def make_model(tmp, seed=MODEL_SEED, name="model"):
+    out = os.path.join(tmp, name)
     p, _ = run([PYTHON, os.path.join(HERE, "reference", "gen_case.py"), "--config", "custom",
                 "--custom-json", json.dumps(MODEL_CONFIG), "--size", "32",
-                "--seed", str(MODEL_SEED), "--out", out])
+                "--seed", str(seed), "--out", out])
     if p.returncode != 0:
         sys.exit(f"gen_case failed:\n{p.stdout}{p.stderr}")
     card = {"channels": [{"name": c, "normalization": "zscore"} for c in CHANNELS],
@@ -277,6 +279,39 @@ def check_4d(args, tmp, model, card, cases, single_dir):
     check("a list of 4D files (column 'image') gives the same labels as the channels", ok, p.stderr)
 
 
+def check_ensemble(args, tmp, model, card, cases, single_dir):
+    """predict --list with two --model (a second random model of the same
+    network): each case's label map is the one-case ensemble's byte for byte
+    (pipeline_test checks that one against an independent pipeline), and
+    the second model changes some labels of the first alone."""
+    model2, _ = make_model(tmp, MODEL_SEED + 1, "model2")
+    d = os.path.join(tmp, "ensemble")
+    os.makedirs(d)
+    chosen = [cases[0], cases[2]]  # cases[1] lives under the quoted folder
+    chans = {c["id"]: phantom.case_paths(os.path.join(tmp, "data"), c["id"])["channels"] for c in chosen}
+    write_list(os.path.join(d, "list.csv"), ["id"] + CHANNELS, [[cid] + ch for cid, ch in chans.items()])
+    two = ["--model", model, "--model", model2, "--card", card, "--threads", "1", "--no-tta", "--quiet"]
+    out = os.path.join(d, "out")
+    p, seconds = run([args.segmamba, "predict"] + two + ["--list", os.path.join(d, "list.csv"),
+                                                         "--out-dir", out])
+    print(f"timing: an ensemble of two models over {len(chosen)} cases {seconds:.1f} s")
+    if not check("a cohort with two --model runs", p.returncode == 0, f"exit {p.returncode}: {p.stderr}"):
+        return
+    changed = 0
+    for cid, ch in chans.items():
+        one = os.path.join(d, cid + "-single.nii.gz")
+        q, _ = run([args.segmamba, "predict"] + two + ["-i"] + ch + ["-o", one])
+        a = np.asarray(nib.load(os.path.join(out, cid + ".nii.gz")).dataobj)
+        b = np.asarray(nib.load(one).dataobj) if q.returncode == 0 else None
+        check(f"ensemble cohort case {cid}: the one-case ensemble's labels byte for byte",
+              b is not None and a.shape == b.shape and (a == b).all(),
+              q.stderr if b is None else f"{int((a != b).sum())} voxels differ")
+        alone = np.asarray(nib.load(os.path.join(single_dir, cid + ".nii.gz")).dataobj)
+        changed += int((a != alone).sum())
+    check("the second model changes labels of the first alone", changed > 0,
+          "the ensemble's labels are the first model's everywhere")
+
+
 def check_refusals(args, tmp, model, card, cases):
     d = os.path.join(tmp, "refusals")
     os.makedirs(d)
@@ -343,6 +378,7 @@ def main():
         else:
             print("cohort_test: no MPI in this build; the mpirun run is not part of this test")
         check_4d(args, tmp, model, card, cases, single_dir)
+        check_ensemble(args, tmp, model, card, cases, single_dir)
         check_resume(args, base, single_dir, expect)
         check_refusals(args, tmp, model, card, cases)
     print(f"cohort_test: {results['passed']} passed, {results['failed']} failed")
