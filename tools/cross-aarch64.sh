@@ -24,7 +24,7 @@ fi
 # libnifti2-dev is not co-installable across architectures (it is not
 # Multi-Arch: same); its headers come from the amd64 package, the arm64
 # library from libnifti2-2:arm64 (see the link below).
-ensure_packages meson ninja-build pkg-config python3 python3-numpy libnifti2-dev \
+ensure_packages meson ninja-build pkg-config python3 python3-numpy python3-torch libnifti2-dev \
   crossbuild-essential-arm64 qemu-user libc6:arm64 libgomp1:arm64 \
   libopenblas-dev:arm64 libniftiio-dev:arm64 libznz-dev:arm64 libnifti2-2:arm64 \
   zlib1g-dev:arm64 libpng-dev:arm64
