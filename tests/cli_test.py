@@ -138,6 +138,27 @@ def main():
             leftovers = [f for f in os.listdir(tmp) if ".tmp" in f]
             check("no temporary files left", not leftovers, str(leftovers))
 
+        # bench with two models: a row each (its own load and peak RSS), the
+        # side-by-side table, and every row in the JSON
+        bj = os.path.join(tmp, "bench.json")
+        out = expect(exe, "bench with two models", ["bench", "--model", model, "--model", model,
+                     "--size", "16", "--repeat", "1", "--threads", "1", "--json", bj], 0,
+                     "ratio = row / model 1", "stdout")
+        check("bench prints each model's rows", out.count("model      " + model) == 2
+              and out.count("MiB (from loading to closing this model)") == 2, out[:400])
+        try:
+            with open(bj) as f:
+                runs = json.load(f)["runs"]
+            check("bench --json: a run per model", len(runs) == 2 and all(
+                r["model"] == model and r["family"] == "SegMamba v1" and r["seconds"] > 0
+                for r in runs), str(runs)[:400])
+        except (OSError, ValueError, KeyError) as e:
+            check("bench --json output", False, repr(e))
+        expect(exe, "bench with 9 models", ["bench"] + ["--model", model] * 9, 1,
+               "more than 8 times")
+        expect(exe, "bench rows over 8", ["bench", "--model", model, "--model", model, "--conv",
+               "blas,ref,auto,winograd,onednn"], 1, "more than 8 rows")
+
     interrupt_predict(exe)
     print(f"{results['passed']} passed, {results['failed']} failed")
     return 1 if results["failed"] else 0

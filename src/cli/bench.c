@@ -15,7 +15,7 @@
 void usage_bench(FILE *f)
 {
     fprintf(f,
-            "usage: segmamba bench --model M [options]\n"
+            "usage: segmamba bench --model M [--model M2 ...] [options]\n"
             "\n"
             "Times forward passes on a random (1, C, n, n, n) input and prints the median\n"
             "time, the time per kind of work (conv, of which the 3x3x3 stride-1 layers;\n"
@@ -26,7 +26,11 @@ void usage_bench(FILE *f)
             "CUDA, on a machine with a GPU, it runs on the CPU and on the GPU and prints\n"
             "both side by side (voxels/s and milliseconds per 128^3 window).\n"
             "\n"
-            "  --model M           checkpoint (.pt or .safetensors)\n"
+            "  --model M           checkpoint (.pt or .safetensors); given more than once\n"
+            "                      (up to 8 rows in all with --conv), each model in turn\n"
+            "                      (its own load, peak RSS and rows; the CPU alone unless\n"
+            "                      --backend cuda) and a table of each model against the\n"
+            "                      first: SegMamba-V2 against v1 in one run\n"
             "  --size n            cube side, a multiple of 16 (default 128)\n"
             "  --backend B         cpu or cuda alone (default: the CPU, and the GPU too when\n"
             "                      there is one)\n"
@@ -41,8 +45,9 @@ void usage_bench(FILE *f)
             "  --precision P       fp32 (default), bf16 (CPU convolutions) or tf32 (CUDA GEMMs)\n"
             "  --nslices a,b,c,d   default n/2,n/4,n/8,n/16 (the official 64,32,16,8 at 128)\n"
             "  --json FILE         also write the figures as JSON: those of the first run\n"
-            "                      (\"backend\" says which), with several --conv rows all of\n"
-            "                      them under \"runs\", and with both backends the GPU's\n"
+            "                      (\"backend\" says which), with several rows (models,\n"
+            "                      --conv) all of them under \"runs\", and with both\n"
+            "                      backends the GPU's\n"
             "                      under \"cuda\"\n"
             "  --nodes N           also list the N slowest graph nodes of each median run\n");
 }
@@ -123,6 +128,8 @@ static int reset_peak_rss(void)
 
 /* One backend's timed runs. */
 typedef struct bench_run {
+    const char *model;       /* its checkpoint */
+    char label[24];          /* its column: the conv, "model k", or both */
     segmamba_backend backend;
     segmamba_options conv;   /* its conv and winograd_tile */
     const char *conv_name;   /* as given to --conv */
@@ -140,9 +147,9 @@ typedef struct bench_run {
 
 /* Warm-up and repeat timed forwards of model on r->backend; returns the
  * exit code. */
-static int run_backend(const char *model, segmamba_options opts, int size, int repeat,
-                       int top_nodes, bench_run *r)
+static int run_backend(segmamba_options opts, int size, int repeat, int top_nodes, bench_run *r)
 {
+    const char *model = r->model;
     opts.backend = r->backend;
     opts.conv = r->conv.conv;
     opts.winograd_tile = r->conv.winograd_tile;
@@ -174,7 +181,7 @@ static int run_backend(const char *model, segmamba_options opts, int size, int r
         rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
         x[i] = (float)((double)(rnd >> 11) / 9007199254740992.0 * 4.0 - 2.0);
     }
-    const char *name = r->backend == SEGMAMBA_BACKEND_CUDA ? "cuda" : r->conv_name;
+    const char *name = r->label;
     for (int run = -1; run < repeat && st == SEGMAMBA_OK; run++) {
         fprintf(stderr, "bench: %s %s %d/%d...\n", name, run < 0 ? "warm-up" : "forward", run + 1,
                 repeat);
@@ -219,8 +226,9 @@ static int run_backend(const char *model, segmamba_options opts, int size, int r
     return st == SEGMAMBA_OK ? 0 : cli_fail(st);
 }
 
-static void print_run(const bench_run *r, const char *model, int size, int nt, int with_model)
+static void print_run(const bench_run *r, int size, int nt, int with_model)
 {
+    const char *model = r->model;
     const segmamba_config c = r->cfg;
     const double t = r->seconds;
     const double kinds[4] = {r->prof.seconds_conv, r->prof.seconds_scan, r->prof.seconds_norm,
@@ -228,8 +236,9 @@ static void print_run(const bench_run *r, const char *model, int size, int nt, i
     static const char *const kind_names[4] = {"conv", "scan", "norm", "other"};
     const double gflops = r->prof.flops / t * 1e-9;
     if (with_model)
-        printf("model      %s: %d->%d channels, features %d,%d,%d,%d, %lld parameters\n", model,
-               c.in_chans, c.out_chans, c.feat[0], c.feat[1], c.feat[2], c.feat[3],
+        printf("model      %s: %s (Mamba %s), %d->%d channels, features %d,%d,%d,%d, "
+               "%lld parameters\n", model, cli_family_name(c.family),
+               cli_mamba_type_name(c.mamba_type), c.in_chans, c.out_chans, c.feat[0], c.feat[1], c.feat[2], c.feat[3],
                (long long)c.n_params);
     if (r->backend == SEGMAMBA_BACKEND_CUDA)
         printf("input      1x%dx%d^3 on CUDA (%s), %s GEMMs\n", c.in_chans, size, r->device,
@@ -262,9 +271,9 @@ static void print_run(const bench_run *r, const char *model, int size, int nt, i
 /* Each kind of work of every CPU row next to the first row's, and the ratio. */
 static void print_comparison(const bench_run *runs, int n)
 {
-    printf("\nside by side (median forwards; ratio = row / %s):\n", runs[0].conv_name);
+    printf("\nside by side (median forwards; ratio = row / %s):\n", runs[0].label);
     printf("%-12s", "work");
-    for (int k = 0; k < n; k++) printf("  %12s", runs[k].conv_name);
+    for (int k = 0; k < n; k++) printf("  %12s", runs[k].label);
     for (int k = 1; k < n; k++) printf("  %8s", "ratio");
     printf("\n");
     for (int w = 0; w < 8; w++) {
@@ -297,7 +306,12 @@ static void json_run(cli_text *o, const bench_run *r, int size, int nt)
     const segmamba_profile *p = &r->prof;
     const double t = r->seconds, gflops = p->flops / t * 1e-9;
     const int cuda = r->backend == SEGMAMBA_BACKEND_CUDA;
-    cli_text_printf(o, "\"backend\": \"%s\", ", cuda ? "cuda" : "cpu");
+    cli_text_printf(o, "\"model\": ");
+    cli_text_json_string(o, r->model);
+    cli_text_printf(o, ", \"family\": \"%s\", \"mamba_type\": \"%s\", \"n_params\": %lld, "
+                    "\"backend\": \"%s\", ", cli_family_name(r->cfg.family),
+                    cli_mamba_type_name(r->cfg.mamba_type), (long long)r->cfg.n_params,
+                    cuda ? "cuda" : "cpu");
     if (cuda) {
         cli_text_printf(o, "\"device\": ");
         cli_text_json_string(o, r->device);
@@ -325,7 +339,9 @@ static void json_run(cli_text *o, const bench_run *r, int size, int nt)
 
 int cmd_bench(int argc, char **argv)
 {
-    const char *model = NULL, *json = NULL, *conv_list = "auto";
+    enum { MAX_MODELS = 8 };
+    const char *models[MAX_MODELS], *json = NULL, *conv_list = "auto";
+    int n_models = 0;
     int size = 128, threads = 0, repeat = 3, top_nodes = 0;
     segmamba_options opts = {0};
     int custom_nslices = 0, backend_given = 0;
@@ -337,7 +353,11 @@ int cmd_bench(int argc, char **argv)
         }
         if (a[0] == '-' && !v) return cli_usage_error("bench: %s needs a value", a);
         i++;
-        if (strcmp(a, "--model") == 0) model = v;
+        if (strcmp(a, "--model") == 0) {
+            if (n_models == MAX_MODELS)
+                return cli_usage_error("bench: %s", "--model given more than 8 times");
+            models[n_models++] = v;
+        }
         else if (strcmp(a, "--json") == 0) json = v;
         else if (strcmp(a, "--size") == 0) {
             if (!cli_parse_int(v, 16, 4096, &size) || size % 16)
@@ -372,39 +392,57 @@ int cmd_bench(int argc, char **argv)
             return cli_usage_error("bench: unknown argument '%s'", a);
         }
     }
-    if (!model) return cli_usage_error("bench: %s", "--model is required");
+    if (n_models == 0) return cli_usage_error("bench: %s", "--model is required");
     if (!custom_nslices)
         for (int i = 0; i < SEGMAMBA_STAGES; i++) opts.nslices[i] = size >> (i + 1);
     segmamba_set_threads(threads);
     const int nt = segmamba_get_threads();
 
-    /* The CPU rows, one per --conv entry, then the GPU's when there is one. */
+    /* The CPU rows, one per model and --conv entry (models outermost), then
+     * the GPU's when there is one and one model. */
     enum { MAX_ROWS = 8 };
     bench_run runs[MAX_ROWS + 1];
     char conv_names[MAX_ROWS][16];
-    int n_cpu = 0;
+    segmamba_options convs[MAX_ROWS];
+    int n_convs = 0;
     for (const char *p = conv_list;;) {
         const char *end = strchr(p, ',');
         const size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (n_cpu == MAX_ROWS || len == 0 || len >= sizeof conv_names[0])
+        if (n_convs == MAX_ROWS || len == 0 || len >= sizeof conv_names[0])
             return cli_usage_error("bench: --conv wants up to 8 of " CLI_CONV_KINDS
                                    ", separated by commas, not '%s'", conv_list);
-        memcpy(conv_names[n_cpu], p, len);
-        conv_names[n_cpu][len] = '\0';
-        runs[n_cpu] = (bench_run){.backend = opts.backend, .conv_name = conv_names[n_cpu]};
-        if (!cli_parse_conv(conv_names[n_cpu], &runs[n_cpu].conv))
+        memcpy(conv_names[n_convs], p, len);
+        conv_names[n_convs][len] = '\0';
+        if (!cli_parse_conv(conv_names[n_convs], &convs[n_convs]))
             return cli_usage_error("bench: --conv wants " CLI_CONV_KINDS ", not '%s'",
-                                   conv_names[n_cpu]);
-        n_cpu++;
+                                   conv_names[n_convs]);
+        n_convs++;
         if (!end) break;
         p = end + 1;
     }
+    if (backend_given && opts.backend == SEGMAMBA_BACKEND_CUDA) n_convs = 1;
+    if (n_models * n_convs > MAX_ROWS)
+        return cli_usage_error("bench: %s", "models times --conv entries make more than 8 rows");
+    int n_cpu = 0;
+    for (int i = 0; i < n_models; i++)
+        for (int j = 0; j < n_convs; j++) {
+            bench_run *r = &runs[n_cpu++];
+            *r = (bench_run){.model = models[i], .backend = opts.backend,
+                             .conv = convs[j], .conv_name = conv_names[j]};
+            const char *conv = opts.backend == SEGMAMBA_BACKEND_CUDA ? "cuda" : conv_names[j];
+            if (n_models == 1)
+                snprintf(r->label, sizeof r->label, "%.15s", conv);
+            else if (n_convs == 1)
+                snprintf(r->label, sizeof r->label, "model %d", i + 1);
+            else
+                snprintf(r->label, sizeof r->label, "m%d %.15s", i + 1, conv);
+        }
     char gpu[256];
     const int have_gpu = segmamba_cuda_device(gpu, sizeof gpu);
-    if (backend_given && opts.backend == SEGMAMBA_BACKEND_CUDA) n_cpu = 1;
     int n_runs = n_cpu;
-    if (!backend_given && have_gpu)
-        runs[n_runs++] = (bench_run){.backend = SEGMAMBA_BACKEND_CUDA, .conv_name = "cuda"};
+    if (!backend_given && have_gpu && n_models == 1)
+        runs[n_runs++] = (bench_run){.model = models[0], .label = "cuda",
+                                     .backend = SEGMAMBA_BACKEND_CUDA, .conv_name = "cuda"};
     double peak = 0.0;
     for (int k = 0; k < n_runs; k++) {
         bench_run *r = &runs[k];
@@ -418,12 +456,12 @@ int cmd_bench(int argc, char **argv)
         } else {
             snprintf(r->device, sizeof r->device, "%s", gpu);
         }
-        const int rc = run_backend(model, opts, size, repeat, top_nodes, r);
+        const int rc = run_backend(opts, size, repeat, top_nodes, r);
         if (rc != 0) return rc;
     }
     for (int k = 0; k < n_runs; k++) {
         if (k > 0) printf("\n");
-        print_run(&runs[k], model, size, nt, k == 0);
+        print_run(&runs[k], size, nt, k == 0 || runs[k].model != runs[k - 1].model);
     }
     if (n_cpu > 1) print_comparison(runs, n_cpu);
     const bench_run *gpu_run = n_runs > n_cpu ? &runs[n_cpu] : NULL;
@@ -441,9 +479,7 @@ int cmd_bench(int argc, char **argv)
     if (json) {
         cli_text o;
         segmamba_status st = cli_text_open(&o);
-        cli_text_printf(&o, "{\"model\": ");
-        cli_text_json_string(&o, model);
-        cli_text_printf(&o, ", \"size\": %d, \"repeat\": %d, ", size, repeat);
+        cli_text_printf(&o, "{\"size\": %d, \"repeat\": %d, ", size, repeat);
         json_run(&o, &runs[0], size, nt);
         if (n_cpu > 1) {
             cli_text_printf(&o, ", \"runs\": [");

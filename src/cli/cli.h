@@ -40,6 +40,11 @@ int cli_parse_conv(const char *s, segmamba_options *opts);
 int cli_parse_precision(const char *s, segmamba_options *opts);
 int cli_parse_backend(const char *s, segmamba_backend *out);
 
+/* segmamba_config.family and .mamba_type as info and bench name them
+ * ("SegMamba v1", "SegMamba-V2"; "v3", "v2", "none"). */
+const char *cli_family_name(int family);
+const char *cli_mamba_type_name(int type);
+
 /* Tells the user when bf16 or tf32 was asked for but the model runs fp32. */
 void cli_precision_notice(const segmamba_options *opts, const segmamba_config *c);
 

@@ -139,3 +139,20 @@ segmamba_status cli_open_model(const char *path, segmamba_options *opts, segmamb
     }
     return st;
 }
+
+const char *cli_family_name(int family)
+{
+    return family == SEGMAMBA_FAMILY_V1   ? "SegMamba v1"
+           : family == SEGMAMBA_FAMILY_V2 ? "SegMamba-V2"
+                                          : "unknown";
+}
+
+const char *cli_mamba_type_name(int type)
+{
+    switch (type) {
+    case SEGMAMBA_MAMBA_V3: return "v3";
+    case SEGMAMBA_MAMBA_V2: return "v2";
+    case SEGMAMBA_MAMBA_NONE: return "none";
+    default: return "unknown";
+    }
+}

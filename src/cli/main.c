@@ -118,24 +118,6 @@ static void print_ignored(const segmamba_model *m, int json)
     }
 }
 
-/* segmamba_config.family and .mamba_type as info names them. */
-static const char *family_name(int family)
-{
-    return family == SEGMAMBA_FAMILY_V1   ? "SegMamba v1"
-           : family == SEGMAMBA_FAMILY_V2 ? "SegMamba-V2"
-                                          : "unknown";
-}
-
-static const char *mamba_type_name(int type)
-{
-    switch (type) {
-    case SEGMAMBA_MAMBA_V3: return "v3";
-    case SEGMAMBA_MAMBA_V2: return "v2";
-    case SEGMAMBA_MAMBA_NONE: return "none";
-    default: return "unknown";
-    }
-}
-
 static int cmd_info(int argc, char **argv)
 {
     const char *path = NULL;
@@ -166,7 +148,7 @@ static int cmd_info(int argc, char **argv)
         }
         printf("{\"family\": \"%s\", \"mamba_type\": \"%s\", \"in_chans\": %d, "
                "\"out_chans\": %d, \"depths\": [",
-               family_name(c.family), mamba_type_name(c.mamba_type), c.in_chans, c.out_chans);
+               cli_family_name(c.family), cli_mamba_type_name(c.mamba_type), c.in_chans, c.out_chans);
         print_ints(stdout, c.depths, 4, ", ");
         printf("], \"feat_size\": [");
         print_ints(stdout, c.feat, 4, ", ");
@@ -185,7 +167,7 @@ static int cmd_info(int argc, char **argv)
         return 0;
     }
     printf("model        %s\n", path);
-    printf("family       %s, mamba %s\n", family_name(c.family), mamba_type_name(c.mamba_type));
+    printf("family       %s, mamba %s\n", cli_family_name(c.family), cli_mamba_type_name(c.mamba_type));
     printf("channels     %d in, %d out\n", c.in_chans, c.out_chans);
     printf("depths       ");
     print_ints(stdout, c.depths, 4, ", ");
