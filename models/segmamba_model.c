@@ -356,25 +356,7 @@ sm_status sm_segmamba_infer_config(const sm_weights *w, segmamba_config *cfg)
         cfg->depths[i] = j;
         /* dt_rank is ceil(C/16) in the official code, but read it where present. */
         cfg->dt_rank[i] = (cfg->feat[i] + 15) / 16;
-        if (j == 0) continue;
-        snprintf(name, sizeof name, "vit.stages.%d.0.mamba.A_log", i);
-        SM_TRY(need(w, name, 2, &e));
-        const int64_t di = e->shape[0];
-        if (cfg->d_state == 0) {
-            cfg->d_state = (int)e->shape[1];
-            cfg->expand = cfg->feat[i] > 0 ? (int)(di / cfg->feat[i]) : 0;
-        }
-        if (cfg->expand <= 0 || di != (int64_t)cfg->expand * cfg->feat[i])
-            return sm_fail(SEGMAMBA_E_MODEL,
-                           "tensor '%s' has %lld rows; expected a whole multiple of the stage's "
-                           "%d channels, the same for every stage",
-                           name, (long long)di, cfg->feat[i]);
-        snprintf(name, sizeof name, "vit.stages.%d.0.mamba.dt_proj.weight", i);
-        SM_TRY(need(w, name, 2, &e));
-        cfg->dt_rank[i] = (int)e->shape[1];
-        snprintf(name, sizeof name, "vit.stages.%d.0.mamba.conv1d.weight", i);
-        SM_TRY(need(w, name, 3, &e));
-        cfg->d_conv = (int)e->shape[2];
+        if (j > 0) SM_TRY(infer_mamba_dims(w, i, cfg));
     }
     cfg->family = SEGMAMBA_FAMILY_V1;
     cfg->mamba_type = SEGMAMBA_MAMBA_V3;
@@ -821,6 +803,24 @@ static void mamba_layer(builder *b, int i, int j, int x)
     sm_graph_set_flops(g, flops);
 }
 
+/* The skip feature of encoder stage i (both families): the MLP (1x1x1
+ * convolutions with a GELU between) on the instance-normed stage output x,
+ * and FUE when the model has it. */
+static int skip_mlp(builder *b, int i, int x)
+{
+    const segmamba_config *cfg = b->cfg;
+    char p[NAME_CAP];
+    if (b->g->status != SEGMAMBA_OK) return -1;
+    int n = inorm(b, x, -1, SM_ACT_NONE);
+    snprintf(p, sizeof p, "vit.mlps.%d.fc1", i);
+    int f1 = conv(b, n, -1, 2 * cfg->feat[i], 1, 1, 0, 1, SM_ACT_NONE, p);
+    sm_graph_node(b->g, SM_OP_ACT, f1, -1, f1, SM_ACT_GELU, NULL, 0);
+    snprintf(p, sizeof p, "vit.mlps.%d.fc2", i);
+    int o = conv(b, f1, -1, cfg->feat[i], 1, 1, 0, 1, SM_ACT_NONE, p);
+    if (cfg->fue) sm_graph_node(b->g, SM_OP_FUE, o, -1, o, SM_ACT_NONE, NULL, 0);
+    return o;
+}
+
 /* Encoder stage i: returns the stage output (which continues to the next
  * stage) and stores the skip feature o_i in *skip. */
 static int encoder_stage(builder *b, int i, int x, int *skip)
@@ -836,14 +836,7 @@ static int encoder_stage(builder *b, int i, int x, int *skip)
     }
     x = gsc(b, i, x);
     for (int j = 0; j < cfg->depths[i]; j++) mamba_layer(b, i, j, x);
-    int n = inorm(b, x, -1, SM_ACT_NONE);
-    snprintf(p, sizeof p, "vit.mlps.%d.fc1", i);
-    int f1 = conv(b, n, -1, 2 * cfg->feat[i], 1, 1, 0, 1, SM_ACT_NONE, p);
-    sm_graph_node(b->g, SM_OP_ACT, f1, -1, f1, SM_ACT_GELU, NULL, 0);
-    snprintf(p, sizeof p, "vit.mlps.%d.fc2", i);
-    int o = conv(b, f1, -1, cfg->feat[i], 1, 1, 0, 1, SM_ACT_NONE, p);
-    if (cfg->fue) sm_graph_node(b->g, SM_OP_FUE, o, -1, o, SM_ACT_NONE, NULL, 0);
-    *skip = o;
+    *skip = skip_mlp(b, i, x);
     return x;
 }
 
@@ -857,15 +850,7 @@ static int encoder_stage_v2(builder *b, int i, int x, int *skip)
     for (int j = 0; j < cfg->depths[i]; j++) x = large_kernel_block(b, i, j, x);
     if (i >= 2)
         for (int j = 0; j < cfg->depths[i]; j++) mamba_layer(b, i, j, x);
-    if (b->g->status != SEGMAMBA_OK) return -1;
-    int n = inorm(b, x, -1, SM_ACT_NONE);
-    snprintf(p, sizeof p, "vit.mlps.%d.fc1", i);
-    int f1 = conv(b, n, -1, 2 * cfg->feat[i], 1, 1, 0, 1, SM_ACT_NONE, p);
-    sm_graph_node(b->g, SM_OP_ACT, f1, -1, f1, SM_ACT_GELU, NULL, 0);
-    snprintf(p, sizeof p, "vit.mlps.%d.fc2", i);
-    int o = conv(b, f1, -1, cfg->feat[i], 1, 1, 0, 1, SM_ACT_NONE, p);
-    if (cfg->fue) sm_graph_node(b->g, SM_OP_FUE, o, -1, o, SM_ACT_NONE, NULL, 0);
-    *skip = o;
+    *skip = skip_mlp(b, i, x);
     return x;
 }
 

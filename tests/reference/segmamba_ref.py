@@ -310,7 +310,29 @@ class MambaLayer(nn.Module):
         return self.mamba(self.norm(t)).t().reshape(x.shape) + x
 
 
-class MambaEncoder(nn.Module):
+class EncoderBase(nn.Module):
+    """The encoder loop of both families: per stage, the blocks before the
+    Mamba layers (stage_blocks: downsampling and GSC blocks, with the names
+    their intermediates are recorded under), the Mamba layers, and the skip
+    MLP on the instance-normed output."""
+
+    def forward(self, x, inter):
+        skips = []
+        for i in range(4):
+            for name, block in self.stage_blocks(i):
+                x = block(x)
+                _record(inter, name, x)
+            for j, layer in enumerate(self.stages[i]):
+                x = layer(x)
+                _record(inter, f"mamba{i}_{j}", x)
+            _record(inter, f"stage{i}", x)
+            o = self.mlps[i](instance_norm(x))
+            _record(inter, f"skip{i}", o)
+            skips.append(o)
+        return skips
+
+
+class MambaEncoder(EncoderBase):
     def __init__(self, in_chans, depths, dims, nslices, d_state, d_conv, expand, scan,
                  mamba_type):
         super().__init__()
@@ -328,21 +350,9 @@ class MambaEncoder(nn.Module):
         self.gscs = nn.ModuleList([GSC(c) for c in dims])
         self.mlps = nn.ModuleList([MlpChannel(c) for c in dims])
 
-    def forward(self, x, inter):
-        skips = []
-        for i in range(4):
-            x = self.downsample_layers[i](x)
-            _record(inter, "stem" if i == 0 else f"down{i}", x)
-            x = self.gscs[i](x)
-            _record(inter, f"gsc{i}", x)
-            for j, layer in enumerate(self.stages[i]):
-                x = layer(x)
-                _record(inter, f"mamba{i}_{j}", x)
-            _record(inter, f"stage{i}", x)
-            o = self.mlps[i](instance_norm(x))
-            _record(inter, f"skip{i}", o)
-            skips.append(o)
-        return skips
+    def stage_blocks(self, i):
+        return [("stem" if i == 0 else f"down{i}", self.downsample_layers[i]),
+                (f"gsc{i}", self.gscs[i])]
 
 
 # --------------------------------------------------------------------------
@@ -415,7 +425,7 @@ class MambaLayerV2(nn.Module):
         return out
 
 
-class MambaEncoderV2(nn.Module):
+class MambaEncoderV2(EncoderBase):
     def __init__(self, depths, dims, d_state, d_conv, expand, scan):
         super().__init__()
         self.downsample_layers = nn.ModuleList([
@@ -429,22 +439,9 @@ class MambaEncoderV2(nn.Module):
             for i in range(4)])
         self.mlps = nn.ModuleList([MlpChannel(c) for c in dims])
 
-    def forward(self, x, inter):
-        skips = []
-        for i in range(4):
-            x = self.downsample_layers[i](x)
-            _record(inter, f"down{i}", x)
-            for j, block in enumerate(self.gscs[i]):
-                x = block(x)
-                _record(inter, f"gsc{i}_{j}", x)
-            for j, layer in enumerate(self.stages[i]):
-                x = layer(x)
-                _record(inter, f"mamba{i}_{j}", x)
-            _record(inter, f"stage{i}", x)
-            o = self.mlps[i](instance_norm(x))
-            _record(inter, f"skip{i}", o)
-            skips.append(o)
-        return skips
+    def stage_blocks(self, i):
+        return [(f"down{i}", self.downsample_layers[i])] + [
+            (f"gsc{i}_{j}", block) for j, block in enumerate(self.gscs[i])]
 
 
 def _record(inter, name, t):
