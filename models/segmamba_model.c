@@ -277,6 +277,32 @@ static sm_status infer_mamba_dims(const sm_weights *w, int i, segmamba_config *c
     return SEGMAMBA_OK;
 }
 
+/* The official Mamba defaults where the checkpoint has no Mamba layer,
+ * then a check that every size is usable (SegMamba-V2's squeeze-excitation
+ * needs at least 8 channels a stage). */
+static sm_status finish_config(segmamba_config *cfg)
+{
+    const int v2 = cfg->family == SEGMAMBA_FAMILY_V2;
+    if (cfg->d_state == 0) {
+        cfg->d_state = 16;
+        cfg->expand = 2;
+        cfg->d_conv = 4;
+    }
+    int ok = positive_int(cfg->in_chans) && positive_int(cfg->out_chans) &&
+             positive_int(cfg->hidden) && positive_int(cfg->d_state) &&
+             positive_int(cfg->d_conv);
+    for (int i = 0; i < SEGMAMBA_STAGES; i++)
+        ok = ok && positive_int(cfg->feat[i]) && positive_int(cfg->dt_rank[i]) &&
+             (!v2 || se_hidden(cfg->feat[i]) >= 1);
+    if (!ok)
+        return sm_fail(SEGMAMBA_E_MODEL, v2 ? "SegMamba-V2 checkpoint: tensor shapes give an "
+                                              "invalid configuration (each stage needs at least 8 "
+                                              "channels)"
+                                            : "checkpoint tensor shapes give an invalid "
+                                              "configuration");
+    return SEGMAMBA_OK;
+}
+
 /* SegMamba-V2 (spec 7.2): channels from the downsampling convolutions,
  * depths from the LargeKernelConv blocks, the Mamba settings from stages
  * 2 and 3. Every tensor is then checked against the full list. */
@@ -307,21 +333,7 @@ static sm_status infer_config_v2(const sm_weights *w, segmamba_config *cfg)
     cfg->d_state = 0;
     for (int i = 2; i < SEGMAMBA_STAGES; i++)
         if (cfg->depths[i] > 0) SM_TRY(infer_mamba_dims(w, i, cfg));
-    if (cfg->d_state == 0) {
-        cfg->d_state = 16;
-        cfg->expand = 2;
-        cfg->d_conv = 4;
-    }
-    int ok = positive_int(cfg->in_chans) && positive_int(cfg->out_chans) &&
-             positive_int(cfg->hidden) && positive_int(cfg->d_state) &&
-             positive_int(cfg->d_conv);
-    for (int i = 0; i < SEGMAMBA_STAGES; i++)
-        ok = ok && positive_int(cfg->feat[i]) && positive_int(cfg->dt_rank[i]) &&
-             se_hidden(cfg->feat[i]) >= 1;
-    if (!ok)
-        return sm_fail(SEGMAMBA_E_MODEL, "SegMamba-V2 checkpoint: tensor shapes give an invalid "
-                       "configuration (each stage needs at least 8 channels)");
-    return SEGMAMBA_OK;
+    return finish_config(cfg);
 }
 
 sm_status sm_segmamba_infer_config(const sm_weights *w, segmamba_config *cfg)
@@ -362,18 +374,7 @@ sm_status sm_segmamba_infer_config(const sm_weights *w, segmamba_config *cfg)
     cfg->mamba_type = SEGMAMBA_MAMBA_V3;
     const int ts = type_stage(cfg);
     if (ts >= 0) SM_TRY(infer_mamba_type(w, ts, &cfg->mamba_type));
-    if (cfg->d_state == 0) { /* no Mamba layer at all: official defaults */
-        cfg->d_state = 16;
-        cfg->expand = 2;
-        cfg->d_conv = 4;
-    }
-    int ok = positive_int(cfg->in_chans) && positive_int(cfg->out_chans) &&
-             positive_int(cfg->hidden) && positive_int(cfg->d_state) &&
-             positive_int(cfg->d_conv);
-    for (int i = 0; i < SEGMAMBA_STAGES; i++)
-        ok = ok && positive_int(cfg->feat[i]) && positive_int(cfg->dt_rank[i]);
-    if (!ok) return sm_fail(SEGMAMBA_E_MODEL, "checkpoint tensor shapes give an invalid configuration");
-    return SEGMAMBA_OK;
+    return finish_config(cfg);
 }
 
 /* Whether name is a Mamba layer's tensor. */
