@@ -20,7 +20,8 @@ _Static_assert(SAME(SM_CUK_NONE, SM_ACT_NONE) && SAME(SM_CUK_RELU, SM_ACT_RELU) 
                    SAME(SM_CUK_LRELU, SM_ACT_LRELU) && SAME(SM_CUK_GELU, SM_ACT_GELU),
                "kernel activation codes follow sm_act");
 _Static_assert(SAME(SM_CUK_FORWARD, SM_ORDER_FORWARD) && SAME(SM_CUK_BACKWARD, SM_ORDER_BACKWARD) &&
-                   SAME(SM_CUK_SLICE, SM_ORDER_SLICE),
+                   SAME(SM_CUK_SLICE, SM_ORDER_SLICE) && SAME(SM_CUK_HDW, SM_ORDER_HDW) &&
+                   SAME(SM_CUK_WHD, SM_ORDER_WHD) && SM_ORDER_COUNT == 5,
                "kernel scan orders follow sm_order");
 #undef SAME
 
@@ -293,10 +294,12 @@ sm_status sm_cuda_conv_forward(sm_cuda_ctx *ctx, const sm_cuda_conv *c, const fl
     const sm_cuk_conv_geom g = {.d = d, .h = h, .w = w,
                                 .od = sm_conv_out_size(p, d), .oh = sm_conv_out_size(p, h),
                                 .ow = sm_conv_out_size(p, w),
-                                .cin = p->cin, .k = p->k, .stride = p->stride, .pad = p->pad};
+                                .cin = p->cin, .k = p->k, .stride = p->stride, .pad = p->pad,
+                                .dilation = sm_conv_dilation(p)};
     if (g.od < 1 || g.oh < 1 || g.ow < 1)
         return sm_fail(SEGMAMBA_E_SHAPE, "CUDA convolution: %dx%dx%d volume is smaller than the "
-                       "%d^3 kernel with padding %d", d, h, w, p->k, p->pad);
+                       "%d^3 kernel (dilation %d) with padding %d", d, h, w, p->k, g.dilation,
+                       p->pad);
     const int64_t nvox = (int64_t)g.od * g.oh * g.ow;
     const int K = (int)sm_conv_reduction_len(p); /* <= INT_MAX: sm_conv_create checked */
     if (p->k == 1 && p->stride == 1 && p->pad == 0) {
@@ -426,31 +429,108 @@ sm_status sm_cuda_fue(sm_cuda_ctx *ctx, const float *src, int src_ld, float *dst
     return SEGMAMBA_OK;
 }
 
+/* ---- squeeze-excitation --------------------------------------------------------- */
+
+struct sm_cuda_se {
+    int c, hidden;
+    float *block;
+    float *fc1_w, *fc1_b, *fc2_w, *fc2_b; /* as sm_se_get_weights */
+};
+
+sm_status sm_cuda_se_upload(const sm_se *se, sm_cuda_se **out)
+{
+    *out = NULL;
+    const sm_se_weights w = sm_se_get_weights(se);
+    sm_cuda_se *ds = calloc(1, sizeof *ds);
+    if (!ds) return sm_fail(SEGMAMBA_E_NOMEM, "CUDA backend: out of memory");
+    ds->c = w.c;
+    ds->hidden = w.hidden;
+    const size_t nw = (size_t)w.c * (size_t)w.hidden;
+    const piece pieces[] = {
+        {w.fc1_w, nw, &ds->fc1_w},
+        {w.fc1_b, (size_t)w.hidden, &ds->fc1_b},
+        {w.fc2_w, nw, &ds->fc2_w},
+        {w.fc2_b, (size_t)w.c, &ds->fc2_b},
+    };
+    sm_status st = upload_pieces(pieces, 4, &ds->block);
+    if (st != SEGMAMBA_OK) {
+        free(ds);
+        return st;
+    }
+    *out = ds;
+    return SEGMAMBA_OK;
+}
+
+void sm_cuda_se_free(sm_cuda_se *se)
+{
+    if (!se) return;
+    cudaFree(se->block);
+    free(se);
+}
+
+sm_status sm_cuda_se_forward(sm_cuda_ctx *ctx, const sm_cuda_se *se, const float *x, int x_ld,
+                             float *out, int out_ld, int64_t n)
+{
+    const int c = se->c, hid = se->hidden;
+    if (n < 1) return sm_fail(SEGMAMBA_E_ARG, "CUDA squeeze-excitation: empty volume");
+    if (x_ld < c || out_ld < c)
+        return sm_fail(SEGMAMBA_E_ARG, "CUDA squeeze-excitation: strides %d and %d for %d "
+                       "channels", x_ld, out_ld, c);
+    /* The mean as the instance norm's (partial sums in double), then the
+     * two Linear layers, then the gate on every voxel. */
+    const int groups = (int)(n / 1024 < 1 ? 1 : n / 1024 > 1024 ? 1024 : n / 1024);
+    float *wk;
+    SM_TRY(work(ctx, 2 * ((size_t)groups * c + (size_t)c) + (size_t)hid + (size_t)c, &wk));
+    double *partial = (double *)wk, *mean = partial + (size_t)groups * c;
+    float *hidden = (float *)(mean + c), *gate = hidden + hid;
+    cudaStream_t s = ctx->stream;
+    CU_TRY(sm_cuk_channel_partials(s, x, x_ld, n, c, NULL, groups, partial), "squeeze-excitation");
+    CU_TRY(sm_cuk_channel_mean(s, partial, groups, c, n, mean), "squeeze-excitation");
+    CU_TRY(sm_cuk_se_hidden(s, mean, c, hid, se->fc1_w, se->fc1_b, hidden), "squeeze-excitation");
+    CU_TRY(sm_cuk_se_gate(s, hidden, c, hid, se->fc2_w, se->fc2_b, gate), "squeeze-excitation");
+    CU_TRY(sm_cuk_scale_channels(s, x, x_ld, out, out_ld, n, c, gate), "squeeze-excitation");
+    return SEGMAMBA_OK;
+}
+
 /* ---- the Mamba layer ------------------------------------------------------------ */
 
-sm_status sm_cuda_conv1d_silu(sm_cuda_ctx *ctx, const float *x, int64_t ldx, const float *w,
-                              const float *b, int K, int di, sm_order order, int64_t L,
-                              int64_t S, float *u)
+static sm_cuk_seq device_seq(const sm_seq *s)
 {
-    CU_TRY(sm_cuk_conv1d_silu(ctx->stream, x, ldx, w, b, K, di, (int)order, L, S, u),
-           "causal conv1d");
+    return (sm_cuk_seq){.order = (int)s->order, .L = s->L, .S = s->S, .d = s->d, .h = s->h,
+                        .w = s->w};
+}
+
+static sm_status check_seq(const sm_seq *s, const char *what)
+{
+    if (sm_seq_valid(s)) return SEGMAMBA_OK;
+    return sm_fail(SEGMAMBA_E_ARG, "CUDA %s: order %d over %lld tokens (%lld slices, volume "
+                   "%lldx%lldx%lld)", what, (int)s->order, (long long)s->L, (long long)s->S,
+                   (long long)s->d, (long long)s->h, (long long)s->w);
+}
+
+sm_status sm_cuda_conv1d_silu(sm_cuda_ctx *ctx, const float *x, int64_t ldx, const float *w,
+                              const float *b, int K, int di, const sm_seq *seq, float *u)
+{
+    SM_TRY(check_seq(seq, "causal conv1d"));
+    const sm_cuk_seq ds = device_seq(seq);
+    CU_TRY(sm_cuk_conv1d_silu(ctx->stream, x, ldx, w, b, K, di, &ds, u), "causal conv1d");
     return SEGMAMBA_OK;
 }
 
 sm_status sm_cuda_scan(sm_cuda_ctx *ctx, const sm_scan_args *a, int d_inner, int64_t chunk)
 {
     const sm_cuk_scan_args k = {
-        .L = a->L, .S = a->nslices, .order = (int)a->order, .d_inner = d_inner,
+        .seq = device_seq(&a->seq), .d_inner = d_inner,
         .n_state = a->n_state, .u = a->u, .ld_u = a->ld_u, .delta = a->delta,
         .ld_delta = a->ld_delta, .delta_bias = a->delta_bias, .A = a->A, .B = a->B, .C = a->C,
         .ld_bc = a->ld_bc, .D = a->D, .z = a->z, .ld_z = a->ld_z, .y = a->y, .ld_y = a->ld_y};
     if (a->n_state < 1 || a->n_state > SM_CUK_MAX_STATE)
         return sm_fail(SEGMAMBA_E_UNSUPPORTED, "CUDA scan: state size %d is outside 1..%d",
                        a->n_state, SM_CUK_MAX_STATE);
-    if (a->nslices < 1 || a->L % a->nslices != 0)
-        return sm_fail(SEGMAMBA_E_ARG, "CUDA scan: %lld tokens are not divisible by nslices %lld",
-                       (long long)a->L, (long long)a->nslices);
-    if (chunk <= 0) chunk = sm_cuk_scan_default_chunk(a->L);
+    SM_TRY(check_seq(&a->seq, "scan"));
+    if (!a->delta || !a->z)
+        return sm_fail(SEGMAMBA_E_ARG, "CUDA scan: delta and z are made by the caller");
+    if (chunk <= 0) chunk = sm_cuk_scan_default_chunk(a->seq.L);
     float *wk;
     SM_TRY(work(ctx, (size_t)sm_cuk_scan_work_floats(&k, chunk), &wk));
     CU_TRY(sm_cuk_scan(ctx->stream, &k, chunk, wk), "selective scan");
@@ -462,8 +542,9 @@ typedef struct dev_dir {
 } dev_dir;
 
 struct sm_cuda_mamba {
-    int dim, d_inner, d_state, dt_rank, d_conv;
-    int n_dir; /* the CPU layer's: the first n_dir of forward, backward, slice */
+    /* The CPU layer's sizes, directions and orderings, without its weights:
+     * what sm_mamba_scans and sm_mamba_scratch_per_token read. */
+    sm_mamba shape;
     float *block;
     float *norm_w, *norm_b, *in_proj, *out_proj;
     dev_dir dir[SM_DIRECTIONS];
@@ -475,18 +556,15 @@ sm_status sm_cuda_mamba_upload(const sm_mamba *m, sm_cuda_mamba **out)
     if (m->d_state < 1 || m->d_state > SM_CUK_MAX_STATE)
         return sm_fail(SEGMAMBA_E_UNSUPPORTED, "CUDA backend: Mamba state size %d is outside "
                        "1..%d", m->d_state, SM_CUK_MAX_STATE);
+    if (m->n_dir < 1 || m->n_dir > SM_DIRECTIONS ||
+        (m->orderings != 1 && (m->orderings != SM_V2_ORDERINGS || m->n_dir != 1)))
+        return sm_fail(SEGMAMBA_E_ARG, "CUDA backend: Mamba layer with %d directions and %d "
+                       "orderings", m->n_dir, m->orderings);
     sm_cuda_mamba *dm = calloc(1, sizeof *dm);
     if (!dm) return sm_fail(SEGMAMBA_E_NOMEM, "CUDA backend: out of memory");
-    dm->dim = m->dim;
-    dm->d_inner = m->d_inner;
-    dm->d_state = m->d_state;
-    dm->dt_rank = m->dt_rank;
-    dm->d_conv = m->d_conv;
-    dm->n_dir = m->n_dir;
-    if (m->n_dir < 1 || m->n_dir > SM_DIRECTIONS) {
-        free(dm);
-        return sm_fail(SEGMAMBA_E_ARG, "CUDA backend: Mamba layer with %d directions", m->n_dir);
-    }
+    dm->shape = (sm_mamba){.dim = m->dim, .d_inner = m->d_inner, .d_state = m->d_state,
+                           .dt_rank = m->dt_rank, .d_conv = m->d_conv, .n_dir = m->n_dir,
+                           .orderings = m->orderings};
     const size_t C = (size_t)m->dim, di = (size_t)m->d_inner, N = (size_t)m->d_state,
                  R = (size_t)m->dt_rank, K = (size_t)m->d_conv;
     piece pieces[4 + 7 * SM_DIRECTIONS] = {
@@ -530,17 +608,25 @@ void sm_cuda_mamba_free(sm_cuda_mamba *m)
 
 int64_t sm_cuda_mamba_scratch_per_token(const sm_cuda_mamba *m)
 {
-    return sm_mamba_scratch_floats(m->dim, m->d_inner, m->d_state, m->dt_rank, 1);
+    return sm_mamba_scratch_per_token(&m->shape, 1);
 }
 
 sm_status sm_cuda_mamba_forward(sm_cuda_ctx *ctx, const sm_cuda_mamba *m, const float *x,
-                                int x_ld, float *out, int out_ld, int64_t L, int64_t nslices,
-                                float *scratch, int64_t chunk)
+                                int x_ld, float *out, int out_ld, int d, int h, int w,
+                                int64_t nslices, float *scratch, int64_t chunk)
 {
-    static const sm_order orders[SM_DIRECTIONS] = {SM_ORDER_FORWARD, SM_ORDER_BACKWARD,
-                                                   SM_ORDER_SLICE};
-    const int C = m->dim, di = m->d_inner, N = m->d_state, R = m->dt_rank;
+    const int C = m->shape.dim, di = m->shape.d_inner, N = m->shape.d_state,
+              R = m->shape.dt_rank;
     const int np = R + 2 * N;
+    const int64_t L = (int64_t)d * h * w;
+    /* The CPU layer's scans, in its order (their sum is added in that order). */
+    sm_seq seqs[SM_DIRECTIONS];
+    int dirs[SM_DIRECTIONS];
+    const int n_scans = sm_mamba_scans(&m->shape, d, h, w, nslices, seqs, dirs);
+    for (int s = 0; s < n_scans; s++)
+        if (!sm_seq_valid(&seqs[s]))
+            return sm_fail(SEGMAMBA_E_ARG, "CUDA Mamba layer: %dx%dx%d tokens in %lld slices", d,
+                           h, w, (long long)nslices);
     /* The device layout (src/engine/mamba.h): xz whole, delta made by a GEMM. */
     const sm_mamba_scratch sc = sm_mamba_scratch_split(C, di, N, R, 1, L, scratch);
     float *xz = sc.x, *u = sc.u, *y = sc.y, *p = sc.p, *delta = sc.delta;
@@ -551,14 +637,14 @@ sm_status sm_cuda_mamba_forward(sm_cuda_ctx *ctx, const sm_cuda_mamba *m, const 
     SM_TRY(mark_time(ctx, SM_KIND_OTHER));
     SM_TRY(gemm(ctx, 1, L, 2 * di, C, xn, C, m->in_proj, C, 0.0f, xz, 2 * di));
     CU_TRY(cudaMemsetAsync(y, 0, (size_t)L * di * sizeof *y, ctx->stream), "clearing y");
-    for (int s = 0; s < m->n_dir; s++) {
-        const dev_dir *dir = &m->dir[s];
-        SM_TRY(sm_cuda_conv1d_silu(ctx, xz, 2 * di, dir->conv_wt, dir->conv_b, m->d_conv, di,
-                                   orders[s], L, nslices, u));
+    for (int s = 0; s < n_scans; s++) {
+        const dev_dir *dir = &m->dir[dirs[s]];
+        SM_TRY(sm_cuda_conv1d_silu(ctx, xz, 2 * di, dir->conv_wt, dir->conv_b, m->shape.d_conv,
+                                   di, &seqs[s], u));
         SM_TRY(gemm(ctx, 1, L, np, di, u, di, dir->x_proj, di, 0.0f, p, np));
         SM_TRY(gemm(ctx, 1, L, di, R, p, np, dir->dt_proj, R, 0.0f, delta, di));
         const sm_scan_args args = {
-            .L = L, .n_state = N, .order = orders[s], .nslices = nslices,
+            .seq = seqs[s], .n_state = N,
             .u = u, .ld_u = di, .delta = delta, .ld_delta = di, .delta_bias = dir->dt_bias,
             .A = dir->A, .B = p + R, .C = p + R + N, .ld_bc = np, .D = dir->D,
             .z = xz + di, .ld_z = 2 * di, .y = y, .ld_y = di,
@@ -635,9 +721,19 @@ static sm_status upload_mamba(const sm_graph *g, const sm_node *nd, void **obj)
     return SEGMAMBA_OK;
 }
 
+static sm_status upload_se(const sm_graph *g, const sm_node *nd, void **obj)
+{
+    (void)g;
+    sm_cuda_se *se = NULL;
+    SM_TRY(sm_cuda_se_upload(nd->obj, &se));
+    *obj = se;
+    return SEGMAMBA_OK;
+}
+
 static void free_conv(void *obj) { sm_cuda_conv_free(obj); }
 static void free_convt2(void *obj) { sm_cuda_convt2_free(obj); }
 static void free_mamba(void *obj) { sm_cuda_mamba_free(obj); }
+static void free_se(void *obj) { sm_cuda_se_free(obj); }
 
 static sm_status run_conv(const dev_call *c)
 {
@@ -691,8 +787,13 @@ static sm_status run_fue(const dev_call *c)
 
 static sm_status run_mamba(const dev_call *c)
 {
-    return sm_cuda_mamba_forward(c->ctx, c->obj, c->a.p, c->a.ld, c->o.p, c->o.ld, c->n,
-                                 c->nd->nslices, c->b.p, 0);
+    return sm_cuda_mamba_forward(c->ctx, c->obj, c->a.p, c->a.ld, c->o.p, c->o.ld, c->d, c->h,
+                                 c->w, c->nd->nslices, c->b.p, 0);
+}
+
+static sm_status run_se(const dev_call *c)
+{
+    return sm_cuda_se_forward(c->ctx, c->obj, c->a.p, c->a.ld, c->o.p, c->o.ld, c->n);
 }
 
 /* SM_OP_POINTWISE: as on the CPU, a plane at a time through a temporary,
@@ -723,7 +824,7 @@ static const dev_op_desc dev_ops[] = {
     [SM_OP_INORM_ADD] = {NULL, run_inorm_add, NULL},
     [SM_OP_INORM_ADD_INORM] = {NULL, run_inorm_add_inorm, NULL},
     [SM_OP_POINTWISE] = {upload_conv, run_pointwise, free_conv},
-    [SM_OP_SE] = {NULL, NULL, NULL}, /* SegMamba-V2: refused by sm_cuda_model_create */
+    [SM_OP_SE] = {upload_se, run_se, free_se},
 };
 /* Every opcode has an entry: a missing last one shortens the table, a
  * missing one before it has no run function, which sm_cuda_model_create
@@ -733,7 +834,7 @@ _Static_assert(sizeof dev_ops / sizeof *dev_ops == SM_OP_COUNT,
 
 typedef struct dev_op {
     sm_opcode op;
-    void *obj; /* sm_cuda_conv, sm_cuda_convt2, sm_cuda_mamba, or NULL */
+    void *obj; /* sm_cuda_conv, sm_cuda_convt2, sm_cuda_mamba, sm_cuda_se, or NULL */
 } dev_op;
 
 struct sm_cuda_model {
@@ -770,17 +871,6 @@ static sm_status upload_node(const sm_graph *g, const sm_node *nd, dev_op *o)
 sm_status sm_cuda_model_create(const sm_graph *g, int tf32, sm_cuda_model **out)
 {
     *out = NULL;
-    /* SegMamba-V2 (its squeeze-excitation gates, dilated convolutions and
-     * three-ordering Mamba layers) has no device code yet. */
-    for (int i = 0; i < g->n_nodes; i++) {
-        const sm_node *nd = &g->nodes[i];
-        const int v2 = nd->op == SM_OP_SE ||
-                       (nd->op == SM_OP_MAMBA && ((const sm_mamba *)nd->obj)->orderings != 1);
-        if (v2)
-            return sm_fail(SEGMAMBA_E_UNSUPPORTED, "CUDA backend: SegMamba-V2 models are not "
-                           "supported yet (node %d, %s); use the CPU backend", i,
-                           sm_opcode_name(nd->op));
-    }
     sm_cuda_model *cm = calloc(1, sizeof *cm);
     if (!cm) return sm_fail(SEGMAMBA_E_NOMEM, "CUDA backend: out of memory");
     cm->ops = calloc(g->n_nodes > 0 ? (size_t)g->n_nodes : 1, sizeof *cm->ops);

@@ -10,12 +10,14 @@
  * the context asks for them. Ops are enqueued on the context's stream and
  * run in order; only the download waits.
  *
- * How: convolutions are im2col + cuBLAS SGEMM in bounded chunks (a 1x1
- * stride-1 convolution is one GEMM on the activations themselves); the k2s2
- * transposed convolution a GEMM and a scatter; the Mamba layer's in_proj,
- * x_proj, dt_proj and out_proj cuBLAS GEMMs; norms, pointwise ops, the
- * causal conv1d + SiLU and the chunked selective scan (softplus, exp, D
- * skip and SiLU(z) gate fused) kernels of kernels.cu. */
+ * How: convolutions are im2col (dilation included) + cuBLAS SGEMM in
+ * bounded chunks (a 1x1 stride-1 convolution is one GEMM on the activations
+ * themselves); the k2s2 transposed convolution a GEMM and a scatter; the
+ * Mamba layer's in_proj, x_proj, dt_proj and out_proj cuBLAS GEMMs; norms,
+ * pointwise ops, the squeeze-excitation gate, the causal conv1d + SiLU and
+ * the chunked selective scan (softplus, exp, D skip and SiLU(z) gate fused)
+ * kernels of kernels.cu. Scans visit tokens in any sm_order, the volume
+ * orders of SegMamba-V2 included. */
 #ifndef SM_CUDA_BACKEND_H
 #define SM_CUDA_BACKEND_H
 
@@ -27,6 +29,7 @@
 #include "engine/graph.h"
 #include "engine/mamba.h"
 #include "engine/ops.h"
+#include "engine/se.h"
 #include "simd/scan.h"
 
 /* SEGMAMBA_OK when device 0 can be used; writes "NAME, compute capability
@@ -56,7 +59,8 @@ sm_status sm_cuda_download(sm_cuda_ctx *ctx, float *dst, const float *src, size_
 
 /* ---- the op set ------------------------------------------------------------ */
 
-/* A convolution's device copy. c must hold its packed weights (sm_conv
+/* A convolution's device copy, of any kernel size, stride, padding and
+ * dilation sm_conv_create accepts. c must hold its packed weights (sm_conv
  * created with the ref or blas backend; oneDNN releases them). */
 typedef struct sm_cuda_conv sm_cuda_conv;
 sm_status sm_cuda_conv_upload(const sm_conv *c, sm_cuda_conv **out);
@@ -83,11 +87,19 @@ sm_status sm_cuda_activate(sm_cuda_ctx *ctx, const float *src, int src_ld, float
 sm_status sm_cuda_fue(sm_cuda_ctx *ctx, const float *src, int src_ld, float *dst, int dst_ld,
                       int64_t n, int c);
 
-/* The Mamba layer's causal conv1d + SiLU in one direction: w is (K, di),
- * as sm_mamba_dir.conv_wt; u is (L, di). */
+/* SegMamba-V2's squeeze-excitation gate, as sm_se_forward (out may be x). */
+typedef struct sm_cuda_se sm_cuda_se;
+/* Copies the weights sm_se_get_weights gives. */
+sm_status sm_cuda_se_upload(const sm_se *se, sm_cuda_se **out);
+sm_status sm_cuda_se_forward(sm_cuda_ctx *ctx, const sm_cuda_se *se, const float *x, int x_ld,
+                             float *out, int out_ld, int64_t n);
+void sm_cuda_se_free(sm_cuda_se *se);
+
+/* The Mamba layer's causal conv1d + SiLU along a sequence's order (any
+ * sm_order; seq must be sm_seq_valid): w is (K, di), as
+ * sm_mamba_dir.conv_wt; u is (L, di). */
 sm_status sm_cuda_conv1d_silu(sm_cuda_ctx *ctx, const float *x, int64_t ldx, const float *w,
-                              const float *b, int K, int di, sm_order order, int64_t L,
-                              int64_t S, float *u);
+                              const float *b, int K, int di, const sm_seq *seq, float *u);
 
 /* One direction's selective scan over channels [0, d_inner), with the CPU
  * kernel's arguments (every pointer in a device memory); chunk: positions
@@ -99,10 +111,12 @@ typedef struct sm_cuda_mamba sm_cuda_mamba;
 sm_status sm_cuda_mamba_upload(const sm_mamba *m, sm_cuda_mamba **out);
 /* Scratch floats per token that sm_cuda_mamba_forward needs. */
 int64_t sm_cuda_mamba_scratch_per_token(const sm_cuda_mamba *m);
-/* As sm_mamba_forward (out may be x); chunk as for sm_cuda_scan. */
+/* As sm_mamba_forward on a d x h x w volume of tokens: the scans
+ * sm_mamba_scans lists for the layer (v1's directions, or SegMamba-V2's
+ * three orderings); out may be x; chunk as for sm_cuda_scan. */
 sm_status sm_cuda_mamba_forward(sm_cuda_ctx *ctx, const sm_cuda_mamba *m, const float *x,
-                                int x_ld, float *out, int out_ld, int64_t L, int64_t nslices,
-                                float *scratch, int64_t chunk);
+                                int x_ld, float *out, int out_ld, int d, int h, int w,
+                                int64_t nslices, float *scratch, int64_t chunk);
 void sm_cuda_mamba_free(sm_cuda_mamba *m);
 
 /* ---- a model's graph on the device ---------------------------------------- */

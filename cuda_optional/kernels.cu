@@ -54,11 +54,19 @@ __device__ static inline float silu(float v) { return v / (1.0f + expf(-v)); }
 __device__ static inline float softplus(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
 
 /* Token visited at position q: sm_scan_token (simd/scan.h). */
-__device__ static inline int64_t token_at(int order, int64_t L, int64_t S, int64_t q)
+__device__ static inline int64_t token_at(const sm_cuk_seq &s, int64_t q)
 {
-    switch (order) {
-    case SM_CUK_BACKWARD: return L - 1 - q;
-    case SM_CUK_SLICE: return (q % S) * (L / S) + q / S;
+    switch (s.order) {
+    case SM_CUK_BACKWARD: return s.L - 1 - q;
+    case SM_CUK_SLICE: return (q % s.S) * (s.L / s.S) + q / s.S;
+    case SM_CUK_HDW: { /* q = (y d + z) w + x */
+        const int64_t x = q % s.w, r = q / s.w;
+        return ((r % s.d) * s.h + r / s.d) * s.w + x;
+    }
+    case SM_CUK_WHD: { /* q = (x h + y) d + z */
+        const int64_t z = q % s.d, r = q / s.d;
+        return (z * s.h + r % s.h) * s.w + r / s.h;
+    }
     default: return q;
     }
 }
@@ -106,8 +114,9 @@ __global__ void k_im2col(const float *src, int src_ld, sm_cuk_conv_geom g, int64
     const int kw = tap % g.k, kh = tap / g.k % g.k, kd = tap / (g.k * g.k);
     const int64_t v = v0 + r;
     const int x = (int)(v % g.ow), y = (int)(v / g.ow % g.oh), z = (int)(v / g.ow / g.oh);
-    const int iz = z * g.stride - g.pad + kd, iy = y * g.stride - g.pad + kh,
-              ix = x * g.stride - g.pad + kw;
+    const int iz = z * g.stride - g.pad + kd * g.dilation,
+              iy = y * g.stride - g.pad + kh * g.dilation,
+              ix = x * g.stride - g.pad + kw * g.dilation;
     const int inside = iz >= 0 && iz < g.d && iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
     col[i] = inside ? src[(((int64_t)iz * g.h + iy) * g.w + ix) * src_ld + ci] : 0.0f;
 }
@@ -304,28 +313,78 @@ extern "C" cudaError_t sm_cuk_layer_norm(cudaStream_t s, const float *src, int s
     return launch(k_layer_norm, n, s, src, src_ld, dst, dst_ld, n, c, weight, bias);
 }
 
+/* ---- squeeze-excitation ------------------------------------------------------ */
+
+__global__ void k_se_hidden(const double *mean, int c, int hidden, const float *fc1_w,
+                            const float *fc1_b, float *hid)
+{
+    const int64_t i = thread_index();
+    if (i >= hidden) return;
+    float s = fc1_b[i];
+    for (int k = 0; k < c; k++) s += fc1_w[i * c + k] * (float)mean[k];
+    hid[i] = s > 0.0f ? s : 0.0f;
+}
+
+__global__ void k_se_gate(const float *hid, int c, int hidden, const float *fc2_w,
+                          const float *fc2_b, float *gate)
+{
+    const int64_t k = thread_index();
+    if (k >= c) return;
+    float s = fc2_b[k];
+    for (int i = 0; i < hidden; i++) s += fc2_w[k * hidden + i] * hid[i];
+    gate[k] = 1.0f / (1.0f + expf(-s));
+}
+
+__global__ void k_scale_channels(const float *src, int src_ld, float *dst, int dst_ld, int64_t n,
+                                 int c, const float *gate)
+{
+    const int64_t i = thread_index();
+    if (i >= n * c) return;
+    const int64_t v = i / c, k = i % c;
+    dst[v * dst_ld + k] = src[v * src_ld + k] * gate[k];
+}
+
+extern "C" cudaError_t sm_cuk_se_hidden(cudaStream_t s, const double *mean, int c, int hidden,
+                                        const float *fc1_w, const float *fc1_b, float *hid)
+{
+    return launch(k_se_hidden, hidden, s, mean, c, hidden, fc1_w, fc1_b, hid);
+}
+
+extern "C" cudaError_t sm_cuk_se_gate(cudaStream_t s, const float *hid, int c, int hidden,
+                                      const float *fc2_w, const float *fc2_b, float *gate)
+{
+    return launch(k_se_gate, c, s, hid, c, hidden, fc2_w, fc2_b, gate);
+}
+
+extern "C" cudaError_t sm_cuk_scale_channels(cudaStream_t s, const float *src, int src_ld,
+                                             float *dst, int dst_ld, int64_t n, int c,
+                                             const float *gate)
+{
+    return launch(k_scale_channels, n * c, s, src, src_ld, dst, dst_ld, n, c, gate);
+}
+
 /* ---- Mamba: causal conv1d and the selective scan ---------------------------- */
 
 __global__ void k_conv1d_silu(const float *x, int64_t ldx, const float *w, const float *b, int K,
-                              int di, int order, int64_t L, int64_t S, float *u)
+                              int di, sm_cuk_seq seq, float *u)
 {
     const int64_t i = thread_index();
-    if (i >= L * di) return;
+    if (i >= seq.L * di) return;
     const int64_t q = i / di;
     const int c = (int)(i % di);
     float acc = b[c];
     for (int k = 0; k < K; k++) {
         const int64_t p = q - (K - 1) + k;
-        if (p >= 0) acc += w[(int64_t)k * di + c] * x[token_at(order, L, S, p) * ldx + c];
+        if (p >= 0) acc += w[(int64_t)k * di + c] * x[token_at(seq, p) * ldx + c];
     }
-    u[token_at(order, L, S, q) * di + c] = silu(acc);
+    u[token_at(seq, q) * di + c] = silu(acc);
 }
 
 extern "C" cudaError_t sm_cuk_conv1d_silu(cudaStream_t s, const float *x, int64_t ldx,
-                                          const float *w, const float *b, int K, int di, int order,
-                                          int64_t L, int64_t S, float *u)
+                                          const float *w, const float *b, int K, int di,
+                                          const sm_cuk_seq *seq, float *u)
 {
-    return launch(k_conv1d_silu, L * di, s, x, ldx, w, b, K, di, order, L, S, u);
+    return launch(k_conv1d_silu, seq->L * di, s, x, ldx, w, b, K, di, *seq, u);
 }
 
 /* Pass 1: thread (chunk, channel) scans its chunk from a zero state; writes
@@ -347,9 +406,9 @@ __global__ void k_scan_chunk_ends(sm_cuk_scan_args a, int64_t chunk, int64_t nch
             prod[n] = 1.0f;
             A[n] = a.A[(int64_t)c * N + n];
         }
-    const int64_t q0 = ck * chunk, q1 = q0 + chunk < a.L ? q0 + chunk : a.L;
+    const int64_t q0 = ck * chunk, q1 = q0 + chunk < a.seq.L ? q0 + chunk : a.seq.L;
     for (int64_t q = q0; q < q1; q++) {
-        const int64_t t = token_at(a.order, a.L, a.S, q);
+        const int64_t t = token_at(a.seq, q);
         const float dt = softplus(a.delta[t * a.ld_delta + c] + a.delta_bias[c]);
         const float du = dt * a.u[t * a.ld_u + c];
         const float *B = a.B + t * a.ld_bc;
@@ -402,9 +461,9 @@ __global__ void k_scan_chunk_output(sm_cuk_scan_args a, int64_t chunk, int64_t n
             h[n] = h_start[i * N + n];
             A[n] = a.A[(int64_t)c * N + n];
         }
-    const int64_t q0 = ck * chunk, q1 = q0 + chunk < a.L ? q0 + chunk : a.L;
+    const int64_t q0 = ck * chunk, q1 = q0 + chunk < a.seq.L ? q0 + chunk : a.seq.L;
     for (int64_t q = q0; q < q1; q++) {
-        const int64_t t = token_at(a.order, a.L, a.S, q);
+        const int64_t t = token_at(a.seq, q);
         const float dt = softplus(a.delta[t * a.ld_delta + c] + a.delta_bias[c]);
         const float u = a.u[t * a.ld_u + c];
         const float du = dt * u;
@@ -429,15 +488,15 @@ extern "C" int64_t sm_cuk_scan_default_chunk(int64_t L)
 
 extern "C" int64_t sm_cuk_scan_work_floats(const sm_cuk_scan_args *a, int64_t chunk)
 {
-    const int64_t nchunks = (a->L + chunk - 1) / chunk;
+    const int64_t nchunks = (a->seq.L + chunk - 1) / chunk;
     return 2 * nchunks * a->d_inner * a->n_state;
 }
 
 extern "C" cudaError_t sm_cuk_scan(cudaStream_t s, const sm_cuk_scan_args *a, int64_t chunk, float *work)
 {
-    if (a->n_state < 1 || a->n_state > SM_CUK_MAX_STATE || chunk < 1 || a->L < 1 || a->S < 1)
+    if (a->n_state < 1 || a->n_state > SM_CUK_MAX_STATE || chunk < 1 || a->seq.L < 1)
         return cudaErrorInvalidValue;
-    const int64_t nchunks = (a->L + chunk - 1) / chunk;
+    const int64_t nchunks = (a->seq.L + chunk - 1) / chunk;
     const int64_t states = (int64_t)a->d_inner * a->n_state;
     float *h_end = work, *decay = work + nchunks * states;
     const int64_t threads = nchunks * a->d_inner;

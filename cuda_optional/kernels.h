@@ -27,7 +27,16 @@ extern "C" {
 enum { SM_CUK_NONE = 0, SM_CUK_RELU = 1, SM_CUK_LRELU = 2, SM_CUK_GELU = 3 };
 
 /* Scan orders, numbered as sm_order (simd/scan.h). */
-enum { SM_CUK_FORWARD = 0, SM_CUK_BACKWARD = 1, SM_CUK_SLICE = 2 };
+enum { SM_CUK_FORWARD = 0, SM_CUK_BACKWARD = 1, SM_CUK_SLICE = 2, SM_CUK_HDW = 3, SM_CUK_WHD = 4 };
+
+/* A sequence of L tokens stored in the original order and visited in an
+ * order: sm_seq (simd/scan.h), whose sm_scan_token the kernels mirror. */
+typedef struct sm_cuk_seq {
+    int order;
+    int64_t L;
+    int64_t S;       /* SM_CUK_SLICE: S contiguous slices of L/S tokens */
+    int64_t d, h, w; /* SM_CUK_HDW, SM_CUK_WHD: the volume, L = d h w in (D, H, W) C-order */
+} sm_cuk_seq;
 
 /* The largest Mamba state size the scan kernels hold (the official is 16). */
 #define SM_CUK_MAX_STATE 64
@@ -43,13 +52,14 @@ cudaError_t sm_cuk_from_channels_last(cudaStream_t s, const float *src, int src_
 typedef struct sm_cuk_conv_geom {
     int d, h, w;    /* input */
     int od, oh, ow; /* output */
-    int cin, k, stride, pad;
+    int cin, k, stride, pad, dilation; /* dilation >= 1: the spacing of the taps */
 } sm_cuk_conv_geom;
 
 /* Rows [v0, v0 + rows) of the im2col matrix, row-major with k^3*cin
  * columns: row r is output voxel v0 + r, column ((kd*k + kh)*k + kw)*cin + ci
- * the input channel ci under kernel tap (kd, kh, kw), zero outside the
- * volume. The column order is that of the packed weights' rows (sm_conv). */
+ * the input channel ci under kernel tap (kd, kh, kw), which reads input
+ * voxel (z stride - pad + kd dilation, ...), zero outside the volume. The
+ * column order is that of the packed weights' rows (sm_conv). */
 cudaError_t sm_cuk_im2col(cudaStream_t s, const float *src, int src_ld, sm_cuk_conv_geom g,
                           int64_t v0, int64_t rows, float *col);
 
@@ -95,20 +105,32 @@ cudaError_t sm_cuk_layer_norm(cudaStream_t s, const float *src, int src_ld, floa
                               int dst_ld, int64_t n, int c, const float *weight,
                               const float *bias);
 
+/* SegMamba-V2's squeeze-excitation gate (src/engine/se.c), after the
+ * per-channel mean (sm_cuk_channel_partials and _mean, in double):
+ * hidden[i] = ReLU(fc1_b[i] + sum_k fc1_w[i, k] mean[k]) (mean rounded to
+ * float first, as on the CPU), then
+ * gate[k] = sigmoid(fc2_b[k] + sum_i fc2_w[k, i] hidden[i]); the weights in
+ * PyTorch's Linear layout (out, in). */
+cudaError_t sm_cuk_se_hidden(cudaStream_t s, const double *mean, int c, int hidden,
+                             const float *fc1_w, const float *fc1_b, float *hid);
+cudaError_t sm_cuk_se_gate(cudaStream_t s, const float *hid, int c, int hidden,
+                           const float *fc2_w, const float *fc2_b, float *gate);
+/* dst[v, k] = src[v, k] gate[k]; dst may be src. */
+cudaError_t sm_cuk_scale_channels(cudaStream_t s, const float *src, int src_ld, float *dst,
+                                  int dst_ld, int64_t n, int c, const float *gate);
+
 /* u[t] = SiLU(b + sum_k w[k] x[token(q - K + 1 + k)]) for t = token(q) in
- * the given order (positions before the start contribute nothing); w is
- * (K, di), x has di channels ldx apart, u is (L, di). */
+ * the sequence's order (positions before the start contribute nothing); w
+ * is (K, di), x has di channels ldx apart, u is (L, di). */
 cudaError_t sm_cuk_conv1d_silu(cudaStream_t s, const float *x, int64_t ldx, const float *w,
-                               const float *b, int K, int di, int order, int64_t L, int64_t S,
-                               float *u);
+                               const float *b, int K, int di, const sm_cuk_seq *seq, float *u);
 
 /* One direction's selective scan over all channels, the arguments of the
  * CPU kernel's sm_scan_args (simd/scan.h): y[t, c] += (sum_n C[t,n] h[c,n]
  * + D[c] u[t,c]) * SiLU(z[t,c]) with h[c,n] = exp(dt A[c,n]) h[c,n] +
  * dt B[t,n] u[t,c] and dt = softplus(delta[t,c] + delta_bias[c]). */
 typedef struct sm_cuk_scan_args {
-    int64_t L, S; /* tokens; S: the slice order's nslices */
-    int order;
+    sm_cuk_seq seq; /* the tokens and the order they are visited in */
     int d_inner, n_state;
     const float *u;
     int64_t ld_u;

@@ -2,8 +2,10 @@
  * backend's, one by one, on seeded random inputs: convolutions of every
  * shape the model uses (with the im2col chunks forced small as well), the
  * k2s2 transposed convolution, instance and layer norm, add, activations,
- * FUE, the causal conv1d + SiLU and the selective scan in every order and
- * chunking, and a whole Mamba layer. Every op reads and writes channel
+ * FUE, SegMamba-V2's squeeze-excitation gate, the causal conv1d + SiLU and
+ * the selective scan in every order (SegMamba-V2's volume orders included)
+ * and chunking, and whole Mamba layers (v1's directions, SegMamba-V2's
+ * three orderings). Every op reads and writes channel
  * slices of wider buffers: the channels around them must be ignored and
  * left untouched.
  *
@@ -25,6 +27,8 @@
 #include "engine/mamba.h"
 #include "engine/ops.h"
 #include "clinical/pipeline.h"
+#include "engine/se.h"
+#include "simd/conv1d.h"
 #include "simd/scan.h"
 #include "clinical/volume.h"
 
@@ -111,12 +115,13 @@ static int untouched(const float *p, int ld, int64_t n, int c)
 typedef struct conv_case {
     int cin, cout, k, stride, pad, bias, d, h, w;
     sm_act act;
+    int dilation; /* 0 (left out): 1 */
 } conv_case;
 
 static void test_conv_case(const conv_case *t, size_t chunk_floats)
 {
     const sm_conv_params p = {.cin = t->cin, .cout = t->cout, .k = t->k, .stride = t->stride,
-                              .pad = t->pad, .act = t->act};
+                              .pad = t->pad, .act = t->act, .dilation = t->dilation};
     const int src_ld = t->cin + 3, dst_ld = t->cout + 2;
     const int64_t n_in = (int64_t)t->d * t->h * t->w;
     const int64_t n_out = (int64_t)sm_conv_out_size(&p, t->d) * sm_conv_out_size(&p, t->h) *
@@ -143,9 +148,9 @@ static void test_conv_case(const conv_case *t, size_t chunk_floats)
     const double tol = 4.0 * FLT_EPSILON * sqrt(K) * e.ref;
     note("convolution", e.err, tol);
     CHECK_MSG(e.err <= tol && e.ref > 0,
-              "conv %d->%d k%d s%d p%d bias %d act %d %dx%dx%d chunk %zu: max err %g, tol %g",
-              t->cin, t->cout, t->k, t->stride, t->pad, t->bias, (int)t->act, t->d, t->h, t->w,
-              chunk_floats, e.err, tol);
+              "conv %d->%d k%d s%d p%d d%d bias %d act %d %dx%dx%d chunk %zu: max err %g, "
+              "tol %g", t->cin, t->cout, t->k, t->stride, t->pad, sm_conv_dilation(&p), t->bias,
+              (int)t->act, t->d, t->h, t->w, chunk_floats, e.err, tol);
     CHECK(untouched(got, dst_ld, n_out, t->cout));
     sm_cuda_free(d_src);
     sm_cuda_conv_free(dc);
@@ -156,15 +161,23 @@ static void test_conv_case(const conv_case *t, size_t chunk_floats)
 static void test_convs(void)
 {
     /* ResBlock and GSC 3^3 (with and without bias), the stem's k7 s2, the
-     * downsampling k2 s2, the 1x1 (one GEMM on the activations), a ReLU. */
+     * downsampling k2 s2, the 1x1 (one GEMM on the activations), a ReLU;
+     * SegMamba-V2's k3 s2 downsampling and its LargeKernelConv's k5 p2 and
+     * dilation-2 k3 p2; a dilated k5 and a dilated stride-2 k3 (padding
+     * that leaves border taps outside the volume). */
     static const conv_case cases[] = {
-        {5, 6, 3, 1, 1, 0, 6, 5, 7, SM_ACT_NONE},
-        {4, 7, 3, 1, 1, 1, 5, 4, 3, SM_ACT_NONE},
-        {2, 4, 7, 2, 3, 1, 9, 8, 10, SM_ACT_NONE},
-        {4, 8, 2, 2, 0, 1, 8, 6, 4, SM_ACT_NONE},
-        {6, 3, 1, 1, 0, 1, 5, 6, 7, SM_ACT_NONE},
-        {6, 5, 1, 1, 0, 0, 3, 4, 5, SM_ACT_NONE},
-        {3, 5, 3, 1, 1, 1, 4, 5, 6, SM_ACT_RELU},
+        {5, 6, 3, 1, 1, 0, 6, 5, 7, SM_ACT_NONE, 0},
+        {4, 7, 3, 1, 1, 1, 5, 4, 3, SM_ACT_NONE, 0},
+        {2, 4, 7, 2, 3, 1, 9, 8, 10, SM_ACT_NONE, 0},
+        {4, 8, 2, 2, 0, 1, 8, 6, 4, SM_ACT_NONE, 0},
+        {6, 3, 1, 1, 0, 1, 5, 6, 7, SM_ACT_NONE, 0},
+        {6, 5, 1, 1, 0, 0, 3, 4, 5, SM_ACT_NONE, 0},
+        {3, 5, 3, 1, 1, 1, 4, 5, 6, SM_ACT_RELU, 0},
+        {4, 6, 3, 2, 1, 1, 8, 7, 6, SM_ACT_NONE, 0},
+        {5, 5, 5, 1, 2, 1, 6, 7, 5, SM_ACT_NONE, 1},
+        {5, 5, 3, 1, 2, 1, 7, 5, 6, SM_ACT_NONE, 2},
+        {3, 4, 5, 1, 3, 0, 9, 8, 7, SM_ACT_RELU, 2},
+        {3, 4, 3, 2, 2, 1, 9, 8, 7, SM_ACT_NONE, 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         test_conv_case(&cases[i], 0);
@@ -298,49 +311,121 @@ static void test_pointwise(void)
     free(a), free(b), free(want), free(out), free(got), free(inplace);
 }
 
+/* ---- squeeze-excitation ------------------------------------------------------------ */
+
+/* SegMamba-V2's SE gate against the CPU op: 5000 voxels (several partial
+ * sums), channels whose means differ, strided, out of place and in place. */
+static void test_se(void)
+{
+    const int64_t n = 5000;
+    const int c = 16, hid = 2, ld = 19, dld = 18;
+    float *x = random_buf(n * ld, -2, 2);
+    for (int64_t v = 0; v < n; v++)
+        for (int k = 0; k < c; k++) x[v * ld + k] += 0.25f * (float)(k - c / 2);
+    float *w1 = random_buf((int64_t)hid * c, -0.5, 0.5), *b1 = random_buf(hid, -0.5, 0.5);
+    float *w2 = random_buf((int64_t)c * hid, -2, 2), *b2 = random_buf(c, -1, 1);
+    sm_se *se = NULL;
+    sm_cuda_se *dse = NULL;
+    CHECK(sm_se_create(c, hid, w1, b1, w2, b2, &se) == SEGMAMBA_OK);
+    CHECK(sm_cuda_se_upload(se, &dse) == SEGMAMBA_OK);
+    float *want = filled(n * dld, SENTINEL), *out = filled(n * dld, SENTINEL);
+    CHECK(sm_se_forward(se, x, ld, want, dld, n) == SEGMAMBA_OK);
+    float *d_x = to_device(x, n * ld), *d_out = to_device(out, n * dld);
+    CHECK(sm_cuda_se_forward(ctx, dse, d_x, ld, d_out, dld, n) == SEGMAMBA_OK);
+    float *got = from_device(d_out, n * dld);
+    diff e = compare(got, dld, want, dld, n, c);
+    /* The gates' spread: a test where every gate is alike would not see a
+     * channel mix-up. */
+    double lo = 1, hi = 0;
+    for (int k = 0; k < c; k++)
+        for (int64_t v = 0; v < n; v++)
+            if (fabs(x[v * ld + k]) > 0.5) {
+                const double g = want[v * dld + k] / x[v * ld + k];
+                lo = g < lo ? g : lo, hi = g > hi ? g : hi;
+                break;
+            }
+    /* Products of x with a gate in (0, 1) that both sides compute from the
+     * same float operations but for the order of the mean's partial sums. */
+    note("squeeze-excitation", e.err, 2e-5);
+    CHECK_MSG(e.err <= 2e-5 && e.ref > 0, "squeeze-excitation: max err %g", e.err);
+    CHECK_MSG(hi - lo > 0.2, "squeeze-excitation: gates only span [%g, %g]", lo, hi);
+    CHECK(untouched(got, dld, n, c));
+    /* In place, as the graph runs it. */
+    CHECK(sm_cuda_se_forward(ctx, dse, d_x, ld, d_x, ld, n) == SEGMAMBA_OK);
+    float *inplace = from_device(d_x, n * ld);
+    e = compare(inplace, ld, want, dld, n, c);
+    CHECK_MSG(e.err <= 2e-5, "in-place squeeze-excitation: max err %g", e.err);
+    for (int64_t v = 0; v < n; v++)
+        for (int k = c; k < ld; k++) CHECK(inplace[v * ld + k] == x[v * ld + k]);
+    sm_cuda_se_free(dse);
+    sm_se_free(se);
+    free(x), free(w1), free(b1), free(w2), free(b2), free(want), free(out), free(got);
+    free(inplace);
+}
+
 /* ---- the Mamba layer's parts ---------------------------------------------------- */
 
-static const sm_order all_orders[3] = {SM_ORDER_FORWARD, SM_ORDER_BACKWARD, SM_ORDER_SLICE};
+/* Every order on a 4 x 5 x 6 volume (no two sides alike, so a mix-up of
+ * d, h and w shows), the inter-slice one in 6 slices of 20 tokens. */
+enum { VOL_D = 4, VOL_H = 5, VOL_W = 6, VOL_S = 6 };
+
+static sm_seq volume_seq(sm_order order)
+{
+    const sm_seq s = {.order = order, .L = VOL_D * VOL_H * VOL_W, .S = VOL_S, .d = VOL_D,
+                      .h = VOL_H, .w = VOL_W};
+    CHECK(sm_seq_valid(&s));
+    return s;
+}
 
 static double silu_ref(double v) { return v / (1.0 + exp(-v)); }
 
 static void test_conv1d(void)
 {
-    const int64_t L = 120, S = 6; /* 6 slices of 20 tokens */
+    const int64_t L = VOL_D * VOL_H * VOL_W;
     const int di = 16, K = 4, ldx = 2 * di;
     float *x = random_buf(L * ldx, -2, 2), *w = random_buf((int64_t)K * di, -0.7, 0.7);
     float *b = random_buf(di, -0.5, 0.5);
     float *d_x = to_device(x, L * ldx), *d_w = to_device(w, (int64_t)K * di), *d_b = to_device(b, di);
-    for (int o = 0; o < 3; o++) {
+    float *cpu = malloc((size_t)(L * di) * sizeof *cpu);
+    for (int o = 0; o < SM_ORDER_COUNT; o++) {
+        const sm_seq seq = volume_seq((sm_order)o);
+        /* The CPU's scalar kernel over every token. */
+        const sm_conv1d_args args = {.seq = seq, .c = di, .K = K, .x = x, .ld_x = ldx, .w = w,
+                                     .b = b, .u = cpu, .ld_u = di};
+        sm_conv1d_silu_scalar(&args, 0, L);
         float *d_u = NULL;
         CHECK(sm_cuda_alloc((size_t)(L * di), &d_u) == SEGMAMBA_OK);
-        CHECK(sm_cuda_conv1d_silu(ctx, d_x, ldx, d_w, d_b, K, di, all_orders[o], L, S, d_u) ==
-              SEGMAMBA_OK);
+        CHECK(sm_cuda_conv1d_silu(ctx, d_x, ldx, d_w, d_b, K, di, &seq, d_u) == SEGMAMBA_OK);
         float *u = from_device(d_u, L * di);
+        /* And the definition, in double. */
         double max_err = 0;
         for (int64_t q = 0; q < L; q++)
             for (int c = 0; c < di; c++) {
                 double acc = b[c];
                 for (int k = 0; k < K; k++) {
                     const int64_t p = q - (K - 1) + k;
-                    if (p >= 0) acc += (double)w[k * di + c] * x[sm_scan_token(all_orders[o], L, S, p) * ldx + c];
+                    if (p >= 0) acc += (double)w[k * di + c] * x[sm_scan_token(&seq, p) * ldx + c];
                 }
-                const double e = fabs(silu_ref(acc) - u[sm_scan_token(all_orders[o], L, S, q) * di + c]);
+                const double e = fabs(silu_ref(acc) - u[sm_scan_token(&seq, q) * di + c]);
                 if (!(e <= max_err)) max_err = e;
             }
+        const diff e = compare(u, di, cpu, di, L, di);
         note("conv1d + silu", max_err, 1e-5);
-        CHECK_MSG(max_err < 1e-5, "conv1d order %d: max err %g", o, max_err);
+        note("conv1d + silu", e.err, 1e-5);
+        CHECK_MSG(max_err < 1e-5 && e.err < 1e-5 && e.ref > 0,
+                  "conv1d order %d: max err %g (definition), %g (CPU kernel)", o, max_err, e.err);
         free(u);
     }
     sm_cuda_free(d_x), sm_cuda_free(d_w), sm_cuda_free(d_b);
-    free(x), free(w), free(b);
+    free(x), free(w), free(b), free(cpu);
 }
 
 /* One scan against the scalar CPU kernel, with every array a slice of a
  * wider one, as in the Mamba layer. */
 static void test_scan_case(sm_order order, int N, int64_t chunk)
 {
-    const int64_t L = 120, S = 6;
+    const sm_seq seq = volume_seq(order);
+    const int64_t L = seq.L;
     const int di = 10, ldu = di + 2, ldz = 2 * di, ldbc = 1 + 2 * N + 3;
     float *u = random_buf(L * ldu, -2, 2), *dl = random_buf(L * ldu, -1, 1);
     float *z = random_buf(L * ldz, -3, 3), *bc = random_buf(L * ldbc, -1, 1);
@@ -350,7 +435,7 @@ static void test_scan_case(sm_order order, int N, int64_t chunk)
     float *y0 = random_buf(L * di, -1, 1); /* the scan adds to y */
     float *want = malloc((size_t)(L * di) * sizeof *want);
     memcpy(want, y0, (size_t)(L * di) * sizeof *want);
-    sm_scan_args a = {.L = L, .n_state = N, .order = order, .nslices = S, .u = u, .ld_u = ldu,
+    sm_scan_args a = {.seq = seq, .n_state = N, .u = u, .ld_u = ldu,
                       .delta = dl, .ld_delta = ldu, .delta_bias = bias, .A = A, .B = bc + 1,
                       .C = bc + 1 + N, .ld_bc = ldbc, .D = D, .z = z + di, .ld_z = ldz,
                       .y = want, .ld_y = di};
@@ -380,22 +465,23 @@ static void test_scan(void)
     /* Chunks of one position, ragged 7s, the default, one chunk for all;
      * N 16 and a wider state (the kernels' other size class). */
     static const int64_t chunks[] = {1, 7, 0, 1000};
-    for (int o = 0; o < 3; o++)
+    for (int o = 0; o < SM_ORDER_COUNT; o++)
         for (size_t c = 0; c < sizeof chunks / sizeof *chunks; c++) {
-            test_scan_case(all_orders[o], 16, chunks[c]);
-            test_scan_case(all_orders[o], 20, chunks[c]);
+            test_scan_case((sm_order)o, 16, chunks[c]);
+            test_scan_case((sm_order)o, 20, chunks[c]);
         }
 }
 
-/* A layer of n_dir directions (bimamba "none", "v2", "v3"): the first
- * n_dir of forward, backward, slice. */
-static void test_mamba_dirs(int n_dir)
+/* A layer of n_dir directions (bimamba "none", "v2", "v3": the first n_dir
+ * of forward, backward, slice) or, with orderings SM_V2_ORDERINGS, a
+ * SegMamba-V2 layer (one direction over three orderings of the volume). */
+static void test_mamba_layer(int n_dir, int orderings)
 {
     const int C = 8, di = 16, N = 16, R = 1, K = 4, x_ld = 10;
-    const int64_t L = 120, S = n_dir == SM_DIRECTIONS ? 6 : 1;
+    const int64_t L = VOL_D * VOL_H * VOL_W, S = n_dir == SM_DIRECTIONS ? VOL_S : 1;
     sm_mamba *m = calloc(1, sizeof *m);
     *m = (sm_mamba){.dim = C, .d_inner = di, .d_state = N, .dt_rank = R, .d_conv = K,
-                    .n_dir = n_dir};
+                    .n_dir = n_dir, .orderings = orderings};
     float *owned[32];
     int n_owned = 0;
 #define OWN(expr) (owned[n_owned++] = (expr))
@@ -419,8 +505,8 @@ static void test_mamba_dirs(int n_dir)
     float *scratch = malloc((size_t)(L * sm_mamba_scratch_per_token(m, 0)) * sizeof *scratch);
     float *want = filled(L * x_ld, SENTINEL);
     double seconds[SM_KIND_COUNT] = {0};
-    CHECK(sm_mamba_forward(m, sm_kernels_get(), x, x_ld, want, x_ld, L, S, scratch, seconds) ==
-          SEGMAMBA_OK);
+    CHECK(sm_mamba_forward(m, sm_kernels_get(), x, x_ld, want, x_ld, VOL_D, VOL_H, VOL_W, S,
+                           scratch, seconds) == SEGMAMBA_OK);
     sm_cuda_mamba *dm = NULL;
     CHECK(sm_cuda_mamba_upload(m, &dm) == SEGMAMBA_OK);
     for (int in_place = 0; in_place < 2; in_place++)
@@ -430,15 +516,16 @@ static void test_mamba_dirs(int n_dir)
             float *d_out = in_place ? d_x : to_device(out, L * x_ld);
             CHECK(sm_cuda_alloc((size_t)(L * sm_cuda_mamba_scratch_per_token(dm)), &d_scratch) ==
                   SEGMAMBA_OK);
-            CHECK(sm_cuda_mamba_forward(ctx, dm, d_x, x_ld, d_out, x_ld, L, S, d_scratch, chunk) ==
-                  SEGMAMBA_OK);
+            CHECK(sm_cuda_mamba_forward(ctx, dm, d_x, x_ld, d_out, x_ld, VOL_D, VOL_H, VOL_W, S,
+                                        d_scratch, chunk) == SEGMAMBA_OK);
             float *got = from_device(d_out, L * x_ld);
             const diff e = compare(got, x_ld, want, x_ld, L, C);
             /* LayerNorm, four GEMMs and three scans, each a few 1e-6 apart. */
             note("mamba layer", e.err, 1e-4 * (e.ref > 1 ? e.ref : 1));
             CHECK_MSG(e.err <= 1e-4 * (e.ref > 1 ? e.ref : 1),
-                      "mamba layer of %d directions in place %d chunk %lld: max err %g "
-                      "(max |ref| %g)", n_dir, in_place, (long long)chunk, e.err, e.ref);
+                      "mamba layer of %d directions, %d orderings, in place %d chunk %lld: max "
+                      "err %g (max |ref| %g)", n_dir, orderings, in_place, (long long)chunk, e.err,
+                      e.ref);
             for (int64_t v = 0; v < L; v++) /* the channels past C: x's own, or the sentinel */
                 for (int k = C; k < x_ld; k++)
                     CHECK(got[v * x_ld + k] == (in_place ? x[v * x_ld + k] : SENTINEL));
@@ -454,7 +541,8 @@ static void test_mamba_dirs(int n_dir)
 
 static void test_mamba(void)
 {
-    for (int n_dir = 1; n_dir <= SM_DIRECTIONS; n_dir++) test_mamba_dirs(n_dir);
+    for (int n_dir = 1; n_dir <= SM_DIRECTIONS; n_dir++) test_mamba_layer(n_dir, 1);
+    test_mamba_layer(1, SM_V2_ORDERINGS);
 }
 
 /* ---- the pipeline's sliding windows, batched -------------------------------- */
@@ -534,6 +622,7 @@ int main(void)
     test_instance_norm();
     test_layer_norm();
     test_pointwise();
+    test_se();
     test_conv1d();
     test_scan();
     test_mamba();

@@ -18,6 +18,14 @@ sm_status sm_se_create(int c, int hidden, const float *fc1_w, const float *fc1_b
 sm_status sm_se_forward(const sm_se *se, const float *x, int x_ld, float *out, int out_ld,
                         int64_t n);
 
+/* The gate's sizes and its copies of the weights, in sm_se_create's layout
+ * (for a device backend, cuda_optional/, to copy). */
+typedef struct sm_se_weights {
+    int c, hidden;
+    const float *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+} sm_se_weights;
+sm_se_weights sm_se_get_weights(const sm_se *se);
+
 void sm_se_free(sm_se *se);
 
 #endif
