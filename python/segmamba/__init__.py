@@ -97,10 +97,12 @@ class Image:
     in the file's stored voxel order (C = 1 for a 3D file; the memory is the
     engine's, not copied), .spacing (mm along D, H, W), .affine (4x4, voxel
     (i, j, k) = (W, H, D) to world mm) and the file's header, which
-    write_nifti(..., like=image) reuses. np.asarray(image) is .array."""
+    write_nifti(..., like=image) reuses; .paths, the files it came from.
+    np.asarray(image) is .array."""
 
-    def __init__(self, raw):
+    def __init__(self, raw, paths):
         self._raw = raw
+        self.paths = paths
         self.array = np.asarray(raw)
         g = raw.geometry
         self.spacing = tuple(g["spacing"])
@@ -119,8 +121,12 @@ class Image:
 
 def read_nifti(path):
     """Reads a NIfTI-1/2 file (.nii or .nii.gz; any scalar type, scaling
-    applied; a 4D file's 4th axis as channels) into an Image."""
-    return Image(_segmamba.read_nifti(os.fspath(path)))
+    applied; a 4D file's 4th axis as channels) into an Image; given a list
+    of 3D files, one channel each (BraTS's t2w, t2f, t1n, t1c), which must
+    share dims and affine (the error names both files and what differs)."""
+    paths = [os.fspath(path)] if isinstance(path, (str, bytes, os.PathLike)) else \
+        [os.fspath(p) for p in path]
+    return Image(_segmamba.read_nifti(paths), paths)
 
 
 def write_nifti(path, array, like=None, affine=None, spacing=None):
@@ -336,9 +342,11 @@ class Model:
         return value cancels (segmamba.Error E_CANCELLED). Ctrl-C cancels
         too and raises KeyboardInterrupt. The GIL is released between
         windows."""
+        paths = None
         if isinstance(volume, Image):
             if spacing is None:
                 spacing = volume.spacing
+            paths = volume.paths if len(volume.paths) in (1, volume.shape[0]) else None
             volume = volume.array
         if spacing is None:
             raise _arg_error("spacing: mm along (D, H, W) is needed for an array")
@@ -362,7 +370,7 @@ class Model:
         if memoryview(v).ndim == 3:
             v = np.asarray(v)[None]
         r = self._m.predict(v, sp, 0 if tta else 1, ov, "probabilities" in want,
-                            "regions" in want, "uncertainty" in want, progress)
+                            "regions" in want, "uncertainty" in want, progress, paths)
         res = {}
         for o in want:
             if o in ("box", "windows"):

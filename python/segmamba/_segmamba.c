@@ -166,6 +166,22 @@ static int get_buffer(PyObject *obj, Py_buffer *view, char format, int writable,
     return 0;
 }
 
+/* Up to SEGMAMBA_CARD_MAX_CHANNELS file names from a sequence of str; the
+ * pointers live as long as seq. Returns the count, or -1 with an exception. */
+static int path_list(PyObject *seq, const char **paths)
+{
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n < 1 || n > SEGMAMBA_CARD_MAX_CHANNELS) {
+        raise_status(SEGMAMBA_E_ARG, "paths: 1 to 16 files, one per channel");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        paths[i] = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i));
+        if (!paths[i]) return -1;
+    }
+    return (int)n;
+}
+
 /* ---- _Model ------------------------------------------------------------- */
 
 typedef struct {
@@ -458,23 +474,38 @@ static int put(PyObject *dict, const char *key, PyObject *value)
 }
 
 /* predict(volume, spacing, no_tta, overlap, want_prob, want_regions,
- * want_unc, progress): segmamba_predict on a C-contiguous float32 (C, D, H,
+ * want_unc, progress, paths): segmamba_predict on a C-contiguous float32 (C, D, H,
  * W) buffer with the model's card. Returns a dict of _Array (labels,
  * probabilities, regions, masks, uncertainty as asked and as the card
- * gives) plus box and windows. */
+ * gives) plus box and windows. paths (or None): the files the volume was
+ * read from, named when a voxel is not finite. */
 static PyObject *model_predict(ModelObject *self, PyObject *args)
 {
-    PyObject *vo, *callback;
+    PyObject *vo, *callback, *path_obj;
     double sp[3], overlap;
     int no_tta, want_prob, want_regions, want_unc;
-    if (!PyArg_ParseTuple(args, "O(ddd)idiiiO", &vo, &sp[0], &sp[1], &sp[2], &no_tta, &overlap,
-                          &want_prob, &want_regions, &want_unc, &callback) ||
+    if (!PyArg_ParseTuple(args, "O(ddd)idiiiOO", &vo, &sp[0], &sp[1], &sp[2], &no_tta, &overlap,
+                          &want_prob, &want_regions, &want_unc, &callback, &path_obj) ||
         !model_usable(self))
         return NULL;
+    const char *paths[SEGMAMBA_CARD_MAX_CHANNELS];
+    int n_paths = 0;
+    PyObject *path_seq = NULL;
+    if (path_obj != Py_None) {
+        path_seq = PySequence_Fast(path_obj, "paths: a list of file names");
+        if (!path_seq || (n_paths = path_list(path_seq, paths)) < 0) {
+            Py_XDECREF(path_seq);
+            return NULL;
+        }
+    }
     Py_buffer v;
-    if (get_buffer(vo, &v, 'f', 0, "volume") != 0) return NULL;
+    if (get_buffer(vo, &v, 'f', 0, "volume") != 0) {
+        Py_XDECREF(path_seq);
+        return NULL;
+    }
     if (v.ndim != 4) {
         PyBuffer_Release(&v);
+        Py_XDECREF(path_seq);
         return raise_status(SEGMAMBA_E_SHAPE, "volume: expected a float32 array shaped (C, D, H, W)");
     }
     segmamba_volume vol = {.c = (int)v.shape[0], .d = (int)v.shape[1], .h = (int)v.shape[2],
@@ -497,12 +528,13 @@ static PyObject *model_predict(ModelObject *self, PyObject *args)
     self->busy++;
     Py_BEGIN_ALLOW_THREADS
     if (threads > 0) segmamba_set_threads(threads);
-    st = segmamba_volume_check_finite(&vol, NULL, 0);
+    st = segmamba_volume_check_finite(&vol, n_paths ? paths : NULL, n_paths);
     if (st == SEGMAMBA_OK) st = segmamba_card_check_model(&self->card, self->m);
     if (st == SEGMAMBA_OK) st = segmamba_predict(self->m, &self->card, &vol, &po, &p);
     Py_END_ALLOW_THREADS
     self->busy--;
     PyBuffer_Release(&v);
+    Py_XDECREF(path_seq);
     if (prog.failed) {
         segmamba_prediction_free(&p);
         PyErr_Restore(prog.exc_type, prog.exc_value, prog.exc_tb);
@@ -565,18 +597,28 @@ static PyTypeObject ModelType = {
 
 /* ---- module functions -------------------------------------------------- */
 
-/* read_nifti(path): an _Array holding the (C, D, H, W) float32 volume and
- * its file's geometry. */
+/* read_nifti(paths): an _Array holding the (C, D, H, W) float32 volume of
+ * one file (3D, or 4D with channels) or of several 3D files, one channel
+ * each, and the first file's geometry (segmamba_nifti_read_channels). */
 static PyObject *py_read_nifti(PyObject *mod, PyObject *args)
 {
     (void)mod;
-    const char *path;
-    if (!PyArg_ParseTuple(args, "s", &path)) return NULL;
+    PyObject *list;
+    if (!PyArg_ParseTuple(args, "O", &list)) return NULL;
+    PyObject *seq = PySequence_Fast(list, "paths: a list of file names");
+    if (!seq) return NULL;
+    const char *paths[SEGMAMBA_CARD_MAX_CHANNELS];
+    const int n = path_list(seq, paths);
+    if (n < 0) {
+        Py_DECREF(seq);
+        return NULL;
+    }
     segmamba_volume v = {0};
     segmamba_status st;
     Py_BEGIN_ALLOW_THREADS
-    st = segmamba_nifti_read(path, &v);
+    st = segmamba_nifti_read_channels(paths, n, &v);
     Py_END_ALLOW_THREADS
+    Py_DECREF(seq);
     if (st != SEGMAMBA_OK) return raise_last(st);
     const Py_ssize_t shape[4] = {v.c, v.d, v.h, v.w};
     ArrayObject *a = (ArrayObject *)array_new(NULL, 'f', 4, shape);
