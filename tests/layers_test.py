@@ -2,7 +2,7 @@
 """The layers go one way down (ARCHITECTURE.md): every quoted #include of
 the library's folders names a folder the including folder may use.
 
-    cli -> (include/ only)
+    cli, python -> (include/ only)
     clinical -> io, core (and the engine through include/segmamba.h)
     engine -> models, blas_backends, cuda_optional, simd, io, core
     models, blas_backends, cuda_optional -> engine, simd, io, core
@@ -17,6 +17,7 @@ import sys
 
 LAYERS = {
     "src/cli": set(),
+    "python": set(),
     "src/clinical": {"io", "core"},
     "src/engine": {"engine", "models", "blas_backends", "cuda_optional", "simd", "io", "core"},
     "models": {"engine", "simd", "io", "core"},

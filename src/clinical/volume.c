@@ -106,7 +106,7 @@ sm_status segmamba_volume_check_finite(const segmamba_volume *v, const char *con
         return sm_fail(SEGMAMBA_E_UNSUPPORTED,
                        "%s: voxel (%d, %d, %d)%s is %s (%zu of its %zu voxels are not finite); "
                        "replace NaN and infinite values (e.g. with 0) before segmenting",
-                       n == v->c ? paths[c] : paths[0], i, j, k, volume,
+                       !paths ? "input volume" : n == v->c ? paths[c] : paths[0], i, j, k, volume,
                        isnan(x[first]) ? "NaN" : x[first] > 0 ? "+inf" : "-inf", bad, nvox);
     }
     return SEGMAMBA_OK;
