@@ -197,6 +197,21 @@ typedef struct segmamba_card_region {
     int label;
 } segmamba_card_region;
 
+/* A DICOM coded concept (Code Sequence Macro): code value, coding scheme
+ * designator (e.g. "SCT"), code meaning; value "" when not given. */
+typedef struct segmamba_code {
+    char value[SEGMAMBA_CARD_NAME_MAX];
+    char scheme[SEGMAMBA_CARD_NAME_MAX];
+    char meaning[SEGMAMBA_CARD_NAME_MAX];
+} segmamba_code;
+
+/* How a label is coded in a DICOM SEG: its Segmented Property Category and
+ * Type (CID 7150 and 7151). Labels the card leaves uncoded get defaults
+ * (segmamba_dicom_write_seg). */
+typedef struct segmamba_card_code {
+    segmamba_code category, type;
+} segmamba_card_code;
+
 typedef struct segmamba_card {
     int n_channels;
     char channels[SEGMAMBA_CARD_MAX_CHANNELS][SEGMAMBA_CARD_NAME_MAX];
@@ -208,6 +223,8 @@ typedef struct segmamba_card {
     int fue;
     int n_labels;
     char labels[SEGMAMBA_CARD_MAX_LABELS][SEGMAMBA_CARD_NAME_MAX];
+    segmamba_card_code codes[SEGMAMBA_CARD_MAX_LABELS]; /* codes[l]: label l's DICOM coding
+                                                          (JSON "dicom_codes") */
     segmamba_output_kind output;
     double threshold;  /* regions and sigmoid: a channel is on where its sigmoid
                           is > threshold (0 < threshold < 1; 0.5: logit > 0) */
@@ -376,6 +393,56 @@ SEGMAMBA_API int segmamba_card_differs(const segmamba_card *a, const segmamba_ca
                                        size_t n);
 
 SEGMAMBA_API void segmamba_prediction_free(segmamba_prediction *p);
+
+/* ---- DICOM (a build with DICOM support: segmamba_dicom_supported) ---- */
+
+/* 1 when this build reads DICOM series and writes DICOM SEG (dcmtk found
+ * at build time, -Ddicom); without it the functions below return
+ * SEGMAMBA_E_UNSUPPORTED saying so. */
+SEGMAMBA_API int segmamba_dicom_supported(void);
+
+/* What a DICOM SEG needs of the series a volume was read from (their UIDs,
+ * each slice's instance, patient, study, frame of reference). */
+typedef struct segmamba_dicom_source segmamba_dicom_source;
+
+/* Reads n DICOM series as the n channels of one volume: channel i is the
+ * series of folder dirs[i] (searched recursively; any file names; files
+ * that are not DICOM Part 10 are skipped) whose Series Instance UID is
+ * series[i], or, when series or series[i] is NULL, the folder's only image
+ * series (several: an E_ARG error listing them with their descriptions).
+ * Single-frame CT/MR/... slices are sorted by position along the slice
+ * normal (Image Orientation / Position Patient); an enhanced multi-frame
+ * image gives its frames by their plane positions. Rescale slope and
+ * intercept are applied. The geometry: (D, H, W) = (slices, rows, columns),
+ * spacing along D from the positions (not Slice Thickness), the affine in
+ * NIfTI's convention (RAS: DICOM's LPS with x and y negated), no header.
+ * Refused, naming the file: missing or duplicated slices and uneven gaps
+ * (beyond 1% of the spacing, at least 0.01 mm: the gap and its two files),
+ * mixed orientations or sizes, gantry tilt, a transfer syntax the build
+ * cannot decode (it decodes uncompressed, deflated, RLE, JPEG and JPEG-LS),
+ * corrupt or truncated files, a folder without image objects (a DICOMDIR,
+ * reports). All channels must share the geometry. *source (may be NULL)
+ * receives what segmamba_dicom_write_seg needs; freed with
+ * segmamba_dicom_source_free. On failure *out is left zeroed. */
+SEGMAMBA_API segmamba_status segmamba_dicom_read(const char *const *dirs,
+                                                 const char *const *series, int n,
+                                                 segmamba_volume *out,
+                                                 segmamba_dicom_source **source);
+
+SEGMAMBA_API void segmamba_dicom_source_free(segmamba_dicom_source *source);
+
+/* Writes a DICOM Segmentation object (BINARY) for a prediction made on the
+ * volume segmamba_dicom_read gave with source: one segment per label of the
+ * card but background (per output of a card that writes masks), labelled
+ * with the card's names and coded with its codes (segmamba_card.codes; the
+ * BraTS labels have defaults), frames only where a segment is present, the
+ * source's patient, study, frame of reference and plane positions, and
+ * references to every source series and (per frame) to the first channel's
+ * slice. Atomic, as segmamba_file_write. */
+SEGMAMBA_API segmamba_status segmamba_dicom_write_seg(const char *path,
+                                                      const segmamba_dicom_source *source,
+                                                      const segmamba_card *card,
+                                                      const segmamba_prediction *p);
 
 /* ---- Metrics (Dice and HD95 in mm, as medpy computes them) ---- */
 

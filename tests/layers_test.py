@@ -37,7 +37,7 @@ def main():
         allowed = others | {os.path.basename(folder)}
         for root, _, files in os.walk(folder):
             for name in files:
-                if not name.endswith((".c", ".h", ".cu")):
+                if not name.endswith((".c", ".cpp", ".h", ".cu")):
                     continue
                 path = os.path.join(root, name)
                 with open(path, encoding="utf-8") as f:

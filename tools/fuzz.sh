@@ -16,7 +16,12 @@ cd "$(dirname "$0")/.."
 seconds=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(pt safetensors npy nifti)
+if [ ${#targets[@]} -eq 0 ]; then
+  targets=(pt safetensors npy nifti)
+  # The DICOM target where the build has DICOM (dcmtk and a C++ compiler).
+  dpkg-query -W -f='${Status}' libdcmtk-dev 2>/dev/null | grep -q "install ok installed" &&
+    targets+=(dicom)
+fi
 build=${SEGMAMBA_FUZZ_BUILD:-build-fuzz}
 jobs=${SEGMAMBA_FUZZ_JOBS:-2}
 

@@ -9,6 +9,8 @@ packages=(
   libopenblas-dev libdnnl-dev                    # GEMM and convolutions
   libnifti2-dev zlib1g-dev libpng-dev            # NIfTI in and out, PNG previews
   libopenmpi-dev openmpi-bin                     # cohorts across ranks (predict --list under mpirun)
+  g++ libdcmtk-dev                               # DICOM series in, DICOM SEG out (-Ddicom)
+  dcm2niix dicom3tools python3-venv              # independent DICOM checks; the tests' PyPI venv (tests only)
   python3 python3-numpy python3-torch            # the PyTorch reference (tests only)
   python3-nibabel python3-scipy                  # independent NIfTI and HD95 checks (tests only)
   time                                           # /usr/bin/time -v for memory figures

@@ -25,7 +25,9 @@
 
 /* The optional outputs' subfolders of --out-dir, in predict_outputs order
  * after the label map. */
-static const char *const out_kind[4] = {"probabilities", "regions", "uncertainty", "preview"};
+static const char *const out_kind[5] = {"probabilities", "regions", "uncertainty", "preview",
+                                        "dicom-seg"};
+static const char *const out_ext[5] = {".nii.gz", ".nii.gz", ".nii.gz", ".png", ".dcm"};
 
 char *cohort_join(const char *a, const char *sep, const char *b, const char *ext)
 {
@@ -94,8 +96,9 @@ segmamba_status cohort_open(const cohort_options *o, int leader, cohort **out)
     if (st == SEGMAMBA_OK) choose_regions(c);
     if (st == SEGMAMBA_OK && leader) {
         st = make_dirs(o->out_dir);
-        const int want[4] = {o->want_prob, o->want_regions, o->want_unc, o->want_preview};
-        for (int k = 0; k < 4 && st == SEGMAMBA_OK; k++) {
+        const int want[5] = {o->want_prob, o->want_regions, o->want_unc, o->want_preview,
+                             o->want_dicom_seg};
+        for (int k = 0; k < 5 && st == SEGMAMBA_OK; k++) {
             if (!want[k]) continue;
             char *sub = cohort_join(o->out_dir, "/", out_kind[k], "");
             st = sub ? make_dirs(sub) : cli_error(SEGMAMBA_E_NOMEM, "out of memory");
@@ -144,24 +147,25 @@ int cohort_size(const cohort *c) { return c->n; }
 /* ---- one case ------------------------------------------------------------ */
 
 typedef struct case_files {
-    char *path[5]; /* label map, then out_kind's; NULL when not wanted */
+    char *path[6]; /* label map, then out_kind's; NULL when not wanted */
 } case_files;
 
 static void case_files_free(case_files *f)
 {
-    for (int k = 0; k < 5; k++) free(f->path[k]);
+    for (int k = 0; k < 6; k++) free(f->path[k]);
 }
 
 static segmamba_status case_files_make(const cohort *c, const char *id, case_files *f)
 {
     memset(f, 0, sizeof *f);
-    const int want[4] = {c->o.want_prob, c->o.want_regions, c->o.want_unc, c->o.want_preview};
+    const int want[5] = {c->o.want_prob, c->o.want_regions, c->o.want_unc, c->o.want_preview,
+                         c->o.want_dicom_seg};
     f->path[0] = cohort_join(c->o.out_dir, "/", id, ".nii.gz");
     int ok = f->path[0] != NULL;
-    for (int k = 0; k < 4 && ok; k++) {
+    for (int k = 0; k < 5 && ok; k++) {
         if (!want[k]) continue;
         char *sub = cohort_join(c->o.out_dir, "/", out_kind[k], "/");
-        f->path[k + 1] = sub ? cohort_join(sub, "", id, k == 3 ? ".png" : ".nii.gz") : NULL;
+        f->path[k + 1] = sub ? cohort_join(sub, "", id, out_ext[k]) : NULL;
         ok = f->path[k + 1] != NULL;
         free(sub);
     }
@@ -181,7 +185,7 @@ static int same(const char *a, const char *b)
  * model, the list) is refused. */
 static segmamba_status check_clobber(const cohort *c, const cohort_case *cs, const case_files *f)
 {
-    for (int k = 0; k < 5; k++) {
+    for (int k = 0; k < 6; k++) {
         if (!f->path[k]) continue;
         const char *hit = NULL;
         for (int i = 0; i < c->n_inputs && !hit; i++)
@@ -199,7 +203,7 @@ static segmamba_status check_clobber(const cohort *c, const cohort_case *cs, con
 
 static int all_exist(const case_files *f)
 {
-    for (int k = 0; k < 5; k++) {
+    for (int k = 0; k < 6; k++) {
         struct stat sb;
         if (f->path[k] && (stat(f->path[k], &sb) != 0 || !S_ISREG(sb.st_mode))) return 0;
     }
@@ -232,9 +236,12 @@ static segmamba_status segment(cohort *c, const cohort_case *cs, const case_file
                            c->n_inputs == 1 ? "image" : card->channels[k]);
     CLI_TRY(predict_check_names(card, (const char *const *)cs->inputs, c->n_inputs));
     segmamba_volume vol = {0};
-    segmamba_status st = segmamba_nifti_read_channels((const char *const *)cs->inputs, c->n_inputs, &vol);
-    if (st == SEGMAMBA_OK)
-        st = segmamba_volume_check_finite(&vol, (const char *const *)cs->inputs, c->n_inputs);
+    segmamba_dicom_source *src = NULL;
+    segmamba_status st = predict_read_input((const char *const *)cs->inputs, c->n_inputs, NULL, 0,
+                                            &vol, &src);
+    if (st == SEGMAMBA_OK && c->o.want_dicom_seg && !src)
+        st = cli_error(SEGMAMBA_E_ARG, "--dicom-seg needs DICOM input (folders), not %s",
+                       cs->inputs[0]);
     if (st == SEGMAMBA_OK) st = predict_check_channels(card, &vol, cs->inputs[0]);
     const segmamba_predict_options popt = {.no_tta = c->o.no_tta,
                                            .overlap = c->o.overlap,
@@ -246,8 +253,9 @@ static segmamba_status segment(cohort *c, const cohort_case *cs, const case_file
     segmamba_prediction pred = {0};
     if (st == SEGMAMBA_OK)
         st = segmamba_predict_ensemble(c->models, c->o.n_models, card, &vol, &popt, &pred);
-    const predict_outputs outs = {f->path[0], f->path[1], f->path[2], f->path[3], f->path[4]};
-    if (st == SEGMAMBA_OK) st = predict_write_outputs(&outs, card, &vol, &pred);
+    const predict_outputs outs = {f->path[0], f->path[1], f->path[2], f->path[3], f->path[4],
+                                  f->path[5]};
+    if (st == SEGMAMBA_OK) st = predict_write_outputs(&outs, card, &vol, &pred, src);
     r->state = st == SEGMAMBA_OK ? COHORT_OK : COHORT_FAILED;
     if (st == SEGMAMBA_OK && cs->ref) {
         st = cohort_score(c, cs, pred.labels, &vol.geom, r);
@@ -255,6 +263,7 @@ static segmamba_status segment(cohort *c, const cohort_case *cs, const case_file
     }
     segmamba_prediction_free(&pred);
     segmamba_volume_free(&vol);
+    segmamba_dicom_source_free(src);
     return st;
 }
 

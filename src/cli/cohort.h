@@ -12,8 +12,18 @@
 
 /* A case's output files; NULL for an output not wanted. */
 typedef struct predict_outputs {
-    const char *seg, *prob, *regions, *unc, *preview;
+    const char *seg, *prob, *regions, *unc, *preview, *dicom_seg;
 } predict_outputs;
+
+/* The case's volume from its inputs: n NIfTI files (segmamba_nifti_read_channels),
+ * or n DICOM folders (segmamba_dicom_read; the inputs must be all files or
+ * all folders) with n_series Series Instance UIDs (0: each folder's only
+ * image series; n: one per folder; one folder and n_series > 1: that many
+ * series of it, one per channel). *src (DICOM only, else NULL) is freed with
+ * segmamba_dicom_source_free. Checks the values are finite. */
+segmamba_status predict_read_input(const char *const *in, int n, const char *const *series,
+                                   int n_series, segmamba_volume *vol,
+                                   segmamba_dicom_source **src);
 
 /* The card from --card, else the model's own: without --card the model is
  * opened here (into *m, else NULL) so that a checkpoint without a card
@@ -58,7 +68,8 @@ segmamba_status predict_open_model(const char *model, const segmamba_card *card,
 
 /* Writes the outputs that are not NULL, the label map first. */
 segmamba_status predict_write_outputs(const predict_outputs *o, const segmamba_card *card,
-                                const segmamba_volume *vol, const segmamba_prediction *p);
+                                const segmamba_volume *vol, const segmamba_prediction *p,
+                                const segmamba_dicom_source *src);
 
 /* ---- cohort mode ---- */
 
@@ -66,7 +77,7 @@ typedef struct cohort_options {
     const char *models[PREDICT_MAX_MODELS]; /* --model, once or more: an ensemble */
     int n_models;
     const char *card, *list, *out_dir, *ref_column;
-    int want_prob, want_regions, want_unc, want_preview;
+    int want_prob, want_regions, want_unc, want_preview, want_dicom_seg;
     int overwrite, no_tta, threads, quiet;
     double overlap; /* as segmamba_predict_options.overlap */
     segmamba_options conv; /* --conv: its conv and winograd_tile */

@@ -45,6 +45,13 @@ void cli_print_card(FILE *f, const segmamba_card *card)
     fprintf(f, "  labels     ");
     for (int l = 0; l < card->n_labels; l++)
         fprintf(f, "%s%d %s", l ? ", " : "", l, card->labels[l]);
+    for (int l = 0; l < card->n_labels; l++) {
+        const segmamba_card_code *c = &card->codes[l];
+        if (c->category.value[0])
+            fprintf(f, "\n  dicom      %s: category (%s, %s, \"%s\"), type (%s, %s, \"%s\")",
+                    card->labels[l], c->category.value, c->category.scheme, c->category.meaning,
+                    c->type.value, c->type.scheme, c->type.meaning);
+    }
     if (card->output == SEGMAMBA_OUTPUT_ARGMAX)
         fprintf(f, "\n  output     argmax\n");
     else if (card->output == SEGMAMBA_OUTPUT_REGIONS && card->n_regions == 0)

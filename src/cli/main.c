@@ -330,6 +330,8 @@ static int cmd_version(void)
     printf("oneDNN convolutions: %s\n", b.onednn ? "yes" : "no (OpenBLAS backend)");
     printf("OpenMP: %s\n", b.openmp ? "yes" : "no (single-threaded)");
     printf("MPI (predict --list across ranks): %s\n", SM_HAVE_MPI ? "yes" : "no");
+    printf("DICOM (series in, SEG out): %s\n",
+           segmamba_dicom_supported() ? "yes (dcmtk)" : "no (built without dcmtk)");
     printf("selective scan: %s\n", segmamba_isa());
     char gpu[256];
     const int have_gpu = segmamba_cuda_device(gpu, sizeof gpu);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -40,13 +41,20 @@ void usage_predict(FILE *f)
                "                       model. --card applies to them all\n"
                "  -i, --input F...     one NIfTI file per card channel, in the card's order\n"
                "                       (or one 4D file holding them all); files named like\n"
-               "                       BraTS ones (*-t2w.nii.gz ...) are checked against it\n"
+               "                       BraTS ones (*-t2w.nii.gz ...) are checked against it;\n"
+               "                       or one DICOM folder per channel (searched recursively,\n"
+               "                       any file names): its one image series, sorted by\n"
+               "                       position along the slice normal, rescaled\n"
+               "  --series UID...      DICOM: the Series Instance UID to read from each folder\n"
+               "                       (one folder and several UIDs: one series per channel)\n"
                "  -o, --output F       label map, uint8 NIfTI with the input's geometry\n"
                "  --probabilities F    float32 4D NIfTI, one volume per model output\n"
                "                       (softmax; sigmoids for a regions or sigmoid card)\n"
                "  --regions F          uint8 4D NIfTI: TC, WT, ET masks (BraTS label sets)\n"
                "  --uncertainty F      float32 NIfTI: per-voxel entropy of the prediction (nats)\n"
                "  --preview F.png      a PNG of the middle slices with the labels overlaid\n"
+               "  --dicom-seg F.dcm    DICOM input: a DICOM Segmentation (BINARY, a segment per\n"
+               "                       label, the card's names and codes) referencing the series\n"
                "  --card F.json        use this model card instead of the model's\n"
                "  --no-tta             one pass instead of 8 mirrored ones (8x faster)\n"
                "  --overlap F          the fraction of a window its neighbours share, 0 to 0.95\n"
@@ -73,10 +81,11 @@ void usage_predict(FILE *f)
                "                       '.', '-', '_', not starting with '.'\n"
                "  --out-dir DIR        DIR/<id>.nii.gz per case, DIR/summary.csv (id, status,\n"
                "                       seconds, error), rewritten after every case\n"
-               "  --probabilities, --regions, --uncertainty, --preview\n"
+               "  --probabilities, --regions, --uncertainty, --preview, --dicom-seg\n"
                "                       take no file name here: DIR/probabilities/<id>.nii.gz,\n"
                "                       DIR/regions/<id>.nii.gz, DIR/uncertainty/<id>.nii.gz,\n"
-               "                       DIR/preview/<id>.png\n"
+               "                       DIR/preview/<id>.png, DIR/dicom-seg/<id>.dcm (columns\n"
+               "                       of DICOM folders)\n"
                "  --ref-column NAME    reference label maps in column NAME: Dice and HD95 per\n"
                "                       region (BraTS TC, WT, ET for a BraTS card, else one\n"
                "                       per label) and their means in the summary\n"
@@ -315,8 +324,49 @@ segmamba_status predict_open_model(const char *model, const segmamba_card *card,
     return st;
 }
 
+static int is_dir(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+segmamba_status predict_read_input(const char *const *in, int n, const char *const *series,
+                                   int n_series, segmamba_volume *vol,
+                                   segmamba_dicom_source **src)
+{
+    *src = NULL;
+    int dirs = 0;
+    for (int i = 0; i < n; i++) dirs += is_dir(in[i]);
+    if (dirs && dirs != n)
+        return cli_error(SEGMAMBA_E_ARG, "the inputs mix DICOM folders and files; give one "
+                                         "or the other");
+    if (!dirs && n_series)
+        return cli_error(SEGMAMBA_E_ARG, "--series is for DICOM folders, not %s", in[0]);
+    segmamba_status st;
+    if (dirs) {
+        if (n_series && n_series != n && n != 1)
+            return cli_error(SEGMAMBA_E_ARG, "%d folders and %d --series UIDs: give one UID per "
+                                             "folder, or one folder",
+                             n, n_series);
+        const char *dir[SEGMAMBA_CARD_MAX_CHANNELS];
+        const int channels = n_series > n ? n_series : n;
+        for (int i = 0; i < channels; i++) dir[i] = in[n == 1 ? 0 : i];
+        st = segmamba_dicom_read(dir, n_series ? series : NULL, channels, vol, src);
+    } else {
+        st = segmamba_nifti_read_channels(in, n, vol);
+    }
+    if (st == SEGMAMBA_OK) st = segmamba_volume_check_finite(vol, in, n);
+    if (st != SEGMAMBA_OK) {
+        segmamba_volume_free(vol);
+        segmamba_dicom_source_free(*src);
+        *src = NULL;
+    }
+    return st;
+}
+
 segmamba_status predict_write_outputs(const predict_outputs *o, const segmamba_card *card,
-                                const segmamba_volume *vol, const segmamba_prediction *p)
+                                const segmamba_volume *vol, const segmamba_prediction *p,
+                                const segmamba_dicom_source *src)
 {
     /* A sigmoid card without a label map: the masks, one volume each. */
     segmamba_status st = segmamba_card_writes_masks(card)
@@ -332,6 +382,7 @@ segmamba_status predict_write_outputs(const predict_outputs *o, const segmamba_c
         for (int l = 1; l < card->n_labels; l++) names[l - 1] = card->labels[l];
         st = segmamba_preview_write(o->preview, vol, p->labels, names, card->n_labels - 1);
     }
+    if (st == SEGMAMBA_OK && o->dicom_seg) st = segmamba_dicom_write_seg(o->dicom_seg, src, card, p);
     return st;
 }
 
@@ -340,8 +391,8 @@ segmamba_status predict_write_outputs(const predict_outputs *o, const segmamba_c
 typedef struct predict_args {
     const char *models[PREDICT_MAX_MODELS]; /* --model, once or more: an ensemble */
     int n_models;
-    const char *card, *inputs[MAX_INPUTS];
-    int n_inputs;
+    const char *card, *inputs[MAX_INPUTS], *series[MAX_INPUTS];
+    int n_inputs, n_series;
     predict_outputs out;
     const char *list, *out_dir, *ref_column;
     int overwrite;
@@ -358,6 +409,7 @@ static const char **optional_output(predict_args *a, const char *opt)
     if (strcmp(opt, "--regions") == 0) return &a->out.regions;
     if (strcmp(opt, "--uncertainty") == 0) return &a->out.unc;
     if (strcmp(opt, "--preview") == 0) return &a->out.preview;
+    if (strcmp(opt, "--dicom-seg") == 0) return &a->out.dicom_seg;
     return NULL;
 }
 
@@ -386,6 +438,13 @@ static int parse_args(int argc, char **argv, predict_args *a)
                 if (a->n_inputs == MAX_INPUTS)
                     return cli_usage_error("predict: more than %s inputs", "16");
                 a->inputs[a->n_inputs++] = argv[++i];
+            }
+        } else if (strcmp(s, "--series") == 0) {
+            if (!v || v[0] == '-') return cli_usage_error("predict: %s needs one or more UIDs", s);
+            while (i + 1 < argc && argv[i + 1][0] != '-') {
+                if (a->n_series == MAX_INPUTS)
+                    return cli_usage_error("predict: more than %s --series UIDs", "16");
+                a->series[a->n_series++] = argv[++i];
             }
         } else if (!v) {
             return cli_usage_error(strncmp(s, "-", 1) == 0 ? "predict: unknown option or missing "
@@ -431,7 +490,7 @@ static int parse_args(int argc, char **argv, predict_args *a)
         }
     }
     if (list_mode) {
-        if (a->n_inputs || a->out.seg)
+        if (a->n_inputs || a->out.seg || a->n_series)
             return cli_usage_error("predict: %s", "--list takes the inputs and outputs from the "
                                                   "list; -i and -o are for one case");
         if (!a->n_models || !a->out_dir)
@@ -451,9 +510,11 @@ static int parse_args(int argc, char **argv, predict_args *a)
  * outputs would hold. */
 static int check_outputs(const predict_args *a)
 {
-    const char *outs[5] = {a->out.seg, a->out.prob, a->out.regions, a->out.unc, a->out.preview};
-    const char *what[5] = {"-o", "--probabilities", "--regions", "--uncertainty", "--preview"};
-    for (int i = 0; i < 5; i++) {
+    const char *outs[6] = {a->out.seg,     a->out.prob,    a->out.regions,
+                           a->out.unc,     a->out.preview, a->out.dicom_seg};
+    const char *what[6] = {"-o",           "--probabilities", "--regions",
+                           "--uncertainty", "--preview",      "--dicom-seg"};
+    for (int i = 0; i < 6; i++) {
         if (!outs[i]) continue;
         for (int j = 0; j < a->n_inputs; j++)
             if (strcmp(outs[i], a->inputs[j]) == 0 || segmamba_same_file(outs[i], a->inputs[j])) {
@@ -516,6 +577,7 @@ static int predict_cohort(const predict_args *a)
                               .want_regions = a->out.regions != NULL,
                               .want_unc = a->out.unc != NULL,
                               .want_preview = a->out.preview != NULL,
+                              .want_dicom_seg = a->out.dicom_seg != NULL,
                               .overwrite = a->overwrite,
                               .no_tta = a->no_tta,
                               .overlap = a->overlap,
@@ -539,13 +601,14 @@ int cmd_predict(int argc, char **argv)
     const int nm = a.n_models;
     segmamba_status st = predict_load_cards(a.models, nm, a.card, &a.conv, &card, m);
     if (st != SEGMAMBA_OK) return cli_fail(st);
-    if (a.n_inputs != card.n_channels && a.n_inputs != 1) {
+    const int n_given = a.n_series > a.n_inputs ? a.n_series : a.n_inputs;
+    if (n_given != card.n_channels && n_given != 1) {
         predict_close_models(m, nm);
         char list[SEGMAMBA_CARD_MAX_CHANNELS * SEGMAMBA_CARD_NAME_MAX];
         fprintf(stderr,
                 "segmamba: error: %d inputs given; the model card (%s) wants %d, in the "
                 "order%s\n",
-                a.n_inputs, card.origin, card.n_channels, channel_list(&card, list, sizeof list));
+                n_given, card.origin, card.n_channels, channel_list(&card, list, sizeof list));
         return SEGMAMBA_E_ARG;
     }
     st = predict_check_names(&card, a.inputs, a.n_inputs);
@@ -558,11 +621,15 @@ int cmd_predict(int argc, char **argv)
     segmamba_set_threads(a.threads);
 
     segmamba_volume vol = {0};
-    st = segmamba_nifti_read_channels(a.inputs, a.n_inputs, &vol);
-    if (st == SEGMAMBA_OK) st = segmamba_volume_check_finite(&vol, a.inputs, a.n_inputs);
+    segmamba_dicom_source *src = NULL;
+    st = predict_read_input(a.inputs, a.n_inputs, a.series, a.n_series, &vol, &src);
+    if (st == SEGMAMBA_OK && a.out.dicom_seg && !src)
+        st = cli_error(SEGMAMBA_E_ARG, "--dicom-seg needs DICOM input (folders), not %s",
+                       a.inputs[0]);
     if (st == SEGMAMBA_OK) st = predict_check_channels(&card, &vol, a.inputs[0]);
     if (st != SEGMAMBA_OK) {
         segmamba_volume_free(&vol);
+        segmamba_dicom_source_free(src);
         predict_close_models(m, nm);
         return cli_fail(st);
     }
@@ -581,9 +648,10 @@ int cmd_predict(int argc, char **argv)
     if (st == SEGMAMBA_OK) st = segmamba_predict_ensemble(m, nm, &card, &vol, &popt, &pred);
     const double seconds = cli_now() - prog.start;
     predict_close_models(m, nm);
-    if (st == SEGMAMBA_OK) st = predict_write_outputs(&a.out, &card, &vol, &pred);
+    if (st == SEGMAMBA_OK) st = predict_write_outputs(&a.out, &card, &vol, &pred, src);
     if (st == SEGMAMBA_OK && !a.quiet) print_summary(&a, &card, &vol, &pred, seconds);
     segmamba_prediction_free(&pred);
     segmamba_volume_free(&vol);
+    segmamba_dicom_source_free(src);
     return st == SEGMAMBA_OK ? 0 : cli_fail(st);
 }

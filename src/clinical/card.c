@@ -307,8 +307,71 @@ static sm_status check_output(const char *origin, segmamba_card *card, int have_
     return SEGMAMBA_OK;
 }
 
+/* One code: [value, scheme, meaning], each 1..63 printable ASCII bytes
+ * without a backslash (DICOM's value separator). */
+static sm_status parse_code(const sm_json *v, const char *origin, const char *label,
+                            const char *which, segmamba_code *code)
+{
+    char field[160];
+    snprintf(field, sizeof field, "dicom_codes\": \"%s\": \"%s", label, which);
+    if (v->type != SM_JSON_ARRAY || v->count != 3)
+        return bad(origin, field, "must be [code value, coding scheme, code meaning]");
+    char *dst[3] = {code->value, code->scheme, code->meaning};
+    for (int i = 0; i < 3; i++) {
+        const sm_json *x = &v->items[i];
+        if (x->type != SM_JSON_STRING || x->length == 0 || x->length >= SEGMAMBA_CARD_NAME_MAX)
+            return bad(origin, field, "must hold three strings of 1 to 63 characters");
+        for (size_t c = 0; c < x->length; c++)
+            if (x->string[c] < 0x20 || x->string[c] > 0x7e || x->string[c] == '\\')
+                return bad(origin, field, "must be printable ASCII without '\\'");
+        memcpy(dst[i], x->string, x->length + 1);
+    }
+    return SEGMAMBA_OK;
+}
+
+/* "dicom_codes": {"LABEL": {"category": [...], "type": [...]}, ...}, after
+ * "labels" (whichever came first in the text). */
+static sm_status parse_codes(const sm_json *v, const char *origin, segmamba_card *card)
+{
+    if (v->type != SM_JSON_OBJECT)
+        return bad(origin, "dicom_codes", "must be an object keyed by label name");
+    memset(card->codes, 0, sizeof card->codes);
+    for (size_t i = 0; i < v->count; i++) {
+        const sm_json_member *m = &v->members[i];
+        int l = 0;
+        while (l < card->n_labels && strcmp(card->labels[l], m->key) != 0) l++;
+        if (l == card->n_labels)
+            return sm_fail(SEGMAMBA_E_FORMAT,
+                           "%s: model card: \"dicom_codes\" codes \"%s\", which is not one of "
+                           "\"labels\"",
+                           origin, m->key);
+        if (m->value.type != SM_JSON_OBJECT)
+            return bad(origin, "dicom_codes", "values must be {\"category\": [...], \"type\": [...]}");
+        int have[2] = {0, 0};
+        for (size_t j = 0; j < m->value.count; j++) {
+            const sm_json_member *c = &m->value.members[j];
+            const int is_type = strcmp(c->key, "type") == 0;
+            if (!is_type && strcmp(c->key, "category") != 0)
+                return sm_fail(SEGMAMBA_E_FORMAT,
+                               "%s: model card: \"dicom_codes\": \"%s\": unknown key \"%s\" "
+                               "(known: category, type)",
+                               origin, m->key, c->key);
+            SM_TRY(parse_code(&c->value, origin, m->key, c->key,
+                              is_type ? &card->codes[l].type : &card->codes[l].category));
+            have[is_type] = 1;
+        }
+        if (!have[0] || !have[1])
+            return sm_fail(SEGMAMBA_E_FORMAT,
+                           "%s: model card: \"dicom_codes\": \"%s\" needs both a category and "
+                           "a type",
+                           origin, m->key);
+    }
+    return SEGMAMBA_OK;
+}
+
 static sm_status parse_card(const sm_json *root, const char *origin, segmamba_card *card)
 {
+    const sm_json *codes = NULL;
     if (root->type != SM_JSON_OBJECT)
         return sm_fail(SEGMAMBA_E_FORMAT, "%s: model card: not a JSON object", origin);
     int have_threshold = 0, have_regions = 0, sigmoid_labels = -1; /* -1: not given */
@@ -388,6 +451,8 @@ static sm_status parse_card(const sm_json *root, const char *origin, segmamba_ca
             for (size_t r = 0; r < v->count; r++)
                 SM_TRY(parse_region(&v->items[r], origin, (int)r, &card->regions[r]));
             have_regions = 1;
+        } else if (strcmp(m->key, "dicom_codes") == 0) {
+            codes = v;
         } else if (strcmp(m->key, "sigmoid_labels") == 0) {
             if (v->type == SM_JSON_STRING && strcmp(v->string, "masks") == 0)
                 sigmoid_labels = 0;
@@ -399,10 +464,11 @@ static sm_status parse_card(const sm_json *root, const char *origin, segmamba_ca
             return sm_fail(SEGMAMBA_E_FORMAT,
                            "%s: model card: unknown key \"%s\" (known: channels, "
                            "spacing, patch, nslices, fue, labels, output, threshold, "
-                           "regions, sigmoid_labels, overlap)",
+                           "regions, sigmoid_labels, overlap, dicom_codes)",
                            origin, m->key);
         }
     }
+    if (codes) SM_TRY(parse_codes(codes, origin, card));
     return check_output(origin, card, have_threshold, have_regions, sigmoid_labels);
 }
 
@@ -482,6 +548,24 @@ sm_status segmamba_card_to_json(const segmamba_card *card, char **text)
         }
         sm_json_out_printf(&o, "]");
     }
+    int coded = 0;
+    for (int l = 0; l < card->n_labels; l++) {
+        const segmamba_card_code *c = &card->codes[l];
+        if (!c->category.value[0]) continue;
+        sm_json_out_printf(&o, "%s", coded++ ? ", " : ", \"dicom_codes\": {");
+        sm_json_out_string(&o, card->labels[l], strlen(card->labels[l]));
+        const segmamba_code *pair[2] = {&c->category, &c->type};
+        for (int k = 0; k < 2; k++) {
+            sm_json_out_printf(&o, k ? "], \"type\": [" : ": {\"category\": [");
+            sm_json_out_string(&o, pair[k]->value, strlen(pair[k]->value));
+            sm_json_out_printf(&o, ", ");
+            sm_json_out_string(&o, pair[k]->scheme, strlen(pair[k]->scheme));
+            sm_json_out_printf(&o, ", ");
+            sm_json_out_string(&o, pair[k]->meaning, strlen(pair[k]->meaning));
+        }
+        sm_json_out_printf(&o, "]}");
+    }
+    if (coded) sm_json_out_printf(&o, "}");
     sm_json_out_printf(&o, "}");
     if (o.failed) {
         sm_json_out_free(&o);

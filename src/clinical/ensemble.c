@@ -112,6 +112,9 @@ int segmamba_card_differs(const segmamba_card *a, const segmamba_card *b, char *
     for (int l = 0; l < a->n_labels; l++)
         if (strcmp(a->labels[l], b->labels[l]) != 0)
             return say(why, n, "label %d: '%s' vs '%s'", l, a->labels[l], b->labels[l]);
+    for (int l = 0; l < a->n_labels; l++)
+        if (memcmp(&a->codes[l], &b->codes[l], sizeof a->codes[l]) != 0)
+            return say(why, n, "label %d ('%s'): DICOM codes differ", l, a->labels[l]);
     if (a->output != b->output)
         return say(why, n, "output %s vs %s", output_name(a->output), output_name(b->output));
     if (a->output != SEGMAMBA_OUTPUT_ARGMAX && a->threshold != b->threshold)

@@ -1,0 +1,867 @@
+// DICOM series in, DICOM SEG out, through dcmtk (clinical/dicom.h says what
+// is read and how the geometry is derived). The only translation unit that
+// includes dcmtk; everything it exports is segmamba_pipeline.h's C API.
+// dcmtk's own logging is switched off: failures come back as statuses with
+// a message naming the file, as everywhere in the library.
+#include <dcmtk/config/osconfig.h>
+
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcdict.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcostrmb.h>
+#include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcrledrg.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmdata/dcxfer.h>
+#include <dcmtk/dcmfg/fgderimg.h>
+#include <dcmtk/dcmfg/fgfracon.h>
+#include <dcmtk/dcmfg/fgpixmsr.h>
+#include <dcmtk/dcmfg/fgplanor.h>
+#include <dcmtk/dcmfg/fgplanpo.h>
+#include <dcmtk/dcmfg/fgseg.h>
+#include <dcmtk/dcmiod/iodreferences.h>
+#include <dcmtk/dcmjpeg/djdecode.h>
+#include <dcmtk/dcmjpls/djdecode.h>
+#include <dcmtk/dcmseg/segdoc.h>
+#include <dcmtk/dcmseg/segment.h>
+#include <dcmtk/oflog/oflog.h>
+
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <vector>
+
+extern "C" {
+#include "clinical/card.h"
+#include "clinical/dicom.h"
+#include "io/file.h"
+#include "io/memory_cap.h"
+#include "sm_config.h"
+}
+
+namespace {
+
+const char *const SEG_SOP_CLASS = UID_SegmentationStorage;
+const char *const DICOMDIR_SOP_CLASS = UID_MediaStorageDirectoryStorage;
+const size_t MAX_FRAMES = 65535; // frame numbers are US in references
+
+// One object found while scanning a folder.
+struct FileHead {
+    std::string path, series, description, modality, sop_class, sop_uid;
+    bool image = false;
+};
+
+// One slice of the series being read: a single-frame file, or one frame of
+// a multi-frame file.
+struct Slice {
+    std::string path;
+    int frame = 0;     // 0-based frame in its file
+    int n_frames = 1;  // of its file
+    std::string sop_class, sop_uid;
+    double pos[3] = {0, 0, 0}, iop[6] = {0, 0, 0, 0, 0, 0}, spacing[2] = {0, 0};
+    double slope = 1, intercept = 0, along = 0;
+    unsigned rows = 0, cols = 0;
+    std::string where() const
+    {
+        return n_frames > 1 ? path + " (frame " + std::to_string(frame + 1) + ")" : path;
+    }
+};
+
+struct SeriesRef {
+    std::string study, series;
+    std::vector<std::pair<std::string, std::string>> instances; // (class, uid), once each
+};
+
+} // namespace
+
+struct segmamba_dicom_source {
+    std::string first_path; // patient, study and frame of reference come from it
+    std::vector<SeriesRef> series;
+    std::vector<Slice> slices; // the first channel's, sorted
+    double spacing_k = 0;
+};
+
+namespace {
+
+std::once_flag init_once;
+bool dictionary_loaded = false;
+
+void init_dcmtk()
+{
+    std::call_once(init_once, [] {
+        OFLog::configure(OFLogger::OFF_LOG_LEVEL);
+        DcmRLEDecoderRegistration::registerCodecs();
+        DJDecoderRegistration::registerCodecs();
+        DJLSDecoderRegistration::registerCodecs();
+        dictionary_loaded = dcmDataDict.isDictionaryLoaded();
+    });
+}
+
+sm_status need_dictionary(const char *origin)
+{
+    init_dcmtk();
+    if (!dictionary_loaded)
+        return sm_fail(SEGMAMBA_E_BACKEND,
+                       "%s: dcmtk's data dictionary is not loaded (install dcmtk's dicom.dic "
+                       "or set DCMDICTPATH)",
+                       origin);
+    return SEGMAMBA_OK;
+}
+
+std::string get_string(DcmItem *ds, const DcmTagKey &tag)
+{
+    OFString s;
+    if (ds->findAndGetOFStringArray(tag, s).bad()) return std::string();
+    return std::string(s.c_str());
+}
+
+// n finite values of a multi-valued attribute.
+bool get_doubles(DcmItem *ds, const DcmTagKey &tag, double *v, int n)
+{
+    for (int i = 0; i < n; i++) {
+        Float64 x;
+        if (ds->findAndGetFloat64(tag, x, (unsigned long)i).bad() || !std::isfinite(x)) return false;
+        v[i] = x;
+    }
+    return true;
+}
+
+// An attribute of a functional group: the frame's own group, else the
+// shared one, else the dataset's top level (classic single-frame images).
+bool frame_doubles(DcmItem *ds, int frame, const DcmTagKey &group, const DcmTagKey &tag, double *v,
+                   int n)
+{
+    DcmItem *outer = NULL, *inner = NULL;
+    if (ds->findAndGetSequenceItem(DCM_PerFrameFunctionalGroupsSequence, outer, frame).good() &&
+        outer->findAndGetSequenceItem(group, inner, 0).good() && get_doubles(inner, tag, v, n))
+        return true;
+    if (ds->findAndGetSequenceItem(DCM_SharedFunctionalGroupsSequence, outer, 0).good() &&
+        outer->findAndGetSequenceItem(group, inner, 0).good() && get_doubles(inner, tag, v, n))
+        return true;
+    return get_doubles(ds, tag, v, n);
+}
+
+int has_dicm_magic(const char *path)
+{
+    unsigned char head[132];
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    const size_t got = fread(head, 1, sizeof head, f);
+    fclose(f);
+    return got == sizeof head && memcmp(head + 128, "DICM", 4) == 0;
+}
+
+// Every regular file under dir, in name order (symbolic links to folders
+// are not followed, so a link cycle cannot recurse forever).
+sm_status list_files(const std::string &dir, std::vector<std::string> &out, int depth)
+{
+    if (depth > 64) return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: folders nested too deep", dir.c_str());
+    DIR *d = opendir(dir.c_str());
+    if (!d) return sm_fail(SEGMAMBA_E_IO, "%s: cannot open the folder: %s", dir.c_str(), strerror(errno));
+    std::vector<std::string> names;
+    while (struct dirent *e = readdir(d))
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) names.push_back(e->d_name);
+    closedir(d);
+    std::sort(names.begin(), names.end());
+    for (const std::string &n : names) {
+        const std::string p = dir + "/" + n;
+        struct stat st;
+        if (lstat(p.c_str(), &st) != 0) continue;
+        if (S_ISLNK(st.st_mode) && (stat(p.c_str(), &st) != 0 || S_ISDIR(st.st_mode))) continue;
+        if (S_ISDIR(st.st_mode))
+            SM_TRY(list_files(p, out, depth + 1));
+        else if (S_ISREG(st.st_mode))
+            out.push_back(p);
+    }
+    return SEGMAMBA_OK;
+}
+
+sm_status load(DcmFileFormat &ff, const std::string &path, bool header_only)
+{
+    // Header only: values longer than 4 KiB (the pixel data) stay on disk.
+    const OFCondition c =
+        ff.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, header_only ? 4096 : DCM_MaxReadLength);
+    if (c.bad())
+        return sm_fail(SEGMAMBA_E_FORMAT, "%s: not a readable DICOM file (%s)", path.c_str(),
+                       c.text());
+    return SEGMAMBA_OK;
+}
+
+sm_status scan_file(const std::string &path, FileHead &h)
+{
+    DcmFileFormat ff;
+    SM_TRY(load(ff, path, true));
+    DcmDataset *ds = ff.getDataset();
+    h.path = path;
+    h.series = get_string(ds, DCM_SeriesInstanceUID);
+    h.description = get_string(ds, DCM_SeriesDescription);
+    h.modality = get_string(ds, DCM_Modality);
+    h.sop_class = get_string(ds, DCM_SOPClassUID);
+    h.sop_uid = get_string(ds, DCM_SOPInstanceUID);
+    const std::string media_class = get_string(ff.getMetaInfo(), DCM_MediaStorageSOPClassUID);
+    if (media_class == DICOMDIR_SOP_CLASS || ds->tagExists(DCM_DirectoryRecordSequence))
+        h.sop_class = DICOMDIR_SOP_CLASS;
+    Uint16 rows = 0, cols = 0;
+    ds->findAndGetUint16(DCM_Rows, rows);
+    ds->findAndGetUint16(DCM_Columns, cols);
+    h.image = h.sop_class != DICOMDIR_SOP_CLASS && h.sop_class != SEG_SOP_CLASS &&
+              ds->tagExists(DCM_PixelData) && rows > 0 && cols > 0;
+    if (h.image && h.series.empty())
+        return sm_fail(SEGMAMBA_E_FORMAT, "%s: an image without a Series Instance UID", path.c_str());
+    return SEGMAMBA_OK;
+}
+
+std::string class_name(const std::string &uid)
+{
+    if (uid == DICOMDIR_SOP_CLASS) return "DICOMDIR";
+    const char *n = dcmFindNameOfUID(uid.c_str(), NULL);
+    return n ? n : uid.empty() ? "no SOP class" : uid;
+}
+
+// The image files of one series of dir: the one whose UID is `want`, or
+// the folder's only one.
+sm_status pick_series(const char *dir, const char *want, std::vector<FileHead> &files)
+{
+    std::vector<std::string> paths;
+    SM_TRY(list_files(dir, paths, 0));
+    std::map<std::string, std::vector<FileHead>> series;
+    std::vector<std::string> order; // first seen
+    std::map<std::string, int> others;
+    size_t dicom = 0;
+    for (const std::string &p : paths) {
+        if (!has_dicm_magic(p.c_str())) continue;
+        dicom++;
+        FileHead h;
+        SM_TRY(scan_file(p, h));
+        if (!h.image) {
+            others[class_name(h.sop_class)]++;
+            continue;
+        }
+        if (!series.count(h.series)) order.push_back(h.series);
+        series[h.series].push_back(h);
+    }
+    if (series.empty()) {
+        if (!dicom)
+            return sm_fail(SEGMAMBA_E_FORMAT,
+                           "%s: no DICOM files (Part 10, \"DICM\" at byte 128) in the folder (%zu "
+                           "files)",
+                           dir, paths.size());
+        std::string what;
+        for (const auto &o : others)
+            what += (what.empty() ? "" : ", ") + o.first + " x" + std::to_string(o.second);
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: no image series, only non-image objects (%s)",
+                       dir, what.c_str());
+    }
+    std::string list;
+    for (const std::string &uid : order) {
+        const FileHead &f = series[uid][0];
+        list += "\n  " + uid + "  " + (f.modality.empty() ? "?" : f.modality) + ", " +
+                std::to_string(series[uid].size()) + " file(s), \"" + f.description + "\"";
+    }
+    if (want) {
+        auto it = series.find(want);
+        if (it == series.end())
+            return sm_fail(SEGMAMBA_E_ARG, "%s: no image series %s; the folder holds:%s", dir, want,
+                           list.c_str());
+        files = it->second;
+        return SEGMAMBA_OK;
+    }
+    if (series.size() > 1)
+        return sm_fail(SEGMAMBA_E_ARG,
+                       "%s: %zu image series where one was expected; pick one with --series "
+                       "UID:%s",
+                       dir, series.size(), list.c_str());
+    files = series.begin()->second;
+    return SEGMAMBA_OK;
+}
+
+struct PixelFormat {
+    unsigned bits_alloc = 0, bits_stored = 0;
+    bool is_signed = false;
+};
+
+// The slices of one file (its frames), with their geometry; the pixels are
+// decoded later.
+sm_status file_slices(const FileHead &h, DcmDataset *ds, std::vector<Slice> &out)
+{
+    const char *p = h.path.c_str();
+    Uint16 rows = 0, cols = 0;
+    ds->findAndGetUint16(DCM_Rows, rows);
+    ds->findAndGetUint16(DCM_Columns, cols);
+    Sint32 frames = 1;
+    if (ds->tagExists(DCM_NumberOfFrames) &&
+        (ds->findAndGetSint32(DCM_NumberOfFrames, frames).bad() || frames < 1 ||
+         (size_t)frames > MAX_FRAMES))
+        return sm_fail(SEGMAMBA_E_FORMAT, "%s: Number of Frames is not 1 to %zu", p, MAX_FRAMES);
+    for (int f = 0; f < frames; f++) {
+        Slice s;
+        s.path = h.path;
+        s.frame = f;
+        s.n_frames = frames;
+        s.sop_class = h.sop_class;
+        s.sop_uid = h.sop_uid;
+        s.rows = rows;
+        s.cols = cols;
+        const std::string w = s.where();
+        if (!frame_doubles(ds, f, DCM_PlanePositionSequence, DCM_ImagePositionPatient, s.pos, 3))
+            return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                           "%s: no Image Position (Patient); the slice cannot be placed", w.c_str());
+        if (!frame_doubles(ds, f, DCM_PlaneOrientationSequence, DCM_ImageOrientationPatient, s.iop, 6))
+            return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                           "%s: no Image Orientation (Patient); the slice cannot be placed",
+                           w.c_str());
+        if (!frame_doubles(ds, f, DCM_PixelMeasuresSequence, DCM_PixelSpacing, s.spacing, 2) ||
+            !(s.spacing[0] > 0) || !(s.spacing[1] > 0))
+            return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: no positive Pixel Spacing", w.c_str());
+        double rs[2] = {1, 0};
+        if (frame_doubles(ds, f, DCM_PixelValueTransformationSequence, DCM_RescaleSlope, rs, 1))
+            s.slope = rs[0];
+        if (frame_doubles(ds, f, DCM_PixelValueTransformationSequence, DCM_RescaleIntercept, rs + 1, 1))
+            s.intercept = rs[1];
+        out.push_back(s);
+    }
+    return SEGMAMBA_OK;
+}
+
+double dot(const double *a, const double *b)
+{
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+}
+
+// Sorts the slices along the normal and checks that they make one regular
+// grid; sets the spacing between slices.
+sm_status order_slices(std::vector<Slice> &sl, double &spacing_k)
+{
+    const Slice &a = sl[0];
+    const double *X = a.iop, *Y = a.iop + 3;
+    if (std::fabs(dot(X, X) - 1) > 1e-3 || std::fabs(dot(Y, Y) - 1) > 1e-3 ||
+        std::fabs(dot(X, Y)) > 1e-3)
+        return sm_fail(SEGMAMBA_E_FORMAT,
+                       "%s: Image Orientation (Patient) %g\\%g\\%g\\%g\\%g\\%g is not two "
+                       "orthogonal unit vectors",
+                       a.where().c_str(), X[0], X[1], X[2], Y[0], Y[1], Y[2]);
+    for (const Slice &s : sl) {
+        for (int i = 0; i < 6; i++)
+            if (std::fabs(s.iop[i] - a.iop[i]) > 1e-4)
+                return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                               "mixed orientations in one series: %s has %g\\%g\\%g\\%g\\%g\\%g, "
+                               "%s %g\\%g\\%g\\%g\\%g\\%g",
+                               s.where().c_str(), s.iop[0], s.iop[1], s.iop[2], s.iop[3], s.iop[4],
+                               s.iop[5], a.where().c_str(), X[0], X[1], X[2], Y[0], Y[1], Y[2]);
+        if (s.rows != a.rows || s.cols != a.cols)
+            return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                           "mixed image sizes in one series: %s is %ux%u, %s %ux%u",
+                           s.where().c_str(), s.cols, s.rows, a.where().c_str(), a.cols, a.rows);
+        for (int i = 0; i < 2; i++)
+            if (std::fabs(s.spacing[i] - a.spacing[i]) > 1e-4 * a.spacing[i])
+                return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                               "mixed pixel spacings in one series: %s has %g\\%g mm, %s %g\\%g",
+                               s.where().c_str(), s.spacing[0], s.spacing[1], a.where().c_str(),
+                               a.spacing[0], a.spacing[1]);
+    }
+    if (sl.size() < 2)
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                       "%s: a series of one slice; a volume needs at least two", a.where().c_str());
+    const double N[3] = {X[1] * Y[2] - X[2] * Y[1], X[2] * Y[0] - X[0] * Y[2], X[0] * Y[1] - X[1] * Y[0]};
+    for (Slice &s : sl) s.along = dot(N, s.pos);
+    std::stable_sort(sl.begin(), sl.end(),
+                     [](const Slice &x, const Slice &y) { return x.along < y.along; });
+    std::vector<double> gaps;
+    for (size_t k = 0; k + 1 < sl.size(); k++) {
+        const double g = sl[k + 1].along - sl[k].along;
+        if (g < SM_DICOM_GAP_ABS_MM)
+            return sm_fail(SEGMAMBA_E_FORMAT,
+                           "%s and %s are at one position (%.4g mm along the slice normal): a "
+                           "slice given twice?",
+                           sl[k].where().c_str(), sl[k + 1].where().c_str(), sl[k].along);
+        gaps.push_back(g);
+    }
+    std::vector<double> sorted = gaps;
+    std::nth_element(sorted.begin(), sorted.begin() + sorted.size() / 2, sorted.end());
+    const double typical = sorted[sorted.size() / 2];
+    const double tol = std::max(SM_DICOM_GAP_ABS_MM, SM_DICOM_GAP_REL * typical);
+    for (size_t k = 0; k < gaps.size(); k++)
+        if (std::fabs(gaps[k] - typical) > tol)
+            return sm_fail(SEGMAMBA_E_FORMAT,
+                           "uneven slice spacing: a gap of %.4g mm between %s and %s, where the "
+                           "slices are %.4g mm apart%s",
+                           gaps[k], sl[k].where().c_str(), sl[k + 1].where().c_str(), typical,
+                           gaps[k] > 1.5 * typical ? " (a slice missing?)" : "");
+    spacing_k = (sl.back().along - sl[0].along) / (double)(sl.size() - 1);
+    for (const Slice &s : sl) {
+        double off[3], r = 0;
+        for (int i = 0; i < 3; i++) off[i] = s.pos[i] - sl[0].pos[i];
+        const double t = dot(N, off);
+        for (int i = 0; i < 3; i++) r += (off[i] - t * N[i]) * (off[i] - t * N[i]);
+        if (std::sqrt(r) > tol)
+            return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                           "%s is %.4g mm off the slice normal through %s (gantry tilt or a "
+                           "sheared stack)",
+                           s.where().c_str(), std::sqrt(r), sl[0].where().c_str());
+    }
+    return SEGMAMBA_OK;
+}
+
+sm_status pixel_format(const char *p, DcmDataset *ds, PixelFormat &f)
+{
+    Uint16 spp = 1, alloc = 0, stored = 0, high = 0, rep = 0;
+    ds->findAndGetUint16(DCM_SamplesPerPixel, spp);
+    const std::string photo = get_string(ds, DCM_PhotometricInterpretation);
+    if (spp != 1 || (photo != "MONOCHROME1" && photo != "MONOCHROME2"))
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                       "%s: %u samples per pixel, %s; only greyscale (MONOCHROME1/2) images are "
+                       "segmented",
+                       p, spp, photo.empty() ? "no photometric interpretation" : photo.c_str());
+    if (ds->findAndGetUint16(DCM_BitsAllocated, alloc).bad() || (alloc != 8 && alloc != 16))
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: Bits Allocated %u; 8 and 16 are supported", p,
+                       alloc);
+    if (ds->findAndGetUint16(DCM_BitsStored, stored).bad()) stored = alloc;
+    if (ds->findAndGetUint16(DCM_HighBit, high).bad()) high = (Uint16)(stored - 1);
+    ds->findAndGetUint16(DCM_PixelRepresentation, rep);
+    if (stored < 1 || stored > alloc || high != stored - 1 || rep > 1)
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                       "%s: Bits Stored %u, High Bit %u, Pixel Representation %u are not "
+                       "supported",
+                       p, stored, high, rep);
+    f.bits_alloc = alloc;
+    f.bits_stored = stored;
+    f.is_signed = rep == 1;
+    return SEGMAMBA_OK;
+}
+
+// Decodes the frames of one file into the volume's slices at the given
+// indices (slice k of the volume is frame frames[k] of this file).
+sm_status read_pixels(const std::string &path, const std::vector<std::pair<int, size_t>> &wanted,
+                      const std::vector<Slice> &sl, float *vol)
+{
+    const char *p = path.c_str();
+    DcmFileFormat ff;
+    SM_TRY(load(ff, path, false));
+    DcmDataset *ds = ff.getDataset();
+    const E_TransferSyntax xfer = ds->getOriginalXfer();
+    const DcmXfer x(xfer);
+    if (x.isEncapsulated()) {
+        if (ds->chooseRepresentation(EXS_LittleEndianExplicit, NULL).bad() ||
+            !ds->canWriteXfer(EXS_LittleEndianExplicit))
+            return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                           "%s: pixel data compressed as %s (%s), which this build cannot decode "
+                           "(it decodes uncompressed, deflated, RLE, JPEG and JPEG-LS); "
+                           "decompress the series first (e.g. dcmdjpeg, gdcmconv --raw)",
+                           p, x.getXferName(), x.getXferID());
+    }
+    PixelFormat f;
+    SM_TRY(pixel_format(p, ds, f));
+    const Slice &s0 = sl[wanted[0].second];
+    const size_t plane = (size_t)s0.rows * s0.cols;
+    const size_t need = plane * (size_t)s0.n_frames * (f.bits_alloc / 8);
+    DcmElement *px = NULL;
+    if (ds->findAndGetElement(DCM_PixelData, px).bad() || !px)
+        return sm_fail(SEGMAMBA_E_FORMAT, "%s: no pixel data", p);
+    const Uint8 *b8 = NULL;
+    const Uint16 *b16 = NULL;
+    OFCondition c = f.bits_alloc == 8 ? px->getUint8Array(OFconst_cast(Uint8 *&, b8))
+                                      : px->getUint16Array(OFconst_cast(Uint16 *&, b16));
+    if (c.bad() && f.bits_alloc == 16) {
+        // 16-bit pixels held as OB: little-endian bytes.
+        c = px->getUint8Array(OFconst_cast(Uint8 *&, b8));
+    }
+    if (c.bad() || (!b8 && !b16))
+        return sm_fail(SEGMAMBA_E_FORMAT, "%s: the pixel data cannot be read (%s): truncated?", p,
+                       c.text());
+    if ((size_t)px->getLength() < need)
+        return sm_fail(SEGMAMBA_E_FORMAT,
+                       "%s: truncated: the pixel data holds %lu bytes, %ux%u x %d frame(s) of %u "
+                       "bits need %zu",
+                       p, (unsigned long)px->getLength(), s0.cols, s0.rows, s0.n_frames,
+                       f.bits_alloc, need);
+    const uint32_t mask = f.bits_stored >= 32 ? 0xffffffffu : (1u << f.bits_stored) - 1;
+    const uint32_t sign = 1u << (f.bits_stored - 1);
+    for (const auto &w : wanted) {
+        const Slice &s = sl[w.second];
+        float *dst = vol + w.second * plane;
+        const size_t base = (size_t)w.first * plane;
+        for (size_t i = 0; i < plane; i++) {
+            uint32_t raw;
+            if (f.bits_alloc == 8)
+                raw = b8[base + i];
+            else if (b16)
+                raw = b16[base + i];
+            else
+                raw = (uint32_t)b8[2 * (base + i)] | ((uint32_t)b8[2 * (base + i) + 1] << 8);
+            raw &= mask;
+            const double v = f.is_signed && (raw & sign) ? (double)raw - 2.0 * sign : (double)raw;
+            dst[i] = (float)(v * s.slope + s.intercept);
+        }
+    }
+    return SEGMAMBA_OK;
+}
+
+void fill_geometry(const std::vector<Slice> &sl, double spacing_k, segmamba_geometry *g)
+{
+    const Slice &a = sl[0];
+    const double *X = a.iop, *Y = a.iop + 3;
+    const double N[3] = {X[1] * Y[2] - X[2] * Y[1], X[2] * Y[0] - X[0] * Y[2], X[0] * Y[1] - X[1] * Y[0]};
+    memset(g, 0, sizeof *g);
+    g->d = (int)sl.size();
+    g->h = (int)a.rows;
+    g->w = (int)a.cols;
+    g->spacing[0] = spacing_k;
+    g->spacing[1] = a.spacing[0]; // between rows
+    g->spacing[2] = a.spacing[1]; // between columns
+    for (int r = 0; r < 3; r++) {
+        const double flip = r < 2 ? -1.0 : 1.0; // LPS -> RAS
+        g->affine[r][0] = flip * X[r] * a.spacing[1];
+        g->affine[r][1] = flip * Y[r] * a.spacing[0];
+        g->affine[r][2] = flip * N[r] * spacing_k;
+        g->affine[r][3] = flip * a.pos[r];
+    }
+    g->affine[3][3] = 1.0;
+}
+
+// One channel: the series, its slices sorted and checked, the pixels.
+sm_status read_series(const char *dir, const char *want, segmamba_volume *out,
+                      segmamba_dicom_source *src)
+{
+    std::vector<FileHead> files;
+    SM_TRY(pick_series(dir, want, files));
+    std::vector<Slice> sl;
+    std::string study;
+    for (const FileHead &h : files) {
+        DcmFileFormat ff;
+        SM_TRY(load(ff, h.path, true));
+        SM_TRY(file_slices(h, ff.getDataset(), sl));
+        if (study.empty()) study = get_string(ff.getDataset(), DCM_StudyInstanceUID);
+    }
+    double spacing_k = 0;
+    SM_TRY(order_slices(sl, spacing_k));
+    fill_geometry(sl, spacing_k, &out->geom);
+    const size_t plane = (size_t)sl[0].rows * sl[0].cols, n = plane * sl.size();
+    SM_TRY(sm_memory_check((uint64_t)n * sizeof(float), dir, "the series as float32"));
+    out->c = 1;
+    out->d = out->geom.d;
+    out->h = out->geom.h;
+    out->w = out->geom.w;
+    out->data = (float *)malloc(n * sizeof(float));
+    if (!out->data) return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory for the series", dir);
+    std::map<std::string, std::vector<std::pair<int, size_t>>> by_file;
+    for (size_t k = 0; k < sl.size(); k++) by_file[sl[k].path].push_back({sl[k].frame, k});
+    for (const auto &f : by_file) SM_TRY(read_pixels(f.first, f.second, sl, out->data));
+    if (src) {
+        SeriesRef ref;
+        ref.study = study;
+        ref.series = files[0].series;
+        for (const FileHead &h : files) ref.instances.push_back({h.sop_class, h.sop_uid});
+        if (src->series.empty()) {
+            src->first_path = files[0].path;
+            src->slices = sl;
+            src->spacing_k = spacing_k;
+        }
+        src->series.push_back(ref);
+    }
+    return SEGMAMBA_OK;
+}
+
+sm_status read_channels(const char *const *dirs, const char *const *series, int n,
+                        segmamba_volume *out, segmamba_dicom_source *src)
+{
+    if (n < 1) return sm_fail(SEGMAMBA_E_ARG, "no DICOM folders given");
+    SM_TRY(need_dictionary(dirs[0]));
+    for (int i = 0; i < n; i++) {
+        segmamba_volume v = {};
+        const char *want = series ? series[i] : NULL;
+        sm_status st = read_series(dirs[i], want, &v, src);
+        char why[256];
+        if (st == SEGMAMBA_OK && i > 0 && segmamba_geometry_differs(&out->geom, &v.geom, why, sizeof why))
+            st = sm_fail(SEGMAMBA_E_SHAPE, "%s and %s: %s", dirs[0], dirs[i], why);
+        const size_t nvox = (size_t)v.d * v.h * v.w;
+        if (st == SEGMAMBA_OK && i == 0 && n > 1) {
+            st = sm_memory_check((uint64_t)n * nvox * sizeof(float), dirs[0],
+                                 "the channels together as float32");
+            if (st == SEGMAMBA_OK) {
+                *out = v;
+                out->c = n;
+                out->data = (float *)malloc((size_t)n * nvox * sizeof(float));
+                if (!out->data) st = sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory", dirs[0]);
+            }
+        } else if (st == SEGMAMBA_OK && i == 0) {
+            *out = v;
+            v.data = NULL;
+        }
+        if (st == SEGMAMBA_OK && n > 1)
+            memcpy(out->data + (size_t)i * nvox, v.data, nvox * sizeof(float));
+        segmamba_volume_free(&v);
+        if (st != SEGMAMBA_OK) return st;
+    }
+    return SEGMAMBA_OK;
+}
+
+// ---- SEG ------------------------------------------------------------------
+
+struct Code {
+    const char *value, *scheme, *meaning;
+};
+
+// BraTS's labels, coded as in DICOM's CID 7150/7151 (SNOMED CT).
+const Code ALTERED = {"49755003", "SCT", "Morphologically Altered Structure"};
+const Code TISSUE = {"85756007", "SCT", "Tissue"};
+
+void default_codes(const segmamba_card *card, int label, Code &category, Code &type)
+{
+    static const struct {
+        const char *name;
+        Code type;
+    } brats[] = {{"NCR", {"6574001", "SCT", "Necrosis"}},
+                 {"ED", {"79654002", "SCT", "Edema"}},
+                 {"ET", {"108369006", "SCT", "Neoplasm"}}};
+    for (const auto &b : brats)
+        if (strcmp(card->labels[label], b.name) == 0) {
+            category = ALTERED;
+            type = b.type;
+            return;
+        }
+    category = TISSUE;
+    type = TISSUE;
+}
+
+std::string fmt(double v)
+{
+    char b[32];
+    snprintf(b, sizeof b, "%.10g", v);
+    // DS holds 16 characters at most.
+    if (strlen(b) > 16) snprintf(b, sizeof b, "%.8g", v);
+    return b;
+}
+
+sm_status dcm_fail(const char *path, const char *what, const OFCondition &c)
+{
+    return sm_fail(SEGMAMBA_E_FORMAT, "%s: cannot make the DICOM SEG: %s (%s)", path, what, c.text());
+}
+
+#define SEG_TRY(expr, what)                                                                      \
+    do {                                                                                         \
+        const OFCondition c_ = (expr);                                                           \
+        if (c_.bad()) return dcm_fail(path, what, c_);                                           \
+    } while (0)
+
+sm_status write_seg(const char *path, const segmamba_dicom_source *src, const segmamba_card *card,
+                    const segmamba_prediction *p)
+{
+    SM_TRY(need_dictionary(path));
+    const std::vector<Slice> &sl = src->slices;
+    const unsigned rows = sl[0].rows, cols = sl[0].cols;
+    if (p->d != (int)sl.size() || p->h != (int)rows || p->w != (int)cols)
+        return sm_fail(SEGMAMBA_E_ARG,
+                       "%s: the prediction (%dx%dx%d) is not on the source series' grid (%ux%ux%zu)",
+                       path, p->w, p->h, p->d, cols, rows, sl.size());
+    const bool masks = segmamba_card_writes_masks(card) != 0;
+    const int n_seg = masks ? p->n_masks : card->n_labels - 1;
+    if (n_seg < 1) return sm_fail(SEGMAMBA_E_ARG, "%s: the card has no foreground label", path);
+
+    IODGeneralEquipmentModule::EquipmentInfo eq("segmamba", "segmamba", "0", SM_VERSION);
+    ContentIdentificationMacro ci("1", "SEGMAMBA", "SegMamba segmentation", "segmamba");
+    DcmSegmentation *raw = NULL;
+    SEG_TRY(DcmSegmentation::createBinarySegmentation(raw, (Uint16)rows, (Uint16)cols, eq, ci),
+            "creating the object");
+    std::unique_ptr<DcmSegmentation> seg(raw);
+    {
+        DcmFileFormat ff;
+        SM_TRY(load(ff, src->first_path, true));
+        SEG_TRY(seg->importFromSourceImage(*ff.getDataset(), OFTrue),
+                "taking patient, study and frame of reference from the source");
+    }
+    SEG_TRY(seg->getSeries().setSeriesDescription("SegMamba segmentation"), "series description");
+    SEG_TRY(seg->getSeries().setSeriesNumber("901"), "series number");
+
+    for (int s = 1; s <= n_seg; s++) {
+        Code cat, type;
+        default_codes(card, s, cat, type);
+        const segmamba_card_code *cc = &card->codes[s];
+        if (cc->category.value[0]) cat = {cc->category.value, cc->category.scheme, cc->category.meaning};
+        if (cc->type.value[0]) type = {cc->type.value, cc->type.scheme, cc->type.meaning};
+        DcmSegment *segment = NULL;
+        SEG_TRY(DcmSegment::create(segment, card->labels[s],
+                                   CodeSequenceMacro(cat.value, cat.scheme, cat.meaning),
+                                   CodeSequenceMacro(type.value, type.scheme, type.meaning),
+                                   DcmSegTypes::SAT_AUTOMATIC, "SegMamba"),
+                "a segment");
+        Uint16 number = 0;
+        const OFCondition c = seg->addSegment(segment, number);
+        if (c.bad()) delete segment;
+        SEG_TRY(c, "adding a segment");
+    }
+
+    FGPixelMeasures meas;
+    SEG_TRY(meas.setPixelSpacing((fmt(sl[0].spacing[0]) + "\\" + fmt(sl[0].spacing[1])).c_str()),
+            "pixel spacing");
+    SEG_TRY(meas.setSliceThickness(fmt(src->spacing_k).c_str()), "slice thickness");
+    SEG_TRY(meas.setSpacingBetweenSlices(fmt(src->spacing_k).c_str()), "spacing between slices");
+    FGPlaneOrientationPatient orient;
+    const double *o = sl[0].iop;
+    SEG_TRY(orient.setImageOrientationPatient(fmt(o[0]).c_str(), fmt(o[1]).c_str(), fmt(o[2]).c_str(),
+                                              fmt(o[3]).c_str(), fmt(o[4]).c_str(), fmt(o[5]).c_str()),
+            "image orientation");
+    SEG_TRY(seg->addForAllFrames(meas), "pixel measures");
+    SEG_TRY(seg->addForAllFrames(orient), "plane orientation");
+
+    const size_t plane = (size_t)rows * cols;
+    std::vector<Uint8> frame(plane);
+    int n_frames = 0;
+    for (int s = 1; s <= n_seg; s++)
+        for (size_t k = 0; k < sl.size(); k++) {
+            size_t on = 0;
+            for (size_t i = 0; i < plane; i++) {
+                const size_t v = k * plane + i;
+                frame[i] = masks ? p->masks[(size_t)(s - 1) * plane * sl.size() + v]
+                                 : p->labels[v] == s;
+                on += frame[i] != 0;
+            }
+            // The IOD needs one frame: an empty prediction keeps segment 1's first.
+            const bool last = s == n_seg && k + 1 == sl.size();
+            if (!on && !(last && n_frames == 0)) continue;
+            const size_t kk = on ? k : 0;
+            FGPlanePosPatient pos;
+            SEG_TRY(pos.setImagePositionPatient(fmt(sl[kk].pos[0]).c_str(), fmt(sl[kk].pos[1]).c_str(),
+                                                fmt(sl[kk].pos[2]).c_str()),
+                    "plane position");
+            FGFrameContent content;
+            SEG_TRY(content.setDimensionIndexValues((Uint32)(on ? s : 1), 0), "dimension index");
+            SEG_TRY(content.setDimensionIndexValues((Uint32)(kk + 1), 1), "dimension index");
+            // A frame of a multi-frame source is referenced by its number.
+            OFVector<Uint16> source_frame;
+            if (sl[kk].n_frames > 1) source_frame.push_back((Uint16)(sl[kk].frame + 1));
+            ImageSOPInstanceReferenceMacro *ref = NULL;
+            SEG_TRY(ImageSOPInstanceReferenceMacro::create(sl[kk].sop_class.c_str(),
+                                                           sl[kk].sop_uid.c_str(), source_frame, ref),
+                    "source image reference");
+            OFVector<ImageSOPInstanceReferenceMacro> refs;
+            refs.push_back(*ref);
+            delete ref;
+            std::unique_ptr<FGDerivationImage> deriv(
+                DcmSegmentation::createDerivationImageFG(refs, "Segmented by SegMamba"));
+            if (!deriv) return sm_fail(SEGMAMBA_E_NOMEM, "%s: derivation image group", path);
+            OFVector<FGBase *> groups;
+            groups.push_back(&pos);
+            groups.push_back(&content);
+            groups.push_back(deriv.get());
+            if (!on) std::fill(frame.begin(), frame.end(), 0);
+            SEG_TRY(seg->addFrame(frame.data(), (Uint16)(on ? s : 1), groups), "adding a frame");
+            n_frames++;
+        }
+
+    char uid[100];
+    dcmGenerateUniqueIdentifier(uid, SITE_INSTANCE_UID_ROOT);
+    IODMultiframeDimensionModule &dims = seg->getDimensions();
+    SEG_TRY(dims.addDimensionIndex(DCM_ReferencedSegmentNumber, uid, DCM_SegmentIdentificationSequence,
+                                   "ReferencedSegmentNumber"),
+            "dimension index");
+    SEG_TRY(dims.addDimensionIndex(DCM_ImagePositionPatient, uid, DCM_PlanePositionSequence,
+                                   "ImagePositionPatient"),
+            "dimension index");
+
+    IODReferences refs;
+    for (const SeriesRef &r : src->series)
+        for (const auto &inst : r.instances) {
+            IODReference *ref = new IODReference(IODReference::LEVEL_STUDY);
+            ref->m_StudyInstanceUID = r.study.c_str();
+            ref->m_SeriesInstanceUID = r.series.c_str();
+            ref->m_SOPClassUID = inst.first.c_str();
+            ref->m_SOPInstanceUID = inst.second.c_str();
+            if (!refs.add(ref)) delete ref;
+        }
+    seg->getCommonInstanceReference().addReferences(refs, src->series[0].study.c_str());
+
+    DcmFileFormat out;
+    DcmDataset *ds = out.getDataset();
+    SEG_TRY(seg->writeDataset(*ds), "writing the dataset");
+    // Every frame lies on its source slice's grid, which readers (highdicom)
+    // want said before they index masks by source image.
+    DcmItem *frame_item = NULL;
+    for (unsigned long f = 0;
+         ds->findAndGetSequenceItem(DCM_PerFrameFunctionalGroupsSequence, frame_item, (int)f).good(); f++) {
+        DcmItem *deriv_item = NULL, *source_item = NULL;
+        if (frame_item->findAndGetSequenceItem(DCM_DerivationImageSequence, deriv_item, 0).good() &&
+            deriv_item->findAndGetSequenceItem(DCM_SourceImageSequence, source_item, 0).good())
+            SEG_TRY(source_item->putAndInsertString(DCM_SpatialLocationsPreserved, "YES"),
+                    "spatial locations preserved");
+    }
+    const E_TransferSyntax xfer = EXS_LittleEndianExplicit;
+    SEG_TRY(out.validateMetaInfo(xfer), "the meta header");
+    const Uint32 len = out.calcElementLength(xfer, EET_ExplicitLength) + 1024;
+    std::vector<unsigned char> buf(len);
+    DcmOutputBufferStream stream(buf.data(), len);
+    out.transferInit();
+    const OFCondition wc = out.write(stream, xfer, EET_ExplicitLength, NULL);
+    out.transferEnd();
+    SEG_TRY(wc, "encoding");
+    void *bytes = NULL;
+    offile_off_t used = 0;
+    stream.flushBuffer(bytes, used);
+    const void *parts[1] = {buf.data()};
+    const size_t sizes[1] = {(size_t)used};
+    return sm_file_write_atomic(path, parts, sizes, 1);
+}
+
+} // namespace
+
+extern "C" {
+
+int segmamba_dicom_supported(void)
+{
+    return 1;
+}
+
+sm_status segmamba_dicom_read(const char *const *dirs, const char *const *series, int n,
+                              segmamba_volume *out, segmamba_dicom_source **source)
+{
+    memset(out, 0, sizeof *out);
+    if (source) *source = NULL;
+    segmamba_dicom_source *src = NULL;
+    sm_status st;
+    try {
+        src = source ? new segmamba_dicom_source() : NULL;
+        st = read_channels(dirs, series, n, out, src);
+    } catch (const std::bad_alloc &) {
+        st = sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory reading the series", n > 0 ? dirs[0] : "");
+    } catch (const std::exception &e) {
+        st = sm_fail(SEGMAMBA_E_FORMAT, "%s: %s", n > 0 ? dirs[0] : "", e.what());
+    }
+    if (st != SEGMAMBA_OK) {
+        segmamba_volume_free(out);
+        delete src;
+        return st;
+    }
+    if (source) *source = src;
+    return SEGMAMBA_OK;
+}
+
+void segmamba_dicom_source_free(segmamba_dicom_source *source)
+{
+    delete source;
+}
+
+sm_status segmamba_dicom_write_seg(const char *path, const segmamba_dicom_source *source,
+                                   const segmamba_card *card, const segmamba_prediction *p)
+{
+    if (!source || source->slices.empty())
+        return sm_fail(SEGMAMBA_E_ARG, "%s: a DICOM SEG needs the DICOM series the prediction "
+                                       "was made from",
+                       path);
+    try {
+        return write_seg(path, source, card, p);
+    } catch (const std::bad_alloc &) {
+        return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory writing the DICOM SEG", path);
+    } catch (const std::exception &e) {
+        return sm_fail(SEGMAMBA_E_FORMAT, "%s: %s", path, e.what());
+    }
+}
+
+} // extern "C"

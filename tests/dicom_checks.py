@@ -1,0 +1,443 @@
+"""The checks of tests/dicom_test.py (run under its venv: pydicom, highdicom,
+SimpleITK)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import highdicom as hd
+import nibabel as nib
+import numpy as np
+import pydicom
+import pydicom.encaps
+import pydicom.fileset
+import SimpleITK as sitk
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+sys.path.insert(0, HERE)
+import phantom  # noqa: E402
+import cohort_test  # noqa: E402  (the small random model and its card)
+
+MR = "1.2.840.10008.5.1.4.1.1.4"
+results = {"passed": 0, "failed": 0}
+
+
+def check(name, cond, detail=""):
+    results["passed" if cond else "failed"] += 1
+    print(f"{'ok  ' if cond else 'FAIL'} {name}{'' if cond else ': ' + str(detail)[:2000]}", flush=True)
+    return cond
+
+
+def run(cmd):
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+
+
+# ---- writing series ----------------------------------------------------------
+
+def rotation(rng):
+    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
+    q *= np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 2] *= -1
+    return q
+
+
+def write_series(out, raw, spacing, R, origin, rescale=None, reverse=False, rng=None,
+                 description="phantom", study=None, frame_of_ref=None, names="random"):
+    """raw (D, H, W) int16; spacing (between slices, rows, columns) mm; R's
+    columns X (along a row: increasing column), Y (increasing row), N = X x Y
+    (LPS); origin: voxel (0, 0, 0) in LPS. The stack is written with slice k
+    at origin + k s N (reverse: the files list it the other way, N flipped
+    in position order but not in orientation). Returns the datasets."""
+    os.makedirs(out, exist_ok=True)
+    D, H, W = raw.shape
+    study = study or generate_uid()
+    series = generate_uid()
+    frame_of_ref = frame_of_ref or generate_uid()
+    order = list(range(D))[::-1] if reverse else list(range(D))
+    dss = []
+    for n, k in enumerate(order):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = MR
+        ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID = MR
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+        ds.PatientName = "Phantom^Test"
+        ds.PatientID = "PH001"
+        ds.PatientBirthDate = "19700101"
+        ds.PatientSex = "O"
+        ds.StudyInstanceUID = study
+        ds.StudyDate = "20240101"
+        ds.StudyTime = "120000"
+        ds.StudyID = "1"
+        ds.AccessionNumber = "A1"
+        ds.ReferringPhysicianName = ""
+        ds.SeriesInstanceUID = series
+        ds.SeriesNumber = 1
+        ds.SeriesDescription = description
+        ds.Modality = "MR"
+        ds.Manufacturer = "pydicom"
+        ds.FrameOfReferenceUID = frame_of_ref
+        ds.PositionReferenceIndicator = ""
+        ds.InstanceNumber = n + 1
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]
+        ds.ScanningSequence = "SE"
+        ds.SequenceVariant = "NONE"
+        ds.ScanOptions = ""
+        ds.MRAcquisitionType = "2D"
+        ds.EchoTrainLength = 1
+        ds.ContentDate = "20240101"
+        ds.ContentTime = "120000"
+        ds.ImagePositionPatient = [float(v) for v in origin + k * spacing[0] * R[:, 2]]
+        ds.ImageOrientationPatient = [float(v) for v in np.concatenate([R[:, 0], R[:, 1]])]
+        ds.PixelSpacing = [float(spacing[1]), float(spacing[2])]
+        ds.SliceThickness = float(spacing[0]) * 1.5  # not the spacing: must not be used
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows, ds.Columns = H, W
+        ds.BitsAllocated = 16
+        ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 1
+        if rescale:
+            ds.RescaleSlope, ds.RescaleIntercept = rescale
+            ds.RescaleType = "US"
+        ds.PixelData = np.ascontiguousarray(raw[k].astype("<i2")).tobytes()
+        name = (f"{rng.integers(1 << 40):x}" if names == "random" else f"IM{n:04d}")
+        sub = os.path.join(out, f"d{n % 3}")
+        os.makedirs(sub, exist_ok=True)
+        path = os.path.join(sub, name)
+        ds.save_as(path, enforce_file_format=True)
+        dss.append((path, ds))
+    return dss
+
+
+def write_multiframe(out, single_frame):
+    """highdicom's Legacy Converted Enhanced MR from single-frame datasets."""
+    legacy = [pydicom.dcmread(p) for p, _ in single_frame]
+    mf = hd.legacy.LegacyConvertedEnhancedMRImage(
+        legacy_datasets=legacy, series_instance_uid=generate_uid(), series_number=2,
+        sop_instance_uid=generate_uid(), instance_number=1)
+    os.makedirs(out, exist_ok=True)
+    mf.save_as(os.path.join(out, "multiframe.dcm"))
+
+
+# ---- readers -----------------------------------------------------------------
+
+def engine_read(args, tmp, dirs, series=None):
+    out = os.path.join(tmp, f"engine-{time.perf_counter_ns()}.nii")
+    cmd = [args.dump, out] + list(dirs) + (["--series"] + list(series) if series else [])
+    p = run(cmd)
+    if p.returncode != 0:
+        return None, p.stderr
+    return nib.load(out), ""
+
+
+def to_dhw(img):
+    """A NIfTI image's data as (D, H, W) float64 (stored voxel order)."""
+    return np.asarray(img.get_fdata(dtype=np.float64)).transpose(2, 1, 0)
+
+
+def sitk_read(d):
+    r = sitk.ImageSeriesReader()
+    names = r.GetGDCMSeriesFileNames(d, "", False, True)
+    img = sitk.ReadImage(names)
+    arr = sitk.GetArrayFromImage(img).astype(np.float64)
+    direction = np.array(img.GetDirection()).reshape(3, 3)
+    aff = np.eye(4)
+    aff[:3, :3] = direction * np.array(img.GetSpacing())
+    aff[:3, 3] = img.GetOrigin()
+    return arr, np.diag([-1, -1, 1, 1]) @ aff  # LPS -> RAS
+
+
+def dcm2niix_read(d, tmp):
+    out = tempfile.mkdtemp(dir=tmp)
+    p = run(["dcm2niix", "-z", "n", "-b", "n", "-f", "conv", "-o", out, d])
+    files = [f for f in os.listdir(out) if f.endswith(".nii")]
+    if p.returncode != 0 or len(files) != 1:
+        return None, p.stdout + p.stderr
+    return nib.load(os.path.join(out, files[0])), ""
+
+
+def canonical(img):
+    c = nib.as_closest_canonical(img)
+    return np.asarray(c.get_fdata(dtype=np.float64)), c.affine
+
+
+# ---- the checks ---------------------------------------------------------------
+
+def check_geometry_cases(args, tmp, rng):
+    case = phantom.generate(args.seed, 0, (24, 40, 36))
+    raw = case["image"][0].astype(np.int16)
+    oblique = rotation(rng)
+    sag = np.array([[0, 0, -1], [1, 0, 0], [0, -1, 0]], dtype=float)  # X=(0,1,0) Y=(0,0,-1) N=(-1,0,0)
+    cases = [
+        ("axial 1 mm", (1.0, 1.0, 1.0), np.eye(3), None, False),
+        ("axial 2.5x0.8x0.9 mm, rescaled, stack stored backwards", (2.5, 0.8, 0.9), np.eye(3), (0.5, -20.0), True),
+        ("sagittal 1.2x1x1.1 mm", (1.2, 1.0, 1.1), sag, None, True),
+        ("oblique 1.5x0.7x0.7 mm, rescaled", (1.5, 0.7, 0.7), oblique, (2.0, 5.0), False),
+    ]
+    for name, spacing, R, rescale, reverse in cases:
+        d = os.path.join(tmp, "geom-" + name.split()[0] + str(len(os.listdir(tmp))))
+        origin = rng.uniform(-100, 100, 3)
+        write_series(d, raw, spacing, R, origin, rescale, reverse, rng)
+        truth = raw.astype(np.float64) * (rescale[0] if rescale else 1) + (rescale[1] if rescale else 0)
+        eng, err = engine_read(args, tmp, [d])
+        if not check(f"{name}: the engine reads it", eng is not None, err):
+            continue
+        vol = to_dhw(eng)
+        s_arr, s_aff = sitk_read(d)
+        check(f"{name}: volume equals SimpleITK's voxel for voxel", vol.shape == s_arr.shape and
+              np.array_equal(vol, s_arr), (vol.shape, s_arr.shape))
+        check(f"{name}: affine equals SimpleITK's (1e-4 mm)", np.allclose(eng.affine, s_aff, atol=1e-4),
+              (eng.affine, s_aff))
+        check(f"{name}: rescaled values are the series' (slope/intercept applied)",
+              np.array_equal(np.sort(vol.ravel()), np.sort(truth.ravel())))
+        zooms = eng.header.get_zooms()[:3]
+        check(f"{name}: spacing from the positions, not Slice Thickness",
+              np.allclose(zooms, spacing[::-1], atol=1e-5), zooms)
+        dimg, err = dcm2niix_read(d, tmp)
+        if check(f"{name}: dcm2niix converts it", dimg is not None, err):
+            a, aa = canonical(eng)
+            b, ba = canonical(dimg)
+            check(f"{name}: volume equals dcm2niix's (canonical orientation)",
+                  a.shape == b.shape and np.allclose(a, b, atol=1e-3), (a.shape, b.shape))
+            check(f"{name}: affine equals dcm2niix's (1e-3 mm)", np.allclose(aa, ba, atol=1e-3), (aa, ba))
+        if name.startswith("oblique"):
+            mf = os.path.join(tmp, "multiframe")
+            write_multiframe(mf, [(os.path.join(r, f), None) for r, _, fs in os.walk(d) for f in fs])
+            m, err = engine_read(args, tmp, [mf])
+            if check("enhanced multi-frame (highdicom legacy converted): the engine reads it", m is not None, err):
+                check("enhanced multi-frame: the single-frame series' volume and affine",
+                      np.array_equal(to_dhw(m), vol) and np.allclose(m.affine, eng.affine, atol=1e-4),
+                      (m.affine, eng.affine))
+                dimg, err = dcm2niix_read(mf, tmp)
+                if check("enhanced multi-frame: dcm2niix converts it", dimg is not None, err):
+                    a, aa = canonical(m)
+                    b, ba = canonical(dimg)
+                    check("enhanced multi-frame: volume and affine equal dcm2niix's",
+                          a.shape == b.shape and np.allclose(a, b, atol=1e-3) and np.allclose(aa, ba, atol=1e-3),
+                          (aa, ba))
+
+
+def series_from_nifti(path, out, rng, description, study=None, frame_of_ref=None):
+    """An axial series holding a phantom NIfTI's voxels at its geometry."""
+    img = nib.load(path)
+    raw = np.asarray(img.dataobj).transpose(2, 1, 0).astype(np.int16)
+    A = np.diag([-1, -1, 1, 1]) @ img.affine  # RAS -> LPS
+    spacing = np.sqrt((A[:3, :3] ** 2).sum(axis=0))  # along i, j, k
+    R = A[:3, :3] / spacing
+    return write_series(out, raw, (spacing[2], spacing[1], spacing[0]), R, A[:3, 3], None,
+                        False, rng, description, study, frame_of_ref)
+
+
+def check_predict_and_seg(args, tmp, rng):
+    model, card_path = cohort_test.make_model(tmp)
+    with open(card_path) as f:
+        card = json.load(f)
+    card["dicom_codes"] = {"NCR": {"category": ["49755003", "SCT", "Morphologically Altered Structure"],
+                                   "type": ["6574001", "SCT", "Necrosis"]}}
+    with open(card_path, "w") as f:
+        json.dump(card, f)
+    case = phantom.generate(args.seed, 1, cohort_test.SHAPE)
+    paths = phantom.write_case(os.path.join(tmp, "nifti"), case)
+    study, forf = generate_uid(), generate_uid()
+    dicom = os.path.join(tmp, "study")
+    series = []
+    for c, p in zip(phantom.CHANNELS, paths["channels"]):
+        dss = series_from_nifti(p, os.path.join(dicom, c), rng, f"phantom {c}", study, forf)
+        series.append(dss)
+    base = [args.segmamba, "predict", "--model", model, "--card", card_path, "--no-tta", "--quiet",
+            "--threads", "2"]
+    seg_nii = os.path.join(tmp, "from-nifti.nii.gz")
+    p = run(base + ["-i"] + paths["channels"] + ["-o", seg_nii])
+    check("predict on the NIfTI channels", p.returncode == 0, p.stderr)
+    seg_dcm_nii = os.path.join(tmp, "from-dicom.nii.gz")
+    seg_dcm = os.path.join(tmp, "seg.dcm")
+    t0 = time.perf_counter()
+    p = run(base + ["-i"] + [os.path.join(dicom, c) for c in phantom.CHANNELS] +
+            ["-o", seg_dcm_nii, "--dicom-seg", seg_dcm])
+    if not check(f"predict on the four DICOM series, --dicom-seg ({time.perf_counter() - t0:.1f} s)",
+                 p.returncode == 0, p.stderr):
+        return
+    a, b = nib.load(seg_nii), nib.load(seg_dcm_nii)
+    la, lb = np.asarray(a.dataobj), np.asarray(b.dataobj)
+    check("the same label map from DICOM as from NIfTI (byte for byte)", np.array_equal(la, lb),
+          np.count_nonzero(la != lb))
+    check("the label map for DICOM input has the NIfTI's affine", np.allclose(a.affine, b.affine, atol=1e-4),
+          (a.affine, b.affine))
+    labels = lb.transpose(2, 1, 0)  # (D, H, W)
+    check("the prediction is not trivial (every label present)", len(np.unique(labels)) == 4,
+          np.unique(labels))
+
+    # --series picks the channels from one folder holding all four.
+    seg2 = os.path.join(tmp, "from-series.nii.gz")
+    uids = [s[0][1].SeriesInstanceUID for s in series]
+    p = run(base + ["-i", dicom, "--series"] + uids + ["-o", seg2])
+    check("--series: four UIDs from one folder give the same labels",
+          p.returncode == 0 and np.array_equal(np.asarray(nib.load(seg2).dataobj), la), p.stderr)
+    p = run(base + ["-i", dicom, "-o", os.path.join(tmp, "x.nii.gz")])
+    check("a folder of four series without --series: refused, listing them with descriptions",
+          p.returncode != 0 and "4 image series where one was expected" in p.stderr and
+          "phantom t1c" in p.stderr and uids[2] in p.stderr, p.stderr)
+
+    # The SEG, read back by highdicom.
+    seg = hd.seg.segread(seg_dcm)
+    names = ["NCR", "ED", "ET"]
+    got = [seg.get_segment_description(n).segment_label for n in (1, 2, 3)]
+    check("SEG: BINARY, one segment per label with the card's names",
+          seg.SegmentationType == "BINARY" and got == names and seg.number_of_segments == 3, got)
+    d1 = seg.get_segment_description(1)
+    check("SEG: the card's code for NCR; the BraTS default for ED",
+          d1.segmented_property_type.value == "6574001" and
+          seg.get_segment_description(2).segmented_property_type.value == "79654002",
+          (d1.segmented_property_type, seg.get_segment_description(2).segmented_property_type))
+    first = series[0]  # t2w: the frames reference its slices
+    by_uid = {ds.SOPInstanceUID: k for k, (_, ds) in enumerate(first)}
+    check("SEG: same patient, study and frame of reference as the source",
+          seg.StudyInstanceUID == study and seg.FrameOfReferenceUID == forf and seg.PatientID == "PH001")
+    refs = {s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence}
+    check("SEG: references every source series", refs == set(uids), refs)
+    present = sum(int(np.any(labels[k] == s)) for s in (1, 2, 3) for k in range(labels.shape[0]))
+    check("SEG: frames only where a segment is present", seg.NumberOfFrames == present,
+          (seg.NumberOfFrames, present))
+    ok_pos, ok_ref = True, True
+    for f, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        uid = item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        k = by_uid.get(uid)
+        if k is None:
+            ok_ref = False
+            continue
+        pos = [float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient]
+        ok_pos &= np.allclose(pos, [float(v) for v in first[k][1].ImagePositionPatient], atol=1e-4)
+    check("SEG: each frame references a source slice", ok_ref)
+    check("SEG: each frame is at its source slice's position", ok_pos)
+    source_uids = [ds.SOPInstanceUID for _, ds in first]
+    px = seg.get_pixels_by_source_instance(source_sop_instance_uids=source_uids,
+                                           segment_numbers=[1, 2, 3], ignore_spatial_locations=False)
+    want = np.stack([labels == s for s in (1, 2, 3)], axis=-1)
+    check("SEG: the per-voxel masks equal the NIfTI label map", px.shape == want.shape and
+          np.array_equal(px.astype(bool), want), (px.shape, want.shape))
+    p = run(["dciodvfy", seg_dcm])
+    errors = [l for l in (p.stdout + p.stderr).splitlines() if l.startswith("Error")]
+    check("SEG: dciodvfy reports no error", not errors, "\n".join(errors))
+
+    # Cohort mode: --dicom-seg per case.
+    lst = os.path.join(tmp, "cohort.csv")
+    with open(lst, "w") as f:
+        f.write("id," + ",".join(phantom.CHANNELS) + "\n")
+        f.write("case1," + ",".join(os.path.join(dicom, c) for c in phantom.CHANNELS) + "\n")
+    out_dir = os.path.join(tmp, "cohort-out")
+    p = run(base[:-3] + ["--quiet", "--list", lst, "--out-dir", out_dir, "--dicom-seg"])
+    cseg = os.path.join(out_dir, "dicom-seg", "case1.dcm")
+    check("cohort: --dicom-seg writes DIR/dicom-seg/<id>.dcm with the same masks",
+          p.returncode == 0 and os.path.isfile(cseg) and np.array_equal(
+              hd.seg.segread(cseg).get_pixels_by_source_instance(
+                  source_sop_instance_uids=source_uids, segment_numbers=[1, 2, 3]).astype(bool), want),
+          p.stderr)
+    p = run(base + ["-i"] + paths["channels"] + ["-o", os.path.join(tmp, "y.nii.gz"),
+                                                 "--dicom-seg", os.path.join(tmp, "y.dcm")])
+    check("--dicom-seg with NIfTI input: refused, nothing written",
+          p.returncode == 1 and "needs DICOM input" in p.stderr and
+          not os.path.exists(os.path.join(tmp, "y.dcm")), p.stderr)
+    return model, card_path
+
+
+def bad_series(args, tmp, rng, corpus):
+    raw = (rng.integers(0, 1000, (6, 16, 12))).astype(np.int16)
+    cases = {}
+
+    def fresh(name):
+        d = os.path.join(tmp, "bad-" + name)
+        dss = write_series(d, raw, (1.0, 1.0, 1.0), np.eye(3), np.zeros(3), None, False, rng,
+                           names="ordered")
+        return d, dss
+
+    d, dss = fresh("missing")
+    os.remove(dss[3][0])
+    cases["a slice missing"] = (d, "uneven slice spacing: a gap of 2 mm between", dss[2][0], "(a slice missing?)")
+    d, dss = fresh("duplicate")
+    shutil.copy(dss[2][0], os.path.join(d, "copy-of-2"))
+    cases["a slice duplicated"] = (d, "are at one position", dss[2][0], "a slice given twice?")
+    d, dss = fresh("gap")
+    for path, ds in dss[4:]:
+        ds.ImagePositionPatient = [0.0, 0.0, float(ds.ImagePositionPatient[2]) + 0.5]
+        ds.save_as(path, enforce_file_format=True)
+    cases["an uneven gap"] = (d, "uneven slice spacing: a gap of 1.5 mm between", dss[3][0], "1 mm apart")
+    d, dss = fresh("orientation")
+    path, ds = dss[2]
+    ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 0.9950041652780258, 0.09983341664682815]
+    ds.save_as(path, enforce_file_format=True)
+    cases["mixed orientation"] = (d, "mixed orientations in one series", path, "")
+    d, dss = fresh("jpeg2000")
+    path, ds = dss[1]
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.PixelData = pydicom.encaps.encapsulate([b"\xff\x4f\xff\x51" + bytes(60)])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(path, enforce_file_format=True)
+    cases["JPEG 2000 without a decoder"] = (d, "JPEG 2000", path, "which this build cannot decode")
+    d, dss = fresh("truncated")
+    path = dss[4][0]
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:-100])
+    cases["a truncated file"] = (d, path, "", "")
+    d = os.path.join(tmp, "bad-dicomdir")
+    os.makedirs(d)
+    fs_dir = os.path.join(tmp, "fileset")
+    fs = pydicom.fileset.FileSet()
+    fs.add(fresh("for-dicomdir")[1][0][1])
+    fs.write(fs_dir)
+    shutil.copy(os.path.join(fs_dir, "DICOMDIR"), os.path.join(d, "DICOMDIR"))
+    cases["a DICOMDIR only"] = (d, "no image series, only non-image objects (DICOMDIR x1)", "", "")
+    d = os.path.join(tmp, "bad-notdicom")
+    os.makedirs(d)
+    open(os.path.join(d, "readme.txt"), "w").write("not DICOM\n")
+    cases["no DICOM at all"] = (d, "no DICOM files", "", "")
+    for name, (d, msg, names_file, extra) in cases.items():
+        out = os.path.join(tmp, "bad-out.nii.gz")
+        segp = os.path.join(tmp, "bad-out.dcm")
+        p = run([args.segmamba, "predict", "--model", args._model, "--card", args._card, "-i", d, d, d, d,
+                 "-o", out, "--dicom-seg", segp, "--quiet"])
+        check(f"bad series, {name}: refused (exit {p.returncode}) with its message naming the file",
+              p.returncode in (3, 4) and msg in p.stderr and names_file in p.stderr and extra in p.stderr,
+              p.stderr)
+        check(f"bad series, {name}: nothing written", not os.path.exists(out) and not os.path.exists(segp))
+    if corpus:
+        os.makedirs(corpus, exist_ok=True)
+        for name, src in [("truncated.dcm", cases["a truncated file"][1]),
+                          ("jpeg2000.dcm", cases["JPEG 2000 without a decoder"][2]),
+                          ("mixed-orientation.dcm", cases["mixed orientation"][2])]:
+            shutil.copy(src, os.path.join(corpus, name))
+        shutil.copy(os.path.join(cases["a DICOMDIR only"][0], "DICOMDIR"), os.path.join(corpus, "DICOMDIR"))
+        shutil.copy(dss[0][0], os.path.join(corpus, "one-slice.dcm"))
+        small = raw[:3, :8, :8]
+        sf = write_series(os.path.join(tmp, "corpus-mf"), small, (1.5, 0.9, 0.8), rotation(rng),
+                          np.array([10.0, -20.0, 30.0]), (2.0, -3.0), False, rng)
+        mf = os.path.join(tmp, "corpus-mf-out")
+        write_multiframe(mf, sf)
+        shutil.copy(os.path.join(mf, "multiframe.dcm"), os.path.join(corpus, "multiframe.dcm"))
+
+
+def main(args):
+    if args.seed is None:
+        args.seed = int.from_bytes(os.urandom(4), "little")
+    print(f"seed {args.seed}", flush=True)
+    rng = np.random.default_rng(args.seed)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="segmamba-dicom-") as tmp:
+        check_geometry_cases(args, tmp, rng)
+        args._model, args._card = check_predict_and_seg(args, tmp, rng) or (None, None)
+        if args._model:
+            bad_series(args, tmp, rng, args.write_corpus)
+    print(f"{results['passed']} passed, {results['failed']} failed in {time.perf_counter() - t0:.1f} s")
+    return 1 if results["failed"] or not results["passed"] else 0
