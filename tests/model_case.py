@@ -83,8 +83,9 @@ def run_case(args, case_dir):
         case = json.load(f)
     expected = np.load(os.path.join(case_dir, "expected.npy"))
     nslices = ",".join(str(s) for s in case["nslices"])
-    models = [m for m in ("model.pt", "model_wrapped.pt", "model.safetensors")
-              if os.path.exists(os.path.join(case_dir, m))]
+    files = args.files.split(",") if args.files else ("model.pt", "model_wrapped.pt",
+                                                       "model.safetensors")
+    models = [m for m in files if os.path.exists(os.path.join(case_dir, m))]
     if not models:
         print(f"{case_dir}: no model file")
         return 1
@@ -162,6 +163,8 @@ def main():
                     "comma-separated list runs each")
     ap.add_argument("--precision", help="passed to segmamba forward --precision")
     ap.add_argument("--expect-isa", help="fail unless segmamba forward reports this kernel level")
+    ap.add_argument("--files", help="comma-separated model files of the case to run (default "
+                    "model.pt, model_wrapped.pt, model.safetensors: each that exists)")
     args = ap.parse_args()
 
     return with_case(args, run_case)

@@ -129,7 +129,7 @@ static int reset_peak_rss(void)
 /* One backend's timed runs. */
 typedef struct bench_run {
     const char *model;       /* its checkpoint */
-    char label[24];          /* its column: the conv, "model k", or both */
+    char label[40];          /* its column: the conv, "model k", or both */
     segmamba_backend backend;
     segmamba_options conv;   /* its conv and winograd_tile */
     const char *conv_name;   /* as given to --conv */
