@@ -74,7 +74,8 @@ def print_run(r, model, size, nt, peak, with_model, device):
     gflops = p["flops"] / t * 1e-9
     if with_model:
         f = c["features"]
-        print(f"model      {model}: {c['in_channels']}->{c['out_channels']} channels, features "
+        print(f"model      {model}: {c['family']} (Mamba {c['mamba_type']}), "
+              f"{c['in_channels']}->{c['out_channels']} channels, features "
               f"{f[0]},{f[1]},{f[2]},{f[3]}, {c['parameters']} parameters")
     cpu = r["backend"] == "cpu"
     if cpu:
