@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "segmamba.h"
 
@@ -29,6 +30,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         segmamba_set_max_memory(SM_FUZZ_MAX_MEMORY);                           \
         return 0;                                                              \
     }
+
+/* Where a target that needs its input as a file writes it: /dev/shm when
+ * writable (no disk traffic), else $TMPDIR, else /tmp. */
+static inline const char *sm_fuzz_scratch_dir(void)
+{
+    const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
+    return dir ? dir : "/tmp";
+}
+
+/* Writes the input to path, or aborts: the harness, not the input, failed. */
+static inline void sm_fuzz_write_file(const char *path, const uint8_t *data, size_t size)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0) {
+        perror(path);
+        abort();
+    }
+}
 
 static inline void sm_fuzz_expect_message(segmamba_status st, const char *origin)
 {

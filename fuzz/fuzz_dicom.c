@@ -17,9 +17,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     segmamba_set_max_memory(SM_FUZZ_MAX_MEMORY);
-    const char *tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
-    if (!tmp) tmp = "/tmp";
-    snprintf(dir, sizeof dir, "%s/segmamba-fuzz-dicom-%ld", tmp, (long)getpid());
+    snprintf(dir, sizeof dir, "%s/segmamba-fuzz-dicom-%ld", sm_fuzz_scratch_dir(), (long)getpid());
     snprintf(file, sizeof file, "%s/input.dcm", dir);
     return 0;
 }
@@ -27,11 +25,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     mkdir(dir, 0700);
-    FILE *f = fopen(file, "wb");
-    if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0) {
-        perror(file);
-        abort();
-    }
+    sm_fuzz_write_file(file, data, size);
     const char *dirs[1] = {dir};
     segmamba_volume v;
     segmamba_status st = segmamba_dicom_read(dirs, NULL, 1, &v, NULL);

@@ -16,9 +16,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     segmamba_set_max_memory(SM_FUZZ_MAX_MEMORY);
-    const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
-    if (!dir) dir = "/tmp";
-    snprintf(plain, sizeof plain, "%s/segmamba-fuzz-%ld.nii", dir, (long)getpid());
+    snprintf(plain, sizeof plain, "%s/segmamba-fuzz-%ld.nii", sm_fuzz_scratch_dir(), (long)getpid());
     snprintf(gz, sizeof gz, "%s.gz", plain);
     return 0;
 }
@@ -26,11 +24,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *path = size >= 2 && data[0] == 0x1f && data[1] == 0x8b ? gz : plain;
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0) {
-        perror(path);
-        abort();
-    }
+    sm_fuzz_write_file(path, data, size);
     segmamba_volume v;
     segmamba_status st = segmamba_nifti_read(path, &v);
     sm_fuzz_expect_message(st, path);
