@@ -28,7 +28,8 @@ jobs=${SEGMAMBA_FUZZ_JOBS:-2}
 . tools/ensure-packages.sh
 ensure_packages clang libclang-rt-14-dev
 if [ ! -f "$build/build.ninja" ]; then
-  CC=clang meson setup "$build" --buildtype=debugoptimized -Dfuzz=enabled
+  # clang++ too: with DICOM the library has a C++ file and links as C++.
+  CC=clang CXX=clang++ meson setup "$build" --buildtype=debugoptimized -Dfuzz=enabled
 fi
 ninja -C "$build" $(printf 'fuzz/fuzz_%s ' "${targets[@]}")
 
