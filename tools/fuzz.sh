@@ -13,6 +13,7 @@
 # line (executions, cov, ft) is printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
 seconds=${1:-600}
 shift || true
 targets=("$@")
@@ -39,7 +40,10 @@ run_one() {
   cp -n fuzz/corpus/"$t"/* fuzz/regressions/"$t"/* "$out/corpus/" 2>/dev/null || true
   # -rss_limit_mb stays above the readers' own cap (256 MiB in the
   # targets); leaks are reported by LeakSanitizer at each input's end.
-  (cd "$out" && nice -n 10 "../../fuzz/fuzz_$t" -max_total_time="$seconds" \
+  # fuzz/lsan.supp: dcmtk's own leaks, matched on full stacks.
+  (cd "$out" && ASAN_OPTIONS=fast_unwind_on_malloc=0 \
+      LSAN_OPTIONS=print_suppressions=0:suppressions=$root/fuzz/lsan.supp \
+      nice -n 10 "../../fuzz/fuzz_$t" -max_total_time="$seconds" \
       -rss_limit_mb=2048 -timeout=25 -max_len=65536 -print_final_stats=1 corpus \
       > fuzz.log 2>&1) || echo "fuzz_$t: exited $? (see $out/fuzz.log)"
 }
