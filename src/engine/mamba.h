@@ -1,6 +1,7 @@
 /* One MambaLayer of the SegMamba encoder with one, two or three scan
  * orientations (forward; backward; inter-slice: bimamba types "none", "v2",
- * "v3"): out = x + out_proj(sum over directions of the gated selective scan
+ * "v3"), or SegMamba-V2's, whose one direction scans three orderings of the
+ * volume: out = x + out_proj(sum over the scans of the gated selective scan
  * of SiLU(conv1d(in_proj(LayerNorm(x))))). */
 #ifndef SM_MAMBA_H
 #define SM_MAMBA_H
