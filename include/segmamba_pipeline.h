@@ -438,7 +438,11 @@ SEGMAMBA_API void segmamba_dicom_source_free(segmamba_dicom_source *source);
  * BraTS labels have defaults), frames only where a segment is present, the
  * source's patient, study, frame of reference and plane positions, and
  * references to every source series and (per frame) to the first channel's
- * slice. Atomic, as segmamba_file_write. */
+ * slice. The Pixel Data is packed as PS3.5 8.1.1 says for any frame size
+ * (frames bit after bit, least significant bit first), and the encoded file
+ * is decoded again and compared with the prediction, frame by frame, before
+ * it is written: a difference is SEGMAMBA_E_BACKEND and nothing is written.
+ * Atomic, as segmamba_file_write. */
 SEGMAMBA_API segmamba_status segmamba_dicom_write_seg(const char *path,
                                                       const segmamba_dicom_source *source,
                                                       const segmamba_card *card,

@@ -353,6 +353,167 @@ def check_predict_and_seg(args, tmp, rng):
     return model, card_path
 
 
+# ---- SEG Pixel Data at every frame size ---------------------------------------
+
+# (rows, columns): rows * columns leaves each remainder mod 8 (0, 1, ..., 7),
+# so frames start at every bit offset inside a byte.
+SEG_SIZES = [(240, 240), (1, 9), (3, 6), (13, 7), (5, 4), (217, 181), (21, 22), (3, 5)]
+
+
+def seg_decode(seg_path, source):
+    """The SEG's frames decoded as the standard packs BINARY Pixel Data
+    (PS3.5 8.1.1, CP 1132: one bit a pixel, frames concatenated without
+    padding, least significant bit first), with numpy alone; each frame
+    placed by its own functional groups (Referenced Segment Number; Image
+    Position Patient matched to a source slice). Returns ({(segment, slice):
+    (rows, cols) bool}, problems)."""
+    ds = pydicom.dcmread(seg_path)
+    R, C, F = int(ds.Rows), int(ds.Columns), int(ds.NumberOfFrames)
+    nbytes = (F * R * C + 7) // 8
+    problems = []
+    if len(ds.PixelData) != nbytes + nbytes % 2:
+        problems.append(f"{len(ds.PixelData)} bytes of Pixel Data for {F} frames of {R}x{C}")
+    bits = np.unpackbits(np.frombuffer(ds.PixelData, np.uint8), bitorder="little")
+    if bits.size < F * R * C:
+        return {}, problems
+    frames = bits[:F * R * C].reshape(F, R, C).astype(bool)
+    positions = np.array([[float(v) for v in d.ImagePositionPatient] for _, d in source])
+    out = {}
+    for f, item in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        s = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        pos = np.array([float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient])
+        dist = np.linalg.norm(positions - pos, axis=1)
+        k = int(np.argmin(dist))
+        if dist[k] > 1e-3:
+            problems.append(f"frame {f + 1} at {pos}: no source slice there")
+        if (s, k) in out:
+            problems.append(f"frame {f + 1}: segment {s} on slice {k} twice")
+        out[(s, k)] = frames[f]
+    return out, problems
+
+
+def seg_equals(decoded, labels, n_seg):
+    """Differences between the decoded frames and the (D, H, W) label map:
+    every frame equal to its segment on its slice, every (segment, slice)
+    present in the label map present as a frame."""
+    bad = []
+    for (s, k), m in decoded.items():
+        want = labels[k] == s
+        if m.shape != want.shape or not np.array_equal(m, want):
+            bad.append(f"segment {s} slice {k}: {np.count_nonzero(m != want) if m.shape == want.shape else m.shape} pixels differ")
+    for s in range(1, n_seg + 1):
+        for k in range(labels.shape[0]):
+            if np.any(labels[k] == s) and (s, k) not in decoded:
+                bad.append(f"segment {s} slice {k}: present in the label map, no frame")
+    return bad
+
+
+def seg_labels(rng, shape, n_seg):
+    """A label map whose segments lie on non-adjacent slices, in random
+    pixels (about half of a slice), some slices empty."""
+    D = shape[0]
+    labels = np.zeros(shape, np.uint8)
+    on = {1: [0, 3, D - 1]} if n_seg == 1 else {1: [1, 4], 2: [0, 2, D - 1], 3: [2, 5]}
+    for s, slices in on.items():
+        for k in slices:
+            m = rng.random(shape[1:]) < 0.5
+            m.flat[rng.integers(m.size)] = True  # never an empty frame
+            labels[k][m & (labels[k] == 0)] = s
+    return labels
+
+
+def check_seg_packing(args, tmp, rng):
+    """Label maps of each frame size through segmamba_dicom_write_seg (test
+    helper dicom_dump --seg), one and three segments, axial and oblique;
+    the SEG decoded by numpy (seg_decode) and by highdicom, voxel for voxel."""
+    cards = {}
+    for n_seg, names in ((1, ["background", "lesion"]), (3, ["background", "NCR", "ED", "ET"])):
+        cards[n_seg] = os.path.join(tmp, f"seg-card-{n_seg}.json")
+        with open(cards[n_seg], "w") as f:
+            json.dump({"channels": [{"name": "t1", "normalization": "zscore"}], "spacing": "input",
+                       "patch": [32, 32, 32], "labels": names, "output": "argmax"}, f)
+    for n, (rows, cols) in enumerate(SEG_SIZES):
+        n_seg = 1 if n % 2 else 3
+        oblique = n in (2, 5)
+        D = 7
+        raw = rng.integers(0, 1000, (D, rows, cols)).astype(np.int16)
+        R = rotation(rng) if oblique else np.eye(3)
+        d = os.path.join(tmp, f"seg-{rows}x{cols}")
+        dss = write_series(d, raw, (1.3, 0.9, 0.7), R, np.array([-12.5, 30.0, 4.0]), None, n == 3, rng)
+        dss.sort(key=lambda x: float(np.dot(np.array(x[1].ImagePositionPatient, float), R[:, 2])))
+        labels = seg_labels(rng, (D, rows, cols), n_seg)
+        lpath = os.path.join(tmp, f"seg-{rows}x{cols}.npy")
+        np.save(lpath, labels)
+        out = os.path.join(tmp, f"seg-{rows}x{cols}.dcm")
+        what = (f"SEG of {rows}x{cols} frames ({rows * cols % 8} bits past a byte), {n_seg} "
+                f"segment{'s' if n_seg > 1 else ''}{', oblique' if oblique else ''}")
+        p = run([args.dump, "--seg", out, lpath, cards[n_seg], d])
+        if not check(f"{what}: written", p.returncode == 0, p.stderr):
+            continue
+        decoded, problems = seg_decode(out, dss)
+        bad = problems + seg_equals(decoded, labels, n_seg)
+        check(f"{what}: every frame equals the label map (numpy decode, placed by its groups)",
+              not bad, bad[:5])
+        seg = hd.seg.segread(out)
+        px = seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=[ds.SOPInstanceUID for _, ds in dss],
+            segment_numbers=list(range(1, n_seg + 1)), ignore_spatial_locations=False)
+        want = np.stack([labels == s for s in range(1, n_seg + 1)], axis=-1)
+        check(f"{what}: highdicom's per-voxel masks equal the label map",
+              px.shape == want.shape and np.array_equal(px.astype(bool), want),
+              (px.shape, want.shape, np.count_nonzero(px.astype(bool) != want) if px.shape == want.shape else ""))
+        p = run(["dciodvfy", out])
+        errors = [l for l in (p.stdout + p.stderr).splitlines() if l.startswith("Error")]
+        check(f"{what}: dciodvfy reports no error", not errors, "\n".join(errors))
+
+
+def check_seg_predict_sizes(args, tmp, rng):
+    """predict --dicom-seg and predict --list --dicom-seg on series whose
+    frames are not a whole number of bytes: the SEG equals the label map
+    of the same run, voxel for voxel."""
+    cases = []
+    for shape in ((9, 21, 22), (6, 13, 7)):
+        study, forf = generate_uid(), generate_uid()
+        dirs = []
+        for c in phantom.CHANNELS:
+            raw = rng.integers(0, 1000, shape).astype(np.int16)
+            d = os.path.join(tmp, f"odd-{shape[1]}x{shape[2]}", c)
+            dss = write_series(d, raw, (1.0, 1.0, 1.0), np.eye(3), np.zeros(3), None, False, rng,
+                               f"noise {c}", study, forf)
+            dirs.append(d)
+            if c == phantom.CHANNELS[0]:
+                first = sorted(dss, key=lambda x: float(x[1].ImagePositionPatient[2]))
+        cases.append((shape, dirs, first))
+    base = [args.segmamba, "predict", "--model", args._model, "--card", args._card, "--no-tta",
+            "--quiet", "--threads", "2"]
+    maps = []
+    for shape, dirs, first in cases:
+        what = f"predict --dicom-seg on {shape[1]}x{shape[2]} frames"
+        nii, dcm = (os.path.join(tmp, f"odd-{shape[1]}x{shape[2]}{e}") for e in (".nii.gz", ".dcm"))
+        p = run(base + ["-i"] + dirs + ["-o", nii, "--dicom-seg", dcm])
+        if not check(f"{what}: runs", p.returncode == 0, p.stderr):
+            return
+        labels = np.asarray(nib.load(nii).dataobj).transpose(2, 1, 0)
+        maps.append(labels)
+        decoded, problems = seg_decode(dcm, first)
+        bad = problems + seg_equals(decoded, labels, 3)
+        check(f"{what}: {len(decoded)} frames, each equal to the label map of the same run",
+              not bad and len(np.unique(labels)) > 1, (bad[:5], np.unique(labels)))
+    lst = os.path.join(tmp, "odd-cohort.csv")
+    with open(lst, "w") as f:
+        f.write("id," + ",".join(phantom.CHANNELS) + "\n")
+        for n, (_, dirs, _) in enumerate(cases):
+            f.write(f"odd{n}," + ",".join(dirs) + "\n")
+    out_dir = os.path.join(tmp, "odd-cohort-out")
+    p = run(base[:-3] + ["--quiet", "--list", lst, "--out-dir", out_dir, "--dicom-seg"])
+    check("predict --list --dicom-seg on those series: runs", p.returncode == 0, p.stderr)
+    for n, ((shape, _, first), labels) in enumerate(zip(cases, maps)):
+        decoded, problems = seg_decode(os.path.join(out_dir, "dicom-seg", f"odd{n}.dcm"), first)
+        bad = problems + seg_equals(decoded, labels, 3)
+        check(f"predict --list --dicom-seg, {shape[1]}x{shape[2]} frames: the SEG equals the "
+              "one-case label map", p.returncode == 0 and not bad, bad[:5])
+
+
 def bad_series(args, tmp, rng, corpus):
     raw = (rng.integers(0, 1000, (6, 16, 12))).astype(np.int16)
     cases = {}
@@ -437,7 +598,9 @@ def main(args):
     with tempfile.TemporaryDirectory(prefix="segmamba-dicom-") as tmp:
         check_geometry_cases(args, tmp, rng)
         args._model, args._card = check_predict_and_seg(args, tmp, rng) or (None, None)
+        check_seg_packing(args, tmp, rng)
         if args._model:
+            check_seg_predict_sizes(args, tmp, rng)
             bad_series(args, tmp, rng, args.write_corpus)
     print(f"{results['passed']} passed, {results['failed']} failed in {time.perf_counter() - t0:.1f} s")
     return 1 if results["failed"] or not results["passed"] else 0

@@ -1,8 +1,9 @@
 /* DICOM in (a series per channel into a segmamba_volume) and DICOM SEG out:
  * segmamba_pipeline.h's segmamba_dicom_* functions. Built from
- * dicom_dcmtk.cpp, the only file that includes dcmtk, when the build has
- * DICOM (-Ddicom, SM_HAVE_DICOM); otherwise from dicom_none.c, whose
- * functions return SEGMAMBA_E_UNSUPPORTED saying the build lacks DICOM.
+ * dicom_read_dcmtk.cpp and dicom_seg_dcmtk.cpp, the only files that include
+ * dcmtk, when the build has DICOM (-Ddicom, SM_HAVE_DICOM); otherwise from
+ * dicom_none.c, whose functions return SEGMAMBA_E_UNSUPPORTED saying the
+ * build lacks DICOM.
  *
  * Reading: every regular file under the folder that starts like a DICOM
  * Part 10 file ("DICM" at byte 128) is parsed (its header only, values of

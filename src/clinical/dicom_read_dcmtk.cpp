@@ -1,29 +1,20 @@
-// DICOM series in, DICOM SEG out, through dcmtk (clinical/dicom.h says what
-// is read and how the geometry is derived). The only translation unit that
-// includes dcmtk; everything it exports is segmamba_pipeline.h's C API.
-// dcmtk's own logging is switched off: failures come back as statuses with
-// a message naming the file, as everywhere in the library.
-#include <dcmtk/config/osconfig.h>
+// DICOM series in, through dcmtk (clinical/dicom.h says what is read and how
+// the geometry is derived); the SEG writer is dicom_seg_dcmtk.cpp. These two
+// are the only translation units that include dcmtk; what they export is
+// segmamba_pipeline.h's C API. dcmtk's own logging is switched off: failures
+// come back as statuses with a message naming the file, as everywhere in the
+// library.
+#include "clinical/dicom_dcmtk.hpp"
 
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcdict.h>
-#include <dcmtk/dcmdata/dcfilefo.h>
-#include <dcmtk/dcmdata/dcostrmb.h>
+#include <dcmtk/dcmdata/dcmetinf.h>
 #include <dcmtk/dcmdata/dcpixel.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmdata/dcxfer.h>
-#include <dcmtk/dcmfg/fgderimg.h>
-#include <dcmtk/dcmfg/fgfracon.h>
-#include <dcmtk/dcmfg/fgpixmsr.h>
-#include <dcmtk/dcmfg/fgplanor.h>
-#include <dcmtk/dcmfg/fgplanpo.h>
-#include <dcmtk/dcmfg/fgseg.h>
-#include <dcmtk/dcmiod/iodreferences.h>
 #include <dcmtk/dcmjpeg/djdecode.h>
 #include <dcmtk/dcmjpls/djdecode.h>
-#include <dcmtk/dcmseg/segdoc.h>
-#include <dcmtk/dcmseg/segment.h>
 #include <dcmtk/oflog/oflog.h>
 
 #include <dirent.h>
@@ -37,58 +28,12 @@
 #include <memory>
 #include <mutex>
 #include <new>
-#include <string>
-#include <vector>
 
 extern "C" {
-#include "clinical/card.h"
-#include "clinical/dicom.h"
-#include "io/file.h"
 #include "io/memory_cap.h"
-#include "sm_config.h"
 }
 
-namespace {
-
-const char *const SEG_SOP_CLASS = UID_SegmentationStorage;
-const char *const DICOMDIR_SOP_CLASS = UID_MediaStorageDirectoryStorage;
-const size_t MAX_FRAMES = 65535; // frame numbers are US in references
-
-// One object found while scanning a folder.
-struct FileHead {
-    std::string path, series, description, modality, sop_class, sop_uid;
-    bool image = false;
-};
-
-// One slice of the series being read: a single-frame file, or one frame of
-// a multi-frame file.
-struct Slice {
-    std::string path;
-    int frame = 0;     // 0-based frame in its file
-    int n_frames = 1;  // of its file
-    std::string sop_class, sop_uid;
-    double pos[3] = {0, 0, 0}, iop[6] = {0, 0, 0, 0, 0, 0}, spacing[2] = {0, 0};
-    double slope = 1, intercept = 0, along = 0;
-    unsigned rows = 0, cols = 0;
-    std::string where() const
-    {
-        return n_frames > 1 ? path + " (frame " + std::to_string(frame + 1) + ")" : path;
-    }
-};
-
-struct SeriesRef {
-    std::string study, series;
-    std::vector<std::pair<std::string, std::string>> instances; // (class, uid), once each
-};
-
-} // namespace
-
-struct segmamba_dicom_source {
-    std::string first_path; // patient, study and frame of reference come from it
-    std::vector<SeriesRef> series;
-    std::vector<Slice> slices; // the first channel's, sorted
-    double spacing_k = 0;
-};
+namespace sm_dcm {
 
 namespace {
 
@@ -106,6 +51,8 @@ void init_dcmtk()
     });
 }
 
+} // namespace
+
 sm_status need_dictionary(const char *origin)
 {
     init_dcmtk();
@@ -116,6 +63,36 @@ sm_status need_dictionary(const char *origin)
                        origin);
     return SEGMAMBA_OK;
 }
+
+sm_status load(DcmFileFormat &ff, const std::string &path, bool header_only)
+{
+    // Header only: values longer than 4 KiB (the pixel data) stay on disk.
+    const OFCondition c =
+        ff.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, header_only ? 4096 : DCM_MaxReadLength);
+    if (c.bad())
+        return sm_fail(SEGMAMBA_E_FORMAT, "%s: not a readable DICOM file (%s)", path.c_str(),
+                       c.text());
+    return SEGMAMBA_OK;
+}
+
+} // namespace sm_dcm
+
+namespace {
+
+using sm_dcm::load;
+using sm_dcm::need_dictionary;
+using sm_dcm::SeriesRef;
+using sm_dcm::Slice;
+
+const char *const SEG_SOP_CLASS = UID_SegmentationStorage;
+const char *const DICOMDIR_SOP_CLASS = UID_MediaStorageDirectoryStorage;
+const size_t MAX_FRAMES = 65535; // frame numbers are US in references
+
+// One object found while scanning a folder.
+struct FileHead {
+    std::string path, series, description, modality, sop_class, sop_uid;
+    bool image = false;
+};
 
 std::string get_string(DcmItem *ds, const DcmTagKey &tag)
 {
@@ -182,17 +159,6 @@ sm_status list_files(const std::string &dir, std::vector<std::string> &out, int 
         else if (S_ISREG(st.st_mode))
             out.push_back(p);
     }
-    return SEGMAMBA_OK;
-}
-
-sm_status load(DcmFileFormat &ff, const std::string &path, bool header_only)
-{
-    // Header only: values longer than 4 KiB (the pixel data) stay on disk.
-    const OFCondition c =
-        ff.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, header_only ? 4096 : DCM_MaxReadLength);
-    if (c.bad())
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: not a readable DICOM file (%s)", path.c_str(),
-                       c.text());
     return SEGMAMBA_OK;
 }
 
@@ -604,212 +570,6 @@ sm_status read_channels(const char *const *dirs, const char *const *series, int 
     return SEGMAMBA_OK;
 }
 
-// ---- SEG ------------------------------------------------------------------
-
-struct Code {
-    const char *value, *scheme, *meaning;
-};
-
-// BraTS's labels, coded as in DICOM's CID 7150/7151 (SNOMED CT).
-const Code ALTERED = {"49755003", "SCT", "Morphologically Altered Structure"};
-const Code TISSUE = {"85756007", "SCT", "Tissue"};
-
-void default_codes(const segmamba_card *card, int label, Code &category, Code &type)
-{
-    static const struct {
-        const char *name;
-        Code type;
-    } brats[] = {{"NCR", {"6574001", "SCT", "Necrosis"}},
-                 {"ED", {"79654002", "SCT", "Edema"}},
-                 {"ET", {"108369006", "SCT", "Neoplasm"}}};
-    for (const auto &b : brats)
-        if (strcmp(card->labels[label], b.name) == 0) {
-            category = ALTERED;
-            type = b.type;
-            return;
-        }
-    category = TISSUE;
-    type = TISSUE;
-}
-
-std::string fmt(double v)
-{
-    char b[32];
-    snprintf(b, sizeof b, "%.10g", v);
-    // DS holds 16 characters at most.
-    if (strlen(b) > 16) snprintf(b, sizeof b, "%.8g", v);
-    return b;
-}
-
-sm_status dcm_fail(const char *path, const char *what, const OFCondition &c)
-{
-    return sm_fail(SEGMAMBA_E_FORMAT, "%s: cannot make the DICOM SEG: %s (%s)", path, what, c.text());
-}
-
-#define SEG_TRY(expr, what)                                                                      \
-    do {                                                                                         \
-        const OFCondition c_ = (expr);                                                           \
-        if (c_.bad()) return dcm_fail(path, what, c_);                                           \
-    } while (0)
-
-sm_status write_seg(const char *path, const segmamba_dicom_source *src, const segmamba_card *card,
-                    const segmamba_prediction *p)
-{
-    SM_TRY(need_dictionary(path));
-    const std::vector<Slice> &sl = src->slices;
-    const unsigned rows = sl[0].rows, cols = sl[0].cols;
-    if (p->d != (int)sl.size() || p->h != (int)rows || p->w != (int)cols)
-        return sm_fail(SEGMAMBA_E_ARG,
-                       "%s: the prediction (%dx%dx%d) is not on the source series' grid (%ux%ux%zu)",
-                       path, p->w, p->h, p->d, cols, rows, sl.size());
-    const bool masks = segmamba_card_writes_masks(card) != 0;
-    const int n_seg = masks ? p->n_masks : card->n_labels - 1;
-    if (n_seg < 1) return sm_fail(SEGMAMBA_E_ARG, "%s: the card has no foreground label", path);
-
-    IODGeneralEquipmentModule::EquipmentInfo eq("segmamba", "segmamba", "0", SM_VERSION);
-    ContentIdentificationMacro ci("1", "SEGMAMBA", "SegMamba segmentation", "segmamba");
-    DcmSegmentation *raw = NULL;
-    SEG_TRY(DcmSegmentation::createBinarySegmentation(raw, (Uint16)rows, (Uint16)cols, eq, ci),
-            "creating the object");
-    std::unique_ptr<DcmSegmentation> seg(raw);
-    {
-        DcmFileFormat ff;
-        SM_TRY(load(ff, src->first_path, true));
-        SEG_TRY(seg->importFromSourceImage(*ff.getDataset(), OFTrue),
-                "taking patient, study and frame of reference from the source");
-    }
-    SEG_TRY(seg->getSeries().setSeriesDescription("SegMamba segmentation"), "series description");
-    SEG_TRY(seg->getSeries().setSeriesNumber("901"), "series number");
-
-    for (int s = 1; s <= n_seg; s++) {
-        Code cat, type;
-        default_codes(card, s, cat, type);
-        const segmamba_card_code *cc = &card->codes[s];
-        if (cc->category.value[0]) cat = {cc->category.value, cc->category.scheme, cc->category.meaning};
-        if (cc->type.value[0]) type = {cc->type.value, cc->type.scheme, cc->type.meaning};
-        DcmSegment *segment = NULL;
-        SEG_TRY(DcmSegment::create(segment, card->labels[s],
-                                   CodeSequenceMacro(cat.value, cat.scheme, cat.meaning),
-                                   CodeSequenceMacro(type.value, type.scheme, type.meaning),
-                                   DcmSegTypes::SAT_AUTOMATIC, "SegMamba"),
-                "a segment");
-        Uint16 number = 0;
-        const OFCondition c = seg->addSegment(segment, number);
-        if (c.bad()) delete segment;
-        SEG_TRY(c, "adding a segment");
-    }
-
-    FGPixelMeasures meas;
-    SEG_TRY(meas.setPixelSpacing((fmt(sl[0].spacing[0]) + "\\" + fmt(sl[0].spacing[1])).c_str()),
-            "pixel spacing");
-    SEG_TRY(meas.setSliceThickness(fmt(src->spacing_k).c_str()), "slice thickness");
-    SEG_TRY(meas.setSpacingBetweenSlices(fmt(src->spacing_k).c_str()), "spacing between slices");
-    FGPlaneOrientationPatient orient;
-    const double *o = sl[0].iop;
-    SEG_TRY(orient.setImageOrientationPatient(fmt(o[0]).c_str(), fmt(o[1]).c_str(), fmt(o[2]).c_str(),
-                                              fmt(o[3]).c_str(), fmt(o[4]).c_str(), fmt(o[5]).c_str()),
-            "image orientation");
-    SEG_TRY(seg->addForAllFrames(meas), "pixel measures");
-    SEG_TRY(seg->addForAllFrames(orient), "plane orientation");
-
-    const size_t plane = (size_t)rows * cols;
-    std::vector<Uint8> frame(plane);
-    int n_frames = 0;
-    for (int s = 1; s <= n_seg; s++)
-        for (size_t k = 0; k < sl.size(); k++) {
-            size_t on = 0;
-            for (size_t i = 0; i < plane; i++) {
-                const size_t v = k * plane + i;
-                frame[i] = masks ? p->masks[(size_t)(s - 1) * plane * sl.size() + v]
-                                 : p->labels[v] == s;
-                on += frame[i] != 0;
-            }
-            // The IOD needs one frame: an empty prediction keeps segment 1's first.
-            const bool last = s == n_seg && k + 1 == sl.size();
-            if (!on && !(last && n_frames == 0)) continue;
-            const size_t kk = on ? k : 0;
-            FGPlanePosPatient pos;
-            SEG_TRY(pos.setImagePositionPatient(fmt(sl[kk].pos[0]).c_str(), fmt(sl[kk].pos[1]).c_str(),
-                                                fmt(sl[kk].pos[2]).c_str()),
-                    "plane position");
-            FGFrameContent content;
-            SEG_TRY(content.setDimensionIndexValues((Uint32)(on ? s : 1), 0), "dimension index");
-            SEG_TRY(content.setDimensionIndexValues((Uint32)(kk + 1), 1), "dimension index");
-            // A frame of a multi-frame source is referenced by its number.
-            OFVector<Uint16> source_frame;
-            if (sl[kk].n_frames > 1) source_frame.push_back((Uint16)(sl[kk].frame + 1));
-            ImageSOPInstanceReferenceMacro *ref = NULL;
-            SEG_TRY(ImageSOPInstanceReferenceMacro::create(sl[kk].sop_class.c_str(),
-                                                           sl[kk].sop_uid.c_str(), source_frame, ref),
-                    "source image reference");
-            OFVector<ImageSOPInstanceReferenceMacro> refs;
-            refs.push_back(*ref);
-            delete ref;
-            std::unique_ptr<FGDerivationImage> deriv(
-                DcmSegmentation::createDerivationImageFG(refs, "Segmented by SegMamba"));
-            if (!deriv) return sm_fail(SEGMAMBA_E_NOMEM, "%s: derivation image group", path);
-            OFVector<FGBase *> groups;
-            groups.push_back(&pos);
-            groups.push_back(&content);
-            groups.push_back(deriv.get());
-            if (!on) std::fill(frame.begin(), frame.end(), 0);
-            SEG_TRY(seg->addFrame(frame.data(), (Uint16)(on ? s : 1), groups), "adding a frame");
-            n_frames++;
-        }
-
-    char uid[100];
-    dcmGenerateUniqueIdentifier(uid, SITE_INSTANCE_UID_ROOT);
-    IODMultiframeDimensionModule &dims = seg->getDimensions();
-    SEG_TRY(dims.addDimensionIndex(DCM_ReferencedSegmentNumber, uid, DCM_SegmentIdentificationSequence,
-                                   "ReferencedSegmentNumber"),
-            "dimension index");
-    SEG_TRY(dims.addDimensionIndex(DCM_ImagePositionPatient, uid, DCM_PlanePositionSequence,
-                                   "ImagePositionPatient"),
-            "dimension index");
-
-    IODReferences refs;
-    for (const SeriesRef &r : src->series)
-        for (const auto &inst : r.instances) {
-            IODReference *ref = new IODReference(IODReference::LEVEL_STUDY);
-            ref->m_StudyInstanceUID = r.study.c_str();
-            ref->m_SeriesInstanceUID = r.series.c_str();
-            ref->m_SOPClassUID = inst.first.c_str();
-            ref->m_SOPInstanceUID = inst.second.c_str();
-            if (!refs.add(ref)) delete ref;
-        }
-    seg->getCommonInstanceReference().addReferences(refs, src->series[0].study.c_str());
-
-    DcmFileFormat out;
-    DcmDataset *ds = out.getDataset();
-    SEG_TRY(seg->writeDataset(*ds), "writing the dataset");
-    // Every frame lies on its source slice's grid, which readers (highdicom)
-    // want said before they index masks by source image.
-    DcmItem *frame_item = NULL;
-    for (unsigned long f = 0;
-         ds->findAndGetSequenceItem(DCM_PerFrameFunctionalGroupsSequence, frame_item, (int)f).good(); f++) {
-        DcmItem *deriv_item = NULL, *source_item = NULL;
-        if (frame_item->findAndGetSequenceItem(DCM_DerivationImageSequence, deriv_item, 0).good() &&
-            deriv_item->findAndGetSequenceItem(DCM_SourceImageSequence, source_item, 0).good())
-            SEG_TRY(source_item->putAndInsertString(DCM_SpatialLocationsPreserved, "YES"),
-                    "spatial locations preserved");
-    }
-    const E_TransferSyntax xfer = EXS_LittleEndianExplicit;
-    SEG_TRY(out.validateMetaInfo(xfer), "the meta header");
-    const Uint32 len = out.calcElementLength(xfer, EET_ExplicitLength) + 1024;
-    std::vector<unsigned char> buf(len);
-    DcmOutputBufferStream stream(buf.data(), len);
-    out.transferInit();
-    const OFCondition wc = out.write(stream, xfer, EET_ExplicitLength, NULL);
-    out.transferEnd();
-    SEG_TRY(wc, "encoding");
-    void *bytes = NULL;
-    offile_off_t used = 0;
-    stream.flushBuffer(bytes, used);
-    const void *parts[1] = {buf.data()};
-    const size_t sizes[1] = {(size_t)used};
-    return sm_file_write_atomic(path, parts, sizes, 1);
-}
-
 } // namespace
 
 extern "C" {
@@ -846,22 +606,6 @@ sm_status segmamba_dicom_read(const char *const *dirs, const char *const *series
 void segmamba_dicom_source_free(segmamba_dicom_source *source)
 {
     delete source;
-}
-
-sm_status segmamba_dicom_write_seg(const char *path, const segmamba_dicom_source *source,
-                                   const segmamba_card *card, const segmamba_prediction *p)
-{
-    if (!source || source->slices.empty())
-        return sm_fail(SEGMAMBA_E_ARG, "%s: a DICOM SEG needs the DICOM series the prediction "
-                                       "was made from",
-                       path);
-    try {
-        return write_seg(path, source, card, p);
-    } catch (const std::bad_alloc &) {
-        return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory writing the DICOM SEG", path);
-    } catch (const std::exception &e) {
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: %s", path, e.what());
-    }
 }
 
 } // extern "C"
