@@ -18,6 +18,17 @@ series. Checked:
     label with the card's names and codes, frames only where a segment is
     present, each at its source slice's position and referencing it, the
     per-voxel masks equal to the NIfTI label map; dciodvfy reports no error;
+  * stored pixel formats (CT int16 with negative values, unsigned 12 bits
+    with an intercept, signed 12 bits with garbage above them, MONOCHROME1,
+    uint8) and compressed transfer syntaxes (deflated, RLE, JPEG lossless,
+    JPEG-LS lossless; dcmtk's dcmcrle, dcmcjpeg, dcmcjpls) on 13x11 frames:
+    the volume equals pydicom's pixel_array * slope + intercept and
+    SimpleITK's, voxel for voxel;
+  * SEG Pixel Data for frames of every size mod 8 bits (dicom_dump --seg
+    with chosen label maps: one and three segments on non-adjacent slices,
+    oblique), and through predict and predict --list: decoded by numpy as
+    PS3.5 8.1.1 packs BINARY frames and by highdicom, equal to the label
+    map voxel for voxel;
   * --series picks one of several; broken series (a slice missing, one
     duplicated, a gap, mixed orientation, JPEG 2000, a truncated file, a
     DICOMDIR only, several series) are refused with their message and
