@@ -13,7 +13,8 @@
  * frames of enhanced multi-frame files through their functional groups)
  * sorted along the slice normal, checked for one orientation and size, no
  * tilt, no duplicate, and even gaps; pixels decoded (dcmtk's RLE, JPEG and
- * JPEG-LS decoders), masked to Bits Stored, rescaled, and stored as
+ * JPEG-LS decoders), masked to Bits Stored (sign-extended when signed),
+ * rescaled (MONOCHROME1 is not inverted: its modality values), and stored as
  * data[k][j][i] = slice k, row j, column i.
  *
  * Geometry (DICOM PS3.3 C.7.6.2.1.1): with row cosines X (the direction
