@@ -599,18 +599,10 @@ def output_cases(exe, tmp, card_path, good):
     else:
         skip("forward --output /dev/full", "no /dev/full")
 
-    # A read-only folder and a full file system: a tmpfs each, where mount
-    # is allowed; else the folder is made read-only by permissions and run
-    # as an unprivileged user (root ignores permissions).
+    # A read-only folder: a read-only tmpfs where mount is allowed; else the
+    # folder is made read-only by permissions and run as an unprivileged
+    # user (root ignores permissions). A full file system: full_disk_cases.
     mnt = os.path.join(tmp, "mnt")
-    with mounted_tmpfs(mnt, "size=1m") as full:
-        if full:
-            fill(full)
-            for name, args, out in writer_commands(tmp, card_path, good, full):
-                expect(exe, f"{name} on a full file system", args, 2,
-                       f"{out}: write failed: No space left on device", outputs=[out])
-        else:
-            skip("writers on a full file system", "mount is not allowed here")
     with mounted_tmpfs(mnt, "size=1m,ro") as ro:
         if ro:
             for name, args, out in writer_commands(tmp, card_path, good, ro):
@@ -618,6 +610,19 @@ def output_cases(exe, tmp, card_path, good):
                        f"{out}: cannot create: Read-only file system", outputs=[out])
         else:
             readonly_by_permissions(exe, tmp, card_path, good)
+
+
+def full_disk_cases(exe, tmp, card_path, good):
+    """Every writer on a full file system (a 1 MiB tmpfs, filled); False
+    where mount is not allowed."""
+    with mounted_tmpfs(os.path.join(tmp, "mnt-full"), "size=1m") as full:
+        if not full:
+            return False
+        fill(full)
+        for name, args, out in writer_commands(tmp, card_path, good, full):
+            expect(exe, f"{name} on a full file system", args, 2,
+                   f"{out}: write failed: No space left on device", outputs=[out])
+    return True
 
 
 def readonly_by_permissions(exe, tmp, card_path, good):
@@ -650,13 +655,23 @@ def main():
     global EXE
     ap = argparse.ArgumentParser()
     ap.add_argument("--segmamba", required=True)
-    EXE = exe = os.path.abspath(ap.parse_args().segmamba)
+    ap.add_argument("--full-disk", action="store_true",
+                    help="only the writers on a full file system (a tmpfs: root, and a system "
+                    "that allows mount); exit 77 (skipped) where mount is refused")
+    args = ap.parse_args()
+    EXE = exe = os.path.abspath(args.segmamba)
     rng = np.random.default_rng(6)
     with tempfile.TemporaryDirectory(prefix="sm_bad_inputs_") as tmp:
-        checkpoint_cases(exe, tmp)
-        forward_cases(exe, tmp)
-        card_path, good = nifti_cases(exe, tmp, rng)
-        output_cases(exe, tmp, card_path, good)
+        if args.full_disk:
+            card_path, good = predict_setup(tmp, rng)
+            if not full_disk_cases(exe, tmp, card_path, good):
+                print("skip: mount is not allowed here, so no full file system can be made")
+                return 77
+        else:
+            checkpoint_cases(exe, tmp)
+            forward_cases(exe, tmp)
+            card_path, good = nifti_cases(exe, tmp, rng)
+            output_cases(exe, tmp, card_path, good)
     print(f"{results['passed']} passed, {results['failed']} failed, {results['skipped']} skipped")
     return 1 if results["failed"] else 0
 

@@ -150,6 +150,20 @@ def case_arguments(description):
     return ap
 
 
+# The CPU flags each x86 kernel level needs, as simd/x86/cpu.c tests them
+# (Linux lists a flag only where the OS saves its registers).
+CPU_FLAGS = {"avx2": ["avx", "fma", "avx2"], "avx512": ["avx", "fma", "avx2", "avx512f", "avx512dq"]}
+
+
+def cpu_promises(level):
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((l.split(":", 1)[1].split() for l in f if l.startswith("flags")), [])
+    except OSError:
+        return False
+    return all(flag in flags for flag in CPU_FLAGS[level])
+
+
 def main():
     ap = case_arguments(__doc__.splitlines()[0])
     ap.add_argument("--dtype", help="f32, f16 or bf16 safetensors")
@@ -163,10 +177,18 @@ def main():
                     "comma-separated list runs each")
     ap.add_argument("--precision", help="passed to segmamba forward --precision")
     ap.add_argument("--expect-isa", help="fail unless segmamba forward reports this kernel level")
+    ap.add_argument("--expect-cpu-isa", choices=list(CPU_FLAGS),
+                    help="on x86-64: --expect-isa this level where /proc/cpuinfo promises it, "
+                    "else skip (exit 77)")
     ap.add_argument("--files", help="comma-separated model files of the case to run (default "
                     "model.pt, model_wrapped.pt, model.safetensors: each that exists)")
     args = ap.parse_args()
-
+    if args.expect_cpu_isa:
+        if not cpu_promises(args.expect_cpu_isa):
+            print(f"skip: /proc/cpuinfo does not promise {args.expect_cpu_isa} "
+                  f"({' '.join(CPU_FLAGS[args.expect_cpu_isa])})")
+            return 77
+        args.expect_isa = args.expect_cpu_isa
     return with_case(args, run_case)
 
 

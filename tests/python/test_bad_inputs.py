@@ -130,6 +130,7 @@ def test_catalogue_through_python(exe, monkeypatch, tmp_path, capsys):
     catalogue.forward_cases(exe, tmp)
     card_path, good = catalogue.nifti_cases(exe, tmp, rng)
     catalogue.output_cases(exe, tmp, card_path, good)
+    catalogue.full_disk_cases(exe, tmp, card_path, good)  # where mount is allowed
     for k in ("ok", "FAIL", "n/a"):
         for line in results[k]:
             print(f"{k:4} {line}")
