@@ -18,7 +18,7 @@ seconds=${1:-600}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(pt safetensors npy nifti)
+  targets=(pt safetensors npy nifti cohort_list)
   # The DICOM target where the build has DICOM (dcmtk and a C++ compiler).
   dpkg-query -W -f='${Status}' libdcmtk-dev 2>/dev/null | grep -q "install ok installed" &&
     targets+=(dicom)
