@@ -181,7 +181,8 @@ def main():
             bad = [k for k in plain if k in got and got[k] != plain[k]]
             check(f"{name}: every tensor F32, same shape, same bytes", not bad,
                   "; ".join(f"{k}: {got[k][:2]} against {plain[k][:2]}, bytes "
-                            f"{'equal' if got[k][2] == plain[k][2] else 'differ'}" for k in bad[:4]))
+                            f"{'equal' if got[k][2] == plain[k][2] else 'differ'}"
+                            for k in bad[:4]))
             try:
                 card = json.loads(meta.get("card", "null"))
             except ValueError as e:
