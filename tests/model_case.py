@@ -10,7 +10,8 @@ Every model file found (model.pt, model_wrapped.pt, model.safetensors) is run
 through every requested convolution backend.
 
 Exit status: 0 all passed, 1 a comparison failed, 77 (meson's "skipped")
-when a fresh case is requested and torch is not installed.
+when a fresh case is requested and torch is not installed, or when
+--precision-floor is given and the engine fell back to fp32 on every run.
 """
 import argparse
 import json
@@ -25,7 +26,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "reference"))
 
-from compare import compare  # noqa: E402
+from compare import compare, error_ratio  # noqa: E402
 from host_exe import host_command  # noqa: E402
 
 
@@ -98,36 +99,84 @@ def run_case(args, case_dir):
         runs += [(models[0], conv, args.strict_rel, args.strict_argmax)
                  for conv in args.strict_conv.split(",")]
     scans = args.scan.split(",") if args.scan else [None]
-    failures = 0
+    failures = skipped = 0
     with tempfile.TemporaryDirectory() as tmp:
         for (model, conv, rel, argmax), scan in ((r, s) for r in runs for s in scans):
+            def forward(precision, out):
+                cmd = host_command(args.segmamba) + [
+                    "forward", "--model", os.path.join(case_dir, model),
+                    "--input", os.path.join(case_dir, "input.npy"), "--output", out,
+                    "--conv", conv, "--nslices", nslices, "--threads", str(args.threads)]
+                if case.get("fue"):
+                    cmd.append("--fue")
+                if scan:
+                    cmd += ["--scan", scan]
+                if precision:
+                    cmd += ["--precision", precision]
+                return subprocess.run(cmd, capture_output=True, text=True)
+
             out = os.path.join(tmp, "logits.npy")
-            cmd = host_command(args.segmamba) + [
-                "forward", "--model", os.path.join(case_dir, model),
-                "--input", os.path.join(case_dir, "input.npy"), "--output", out,
-                "--conv", conv, "--nslices", nslices, "--threads", str(args.threads)]
-            if case.get("fue"):
-                cmd.append("--fue")
-            if scan:
-                cmd += ["--scan", scan]
-            if args.precision:
-                cmd += ["--precision", args.precision]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            proc = forward(args.precision, out)
             label = f"{model} conv={conv}" + (f" scan={scan}" if scan else "")
             if proc.returncode != 0:
                 print(f"FAIL {label}: exit {proc.returncode}: {proc.stderr.strip()}")
                 failures += 1
                 continue
-            ok, report = compare(expected, np.load(out), rel, argmax)
+            got = np.load(out)
+            ok, report = compare(expected, got, rel, argmax)
             level = re.search(r"kernels (\w+)", proc.stderr)
             level = level.group(1) if level else "not reported"
             if args.expect_isa and level != args.expect_isa:
                 ok = False
                 report += f"; kernel level {level}, expected {args.expect_isa}"
-            print(f"{'ok  ' if ok else 'FAIL'} {label}: {report} [{proc.stderr.strip()}]",
-                  flush=True)
+            fell_back = False
+            if args.precision_floor is not None:
+                fell_back, note = precision_ran(args, expected, got, proc.stderr, forward,
+                                                os.path.join(tmp, "fp32.npy"))
+                ok = ok and note.startswith("ok")
+                report += "\n" + note
+            verdict = "skip" if ok and fell_back else "ok  " if ok else "FAIL"
+            print(f"{verdict} {label}: {report} [{proc.stderr.strip()}]", flush=True)
             failures += not ok
-    return 1 if failures else 0
+            skipped += ok and fell_back
+    if failures:
+        return 1
+    if skipped == len(runs) * len(scans):
+        print(f"skipped: --precision {args.precision} fell back to fp32 on every run")
+        return 77
+    return 0
+
+
+# cli_precision_notice (src/cli/common.c): a --precision the model cannot run
+# is replaced by fp32 and the CLI says so on stderr.
+FALLBACK_NOTICE = "; running fp32"
+
+
+def precision_ran(args, expected, got, stderr, forward, fp32_out):
+    """--precision-floor: runs forward("fp32", fp32_out), the same run at
+    fp32, and returns (fell_back, note), the note starting with "ok" or
+    "FAIL". A run with the fallback notice must equal the fp32 run bit for bit
+    (the caller then skips it); any other must be further from the reference
+    than --precision-floor times the fp32 run, or the lower precision did
+    not run."""
+    import numpy as np
+
+    proc = forward("fp32", fp32_out)
+    if proc.returncode != 0:
+        return False, f"FAIL: the fp32 run: exit {proc.returncode}: {proc.stderr.strip()}"
+    fp32 = np.load(fp32_out)
+    if FALLBACK_NOTICE in stderr:
+        if fp32.shape == got.shape and fp32.tobytes() == got.tobytes():
+            return True, (f"ok: --precision {args.precision} fell back to fp32 (the engine's "
+                          "notice) and the output is the fp32 run's bit for bit")
+        return True, (f"FAIL: --precision {args.precision} fell back to fp32 (the engine's "
+                      "notice) but the output is not the fp32 run's")
+    r, r32 = error_ratio(expected, got), error_ratio(expected, fp32)
+    above = r > args.precision_floor * r32
+    return False, (f"{'ok' if above else 'FAIL'}: --precision {args.precision} ratio {r:.3g}, "
+                   f"fp32 run {r32:.3g}: {r / r32 if r32 else float('inf'):.3g}x, "
+                   f"{'above' if above else 'NOT above'} the floor of {args.precision_floor:g}x"
+                   + ("" if above else f": {args.precision} did not run"))
 
 
 def case_arguments(description):
@@ -176,6 +225,11 @@ def main():
     ap.add_argument("--scan", help="kernel level passed to segmamba forward --scan; a "
                     "comma-separated list runs each")
     ap.add_argument("--precision", help="passed to segmamba forward --precision")
+    ap.add_argument("--precision-floor", type=float,
+                    help="with --precision: each run must be further from the reference "
+                    "(max|err|/max|ref|) than this many times the same run at fp32, or the "
+                    "lower precision did not run; a run the engine says fell back to fp32 "
+                    "must equal the fp32 run bit for bit and is skipped (exit 77 when all are)")
     ap.add_argument("--expect-isa", help="fail unless segmamba forward reports this kernel level")
     ap.add_argument("--expect-cpu-isa", choices=list(CPU_FLAGS),
                     help="on x86-64: --expect-isa this level where /proc/cpuinfo promises it, "
@@ -183,6 +237,8 @@ def main():
     ap.add_argument("--files", help="comma-separated model files of the case to run (default "
                     "model.pt, model_wrapped.pt, model.safetensors: each that exists)")
     args = ap.parse_args()
+    if args.precision_floor is not None and args.precision in (None, "fp32"):
+        ap.error("--precision-floor needs a --precision other than fp32")
     if args.expect_cpu_isa:
         if not cpu_promises(args.expect_cpu_isa):
             print(f"skip: /proc/cpuinfo does not promise {args.expect_cpu_isa} "

@@ -15,6 +15,17 @@ import sys
 import numpy as np
 
 
+def error_ratio(ref, act):
+    """max|act - ref| / max|ref| (0 when both are zero, inf when only ref
+    is), for arrays of one shape, at least one element."""
+    ref = np.asarray(ref, dtype=np.float64)
+    max_err = float(np.abs(np.asarray(act, dtype=np.float64) - ref).max())
+    max_ref = float(np.abs(ref).max())
+    if max_ref > 0:
+        return max_err / max_ref
+    return 0.0 if max_err == 0 else float("inf")
+
+
 def compare(ref, act, rel=1e-3, argmax=0.999):
     """Return (ok, report) for reference array ref and actual array act."""
     ref = np.asarray(ref, dtype=np.float64)
@@ -30,10 +41,7 @@ def compare(ref, act, rel=1e-3, argmax=0.999):
     err = np.abs(act - ref)
     max_err = float(err.max())
     max_ref = float(np.abs(ref).max())
-    if max_ref > 0:
-        ratio = max_err / max_ref
-    else:
-        ratio = 0.0 if max_err == 0 else float("inf")
+    ratio = error_ratio(ref, act)
     lines = [f"shape {ref.shape}",
              f"max|err| {max_err:.6g}  max|ref| {max_ref:.6g}  ratio {ratio:.3g} (limit {rel:g})",
              f"mean|err| {float(err.mean()):.6g}"]
