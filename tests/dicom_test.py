@@ -38,7 +38,8 @@ series. Checked:
         --dump build/tests/dicom_dump --venv build/dicom-venv [--seed S]
         [--write-corpus fuzz/corpus/dicom]
 
-The PyPI packages (pydicom, highdicom, SimpleITK; pinned below) live in a
+The PyPI packages (pydicom and its JPEG decoders, highdicom, SimpleITK;
+pinned below) live in a
 venv made on first use at --venv (over Debian's numpy, scipy and nibabel);
 the script then runs itself under the venv's Python.
 """
@@ -50,7 +51,10 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-PYPI = ["pydicom==3.0.2", "highdicom==0.28.2", "SimpleITK==2.5.7", "numpy==1.24.2"]
+# pylibjpeg with its libjpeg plugin and pyjpegls: pydicom's JPEG lossless
+# and JPEG-LS decoders.
+PYPI = ["pydicom==3.0.2", "highdicom==0.28.2", "SimpleITK==2.5.7", "numpy==1.24.2",
+        "pylibjpeg==2.0.1", "pylibjpeg-libjpeg==2.1.0", "pyjpegls==1.4.0"]
 
 
 def ensure_venv(venv):
