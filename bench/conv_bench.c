@@ -114,7 +114,7 @@ int main(int argc, char **argv)
         p.tile = var->tile;
         sm_status s = sm_conv_create(var->kind, &p, weight, bias, &c);
         if (s == SEGMAMBA_E_UNSUPPORTED) {
-            printf("  %-9s skipped: %s\n", var->name, segmamba_last_error());
+            printf("  %-9s skipped: %s\n", var->name, segmamba_get_last_error());
             continue;
         }
         double first = 0.0, best = 1e30;
@@ -126,7 +126,7 @@ int main(int argc, char **argv)
             else if (t < best) best = t;
         }
         if (s != SEGMAMBA_OK) {
-            fprintf(stderr, "%s: %s\n", var->name, segmamba_last_error());
+            fprintf(stderr, "%s: %s\n", var->name, segmamba_get_last_error());
             return 1;
         }
         if (reps < 1) best = first;

@@ -52,9 +52,9 @@ static inline void sm_fuzz_write_file(const char *path, const uint8_t *data, siz
 static inline void sm_fuzz_expect_message(segmamba_status st, const char *origin)
 {
     if (st == SEGMAMBA_OK) return;
-    const char *msg = segmamba_last_error();
+    const char *msg = segmamba_get_last_error();
     if (!strstr(msg, origin)) {
-        fprintf(stderr, "refusal (%s) without the file's name: '%s'\n", segmamba_status_name(st),
+        fprintf(stderr, "refusal (%s) without the file's name: '%s'\n", segmamba_get_status_name(st),
                 msg);
         abort();
     }

@@ -4,7 +4,7 @@
  *
  *   segmamba_model *m;
  *   if (segmamba_open("model.safetensors", NULL, &m) != SEGMAMBA_OK) {
- *       fprintf(stderr, "%s\n", segmamba_last_error());
+ *       fprintf(stderr, "%s\n", segmamba_get_last_error());
  *       return 1;
  *   }
  *   segmamba_forward(m, input, d, h, w, logits);
@@ -12,6 +12,16 @@
  *
  * Volumes cross the API in the usual C-order (C, D, H, W) float32 layout,
  * batch 1, exactly as a NumPy array of that shape is laid out in memory.
+ *
+ * Names (here and in segmamba_pipeline.h): segmamba_[object_]verb. The
+ * object names what the function belongs to where it is one of several
+ * (segmamba_card_load, segmamba_nifti_read, segmamba_volume_free); the verb
+ * says what it does: get reads a value (segmamba_get_version,
+ * segmamba_get_threads, segmamba_get_config; a list is segmamba_get_X_count
+ * and segmamba_get_X(..., i)), set changes a setting (segmamba_set_threads,
+ * segmamba_set_isa), and anything else is the action (segmamba_open,
+ * segmamba_forward, segmamba_measure_fma_peak, segmamba_close). Types are
+ * segmamba_noun, constants SEGMAMBA_NOUN.
  */
 #ifndef SEGMAMBA_H
 #define SEGMAMBA_H
@@ -29,10 +39,10 @@ extern "C" {
 #define SEGMAMBA_API
 #endif
 
-#define SEGMAMBA_VERSION_STRING "0.1.0"
+#define SEGMAMBA_VERSION_STRING "0.2.0"
 
 /* Every fallible call returns one of these. The message that goes with the
- * last failure on the calling thread is segmamba_last_error(). */
+ * last failure on the calling thread is segmamba_get_last_error(). */
 typedef enum segmamba_status {
     SEGMAMBA_OK = 0,
     SEGMAMBA_E_ARG = 1,         /* invalid argument from the caller */
@@ -131,13 +141,13 @@ typedef struct segmamba_options {
                                      0 picks one per layer */
 } segmamba_options;
 
-SEGMAMBA_API const char *segmamba_version(void);
+SEGMAMBA_API const char *segmamba_get_version(void);
 
 /* Message for the last failure on this thread ("" if none). */
-SEGMAMBA_API const char *segmamba_last_error(void);
+SEGMAMBA_API const char *segmamba_get_last_error(void);
 
 /* Short stable name of a status, e.g. "E_FORMAT". */
-SEGMAMBA_API const char *segmamba_status_name(segmamba_status s);
+SEGMAMBA_API const char *segmamba_get_status_name(segmamba_status s);
 
 /* Kernel level for the selective scan and other vector kernels: "scalar",
  * "avx2", "avx512" or "neon"; a level this CPU lacks falls back to the best
@@ -146,11 +156,11 @@ SEGMAMBA_API const char *segmamba_status_name(segmamba_status s);
  * environment variable SEGMAMBA_ISA. Process-wide and safe to call at any
  * time: models opened afterwards get the new level; a model already open
  * keeps the level it was opened with for all its forwards. */
-SEGMAMBA_API const char *segmamba_select_isa(const char *name);
+SEGMAMBA_API const char *segmamba_set_isa(const char *name);
 
-/* The kernel level segmamba_select_isa set (or the default): "scalar",
+/* The kernel level segmamba_set_isa set (or the default): "scalar",
  * "avx2", "avx512" or "neon". */
-SEGMAMBA_API const char *segmamba_isa(void);
+SEGMAMBA_API const char *segmamba_get_isa(void);
 
 /* How this library was built. */
 typedef struct segmamba_build_info {
@@ -175,7 +185,7 @@ SEGMAMBA_API int segmamba_get_threads(void);
  * GFLOP/s, measured now (chains of independent FMAs; the work doubles until
  * a run takes 0.1 s, then the best of 5 runs): the yardstick for a
  * forward's GFLOP/s. */
-SEGMAMBA_API double segmamba_fma_peak_gflops(int threads);
+SEGMAMBA_API double segmamba_measure_fma_peak(int threads);
 
 /* The most bytes one allocation whose size a file declares (a checkpoint's
  * tensor, an input array or NIfTI volume, a whole file read into memory)
@@ -188,7 +198,7 @@ SEGMAMBA_API void segmamba_set_max_memory(uint64_t bytes);
 /* 1 when the CUDA backend is built in and a GPU can run it; info receives
  * the GPU's description ("NAME, compute capability X.Y, N GiB"). Otherwise
  * 0, and info says why (not built, no device, no driver). */
-SEGMAMBA_API int segmamba_cuda_device(char *info, size_t cap);
+SEGMAMBA_API int segmamba_get_cuda_device(char *info, size_t cap);
 
 typedef struct segmamba_model segmamba_model;
 
@@ -201,18 +211,24 @@ typedef struct segmamba_model segmamba_model;
  * "out_main_seg.*" is read as "out.*". opts may be NULL. nslices and FUE,
  * which no tensor shows, come from opts, else from the safetensors
  * metadata (a model card stored by segmamba_convert, or a "config" entry),
- * else the defaults; a card in a side file is applied with
- * segmamba_card_apply (segmamba_pipeline.h). */
+ * else the defaults; segmamba_open_with_card (segmamba_pipeline.h) opens a
+ * model with its card, a side file's included. */
 SEGMAMBA_API segmamba_status segmamba_open(const char *path, const segmamba_options *opts,
                               segmamba_model **out);
 
 SEGMAMBA_API void segmamba_get_config(const segmamba_model *m, segmamba_config *cfg);
 
+/* The names of a configuration's family ("SegMamba v1", "SegMamba-V2") and
+ * Mamba type ("v3", "v2", "none"; "unknown" outside the enums), as
+ * `segmamba info` and `bench` print them; either pointer may be NULL. */
+SEGMAMBA_API void segmamba_get_config_names(const segmamba_config *cfg, const char **family,
+                                            const char **mamba_type);
+
 /* Names of the checkpoint's tensors that inference does not use (nnU-Net's
  * deep-supervision heads, "ds_seg_from_dec*"), in file order; i from 0 to
- * segmamba_ignored_count - 1 (NULL outside). The names belong to the model. */
-SEGMAMBA_API int segmamba_ignored_count(const segmamba_model *m);
-SEGMAMBA_API const char *segmamba_ignored_name(const segmamba_model *m, int i);
+ * segmamba_get_ignored_count - 1 (NULL outside). The names belong to the model. */
+SEGMAMBA_API int segmamba_get_ignored_count(const segmamba_model *m);
+SEGMAMBA_API const char *segmamba_get_ignored_name(const segmamba_model *m, int i);
 
 /* Checks that a (in_chans, d, h, w) input is accepted by the model: each
  * side a positive multiple of 16 and, with the v3 Mamba (the only type
@@ -270,8 +286,8 @@ typedef struct segmamba_layer {
     double seconds;          /* in the last forward (summed over a batch) */
 } segmamba_layer;
 
-/* Layers in the order they run; i from 0 to segmamba_layer_count - 1. */
-SEGMAMBA_API int segmamba_layer_count(const segmamba_model *m);
+/* Layers in the order they run; i from 0 to segmamba_get_layer_count - 1. */
+SEGMAMBA_API int segmamba_get_layer_count(const segmamba_model *m);
 SEGMAMBA_API segmamba_status segmamba_get_layer(const segmamba_model *m, int i,
                                                 segmamba_layer *out);
 

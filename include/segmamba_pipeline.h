@@ -9,17 +9,14 @@
  *   segmamba_card card;
  *   segmamba_volume img;
  *   segmamba_prediction p;
- *   segmamba_card_for_model("model.safetensors", &card);
- *   segmamba_options o = {0};
- *   segmamba_card_apply(&card, &o);          // nslices and FUE as the card says
- *   segmamba_open("model.safetensors", &o, &m);
+ *   segmamba_open_with_card("model.safetensors", NULL, NULL, &m, &card, NULL);
  *   segmamba_nifti_read("t1.nii.gz", &img);  // or fill a segmamba_volume
  *   segmamba_predict_options po = {0};
  *   segmamba_predict(m, &card, &img, &po, &p);
  *   segmamba_nifti_write_u8("seg.nii.gz", &img.geom, p.labels, 1);
  *
  * Each call returns a segmamba_status, with the message from
- * segmamba_last_error() as in segmamba.h. Volumes are float32 (C, D, H, W)
+ * segmamba_get_last_error() as in segmamba.h. Volumes are float32 (C, D, H, W)
  * in C order, where (D, H, W) is the file's stored voxel order (nz, ny, nx):
  * never reoriented, so outputs overlay the input in any viewer.
  */
@@ -280,25 +277,31 @@ SEGMAMBA_API segmamba_status segmamba_card_to_json(const segmamba_card *card, ch
  * and is invalid or unreadable. */
 SEGMAMBA_API segmamba_status segmamba_card_for_model(const char *model_path, segmamba_card *card);
 
-/* Sets the options' nslices and FUE to the card's where the caller left
- * them at their defaults (all-zero nslices, SEGMAMBA_FUE_CARD), so that a
- * side-file card reaches segmamba_open as a metadata card does. */
-SEGMAMBA_API void segmamba_card_apply(const segmamba_card *card, segmamba_options *opts);
-
 /* Checks the card against an open model: channel count, outputs for the
  * mapping, patch accepted by the network. */
 SEGMAMBA_API segmamba_status segmamba_card_check_model(const segmamba_card *card,
                                                        const segmamba_model *m);
 
-/* The card for an open model m loaded from model_path: as
- * segmamba_card_for_model, except that when the checkpoint has no card
- * (neither metadata nor side file) and m does not take 4 input channels,
- * the generic card (segmamba_card_generic) instead of the BraTS defaults;
- * *generic (may be NULL) says which. Open m with segmamba_card_apply of
- * segmamba_card_for_model's card (nslices and FUE are the same in both). */
-SEGMAMBA_API segmamba_status segmamba_card_for_open_model(const char *model_path,
-                                                          const segmamba_model *m,
-                                                          segmamba_card *card, int *generic);
+/* Opens a model with its model card: the one call for both. The card is
+ * card_path's (a JSON file) or, when card_path is NULL, the checkpoint's own
+ * as segmamba_card_for_model finds it, except that a checkpoint with no card
+ * (neither metadata nor side file) whose model does not take 4 input
+ * channels gets the generic card (segmamba_card_generic; *generic, which may
+ * be NULL, says so). The card's nslices and FUE reach the model where opts
+ * (NULL: the defaults) leaves them at their defaults (all-zero nslices,
+ * SEGMAMBA_FUE_CARD). On failure *model is NULL. */
+SEGMAMBA_API segmamba_status segmamba_open_with_card(const char *model_path,
+                                                     const char *card_path,
+                                                     const segmamba_options *opts,
+                                                     segmamba_model **model,
+                                                     segmamba_card *card, int *generic);
+
+/* Opens a model with a card the caller already holds (parsed from text, or
+ * shared by an ensemble): its nslices and FUE reach the model as above. */
+SEGMAMBA_API segmamba_status segmamba_open_for_card(const char *model_path,
+                                                    const segmamba_card *card,
+                                                    const segmamba_options *opts,
+                                                    segmamba_model **model);
 
 /* Writes the checkpoint at src (.pt or .safetensors) as a .safetensors file
  * at dst with card stored in its metadata, so the file carries its card.

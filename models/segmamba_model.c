@@ -77,9 +77,19 @@ static int type_directions(int mamba_type)
     return mamba_type == SEGMAMBA_MAMBA_NONE ? 1 : mamba_type == SEGMAMBA_MAMBA_V2 ? 2 : 3;
 }
 
-static const char *type_name(int mamba_type)
+const char *sm_family_name(int family)
 {
-    return mamba_type == SEGMAMBA_MAMBA_NONE ? "none" : mamba_type == SEGMAMBA_MAMBA_V2 ? "v2" : "v3";
+    return family == SEGMAMBA_FAMILY_V1   ? "SegMamba v1"
+           : family == SEGMAMBA_FAMILY_V2 ? "SegMamba-V2"
+                                          : "unknown";
+}
+
+const char *sm_mamba_type_name(int mamba_type)
+{
+    return mamba_type == SEGMAMBA_MAMBA_V3     ? "v3"
+           : mamba_type == SEGMAMBA_MAMBA_V2   ? "v2"
+           : mamba_type == SEGMAMBA_MAMBA_NONE ? "none"
+                                               : "unknown";
 }
 
 /* The layer whose tensors say the Mamba type: the first layer of the first
@@ -397,7 +407,7 @@ static void type_note(const segmamba_config *cfg, char *buf, size_t cap)
     snprintf(buf, cap,
              ": the Mamba type is %s, from the directions layer vit.stages.%d.0 has tensors "
              "of (%s), and every layer needs all the tensors of those directions and no others",
-             type_name(cfg->mamba_type), type_stage(cfg),
+             sm_mamba_type_name(cfg->mamba_type), type_stage(cfg),
              dirs[type_directions(cfg->mamba_type) - 1]);
 }
 

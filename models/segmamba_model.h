@@ -9,6 +9,12 @@
 #include "segmamba.h"
 #include "io/weights.h"
 
+/* The names of a family ("SegMamba v1", "SegMamba-V2") and of a Mamba type
+ * ("v3", "v2", "none"); "unknown" outside the enums. The one place they are
+ * spelled: segmamba_get_config_names gives them to every client. */
+const char *sm_family_name(int family);
+const char *sm_mamba_type_name(int mamba_type);
+
 /* Fills cfg from tensor shapes (nslices and fue are left as they are), and
  * the family and Mamba type from the tensors present: the directions whose
  * tensors the first Mamba layer has (_b and _s v3, _b v2, neither none). */

@@ -52,7 +52,7 @@ int main(int argc, char **argv)
 {
     if (argc == 6 && strcmp(argv[1], "--seg") == 0) {
         const segmamba_status st = write_seg(argv[2], argv[3], argv[4], argv[5]);
-        if (st != SEGMAMBA_OK) fprintf(stderr, "dicom_dump: %s\n", segmamba_last_error());
+        if (st != SEGMAMBA_OK) fprintf(stderr, "dicom_dump: %s\n", segmamba_get_last_error());
         return (int)st;
     }
     if (argc < 3) {
@@ -76,6 +76,6 @@ int main(int argc, char **argv)
     segmamba_status st = segmamba_dicom_read(dirs, ns ? series : NULL, n, &v, NULL);
     if (st == SEGMAMBA_OK) st = segmamba_nifti_write_f32(argv[1], &v.geom, v.data, v.c);
     segmamba_volume_free(&v);
-    if (st != SEGMAMBA_OK) fprintf(stderr, "dicom_dump: %s\n", segmamba_last_error());
+    if (st != SEGMAMBA_OK) fprintf(stderr, "dicom_dump: %s\n", segmamba_get_last_error());
     return (int)st;
 }

@@ -19,7 +19,7 @@
 
 static int fail(sm_status st)
 {
-    fprintf(stderr, "nifti_dump: %s\n", segmamba_last_error());
+    fprintf(stderr, "nifti_dump: %s\n", segmamba_get_last_error());
     return (int)st;
 }
 

@@ -270,7 +270,7 @@ static void test_backend_cases(sm_conv_kind kind)
         float *want = sentinel_floats(nvox * dst_ld), *got = sentinel_floats(nvox * dst_ld);
         CHECK(run_conv(SM_CONV_REF, SM_PREC_F32, t, &x, want) == SEGMAMBA_OK);
         sm_status s = run_conv(kind, SM_PREC_F32, t, &x, got);
-        CHECK_MSG(s == SEGMAMBA_OK, "%s: %s", sm_conv_kind_name(kind), segmamba_last_error());
+        CHECK_MSG(s == SEGMAMBA_OK, "%s: %s", sm_conv_kind_name(kind), segmamba_get_last_error());
         error_bound e = compare(t, &x, SM_PREC_F32, sm_conv_kind_name(kind), want, got, nvox,
                                 dst_ld);
         if (e.err / e.tol > worst) worst = e.err / e.tol;
@@ -378,7 +378,7 @@ static void test_bf16_cases(void)
         CHECK(run_conv(SM_CONV_REF, SM_PREC_F32, t, &x, want) == SEGMAMBA_OK);
         CHECK(run_conv(SM_CONV_ONEDNN, SM_PREC_F32, t, &x, f32) == SEGMAMBA_OK);
         sm_status s = run_conv(SM_CONV_ONEDNN, SM_PREC_BF16, t, &x, bf16);
-        CHECK_MSG(s == SEGMAMBA_OK, "onednn bf16: %s", segmamba_last_error());
+        CHECK_MSG(s == SEGMAMBA_OK, "onednn bf16: %s", segmamba_get_last_error());
         error_bound e32 = compare(t, &x, SM_PREC_F32, "onednn", want, f32, nvox, dst_ld);
         error_bound e16 = compare(t, &x, SM_PREC_BF16, "onednn", want, bf16, nvox, dst_ld);
         CHECK_MSG(e16.err > 16.0 * e32.err && e16.err > e16.tol / 64.0,
@@ -519,7 +519,7 @@ static void winograd_case(const conv_case *t, int m, int in_place, wino_figures 
     } else {
         st = sm_conv_forward(c, x.src, src_ld, t->d, t->h, t->w, dst, dst_ld);
     }
-    CHECK_MSG(st == SEGMAMBA_OK, "winograd%d: %s", m, segmamba_last_error());
+    CHECK_MSG(st == SEGMAMBA_OK, "winograd%d: %s", m, segmamba_get_last_error());
     sm_conv_free(c);
     double *rss = winograd_rss(t, &x, m);
     const double cin = t->cin, n = m + 2, u = FLT_EPSILON / 2;

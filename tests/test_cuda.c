@@ -552,7 +552,7 @@ static segmamba_model *open_tiny(segmamba_backend backend)
     segmamba_options o = {.nslices = {16, 8, 4, 2}, .backend = backend};
     segmamba_model *m = NULL;
     CHECK_MSG(segmamba_open("tests/fixtures/tiny/model.safetensors", &o, &m) == SEGMAMBA_OK,
-              "opening the tiny model: %s", segmamba_last_error());
+              "opening the tiny model: %s", segmamba_get_last_error());
     return m;
 }
 
@@ -609,12 +609,12 @@ int main(void)
 {
     char info[256];
     if (sm_cuda_probe(info, sizeof info) != SEGMAMBA_OK) {
-        printf("skipped: no CUDA device: %s\n", segmamba_last_error());
+        printf("skipped: no CUDA device: %s\n", segmamba_get_last_error());
         return 77;
     }
     printf("device: %s\n", info);
     if (sm_cuda_ctx_create(0, &ctx) != SEGMAMBA_OK) {
-        fprintf(stderr, "cannot create a CUDA context: %s\n", segmamba_last_error());
+        fprintf(stderr, "cannot create a CUDA context: %s\n", segmamba_get_last_error());
         return 1;
     }
     test_convs();

@@ -114,7 +114,7 @@ static void test_op_table(void)
         const int t = sm_graph_tensor(g, CIN, 0);
         sm_graph_node(g, (sm_opcode)op, t, -1, t, SM_ACT_NONE, NULL, 0);
         CHECK_MSG(g->status == SEGMAMBA_OK, "op %d (%s) refused: %s", op,
-                  sm_opcode_name((sm_opcode)op), segmamba_last_error());
+                  sm_opcode_name((sm_opcode)op), segmamba_get_last_error());
         sm_graph_free(g);
     }
     sm_graph *g = sm_graph_create();

@@ -143,10 +143,10 @@ static void test_json_errors(void)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         sm_json v;
         sm_status st = parse_text(cases[i].text, &v);
-        const char *msg = segmamba_last_error();
+        const char *msg = segmamba_get_last_error();
         CHECK_MSG(st == SEGMAMBA_E_FORMAT && contains(msg, "doc: invalid JSON") &&
                       contains(msg, cases[i].message),
-                  "'%s' gave %s '%s'", cases[i].text, segmamba_status_name(st), msg);
+                  "'%s' gave %s '%s'", cases[i].text, segmamba_get_status_name(st), msg);
         CHECK(v.type == SM_JSON_NULL);
     }
 
@@ -159,7 +159,7 @@ static void test_json_errors(void)
         sm_status st = sm_json_parse(deep, 2 * (size_t)n, "doc", &v);
         CHECK_MSG(n == SM_JSON_MAX_DEPTH ? st == SEGMAMBA_OK
                                          : st == SEGMAMBA_E_FORMAT &&
-                                               contains(segmamba_last_error(), "nested deeper than 64"),
+                                               contains(segmamba_get_last_error(), "nested deeper than 64"),
                   "depth %d", n);
         sm_json_free(&v);
     }
@@ -223,7 +223,7 @@ static void check_fixture(const char *file, const sm_json *want)
     if (has_suffix(file, ".npy")) {
         segmamba_array a;
         sm_status st = segmamba_npy_read(path, &a);
-        CHECK_MSG(st == SEGMAMBA_OK, "%s: %s", path, segmamba_last_error());
+        CHECK_MSG(st == SEGMAMBA_OK, "%s: %s", path, segmamba_get_last_error());
         if (st == SEGMAMBA_OK)
             check_tensor(file, "array", a.ndim, a.shape, a.data, sm_json_get(tensors, "array"));
         segmamba_array_free(&a);
@@ -231,7 +231,7 @@ static void check_fixture(const char *file, const sm_json *want)
     }
     sm_weights w = {0};
     sm_status st = sm_load_weights(path, &w);
-    CHECK_MSG(st == SEGMAMBA_OK, "%s: %s", path, segmamba_last_error());
+    CHECK_MSG(st == SEGMAMBA_OK, "%s: %s", path, segmamba_get_last_error());
     CHECK_MSG(w.count == tensors->count, "%s: %zu tensors, expected %zu", file, w.count, tensors->count);
     for (size_t i = 0; i < tensors->count; i++) {
         const sm_json_member *m = &tensors->members[i];
@@ -382,9 +382,9 @@ static void test_refusals(void)
         char path[512];
         snprintf(path, sizeof path, FIXTURES "%s", cases[i].file);
         sm_status st = load_with(cases[i].reader, path);
-        const char *msg = segmamba_last_error();
+        const char *msg = segmamba_get_last_error();
         CHECK_MSG(st == cases[i].code && contains(msg, path) && contains(msg, cases[i].message),
-                  "%s: got %s '%s'", cases[i].file, segmamba_status_name(st), msg);
+                  "%s: got %s '%s'", cases[i].file, segmamba_get_status_name(st), msg);
     }
 }
 
@@ -435,9 +435,9 @@ static void test_zip(void)
         unsigned char *base = damage[i].in_directory ? copy + cd_offset : copy + size - 22;
         memcpy(base + damage[i].offset, damage[i].value, damage[i].len);
         sm_status st = sm_zip_open(&z, copy, size, "damaged.zip");
-        const char *msg = segmamba_last_error();
+        const char *msg = segmamba_get_last_error();
         CHECK_MSG(st != SEGMAMBA_OK && contains(msg, "damaged.zip") && contains(msg, damage[i].message),
-                  "damage %zu: %s '%s'", i, segmamba_status_name(st), msg);
+                  "damage %zu: %s '%s'", i, segmamba_get_status_name(st), msg);
         CHECK(z.entries == NULL && z.count == 0);
         free(copy);
     }
@@ -561,10 +561,10 @@ static void test_memory_cap(void)
     segmamba_set_max_memory(100);
     sm_status st = segmamba_npy_read(FIXTURES "f4.npy", &a);
     CHECK_MSG(st == SEGMAMBA_E_NOMEM &&
-                  contains(segmamba_last_error(), FIXTURES "f4.npy: reading the file would need "
+                  contains(segmamba_get_last_error(), FIXTURES "f4.npy: reading the file would need "
                                                   "225 bytes, more than the memory limit of 100 "
                                                   "bytes"),
-              "%s", segmamba_last_error());
+              "%s", segmamba_get_last_error());
     segmamba_array_free(&a);
     /* 225 bytes read, 24 floats (96 bytes) converted. */
     segmamba_set_max_memory(225);
@@ -576,7 +576,7 @@ static void test_memory_cap(void)
     segmamba_array_free(&a);
     setenv("SEGMAMBA_MAX_MEMORY", "12Q", 1);
     CHECK(segmamba_npy_read(FIXTURES "f4.npy", &a) == SEGMAMBA_E_ARG &&
-          contains(segmamba_last_error(), "SEGMAMBA_MAX_MEMORY='12Q' is not a size"));
+          contains(segmamba_get_last_error(), "SEGMAMBA_MAX_MEMORY='12Q' is not a size"));
     segmamba_array_free(&a);
     unsetenv("SEGMAMBA_MAX_MEMORY");
     CHECK(sm_memory_cap() > 0);
@@ -617,7 +617,7 @@ static void mutate_and_load(const char *fixture, enum reader reader, size_t from
         CHECK(sm_file_write_atomic(out, parts, sizes, 1) == SEGMAMBA_OK);
         sm_status st = load_with(reader, out);
         failures += st != SEGMAMBA_OK;
-        if (st != SEGMAMBA_OK) CHECK(contains(segmamba_last_error(), out));
+        if (st != SEGMAMBA_OK) CHECK(contains(segmamba_get_last_error(), out));
         free(copy);
     }
     CHECK_MSG(failures > 0, "%s: no mutation was refused", fixture);

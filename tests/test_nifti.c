@@ -147,7 +147,7 @@ static void test_datatypes(void)
             make_file(path, &sp);
             segmamba_volume v;
             sm_status st = segmamba_nifti_read(path, &v);
-            CHECK_MSG(st == SEGMAMBA_OK, "%s: %s", path, segmamba_last_error());
+            CHECK_MSG(st == SEGMAMBA_OK, "%s: %s", path, segmamba_get_last_error());
             if (st != SEGMAMBA_OK) continue;
             CHECK(v.c == 1 && v.d == 3 && v.h == 4 && v.w == 5);
             const double a = slopes[s][0] == 0 ? 1 : slopes[s][0];
@@ -172,7 +172,7 @@ static void test_4d_and_units(void)
     make_file(path, &sp);
     segmamba_volume v;
     sm_status st = segmamba_nifti_read(path, &v);
-    CHECK_MSG(st == SEGMAMBA_OK, "%s", segmamba_last_error());
+    CHECK_MSG(st == SEGMAMBA_OK, "%s", segmamba_get_last_error());
     if (st != SEGMAMBA_OK) return;
     CHECK(v.c == 2 && v.d == 3 && v.h == 4 && v.w == 5);
     /* channel 1, voxel (k=2, j=3, i=4) is element 60 + 2*20 + 3*5 + 4 of the file */
@@ -206,7 +206,7 @@ static void refusal(const char *name, const spec *sp, long patch_at, const void 
     if (truncate_to >= 0) CHECK(truncate(path, truncate_to) == 0);
     segmamba_volume v;
     sm_status st = segmamba_nifti_read(path, &v);
-    const char *msg = segmamba_last_error();
+    const char *msg = segmamba_get_last_error();
     CHECK_MSG(st == want, "%s: status %d, want %d (%s)", name, st, want, msg);
     CHECK_MSG(contains(msg, path) && contains(msg, words), "%s: message '%s' lacks '%s'", name,
               msg, words);
@@ -245,16 +245,16 @@ static void test_refusals(void)
     }
     segmamba_volume v;
     CHECK(segmamba_nifti_read(hp, &v) == SEGMAMBA_E_UNSUPPORTED &&
-          contains(segmamba_last_error(), "absurd"));
+          contains(segmamba_get_last_error(), "absurd"));
     CHECK(segmamba_nifti_read(tmp("missing.nii"), &v) == SEGMAMBA_E_IO &&
-          contains(segmamba_last_error(), "missing.nii"));
+          contains(segmamba_get_last_error(), "missing.nii"));
     const char *np = tmp("notnifti.nii");
     if ((f = fopen(np, "wb"))) {
         for (int i = 0; i < 1000; i++) fputc(i * 7, f);
         fclose(f);
     }
     CHECK(segmamba_nifti_read(np, &v) == SEGMAMBA_E_FORMAT &&
-          contains(segmamba_last_error(), "not a NIfTI file"));
+          contains(segmamba_get_last_error(), "not a NIfTI file"));
 }
 
 static void test_channels(void)
@@ -269,7 +269,7 @@ static void test_channels(void)
     const char *ok[3] = {pa, pb, pa};
     segmamba_volume v;
     sm_status st = segmamba_nifti_read_channels(ok, 3, &v);
-    CHECK_MSG(st == SEGMAMBA_OK, "%s", segmamba_last_error());
+    CHECK_MSG(st == SEGMAMBA_OK, "%s", segmamba_get_last_error());
     if (st == SEGMAMBA_OK) {
         CHECK(v.c == 3 && v.d == 3);
         CHECK(v.data[7] == (float)pattern(DT_INT16, 7));
@@ -280,9 +280,9 @@ static void test_channels(void)
     const char *bad_dims[2] = {pa, pc};
     st = segmamba_nifti_read_channels(bad_dims, 2, &v);
     CHECK(st == SEGMAMBA_E_SHAPE && v.data == NULL);
-    CHECK_MSG(contains(segmamba_last_error(), "dims differ: 5x4x3 vs 5x4x4") &&
-                  contains(segmamba_last_error(), pa) && contains(segmamba_last_error(), pc),
-              "%s", segmamba_last_error());
+    CHECK_MSG(contains(segmamba_get_last_error(), "dims differ: 5x4x3 vs 5x4x4") &&
+                  contains(segmamba_get_last_error(), pa) && contains(segmamba_get_last_error(), pc),
+              "%s", segmamba_get_last_error());
 
     /* a shifted origin and a different spacing, through edited headers */
     nifti_image *nim = make(tmp("ch_shift.nii"), &a);
@@ -297,23 +297,23 @@ static void test_channels(void)
     }
     const char *shift[2] = {pa, tmp("ch_shift.nii")};
     st = segmamba_nifti_read_channels(shift, 2, &v);
-    CHECK_MSG(st == SEGMAMBA_E_SHAPE && contains(segmamba_last_error(), "affines differ") &&
-                  contains(segmamba_last_error(), "origin"),
-              "%s", segmamba_last_error());
+    CHECK_MSG(st == SEGMAMBA_E_SHAPE && contains(segmamba_get_last_error(), "affines differ") &&
+                  contains(segmamba_get_last_error(), "origin"),
+              "%s", segmamba_get_last_error());
     const char *near[2] = {pa, tmp("ch_near.nii")};
     st = segmamba_nifti_read_channels(near, 2, &v);
-    CHECK_MSG(st == SEGMAMBA_OK, "%s", segmamba_last_error());
+    CHECK_MSG(st == SEGMAMBA_OK, "%s", segmamba_get_last_error());
     segmamba_volume_free(&v);
     const char *spc[2] = {pa, tmp("ch_spacing.nii")};
     st = segmamba_nifti_read_channels(spc, 2, &v);
     CHECK_MSG(st == SEGMAMBA_E_SHAPE &&
-                  contains(segmamba_last_error(), "spacing differs: 1.5x0.75x2.5 vs 1.5x0.75x3 mm"),
-              "%s", segmamba_last_error());
+                  contains(segmamba_get_last_error(), "spacing differs: 1.5x0.75x2.5 vs 1.5x0.75x3 mm"),
+              "%s", segmamba_get_last_error());
     spec four = {DT_INT16, {4, 5, 4, 3, 2, 1, 1, 1}, 1, 0, 0, 0};
     make_file(tmp("ch_4d.nii"), &four);
     const char *with4d[2] = {pa, tmp("ch_4d.nii")};
     CHECK(segmamba_nifti_read_channels(with4d, 2, &v) == SEGMAMBA_E_UNSUPPORTED &&
-          contains(segmamba_last_error(), "4D"));
+          contains(segmamba_get_last_error(), "4D"));
 }
 
 static int header_size(const char *path)
@@ -345,7 +345,7 @@ static void test_writers(void)
     make_file(in, &sp);
     segmamba_volume v;
     if (segmamba_nifti_read(in, &v) != SEGMAMBA_OK) {
-        CHECK_MSG(0, "%s", segmamba_last_error());
+        CHECK_MSG(0, "%s", segmamba_get_last_error());
         return;
     }
     const nifti_image *src = v.geom.header;
@@ -354,7 +354,7 @@ static void test_writers(void)
     for (int c = 1; c <= 3; c += 2) {
         const char *out = tmp(c == 1 ? "w_lab.nii.gz" : "w_regions.nii");
         sm_status st = segmamba_nifti_write_u8(out, &v.geom, lab, c);
-        CHECK_MSG(st == SEGMAMBA_OK, "%s", segmamba_last_error());
+        CHECK_MSG(st == SEGMAMBA_OK, "%s", segmamba_get_last_error());
         nifti_image *r = nifti_image_read(out, 1);
         CHECK(r != NULL);
         if (!r) continue;
@@ -394,7 +394,7 @@ static void test_writers(void)
         CHECK(fabs(h->cal_min + 0.25) < 1e-6 && fabs(h->cal_max - 0.75) < 1e-6);
         segmamba_volume_free(&back);
     } else {
-        CHECK_MSG(0, "%s", segmamba_last_error());
+        CHECK_MSG(0, "%s", segmamba_get_last_error());
     }
 
     /* no header: the affine alone (a rotation) becomes sform and qform */
@@ -417,7 +417,7 @@ static void test_writers(void)
     /* failures leave nothing behind */
     CHECK(segmamba_nifti_write_u8(tmp("nodir/x.nii.gz"), &v.geom, lab, 1) == SEGMAMBA_E_IO);
     CHECK(segmamba_nifti_write_u8(tmp("w_bad.png"), &v.geom, lab, 1) == SEGMAMBA_E_ARG &&
-          contains(segmamba_last_error(), ".nii"));
+          contains(segmamba_get_last_error(), ".nii"));
     CHECK(files_in_dir_with("tmp") == 0);
     segmamba_volume_free(&v);
 }

@@ -38,16 +38,27 @@ int main(void)
     segmamba_set_threads(2);
     segmamba_card card;
     CHECK(segmamba_card_parse(CARD, sizeof CARD - 1, "test card", &card) == SEGMAMBA_OK);
-    segmamba_options opts = {.fue = SEGMAMBA_FUE_OFF};
-    segmamba_card_apply(&card, &opts);
-    CHECK(opts.fue == SEGMAMBA_FUE_OFF);                     /* the caller's choice stays */
-    CHECK(memcmp(opts.nslices, card.nslices, sizeof opts.nslices) == 0);
-    segmamba_options bad = {.fue = 7};
+    /* The card's nslices and FUE reach the model where the options leave
+     * them at their defaults; the caller's choice stays. */
+    segmamba_card fue_card = card;
+    fue_card.fue = 1;
+    const segmamba_options opts = {.fue = SEGMAMBA_FUE_OFF};
     segmamba_model *m = NULL;
-    CHECK(segmamba_open(MODEL, &bad, &m) == SEGMAMBA_E_ARG); /* not a FUE setting */
+    segmamba_config got;
+    CHECK(segmamba_open_for_card(MODEL, &fue_card, NULL, &m) == SEGMAMBA_OK);
+    if (m) {
+        segmamba_get_config(m, &got);
+        CHECK(got.fue == 1 && memcmp(got.nslices, card.nslices, sizeof got.nslices) == 0);
+        segmamba_close(m);
+        m = NULL;
+    }
+    segmamba_options bad = {.fue = 7};
+    CHECK(segmamba_open_for_card(MODEL, &card, &bad, &m) == SEGMAMBA_E_ARG); /* not a FUE setting */
     CHECK(m == NULL);
-    CHECK(segmamba_open(MODEL, &opts, &m) == SEGMAMBA_OK);
+    CHECK(segmamba_open_for_card(MODEL, &fue_card, &opts, &m) == SEGMAMBA_OK);
     if (!m) return check_report("test_pipeline_api");
+    segmamba_get_config(m, &got);
+    CHECK(got.fue == 0 && memcmp(got.nslices, card.nslices, sizeof got.nslices) == 0);
     segmamba_config cfg;
     segmamba_get_config(m, &cfg);
     CHECK(cfg.fue == 0);
@@ -78,8 +89,8 @@ int main(void)
     segmamba_prediction p;
     memset(&p, 0xff, sizeof p); /* whatever the caller had there */
     const segmamba_status st = segmamba_predict(m, &card, &v, &po, &p);
-    CHECK_MSG(st == SEGMAMBA_E_CANCELLED, "status %s: %s", segmamba_status_name(st),
-              segmamba_last_error());
+    CHECK_MSG(st == SEGMAMBA_E_CANCELLED, "status %s: %s", segmamba_get_status_name(st),
+              segmamba_get_last_error());
     CHECK(stop.n == 1 && stop.in_order && stop.total == 2);
     CHECK(p.labels == NULL && p.probabilities == NULL && p.regions == NULL &&
           p.uncertainty == NULL);
@@ -104,7 +115,7 @@ int main(void)
     /* A model whose run was cancelled gives what a fresh model gives. */
     segmamba_model *fresh = NULL;
     segmamba_prediction q = {0};
-    CHECK(segmamba_open(MODEL, &opts, &fresh) == SEGMAMBA_OK);
+    CHECK(segmamba_open_for_card(MODEL, &fue_card, &opts, &fresh) == SEGMAMBA_OK);
     po.progress = NULL;
     CHECK(fresh && segmamba_predict(fresh, &card, &v, &po, &q) == SEGMAMBA_OK);
     CHECK(p.labels && q.labels && memcmp(p.labels, q.labels, n) == 0);

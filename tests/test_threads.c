@@ -31,7 +31,7 @@ static void *worker(void *arg)
         for (int r = 0; r < RUNS; r++) {
             const int k = (r + t) % RUNS; /* threads on one model interleave inputs */
             if (segmamba_forward(models[m], inputs[k], SIDE, SIDE, SIDE, out) != SEGMAMBA_OK) {
-                fprintf(stderr, "thread %d: %s\n", t, segmamba_last_error());
+                fprintf(stderr, "thread %d: %s\n", t, segmamba_get_last_error());
                 atomic_fetch_add(&failures, 1);
             } else if (memcmp(out, want[m][k], out_floats * sizeof *out) != 0) {
                 atomic_fetch_add(&mismatches, 1);
@@ -50,7 +50,7 @@ static void *own_model(void *arg)
     float *out = malloc(out_floats * sizeof *out);
     if (!out || segmamba_open(MODEL, NULL, &m) != SEGMAMBA_OK ||
         segmamba_forward(m, inputs[0], SIDE, SIDE, SIDE, out) != SEGMAMBA_OK) {
-        fprintf(stderr, "own model: %s\n", segmamba_last_error());
+        fprintf(stderr, "own model: %s\n", segmamba_get_last_error());
         atomic_fetch_add(&failures, 1);
     } else if (memcmp(out, want[0][0], out_floats * sizeof *out) != 0) {
         atomic_fetch_add(&mismatches, 1);
@@ -60,7 +60,7 @@ static void *own_model(void *arg)
     return NULL;
 }
 
-/* segmamba_select_isa after open: models[0] (opened at the initial level,
+/* segmamba_set_isa after open: models[0] (opened at the initial level,
  * the CPU's best or SEGMAMBA_ISA's) keeps its output when the level drops
  * to scalar, and a model opened at scalar keeps its own when the level goes
  * back up to the best one; a model opened then may differ. Where the CPU
@@ -71,21 +71,21 @@ static void test_level_kept(void)
     segmamba_model *at_scalar = NULL, *at_best = NULL;
     CHECK(out && scalar_out);
     if (!out || !scalar_out) goto done;
-    const char *level = segmamba_select_isa("scalar");
+    const char *level = segmamba_set_isa("scalar");
     CHECK(level && strcmp(level, "scalar") == 0);
     CHECK(segmamba_forward(models[0], inputs[0], SIDE, SIDE, SIDE, out) == SEGMAMBA_OK);
     CHECK_MSG(memcmp(out, want[0][0], out_floats * sizeof *out) == 0,
-              "an open model's output changed with segmamba_select_isa(\"scalar\")");
+              "an open model's output changed with segmamba_set_isa(\"scalar\")");
     CHECK(segmamba_open(MODEL, NULL, &at_scalar) == SEGMAMBA_OK);
     if (!at_scalar) goto done;
     CHECK(segmamba_forward(at_scalar, inputs[0], SIDE, SIDE, SIDE, scalar_out) == SEGMAMBA_OK);
     /* A level the CPU lacks falls back: "avx512" is the best on x86-64,
      * "neon" on AArch64. */
-    const char *best = segmamba_select_isa("avx512");
-    if (strcmp(best, "scalar") == 0) best = segmamba_select_isa("neon");
+    const char *best = segmamba_set_isa("avx512");
+    if (strcmp(best, "scalar") == 0) best = segmamba_set_isa("neon");
     CHECK(segmamba_forward(at_scalar, inputs[0], SIDE, SIDE, SIDE, out) == SEGMAMBA_OK);
     CHECK_MSG(memcmp(out, scalar_out, out_floats * sizeof *out) == 0,
-              "an open model's output changed with segmamba_select_isa(\"%s\")", best);
+              "an open model's output changed with segmamba_set_isa(\"%s\")", best);
     CHECK(segmamba_open(MODEL, NULL, &at_best) == SEGMAMBA_OK);
     if (!at_best) goto done;
     CHECK(segmamba_forward(at_best, inputs[0], SIDE, SIDE, SIDE, out) == SEGMAMBA_OK);
@@ -112,7 +112,7 @@ int main(void)
     segmamba_set_threads(3);
     for (int m = 0; m < MODELS; m++)
         if (segmamba_open(MODEL, NULL, &models[m]) != SEGMAMBA_OK) {
-            fprintf(stderr, "%s\n", segmamba_last_error());
+            fprintf(stderr, "%s\n", segmamba_get_last_error());
             return 1;
         }
     segmamba_config c;

@@ -23,7 +23,7 @@ static PyObject *raise_status(segmamba_status st, const char *message)
 {
     PyObject *exc = PyObject_CallFunction(sm_error, "s", message);
     if (!exc) return NULL;
-    PyObject *name = PyUnicode_FromString(segmamba_status_name(st));
+    PyObject *name = PyUnicode_FromString(segmamba_get_status_name(st));
     PyObject *code = PyLong_FromLong((long)st);
     if (name && code && PyObject_SetAttrString(exc, "status", name) == 0 &&
         PyObject_SetAttrString(exc, "code", code) == 0)
@@ -34,7 +34,7 @@ static PyObject *raise_status(segmamba_status st, const char *message)
     return NULL;
 }
 
-static PyObject *raise_last(segmamba_status st) { return raise_status(st, segmamba_last_error()); }
+static PyObject *raise_last(segmamba_status st) { return raise_status(st, segmamba_get_last_error()); }
 
 /* ---- _Array: memory the library allocated, as a buffer ------------------ */
 
@@ -235,21 +235,11 @@ static int model_init(ModelObject *self, PyObject *args, PyObject *kw)
     int generic = 0;
     Py_BEGIN_ALLOW_THREADS
     if (threads > 0) segmamba_set_threads(threads);
-    if (card_path)
-        st = segmamba_card_load(card_path, &self->card);
-    else if (card_json)
+    if (card_json) {
         st = segmamba_card_parse(card_json, (size_t)card_json_len, "the card given", &self->card);
-    else
-        st = segmamba_card_for_model(path, &self->card);
-    if (st == SEGMAMBA_OK) {
-        segmamba_card_apply(&self->card, &o);
-        st = segmamba_open(path, &o, &m);
-    }
-    if (st == SEGMAMBA_OK && !card_path && !card_json)
-        st = segmamba_card_for_open_model(path, m, &self->card, &generic);
-    if (st != SEGMAMBA_OK) {
-        segmamba_close(m);
-        m = NULL;
+        if (st == SEGMAMBA_OK) st = segmamba_open_for_card(path, &self->card, &o, &m);
+    } else {
+        st = segmamba_open_with_card(path, card_path, &o, &m, &self->card, &generic);
     }
     Py_END_ALLOW_THREADS
     if (st != SEGMAMBA_OK) {
@@ -289,17 +279,17 @@ static PyObject *model_config(ModelObject *self, PyObject *unused)
     segmamba_get_config(self->m, &self->cfg);
     const segmamba_config *c = &self->cfg;
     PyObject *ignored = PyList_New(0);
-    for (int i = 0; ignored && i < segmamba_ignored_count(self->m); i++) {
-        PyObject *s = PyUnicode_FromString(segmamba_ignored_name(self->m, i));
+    for (int i = 0; ignored && i < segmamba_get_ignored_count(self->m); i++) {
+        PyObject *s = PyUnicode_FromString(segmamba_get_ignored_name(self->m, i));
         if (!s || PyList_Append(ignored, s) != 0) Py_CLEAR(ignored);
         Py_XDECREF(s);
     }
     if (!ignored) return NULL;
-    static const char *const mamba[] = {"v3", "v2", "none"};
+    const char *family, *mamba_type;
+    segmamba_get_config_names(c, &family, &mamba_type);
     return Py_BuildValue(
         "{s:s,s:s,s:i,s:i,s:N,s:N,s:i,s:i,s:i,s:i,s:N,s:N,s:O,s:L,s:s,s:s,s:O,s:L,s:N}",
-        "family", c->family == SEGMAMBA_FAMILY_V2 ? "SegMamba-V2" : "SegMamba v1", "mamba_type",
-        c->mamba_type >= 0 && c->mamba_type < 3 ? mamba[c->mamba_type] : "unknown", "in_chans",
+        "family", family, "mamba_type", mamba_type, "in_chans",
         c->in_chans, "out_chans", c->out_chans, "depths", ints4(c->depths), "feat_size",
         ints4(c->feat), "hidden_size", c->hidden, "d_state", c->d_state, "d_conv", c->d_conv,
         "expand", c->expand, "dt_rank", ints4(c->dt_rank), "nslices", ints4(c->nslices), "fue",
@@ -334,7 +324,7 @@ static PyObject *model_profile(ModelObject *self, PyObject *unused)
     segmamba_profile p;
     segmamba_get_profile(self->m, &p);
     double conv3 = 0.0;
-    const int n = segmamba_layer_count(self->m);
+    const int n = segmamba_get_layer_count(self->m);
     for (int i = 0; i < n; i++) {
         segmamba_layer l;
         if (segmamba_get_layer(self->m, i, &l) == SEGMAMBA_OK && l.conv3x3x3) conv3 += l.seconds;
@@ -351,7 +341,7 @@ static PyObject *model_layers(ModelObject *self, PyObject *unused)
 {
     (void)unused;
     if (!model_usable(self)) return NULL;
-    const int n = segmamba_layer_count(self->m);
+    const int n = segmamba_get_layer_count(self->m);
     PyObject *list = PyList_New(n);
     for (int i = 0; list && i < n; i++) {
         segmamba_layer l;
@@ -793,11 +783,11 @@ static PyObject *py_build_info(PyObject *mod, PyObject *unused)
     segmamba_build_info b;
     segmamba_get_build_info(&b);
     char gpu[256];
-    const int have_gpu = segmamba_cuda_device(gpu, sizeof gpu);
-    return Py_BuildValue("{s:s,s:O,s:O,s:s,s:s,s:O,s:s}", "version", segmamba_version(), "onednn",
+    const int have_gpu = segmamba_get_cuda_device(gpu, sizeof gpu);
+    return Py_BuildValue("{s:s,s:O,s:O,s:s,s:s,s:O,s:s}", "version", segmamba_get_version(), "onednn",
                          b.onednn ? Py_True : Py_False, "openmp", b.openmp ? Py_True : Py_False,
                          "cuda", !b.cuda ? "not built" : b.cuda == 2 ? "emulated" : "built",
-                         "isa", segmamba_isa(), "cuda_device", have_gpu ? Py_True : Py_False,
+                         "isa", segmamba_get_isa(), "cuda_device", have_gpu ? Py_True : Py_False,
                          "cuda_info", gpu);
 }
 
@@ -821,7 +811,7 @@ static PyObject *py_select_isa(PyObject *mod, PyObject *args)
     (void)mod;
     const char *name;
     if (!PyArg_ParseTuple(args, "s", &name)) return NULL;
-    const char *level = segmamba_select_isa(name);
+    const char *level = segmamba_set_isa(name);
     if (!level) return raise_status(SEGMAMBA_E_ARG, "isa: scalar, avx2, avx512 or neon");
     return PyUnicode_FromString(level);
 }
@@ -833,7 +823,7 @@ static PyObject *py_fma_peak(PyObject *mod, PyObject *args)
     if (!PyArg_ParseTuple(args, "i", &threads)) return NULL;
     double g;
     Py_BEGIN_ALLOW_THREADS
-    g = segmamba_fma_peak_gflops(threads);
+    g = segmamba_measure_fma_peak(threads);
     Py_END_ALLOW_THREADS
     return PyFloat_FromDouble(g);
 }
@@ -854,8 +844,8 @@ static PyMethodDef module_methods[] = {
     {"build_info", py_build_info, METH_NOARGS, "how the engine was built"},
     {"set_threads", py_set_threads, METH_VARARGS, "segmamba_set_threads"},
     {"get_threads", py_get_threads, METH_NOARGS, "segmamba_get_threads"},
-    {"select_isa", py_select_isa, METH_VARARGS, "segmamba_select_isa"},
-    {"fma_peak_gflops", py_fma_peak, METH_VARARGS, "segmamba_fma_peak_gflops"},
+    {"select_isa", py_select_isa, METH_VARARGS, "segmamba_set_isa"},
+    {"fma_peak_gflops", py_fma_peak, METH_VARARGS, "segmamba_measure_fma_peak"},
     {"set_max_memory", py_set_max_memory, METH_VARARGS, "segmamba_set_max_memory"},
     {NULL, NULL, 0, NULL}};
 

@@ -169,7 +169,7 @@ static int run_backend(segmamba_options opts, int size, int repeat, int top_node
     double *times = malloc(nrep * sizeof *times);
     segmamba_profile *profs = malloc(nrep * sizeof *profs);
     segmamba_layer **layers = calloc(nrep, sizeof *layers);
-    const int n_layers = segmamba_layer_count(m);
+    const int n_layers = segmamba_get_layer_count(m);
     if (!x || !y || !times || !profs || !layers) {
         free(x), free(y), free(times), free(profs), free(layers);
         segmamba_close(m);
@@ -235,10 +235,11 @@ static void print_run(const bench_run *r, int size, int nt, int with_model)
                              r->prof.seconds_other};
     static const char *const kind_names[4] = {"conv", "scan", "norm", "other"};
     const double gflops = r->prof.flops / t * 1e-9;
+    const char *family, *mamba_type;
+    segmamba_get_config_names(&c, &family, &mamba_type);
     if (with_model)
         printf("model      %s: %s (Mamba %s), %d->%d channels, features %d,%d,%d,%d, "
-               "%lld parameters\n", model, cli_family_name(c.family),
-               cli_mamba_type_name(c.mamba_type), c.in_chans, c.out_chans, c.feat[0], c.feat[1], c.feat[2], c.feat[3],
+               "%lld parameters\n", model, family, mamba_type, c.in_chans, c.out_chans, c.feat[0], c.feat[1], c.feat[2], c.feat[3],
                (long long)c.n_params);
     if (r->backend == SEGMAMBA_BACKEND_CUDA)
         printf("input      1x%dx%d^3 on CUDA (%s), %s GEMMs\n", c.in_chans, size, r->device,
@@ -246,7 +247,7 @@ static void print_run(const bench_run *r, int size, int nt, int with_model)
     else
         printf("input      1x%dx%d^3, --conv %s, %s convolutions, %d threads, scan %s\n",
                c.in_chans, size, r->conv_name, c.bf16 ? "bf16" : "fp32", nt,
-               segmamba_isa());
+               segmamba_get_isa());
     printf("load       %.3f s (reading, checking, preparing the weights)\n", r->load_seconds);
     printf("forward    %.3f s (the median of the runs; its breakdown:)\n", t);
     for (int k = 0; k < 4; k++) {
@@ -258,7 +259,7 @@ static void print_run(const bench_run *r, int size, int nt, int with_model)
     printf("arithmetic %.1f GFLOP per forward, %.1f GFLOP/s\n", r->prof.flops * 1e-9, gflops);
     if (r->backend == SEGMAMBA_BACKEND_CPU)
         printf("FMA peak   %.1f GFLOP/s measured (%s, %d threads): forward at %.1f%% of peak\n",
-               r->peak_gflops, segmamba_isa(), nt,
+               r->peak_gflops, segmamba_get_isa(), nt,
                100.0 * gflops / r->peak_gflops);
     printf("throughput %.0f voxels/s\n", (double)size * size * size / t);
     if (r->backend == SEGMAMBA_BACKEND_CPU)
@@ -306,11 +307,12 @@ static void json_run(cli_text *o, const bench_run *r, int size, int nt)
     const segmamba_profile *p = &r->prof;
     const double t = r->seconds, gflops = p->flops / t * 1e-9;
     const int cuda = r->backend == SEGMAMBA_BACKEND_CUDA;
+    const char *family, *mamba_type;
+    segmamba_get_config_names(&r->cfg, &family, &mamba_type);
     cli_text_printf(o, "\"model\": ");
     cli_text_json_string(o, r->model);
     cli_text_printf(o, ", \"family\": \"%s\", \"mamba_type\": \"%s\", \"n_params\": %lld, "
-                    "\"backend\": \"%s\", ", cli_family_name(r->cfg.family),
-                    cli_mamba_type_name(r->cfg.mamba_type), (long long)r->cfg.n_params,
+                    "\"backend\": \"%s\", ", family, mamba_type, (long long)r->cfg.n_params,
                     cuda ? "cuda" : "cpu");
     if (cuda) {
         cli_text_printf(o, "\"device\": ");
@@ -324,7 +326,7 @@ static void json_run(cli_text *o, const bench_run *r, int size, int nt)
                            "\"peak_gflops\": %.3f, \"fraction_of_peak\": %.4f, "
                            "\"activations_mib\": %.1f, ",
                            r->conv_name, r->load_seconds, r->seconds_conv3,
-                           r->cfg.bf16 ? "bf16" : "fp32", nt, segmamba_isa(),
+                           r->cfg.bf16 ? "bf16" : "fp32", nt, segmamba_get_isa(),
                            r->peak_gflops, gflops / r->peak_gflops, r->arena_mib);
     }
     cli_text_printf(o,
@@ -381,7 +383,7 @@ int cmd_bench(int argc, char **argv)
                 return cli_usage_error("bench: --backend wants cpu or cuda, not '%s'", v);
             backend_given = 1;
         } else if (strcmp(a, "--scan") == 0) {
-            if (!segmamba_select_isa(v))
+            if (!segmamba_set_isa(v))
                 return cli_usage_error("bench: --scan wants scalar, avx2, avx512 or neon, not '%s'",
                                        v);
         } else if (strcmp(a, "--nslices") == 0) {
@@ -438,7 +440,7 @@ int cmd_bench(int argc, char **argv)
                 snprintf(r->label, sizeof r->label, "m%d %.15s", i + 1, conv);
         }
     char gpu[256];
-    const int have_gpu = segmamba_cuda_device(gpu, sizeof gpu);
+    const int have_gpu = segmamba_get_cuda_device(gpu, sizeof gpu);
     int n_runs = n_cpu;
     if (!backend_given && have_gpu && n_models == 1)
         runs[n_runs++] = (bench_run){.model = models[0], .label = "cuda",
@@ -449,8 +451,8 @@ int cmd_bench(int argc, char **argv)
         if (r->backend == SEGMAMBA_BACKEND_CPU) {
             if (k == 0) {
                 fprintf(stderr, "bench: measuring the FP32 FMA peak (%s, %d threads)...\n",
-                        segmamba_isa(), nt);
-                peak = segmamba_fma_peak_gflops(nt);
+                        segmamba_get_isa(), nt);
+                peak = segmamba_measure_fma_peak(nt);
             }
             r->peak_gflops = peak;
         } else {

@@ -10,11 +10,10 @@
 
 double cli_now(void);
 
-/* Opens a model with its card's nslices and FUE wherever opts leaves them
- * at their defaults (the card found as segmamba_card_for_model finds it, a
- * side file included); card (may be NULL) receives it. */
-segmamba_status cli_open_model(const char *path, segmamba_options *opts, segmamba_card *card,
-                               segmamba_model **m);
+/* Opens a model with its own card (segmamba_open_with_card); card (may be
+ * NULL) receives it. */
+segmamba_status cli_open_model(const char *path, const segmamba_options *opts,
+                               segmamba_card *card, segmamba_model **m);
 
 /* Prints the message for st (the CLI's own, else the library's); returns st
  * as the exit code. */
@@ -39,11 +38,6 @@ int cli_parse_conv(const char *s, segmamba_options *opts);
 /* fp32, bf16 (CPU convolutions) or tf32 (CUDA GEMMs): sets opts->bf16 and tf32. */
 int cli_parse_precision(const char *s, segmamba_options *opts);
 int cli_parse_backend(const char *s, segmamba_backend *out);
-
-/* segmamba_config.family and .mamba_type as info and bench name them
- * ("SegMamba v1", "SegMamba-V2"; "v3", "v2", "none"). */
-const char *cli_family_name(int family);
-const char *cli_mamba_type_name(int type);
 
 /* Tells the user when bf16 or tf32 was asked for but the model runs fp32. */
 void cli_precision_notice(const segmamba_options *opts, const segmamba_config *c);

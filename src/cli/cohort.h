@@ -25,10 +25,10 @@ segmamba_status predict_read_input(const char *const *in, int n, const char *con
                                    int n_series, segmamba_volume *vol,
                                    segmamba_dicom_source **src);
 
-/* The card from --card, else the model's own: without --card the model is
- * opened here (into *m, else NULL) so that a checkpoint without a card
- * that is no BraTS model gets the generic card (segmamba_card_for_open_model),
- * with a note on stderr. */
+/* The card from --card (the model is opened later: *m NULL), else the
+ * model's own, the model opened with it into *m (segmamba_open_with_card: a
+ * checkpoint without a card that is no BraTS model gets the generic card,
+ * with a note on stderr). */
 segmamba_status predict_load_card(const char *model, const char *card_path,
                                   const segmamba_options *conv, segmamba_card *card,
                                   segmamba_model **m);

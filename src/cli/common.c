@@ -121,38 +121,9 @@ void cli_precision_notice(const segmamba_options *opts, const segmamba_config *c
         fprintf(stderr, "segmamba: tf32 is for the CUDA backend (--backend cuda); running fp32\n");
 }
 
-segmamba_status cli_open_model(const char *path, segmamba_options *opts, segmamba_card *card,
-                               segmamba_model **m)
+segmamba_status cli_open_model(const char *path, const segmamba_options *opts,
+                               segmamba_card *card, segmamba_model **m)
 {
     segmamba_card own;
-    if (!card) card = &own;
-    *m = NULL;
-    segmamba_status st = segmamba_card_for_model(path, card);
-    if (st != SEGMAMBA_OK) return st;
-    segmamba_card_apply(card, opts);
-    st = segmamba_open(path, opts, m);
-    /* A model without a card that is not a BraTS one: the generic card. */
-    if (st == SEGMAMBA_OK) st = segmamba_card_for_open_model(path, *m, card, NULL);
-    if (st != SEGMAMBA_OK) {
-        segmamba_close(*m);
-        *m = NULL;
-    }
-    return st;
-}
-
-const char *cli_family_name(int family)
-{
-    return family == SEGMAMBA_FAMILY_V1   ? "SegMamba v1"
-           : family == SEGMAMBA_FAMILY_V2 ? "SegMamba-V2"
-                                          : "unknown";
-}
-
-const char *cli_mamba_type_name(int type)
-{
-    switch (type) {
-    case SEGMAMBA_MAMBA_V3: return "v3";
-    case SEGMAMBA_MAMBA_V2: return "v2";
-    case SEGMAMBA_MAMBA_NONE: return "none";
-    default: return "unknown";
-    }
+    return segmamba_open_with_card(path, NULL, opts, m, card ? card : &own, NULL);
 }

@@ -111,10 +111,10 @@ static void print_ints(FILE *f, const int *v, int n, const char *sep)
 static void print_ignored(const segmamba_model *m, int json)
 {
     cli_text out = {.f = stdout}; /* cli_text_json_string's escaping, straight to stdout */
-    for (int i = 0; i < segmamba_ignored_count(m); i++) {
+    for (int i = 0; i < segmamba_get_ignored_count(m); i++) {
         if (i) printf(", ");
-        if (json) cli_text_json_string(&out, segmamba_ignored_name(m, i));
-        else printf("%s", segmamba_ignored_name(m, i));
+        if (json) cli_text_json_string(&out, segmamba_get_ignored_name(m, i));
+        else printf("%s", segmamba_get_ignored_name(m, i));
     }
 }
 
@@ -139,6 +139,8 @@ static int cmd_info(int argc, char **argv)
     if (st != SEGMAMBA_OK) return cli_fail(st);
     segmamba_config c;
     segmamba_get_config(m, &c);
+    const char *family, *mamba_type;
+    segmamba_get_config_names(&c, &family, &mamba_type);
     if (json) {
         char *card_json = NULL;
         st = segmamba_card_to_json(&card, &card_json);
@@ -148,7 +150,7 @@ static int cmd_info(int argc, char **argv)
         }
         printf("{\"family\": \"%s\", \"mamba_type\": \"%s\", \"in_chans\": %d, "
                "\"out_chans\": %d, \"depths\": [",
-               cli_family_name(c.family), cli_mamba_type_name(c.mamba_type), c.in_chans, c.out_chans);
+               family, mamba_type, c.in_chans, c.out_chans);
         print_ints(stdout, c.depths, 4, ", ");
         printf("], \"feat_size\": [");
         print_ints(stdout, c.feat, 4, ", ");
@@ -167,7 +169,7 @@ static int cmd_info(int argc, char **argv)
         return 0;
     }
     printf("model        %s\n", path);
-    printf("family       %s, mamba %s\n", cli_family_name(c.family), cli_mamba_type_name(c.mamba_type));
+    printf("family       %s, mamba %s\n", family, mamba_type);
     printf("channels     %d in, %d out\n", c.in_chans, c.out_chans);
     printf("depths       ");
     print_ints(stdout, c.depths, 4, ", ");
@@ -184,8 +186,8 @@ static int cmd_info(int argc, char **argv)
                : " (unused: no inter-slice scan with this Mamba type)\n");
     printf("fue          %s\n", c.fue ? "on" : "off");
     printf("parameters   %lld\n", (long long)c.n_params);
-    if (segmamba_ignored_count(m) > 0) {
-        printf("ignored      %d tensors: ", segmamba_ignored_count(m));
+    if (segmamba_get_ignored_count(m) > 0) {
+        printf("ignored      %d tensors: ", segmamba_get_ignored_count(m));
         print_ignored(m, 0);
         printf("\n");
     }
@@ -236,7 +238,7 @@ static int cmd_forward(int argc, char **argv)
             if (!cli_parse_backend(argv[++i], &opts.backend))
                 return cli_usage_error("forward: --backend wants cpu or cuda, not '%s'", v);
         } else if (strcmp(a, "--scan") == 0) {
-            if (!segmamba_select_isa(argv[++i]))
+            if (!segmamba_set_isa(argv[++i]))
                 return cli_usage_error("forward: --scan wants scalar, avx2, avx512 or neon, "
                                        "not '%s'", v);
         } else if (strcmp(a, "--nslices") == 0) {
@@ -317,7 +319,7 @@ static int cmd_forward(int argc, char **argv)
                 "wrote %s\n",
                 what, d, h, w, t_fwd, t_load, c.backend == SEGMAMBA_BACKEND_CUDA ? "CUDA" : "kernels",
                 c.backend == SEGMAMBA_BACKEND_CUDA ? (c.tf32 ? "tf32" : "fp32")
-                                                   : segmamba_isa(),
+                                                   : segmamba_get_isa(),
                 output);
     return 0;
 }
@@ -326,15 +328,15 @@ static int cmd_version(void)
 {
     segmamba_build_info b;
     segmamba_get_build_info(&b);
-    printf("segmamba %s\n", segmamba_version());
+    printf("segmamba %s\n", segmamba_get_version());
     printf("oneDNN convolutions: %s\n", b.onednn ? "yes" : "no (OpenBLAS backend)");
     printf("OpenMP: %s\n", b.openmp ? "yes" : "no (single-threaded)");
     printf("MPI (predict --list across ranks): %s\n", SM_HAVE_MPI ? "yes" : "no");
     printf("DICOM (series in, SEG out): %s\n",
            segmamba_dicom_supported() ? "yes (dcmtk)" : "no (built without dcmtk)");
-    printf("selective scan: %s\n", segmamba_isa());
+    printf("selective scan: %s\n", segmamba_get_isa());
     char gpu[256];
-    const int have_gpu = segmamba_cuda_device(gpu, sizeof gpu);
+    const int have_gpu = segmamba_get_cuda_device(gpu, sizeof gpu);
     printf("CUDA backend: %s%s%s\n",
            !b.cuda ? "not built" : b.cuda == 2 ? "emulated on the CPU (tests only)" : "built",
            b.cuda ? (have_gpu ? "; device: " : "; ") : "", b.cuda ? gpu : "");

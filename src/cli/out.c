@@ -49,7 +49,7 @@ segmamba_status cli_error_wrap(segmamba_status code, const char *fmt, ...)
     return code;
 }
 
-const char *cli_last_error(void) { return pending ? pending : segmamba_last_error(); }
+const char *cli_last_error(void) { return pending ? pending : segmamba_get_last_error(); }
 
 void cli_error_clear(void)
 {

@@ -1,7 +1,7 @@
 /* The CLI's own messages and text outputs. The CLI sees the library only
  * through segmamba.h and segmamba_pipeline.h, so it keeps the messages of
  * its own refusals (a bad CSV line, a missing column) here, next to the
- * library's segmamba_last_error(), and builds its JSON and CSV outputs in
+ * library's segmamba_get_last_error(), and builds its JSON and CSV outputs in
  * memory before one atomic segmamba_file_write. */
 #ifndef SM_CLI_OUT_H
 #define SM_CLI_OUT_H

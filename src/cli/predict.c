@@ -214,31 +214,25 @@ segmamba_status predict_check_channels(const segmamba_card *card, const segmamba
 /* --backend, for every model this process opens (one case or a cohort). */
 static segmamba_backend predict_backend = SEGMAMBA_BACKEND_CPU;
 
-static segmamba_status open_with_card(const char *model, const segmamba_card *card,
-                                      const segmamba_options *conv, segmamba_model **m)
+/* The options every model of this process is opened with. */
+static segmamba_options open_options(const segmamba_options *conv)
 {
-    segmamba_options opts = {.conv = conv->conv, .winograd_tile = conv->winograd_tile,
-                             .backend = predict_backend};
-    segmamba_card_apply(card, &opts);
-    *m = NULL;
-    return segmamba_open(model, &opts, m);
+    return (segmamba_options){.conv = conv->conv, .winograd_tile = conv->winograd_tile,
+                              .backend = predict_backend};
 }
 
 segmamba_status predict_load_card(const char *model, const char *card_path,
                                   const segmamba_options *conv, segmamba_card *card,
                                   segmamba_model **m)
 {
+    /* --card: the model is opened later (predict_open_model), after the
+     * outputs are checked. */
     *m = NULL;
     if (card_path) return segmamba_card_load(card_path, card);
-    segmamba_status st = segmamba_card_for_model(model, card);
-    if (st == SEGMAMBA_OK) st = open_with_card(model, card, conv, m);
+    const segmamba_options opts = open_options(conv);
     int generic = 0;
-    if (st == SEGMAMBA_OK) st = segmamba_card_for_open_model(model, *m, card, &generic);
-    if (st != SEGMAMBA_OK) {
-        segmamba_close(*m);
-        *m = NULL;
-        return st;
-    }
+    segmamba_status st = segmamba_open_with_card(model, NULL, &opts, m, card, &generic);
+    if (st != SEGMAMBA_OK) return st;
     if (generic) {
         char list[SEGMAMBA_CARD_MAX_CHANNELS * SEGMAMBA_CARD_NAME_MAX];
         fprintf(stderr,
@@ -315,7 +309,8 @@ segmamba_status predict_check_regions(const segmamba_card *card, int want_region
 segmamba_status predict_open_model(const char *model, const segmamba_card *card, const segmamba_options *conv,
                              segmamba_model **m)
 {
-    segmamba_status st = *m ? SEGMAMBA_OK : open_with_card(model, card, conv, m);
+    const segmamba_options opts = open_options(conv);
+    segmamba_status st = *m ? SEGMAMBA_OK : segmamba_open_for_card(model, card, &opts, m);
     if (st == SEGMAMBA_OK) st = segmamba_card_check_model(card, *m);
     if (st != SEGMAMBA_OK) {
         segmamba_close(*m);

@@ -644,13 +644,12 @@ sm_status segmamba_card_for_model(const char *model_path, segmamba_card *card)
     return find_card(model_path, card, &found);
 }
 
-sm_status segmamba_card_for_open_model(const char *model_path, const segmamba_model *m,
-                                       segmamba_card *card, int *generic)
+/* The card for an open model m loaded from model_path: as
+ * segmamba_card_for_model, but the generic card where the checkpoint has
+ * none and m does not take 4 input channels. */
+static sm_status card_for_open_model(const char *model_path, const segmamba_model *m,
+                                     segmamba_card *card, int *generic)
 {
-    if (generic) *generic = 0;
-    if (!model_path || !m || !card)
-        return sm_fail(SEGMAMBA_E_ARG,
-                       "segmamba_card_for_open_model: model path, model and card are required");
     int found = 0;
     SM_TRY(find_card(model_path, card, &found));
     segmamba_config c;
@@ -685,12 +684,39 @@ sm_status segmamba_card_check_model(const segmamba_card *card, const segmamba_mo
     return SEGMAMBA_OK;
 }
 
-void segmamba_card_apply(const segmamba_card *card, segmamba_options *opts)
+sm_status segmamba_open_for_card(const char *model_path, const segmamba_card *card,
+                                 const segmamba_options *opts, segmamba_model **model)
 {
+    if (model) *model = NULL;
+    if (!model_path || !card || !model)
+        return sm_fail(SEGMAMBA_E_ARG, "segmamba_open_for_card: model path, card and model are required");
+    segmamba_options o = {0};
+    if (opts) o = *opts;
+    /* The card's nslices and FUE where the caller left the defaults. */
     int custom = 0;
-    for (int i = 0; i < SEGMAMBA_STAGES; i++) custom |= opts->nslices[i] != 0;
-    if (!custom) memcpy(opts->nslices, card->nslices, sizeof opts->nslices);
-    if (opts->fue == SEGMAMBA_FUE_CARD) opts->fue = card->fue ? SEGMAMBA_FUE_ON : SEGMAMBA_FUE_OFF;
+    for (int i = 0; i < SEGMAMBA_STAGES; i++) custom |= o.nslices[i] != 0;
+    if (!custom) memcpy(o.nslices, card->nslices, sizeof o.nslices);
+    if (o.fue == SEGMAMBA_FUE_CARD) o.fue = card->fue ? SEGMAMBA_FUE_ON : SEGMAMBA_FUE_OFF;
+    return segmamba_open(model_path, &o, model);
+}
+
+sm_status segmamba_open_with_card(const char *model_path, const char *card_path,
+                                  const segmamba_options *opts, segmamba_model **model,
+                                  segmamba_card *card, int *generic)
+{
+    if (generic) *generic = 0;
+    if (model) *model = NULL;
+    if (!model_path || !model || !card)
+        return sm_fail(SEGMAMBA_E_ARG, "segmamba_open_with_card: model path, model and card are required");
+    sm_status st = card_path ? segmamba_card_load(card_path, card)
+                             : segmamba_card_for_model(model_path, card);
+    if (st == SEGMAMBA_OK) st = segmamba_open_for_card(model_path, card, opts, model);
+    if (st == SEGMAMBA_OK && !card_path) st = card_for_open_model(model_path, *model, card, generic);
+    if (st != SEGMAMBA_OK) {
+        segmamba_close(*model);
+        *model = NULL;
+    }
+    return st;
 }
 
 sm_status segmamba_convert(const char *src, const segmamba_card *card, const char *dst)
@@ -700,10 +726,8 @@ sm_status segmamba_convert(const char *src, const segmamba_card *card, const cha
     if (strcmp(src, dst) == 0 || segmamba_same_file(src, dst))
         return sm_fail(SEGMAMBA_E_ARG, "%s: refusing to write a checkpoint over itself", dst);
     /* The card must fit the network before it is stored with it. */
-    segmamba_options opts = {0};
-    segmamba_card_apply(card, &opts);
     segmamba_model *m = NULL;
-    sm_status st = segmamba_open(src, &opts, &m);
+    sm_status st = segmamba_open_for_card(src, card, NULL, &m);
     if (st == SEGMAMBA_OK) st = segmamba_card_check_model(card, m);
     segmamba_close(m);
     if (st != SEGMAMBA_OK) return st;

@@ -36,18 +36,13 @@ static int ints_differ(const char *what, const int *a, const int *b, int n, char
     return say(why, cap, "%s %s vs %s", what, ints(a, n, x, sizeof x), ints(b, n, y, sizeof y));
 }
 
-static const char *mamba_name(int t)
-{
-    return t == SEGMAMBA_MAMBA_V3 ? "v3" : t == SEGMAMBA_MAMBA_V2 ? "v2"
-                                       : t == SEGMAMBA_MAMBA_NONE ? "none" : "unknown";
-}
-
 int segmamba_config_differs(const segmamba_config *a, const segmamba_config *b, char *why, size_t n)
 {
-    if (a->family != b->family) return say(why, n, "family %d vs %d", a->family, b->family);
-    if (a->mamba_type != b->mamba_type)
-        return say(why, n, "Mamba type %s vs %s", mamba_name(a->mamba_type),
-                   mamba_name(b->mamba_type));
+    const char *fa, *fb, *ta, *tb;
+    segmamba_get_config_names(a, &fa, &ta);
+    segmamba_get_config_names(b, &fb, &tb);
+    if (a->family != b->family) return say(why, n, "family %s vs %s", fa, fb);
+    if (a->mamba_type != b->mamba_type) return say(why, n, "Mamba type %s vs %s", ta, tb);
     if (a->in_chans != b->in_chans)
         return say(why, n, "input channels %d vs %d", a->in_chans, b->in_chans);
     if (a->out_chans != b->out_chans)

@@ -54,9 +54,9 @@ sm_status sm_fail_wrap(sm_status code, const char *fmt, ...)
 
 void sm_error_clear(void) { set_message(NULL); }
 
-const char *segmamba_last_error(void) { return last_message ? last_message : ""; }
+const char *segmamba_get_last_error(void) { return last_message ? last_message : ""; }
 
-const char *segmamba_status_name(segmamba_status s)
+const char *segmamba_get_status_name(segmamba_status s)
 {
     switch (s) {
     case SEGMAMBA_OK: return "OK";

@@ -25,7 +25,7 @@ struct segmamba_model {
     segmamba_config cfg;
     sm_graph *graph;
     /* The kernel table when the model was opened: its forwards keep it
-     * whatever segmamba_select_isa chooses later. */
+     * whatever segmamba_set_isa chooses later. */
     const sm_kernels *kernels;
     /* Forwards on one model take turns: the graph's arena, the convolution
      * backends' per-size plans and the profile are the model's. */
@@ -35,7 +35,7 @@ struct segmamba_model {
 #endif
 };
 
-const char *segmamba_version(void) { return SEGMAMBA_VERSION_STRING; }
+const char *segmamba_get_version(void) { return SEGMAMBA_VERSION_STRING; }
 
 /* The count segmamba_set_threads gave, 0 before any call. OpenMP's own
  * setting belongs to the thread that makes it, so every entry point that
@@ -71,7 +71,7 @@ int segmamba_get_threads(void)
     return sm_num_threads();
 }
 
-const char *segmamba_isa(void) { return sm_isa_name(sm_kernels_get()->isa); }
+const char *segmamba_get_isa(void) { return sm_isa_name(sm_kernels_get()->isa); }
 
 void segmamba_get_build_info(segmamba_build_info *b)
 {
@@ -80,7 +80,7 @@ void segmamba_get_build_info(segmamba_build_info *b)
     b->cuda = !SM_HAVE_CUDA ? 0 : SM_CUDA_EMULATED ? 2 : 1;
 }
 
-const char *segmamba_select_isa(const char *name)
+const char *segmamba_set_isa(const char *name)
 {
     const int isa = sm_isa_parse(name);
     if (isa < 0) return NULL;
@@ -110,12 +110,12 @@ static sm_status choose_conv(segmamba_conv_backend want, sm_conv_kind *kind, sm_
     return SEGMAMBA_OK;
 }
 
-int segmamba_cuda_device(char *info, size_t cap)
+int segmamba_get_cuda_device(char *info, size_t cap)
 {
 #if SM_HAVE_CUDA
     char buf[256];
     const int ok = sm_cuda_probe(buf, sizeof buf) == SEGMAMBA_OK;
-    if (info && cap) snprintf(info, cap, "%s", ok ? buf : segmamba_last_error());
+    if (info && cap) snprintf(info, cap, "%s", ok ? buf : segmamba_get_last_error());
     return ok;
 #else
     if (info && cap) snprintf(info, cap, "this engine was built without the CUDA backend");
@@ -159,7 +159,7 @@ static sm_status open_model(const char *path, const segmamba_options *opts, segm
     /* nslices and FUE are not in the weights: the caller's, else the ones
      * the checkpoint's metadata carries, else the official 64,32,16,8
      * without FUE. (A card in a side file is the clinical layer's: it
-     * reaches here through the options, segmamba_card_apply.) */
+     * reaches here through the options, segmamba_open_with_card.) */
     int nslices[SEGMAMBA_STAGES] = {64, 32, 16, 8}, fue = 0;
     SM_TRY(sm_meta_mamba(&m->weights, path, nslices, &fue));
     int custom = 0;
@@ -217,12 +217,19 @@ void segmamba_get_config(const segmamba_model *m, segmamba_config *cfg)
     cfg->arena_bytes = (int64_t)(m->graph->planned_floats * sizeof(float));
 }
 
-int segmamba_ignored_count(const segmamba_model *m)
+void segmamba_get_config_names(const segmamba_config *cfg, const char **family,
+                               const char **mamba_type)
+{
+    if (family) *family = sm_family_name(cfg->family);
+    if (mamba_type) *mamba_type = sm_mamba_type_name(cfg->mamba_type);
+}
+
+int segmamba_get_ignored_count(const segmamba_model *m)
 {
     return m ? (int)m->weights.nignored : 0;
 }
 
-const char *segmamba_ignored_name(const segmamba_model *m, int i)
+const char *segmamba_get_ignored_name(const segmamba_model *m, int i)
 {
     if (!m || i < 0 || (size_t)i >= m->weights.nignored) return NULL;
     return m->weights.ignored[i];

@@ -11,7 +11,7 @@
 #include "segmamba.h"
 #include "simd/dispatch.h"
 
-int segmamba_layer_count(const segmamba_model *m) { return m ? sm_engine_graph(m)->n_nodes : 0; }
+int segmamba_get_layer_count(const segmamba_model *m) { return m ? sm_engine_graph(m)->n_nodes : 0; }
 
 segmamba_status segmamba_get_layer(const segmamba_model *m, int i, segmamba_layer *out)
 {
@@ -57,7 +57,7 @@ static double probe_once(const sm_kernels *k, int nt, int64_t iters, double *flo
     return sm_now_seconds() - t0;
 }
 
-double segmamba_fma_peak_gflops(int threads)
+double segmamba_measure_fma_peak(int threads)
 {
     const sm_kernels *k = sm_kernels_get();
     const int nt = threads > 0 ? threads : 1;
