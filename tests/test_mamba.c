@@ -273,7 +273,7 @@ static void run_case(const sm_kernels *k, const layer_case *c, uint64_t seed)
         const sm_status st = sm_mamba_forward(m, k, in_place ? out : x, x_ld, out, ld, c->d, c->h,
                                               c->w, c->S, scratch, seconds);
         CHECK_MSG(st == SEGMAMBA_OK, "%s %s %dx%dx%d: %s", sm_isa_name(k->isa), c->kind, c->d,
-                  c->h, c->w, segmamba_last_error());
+                  c->h, c->w, segmamba_get_last_error());
         double err = 0, worst = 0; /* the largest error, and as a fraction of its bound */
         int64_t kept = 0;
         for (int64_t l = 0; l < L; l++) {
