@@ -28,7 +28,7 @@
  * polynomial, scaled by 2^n. Error bound: truncation |r|^7/7! <= 1.2e-7
  * relative, plus about one ulp of rounding in the Horner steps and the
  * final product: <= 2.5e-7 relative (~2 ulp) for x in [-87, 88];
- * tests/test_scan.c measures 2.2e-7. Below SM_EXP_MIN the result is exactly
+ * tests/test_simd.c measures 2.2e-7. Below SM_EXP_MIN the result is exactly
  * 0; above SM_EXP_MAX it saturates at exp(SM_EXP_MAX). */
 static inline vf v_exp(vf x)
 {

@@ -40,23 +40,19 @@ static int supported(sm_isa isa, sm_isa best)
     return best == SM_ISA_AVX512 && isa == SM_ISA_AVX2;
 }
 
-/* One row per level built for this architecture. */
+/* One row per level built for this architecture: every family of
+ * SM_KERNEL_FAMILIES at the level whose kernels end in _sfx. */
+#define SM_KERNEL_ENTRY(name, sfx) .name = sm_##name##_##sfx,
+#define SM_KERNEL_ROW(level, sfx) {.isa = level, SM_KERNEL_FAMILIES(SM_KERNEL_ENTRY, sfx)}
+
 static const sm_kernels levels[] = {
-    {SM_ISA_SCALAR, sm_scan_scalar, sm_exp_scalar, sm_gelu_scalar, sm_silu_scalar, sm_fma_probe_scalar,
-     sm_norm_sums_scalar, sm_norm_apply_scalar, sm_conv1d_silu_scalar, sm_wino_input_scalar,
-     sm_wino_output_scalar, sm_wino_gemm_scalar},
+    SM_KERNEL_ROW(SM_ISA_SCALAR, scalar),
 #if SM_HAVE_X86_SIMD
-    {SM_ISA_AVX2, sm_scan_avx2, sm_exp_avx2, sm_gelu_avx2, sm_silu_avx2, sm_fma_probe_avx2,
-     sm_norm_sums_avx2, sm_norm_apply_avx2, sm_conv1d_silu_avx2, sm_wino_input_avx2,
-     sm_wino_output_avx2, sm_wino_gemm_avx2},
-    {SM_ISA_AVX512, sm_scan_avx512, sm_exp_avx512, sm_gelu_avx512, sm_silu_avx512, sm_fma_probe_avx512,
-     sm_norm_sums_avx512, sm_norm_apply_avx512, sm_conv1d_silu_avx512, sm_wino_input_avx512,
-     sm_wino_output_avx512, sm_wino_gemm_avx512},
+    SM_KERNEL_ROW(SM_ISA_AVX2, avx2),
+    SM_KERNEL_ROW(SM_ISA_AVX512, avx512),
 #endif
 #if SM_HAVE_NEON
-    {SM_ISA_NEON, sm_scan_neon, sm_exp_neon, sm_gelu_neon, sm_silu_neon, sm_fma_probe_neon,
-     sm_norm_sums_neon, sm_norm_apply_neon, sm_conv1d_silu_neon, sm_wino_input_neon,
-     sm_wino_output_neon, sm_wino_gemm_neon},
+    SM_KERNEL_ROW(SM_ISA_NEON, neon),
 #endif
 };
 

@@ -1,7 +1,7 @@
-/* Kernel dispatch: one table of function pointers, filled with the scalar
- * reference first and then overwritten by the fastest variant the CPU (and
- * the OS) supports, never above the level forced by SEGMAMBA_ISA or
- * sm_simd_force(). Tests walk the levels and compare against the scalar. */
+/* Kernel dispatch: one row of function pointers per ISA level, chosen at
+ * run time as the fastest the CPU (and the OS) supports, never above the
+ * level named by SEGMAMBA_ISA or passed to sm_kernels_select(). Tests walk
+ * the levels and compare against the scalar. */
 #ifndef SM_SIMD_DISPATCH_H
 #define SM_SIMD_DISPATCH_H
 
@@ -19,20 +19,35 @@ typedef enum sm_isa {
     SM_ISA_NEON = 3
 } sm_isa;
 
+/* The kernel families: the one list that makes the sm_kernels fields, each
+ * level's row in dispatch.c and the per-family tests of tests/test_simd.c,
+ * so a family cannot be dispatched untested. X(name, arg) per family, whose
+ * kernel type is sm_<name>_fn and whose kernel at level <isa> is
+ * sm_<name>_<isa> (declared in the family's header); arg is passed through. */
+#define SM_KERNEL_FAMILIES(X, arg)                                                                 \
+    X(scan, arg)                                                                                   \
+    X(exp, arg)                                                                                    \
+    X(gelu, arg)                                                                                   \
+    X(silu, arg)                                                                                   \
+    X(fma_probe, arg)                                                                              \
+    X(norm_sums, arg)                                                                              \
+    X(norm_apply, arg)                                                                             \
+    X(conv1d_silu, arg)                                                                            \
+    X(wino_input, arg)                                                                             \
+    X(wino_output, arg)                                                                            \
+    X(wino_gemm, arg)
+
+#define SM_KERNEL_FIELD(name, unused) sm_##name##_fn name;
+#define SM_KERNEL_ONE(name, unused) +1
+
+enum { SM_KERNEL_FAMILY_COUNT = 0 SM_KERNEL_FAMILIES(SM_KERNEL_ONE, ) };
+
 typedef struct sm_kernels {
     sm_isa isa;
-    sm_scan_fn scan;
-    sm_exp_fn exp;
-    sm_gelu_fn gelu;
-    sm_silu_fn silu;
-    sm_fma_probe_fn fma_probe;
-    sm_norm_sums_fn norm_sums;
-    sm_norm_apply_fn norm_apply;
-    sm_conv1d_silu_fn conv1d_silu;
-    sm_wino_input_fn wino_input;
-    sm_wino_output_fn wino_output;
-    sm_wino_gemm_fn wino_gemm;
+    SM_KERNEL_FAMILIES(SM_KERNEL_FIELD, )
 } sm_kernels;
+#undef SM_KERNEL_FIELD
+#undef SM_KERNEL_ONE
 
 /* The active table (initialised on first use from the CPU and SEGMAMBA_ISA). */
 const sm_kernels *sm_kernels_get(void);

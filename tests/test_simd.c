@@ -1,8 +1,9 @@
 /* The SIMD kernels (simd/): every level this CPU supports, each entry of
- * the dispatch table against a double-precision evaluation of its
- * definition. The selective scan's reference works on explicitly permuted
- * copies of the sequence (the engine itself never copies it), in every
- * order of simd/scan.h written out from its definition. */
+ * the dispatch table (one test per family of SM_KERNEL_FAMILIES) against a
+ * double-precision evaluation of its definition. The selective scan's
+ * reference works on explicitly permuted copies of the sequence (the engine
+ * itself never copies it), in every order of simd/scan.h written out from
+ * its definition. */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -190,6 +191,25 @@ static void run_case(const sm_kernels *k, sm_order order, int64_t L, int64_t S, 
     run_case_rank(k, order, L, S, nch, N, dt_lo, dt_hi, a_hi, 0);
 }
 
+static void test_scan(const sm_kernels *k)
+{
+    for (int o = 0; o < SM_ORDER_COUNT; o++) {
+        run_case(k, (sm_order)o, 64, 8, 6, 16, -3, 1, 8);
+        run_case(k, (sm_order)o, 480, 6, 20, 16, -3, 1, 8); /* a 6 x 8 x 10 volume */
+        run_case(k, (sm_order)o, 4096, 64, 33, 16, -6, 2, 16);
+        /* extreme deltas: softplus cut-over above 20, tiny and huge decays */
+        run_case(k, (sm_order)o, 512, 16, 8, 16, -30, 30, 100);
+        run_case(k, (sm_order)o, 300, 12, 5, 7, -1, 1, 2);
+        /* delta computed in the kernel from dt_low and dt_proj */
+        run_case_rank(k, (sm_order)o, 1024, 32, 40, 16, -6, 2, 16, 3);
+        run_case_rank(k, (sm_order)o, 256, 16, 33, 16, -30, 30, 100, 24);
+        run_case_rank(k, (sm_order)o, 128, 8, 16, 16, -3, 1, 8, SM_SCAN_MAX_RANK + 1);
+        /* without the gate (the Mamba layer gates the directions' sum) */
+        run_case_gate(k, (sm_order)o, 1024, 32, 40, 16, -6, 2, 16, 3, 0);
+        run_case_gate(k, (sm_order)o, 300, 12, 5, 7, -1, 1, 2, 0, 0);
+    }
+}
+
 /* The vector exp against double-precision exp: relative error within the
  * bound activation_vec.h documents on [-87, 88]; and, for the vector
  * versions (libm's expf overflows and goes subnormal instead), exactly 0
@@ -249,6 +269,31 @@ static void test_silu(const sm_kernels *k)
         if (!(e <= worst) && fabs(r) > 1e-30) worst = e;
     }
     CHECK_MSG(worst <= 5e-7, "%s silu: max relative error %.3g", sm_isa_name(k->isa), worst);
+}
+
+/* The FMA peak probe (segmamba bench's roofline, whose speed the bench
+ * reports): 2 flops per lane and round, in proportion to the rounds, and a
+ * sink that depends on every FMA. Each lane runs v <- fma(v, m, a) from a
+ * start in [0, 0.02), so after n rounds its value lies between the chains
+ * from 0 and from 0.02 (their closed form in double), up to one float
+ * rounding of a value below 1 per round (the chain contracts, m < 1). */
+static void test_fma_probe(const sm_kernels *k)
+{
+    const int64_t n = 200000;
+    float sink0 = NAN, sink1 = NAN, sink = NAN;
+    const double flops0 = k->fma_probe(0, &sink0), flops1 = k->fma_probe(1, &sink1);
+    const double flops = k->fma_probe(n, &sink), lanes = flops1 / 2;
+    CHECK_MSG(flops0 == 0 && lanes >= 1 && lanes == floor(lanes) && flops == 2 * lanes * (double)n,
+              "%s fma_probe: %g, %g and %g flops for 0, 1 and %lld rounds", sm_isa_name(k->isa),
+              flops0, flops1, flops, (long long)n);
+    const double m = 0.999999f, a = 1e-6f, fixed = a / (1 - m), decay = pow(m, (double)n);
+    const double lo = fixed * (1 - decay), hi = fixed + (0.02 - fixed) * decay;
+    const double margin = (double)n * FLT_EPSILON / 2, mean0 = sink0 / lanes, mean = sink / lanes;
+    CHECK_MSG(mean0 >= 0 && mean0 < 0.02, "%s fma_probe: lane mean %g before any round",
+              sm_isa_name(k->isa), mean0);
+    CHECK_MSG(mean >= lo - margin && mean <= hi + margin,
+              "%s fma_probe: lane mean %g after %lld rounds, expected [%g, %g]", sm_isa_name(k->isa),
+              mean, (long long)n, lo, hi);
 }
 
 /* Equal as bit patterns, or both NaN (a NaN's payload may differ). */
@@ -470,7 +515,7 @@ static void conv1d_case(const sm_kernels *k, sm_order order, int64_t L, int64_t 
     free(x), free(w), free(b), free(u), free(us), free(tok), free(pos);
 }
 
-static void test_conv1d(const sm_kernels *k)
+static void test_conv1d_silu(const sm_kernels *k)
 {
     for (int o = 0; o < SM_ORDER_COUNT; o++) {
         conv1d_case(k, (sm_order)o, 4096, 64, 96, 4);
@@ -538,7 +583,8 @@ static void test_wino_matrices(void)
 static void wino_input_case(const sm_kernels *k, int m, int c, int ld)
 {
     const int n = m + 2, P = n * n * n, cpad = (c + SM_WINO_CPAD - 1) / SM_WINO_CPAD * SM_WINO_CPAD;
-    const int64_t stride[3] = {(int64_t)n * n * ld + 5, (int64_t)n * ld + 3, ld};
+    /* padded rows, and planes of n padded rows: the volume holds a whole window */
+    const int64_t stride[3] = {(int64_t)n * (n * ld + 3) + 5, (int64_t)n * ld + 3, ld};
     float *vol = malloc((size_t)stride[0] * n * sizeof *vol);
     const size_t tstride = (size_t)cpad + 7;
     float *v = malloc((size_t)P * tstride * sizeof *v);
@@ -681,17 +727,26 @@ static void wino_gemm_case(const sm_kernels *k, int rows, int kk, int cols)
     free(a), free(b), free(c);
 }
 
-static void test_winograd(const sm_kernels *k)
+static const int wino_channels[] = {1, 3, 4, 5, 8, 15, 16, 17, 33, 48};
+
+static void test_wino_input(const sm_kernels *k)
 {
-    static const int channels[] = {1, 3, 4, 5, 8, 15, 16, 17, 33, 48};
     for (int m = 2; m <= SM_WINO_MAX_M; m++)
-        for (size_t i = 0; i < sizeof channels / sizeof *channels; i++) {
-            const int c = channels[i];
-            for (int rep = 0; rep < 3; rep++) {
-                wino_input_case(k, m, c, c + rep * 5);
-                wino_output_case(k, m, c, c + rep * 3, rep == 1);
-            }
-        }
+        for (size_t i = 0; i < sizeof wino_channels / sizeof *wino_channels; i++)
+            for (int rep = 0; rep < 3; rep++)
+                wino_input_case(k, m, wino_channels[i], wino_channels[i] + rep * 5);
+}
+
+static void test_wino_output(const sm_kernels *k)
+{
+    for (int m = 2; m <= SM_WINO_MAX_M; m++)
+        for (size_t i = 0; i < sizeof wino_channels / sizeof *wino_channels; i++)
+            for (int rep = 0; rep < 3; rep++)
+                wino_output_case(k, m, wino_channels[i], wino_channels[i] + rep * 3, rep == 1);
+}
+
+static void test_wino_gemm(const sm_kernels *k)
+{
     static const int rows[] = {1, 2, 3, 5, 6, 7, 8, 9, 13, 16, 31};
     static const int cols[] = {16, 32, 48, 64, 80, 96};
     for (size_t i = 0; i < sizeof rows / sizeof *rows; i++)
@@ -702,6 +757,27 @@ static void test_winograd(const sm_kernels *k)
     wino_gemm_case(k, 24, 192, 784);
 }
 
+/* The test of each family, test_<family>, read from simd/dispatch.h's list:
+ * a family added to the list without its test does not compile (its name is
+ * taken as a value, which needs a declaration). Each test gets a row holding
+ * its own family's entry only (the others NULL), so a test cannot pass on
+ * another family's kernel. */
+typedef void (*family_test_fn)(const sm_kernels *k);
+#define FAMILY_RUN(name, unused)                                                                   \
+    static void run_##name(const sm_kernels *k)                                                    \
+    {                                                                                              \
+        const family_test_fn test = test_##name;                                                   \
+        test(&(const sm_kernels){.isa = k->isa, .name = k->name});                                 \
+    }
+SM_KERNEL_FAMILIES(FAMILY_RUN, )
+#define FAMILY_TEST(name, unused) {.family = #name, .run = run_##name},
+static const struct family_test {
+    const char *family;
+    family_test_fn run;
+} family_tests[] = {SM_KERNEL_FAMILIES(FAMILY_TEST, )};
+_Static_assert(sizeof family_tests / sizeof *family_tests == SM_KERNEL_FAMILY_COUNT,
+               "every kernel family has its test");
+
 int main(void)
 {
     test_token_orders();
@@ -709,28 +785,13 @@ int main(void)
     for (int isa = SM_ISA_SCALAR; isa <= SM_ISA_NEON; isa++) {
         if (sm_kernels_select((sm_isa)isa) != (sm_isa)isa) continue;
         const sm_kernels *k = sm_kernels_get();
-        fprintf(stderr, "testing scan kernels: %s\n", sm_isa_name(k->isa));
-        test_exp(k);
-        test_gelu(k);
-        test_silu(k);
-        test_norm_sums(k);
-        test_norm_apply(k);
-        test_conv1d(k);
-        test_winograd(k);
-        for (int o = 0; o < SM_ORDER_COUNT; o++) {
-            run_case(k, (sm_order)o, 64, 8, 6, 16, -3, 1, 8);
-            run_case(k, (sm_order)o, 480, 6, 20, 16, -3, 1, 8); /* a 6 x 8 x 10 volume */
-            run_case(k, (sm_order)o, 4096, 64, 33, 16, -6, 2, 16);
-            /* extreme deltas: softplus cut-over above 20, tiny and huge decays */
-            run_case(k, (sm_order)o, 512, 16, 8, 16, -30, 30, 100);
-            run_case(k, (sm_order)o, 300, 12, 5, 7, -1, 1, 2);
-            /* delta computed in the kernel from dt_low and dt_proj */
-            run_case_rank(k, (sm_order)o, 1024, 32, 40, 16, -6, 2, 16, 3);
-            run_case_rank(k, (sm_order)o, 256, 16, 33, 16, -30, 30, 100, 24);
-            run_case_rank(k, (sm_order)o, 128, 8, 16, 16, -3, 1, 8, SM_SCAN_MAX_RANK + 1);
-            /* without the gate (the Mamba layer gates the directions' sum) */
-            run_case_gate(k, (sm_order)o, 1024, 32, 40, 16, -6, 2, 16, 3, 0);
-            run_case_gate(k, (sm_order)o, 300, 12, 5, 7, -1, 1, 2, 0, 0);
+        for (size_t f = 0; f < sizeof family_tests / sizeof *family_tests; f++) {
+            const int checks = check_count, failures = check_failures;
+            family_tests[f].run(k);
+            fprintf(stderr, "%s %s: %d checks, %d failed\n", sm_isa_name(k->isa),
+                    family_tests[f].family, check_count - checks, check_failures - failures);
+            CHECK_MSG(check_count > checks, "%s %s: the test checked nothing",
+                      sm_isa_name(k->isa), family_tests[f].family);
         }
     }
     return check_report("test_simd");
