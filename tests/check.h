@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static int check_failures;
 static int check_count;
@@ -42,6 +43,22 @@ static inline double check_uniform(double lo, double hi)
     check_rng_state ^= check_rng_state >> 7;
     check_rng_state ^= check_rng_state << 17;
     return lo + (hi - lo) * (double)(check_rng_state >> 11) / 9007199254740992.0;
+}
+
+/* n floats drawn with check_uniform, or n copies of v; malloc'd (NULL when
+ * out of memory). */
+static inline float *check_random_floats(int64_t n, double lo, double hi)
+{
+    float *p = malloc((size_t)n * sizeof *p);
+    for (int64_t i = 0; p && i < n; i++) p[i] = (float)check_uniform(lo, hi);
+    return p;
+}
+
+static inline float *check_filled_floats(int64_t n, float v)
+{
+    float *p = malloc((size_t)n * sizeof *p);
+    for (int64_t i = 0; p && i < n; i++) p[i] = v;
+    return p;
 }
 
 static inline int check_report(const char *name)

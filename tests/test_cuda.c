@@ -52,20 +52,6 @@ static void note(const char *family, double err, double tol)
     if (!(r <= margins[i].worst)) margins[i].worst = r;
 }
 
-static float *random_buf(int64_t n, double lo, double hi)
-{
-    float *p = malloc((size_t)n * sizeof *p);
-    for (int64_t i = 0; i < n; i++) p[i] = (float)check_uniform(lo, hi);
-    return p;
-}
-
-static float *filled(int64_t n, float v)
-{
-    float *p = malloc((size_t)n * sizeof *p);
-    for (int64_t i = 0; i < n; i++) p[i] = v;
-    return p;
-}
-
 static float *to_device(const float *h, int64_t n)
 {
     float *d = NULL;
@@ -126,10 +112,10 @@ static void test_conv_case(const conv_case *t, size_t chunk_floats)
     const int64_t n_in = (int64_t)t->d * t->h * t->w;
     const int64_t n_out = (int64_t)sm_conv_out_size(&p, t->d) * sm_conv_out_size(&p, t->h) *
                           sm_conv_out_size(&p, t->w);
-    float *weight = random_buf((int64_t)t->cout * t->cin * t->k * t->k * t->k, -0.5, 0.5);
-    float *bias = t->bias ? random_buf(t->cout, -1, 1) : NULL;
-    float *src = random_buf(n_in * src_ld, -2, 2);
-    float *want = filled(n_out * dst_ld, SENTINEL), *out = filled(n_out * dst_ld, SENTINEL);
+    float *weight = check_random_floats((int64_t)t->cout * t->cin * t->k * t->k * t->k, -0.5, 0.5);
+    float *bias = t->bias ? check_random_floats(t->cout, -1, 1) : NULL;
+    float *src = check_random_floats(n_in * src_ld, -2, 2);
+    float *want = check_filled_floats(n_out * dst_ld, SENTINEL), *out = check_filled_floats(n_out * dst_ld, SENTINEL);
     sm_conv *c = NULL;
     sm_cuda_conv *dc = NULL;
     CHECK(sm_conv_create(SM_CONV_REF, &p, weight, bias, &c) == SEGMAMBA_OK);
@@ -190,9 +176,9 @@ static void test_convt2(void)
 {
     const int cin = 6, cout = 5, d = 3, h = 4, w = 5, src_ld = 8, dst_ld = 12;
     const int64_t n = (int64_t)d * h * w, no = 8 * n;
-    float *weight = random_buf((int64_t)cin * cout * 8, -0.5, 0.5);
-    float *src = random_buf(n * src_ld, -2, 2);
-    float *want = filled(no * dst_ld, SENTINEL), *out = filled(no * dst_ld, SENTINEL);
+    float *weight = check_random_floats((int64_t)cin * cout * 8, -0.5, 0.5);
+    float *src = check_random_floats(n * src_ld, -2, 2);
+    float *want = check_filled_floats(no * dst_ld, SENTINEL), *out = check_filled_floats(no * dst_ld, SENTINEL);
     sm_convt2 *t = NULL;
     sm_cuda_convt2 *dt = NULL;
     CHECK(sm_convt2_create(cin, cout, weight, &t) == SEGMAMBA_OK);
@@ -225,9 +211,9 @@ static void test_instance_norm(void)
     /* 5000 voxels: several partial-sum groups, the last one shorter. */
     const int64_t n = 5000;
     const int c = 5, ld = 7, dld = 9;
-    float *x = random_buf(n * ld, -3, 5);
+    float *x = check_random_floats(n * ld, -3, 5);
     for (int64_t v = 0; v < n; v++) x[v * ld + 2] = x[v * ld + 2] * 0.001f + 100.0f; /* large mean */
-    float *out = filled(n * dld, SENTINEL), *want = filled(n * dld, SENTINEL);
+    float *out = check_filled_floats(n * dld, SENTINEL), *want = check_filled_floats(n * dld, SENTINEL);
     for (int act = SM_ACT_NONE; act <= SM_ACT_GELU; act++) {
         CHECK(sm_instance_norm(sm_kernels_get(), x, ld, want, dld, n, c, (sm_act)act) ==
               SEGMAMBA_OK);
@@ -249,8 +235,8 @@ static void test_layer_norm(void)
 {
     const int64_t n = 300;
     const int c = 48, ld = 50, dld = 51;
-    float *x = random_buf(n * ld, -2, 3), *w = random_buf(c, 0.5, 1.5), *b = random_buf(c, -1, 1);
-    float *want = filled(n * dld, SENTINEL), *out = filled(n * dld, SENTINEL);
+    float *x = check_random_floats(n * ld, -2, 3), *w = check_random_floats(c, 0.5, 1.5), *b = check_random_floats(c, -1, 1);
+    float *want = check_filled_floats(n * dld, SENTINEL), *out = check_filled_floats(n * dld, SENTINEL);
     sm_layer_norm(x, ld, want, dld, n, c, w, b);
     float *d_x = to_device(x, n * ld), *d_w = to_device(w, c), *d_b = to_device(b, c);
     float *d_out = to_device(out, n * dld);
@@ -268,8 +254,8 @@ static void test_pointwise(void)
 {
     const int64_t n = 700;
     const int c = 7, lda = 9, ldb = 8, dld = 10;
-    float *a = random_buf(n * lda, -4, 4), *b = random_buf(n * ldb, -4, 4);
-    float *want = filled(n * dld, SENTINEL), *out = filled(n * dld, SENTINEL);
+    float *a = check_random_floats(n * lda, -4, 4), *b = check_random_floats(n * ldb, -4, 4);
+    float *want = check_filled_floats(n * dld, SENTINEL), *out = check_filled_floats(n * dld, SENTINEL);
     float *d_a = to_device(a, n * lda), *d_b = to_device(b, n * ldb);
     for (int act = SM_ACT_NONE; act <= SM_ACT_GELU; act++) {
         sm_add(sm_kernels_get(), a, lda, b, ldb, want, dld, n, c, (sm_act)act);
@@ -319,16 +305,16 @@ static void test_se(void)
 {
     const int64_t n = 5000;
     const int c = 16, hid = 2, ld = 19, dld = 18;
-    float *x = random_buf(n * ld, -2, 2);
+    float *x = check_random_floats(n * ld, -2, 2);
     for (int64_t v = 0; v < n; v++)
         for (int k = 0; k < c; k++) x[v * ld + k] += 0.25f * (float)(k - c / 2);
-    float *w1 = random_buf((int64_t)hid * c, -0.5, 0.5), *b1 = random_buf(hid, -0.5, 0.5);
-    float *w2 = random_buf((int64_t)c * hid, -2, 2), *b2 = random_buf(c, -1, 1);
+    float *w1 = check_random_floats((int64_t)hid * c, -0.5, 0.5), *b1 = check_random_floats(hid, -0.5, 0.5);
+    float *w2 = check_random_floats((int64_t)c * hid, -2, 2), *b2 = check_random_floats(c, -1, 1);
     sm_se *se = NULL;
     sm_cuda_se *dse = NULL;
     CHECK(sm_se_create(c, hid, w1, b1, w2, b2, &se) == SEGMAMBA_OK);
     CHECK(sm_cuda_se_upload(se, &dse) == SEGMAMBA_OK);
-    float *want = filled(n * dld, SENTINEL), *out = filled(n * dld, SENTINEL);
+    float *want = check_filled_floats(n * dld, SENTINEL), *out = check_filled_floats(n * dld, SENTINEL);
     CHECK(sm_se_forward(se, x, ld, want, dld, n) == SEGMAMBA_OK);
     float *d_x = to_device(x, n * ld), *d_out = to_device(out, n * dld);
     CHECK(sm_cuda_se_forward(ctx, dse, d_x, ld, d_out, dld, n) == SEGMAMBA_OK);
@@ -383,8 +369,8 @@ static void test_conv1d(void)
 {
     const int64_t L = VOL_D * VOL_H * VOL_W;
     const int di = 16, K = 4, ldx = 2 * di;
-    float *x = random_buf(L * ldx, -2, 2), *w = random_buf((int64_t)K * di, -0.7, 0.7);
-    float *b = random_buf(di, -0.5, 0.5);
+    float *x = check_random_floats(L * ldx, -2, 2), *w = check_random_floats((int64_t)K * di, -0.7, 0.7);
+    float *b = check_random_floats(di, -0.5, 0.5);
     float *d_x = to_device(x, L * ldx), *d_w = to_device(w, (int64_t)K * di), *d_b = to_device(b, di);
     float *cpu = malloc((size_t)(L * di) * sizeof *cpu);
     for (int o = 0; o < SM_ORDER_COUNT; o++) {
@@ -427,12 +413,12 @@ static void test_scan_case(sm_order order, int N, int64_t chunk)
     const sm_seq seq = volume_seq(order);
     const int64_t L = seq.L;
     const int di = 10, ldu = di + 2, ldz = 2 * di, ldbc = 1 + 2 * N + 3;
-    float *u = random_buf(L * ldu, -2, 2), *dl = random_buf(L * ldu, -1, 1);
-    float *z = random_buf(L * ldz, -3, 3), *bc = random_buf(L * ldbc, -1, 1);
-    float *bias = random_buf(di, -4, -1), *D = random_buf(di, -1, 1);
+    float *u = check_random_floats(L * ldu, -2, 2), *dl = check_random_floats(L * ldu, -1, 1);
+    float *z = check_random_floats(L * ldz, -3, 3), *bc = check_random_floats(L * ldbc, -1, 1);
+    float *bias = check_random_floats(di, -4, -1), *D = check_random_floats(di, -1, 1);
     float *A = malloc((size_t)di * N * sizeof *A);
     for (int i = 0; i < di * N; i++) A[i] = -(float)exp(check_uniform(log(0.5), log(16.0)));
-    float *y0 = random_buf(L * di, -1, 1); /* the scan adds to y */
+    float *y0 = check_random_floats(L * di, -1, 1); /* the scan adds to y */
     float *want = malloc((size_t)(L * di) * sizeof *want);
     memcpy(want, y0, (size_t)(L * di) * sizeof *want);
     sm_scan_args a = {.seq = seq, .n_state = N, .u = u, .ld_u = ldu,
@@ -485,25 +471,25 @@ static void test_mamba_layer(int n_dir, int orderings)
     float *owned[32];
     int n_owned = 0;
 #define OWN(expr) (owned[n_owned++] = (expr))
-    m->norm_w = OWN(random_buf(C, 0.5, 1.5));
-    m->norm_b = OWN(random_buf(C, -0.5, 0.5));
-    m->in_proj = OWN(random_buf(2 * di * C, -0.4, 0.4));
-    m->out_proj = OWN(random_buf(C * di, -0.3, 0.3));
+    m->norm_w = OWN(check_random_floats(C, 0.5, 1.5));
+    m->norm_b = OWN(check_random_floats(C, -0.5, 0.5));
+    m->in_proj = OWN(check_random_floats(2 * di * C, -0.4, 0.4));
+    m->out_proj = OWN(check_random_floats(C * di, -0.3, 0.3));
     for (int s = 0; s < n_dir; s++) {
         sm_mamba_dir *d = &m->dir[s];
-        d->conv_wt = random_buf(K * di, -0.5, 0.5); /* owned by m */
-        d->conv_b = OWN(random_buf(di, -0.3, 0.3));
-        d->x_proj = OWN(random_buf((R + 2 * N) * di, -0.3, 0.3));
-        d->dt_proj = OWN(random_buf(di * R, -0.5, 0.5));
-        d->dt_bias = OWN(random_buf(di, -4, -1));
-        d->D = OWN(random_buf(di, -1, 1));
+        d->conv_wt = check_random_floats(K * di, -0.5, 0.5); /* owned by m */
+        d->conv_b = OWN(check_random_floats(di, -0.3, 0.3));
+        d->x_proj = OWN(check_random_floats((R + 2 * N) * di, -0.3, 0.3));
+        d->dt_proj = OWN(check_random_floats(di * R, -0.5, 0.5));
+        d->dt_bias = OWN(check_random_floats(di, -4, -1));
+        d->D = OWN(check_random_floats(di, -1, 1));
         d->A = malloc((size_t)di * N * sizeof *d->A); /* owned by m */
         for (int i = 0; i < di * N; i++) d->A[i] = -(float)(1 + i % N);
     }
 #undef OWN
-    float *x = random_buf(L * x_ld, -2, 2);
+    float *x = check_random_floats(L * x_ld, -2, 2);
     float *scratch = malloc((size_t)(L * sm_mamba_scratch_per_token(m, 0)) * sizeof *scratch);
-    float *want = filled(L * x_ld, SENTINEL);
+    float *want = check_filled_floats(L * x_ld, SENTINEL);
     double seconds[SM_KIND_COUNT] = {0};
     CHECK(sm_mamba_forward(m, sm_kernels_get(), x, x_ld, want, x_ld, VOL_D, VOL_H, VOL_W, S,
                            scratch, seconds) == SEGMAMBA_OK);
@@ -512,7 +498,7 @@ static void test_mamba_layer(int n_dir, int orderings)
     for (int in_place = 0; in_place < 2; in_place++)
         for (int64_t chunk = 0; chunk <= 7; chunk += 7) {
             float *d_x = to_device(x, L * x_ld), *d_scratch = NULL;
-            float *out = filled(L * x_ld, SENTINEL);
+            float *out = check_filled_floats(L * x_ld, SENTINEL);
             float *d_out = in_place ? d_x : to_device(out, L * x_ld);
             CHECK(sm_cuda_alloc((size_t)(L * sm_cuda_mamba_scratch_per_token(dm)), &d_scratch) ==
                   SEGMAMBA_OK);
@@ -569,7 +555,7 @@ static void test_pipeline_batches(void)
     CHECK(segmamba_card_parse(text, strlen(text), "test card", &card) == SEGMAMBA_OK);
     segmamba_volume v = {.c = 2, .d = 64, .h = 32, .w = 32};
     const size_t n = (size_t)v.d * v.h * v.w;
-    v.data = random_buf((int64_t)(v.c * n), 0.5, 3.0);
+    v.data = check_random_floats((int64_t)(v.c * n), 0.5, 3.0);
     for (int a = 0; a < 3; a++) v.geom.spacing[a] = 1.0;
     segmamba_model *cpu = open_tiny(SEGMAMBA_BACKEND_CPU), *gpu = open_tiny(SEGMAMBA_BACKEND_CUDA);
     if (!cpu || !gpu) {

@@ -56,20 +56,6 @@ typedef struct layer_weights {
     float *D[SM_DIRECTIONS];
 } layer_weights;
 
-static float *random_buf(int64_t n, double lo, double hi)
-{
-    float *p = malloc((size_t)n * sizeof *p);
-    for (int64_t i = 0; i < n; i++) p[i] = (float)check_uniform(lo, hi);
-    return p;
-}
-
-static float *filled(int64_t n, float v)
-{
-    float *p = malloc((size_t)n * sizeof *p);
-    for (int64_t i = 0; i < n; i++) p[i] = v;
-    return p;
-}
-
 /* Ranges like a trained layer's: A_log near log(1..N) (Mamba's
  * initialisation), dt_bias giving deltas from about 0.003 to 0.4, so the
  * state both remembers and forgets over a few tokens. */
@@ -77,21 +63,21 @@ static layer_weights random_weights(const layer_case *c)
 {
     const int C = c->C, di = c->di, N = c->N, R = c->R, K = c->K;
     layer_weights w = {0};
-    w.norm_w = random_buf(C, 0.5, 1.5);
-    w.norm_b = random_buf(C, -0.5, 0.5);
-    w.in_proj = random_buf(2 * (int64_t)di * C, -1, 1);
-    w.out_proj = random_buf((int64_t)C * di, -0.4, 0.4);
+    w.norm_w = check_random_floats(C, 0.5, 1.5);
+    w.norm_b = check_random_floats(C, -0.5, 0.5);
+    w.in_proj = check_random_floats(2 * (int64_t)di * C, -1, 1);
+    w.out_proj = check_random_floats((int64_t)C * di, -0.4, 0.4);
     for (int s = 0; s < c->n_dir; s++) {
-        w.conv_w[s] = random_buf((int64_t)di * K, -0.6, 0.6);
-        w.conv_b[s] = random_buf(di, -0.3, 0.3);
-        w.x_proj[s] = random_buf((int64_t)(R + 2 * N) * di, -0.5, 0.5);
-        w.dt_proj[s] = random_buf((int64_t)di * R, -0.5, 0.5);
-        w.dt_bias[s] = random_buf(di, -5, -1);
+        w.conv_w[s] = check_random_floats((int64_t)di * K, -0.6, 0.6);
+        w.conv_b[s] = check_random_floats(di, -0.3, 0.3);
+        w.x_proj[s] = check_random_floats((int64_t)(R + 2 * N) * di, -0.5, 0.5);
+        w.dt_proj[s] = check_random_floats((int64_t)di * R, -0.5, 0.5);
+        w.dt_bias[s] = check_random_floats(di, -5, -1);
         w.A_log[s] = malloc((size_t)di * N * sizeof(float));
         for (int e = 0; e < di; e++)
             for (int n = 0; n < N; n++)
                 w.A_log[s][e * N + n] = (float)(log(1.0 + n) + check_uniform(-0.3, 0.3));
-        w.D[s] = random_buf(di, -1, 1);
+        w.D[s] = check_random_floats(di, -1, 1);
     }
     return w;
 }
@@ -248,7 +234,7 @@ static void run_case(const sm_kernels *k, const layer_case *c, uint64_t seed)
     const int C = c->C, x_ld = C + 3, out_ld = C + 2;
     const int64_t L = (int64_t)c->d * c->h * c->w;
     layer_weights wt = random_weights(c);
-    float *x = random_buf(L * x_ld, -2, 2);
+    float *x = check_random_floats(L * x_ld, -2, 2);
     double *ref = malloc((size_t)L * C * sizeof *ref);
     reference(c, &wt, x, x_ld, ref);
     double scale = 0; /* the largest |out_proj(...)| term */
@@ -266,7 +252,7 @@ static void run_case(const sm_kernels *k, const layer_case *c, uint64_t seed)
     float *scratch = malloc((size_t)(L * sm_mamba_scratch_per_token(m, 0)) * sizeof *scratch);
     for (int in_place = 0; in_place < 2; in_place++) {
         const int ld = in_place ? x_ld : out_ld;
-        float *out = in_place ? malloc((size_t)(L * x_ld) * sizeof *out) : filled(L * out_ld, SENTINEL);
+        float *out = in_place ? malloc((size_t)(L * x_ld) * sizeof *out) : check_filled_floats(L * out_ld, SENTINEL);
         if (in_place)
             for (int64_t i = 0; i < L * x_ld; i++) out[i] = x[i];
         double seconds[SM_KIND_COUNT] = {0};
@@ -317,7 +303,7 @@ static void test_refusals(void)
     sm_mamba *m = create(&c, &wt);
     if (m) {
         const int64_t L = 105;
-        float *x = random_buf(L * c.C, -1, 1), *out = filled(L * c.C, SENTINEL);
+        float *x = check_random_floats(L * c.C, -1, 1), *out = check_filled_floats(L * c.C, SENTINEL);
         float *scratch = malloc((size_t)(L * sm_mamba_scratch_per_token(m, 0)) * sizeof *scratch);
         double seconds[SM_KIND_COUNT] = {0};
         CHECK(sm_mamba_forward(m, sm_kernels_get(), x, c.C, out, c.C, 3, 5, 7, 4, scratch,
