@@ -3,8 +3,12 @@
 # closed on several threads at once), built with ThreadSanitizer (clang).
 # OpenMP is off in this build: libgomp is not instrumented, so TSan cannot
 # see its barriers and would report the engine's parallel loops; the
-# threads here are the test's own. MPI is off too (the CLI's cohort
-# transport, not exercised by the small suite). No suppressions.
+# threads here are the test's own. oneDNN (Debian's libdnnl) brings its own
+# libgomp parallel regions whatever our build says, so OMP_NUM_THREADS=1
+# keeps them on the calling thread: otherwise TSan reports oneDNN's workers
+# writing a scratchpad the main thread allocated before a fork it cannot
+# see (seen in test_conv). MPI is off too (the CLI's cohort transport, not
+# exercised by the small suite). No suppressions.
 # Contract: tools/run-tests.sh (LEG_BUILD is this leg's build folder).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,4 +30,5 @@ meson compile -C "$build"
 grep -qx '#define SM_HAVE_OPENMP 0' "$build/sm_config.h"  # the option took effect
 
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+export OMP_NUM_THREADS=1
 meson test -C "$build" --suite small --num-processes 2 --print-errorlogs --timeout-multiplier 4
