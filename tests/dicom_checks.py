@@ -647,6 +647,51 @@ def check_seg_predict_sizes(args, tmp, rng):
               "one-case label map", p.returncode == 0 and not bad, bad[:5])
 
 
+CH2BET = "/usr/share/mricron/templates/ch2bet.nii.gz"  # Debian's mricron-data
+
+
+def check_ch2bet(args, tmp, rng):
+    """A real T1 MRI (the MNI single-subject brain, 181x217x181 at 1 mm) as a
+    single-frame MR series, predict --dicom-seg with a one-channel model: its
+    217x181 frames (39,277 bits) start inside bytes. Every frame of the SEG,
+    decoded by numpy and by highdicom, equals the run's NIfTI label map."""
+    img = nib.load(CH2BET)
+    nii = os.path.join(tmp, "ch2bet.nii.gz")
+    nib.Nifti1Image(np.asarray(img.dataobj).astype(np.int16), img.affine).to_filename(nii)
+    dss = series_from_nifti(nii, os.path.join(tmp, "ch2bet"), rng, "ch2bet T1")
+    model = os.path.join(tmp, "ch2bet-model")
+    p = run(["/usr/bin/python3", os.path.join(HERE, "reference", "gen_case.py"), "--config", "custom",
+             "--custom-json", json.dumps({"in_chans": 1, "out_chans": 4, "depths": [1, 1, 1, 1],
+                                          "feat_size": [4, 8, 12, 18], "hidden_size": 22}),
+             "--size", "32", "--seed", "3", "--out", model])
+    if not check("ch2bet: a one-channel model made", p.returncode == 0, p.stderr[-500:]):
+        return
+    card = os.path.join(tmp, "ch2bet-card.json")
+    with open(card, "w") as f:
+        json.dump({"channels": [{"name": "t1", "normalization": "zscore"}], "spacing": [1, 1, 1],
+                   "patch": [32, 32, 32], "nslices": [16, 8, 4, 2],
+                   "labels": ["background", "NCR", "ED", "ET"], "output": "argmax"}, f)
+    seg, labels_path = os.path.join(tmp, "ch2bet-seg.dcm"), os.path.join(tmp, "ch2bet-labels.nii.gz")
+    p = run([args.segmamba, "predict", "--model", os.path.join(model, "model.safetensors"), "--card",
+             card, "-i", os.path.join(tmp, "ch2bet"), "-o", labels_path, "--dicom-seg", seg, "--no-tta",
+             "--quiet", "--threads", "2"])
+    if not check("ch2bet: predict --dicom-seg on the series", p.returncode == 0, p.stderr):
+        return
+    labels = np.asarray(nib.load(labels_path).dataobj).transpose(2, 1, 0)
+    first = sorted(dss, key=lambda x: float(x[1].ImagePositionPatient[2]))
+    decoded, problems = seg_decode(seg, first)
+    bad = problems + seg_equals(decoded, labels, 3)
+    ds = pydicom.dcmread(seg, stop_before_pixels=True)
+    check(f"ch2bet: all {len(decoded)} frames of {ds.Rows}x{ds.Columns} equal the label map "
+          f"(numpy decode, placed by their groups)", not bad and len(decoded) > 2, bad[:5])
+    px = hd.seg.segread(seg).get_pixels_by_source_instance(
+        source_sop_instance_uids=[d.SOPInstanceUID for _, d in first], segment_numbers=[1, 2, 3])
+    want = np.stack([labels == s for s in (1, 2, 3)], axis=-1)
+    check("ch2bet: highdicom's per-voxel masks equal the label map",
+          px.shape == want.shape and np.array_equal(px.astype(bool), want),
+          np.count_nonzero(px.astype(bool) != want) if px.shape == want.shape else px.shape)
+
+
 def bad_series(args, tmp, rng, corpus):
     raw = (rng.integers(0, 1000, (6, 15, 13))).astype(np.int16)
     cases = {}
@@ -729,6 +774,14 @@ def main(args):
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="segmamba-dicom-") as tmp:
+        if args.ch2bet:
+            if not os.path.exists(CH2BET):
+                print(f"skip: {CH2BET} (Debian's mricron-data) is not installed")
+                return 77
+            check_ch2bet(args, tmp, rng)
+            print(f"{results['passed']} passed, {results['failed']} failed in "
+                  f"{time.perf_counter() - t0:.1f} s")
+            return 1 if results["failed"] or not results["passed"] else 0
         check_geometry_cases(args, tmp, rng)
         args._model, args._card = check_predict_and_seg(args, tmp, rng) or (None, None)
         check_pixel_formats(args, tmp, rng)

@@ -80,6 +80,9 @@ def main():
     ap.add_argument("--venv", required=True)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--write-corpus", default=None)
+    ap.add_argument("--ch2bet", action="store_true",
+                    help="only issue 23's case: a real T1 MRI (mricron-data's ch2bet) through "
+                    "predict --dicom-seg (exit 77 without mricron-data)")
     args = ap.parse_args()
     ensure_venv(os.path.abspath(args.venv))
     import dicom_checks  # noqa: E402  (needs the venv's packages)
