@@ -58,7 +58,7 @@ typedef enum segmamba_status {
 
 typedef enum segmamba_conv_backend {
     SEGMAMBA_CONV_AUTO = 0,    /* Winograd for the 3x3x3 layers within a weight-memory rule
-                                  (README: "Convolution backends"), k2 s2 layers as im2col +
+                                  (docs/convolution-backends.md), k2 s2 layers as im2col +
                                   GEMM, the rest on oneDNN when built in, else OpenBLAS */
     SEGMAMBA_CONV_ONEDNN = 1,  /* every layer direct on oneDNN */
     SEGMAMBA_CONV_BLAS = 2,    /* every layer as im2col + GEMM (oneDNN's sgemm when built in,

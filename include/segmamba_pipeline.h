@@ -153,7 +153,7 @@ SEGMAMBA_API int segmamba_same_file(const char *a, const char *b);
 /* ---- Model cards ---- */
 
 /* What a checkpoint needs beyond its weights to turn images into a
- * segmentation (README "Model cards"; the JSON form in src/clinical/card.h):
+ * segmentation (docs/model-cards.md; the JSON form in src/clinical/card.h):
  * the input channels and their normalisation, spacing and patch, the Mamba
  * settings, the window overlap, and how outputs become labels (argmax;
  * regions: nested sigmoids through a regions table; sigmoid: one sigmoid

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Figures and behaviours the README and ARCHITECTURE.md state, checked:
+"""Figures and behaviours docs/ and ARCHITECTURE.md state, checked:
 
   overlap    `predict --overlap F` runs as many windows as MONAI's
              sliding_window_inference would (per axis: 1 where the crop box
@@ -10,7 +10,7 @@
              where its sigmoid probability is above 0.5.
   ensemble   "each model's activation arena is freed when it is done, so an
              ensemble costs one more set of weights per model, not another
-             arena" (README): with the demo model once, twice and three times,
+             arena" (docs/predict.md): with the demo model once, twice and three times,
              the peak RSS a prediction adds over loading the models (the same
              command on an all-zero case, which runs no window) does not grow
              with the number of models by anything near an arena.

@@ -14,7 +14,7 @@ and the .safetensors file it writes read back here with a reader of its own
 - `segmamba forward` on the result gives the .pt's logits bit for bit.
 
 With torch installed, the .pt files' own tensors (torch.load, keys
-normalised as the README's "Checkpoints" paragraph says) are checked to be
+normalised as docs/checkpoints.md says) are checked to be
 those plain tensors too, so the expectation above is the .pt's content and
 not only what the fixtures' README says it is.
 
@@ -118,7 +118,7 @@ def read_raw_safetensors(path):
 
 def torch_state_dict(path):
     """The .pt's plain state_dict as torch reads it, keys normalised as the
-    README says: the first of network_weights/state_dict/model/module, the
+    docs/checkpoints.md says: the first of network_weights/state_dict/model/module, the
     prefixes module. and _orig_mod. stripped where every key has them,
     out_main_seg.* as out.*, ds_seg_from_dec* heads left out."""
     import torch

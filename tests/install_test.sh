@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The library as an embedding application sees it: `meson install` into a
-# staging folder, then the README's two example programs, extracted from the
-# README itself, compiled with `pkg-config --cflags --libs segmamba`: the
+# staging folder, then the two example programs of docs/c-api.md, extracted
+# from that page itself (the README's C example must be the first of them,
+# unchanged), compiled with `pkg-config --cflags --libs segmamba`: the
 # forward example run on the tiny fixture model, the pipeline example on a
 # phantom case with the demo model, its label map compared byte for byte
 # with `segmamba predict`'s.
@@ -13,11 +14,20 @@ trap 'rm -rf "$stage"' EXIT
 meson install -C "$build" --destdir "$stage" --no-rebuild --quiet
 pc=$(dirname "$(find "$stage" -name segmamba.pc | head -n 1)")
 [ -n "$pc" ] || { echo "segmamba.pc was not installed"; exit 1; }
-# The README's ```c blocks, in order: the forward example, the pipeline one.
-awk -v dir="$stage" '/^```c$/{n++; on=1; next} /^```$/{on=0} on {print > (dir "/example" n ".c")}' \
-  "$src/README.md"
-[ -s "$stage/example1.c" ] && [ -s "$stage/example2.c" ] ||
-  { echo "README.md should hold two C examples"; exit 1; }
+# The ```c blocks of a Markdown file, in order, as PREFIX1.c, PREFIX2.c, ...
+extract_c() {
+  awk -v out="$2" '/^```c$/{n++; on=1; next} /^```$/{on=0} on {print > (out n ".c")}' "$1"
+}
+# docs/c-api.md: the forward example, then the pipeline one.
+extract_c "$src/docs/c-api.md" "$stage/example"
+[ -s "$stage/example1.c" ] && [ -s "$stage/example2.c" ] && [ ! -e "$stage/example3.c" ] ||
+  { echo "docs/c-api.md should hold two C examples"; exit 1; }
+# The README's one C example is docs/c-api.md's first, unchanged.
+extract_c "$src/README.md" "$stage/readme"
+[ -s "$stage/readme1.c" ] && [ ! -e "$stage/readme2.c" ] ||
+  { echo "README.md should hold one C example"; exit 1; }
+cmp "$stage/readme1.c" "$stage/example1.c" ||
+  { echo "README.md's C example differs from docs/c-api.md's first"; exit 1; }
 # Point the staged .pc file's prefix at the staging folder.
 prefix=$(sed -n 's/^prefix=//p' "$pc/segmamba.pc")
 sed -i "s|^prefix=.*|prefix=$stage$prefix|" "$pc/segmamba.pc"

@@ -204,7 +204,7 @@ class Model:
         process-wide at each call, as segmamba_set_threads; None leaves the
         setting alone: all cores by default).
     conv: auto, winograd, winograd2, winograd3, winograd4, onednn, blas or ref
-        (README "Convolution backends").
+        (docs/convolution-backends.md).
     nslices: four inter-slice scan lengths (default: the card's, else
         64, 32, 16, 8 for 128^3 windows).
     fue: True or False forces feature-level uncertainty estimation; None:
@@ -213,7 +213,7 @@ class Model:
         elsewhere fp32, and config["precision"] says so) or tf32 (CUDA GEMMs).
     backend: cpu, or cuda (an engine built with CUDA, on a GPU).
     card: the model card for predict(): a path to a card JSON file or a
-        dict (README "Model cards"); None: the checkpoint's (its metadata or
+        dict (docs/model-cards.md); None: the checkpoint's (its metadata or
         a MODEL.card.json next to it), else the BraTS defaults (a model that
         does not take 4 channels: the generic card), as `segmamba predict`.
 
@@ -269,8 +269,8 @@ class Model:
 
     @property
     def card(self):
-        """The model card predict() follows, as a dict (the JSON of README
-        "Model cards"), with "origin" saying where it came from and
+        """The model card predict() follows, as a dict (the JSON of
+        docs/model-cards.md), with "origin" saying where it came from and
         "generic" whether it is the generic card of a card-less model."""
         return dict(self._card, origin=self._m.card_origin(),
                     generic=self._config["generic_card"])

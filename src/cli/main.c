@@ -79,7 +79,7 @@ static void usage_forward(FILE *f)
             "  --threads N         threads for OpenMP, oneDNN and OpenBLAS (default: all cores)\n"
             "  --conv KIND         convolutions: auto (default: Winograd for the 3x3x3\n"
             "                      layers whose transformed weights stay within a memory\n"
-            "                      rule (README, 'Convolution backends'), k2 s2 as GEMM,\n"
+            "                      rule (docs/convolution-backends.md), k2 s2 as GEMM,\n"
             "                      the rest on oneDNN when built in, else OpenBLAS);\n"
             "                      winograd (every 3x3x3 layer; winograd2, winograd3,\n"
             "                      winograd4 with that output tile); onednn, blas, or ref\n"

@@ -25,7 +25,7 @@ void usage_predict(FILE *f)
                "normalize each channel, resample to the model's spacing, sliding window\n"
                "(overlap 0.5, Gaussian weights) with 8-way mirror averaging, argmax (or the\n"
                "card's sigmoid heads), uncrop. A sigmoid card without a label map writes -o\n"
-               "as a 4D uint8 image, one mask per output (see README \"Model cards\").\n"
+               "as a 4D uint8 image, one mask per output (see docs/model-cards.md).\n"
                "How the model wants its inputs comes from its model card (__metadata__ of a\n"
                ".safetensors file, or MODEL.card.json next to it; else the official BraTS\n"
                "2023 setup: t2w t2f t1n t1c, 1 mm, patch 128; a model without a card that\n"

@@ -3,8 +3,8 @@ predict`) against an oracle assembled from MONAI 1.3.2's own parts, on cases
 without resampling (card spacing "input"): probabilities within 1e-5,
 labels, crop box and window count equal.
 
-The oracle, written from MONAI and the README's description of the
-pipeline, shares nothing with the engine's pipeline code:
+The oracle, written from MONAI and docs/predict.md's description of
+the pipeline, shares nothing with the engine's pipeline code:
   crop        CropForeground(select_fn=x != 0): the box of voxels non-zero in
               any channel;
   normalise   per channel: zscore, NormalizeIntensity (the crop's own mean
