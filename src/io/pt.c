@@ -3,11 +3,12 @@
  * storage per key. The pickle is evaluated by a tiny machine that knows only
  * the opcodes and globals a state_dict uses; it builds plain values and
  * never calls anything named by the file. */
+#include "io/pt.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/weights.h"
 #include "io/binary.h"
 #include "io/file.h"
 #include "io/memory_cap.h"
