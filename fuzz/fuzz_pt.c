@@ -1,7 +1,7 @@
 /* The .pt reader on arbitrary bytes: the zip directory, the data-only
  * pickle machine, storages and tensor views. */
 #include "fuzz.h"
-#include "io/weights.h"
+#include "io/pt.h"
 
 SM_FUZZ_INIT_CAP_ONLY
 

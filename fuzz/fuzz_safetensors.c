@@ -1,7 +1,7 @@
 /* The safetensors reader on arbitrary bytes: header length, the JSON
  * parser, dtypes, shapes and data offsets, metadata. */
 #include "fuzz.h"
-#include "io/weights.h"
+#include "io/safetensors.h"
 
 SM_FUZZ_INIT_CAP_ONLY
 

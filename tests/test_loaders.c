@@ -9,12 +9,15 @@
 #include <sys/stat.h>
 
 #include "check.h"
+#include "io/checkpoint.h"
 #include "io/file.h"
 #include "io/json.h"
 #include "io/memory_cap.h"
 #include "io/npy.h"
-#include "io/zip.h"
+#include "io/pt.h"
+#include "io/safetensors.h"
 #include "io/weights.h"
+#include "io/zip.h"
 
 #define FIXTURES "tests/fixtures/loaders/"
 #define WORK "tests/work/"

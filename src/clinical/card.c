@@ -8,9 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/checkpoint.h"
 #include "io/checkpoint_meta.h"
 #include "io/file.h"
 #include "io/json.h"
+#include "io/safetensors.h"
 #include "io/weights.h"
 
 static const char *const brats_channels[] = {"t2w", "t2f", "t1n", "t1c"};

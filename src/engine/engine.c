@@ -15,7 +15,7 @@
 #include "simd/dispatch.h"
 #include "sm_config.h"
 #include "io/checkpoint_meta.h"
-#include "io/weights.h"
+#include "io/checkpoint.h"
 #if SM_HAVE_CUDA
 #include "cuda_optional/cuda_backend.h"
 #endif

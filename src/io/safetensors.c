@@ -2,6 +2,8 @@
  * {"name": {"dtype", "shape", "data_offsets": [begin, end]}, ...,
  * "__metadata__": {string: string}}, then the raw little-endian data, with
  * offsets relative to its start. */
+#include "io/safetensors.h"
+
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -9,7 +11,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "io/weights.h"
 #include "io/binary.h"
 #include "io/file.h"
 #include "io/json.h"
