@@ -304,7 +304,7 @@ static PyObject *model_card_json(ModelObject *self, PyObject *unused)
 {
     (void)unused;
     char *text = NULL;
-    const segmamba_status st = segmamba_card_to_json(&self->card, &text);
+    const segmamba_status st = segmamba_card_format_json(&self->card, &text);
     if (st != SEGMAMBA_OK) return raise_last(st);
     PyObject *r = PyUnicode_FromString(text);
     free(text);
@@ -703,7 +703,7 @@ static PyObject *py_metrics(PyObject *mod, PyObject *args)
     segmamba_region regions[256];
     int n = 0;
     if (regions_in == Py_None) {
-        segmamba_regions_brats(regions);
+        segmamba_region_init_brats(regions);
         n = 3;
     } else {
         PyObject *seq = PySequence_Fast(regions_in, "regions: a list of (name, labels)");
@@ -741,7 +741,7 @@ static PyObject *py_metrics(PyObject *mod, PyObject *args)
                 if (PyErr_Occurred()) return NULL;
                 return raise_status(SEGMAMBA_E_ARG, "regions: labels are 1 to 256 values 0..255");
             }
-            segmamba_region_set(&regions[i], name, lab, (int)nl);
+            segmamba_region_init(&regions[i], name, lab, (int)nl);
         }
         Py_DECREF(seq);
     }
@@ -761,8 +761,8 @@ static PyObject *py_metrics(PyObject *mod, PyObject *args)
     segmamba_region_score scores[256];
     segmamba_status st;
     Py_BEGIN_ALLOW_THREADS
-    st = segmamba_metrics_regions(p.buf, r.buf, (int)p.shape[0], (int)p.shape[1], (int)p.shape[2],
-                                  sp, regions, n, both, scores);
+    st = segmamba_score_regions(p.buf, r.buf, (int)p.shape[0], (int)p.shape[1], (int)p.shape[2],
+                                sp, regions, n, both, scores);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&p);
     PyBuffer_Release(&r);

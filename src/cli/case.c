@@ -222,7 +222,7 @@ segmamba_status case_write_outputs(const case_outputs *o, const segmamba_card *c
                                    const segmamba_dicom_source *src)
 {
     /* A sigmoid card without a label map: the masks, one volume each. */
-    segmamba_status st = segmamba_card_writes_masks(card)
+    segmamba_status st = segmamba_card_get_writes_masks(card)
                              ? segmamba_nifti_write_u8(o->seg, &vol->geom, p->masks, p->n_masks)
                              : segmamba_nifti_write_u8(o->seg, &vol->geom, p->labels, 1);
     if (st == SEGMAMBA_OK && o->prob)

@@ -71,14 +71,14 @@ static void choose_regions(cohort *c)
     const segmamba_card *card = &c->card;
     if ((card->output == SEGMAMBA_OUTPUT_REGIONS && card->n_regions == 0) ||
         (card->output == SEGMAMBA_OUTPUT_ARGMAX && card->n_labels == 4)) {
-        segmamba_regions_brats(c->regions);
+        segmamba_region_init_brats(c->regions);
         c->n_regions = 3;
         return;
     }
     c->n_regions = 0;
     for (int l = 1; l < card->n_labels; l++) {
         const uint8_t label = (uint8_t)l;
-        segmamba_region_set(&c->regions[c->n_regions++], card->labels[l], &label, 1);
+        segmamba_region_init(&c->regions[c->n_regions++], card->labels[l], &label, 1);
     }
 }
 
@@ -109,7 +109,7 @@ segmamba_status cohort_open(const cohort_options *o, int leader, cohort **out)
         if (st == SEGMAMBA_OK && (!c->summary || !c->results))
             st = cli_error(SEGMAMBA_E_NOMEM, "out of memory");
         if (st == SEGMAMBA_OK &&
-            (strcmp(c->summary, o->list) == 0 || segmamba_same_file(c->summary, o->list)))
+            (strcmp(c->summary, o->list) == 0 || segmamba_file_is_same(c->summary, o->list)))
             st = cli_error(SEGMAMBA_E_ARG,
                            "%s: the list is where the summary goes; move it out of "
                            "--out-dir or rename it",
@@ -182,7 +182,7 @@ static segmamba_status out_files_make(const cohort *c, const char *id, out_files
 
 static int same(const char *a, const char *b)
 {
-    return a && b && (strcmp(a, b) == 0 || segmamba_same_file(a, b));
+    return a && b && (strcmp(a, b) == 0 || segmamba_file_is_same(a, b));
 }
 
 /* An output over one of the case's files (an input, the reference, the

@@ -272,20 +272,22 @@ static int check_outputs(const predict_args *a)
     for (int i = 0; i < 6; i++) {
         if (!outs[i]) continue;
         for (int j = 0; j < a->n_inputs; j++)
-            if (strcmp(outs[i], a->inputs[j]) == 0 || segmamba_same_file(outs[i], a->inputs[j])) {
+            if (strcmp(outs[i], a->inputs[j]) == 0 ||
+                segmamba_file_is_same(outs[i], a->inputs[j])) {
                 fprintf(stderr, "segmamba: error: %s %s is an input; refusing to overwrite it\n",
                         what[i], outs[i]);
                 return SEGMAMBA_E_ARG;
             }
         for (int j = 0; j < a->n_models; j++)
-            if (strcmp(outs[i], a->models[j]) == 0 || segmamba_same_file(outs[i], a->models[j])) {
+            if (strcmp(outs[i], a->models[j]) == 0 ||
+                segmamba_file_is_same(outs[i], a->models[j])) {
                 fprintf(stderr, "segmamba: error: %s %s is the model; refusing to overwrite it\n",
                         what[i], outs[i]);
                 return SEGMAMBA_E_ARG;
             }
         for (int j = 0; j < i; j++)
             if (outs[j] &&
-                (strcmp(outs[i], outs[j]) == 0 || segmamba_same_file(outs[i], outs[j]))) {
+                (strcmp(outs[i], outs[j]) == 0 || segmamba_file_is_same(outs[i], outs[j]))) {
                 fprintf(stderr, "segmamba: error: %s and %s both write %s\n", what[j], what[i],
                         outs[i]);
                 return SEGMAMBA_E_ARG;
@@ -306,7 +308,7 @@ static void print_summary(const predict_args *a, const segmamba_card *card,
             "segmamba: %dx%dx%d, crop [%d:%d, %d:%d, %d:%d], %d windows in %.1f s; wrote %s\n",
             vol->d, vol->h, vol->w, p->box[0][0], p->box[0][1], p->box[1][0], p->box[1][1],
             p->box[2][0], p->box[2][1], p->windows, seconds, a->out.seg);
-    if (segmamba_card_writes_masks(card)) {
+    if (segmamba_card_get_writes_masks(card)) {
         fprintf(stderr, "segmamba: voxels per mask (they overlap):");
         for (int c = 0; c < p->n_masks; c++) {
             int64_t on = 0;

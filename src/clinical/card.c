@@ -19,7 +19,7 @@ static const int default_nslices[SEGMAMBA_STAGES] = {64, 32, 16, 8};
 /* BraTS regions, model outputs TC, WT, ET: ET -> 3, else TC -> 1, else WT -> 2. */
 static const segmamba_card_region brats_regions[3] = {{"WT", 1, 2}, {"TC", 0, 1}, {"ET", 2, 3}};
 
-void segmamba_card_default(segmamba_card *card)
+void segmamba_card_init_default(segmamba_card *card)
 {
     memset(card, 0, sizeof *card);
     card->n_channels = 4;
@@ -40,9 +40,9 @@ void segmamba_card_default(segmamba_card *card)
     snprintf(card->origin, sizeof card->origin, "defaults (official BraTS 2023)");
 }
 
-void segmamba_card_generic(const segmamba_config *model, segmamba_card *card)
+void segmamba_card_init_generic(const segmamba_config *model, segmamba_card *card)
 {
-    segmamba_card_default(card);
+    segmamba_card_init_default(card);
     const int in = model->in_chans < 1 ? 1
                    : model->in_chans > SEGMAMBA_CARD_MAX_CHANNELS ? SEGMAMBA_CARD_MAX_CHANNELS
                                                                   : model->in_chans;
@@ -61,7 +61,7 @@ void segmamba_card_generic(const segmamba_config *model, segmamba_card *card)
     snprintf(card->origin, sizeof card->origin, "generic card (%d channels, %d outputs)", in, out);
 }
 
-int segmamba_card_region_table(const segmamba_card *card, segmamba_card_region *out)
+int segmamba_card_get_regions(const segmamba_card *card, segmamba_card_region *out)
 {
     if (card->output == SEGMAMBA_OUTPUT_ARGMAX) return 0;
     if (card->output == SEGMAMBA_OUTPUT_REGIONS && card->n_regions == 0) {
@@ -74,7 +74,7 @@ int segmamba_card_region_table(const segmamba_card *card, segmamba_card_region *
     return n;
 }
 
-int segmamba_card_outputs(const segmamba_card *card)
+int segmamba_card_get_output_count(const segmamba_card *card)
 {
     if (card->output == SEGMAMBA_OUTPUT_REGIONS)
         return card->n_regions ? card->n_regions : 3;
@@ -82,7 +82,7 @@ int segmamba_card_outputs(const segmamba_card *card)
     return card->n_labels;
 }
 
-int segmamba_card_writes_masks(const segmamba_card *card)
+int segmamba_card_get_writes_masks(const segmamba_card *card)
 {
     return card->output == SEGMAMBA_OUTPUT_SIGMOID && card->n_regions == 0 &&
            card->n_labels > 2;
@@ -278,7 +278,7 @@ static sm_status check_output(const char *origin, segmamba_card *card, int have_
         }
     }
     if (out == SEGMAMBA_OUTPUT_ARGMAX) card->n_regions = 0;
-    const int k = segmamba_card_outputs(card);
+    const int k = segmamba_card_get_output_count(card);
     for (int i = 0; i < card->n_regions; i++) {
         const segmamba_card_region *r = &card->regions[i];
         char field[64];
@@ -474,7 +474,7 @@ static sm_status parse_card(const sm_json *root, const char *origin, segmamba_ca
 
 sm_status segmamba_card_parse(const char *text, size_t len, const char *origin, segmamba_card *card)
 {
-    segmamba_card_default(card);
+    segmamba_card_init_default(card);
     sm_json root;
     SM_TRY(sm_json_parse(text, len, origin, &root));
     sm_status st = parse_card(&root, origin, card);
@@ -505,7 +505,7 @@ static void out_name_list(sm_json_out *o, int n, char names[][SEGMAMBA_CARD_NAME
     sm_json_out_printf(o, "]");
 }
 
-sm_status segmamba_card_to_json(const segmamba_card *card, char **text)
+sm_status segmamba_card_format_json(const segmamba_card *card, char **text)
 {
     sm_json_out o = {0};
     sm_json_out_printf(&o, "{\"channels\": [");
@@ -609,7 +609,7 @@ static int side_path(const char *model, char *out, size_t cap)
 static sm_status card_for_weights(const char *model_path, const sm_weights *w,
                                   segmamba_card *card, int *found)
 {
-    segmamba_card_default(card);
+    segmamba_card_init_default(card);
     *found = 1;
     const char *text = sm_weights_meta(w, "card");
     if (text) {
@@ -630,7 +630,7 @@ static sm_status card_for_weights(const char *model_path, const sm_weights *w,
 
 static sm_status find_card(const char *model_path, segmamba_card *card, int *found)
 {
-    segmamba_card_default(card);
+    segmamba_card_init_default(card);
     sm_weights meta = {0};
     sm_status st = sm_load_metadata(model_path, &meta);
     if (st == SEGMAMBA_OK) st = card_for_weights(model_path, &meta, card, found);
@@ -638,14 +638,14 @@ static sm_status find_card(const char *model_path, segmamba_card *card, int *fou
     return st;
 }
 
-sm_status segmamba_card_for_model(const char *model_path, segmamba_card *card)
+sm_status segmamba_card_find(const char *model_path, segmamba_card *card)
 {
     int found;
     return find_card(model_path, card, &found);
 }
 
 /* The card for an open model m loaded from model_path: as
- * segmamba_card_for_model, but the generic card where the checkpoint has
+ * segmamba_card_find, but the generic card where the checkpoint has
  * none and m does not take 4 input channels. */
 static sm_status card_for_open_model(const char *model_path, const segmamba_model *m,
                                      segmamba_card *card, int *generic)
@@ -655,7 +655,7 @@ static sm_status card_for_open_model(const char *model_path, const segmamba_mode
     segmamba_config c;
     segmamba_get_config(m, &c);
     if (!found && c.in_chans != 4) {
-        segmamba_card_generic(&c, card);
+        segmamba_card_init_generic(&c, card);
         if (generic) *generic = 1;
     }
     return SEGMAMBA_OK;
@@ -670,7 +670,7 @@ sm_status segmamba_card_check_model(const segmamba_card *card, const segmamba_mo
                        "model card (%s) names %d input channels but the model "
                        "takes %d",
                        card->origin, card->n_channels, c.in_chans);
-    const int want = segmamba_card_outputs(card);
+    const int want = segmamba_card_get_output_count(card);
     if (c.out_chans != want)
         return sm_fail(SEGMAMBA_E_MODEL,
                        "model card (%s): output \"%s\" with %d labels needs %d "
@@ -708,8 +708,8 @@ sm_status segmamba_open_with_card(const char *model_path, const char *card_path,
     if (model) *model = NULL;
     if (!model_path || !model || !card)
         return sm_fail(SEGMAMBA_E_ARG, "segmamba_open_with_card: model path, model and card are required");
-    sm_status st = card_path ? segmamba_card_load(card_path, card)
-                             : segmamba_card_for_model(model_path, card);
+    sm_status st =
+        card_path ? segmamba_card_load(card_path, card) : segmamba_card_find(model_path, card);
     if (st == SEGMAMBA_OK) st = segmamba_open_for_card(model_path, card, opts, model);
     if (st == SEGMAMBA_OK && !card_path) st = card_for_open_model(model_path, *model, card, generic);
     if (st != SEGMAMBA_OK) {
@@ -723,7 +723,7 @@ sm_status segmamba_convert(const char *src, const segmamba_card *card, const cha
 {
     if (!src || !card || !dst)
         return sm_fail(SEGMAMBA_E_ARG, "segmamba_convert: source, card and destination are required");
-    if (strcmp(src, dst) == 0 || segmamba_same_file(src, dst))
+    if (strcmp(src, dst) == 0 || segmamba_file_is_same(src, dst))
         return sm_fail(SEGMAMBA_E_ARG, "%s: refusing to write a checkpoint over itself", dst);
     /* The card must fit the network before it is stored with it. */
     segmamba_model *m = NULL;
@@ -733,7 +733,7 @@ sm_status segmamba_convert(const char *src, const segmamba_card *card, const cha
     if (st != SEGMAMBA_OK) return st;
     char *json = NULL;
     sm_weights w = {0};
-    st = segmamba_card_to_json(card, &json);
+    st = segmamba_card_format_json(card, &json);
     if (st == SEGMAMBA_OK) st = sm_load_weights(src, &w);
     if (st == SEGMAMBA_OK) st = sm_weights_set_meta(&w, "card", json);
     if (st == SEGMAMBA_OK) st = sm_save_safetensors(dst, &w);

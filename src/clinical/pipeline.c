@@ -452,7 +452,7 @@ static void finish(const segmamba_card *card, const float *logits, int k, const 
     const size_t plane = (size_t)out->d * out->h * out->w;
     const int regions = card->output != SEGMAMBA_OUTPUT_ARGMAX;
     segmamba_card_region table[SEGMAMBA_CARD_MAX_REGIONS];
-    const int rows = segmamba_card_region_table(card, table);
+    const int rows = segmamba_card_get_regions(card, table);
     const double cut = logit_cut(card);
 #pragma omp parallel for
     for (int z = 0; z < cn[0]; z++) {
@@ -641,11 +641,11 @@ static sm_status run(segmamba_model *const *models, int nm, const segmamba_card 
                        "the input has %d channels; the model card (%s) names %d and "
                        "the model takes %d",
                        c, card->origin, card->n_channels, cfg.in_chans);
-    if (k != segmamba_card_outputs(card) || k > SEGMAMBA_CARD_MAX_LABELS)
+    if (k != segmamba_card_get_output_count(card) || k > SEGMAMBA_CARD_MAX_LABELS)
         return sm_fail(SEGMAMBA_E_MODEL, "the model has %d outputs; the model card (%s) expects %d",
-                       k, card->origin, segmamba_card_outputs(card));
+                       k, card->origin, segmamba_card_get_output_count(card));
     segmamba_card_region table[SEGMAMBA_CARD_MAX_REGIONS];
-    const int rows = segmamba_card_region_table(card, table);
+    const int rows = segmamba_card_get_regions(card, table);
     for (int r = 0; r < rows; r++)
         if (table[r].channel < 0 || table[r].channel >= k || table[r].label < 0 ||
             table[r].label > 255)
