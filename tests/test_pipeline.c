@@ -15,6 +15,7 @@
 #include "clinical/card.h"
 #include "check.h"
 #include "clinical/pipeline.h"
+#include "clinical/resample.h"
 #include "io/weights.h"
 
 #define TINY_MODEL "tests/fixtures/tiny/model.safetensors"
