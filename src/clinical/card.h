@@ -58,4 +58,7 @@
 
 /* segmamba_card and its functions are segmamba_pipeline.h's. */
 
+/* "argmax", "regions" or "sigmoid": the JSON name of an output kind. */
+const char *sm_card_output_name(segmamba_output_kind k);
+
 #endif
