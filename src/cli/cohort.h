@@ -4,13 +4,10 @@
 #ifndef SM_CLI_COHORT_H
 #define SM_CLI_COHORT_H
 
-#include "sm_cli_config.h"
+#include "case.h"
 #include "segmamba.h"
 #include "segmamba_pipeline.h"
-
-#include "case.h"
-
-/* ---- cohort mode ---- */
+#include "sm_cli_config.h"
 
 typedef struct cohort_options {
     const char *models[CASE_MAX_MODELS]; /* --model, once or more: an ensemble */

@@ -1,7 +1,9 @@
 /* segmamba predict: NIfTI channels in, a label map (and optionally
  * probabilities, BraTS regions, uncertainty, a PNG preview) out, through the
- * official pipeline (src/clinical/pipeline.h) with the model's card. With --list, a
- * whole cohort (cohort.c). */
+ * official pipeline (src/clinical/pipeline.h) with the model's card. This
+ * file: the arguments, the checks of the outputs, progress and the summary;
+ * reading, checking and writing a case are case.c's. With --list, a whole
+ * cohort (cohort.c). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
