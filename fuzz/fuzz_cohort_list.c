@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sm_fuzz_write_file(path, data, size);
     cohort *c = calloc(1, sizeof *c);
     if (!c) abort();
-    segmamba_card_default(&c->card);
+    segmamba_card_init_default(&c->card);
     c->o.list = path;
     c->o.ref_column = "seg";
     const segmamba_status st = cohort_load_list(c);

@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
         uint8_t *labels = NULL;
-        if (v.c == 1) sm_fuzz_expect_message(segmamba_volume_labels(&v, path, &labels), path);
+        if (v.c == 1) sm_fuzz_expect_message(segmamba_volume_get_labels(&v, path, &labels), path);
         free(labels);
     }
     segmamba_volume_free(&v);

@@ -20,8 +20,11 @@
  * segmamba_get_threads, segmamba_get_config; a list is segmamba_get_X_count
  * and segmamba_get_X(..., i)), set changes a setting (segmamba_set_threads,
  * segmamba_set_isa), and anything else is the action (segmamba_open,
- * segmamba_forward, segmamba_measure_fma_peak, segmamba_close). Types are
- * segmamba_noun, constants SEGMAMBA_NOUN.
+ * segmamba_forward, segmamba_measure_fma_peak, segmamba_close; init fills a
+ * struct: segmamba_card_init_default). A yes/no property is a value too
+ * (segmamba_dicom_get_supported); a comparison of two things is its verb
+ * (segmamba_card_differs, segmamba_file_is_same). Types are segmamba_noun,
+ * constants SEGMAMBA_NOUN.
  */
 #ifndef SEGMAMBA_H
 #define SEGMAMBA_H
@@ -214,7 +217,7 @@ typedef struct segmamba_model segmamba_model;
  * else the defaults; segmamba_open_with_card (segmamba_pipeline.h) opens a
  * model with its card, a side file's included. */
 SEGMAMBA_API segmamba_status segmamba_open(const char *path, const segmamba_options *opts,
-                              segmamba_model **out);
+                                           segmamba_model **out);
 
 SEGMAMBA_API void segmamba_get_config(const segmamba_model *m, segmamba_config *cfg);
 
@@ -244,8 +247,8 @@ SEGMAMBA_API segmamba_status segmamba_check_shape(const segmamba_model *m, int d
  * threads of segmamba_set_threads. For forwards in parallel, open one model
  * per thread (each holds its own weights and arena). Closing a model while
  * another thread uses it is not allowed. */
-SEGMAMBA_API segmamba_status segmamba_forward(segmamba_model *m, const float *input,
-                                 int d, int h, int w, float *logits);
+SEGMAMBA_API segmamba_status segmamba_forward(segmamba_model *m, const float *input, int d, int h,
+                                              int w, float *logits);
 
 /* count inputs, each (in_chans, d, h, w) float32, one after another, to
  * count logits arrays likewise: what count calls of segmamba_forward give.
@@ -253,8 +256,8 @@ SEGMAMBA_API segmamba_status segmamba_forward(segmamba_model *m, const float *in
  * host synchronisation in between (sliding windows); the CPU runs them in
  * turn. The profile then sums over the inputs. */
 SEGMAMBA_API segmamba_status segmamba_forward_batch(segmamba_model *m, int count,
-                                       const float *inputs, int d, int h, int w,
-                                       float *logits);
+                                                    const float *inputs, int d, int h, int w,
+                                                    float *logits);
 
 /* Frees the model's activation arena (the CPU's; a CUDA model keeps its
  * device memory); the next forward plans and allocates it again. For

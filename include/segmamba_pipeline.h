@@ -66,8 +66,8 @@ SEGMAMBA_API int segmamba_geometry_differs(const segmamba_geometry *a,
  * segmamba_nifti_read): values rounded to integers; a value farther than
  * 1e-3 from an integer, or outside 0..255, is an E_FORMAT error naming
  * origin and the voxel. *labels (d*h*w bytes) is freed by the caller. */
-SEGMAMBA_API segmamba_status segmamba_volume_labels(const segmamba_volume *v, const char *origin,
-                                                    uint8_t **labels);
+SEGMAMBA_API segmamba_status segmamba_volume_get_labels(const segmamba_volume *v,
+                                                        const char *origin, uint8_t **labels);
 
 /* E_UNSUPPORTED when a voxel is NaN or infinite, naming the file it came
  * from (paths[channel] when n == v->c, else paths[0]; paths may be NULL)
@@ -148,7 +148,7 @@ SEGMAMBA_API segmamba_status segmamba_file_check_writable(const char *path);
 
 /* 1 when a and b name the same existing file, else 0: for refusing to write
  * an output over an input. */
-SEGMAMBA_API int segmamba_same_file(const char *a, const char *b);
+SEGMAMBA_API int segmamba_file_is_same(const char *a, const char *b);
 
 /* ---- Model cards ---- */
 
@@ -235,29 +235,28 @@ typedef struct segmamba_card {
 
 /* The official BraTS 2023 setup: t2w, t2f, t1n, t1c, all zscore; 1 mm;
  * patch 128^3; nslices 64,32,16,8; FUE off; background, NCR, ED, ET; argmax. */
-SEGMAMBA_API void segmamba_card_default(segmamba_card *card);
+SEGMAMBA_API void segmamba_card_init_default(segmamba_card *card);
 
 /* The card for a checkpoint that has none and is not a BraTS model (its
  * input channel count is not 4): channels ch0, ch1, ... all zscore; the
  * input's own spacing (no resampling); patch 128^3; the model's nslices and
  * FUE; argmax over labels "0", "1", ... out_chans - 1 (one output: a
  * sigmoid, labels 0 and 1). */
-SEGMAMBA_API void segmamba_card_generic(const segmamba_config *model, segmamba_card *card);
+SEGMAMBA_API void segmamba_card_init_generic(const segmamba_config *model, segmamba_card *card);
 
 /* The regions table the card applies (the BraTS one for a REGIONS card
  * that leaves it empty) into out (SEGMAMBA_CARD_MAX_REGIONS rows); returns
  * its row count, 0 for argmax cards and sigmoid cards that write masks. */
-SEGMAMBA_API int segmamba_card_region_table(const segmamba_card *card,
-                                            segmamba_card_region *out);
+SEGMAMBA_API int segmamba_card_get_regions(const segmamba_card *card, segmamba_card_region *out);
 
 /* The output channels the model must have for this card: n_labels
  * (argmax), the regions table's rows (regions), n_labels - 1 (sigmoid). */
-SEGMAMBA_API int segmamba_card_outputs(const segmamba_card *card);
+SEGMAMBA_API int segmamba_card_get_output_count(const segmamba_card *card);
 
 /* 1 when the card's prediction is a set of overlapping masks (a sigmoid
  * card with more than one output and no regions table): segmamba_predict
  * fills masks, and `segmamba predict -o` writes them as a 4D image. */
-SEGMAMBA_API int segmamba_card_writes_masks(const segmamba_card *card);
+SEGMAMBA_API int segmamba_card_get_writes_masks(const segmamba_card *card);
 
 /* Parses card JSON over the defaults and validates every field (an unknown
  * key is an error); origin names the text in messages. */
@@ -268,14 +267,14 @@ SEGMAMBA_API segmamba_status segmamba_card_parse(const char *text, size_t len,
 SEGMAMBA_API segmamba_status segmamba_card_load(const char *path, segmamba_card *card);
 
 /* The card as JSON text (caller frees *text); parsing it gives it back. */
-SEGMAMBA_API segmamba_status segmamba_card_to_json(const segmamba_card *card, char **text);
+SEGMAMBA_API segmamba_status segmamba_card_format_json(const segmamba_card *card, char **text);
 
 /* Finds a checkpoint's card, first match wins: its safetensors
  * __metadata__["card"]; a side file "NAME.card.json" next to "NAME.pt" or
  * "NAME.safetensors"; the BraTS defaults, with nslices and FUE from
  * __metadata__["config"] where present. Fails only for a card that exists
  * and is invalid or unreadable. */
-SEGMAMBA_API segmamba_status segmamba_card_for_model(const char *model_path, segmamba_card *card);
+SEGMAMBA_API segmamba_status segmamba_card_find(const char *model_path, segmamba_card *card);
 
 /* Checks the card against an open model: channel count, outputs for the
  * mapping, patch accepted by the network. */
@@ -284,9 +283,9 @@ SEGMAMBA_API segmamba_status segmamba_card_check_model(const segmamba_card *card
 
 /* Opens a model with its model card: the one call for both. The card is
  * card_path's (a JSON file) or, when card_path is NULL, the checkpoint's own
- * as segmamba_card_for_model finds it, except that a checkpoint with no card
+ * as segmamba_card_find finds it, except that a checkpoint with no card
  * (neither metadata nor side file) whose model does not take 4 input
- * channels gets the generic card (segmamba_card_generic; *generic, which may
+ * channels gets the generic card (segmamba_card_init_generic; *generic, which may
  * be NULL, says so). The card's nslices and FUE reach the model where opts
  * (NULL: the defaults) leaves them at their defaults (all-zero nslices,
  * SEGMAMBA_FUE_CARD). On failure *model is NULL. */
@@ -397,12 +396,12 @@ SEGMAMBA_API int segmamba_card_differs(const segmamba_card *a, const segmamba_ca
 
 SEGMAMBA_API void segmamba_prediction_free(segmamba_prediction *p);
 
-/* ---- DICOM (a build with DICOM support: segmamba_dicom_supported) ---- */
+/* ---- DICOM (a build with DICOM support: segmamba_dicom_get_supported) ---- */
 
 /* 1 when this build reads DICOM series and writes DICOM SEG (dcmtk found
  * at build time, -Ddicom); without it the functions below return
  * SEGMAMBA_E_UNSUPPORTED saying so. */
-SEGMAMBA_API int segmamba_dicom_supported(void);
+SEGMAMBA_API int segmamba_dicom_get_supported(void);
 
 /* What a DICOM SEG needs of the series a volume was read from (their UIDs,
  * each slice's instance, patient, study, frame of reference). */
@@ -470,27 +469,24 @@ typedef struct segmamba_region_score {
 #define SEGMAMBA_HD95_EMPTY 50.0
 
 /* Fills a region named name from n labels. */
-SEGMAMBA_API void segmamba_region_set(segmamba_region *r, const char *name,
-                                      const uint8_t *labels, int n);
+SEGMAMBA_API void segmamba_region_init(segmamba_region *r, const char *name, const uint8_t *labels,
+                                       int n);
 
 /* The three BraTS regions: TC = {1, 3}, WT = {1, 2, 3}, ET = {3}. */
-SEGMAMBA_API void segmamba_regions_brats(segmamba_region out[3]);
+SEGMAMBA_API void segmamba_region_init_brats(segmamba_region out[3]);
 
 /* Dice and HD95 of each region of two (d, h, w) label maps, spacing in mm
  * along (D, H, W). A region empty in the prediction or the reference scores
  * Dice 0 and HD95 50; with empty_both_one, one empty in both scores 1 and 0. */
-SEGMAMBA_API segmamba_status segmamba_metrics_regions(const uint8_t *pred, const uint8_t *ref,
-                                                      int d, int h, int w,
-                                                      const double spacing[3],
-                                                      const segmamba_region *regions, int n,
-                                                      int empty_both_one,
-                                                      segmamba_region_score *out);
+SEGMAMBA_API segmamba_status segmamba_score_regions(const uint8_t *pred, const uint8_t *ref, int d,
+                                                    int h, int w, const double spacing[3],
+                                                    const segmamba_region *regions, int n,
+                                                    int empty_both_one, segmamba_region_score *out);
 
 /* The same for two binary masks (nonzero = inside). */
-SEGMAMBA_API segmamba_status segmamba_metrics_masks(const uint8_t *pred, const uint8_t *ref,
-                                                    int d, int h, int w,
-                                                    const double spacing[3], int empty_both_one,
-                                                    segmamba_region_score *out);
+SEGMAMBA_API segmamba_status segmamba_score_masks(const uint8_t *pred, const uint8_t *ref, int d,
+                                                  int h, int w, const double spacing[3],
+                                                  int empty_both_one, segmamba_region_score *out);
 
 /* ---- Previews ---- */
 

@@ -82,12 +82,12 @@ static void test_hand_cases(void)
     uint8_t a[4 * 5 * 6] = {0}, b[4 * 5 * 6] = {0};
     a[1 * 30 + 2 * 6 + 1] = 1;
     b[1 * 30 + 2 * 6 + 4] = 1;
-    CHECK(segmamba_metrics_masks(a, b, 4, 5, 6, sp, 0, &r) == SEGMAMBA_OK);
+    CHECK(segmamba_score_masks(a, b, 4, 5, 6, sp, 0, &r) == SEGMAMBA_OK);
     CHECK(r.dice == 0 && fabs(r.hd95 - 2.1) < 1e-12 && r.n_pred == 1 && r.n_ref == 1);
     /* ... and 2 apart along D plus 1 along H */
     memset(b, 0, sizeof b);
     b[3 * 30 + 3 * 6 + 1] = 1;
-    CHECK(segmamba_metrics_masks(a, b, 4, 5, 6, sp, 0, &r) == SEGMAMBA_OK);
+    CHECK(segmamba_score_masks(a, b, 4, 5, 6, sp, 0, &r) == SEGMAMBA_OK);
     CHECK(fabs(r.hd95 - sqrt(16.0 + 1.0)) < 1e-12);
 
     /* percentile interpolation: distances {1, 1, 2} -> position 1.9 -> 1.9 */
@@ -95,7 +95,7 @@ static void test_hand_cases(void)
     c[0] = c[3] = 1;
     e[1] = 1;
     const double unit[3] = {1, 1, 1};
-    CHECK(segmamba_metrics_masks(c, e, 1, 1, 9, unit, 0, &r) == SEGMAMBA_OK);
+    CHECK(segmamba_score_masks(c, e, 1, 1, 9, unit, 0, &r) == SEGMAMBA_OK);
     CHECK(fabs(r.hd95 - 1.9) < 1e-12 && r.dice == 0);
 
     /* a 4^3 cube and the same cube one voxel further along D: per side 36
@@ -112,14 +112,14 @@ static void test_hand_cases(void)
                 p[(k * N + j) * N + i] = 1;
                 q[((k + 1) * N + j) * N + i] = 1;
             }
-    CHECK(segmamba_metrics_masks(p, q, N, N, N, sp, 0, &r) == SEGMAMBA_OK);
+    CHECK(segmamba_score_masks(p, q, N, N, N, sp, 0, &r) == SEGMAMBA_OK);
     CHECK(fabs(r.dice - 0.75) < 1e-15 && fabs(r.hd95 - 2.0) < 1e-12);
     /* with D spacing 0.5 the outer faces are the nearest, 0.5 */
     const double sp2[3] = {0.5, 1.0, 0.7};
-    CHECK(segmamba_metrics_masks(p, q, N, N, N, sp2, 0, &r) == SEGMAMBA_OK);
+    CHECK(segmamba_score_masks(p, q, N, N, N, sp2, 0, &r) == SEGMAMBA_OK);
     CHECK(fabs(r.hd95 - 0.5) < 1e-12);
     /* identical masks */
-    CHECK(segmamba_metrics_masks(p, p, N, N, N, sp, 0, &r) == SEGMAMBA_OK);
+    CHECK(segmamba_score_masks(p, p, N, N, N, sp, 0, &r) == SEGMAMBA_OK);
     CHECK(r.dice == 1 && r.hd95 == 0);
 }
 
@@ -129,18 +129,18 @@ static void test_empty_rules(void)
     uint8_t z[27] = {0}, one[27] = {0};
     one[13] = 1;
     segmamba_region_score r;
-    CHECK(segmamba_metrics_masks(z, z, 3, 3, 3, sp, 0, &r) == SEGMAMBA_OK);
+    CHECK(segmamba_score_masks(z, z, 3, 3, 3, sp, 0, &r) == SEGMAMBA_OK);
     CHECK(r.dice == 0 && r.hd95 == 50);
-    CHECK(segmamba_metrics_masks(z, z, 3, 3, 3, sp, 1, &r) == SEGMAMBA_OK);
+    CHECK(segmamba_score_masks(z, z, 3, 3, 3, sp, 1, &r) == SEGMAMBA_OK);
     CHECK(r.dice == 1 && r.hd95 == 0);
     for (int rule = 0; rule < 2; rule++) {
-        CHECK(segmamba_metrics_masks(one, z, 3, 3, 3, sp, rule, &r) == SEGMAMBA_OK);
+        CHECK(segmamba_score_masks(one, z, 3, 3, 3, sp, rule, &r) == SEGMAMBA_OK);
         CHECK(r.dice == 0 && r.hd95 == 50 && r.n_pred == 1 && r.n_ref == 0);
-        CHECK(segmamba_metrics_masks(z, one, 3, 3, 3, sp, rule, &r) == SEGMAMBA_OK);
+        CHECK(segmamba_score_masks(z, one, 3, 3, 3, sp, rule, &r) == SEGMAMBA_OK);
         CHECK(r.dice == 0 && r.hd95 == 50);
     }
     const double bad[3] = {1, 0, 1};
-    CHECK(segmamba_metrics_masks(one, one, 3, 3, 3, bad, 0, &r) == SEGMAMBA_E_ARG);
+    CHECK(segmamba_score_masks(one, one, 3, 3, 3, bad, 0, &r) == SEGMAMBA_E_ARG);
 }
 
 static void test_regions(void)
@@ -148,15 +148,15 @@ static void test_regions(void)
     /* a row of labels: pred 0 1 3 3 2 0, ref 0 3 3 3 2 2 */
     const uint8_t pred[6] = {0, 1, 3, 3, 2, 0}, ref[6] = {0, 3, 3, 3, 2, 2};
     segmamba_region reg[5];
-    segmamba_regions_brats(reg);
+    segmamba_region_init_brats(reg);
     const uint8_t l1 = 1, l2 = 2;
-    segmamba_region_set(&reg[3], "1", &l1, 1);
-    segmamba_region_set(&reg[4], "2", &l2, 1);
+    segmamba_region_init(&reg[3], "1", &l1, 1);
+    segmamba_region_init(&reg[4], "2", &l2, 1);
     CHECK(strcmp(reg[0].name, "TC") == 0 && reg[0].member[1] && reg[0].member[3] &&
           !reg[0].member[2]);
     segmamba_region_score s[5];
     const double sp[3] = {1, 1, 1};
-    CHECK(segmamba_metrics_regions(pred, ref, 1, 1, 6, sp, reg, 5, 0, s) == SEGMAMBA_OK);
+    CHECK(segmamba_score_regions(pred, ref, 1, 1, 6, sp, reg, 5, 0, s) == SEGMAMBA_OK);
     CHECK(s[0].dice == 1.0 && s[0].hd95 == 0);                   /* TC: 1,2,3 vs 1,2,3 */
     CHECK(fabs(s[1].dice - 8.0 / 9.0) < 1e-15);                  /* WT: 4 vs 5 voxels */
     CHECK(fabs(s[2].dice - 0.8) < 1e-15);                        /* ET: {2,3} vs {1,2,3} */

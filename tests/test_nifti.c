@@ -422,19 +422,19 @@ static void test_writers(void)
     segmamba_volume_free(&v);
 }
 
-static void test_same_file(void)
+static void test_file_is_same(void)
 {
     const char *a = tmp("w_lab.nii.gz");
     char other[600];
     snprintf(other, sizeof other, "%s/./w_lab.nii.gz", dir);
-    CHECK(segmamba_same_file(a, a) == 1);
-    CHECK(segmamba_same_file(a, other) == 1);
-    CHECK(segmamba_same_file(a, tmp("w_prob.nii.gz")) == 0);
-    CHECK(segmamba_same_file(a, tmp("does_not_exist.nii")) == 0);
+    CHECK(segmamba_file_is_same(a, a) == 1);
+    CHECK(segmamba_file_is_same(a, other) == 1);
+    CHECK(segmamba_file_is_same(a, tmp("w_prob.nii.gz")) == 0);
+    CHECK(segmamba_file_is_same(a, tmp("does_not_exist.nii")) == 0);
     const char *link = tmp("w_link.nii.gz");
     unlink(link);
     CHECK(symlink("w_lab.nii.gz", link) == 0);
-    CHECK(segmamba_same_file(a, link) == 1);
+    CHECK(segmamba_file_is_same(a, link) == 1);
 }
 
 int main(void)
@@ -451,7 +451,7 @@ int main(void)
     test_refusals();
     test_channels();
     test_writers();
-    test_same_file();
+    test_file_is_same();
     if (!check_failures && !getenv("KEEP")) {
         char cmd[600];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

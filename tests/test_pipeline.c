@@ -15,6 +15,7 @@
 #include "clinical/card.h"
 #include "check.h"
 #include "clinical/pipeline.h"
+#include "clinical/resample.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
 
@@ -280,11 +281,11 @@ static void test_card_heads(void)
     const char *regions = "{\"output\": \"regions\"}";
     CHECK(segmamba_card_parse(regions, strlen(regions), "t", &c) == SEGMAMBA_OK);
     CHECK(c.threshold == 0.5 && c.overlap == 0.0 && c.n_regions == 0);
-    CHECK(segmamba_card_outputs(&c) == 3 && segmamba_card_region_table(&c, t) == 3);
+    CHECK(segmamba_card_get_output_count(&c) == 3 && segmamba_card_get_regions(&c, t) == 3);
     CHECK(strcmp(t[0].name, "WT") == 0 && t[0].channel == 1 && t[0].label == 2);
     CHECK(strcmp(t[2].name, "ET") == 0 && t[2].channel == 2 && t[2].label == 3);
-    segmamba_card_default(&c);
-    CHECK(segmamba_card_outputs(&c) == 4 && segmamba_card_region_table(&c, t) == 0);
+    segmamba_card_init_default(&c);
+    CHECK(segmamba_card_get_output_count(&c) == 4 && segmamba_card_get_regions(&c, t) == 0);
 
     const char *sig =
         "{\"channels\": [{\"name\": \"ct\"}], \"spacing\": \"input\", \"patch\": [16, 32, 48],"
@@ -293,9 +294,9 @@ static void test_card_heads(void)
     CHECK(segmamba_card_parse(sig, strlen(sig), "t", &c) == SEGMAMBA_OK);
     CHECK(c.output == SEGMAMBA_OUTPUT_SIGMOID && c.threshold == 0.3 && c.overlap == 0.25);
     CHECK(c.spacing[0] == 0 && c.spacing[2] == 0 && c.patch[0] == 16 && c.patch[2] == 48);
-    CHECK(segmamba_card_outputs(&c) == 2 && segmamba_card_writes_masks(&c));
+    CHECK(segmamba_card_get_output_count(&c) == 2 && segmamba_card_get_writes_masks(&c));
     char *json = NULL;
-    CHECK(segmamba_card_to_json(&c, &json) == SEGMAMBA_OK);
+    CHECK(segmamba_card_format_json(&c, &json) == SEGMAMBA_OK);
     CHECK(segmamba_card_parse(json, strlen(json), "t", &d) == SEGMAMBA_OK);
     CHECK(d.output == SEGMAMBA_OUTPUT_SIGMOID && d.threshold == 0.3 && d.overlap == 0.25 &&
           d.spacing[1] == 0 && d.n_regions == 0);
@@ -305,7 +306,7 @@ static void test_card_heads(void)
                        " \"sigmoid_labels\": \"last_wins\", \"overlap\": 0}";
     CHECK(segmamba_card_parse(last, strlen(last), "t", &c) == SEGMAMBA_OK);
     CHECK(c.n_regions == 2 && c.regions[1].channel == 1 && c.regions[1].label == 2 &&
-          strcmp(c.regions[1].name, "b") == 0 && !segmamba_card_writes_masks(&c));
+          strcmp(c.regions[1].name, "b") == 0 && !segmamba_card_get_writes_masks(&c));
     CHECK(c.overlap < 0); /* none */
 
     const char *table =
@@ -313,9 +314,9 @@ static void test_card_heads(void)
         " \"regions\": [{\"name\": \"B\", \"channel\": 1, \"label\": 4},"
         " {\"name\": \"A\", \"channel\": 0, \"label\": 2}]}";
     CHECK(segmamba_card_parse(table, strlen(table), "t", &c) == SEGMAMBA_OK);
-    CHECK(segmamba_card_outputs(&c) == 2 && segmamba_card_region_table(&c, t) == 2 &&
+    CHECK(segmamba_card_get_output_count(&c) == 2 && segmamba_card_get_regions(&c, t) == 2 &&
           t[0].label == 4 && t[1].channel == 0);
-    CHECK(segmamba_card_to_json(&c, &json) == SEGMAMBA_OK);
+    CHECK(segmamba_card_format_json(&c, &json) == SEGMAMBA_OK);
     CHECK(segmamba_card_parse(json, strlen(json), "t", &d) == SEGMAMBA_OK);
     CHECK(d.n_regions == 2 && memcmp(d.regions, c.regions, 2 * sizeof c.regions[0]) == 0);
     free(json);
@@ -361,7 +362,7 @@ static void test_card_heads(void)
 static void test_card(void)
 {
     segmamba_card c, d;
-    segmamba_card_default(&c);
+    segmamba_card_init_default(&c);
     CHECK(c.n_channels == 4 && strcmp(c.channels[0], "t2w") == 0 &&
           strcmp(c.channels[3], "t1c") == 0);
     CHECK(c.patch[0] == 128 && c.nslices[0] == 64 && c.nslices[3] == 8 && !c.fue);
@@ -377,7 +378,7 @@ static void test_card(void)
     CHECK(c.n_channels == 2 && c.norm[0].kind == SEGMAMBA_NORM_CT && c.norm[0].clip_hi == 500.5);
     CHECK(c.norm[1].kind == SEGMAMBA_NORM_ZSCORE && c.spacing[1] == 0.704 && c.patch[2] == 64 && c.fue);
     char *json = NULL;
-    CHECK(segmamba_card_to_json(&c, &json) == SEGMAMBA_OK);
+    CHECK(segmamba_card_format_json(&c, &json) == SEGMAMBA_OK);
     CHECK(segmamba_card_parse(json, strlen(json), "t", &d) == SEGMAMBA_OK);
     CHECK(memcmp(c.norm, d.norm, sizeof c.norm) == 0 &&
           memcmp(c.spacing, d.spacing, sizeof c.spacing) == 0);
@@ -414,7 +415,7 @@ static void test_card(void)
     test_card_heads();
 
     /* The fixture's safetensors has no card, only gen_case's config. */
-    CHECK(segmamba_card_for_model(TINY_MODEL, &c) == SEGMAMBA_OK);
+    CHECK(segmamba_card_find(TINY_MODEL, &c) == SEGMAMBA_OK);
     CHECK_MSG(c.nslices[0] == 16 && c.nslices[3] == 2 && !c.fue, "nslices %d..%d from %s",
               c.nslices[0], c.nslices[3], c.origin);
     CHECK(c.n_channels == 4 && c.patch[0] == 128);
@@ -435,13 +436,13 @@ static void test_card(void)
     fputs(side_text, f);
     fclose(f);
     CHECK(sm_save_safetensors(model, &w) == SEGMAMBA_OK);
-    CHECK(segmamba_card_for_model(model, &c) == SEGMAMBA_OK && c.patch[0] == 64);
+    CHECK(segmamba_card_find(model, &c) == SEGMAMBA_OK && c.patch[0] == 64);
     CHECK(sm_weights_set_meta(&w, "card", "{\"patch\": [96, 96, 96]}") == SEGMAMBA_OK);
     CHECK(sm_save_safetensors(model, &w) == SEGMAMBA_OK);
-    CHECK(segmamba_card_for_model(model, &c) == SEGMAMBA_OK && c.patch[0] == 96);
+    CHECK(segmamba_card_find(model, &c) == SEGMAMBA_OK && c.patch[0] == 96);
     CHECK(sm_weights_set_meta(&w, "card", "{\"patch\": [96, 96]}") == SEGMAMBA_OK);
     CHECK(sm_save_safetensors(model, &w) == SEGMAMBA_OK);
-    CHECK(segmamba_card_for_model(model, &c) == SEGMAMBA_E_FORMAT);
+    CHECK(segmamba_card_find(model, &c) == SEGMAMBA_E_FORMAT);
     sm_weights_free(&w);
     remove(model);
     remove(side);

@@ -56,7 +56,7 @@ int cmd_preview(int argc, char **argv); /* preview.c: PNG of three slices */
 void usage_preview(FILE *f);
 
 /* The model card as indented text lines, for `segmamba info` (the JSON
- * form is segmamba_card_to_json). */
+ * form is segmamba_card_format_json). */
 void cli_print_card(FILE *f, const segmamba_card *card);
 
 #endif

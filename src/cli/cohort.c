@@ -23,7 +23,7 @@
 
 #include "cohort_internal.h"
 
-/* The optional outputs' subfolders of --out-dir, in predict_outputs order
+/* The optional outputs' subfolders of --out-dir, in case_outputs order
  * after the label map. */
 static const char *const out_kind[5] = {"probabilities", "regions", "uncertainty", "preview",
                                         "dicom-seg"};
@@ -51,7 +51,7 @@ static segmamba_status make_dirs(const char *path)
         *s = '\0';
         if (mkdir(p, 0777) != 0 && errno != EEXIST) {
             st = cli_error(SEGMAMBA_E_IO, "%s: cannot create folder %s: %s", path, p,
-                         strerror(errno));
+                           strerror(errno));
             break;
         }
         *s = save;
@@ -71,14 +71,14 @@ static void choose_regions(cohort *c)
     const segmamba_card *card = &c->card;
     if ((card->output == SEGMAMBA_OUTPUT_REGIONS && card->n_regions == 0) ||
         (card->output == SEGMAMBA_OUTPUT_ARGMAX && card->n_labels == 4)) {
-        segmamba_regions_brats(c->regions);
+        segmamba_region_init_brats(c->regions);
         c->n_regions = 3;
         return;
     }
     c->n_regions = 0;
     for (int l = 1; l < card->n_labels; l++) {
         const uint8_t label = (uint8_t)l;
-        segmamba_region_set(&c->regions[c->n_regions++], card->labels[l], &label, 1);
+        segmamba_region_init(&c->regions[c->n_regions++], card->labels[l], &label, 1);
     }
 }
 
@@ -89,9 +89,9 @@ segmamba_status cohort_open(const cohort_options *o, int leader, cohort **out)
     if (!c) return cli_error(SEGMAMBA_E_NOMEM, "out of memory");
     c->o = *o;
     c->leader = leader;
-    segmamba_status st = predict_load_cards(o->models, o->n_models, o->card, &o->conv, &c->card,
-                                            c->models);
-    if (st == SEGMAMBA_OK) st = predict_check_regions(&c->card, o->want_regions);
+    segmamba_status st =
+        case_load_cards(o->models, o->n_models, o->card, &o->model_opts, &c->card, c->models);
+    if (st == SEGMAMBA_OK) st = case_check_regions(&c->card, o->want_regions);
     if (st == SEGMAMBA_OK) st = cohort_load_list(c);
     if (st == SEGMAMBA_OK) choose_regions(c);
     if (st == SEGMAMBA_OK && leader) {
@@ -109,15 +109,16 @@ segmamba_status cohort_open(const cohort_options *o, int leader, cohort **out)
         if (st == SEGMAMBA_OK && (!c->summary || !c->results))
             st = cli_error(SEGMAMBA_E_NOMEM, "out of memory");
         if (st == SEGMAMBA_OK &&
-            (strcmp(c->summary, o->list) == 0 || segmamba_same_file(c->summary, o->list)))
-            st = cli_error(SEGMAMBA_E_ARG, "%s: the list is where the summary goes; move it out of "
-                                         "--out-dir or rename it",
-                         o->list);
+            (strcmp(c->summary, o->list) == 0 || segmamba_file_is_same(c->summary, o->list)))
+            st = cli_error(SEGMAMBA_E_ARG,
+                           "%s: the list is where the summary goes; move it out of "
+                           "--out-dir or rename it",
+                           o->list);
         if (st == SEGMAMBA_OK) st = cohort_write_summary(c);
     }
     if (st == SEGMAMBA_OK) {
         segmamba_set_threads(o->threads);
-        st = predict_open_models(o->models, o->n_models, &c->card, &o->conv, c->models);
+        st = case_open_models(o->models, o->n_models, &c->card, &o->model_opts, c->models);
     }
     if (st != SEGMAMBA_OK) {
         cohort_close(c);
@@ -130,7 +131,7 @@ segmamba_status cohort_open(const cohort_options *o, int leader, cohort **out)
 void cohort_close(cohort *c)
 {
     if (!c) return;
-    predict_close_models(c->models, c->o.n_models);
+    case_close_models(c->models, c->o.n_models);
     for (int i = 0; c->cases && i < c->n; i++) {
         for (int k = 0; k < SEGMAMBA_CARD_MAX_CHANNELS; k++) free(c->cases[i].inputs[k]);
         free(c->cases[i].ref);
@@ -142,20 +143,23 @@ void cohort_close(cohort *c)
     free(c);
 }
 
-int cohort_size(const cohort *c) { return c->n; }
+int cohort_size(const cohort *c)
+{
+    return c->n;
+}
 
 /* ---- one case ------------------------------------------------------------ */
 
-typedef struct case_files {
+typedef struct out_files {
     char *path[6]; /* label map, then out_kind's; NULL when not wanted */
-} case_files;
+} out_files;
 
-static void case_files_free(case_files *f)
+static void out_files_free(out_files *f)
 {
     for (int k = 0; k < 6; k++) free(f->path[k]);
 }
 
-static segmamba_status case_files_make(const cohort *c, const char *id, case_files *f)
+static segmamba_status out_files_make(const cohort *c, const char *id, out_files *f)
 {
     memset(f, 0, sizeof *f);
     const int want[5] = {c->o.want_prob, c->o.want_regions, c->o.want_unc, c->o.want_preview,
@@ -170,7 +174,7 @@ static segmamba_status case_files_make(const cohort *c, const char *id, case_fil
         free(sub);
     }
     if (!ok) {
-        case_files_free(f);
+        out_files_free(f);
         return cli_error(SEGMAMBA_E_NOMEM, "out of memory");
     }
     return SEGMAMBA_OK;
@@ -178,12 +182,12 @@ static segmamba_status case_files_make(const cohort *c, const char *id, case_fil
 
 static int same(const char *a, const char *b)
 {
-    return a && b && (strcmp(a, b) == 0 || segmamba_same_file(a, b));
+    return a && b && (strcmp(a, b) == 0 || segmamba_file_is_same(a, b));
 }
 
 /* An output over one of the case's files (an input, the reference, the
  * model, the list) is refused. */
-static segmamba_status check_clobber(const cohort *c, const cohort_case *cs, const case_files *f)
+static segmamba_status check_clobber(const cohort *c, const cohort_case *cs, const out_files *f)
 {
     for (int k = 0; k < 6; k++) {
         if (!f->path[k]) continue;
@@ -196,12 +200,12 @@ static segmamba_status check_clobber(const cohort *c, const cohort_case *cs, con
         if (!hit && same(f->path[k], c->o.list)) hit = "the list";
         if (hit)
             return cli_error(SEGMAMBA_E_ARG, "output %s is %s; refusing to overwrite it",
-                           f->path[k], hit);
+                             f->path[k], hit);
     }
     return SEGMAMBA_OK;
 }
 
-static int all_exist(const case_files *f)
+static int all_exist(const out_files *f)
 {
     for (int k = 0; k < 6; k++) {
         struct stat sb;
@@ -226,36 +230,36 @@ static int on_window(void *user, int done, int total)
 
 /* Reads, segments and writes one case; E_ARG-style refusals come first so
  * that nothing is computed for a case that cannot be written. */
-static segmamba_status segment(cohort *c, const cohort_case *cs, const case_files *f, cohort_result *r,
-                         const poll_ctx *poll)
+static segmamba_status segment(cohort *c, const cohort_case *cs, const out_files *f,
+                               cohort_result *r, const poll_ctx *poll)
 {
     const segmamba_card *card = &c->card;
     for (int k = 0; k < c->n_inputs; k++)
         if (!cs->inputs[k])
             return cli_error(SEGMAMBA_E_ARG, "no file in column '%s'",
-                           c->n_inputs == 1 ? "image" : card->channels[k]);
-    CLI_TRY(predict_check_names(card, (const char *const *)cs->inputs, c->n_inputs));
+                             c->n_inputs == 1 ? "image" : card->channels[k]);
+    CLI_TRY(case_check_names(card, (const char *const *)cs->inputs, c->n_inputs));
     segmamba_volume vol = {0};
     segmamba_dicom_source *src = NULL;
-    segmamba_status st = predict_read_input((const char *const *)cs->inputs, c->n_inputs, NULL, 0,
-                                            &vol, &src);
+    segmamba_status st =
+        case_read_input((const char *const *)cs->inputs, c->n_inputs, NULL, 0, &vol, &src);
     if (st == SEGMAMBA_OK && c->o.want_dicom_seg && !src)
         st = cli_error(SEGMAMBA_E_ARG, "--dicom-seg needs DICOM input (folders), not %s",
                        cs->inputs[0]);
-    if (st == SEGMAMBA_OK) st = predict_check_channels(card, &vol, cs->inputs[0]);
+    if (st == SEGMAMBA_OK) st = case_check_channels(card, &vol, cs->inputs[0]);
     const segmamba_predict_options popt = {.no_tta = c->o.no_tta,
                                            .overlap = c->o.overlap,
-                                     .want_probabilities = c->o.want_prob,
-                                     .want_regions = c->o.want_regions,
-                                     .want_uncertainty = c->o.want_unc,
-                                     .progress = on_window,
-                                     .progress_user = (void *)poll};
+                                           .want_probabilities = c->o.want_prob,
+                                           .want_regions = c->o.want_regions,
+                                           .want_uncertainty = c->o.want_unc,
+                                           .progress = on_window,
+                                           .progress_user = (void *)poll};
     segmamba_prediction pred = {0};
     if (st == SEGMAMBA_OK)
         st = segmamba_predict_ensemble(c->models, c->o.n_models, card, &vol, &popt, &pred);
-    const predict_outputs outs = {f->path[0], f->path[1], f->path[2], f->path[3], f->path[4],
-                                  f->path[5]};
-    if (st == SEGMAMBA_OK) st = predict_write_outputs(&outs, card, &vol, &pred, src);
+    const case_outputs outs = {f->path[0], f->path[1], f->path[2],
+                               f->path[3], f->path[4], f->path[5]};
+    if (st == SEGMAMBA_OK) st = case_write_outputs(&outs, card, &vol, &pred, src);
     r->state = st == SEGMAMBA_OK ? COHORT_OK : COHORT_FAILED;
     if (st == SEGMAMBA_OK && cs->ref) {
         st = cohort_score(c, cs, pred.labels, &vol.geom, r);
@@ -285,8 +289,8 @@ void cohort_run_case(cohort *c, int index, cohort_result *r, cohort_poll_fn poll
     const double t0 = cli_now();
     const cohort_case *cs = &c->cases[index];
     const poll_ctx pc = {poll, user};
-    case_files f;
-    segmamba_status st = case_files_make(c, cs->id, &f);
+    out_files f;
+    segmamba_status st = out_files_make(c, cs->id, &f);
     if (st == SEGMAMBA_OK) st = check_clobber(c, cs, &f);
     if (st == SEGMAMBA_OK && !c->o.overwrite && all_exist(&f)) {
         r->state = COHORT_SKIPPED;
@@ -297,7 +301,7 @@ void cohort_run_case(cohort *c, int index, cohort_result *r, cohort_poll_fn poll
     }
     if (st != SEGMAMBA_OK) set_error(r, st);
     r->seconds = cli_now() - t0;
-    case_files_free(&f);
+    out_files_free(&f);
 }
 
 /* ---- the command ------------------------------------------------------------- */
@@ -306,8 +310,7 @@ void cohort_run_case(cohort *c, int index, cohort_result *r, cohort_poll_fn poll
  * Slurm's srun (PMI-2 or PMIx) tell a process it is one of a job's ranks. */
 int cohort_under_mpi_launcher(void)
 {
-    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMI_RANK",
-                                       "PMIX_RANK"};
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMI_RANK", "PMIX_RANK"};
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
         if (getenv(vars[i])) return 1;
     return 0;
@@ -329,9 +332,10 @@ int cohort_main(const cohort_options *o)
     if (cohort_under_mpi_launcher()) return cohort_mpi_main(o);
 #else
     if (launcher_size() > 1) {
-        fprintf(stderr, "segmamba: error: started as one of %d MPI ranks, but this segmamba was "
-                        "built without MPI; every rank would run the whole list. Rebuild with "
-                        "-Dmpi=enabled (Debian: libopenmpi-dev)\n",
+        fprintf(stderr,
+                "segmamba: error: started as one of %d MPI ranks, but this segmamba was "
+                "built without MPI; every rank would run the whole list. Rebuild with "
+                "-Dmpi=enabled (Debian: libopenmpi-dev)\n",
                 launcher_size());
         return SEGMAMBA_E_UNSUPPORTED;
     }

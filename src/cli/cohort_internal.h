@@ -20,7 +20,7 @@ struct cohort {
     cohort_options o;
     int leader;
     segmamba_card card;
-    segmamba_model *models[PREDICT_MAX_MODELS]; /* o.n_models of them */
+    segmamba_model *models[CASE_MAX_MODELS]; /* o.n_models of them */
     char *text; /* the list, parsed in place: ids point into it */
     cohort_case *cases;
     int n, n_inputs;

@@ -17,14 +17,14 @@ segmamba_status cohort_score(const cohort *c, const cohort_case *cs, const uint8
     segmamba_volume ref = {0};
     uint8_t *lr = NULL;
     segmamba_status st = segmamba_nifti_read(cs->ref, &ref);
-    if (st == SEGMAMBA_OK) st = segmamba_volume_labels(&ref, cs->ref, &lr);
+    if (st == SEGMAMBA_OK) st = segmamba_volume_get_labels(&ref, cs->ref, &lr);
     char why[256];
     if (st == SEGMAMBA_OK && segmamba_geometry_differs(geom, &ref.geom, why, sizeof why))
         st = cli_error(SEGMAMBA_E_SHAPE, "%s: %s from the case's images", cs->ref, why);
     segmamba_region_score s[COHORT_MAX_REGIONS];
     if (st == SEGMAMBA_OK)
-        st = segmamba_metrics_regions(labels, lr, geom->d, geom->h, geom->w, geom->spacing, c->regions,
-                                c->n_regions, 0, s);
+        st = segmamba_score_regions(labels, lr, geom->d, geom->h, geom->w, geom->spacing,
+                                    c->regions, c->n_regions, 0, s);
     if (st == SEGMAMBA_OK) {
         for (int k = 0; k < c->n_regions; k++) {
             r->dice[k] = s[k].dice;
@@ -44,7 +44,7 @@ segmamba_status cohort_score_existing(const cohort *c, const cohort_case *cs, co
     segmamba_volume v = {0};
     uint8_t *labels = NULL;
     segmamba_status st = segmamba_nifti_read(seg, &v);
-    if (st == SEGMAMBA_OK) st = segmamba_volume_labels(&v, seg, &labels);
+    if (st == SEGMAMBA_OK) st = segmamba_volume_get_labels(&v, seg, &labels);
     if (st == SEGMAMBA_OK) st = cohort_score(c, cs, labels, &v.geom, r);
     free(labels);
     segmamba_volume_free(&v);

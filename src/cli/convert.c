@@ -60,19 +60,19 @@ void cli_print_card(FILE *f, const segmamba_card *card)
         fprintf(f, "\n  output     %s, %d outputs\n",
                 card->output == SEGMAMBA_OUTPUT_REGIONS ? "regions (sigmoid per nested region)"
                                                         : "sigmoid (one per structure)",
-                segmamba_card_outputs(card));
+                segmamba_card_get_output_count(card));
     if (card->output != SEGMAMBA_OUTPUT_ARGMAX) {
         fprintf(f, "  threshold  %g (on where the sigmoid is above it)\n",
                 card->threshold == 0.0 ? 0.5 : card->threshold);
         segmamba_card_region table[SEGMAMBA_CARD_MAX_REGIONS];
-        const int rows = segmamba_card_region_table(card, table);
+        const int rows = segmamba_card_get_regions(card, table);
         if (rows) {
             fprintf(f, "  label map  ");
             for (int r = 0; r < rows; r++)
                 fprintf(f, "%s%s (channel %d) -> %d", r ? ", " : "", table[r].name,
                         table[r].channel, table[r].label);
             fprintf(f, "; in this order, a later one overwriting\n");
-        } else if (segmamba_card_writes_masks(card)) {
+        } else if (segmamba_card_get_writes_masks(card)) {
             fprintf(f, "  label map  none: one mask per output (predict -o writes them 4D)\n");
         }
     }
@@ -106,12 +106,13 @@ int cmd_convert(int argc, char **argv)
         }
     }
     if (!in || !out) return cli_usage_error("convert: %s", "IN and -o OUT are required");
-    if (strcmp(in, out) == 0 || segmamba_same_file(in, out) ||
-        (card_path && segmamba_same_file(card_path, out)))
+    if (strcmp(in, out) == 0 || segmamba_file_is_same(in, out) ||
+        (card_path && segmamba_file_is_same(card_path, out)))
         return cli_usage_error("convert: refusing to write over an input (%s)", out);
 
     segmamba_card card;
-    segmamba_status st = card_path ? segmamba_card_load(card_path, &card) : segmamba_card_for_model(in, &card);
+    segmamba_status st =
+        card_path ? segmamba_card_load(card_path, &card) : segmamba_card_find(in, &card);
     if (st != SEGMAMBA_OK) return cli_fail(st);
     st = segmamba_convert(in, &card, out);
     if (st != SEGMAMBA_OK) return cli_fail(st);

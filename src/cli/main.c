@@ -143,7 +143,7 @@ static int cmd_info(int argc, char **argv)
     segmamba_get_config_names(&c, &family, &mamba_type);
     if (json) {
         char *card_json = NULL;
-        st = segmamba_card_to_json(&card, &card_json);
+        st = segmamba_card_format_json(&card, &card_json);
         if (st != SEGMAMBA_OK) {
             segmamba_close(m);
             return cli_fail(st);
@@ -333,7 +333,7 @@ static int cmd_version(void)
     printf("OpenMP: %s\n", b.openmp ? "yes" : "no (single-threaded)");
     printf("MPI (predict --list across ranks): %s\n", SM_HAVE_MPI ? "yes" : "no");
     printf("DICOM (series in, SEG out): %s\n",
-           segmamba_dicom_supported() ? "yes (dcmtk)" : "no (built without dcmtk)");
+           segmamba_dicom_get_supported() ? "yes (dcmtk)" : "no (built without dcmtk)");
     printf("selective scan: %s\n", segmamba_get_isa());
     char gpu[256];
     const int have_gpu = segmamba_get_cuda_device(gpu, sizeof gpu);

@@ -34,7 +34,7 @@ void usage_metrics(FILE *f)
 static int parse_regions(const char *spec, segmamba_region *regions, int *n)
 {
     if (strcmp(spec, "brats") == 0) {
-        segmamba_regions_brats(regions);
+        segmamba_region_init_brats(regions);
         *n = 3;
         return 1;
     }
@@ -63,7 +63,7 @@ static int parse_regions(const char *spec, segmamba_region *regions, int *n)
         }
         if (eq) *eq = 0;
         if (eq && (eq == item || eq - item >= (long)sizeof regions->name)) return 0;
-        segmamba_region_set(&regions[*n], item, labels, nl);
+        segmamba_region_init(&regions[*n], item, labels, nl);
         (*n)++;
         p = end ? end + 1 : p + len;
         if (end && !*p) return 0;
@@ -113,7 +113,7 @@ static segmamba_status write_json(const char *path, const char *pred, const char
 static segmamba_status read_labels(const char *path, segmamba_volume *v, uint8_t **labels)
 {
     CLI_TRY(segmamba_nifti_read(path, v));
-    segmamba_status st = segmamba_volume_labels(v, path, labels);
+    segmamba_status st = segmamba_volume_get_labels(v, path, labels);
     if (st != SEGMAMBA_OK) segmamba_volume_free(v);
     return st;
 }
@@ -123,7 +123,7 @@ int cmd_metrics(int argc, char **argv)
     const char *pred = NULL, *ref = NULL, *json = NULL;
     int empty_both_one = 0, n = 0;
     static segmamba_region regions[MAX_REGIONS];
-    segmamba_regions_brats(regions);
+    segmamba_region_init_brats(regions);
     n = 3;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -167,8 +167,8 @@ int cmd_metrics(int argc, char **argv)
         st = cli_error(SEGMAMBA_E_SHAPE, "%s and %s: %s", pred, ref, why);
     segmamba_region_score scores[MAX_REGIONS];
     if (st == SEGMAMBA_OK)
-        st = segmamba_metrics_regions(lp, lr, vp.d, vp.h, vp.w, vp.geom.spacing, regions, n,
-                                empty_both_one, scores);
+        st = segmamba_score_regions(lp, lr, vp.d, vp.h, vp.w, vp.geom.spacing, regions, n,
+                                    empty_both_one, scores);
     if (st == SEGMAMBA_OK) {
         const double *sp = vp.geom.spacing;
         printf("prediction  %s\nreference   %s\n", pred, ref);

@@ -1,14 +1,16 @@
 /* segmamba predict: NIfTI channels in, a label map (and optionally
  * probabilities, BraTS regions, uncertainty, a PNG preview) out, through the
- * official pipeline (src/clinical/pipeline.h) with the model's card. With --list, a
- * whole cohort (cohort.c). */
+ * official pipeline (src/clinical/pipeline.h) with the model's card. This
+ * file: the arguments, the checks of the outputs, progress and the summary;
+ * reading, checking and writing a case are case.c's. With --list, a whole
+ * cohort (cohort.c). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "case.h"
 #include "cli.h"
 #include "cohort.h"
 
@@ -16,83 +18,84 @@
 
 void usage_predict(FILE *f)
 {
-    fprintf(f, "usage: segmamba predict --model M [--model M2 ...] -i IN1 [IN2 ...] -o SEG.nii.gz\n"
-               "                        [options]\n"
-               "       segmamba predict --model M [--model M2 ...] --list COHORT.csv --out-dir DIR\n"
-               "                        [options]\n"
-               "\n"
-               "Segments a case with the official pipeline: crop to the non-zero box,\n"
-               "normalize each channel, resample to the model's spacing, sliding window\n"
-               "(overlap 0.5, Gaussian weights) with 8-way mirror averaging, argmax (or the\n"
-               "card's sigmoid heads), uncrop. A sigmoid card without a label map writes -o\n"
-               "as a 4D uint8 image, one mask per output (see docs/model-cards.md).\n"
-               "How the model wants its inputs comes from its model card (__metadata__ of a\n"
-               ".safetensors file, or MODEL.card.json next to it; else the official BraTS\n"
-               "2023 setup: t2w t2f t1n t1c, 1 mm, patch 128; a model without a card that\n"
-               "does not take 4 channels gets a generic one, said on stderr).\n"
-               "\n"
-               "  --model M            checkpoint (.pt or .safetensors); given more than once\n"
-               "                       (up to 16), an ensemble, as nnU-Net's folds: checkpoints\n"
-               "                       of one network (family, Mamba type, channels, features,\n"
-               "                       depths) with one model card, run one after another\n"
-               "                       (memory: one more set of weights each), each with its\n"
-               "                       sliding windows and mirror averaging; their logits are\n"
-               "                       averaged, then softmax/sigmoids and argmax as for one\n"
-               "                       model. --card applies to them all\n"
-               "  -i, --input F...     one NIfTI file per card channel, in the card's order\n"
-               "                       (or one 4D file holding them all); files named like\n"
-               "                       BraTS ones (*-t2w.nii.gz ...) are checked against it;\n"
-               "                       or one DICOM folder per channel (searched recursively,\n"
-               "                       any file names): its one image series, sorted by\n"
-               "                       position along the slice normal, rescaled\n"
-               "  --series UID...      DICOM: the Series Instance UID to read from each folder\n"
-               "                       (one folder and several UIDs: one series per channel)\n"
-               "  -o, --output F       label map, uint8 NIfTI with the input's geometry\n"
-               "  --probabilities F    float32 4D NIfTI, one volume per model output\n"
-               "                       (softmax; sigmoids for a regions or sigmoid card)\n"
-               "  --regions F          uint8 4D NIfTI: TC, WT, ET masks (BraTS label sets)\n"
-               "  --uncertainty F      float32 NIfTI: per-voxel entropy of the prediction (nats)\n"
-               "  --preview F.png      a PNG of the middle slices with the labels overlaid\n"
-               "  --dicom-seg F.dcm    DICOM input: a DICOM Segmentation (BINARY, a segment per\n"
-               "                       label, the card's names and codes) referencing the series\n"
-               "  --card F.json        use this model card instead of the model's\n"
-               "  --no-tta             one pass instead of 8 mirrored ones (8x faster)\n"
-               "  --overlap F          the fraction of a window its neighbours share, 0 to 0.95\n"
-               "                       (default: the card's \"overlap\", else 0.5, the\n"
-               "                       official; MONAI's overlap)\n"
-               "  --threads N          threads (default: all cores)\n"
-               "  --conv KIND          convolutions: auto (default), winograd, onednn, blas or\n"
-               "                       ref (see 'segmamba help forward')\n"
-               "  --backend B          cpu (default) or cuda (an engine built with CUDA)\n"
-               "  --quiet              no progress bar or summary\n"
-               "\n"
-               "Outputs are written atomically and never over an input; their folders are\n"
-               "checked before the work starts.\n"
-               "\n"
-               "Cohort mode (--list): the model (or ensemble) is loaded once and every case of\n"
-               "the list is segmented; a case that fails is reported and the others go on.\n"
-               "  --list F.csv         header row, then one row per case: a column 'id' and\n"
-               "                       one column per card channel, named like it (see\n"
-               "                       'segmamba info'), or one column 'image' with a 4D\n"
-               "                       file; other columns are ignored. Comma-separated,\n"
-               "                       \"double quotes\" around a field with commas, quotes\n"
-               "                       (doubled) or surrounding spaces; relative paths are\n"
-               "                       relative to the list's folder. Ids: letters, digits,\n"
-               "                       '.', '-', '_', not starting with '.'\n"
-               "  --out-dir DIR        DIR/<id>.nii.gz per case, DIR/summary.csv (id, status,\n"
-               "                       seconds, error), rewritten after every case\n"
-               "  --probabilities, --regions, --uncertainty, --preview, --dicom-seg\n"
-               "                       take no file name here: DIR/probabilities/<id>.nii.gz,\n"
-               "                       DIR/regions/<id>.nii.gz, DIR/uncertainty/<id>.nii.gz,\n"
-               "                       DIR/preview/<id>.png, DIR/dicom-seg/<id>.dcm (columns\n"
-               "                       of DICOM folders)\n"
-               "  --ref-column NAME    reference label maps in column NAME: Dice and HD95 per\n"
-               "                       region (BraTS TC, WT, ET for a BraTS card, else one\n"
-               "                       per label) and their means in the summary\n"
-               "  --overwrite          redo cases whose outputs exist (default: skip them)\n"
-               "Under mpirun or srun (an MPI build: 'segmamba version'), the ranks share the\n"
-               "cases: rank 0 hands out the next case as ranks finish, works on cases too,\n"
-               "and writes the summary; each rank runs --threads threads.\n");
+    fprintf(f,
+            "usage: segmamba predict --model M [--model M2 ...] -i IN1 [IN2 ...] -o SEG.nii.gz\n"
+            "                        [options]\n"
+            "       segmamba predict --model M [--model M2 ...] --list COHORT.csv --out-dir DIR\n"
+            "                        [options]\n"
+            "\n"
+            "Segments a case with the official pipeline: crop to the non-zero box,\n"
+            "normalize each channel, resample to the model's spacing, sliding window\n"
+            "(overlap 0.5, Gaussian weights) with 8-way mirror averaging, argmax (or the\n"
+            "card's sigmoid heads), uncrop. A sigmoid card without a label map writes -o\n"
+            "as a 4D uint8 image, one mask per output (see docs/model-cards.md).\n"
+            "How the model wants its inputs comes from its model card (__metadata__ of a\n"
+            ".safetensors file, or MODEL.card.json next to it; else the official BraTS\n"
+            "2023 setup: t2w t2f t1n t1c, 1 mm, patch 128; a model without a card that\n"
+            "does not take 4 channels gets a generic one, said on stderr).\n"
+            "\n"
+            "  --model M            checkpoint (.pt or .safetensors); given more than once\n"
+            "                       (up to 16), an ensemble, as nnU-Net's folds: checkpoints\n"
+            "                       of one network (family, Mamba type, channels, features,\n"
+            "                       depths) with one model card, run one after another\n"
+            "                       (memory: one more set of weights each), each with its\n"
+            "                       sliding windows and mirror averaging; their logits are\n"
+            "                       averaged, then softmax/sigmoids and argmax as for one\n"
+            "                       model. --card applies to them all\n"
+            "  -i, --input F...     one NIfTI file per card channel, in the card's order\n"
+            "                       (or one 4D file holding them all); files named like\n"
+            "                       BraTS ones (*-t2w.nii.gz ...) are checked against it;\n"
+            "                       or one DICOM folder per channel (searched recursively,\n"
+            "                       any file names): its one image series, sorted by\n"
+            "                       position along the slice normal, rescaled\n"
+            "  --series UID...      DICOM: the Series Instance UID to read from each folder\n"
+            "                       (one folder and several UIDs: one series per channel)\n"
+            "  -o, --output F       label map, uint8 NIfTI with the input's geometry\n"
+            "  --probabilities F    float32 4D NIfTI, one volume per model output\n"
+            "                       (softmax; sigmoids for a regions or sigmoid card)\n"
+            "  --regions F          uint8 4D NIfTI: TC, WT, ET masks (BraTS label sets)\n"
+            "  --uncertainty F      float32 NIfTI: per-voxel entropy of the prediction (nats)\n"
+            "  --preview F.png      a PNG of the middle slices with the labels overlaid\n"
+            "  --dicom-seg F.dcm    DICOM input: a DICOM Segmentation (BINARY, a segment per\n"
+            "                       label, the card's names and codes) referencing the series\n"
+            "  --card F.json        use this model card instead of the model's\n"
+            "  --no-tta             one pass instead of 8 mirrored ones (8x faster)\n"
+            "  --overlap F          the fraction of a window its neighbours share, 0 to 0.95\n"
+            "                       (default: the card's \"overlap\", else 0.5, the\n"
+            "                       official; MONAI's overlap)\n"
+            "  --threads N          threads (default: all cores)\n"
+            "  --conv KIND          convolutions: auto (default), winograd, onednn, blas or\n"
+            "                       ref (see 'segmamba help forward')\n"
+            "  --backend B          cpu (default) or cuda (an engine built with CUDA)\n"
+            "  --quiet              no progress bar or summary\n"
+            "\n"
+            "Outputs are written atomically and never over an input; their folders are\n"
+            "checked before the work starts.\n"
+            "\n"
+            "Cohort mode (--list): the model (or ensemble) is loaded once and every case of\n"
+            "the list is segmented; a case that fails is reported and the others go on.\n"
+            "  --list F.csv         header row, then one row per case: a column 'id' and\n"
+            "                       one column per card channel, named like it (see\n"
+            "                       'segmamba info'), or one column 'image' with a 4D\n"
+            "                       file; other columns are ignored. Comma-separated,\n"
+            "                       \"double quotes\" around a field with commas, quotes\n"
+            "                       (doubled) or surrounding spaces; relative paths are\n"
+            "                       relative to the list's folder. Ids: letters, digits,\n"
+            "                       '.', '-', '_', not starting with '.'\n"
+            "  --out-dir DIR        DIR/<id>.nii.gz per case, DIR/summary.csv (id, status,\n"
+            "                       seconds, error), rewritten after every case\n"
+            "  --probabilities, --regions, --uncertainty, --preview, --dicom-seg\n"
+            "                       take no file name here: DIR/probabilities/<id>.nii.gz,\n"
+            "                       DIR/regions/<id>.nii.gz, DIR/uncertainty/<id>.nii.gz,\n"
+            "                       DIR/preview/<id>.png, DIR/dicom-seg/<id>.dcm (columns\n"
+            "                       of DICOM folders)\n"
+            "  --ref-column NAME    reference label maps in column NAME: Dice and HD95 per\n"
+            "                       region (BraTS TC, WT, ET for a BraTS card, else one\n"
+            "                       per label) and their means in the summary\n"
+            "  --overwrite          redo cases whose outputs exist (default: skip them)\n"
+            "Under mpirun or srun (an MPI build: 'segmamba version'), the ranks share the\n"
+            "cases: rank 0 hands out the next case as ranks finish, works on cases too,\n"
+            "and writes the summary; each rank runs --threads threads.\n");
 }
 
 /* ---- progress ----------------------------------------------------------- */
@@ -139,261 +142,19 @@ static int on_progress(void *user, int done, int total)
     return 0;
 }
 
-/* ---- input names against the card --------------------------------------- */
-
-/* The channel a file name announces: the part between the last '-' or '_'
- * and ".nii[.gz]", with the BraTS 2021 names mapped to 2023's. NULL when
- * the name has no such part. */
-static const char *channel_of_file(const char *path, char *buf, size_t cap)
-{
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    size_t len = strlen(base);
-    if (len > 7 && strcmp(base + len - 7, ".nii.gz") == 0)
-        len -= 7;
-    else if (len > 4 && strcmp(base + len - 4, ".nii") == 0)
-        len -= 4;
-    else
-        return NULL;
-    size_t start = len;
-    while (start > 0 && base[start - 1] != '-' && base[start - 1] != '_') start--;
-    if (start == 0 || len - start == 0 || len - start >= cap) return NULL;
-    memcpy(buf, base + start, len - start);
-    buf[len - start] = '\0';
-    static const char *const alias[][2] = {
-        {"t1", "t1n"}, {"t1ce", "t1c"}, {"t2", "t2w"}, {"flair", "t2f"}};
-    for (size_t i = 0; i < sizeof alias / sizeof alias[0]; i++)
-        if (strcmp(buf, alias[i][0]) == 0) return alias[i][1];
-    return buf;
-}
-
-static int card_channel_index(const segmamba_card *card, const char *name)
-{
-    for (int c = 0; c < card->n_channels; c++)
-        if (strcmp(card->channels[c], name) == 0) return c;
-    return -1;
-}
-
-/* " t2w t2f t1n t1c" for messages. */
-static const char *channel_list(const segmamba_card *card, char *buf, size_t cap)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (int c = 0; c < card->n_channels && used < cap; c++)
-        used += (size_t)snprintf(buf + used, cap - used, " %s", card->channels[c]);
-    return buf;
-}
-
-segmamba_status predict_check_names(const segmamba_card *card, const char *const *in, int n)
-{
-    if (n != card->n_channels) return SEGMAMBA_OK;
-    for (int i = 0; i < n; i++) {
-        char buf[SEGMAMBA_CARD_NAME_MAX];
-        const char *ch = channel_of_file(in[i], buf, sizeof buf);
-        const int at = ch ? card_channel_index(card, ch) : -1;
-        if (at >= 0 && at != i) {
-            char list[SEGMAMBA_CARD_MAX_CHANNELS * SEGMAMBA_CARD_NAME_MAX];
-            return cli_error(SEGMAMBA_E_ARG,
-                           "input %d (%s) looks like channel '%s', but the model card (%s) "
-                           "wants '%s' there; give the inputs in the order%s",
-                           i + 1, in[i], ch, card->origin, card->channels[i],
-                           channel_list(card, list, sizeof list));
-        }
-    }
-    return SEGMAMBA_OK;
-}
-
-segmamba_status predict_check_channels(const segmamba_card *card, const segmamba_volume *vol, const char *first)
-{
-    if (vol->c == card->n_channels) return SEGMAMBA_OK;
-    char list[SEGMAMBA_CARD_MAX_CHANNELS * SEGMAMBA_CARD_NAME_MAX];
-    return cli_error(SEGMAMBA_E_ARG, "%s holds %d channels; the model card (%s) wants %d:%s", first,
-                   vol->c, card->origin, card->n_channels, channel_list(card, list, sizeof list));
-}
-
-/* --backend, for every model this process opens (one case or a cohort). */
-static segmamba_backend predict_backend = SEGMAMBA_BACKEND_CPU;
-
-/* The options every model of this process is opened with. */
-static segmamba_options open_options(const segmamba_options *conv)
-{
-    return (segmamba_options){.conv = conv->conv, .winograd_tile = conv->winograd_tile,
-                              .backend = predict_backend};
-}
-
-segmamba_status predict_load_card(const char *model, const char *card_path,
-                                  const segmamba_options *conv, segmamba_card *card,
-                                  segmamba_model **m)
-{
-    /* --card: the model is opened later (predict_open_model), after the
-     * outputs are checked. */
-    *m = NULL;
-    if (card_path) return segmamba_card_load(card_path, card);
-    const segmamba_options opts = open_options(conv);
-    int generic = 0;
-    segmamba_status st = segmamba_open_with_card(model, NULL, &opts, m, card, &generic);
-    if (st != SEGMAMBA_OK) return st;
-    if (generic) {
-        char list[SEGMAMBA_CARD_MAX_CHANNELS * SEGMAMBA_CARD_NAME_MAX];
-        fprintf(stderr,
-                "segmamba: %s has no model card and takes %d input channels (not BraTS's 4): "
-                "using a generic card (channels%s, zscore, the input's spacing, patch %dx%dx%d, "
-                "%s); give --card for anything else\n",
-                model, card->n_channels, channel_list(card, list, sizeof list), card->patch[0],
-                card->patch[1], card->patch[2],
-                card->output == SEGMAMBA_OUTPUT_SIGMOID ? "one sigmoid, labels 0/1"
-                                                        : "argmax over the outputs");
-    }
-    return SEGMAMBA_OK;
-}
-
-segmamba_status predict_load_cards(const char *const *models, int n, const char *card_path,
-                                   const segmamba_options *conv, segmamba_card *card,
-                                   segmamba_model **m)
-{
-    segmamba_status st = SEGMAMBA_OK;
-    for (int i = 0; i < n && st == SEGMAMBA_OK; i++) {
-        segmamba_card other;
-        st = predict_load_card(models[i], card_path, conv, i ? &other : card, &m[i]);
-        char why[512];
-        if (st == SEGMAMBA_OK && i > 0 && segmamba_card_differs(card, &other, why, sizeof why))
-            st = cli_error(SEGMAMBA_E_ARG,
-                           "%s and %s have different model cards (%s vs %s): %s; an ensemble "
-                           "runs one card (or give --card)",
-                           models[0], models[i], card->origin, other.origin, why);
-    }
-    if (st != SEGMAMBA_OK) predict_close_models(m, n);
-    return st;
-}
-
-segmamba_status predict_open_models(const char *const *models, int n, const segmamba_card *card,
-                                    const segmamba_options *conv, segmamba_model **m)
-{
-    segmamba_status st = SEGMAMBA_OK;
-    segmamba_config first;
-    for (int i = 0; i < n && st == SEGMAMBA_OK; i++) {
-        st = predict_open_model(models[i], card, conv, &m[i]);
-        if (st != SEGMAMBA_OK) break;
-        segmamba_config cfg;
-        segmamba_get_config(m[i], i ? &cfg : &first);
-        char why[512];
-        if (i > 0 && segmamba_config_differs(&first, &cfg, why, sizeof why))
-            st = cli_error(SEGMAMBA_E_MODEL,
-                           "%s and %s are not one network: %s; an ensemble averages "
-                           "checkpoints of one architecture",
-                           models[0], models[i], why);
-    }
-    if (st != SEGMAMBA_OK) predict_close_models(m, n);
-    return st;
-}
-
-void predict_close_models(segmamba_model **m, int n)
-{
-    for (int i = 0; i < n; i++) {
-        segmamba_close(m[i]);
-        m[i] = NULL;
-    }
-}
-
-segmamba_status predict_check_regions(const segmamba_card *card, int want_regions)
-{
-    const int brats = (card->output == SEGMAMBA_OUTPUT_ARGMAX && card->n_labels == 4) ||
-                      (card->output == SEGMAMBA_OUTPUT_REGIONS && card->n_regions == 0);
-    if (want_regions && !brats)
-        return cli_error(SEGMAMBA_E_ARG, "--regions needs a BraTS model (labels background, NCR, "
-                                       "ED, ET); the model card (%s) has other labels",
-                       card->origin);
-    return SEGMAMBA_OK;
-}
-
-segmamba_status predict_open_model(const char *model, const segmamba_card *card, const segmamba_options *conv,
-                             segmamba_model **m)
-{
-    const segmamba_options opts = open_options(conv);
-    segmamba_status st = *m ? SEGMAMBA_OK : segmamba_open_for_card(model, card, &opts, m);
-    if (st == SEGMAMBA_OK) st = segmamba_card_check_model(card, *m);
-    if (st != SEGMAMBA_OK) {
-        segmamba_close(*m);
-        *m = NULL;
-    }
-    return st;
-}
-
-static int is_dir(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
-segmamba_status predict_read_input(const char *const *in, int n, const char *const *series,
-                                   int n_series, segmamba_volume *vol,
-                                   segmamba_dicom_source **src)
-{
-    *src = NULL;
-    int dirs = 0;
-    for (int i = 0; i < n; i++) dirs += is_dir(in[i]);
-    if (dirs && dirs != n)
-        return cli_error(SEGMAMBA_E_ARG, "the inputs mix DICOM folders and files; give one "
-                                         "or the other");
-    if (!dirs && n_series)
-        return cli_error(SEGMAMBA_E_ARG, "--series is for DICOM folders, not %s", in[0]);
-    segmamba_status st;
-    if (dirs) {
-        if (n_series && n_series != n && n != 1)
-            return cli_error(SEGMAMBA_E_ARG, "%d folders and %d --series UIDs: give one UID per "
-                                             "folder, or one folder",
-                             n, n_series);
-        const char *dir[SEGMAMBA_CARD_MAX_CHANNELS];
-        const int channels = n_series > n ? n_series : n;
-        for (int i = 0; i < channels; i++) dir[i] = in[n == 1 ? 0 : i];
-        st = segmamba_dicom_read(dir, n_series ? series : NULL, channels, vol, src);
-    } else {
-        st = segmamba_nifti_read_channels(in, n, vol);
-    }
-    if (st == SEGMAMBA_OK) st = segmamba_volume_check_finite(vol, in, n);
-    if (st != SEGMAMBA_OK) {
-        segmamba_volume_free(vol);
-        segmamba_dicom_source_free(*src);
-        *src = NULL;
-    }
-    return st;
-}
-
-segmamba_status predict_write_outputs(const predict_outputs *o, const segmamba_card *card,
-                                const segmamba_volume *vol, const segmamba_prediction *p,
-                                const segmamba_dicom_source *src)
-{
-    /* A sigmoid card without a label map: the masks, one volume each. */
-    segmamba_status st = segmamba_card_writes_masks(card)
-                             ? segmamba_nifti_write_u8(o->seg, &vol->geom, p->masks, p->n_masks)
-                             : segmamba_nifti_write_u8(o->seg, &vol->geom, p->labels, 1);
-    if (st == SEGMAMBA_OK && o->prob)
-        st = segmamba_nifti_write_f32(o->prob, &vol->geom, p->probabilities, p->n_prob);
-    if (st == SEGMAMBA_OK && o->regions)
-        st = segmamba_nifti_write_u8(o->regions, &vol->geom, p->regions, 3);
-    if (st == SEGMAMBA_OK && o->unc) st = segmamba_nifti_write_f32(o->unc, &vol->geom, p->uncertainty, 1);
-    if (st == SEGMAMBA_OK && o->preview) {
-        const char *names[SEGMAMBA_CARD_MAX_LABELS];
-        for (int l = 1; l < card->n_labels; l++) names[l - 1] = card->labels[l];
-        st = segmamba_preview_write(o->preview, vol, p->labels, names, card->n_labels - 1);
-    }
-    if (st == SEGMAMBA_OK && o->dicom_seg) st = segmamba_dicom_write_seg(o->dicom_seg, src, card, p);
-    return st;
-}
-
 /* ---- the command ---------------------------------------------------------- */
 
 typedef struct predict_args {
-    const char *models[PREDICT_MAX_MODELS]; /* --model, once or more: an ensemble */
+    const char *models[CASE_MAX_MODELS]; /* --model, once or more: an ensemble */
     int n_models;
     const char *card, *inputs[MAX_INPUTS], *series[MAX_INPUTS];
     int n_inputs, n_series;
-    predict_outputs out;
+    case_outputs out;
     const char *list, *out_dir, *ref_column;
     int overwrite;
     int no_tta, threads, quiet;
-    double overlap; /* --overlap; 0: the official 0.5 */
-    segmamba_options conv; /* --conv: its conv and winograd_tile */
+    double overlap;              /* --overlap; 0: the official 0.5 */
+    segmamba_options model_opts; /* how models are opened: --conv, --backend */
 } predict_args;
 
 /* The optional outputs: a file name each for one case; with --list, flags
@@ -449,7 +210,7 @@ static int parse_args(int argc, char **argv, predict_args *a)
         } else if (optional) {
             *optional = argv[++i];
         } else if (strcmp(s, "--model") == 0) {
-            if (a->n_models == PREDICT_MAX_MODELS)
+            if (a->n_models == CASE_MAX_MODELS)
                 return cli_usage_error("predict: more than %s models", "16");
             a->models[a->n_models++] = argv[++i];
         } else if (strcmp(s, "-o") == 0 || strcmp(s, "--output") == 0) {
@@ -466,17 +227,18 @@ static int parse_args(int argc, char **argv, predict_args *a)
             if (!cli_parse_int(argv[++i], 1, 4096, &a->threads))
                 return cli_usage_error("predict: --threads wants a positive integer, not '%s'", v);
         } else if (strcmp(s, "--conv") == 0) {
-            if (!cli_parse_conv(argv[++i], &a->conv))
+            if (!cli_parse_conv(argv[++i], &a->model_opts))
                 return cli_usage_error("predict: --conv wants " CLI_CONV_KINDS ", not '%s'", v);
         } else if (strcmp(s, "--overlap") == 0) {
             char *end;
             const double o = strtod(argv[++i], &end);
             if (end == v || *end || !(o >= 0.0 && o <= 0.95))
                 return cli_usage_error("predict: --overlap wants a number from 0 to 0.95, not "
-                                       "'%s'", v);
+                                       "'%s'",
+                                       v);
             a->overlap = o > 0.0 ? o : -1.0; /* the API's "none" */
         } else if (strcmp(s, "--backend") == 0) {
-            if (!cli_parse_backend(argv[++i], &predict_backend))
+            if (!cli_parse_backend(argv[++i], &a->model_opts.backend))
                 return cli_usage_error("predict: --backend wants cpu or cuda, not '%s'", v);
         } else {
             return cli_usage_error(s[0] == '-' ? "predict: unknown option '%s'"
@@ -505,26 +267,29 @@ static int parse_args(int argc, char **argv, predict_args *a)
  * outputs would hold. */
 static int check_outputs(const predict_args *a)
 {
-    const char *outs[6] = {a->out.seg,     a->out.prob,    a->out.regions,
-                           a->out.unc,     a->out.preview, a->out.dicom_seg};
-    const char *what[6] = {"-o",           "--probabilities", "--regions",
-                           "--uncertainty", "--preview",      "--dicom-seg"};
+    const char *outs[6] = {a->out.seg, a->out.prob,    a->out.regions,
+                           a->out.unc, a->out.preview, a->out.dicom_seg};
+    const char *what[6] = {"-o",        "--probabilities", "--regions", "--uncertainty",
+                           "--preview", "--dicom-seg"};
     for (int i = 0; i < 6; i++) {
         if (!outs[i]) continue;
         for (int j = 0; j < a->n_inputs; j++)
-            if (strcmp(outs[i], a->inputs[j]) == 0 || segmamba_same_file(outs[i], a->inputs[j])) {
+            if (strcmp(outs[i], a->inputs[j]) == 0 ||
+                segmamba_file_is_same(outs[i], a->inputs[j])) {
                 fprintf(stderr, "segmamba: error: %s %s is an input; refusing to overwrite it\n",
                         what[i], outs[i]);
                 return SEGMAMBA_E_ARG;
             }
         for (int j = 0; j < a->n_models; j++)
-            if (strcmp(outs[i], a->models[j]) == 0 || segmamba_same_file(outs[i], a->models[j])) {
+            if (strcmp(outs[i], a->models[j]) == 0 ||
+                segmamba_file_is_same(outs[i], a->models[j])) {
                 fprintf(stderr, "segmamba: error: %s %s is the model; refusing to overwrite it\n",
                         what[i], outs[i]);
                 return SEGMAMBA_E_ARG;
             }
         for (int j = 0; j < i; j++)
-            if (outs[j] && (strcmp(outs[i], outs[j]) == 0 || segmamba_same_file(outs[i], outs[j]))) {
+            if (outs[j] &&
+                (strcmp(outs[i], outs[j]) == 0 || segmamba_file_is_same(outs[i], outs[j]))) {
                 fprintf(stderr, "segmamba: error: %s and %s both write %s\n", what[j], what[i],
                         outs[i]);
                 return SEGMAMBA_E_ARG;
@@ -535,8 +300,8 @@ static int check_outputs(const predict_args *a)
     return 0;
 }
 
-static void print_summary(const predict_args *a, const segmamba_card *card, const segmamba_volume *vol,
-                          const segmamba_prediction *p, double seconds)
+static void print_summary(const predict_args *a, const segmamba_card *card,
+                          const segmamba_volume *vol, const segmamba_prediction *p, double seconds)
 {
     int64_t count[256] = {0};
     const size_t n = (size_t)vol->d * vol->h * vol->w;
@@ -545,7 +310,7 @@ static void print_summary(const predict_args *a, const segmamba_card *card, cons
             "segmamba: %dx%dx%d, crop [%d:%d, %d:%d, %d:%d], %d windows in %.1f s; wrote %s\n",
             vol->d, vol->h, vol->w, p->box[0][0], p->box[0][1], p->box[1][0], p->box[1][1],
             p->box[2][0], p->box[2][1], p->windows, seconds, a->out.seg);
-    if (segmamba_card_writes_masks(card)) {
+    if (segmamba_card_get_writes_masks(card)) {
         fprintf(stderr, "segmamba: voxels per mask (they overlap):");
         for (int c = 0; c < p->n_masks; c++) {
             int64_t on = 0;
@@ -564,21 +329,21 @@ static void print_summary(const predict_args *a, const segmamba_card *card, cons
 static int predict_cohort(const predict_args *a)
 {
     cohort_options o = {.n_models = a->n_models,
-                              .card = a->card,
-                              .list = a->list,
-                              .out_dir = a->out_dir,
-                              .ref_column = a->ref_column,
-                              .want_prob = a->out.prob != NULL,
-                              .want_regions = a->out.regions != NULL,
-                              .want_unc = a->out.unc != NULL,
-                              .want_preview = a->out.preview != NULL,
-                              .want_dicom_seg = a->out.dicom_seg != NULL,
-                              .overwrite = a->overwrite,
-                              .no_tta = a->no_tta,
-                              .overlap = a->overlap,
-                              .threads = a->threads,
-                              .quiet = a->quiet,
-                              .conv = a->conv};
+                        .card = a->card,
+                        .list = a->list,
+                        .out_dir = a->out_dir,
+                        .ref_column = a->ref_column,
+                        .want_prob = a->out.prob != NULL,
+                        .want_regions = a->out.regions != NULL,
+                        .want_unc = a->out.unc != NULL,
+                        .want_preview = a->out.preview != NULL,
+                        .want_dicom_seg = a->out.dicom_seg != NULL,
+                        .overwrite = a->overwrite,
+                        .no_tta = a->no_tta,
+                        .overlap = a->overlap,
+                        .threads = a->threads,
+                        .quiet = a->quiet,
+                        .model_opts = a->model_opts};
     memcpy(o.models, a->models, sizeof o.models);
     return cohort_main(&o);
 }
@@ -592,58 +357,58 @@ int cmd_predict(int argc, char **argv)
     if (a.list) return predict_cohort(&a);
 
     segmamba_card card;
-    segmamba_model *m[PREDICT_MAX_MODELS] = {NULL};
+    segmamba_model *m[CASE_MAX_MODELS] = {NULL};
     const int nm = a.n_models;
-    segmamba_status st = predict_load_cards(a.models, nm, a.card, &a.conv, &card, m);
+    segmamba_status st = case_load_cards(a.models, nm, a.card, &a.model_opts, &card, m);
     if (st != SEGMAMBA_OK) return cli_fail(st);
     const int n_given = a.n_series > a.n_inputs ? a.n_series : a.n_inputs;
     if (n_given != card.n_channels && n_given != 1) {
-        predict_close_models(m, nm);
+        case_close_models(m, nm);
         char list[SEGMAMBA_CARD_MAX_CHANNELS * SEGMAMBA_CARD_NAME_MAX];
         fprintf(stderr,
                 "segmamba: error: %d inputs given; the model card (%s) wants %d, in the "
                 "order%s\n",
-                n_given, card.origin, card.n_channels, channel_list(&card, list, sizeof list));
+                n_given, card.origin, card.n_channels, case_channel_list(&card, list, sizeof list));
         return SEGMAMBA_E_ARG;
     }
-    st = predict_check_names(&card, a.inputs, a.n_inputs);
-    if (st == SEGMAMBA_OK) st = predict_check_regions(&card, a.out.regions != NULL);
+    st = case_check_names(&card, a.inputs, a.n_inputs);
+    if (st == SEGMAMBA_OK) st = case_check_regions(&card, a.out.regions != NULL);
     if (st == SEGMAMBA_OK && (rc = check_outputs(&a))) st = SEGMAMBA_E_ARG;
     if (st != SEGMAMBA_OK) {
-        predict_close_models(m, nm);
+        case_close_models(m, nm);
         return rc ? rc : cli_fail(st);
     }
     segmamba_set_threads(a.threads);
 
     segmamba_volume vol = {0};
     segmamba_dicom_source *src = NULL;
-    st = predict_read_input(a.inputs, a.n_inputs, a.series, a.n_series, &vol, &src);
+    st = case_read_input(a.inputs, a.n_inputs, a.series, a.n_series, &vol, &src);
     if (st == SEGMAMBA_OK && a.out.dicom_seg && !src)
         st = cli_error(SEGMAMBA_E_ARG, "--dicom-seg needs DICOM input (folders), not %s",
                        a.inputs[0]);
-    if (st == SEGMAMBA_OK) st = predict_check_channels(&card, &vol, a.inputs[0]);
+    if (st == SEGMAMBA_OK) st = case_check_channels(&card, &vol, a.inputs[0]);
     if (st != SEGMAMBA_OK) {
         segmamba_volume_free(&vol);
         segmamba_dicom_source_free(src);
-        predict_close_models(m, nm);
+        case_close_models(m, nm);
         return cli_fail(st);
     }
 
-    st = predict_open_models(a.models, nm, &card, &a.conv, m);
+    st = case_open_models(a.models, nm, &card, &a.model_opts, m);
 
     progress prog = {.quiet = a.quiet, .tty = isatty(2), .start = cli_now(), .last_decile = -1};
     segmamba_predict_options popt = {.no_tta = a.no_tta,
                                      .overlap = a.overlap,
-                               .want_probabilities = a.out.prob != NULL,
-                               .want_regions = a.out.regions != NULL,
-                               .want_uncertainty = a.out.unc != NULL,
-                               .progress = on_progress,
-                               .progress_user = &prog};
+                                     .want_probabilities = a.out.prob != NULL,
+                                     .want_regions = a.out.regions != NULL,
+                                     .want_uncertainty = a.out.unc != NULL,
+                                     .progress = on_progress,
+                                     .progress_user = &prog};
     segmamba_prediction pred = {0};
     if (st == SEGMAMBA_OK) st = segmamba_predict_ensemble(m, nm, &card, &vol, &popt, &pred);
     const double seconds = cli_now() - prog.start;
-    predict_close_models(m, nm);
-    if (st == SEGMAMBA_OK) st = predict_write_outputs(&a.out, &card, &vol, &pred, src);
+    case_close_models(m, nm);
+    if (st == SEGMAMBA_OK) st = case_write_outputs(&a.out, &card, &vol, &pred, src);
     if (st == SEGMAMBA_OK && !a.quiet) print_summary(&a, &card, &vol, &pred, seconds);
     segmamba_prediction_free(&pred);
     segmamba_volume_free(&vol);

@@ -78,7 +78,7 @@ int cmd_preview(int argc, char **argv)
         st = segmamba_nifti_read(seg, &lab);
         if (st == SEGMAMBA_OK && segmamba_geometry_differs(&img.geom, &lab.geom, why, sizeof why))
             st = cli_error(SEGMAMBA_E_SHAPE, "%s and %s: %s", image, seg, why);
-        if (st == SEGMAMBA_OK) st = segmamba_volume_labels(&lab, seg, &labels);
+        if (st == SEGMAMBA_OK) st = segmamba_volume_get_labels(&lab, seg, &labels);
     }
     if (st == SEGMAMBA_OK) st = segmamba_preview_write(out, &img, labels, names, n_names);
     segmamba_volume_free(&img);

@@ -41,7 +41,7 @@
  * "threshold" and "regions" are refused with "argmax", "sigmoid_labels"
  * with anything but "sigmoid".
  *
- * Where a card is found (segmamba_card_for_model), first match wins:
+ * Where a card is found (segmamba_card_find), first match wins:
  *   1. a .safetensors file's __metadata__["card"] (this JSON as a string);
  *   2. a side file next to the checkpoint: "model.pt" -> "model.card.json"
  *      (the checkpoint's name with its extension replaced by .card.json);
@@ -57,5 +57,8 @@
 #include "segmamba_pipeline.h"
 
 /* segmamba_card and its functions are segmamba_pipeline.h's. */
+
+/* "argmax", "regions" or "sigmoid": the JSON name of an output kind. */
+const char *sm_card_output_name(segmamba_output_kind k);
 
 #endif

@@ -6,7 +6,7 @@
     "this build of segmamba has no DICOM support (rebuild with dcmtk, libdcmtk-dev: "           \
     "meson setup -Ddicom=enabled)"
 
-int segmamba_dicom_supported(void)
+int segmamba_dicom_get_supported(void)
 {
     return 0;
 }

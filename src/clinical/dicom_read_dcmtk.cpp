@@ -574,7 +574,7 @@ sm_status read_channels(const char *const *dirs, const char *const *series, int 
 
 extern "C" {
 
-int segmamba_dicom_supported(void)
+int segmamba_dicom_get_supported(void)
 {
     return 1;
 }

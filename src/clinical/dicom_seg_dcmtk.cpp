@@ -225,7 +225,7 @@ sm_status write_seg(const char *path, const segmamba_dicom_source *src, const se
         return sm_fail(SEGMAMBA_E_ARG,
                        "%s: the prediction (%dx%dx%d) is not on the source series' grid (%ux%ux%zu)",
                        path, p->w, p->h, p->d, cols, rows, sl.size());
-    const bool masks = segmamba_card_writes_masks(card) != 0;
+    const bool masks = segmamba_card_get_writes_masks(card) != 0;
     const int n_seg = masks ? p->n_masks : card->n_labels - 1;
     if (n_seg < 1) return sm_fail(SEGMAMBA_E_ARG, "%s: the card has no foreground label", path);
 

@@ -117,7 +117,7 @@ int segmamba_card_differs(const segmamba_card *a, const segmamba_card *b, char *
     if (a->overlap != b->overlap)
         return say(why, n, "overlap %g vs %g", a->overlap, b->overlap);
     segmamba_card_region ra[SEGMAMBA_CARD_MAX_REGIONS], rb[SEGMAMBA_CARD_MAX_REGIONS];
-    const int na = segmamba_card_region_table(a, ra), nb = segmamba_card_region_table(b, rb);
+    const int na = segmamba_card_get_regions(a, ra), nb = segmamba_card_get_regions(b, rb);
     if (na != nb) return say(why, n, "regions table: %d vs %d rows", na, nb);
     for (int r = 0; r < na; r++)
         if (strcmp(ra[r].name, rb[r].name) != 0 || ra[r].channel != rb[r].channel ||

@@ -10,19 +10,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-void segmamba_region_set(segmamba_region *r, const char *name, const uint8_t *labels, int n)
+void segmamba_region_init(segmamba_region *r, const char *name, const uint8_t *labels, int n)
 {
     memset(r, 0, sizeof *r);
     strncpy(r->name, name, sizeof r->name - 1);
     for (int i = 0; i < n; i++) r->member[labels[i]] = 1;
 }
 
-void segmamba_regions_brats(segmamba_region out[3])
+void segmamba_region_init_brats(segmamba_region out[3])
 {
     static const uint8_t tc[] = {1, 3}, wt[] = {1, 2, 3}, et[] = {3};
-    segmamba_region_set(&out[0], "TC", tc, 2);
-    segmamba_region_set(&out[1], "WT", wt, 3);
-    segmamba_region_set(&out[2], "ET", et, 1);
+    segmamba_region_init(&out[0], "TC", tc, 2);
+    segmamba_region_init(&out[1], "WT", wt, 3);
+    segmamba_region_init(&out[2], "ET", et, 1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -180,8 +180,9 @@ static sm_status hd95_box(const uint8_t *a, const uint8_t *b, int d, int h, int 
     return st;
 }
 
-sm_status segmamba_metrics_masks(const uint8_t *pred, const uint8_t *ref, int d, int h, int w,
-                           const double spacing[3], int empty_both_one, segmamba_region_score *out)
+sm_status segmamba_score_masks(const uint8_t *pred, const uint8_t *ref, int d, int h, int w,
+                               const double spacing[3], int empty_both_one,
+                               segmamba_region_score *out)
 {
     if (d < 1 || h < 1 || w < 1)
         return sm_fail(SEGMAMBA_E_ARG, "metrics: empty volume %dx%dx%d", w, h, d);
@@ -240,9 +241,9 @@ sm_status segmamba_metrics_masks(const uint8_t *pred, const uint8_t *ref, int d,
     return st;
 }
 
-sm_status segmamba_metrics_regions(const uint8_t *pred, const uint8_t *ref, int d, int h, int w,
-                             const double spacing[3], const segmamba_region *regions, int n,
-                             int empty_both_one, segmamba_region_score *out)
+sm_status segmamba_score_regions(const uint8_t *pred, const uint8_t *ref, int d, int h, int w,
+                                 const double spacing[3], const segmamba_region *regions, int n,
+                                 int empty_both_one, segmamba_region_score *out)
 {
     const size_t nvox = (size_t)d * h * w;
     uint8_t *p = malloc(nvox ? nvox : 1), *r = malloc(nvox ? nvox : 1);
@@ -252,7 +253,7 @@ sm_status segmamba_metrics_regions(const uint8_t *pred, const uint8_t *ref, int 
             p[x] = regions[i].member[pred[x]];
             r[x] = regions[i].member[ref[x]];
         }
-        st = segmamba_metrics_masks(p, r, d, h, w, spacing, empty_both_one, &out[i]);
+        st = segmamba_score_masks(p, r, d, h, w, spacing, empty_both_one, &out[i]);
         if (st != SEGMAMBA_OK) sm_fail_wrap(st, "region %s", regions[i].name);
     }
     free(p);

@@ -561,7 +561,7 @@ sm_status segmamba_nifti_write_f32(const char *path, const segmamba_geometry *ge
     return write_volume(path, geom, data, DT_FLOAT32, c, lo, hi, 1);
 }
 
-int segmamba_same_file(const char *a, const char *b)
+int segmamba_file_is_same(const char *a, const char *b)
 {
     struct stat sa, sb;
     if (stat(a, &sa) == 0 && stat(b, &sb) == 0)

@@ -62,7 +62,7 @@ int segmamba_geometry_differs(const segmamba_geometry *a, const segmamba_geometr
     return 0;
 }
 
-sm_status segmamba_volume_labels(const segmamba_volume *v, const char *origin, uint8_t **labels)
+sm_status segmamba_volume_get_labels(const segmamba_volume *v, const char *origin, uint8_t **labels)
 {
     *labels = NULL;
     if (v->c != 1)
