@@ -1,7 +1,9 @@
-/* The CUDA backend: the model graph's op set (src/engine/graph.h) on device memory,
- * and a runner that executes a model's graph with it. Built only with
- * -Dcuda (SM_HAVE_CUDA), or with -Dcuda_emulation, where the same code runs
- * on the CPU against a stand-in runtime for the tests (emu/).
+/* The CUDA backend: the model graph's op set (src/engine/graph.h) on device
+ * memory, one file per family (cuda_conv.c, cuda_convt2.c, cuda_pointwise.c,
+ * cuda_se.c, cuda_mamba.c; device, context and memory in cuda_context.c);
+ * cuda_runner.c runs a model's graph with it (cuda_runner.h). Built only
+ * with -Dcuda, or with -Demulate_cuda, where the same code runs on the CPU
+ * against a stand-in runtime for the tests (emu/).
  *
  * Every op takes device arrays in the CPU backend's layout (channels-last,
  * voxel v's channels at p + v*ld, so a value may be a channel range of a
@@ -26,7 +28,6 @@
 
 #include "engine/conv.h"
 #include "core/error.h"
-#include "engine/graph.h"
 #include "engine/mamba.h"
 #include "engine/ops.h"
 #include "engine/se.h"
@@ -118,23 +119,5 @@ sm_status sm_cuda_mamba_forward(sm_cuda_ctx *ctx, const sm_cuda_mamba *m, const 
                                 int x_ld, float *out, int out_ld, int d, int h, int w,
                                 int64_t nslices, float *scratch, int64_t chunk);
 void sm_cuda_mamba_free(sm_cuda_mamba *m);
-
-/* ---- a model's graph on the device ---------------------------------------- */
-
-typedef struct sm_cuda_model sm_cuda_model;
-
-/* Uploads every node's weights (the graph must be built with the ref or
- * blas convolution backend, fp32) and creates the context. */
-sm_status sm_cuda_model_create(const sm_graph *g, int tf32, sm_cuda_model **out);
-
-/* count inputs of in_chans x (d, h, w), NCDHW one after another, to count
- * outputs likewise: one upload, the graph run once per input with every
- * activation in one device arena (placed by sm_graph_place, kept for the
- * next call), one download. Sets the graph's per-kind and per-node times
- * (CUDA events, summed over the inputs) and flops. */
-sm_status sm_cuda_model_forward(sm_cuda_model *cm, sm_graph *g, int count, const float *input,
-                                int d, int h, int w, float *output);
-
-void sm_cuda_model_free(sm_cuda_model *cm);
 
 #endif

@@ -71,7 +71,7 @@ typedef struct sm_conv_choice {
  * Under auto and winograd, the 3x3x3 stride-1 layers go to Winograd (tile
  * as below), and the k2 s2 ones to the GEMM backend, which is about twice
  * as fast as oneDNN's direct kernel there on AVX2 and as fast on AVX-512
- * (blas_backends/conv_blas.c); the rest stay on direct. */
+ * (conv_blas.c); the rest stay on direct. */
 sm_conv_choice sm_conv_pick(const sm_conv_params *p, sm_wino_use use, sm_conv_kind direct,
                             int tile);
 

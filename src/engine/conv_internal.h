@@ -1,5 +1,5 @@
 /* Private to the convolution backends: the dispatch and reference (conv.c),
- * the GEMM backend (blas_backends/conv_blas.c), oneDNN (conv_onednn.c) and
+ * the GEMM backend (conv_blas.c), oneDNN (conv_onednn.c) and
  * Winograd (conv_winograd.c).
  * conv.c validates every argument before calling a backend. */
 #ifndef SM_CONV_INTERNAL_H

@@ -3,19 +3,19 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api/model_internal.h"
 #include "core/parallel.h"
 #include "engine/conv.h"
-#include "engine/engine_internal.h"
 #include "engine/graph.h"
 #include "engine/ops.h"
 #include "segmamba.h"
 #include "simd/dispatch.h"
 
-int segmamba_get_layer_count(const segmamba_model *m) { return m ? sm_engine_graph(m)->n_nodes : 0; }
+int segmamba_get_layer_count(const segmamba_model *m) { return m ? sm_model_graph(m)->n_nodes : 0; }
 
 segmamba_status segmamba_get_layer(const segmamba_model *m, int i, segmamba_layer *out)
 {
-    const sm_graph *g = m ? sm_engine_graph(m) : NULL;
+    const sm_graph *g = m ? sm_model_graph(m) : NULL;
     if (!g || !out || i < 0 || i >= g->n_nodes)
         return sm_fail(SEGMAMBA_E_ARG, "segmamba_get_layer: layer %d of %d", i, g ? g->n_nodes : 0);
     const sm_node *nd = &g->nodes[i];

@@ -1,24 +1,23 @@
 /* The public API (include/segmamba.h): a model is its weights, its
- * configuration and the graph built from them. */
+ * configuration, the graph models/ builds from them and the runner
+ * (src/engine/runner.h) that runs it, the CPU's or the CUDA backend's. */
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
+#include "api/model_internal.h"
 #include "blas_backends/gemm.h"
-#include "engine/engine_internal.h"
-#include "engine/graph.h"
-#include "models/segmamba_model.h"
 #include "core/parallel.h"
+#include "cuda_optional/cuda_runner.h"
+#include "engine/graph.h"
+#include "engine/runner.h"
+#include "io/checkpoint.h"
+#include "io/checkpoint_meta.h"
+#include "io/weights.h"
+#include "models/segmamba_model.h"
 #include "segmamba.h"
 #include "simd/dispatch.h"
 #include "sm_config.h"
-#include "io/checkpoint_meta.h"
-#include "io/checkpoint.h"
-#if SM_HAVE_CUDA
-#include "cuda_optional/cuda_backend.h"
-#endif
 
 struct segmamba_model {
     sm_weights weights;
@@ -27,12 +26,11 @@ struct segmamba_model {
     /* The kernel table when the model was opened: its forwards keep it
      * whatever segmamba_set_isa chooses later. */
     const sm_kernels *kernels;
+    const sm_runner *runner; /* the CPU's, or the CUDA backend's with --backend cuda */
+    void *run_state;         /* the runner's (the graph's device copy for CUDA) */
     /* Forwards on one model take turns: the graph's arena, the convolution
      * backends' per-size plans and the profile are the model's. */
     pthread_mutex_t lock;
-#if SM_HAVE_CUDA
-    sm_cuda_model *cuda; /* the graph's device copy with --backend cuda, else NULL */
-#endif
 };
 
 const char *segmamba_get_version(void) { return SEGMAMBA_VERSION_STRING; }
@@ -77,7 +75,7 @@ void segmamba_get_build_info(segmamba_build_info *b)
 {
     b->onednn = SM_HAVE_ONEDNN;
     b->openmp = SM_HAVE_OPENMP;
-    b->cuda = !SM_HAVE_CUDA ? 0 : SM_CUDA_EMULATED ? 2 : 1;
+    b->cuda = sm_cuda_build_kind();
 }
 
 const char *segmamba_set_isa(const char *name)
@@ -110,31 +108,14 @@ static sm_status choose_conv(segmamba_conv_backend want, sm_conv_kind *kind, sm_
     return SEGMAMBA_OK;
 }
 
-int segmamba_get_cuda_device(char *info, size_t cap)
-{
-#if SM_HAVE_CUDA
-    char buf[256];
-    const int ok = sm_cuda_probe(buf, sizeof buf) == SEGMAMBA_OK;
-    if (info && cap) snprintf(info, cap, "%s", ok ? buf : segmamba_get_last_error());
-    return ok;
-#else
-    if (info && cap) snprintf(info, cap, "this engine was built without the CUDA backend");
-    return 0;
-#endif
-}
+int segmamba_get_cuda_device(char *info, size_t cap) { return sm_cuda_device_info(info, cap); }
 
-/* The checks that come before loading: a missing backend fails at once. */
-static sm_status check_backend(segmamba_backend backend)
+/* The runner, before loading: a missing backend fails at once. */
+static sm_status pick_runner(segmamba_backend backend, const sm_runner **out)
 {
     switch (backend) {
-    case SEGMAMBA_BACKEND_CPU: return SEGMAMBA_OK;
-    case SEGMAMBA_BACKEND_CUDA:
-#if SM_HAVE_CUDA
-        return sm_cuda_probe(NULL, 0);
-#else
-        return sm_fail(SEGMAMBA_E_BACKEND, "the CUDA backend is not built into this engine "
-                       "(build with meson -Dcuda=enabled, which needs nvcc and cuBLAS)");
-#endif
+    case SEGMAMBA_BACKEND_CPU: *out = &sm_cpu_runner; return SEGMAMBA_OK;
+    case SEGMAMBA_BACKEND_CUDA: return sm_cuda_runner(out);
     }
     return sm_fail(SEGMAMBA_E_ARG, "unknown backend %d", (int)backend);
 }
@@ -142,7 +123,7 @@ static sm_status check_backend(segmamba_backend backend)
 static sm_status open_model(const char *path, const segmamba_options *opts, segmamba_model *m)
 {
     const segmamba_backend backend = opts ? opts->backend : SEGMAMBA_BACKEND_CPU;
-    SM_TRY(check_backend(backend));
+    SM_TRY(pick_runner(backend, &m->runner));
     sm_conv_kind kind = SM_CONV_REF;
     sm_wino_use wino = SM_WINO_OFF;
     /* The CUDA backend uploads the packed weights that the reference
@@ -184,10 +165,8 @@ static sm_status open_model(const char *path, const segmamba_options *opts, segm
     m->cfg.tf32 = backend == SEGMAMBA_BACKEND_CUDA && opts->tf32;
     m->kernels = sm_kernels_get();
     SM_TRY(sm_segmamba_build(&m->weights, &m->cfg, m->kernels, kind, wino, tile, &m->graph));
-#if SM_HAVE_CUDA
-    if (backend == SEGMAMBA_BACKEND_CUDA) SM_TRY(sm_cuda_model_create(m->graph, m->cfg.tf32, &m->cuda));
-#endif
-    return SEGMAMBA_OK;
+    const sm_runner_options run_opts = {.kernels = m->kernels, .tf32 = m->cfg.tf32};
+    return m->runner->prepare(m->graph, &run_opts, &m->run_state);
 }
 
 segmamba_status segmamba_open(const char *path, const segmamba_options *opts,
@@ -248,26 +227,6 @@ segmamba_status segmamba_forward(segmamba_model *m, const float *input, int d, i
     return segmamba_forward_batch(m, 1, input, d, h, w, logits);
 }
 
-/* The forward itself, with the model's lock held. */
-static sm_status forward_locked(segmamba_model *m, int count, const float *inputs, int d, int h,
-                                int w, float *logits)
-{
-#if SM_HAVE_CUDA
-    if (m->cuda) return sm_cuda_model_forward(m->cuda, m->graph, count, inputs, d, h, w, logits);
-#endif
-    const size_t vox = (size_t)d * h * w;
-    double seconds[SM_KIND_COUNT] = {0}, flops = 0.0;
-    for (int k = 0; k < count; k++) {
-        SM_TRY(sm_graph_run(m->graph, m->kernels, inputs + (size_t)k * m->cfg.in_chans * vox, d,
-                            h, w, logits + (size_t)k * m->cfg.out_chans * vox));
-        for (int i = 0; i < SM_KIND_COUNT; i++) seconds[i] += m->graph->seconds[i];
-        flops += m->graph->flops;
-    }
-    memcpy(m->graph->seconds, seconds, sizeof seconds);
-    m->graph->flops = flops;
-    return SEGMAMBA_OK;
-}
-
 segmamba_status segmamba_forward_batch(segmamba_model *m, int count, const float *inputs, int d,
                                        int h, int w, float *logits)
 {
@@ -276,7 +235,7 @@ segmamba_status segmamba_forward_batch(segmamba_model *m, int count, const float
     SM_TRY(sm_segmamba_check_shape(&m->cfg, d, h, w));
     apply_threads();
     pthread_mutex_lock(&m->lock);
-    const sm_status st = forward_locked(m, count, inputs, d, h, w, logits);
+    const sm_status st = m->runner->run(m->run_state, m->graph, count, inputs, d, h, w, logits);
     pthread_mutex_unlock(&m->lock);
     return st;
 }
@@ -285,7 +244,7 @@ void segmamba_release_arena(segmamba_model *m)
 {
     if (!m) return;
     pthread_mutex_lock(&m->lock);
-    sm_graph_release_arena(m->graph);
+    m->runner->release(m->run_state, m->graph);
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -301,14 +260,12 @@ void segmamba_get_profile(const segmamba_model *m, segmamba_profile *p)
     pthread_mutex_unlock((pthread_mutex_t *)&m->lock);
 }
 
-const sm_graph *sm_engine_graph(const segmamba_model *m) { return m->graph; }
+const sm_graph *sm_model_graph(const segmamba_model *m) { return m->graph; }
 
 void segmamba_close(segmamba_model *m)
 {
     if (!m) return;
-#if SM_HAVE_CUDA
-    sm_cuda_model_free(m->cuda);
-#endif
+    if (m->runner) m->runner->free(m->run_state);
     sm_graph_free(m->graph);
     sm_weights_free(&m->weights);
     pthread_mutex_destroy(&m->lock);

@@ -15,8 +15,8 @@
  * im2col only rearranges the input) this is about twice as fast as
  * oneDNN's direct kernel on AVX2 (48->96 at 64^3, 2 threads: 17.7 against
  * 34.8 ms) and as fast on AVX-512; sm_conv_pick puts those layers here. */
+#include "blas_backends/gemm.h"
 #include "engine/conv_internal.h"
-#include "gemm.h"
 #include "sm_config.h"
 
 #include <cblas.h>
