@@ -150,7 +150,7 @@ run_check() { # NAME LOG COMMAND...: PASS on exit 0, SKIP on 77, else FAIL
 
 run_check "ops vs the CPU backend" ops.log "$test_cuda"
 grep 'worst error' "$logs/ops.log" | sed 's/^/  /' | tee -a "$summary"
-model_test() { "$py" tests/cuda_model_test.py --segmamba "$seg" "$@"; }
+model_test() { "$py" tests/test_cuda_model.py --segmamba "$seg" "$@"; }
 run_check "model: tiny fixture" model-tiny.log model_test --fixture tests/fixtures/tiny
 run_check "model: non-default config" model-nondefault.log \
   model_test --config nondefault --shape 32,48,64

@@ -1,4 +1,4 @@
-"""The checks of tests/dicom_test.py (run under its venv: pydicom, highdicom,
+"""The checks of tests/test_dicom.py (run under its venv: pydicom, highdicom,
 SimpleITK)."""
 
 import json
@@ -24,7 +24,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, HERE)
 import phantom  # noqa: E402
-import cohort_test  # noqa: E402  (the small random model and its card)
+import test_cohort  # noqa: E402  (the small random model and its card)
 
 MR = "1.2.840.10008.5.1.4.1.1.4"
 results = {"passed": 0, "failed": 0}
@@ -242,14 +242,14 @@ def series_from_nifti(path, out, rng, description, study=None, frame_of_ref=None
 
 
 def check_predict_and_seg(args, tmp, rng):
-    model, card_path = cohort_test.make_model(tmp)
+    model, card_path = test_cohort.make_model(tmp)
     with open(card_path) as f:
         card = json.load(f)
     card["dicom_codes"] = {"NCR": {"category": ["49755003", "SCT", "Morphologically Altered Structure"],
                                    "type": ["6574001", "SCT", "Necrosis"]}}
     with open(card_path, "w") as f:
         json.dump(card, f)
-    case = phantom.generate(args.seed, 1, cohort_test.SHAPE)
+    case = phantom.generate(args.seed, 1, test_cohort.SHAPE)
     paths = phantom.write_case(os.path.join(tmp, "nifti"), case)
     study, forf = generate_uid(), generate_uid()
     dicom = os.path.join(tmp, "study")

@@ -1,4 +1,4 @@
-/* Test helper for tests/dicom_test.py, through the public API only:
+/* Test helper for tests/test_dicom.py, through the public API only:
  *
  *   dicom_dump OUT.nii DIR [DIR...] [--series UID...]
  *

@@ -1,4 +1,4 @@
-/* Test helper for tests/nifti_test.py: exposes the NIfTI reader and writers.
+/* Test helper for tests/test_nifti_nibabel.py: exposes the NIfTI reader and writers.
  *
  *   nifti_dump read OUT.npy IN...        segmamba_nifti_read_channels(IN...); writes the
  *                                        (C, D, H, W) float32 data to OUT.npy and

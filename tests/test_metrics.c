@@ -1,5 +1,5 @@
 /* Distance transform, surfaces, Dice and HD95 against brute force and
- * hand-computed cases; tests/metrics_test.py compares with scipy/medpy. */
+ * hand-computed cases; tests/test_metrics_medpy.py compares with scipy/medpy. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

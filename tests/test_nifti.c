@@ -1,7 +1,7 @@
 /* NIfTI reader and writers: every datatype and scaling, 4D channels, the
  * geometry carried to outputs, hostile files, channel mismatches. Input files
  * are made with nifticlib's own writer (an independent path from ours);
- * tests/nifti_test.py does the same with nibabel. Files go to a fresh
+ * tests/test_nifti_nibabel.py does the same with nibabel. Files go to a fresh
  * folder under tests/work. */
 #define _XOPEN_SOURCE 700
 #include <dirent.h>

@@ -1,4 +1,4 @@
-"""The CLI's catalogue of hostile and broken inputs (tests/bad_inputs_test.py)
+"""The CLI's catalogue of hostile and broken inputs (tests/test_bad_inputs.py)
 through the Python API: each command the catalogue runs is done with the
 package instead (info: Model(path); forward: Model(...).forward(array);
 predict: read_nifti, Model(..., card=...).predict, write_nifti), and must
@@ -8,6 +8,7 @@ an environment variable or run as another user go through a subprocess.
 Writers the package does not have (convert, preview, metrics --json, a
 .npy output) and the CLI's check of output folders before reading the
 model are listed as not applicable; every other case must pass."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -15,8 +16,15 @@ import sys
 
 import numpy as np
 
-import bad_inputs_test as catalogue
 import segmamba
+
+# The catalogue, tests/test_bad_inputs.py, loaded by its path: its module
+# name, test_bad_inputs, is this file's own.
+_spec = importlib.util.spec_from_file_location(
+    "bad_inputs_catalogue",
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test_bad_inputs.py"))
+catalogue = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(catalogue)
 
 STATUS = {1: "E_ARG", 2: "E_IO", 3: "E_FORMAT", 4: "E_UNSUPPORTED", 5: "E_MODEL", 6: "E_SHAPE",
           7: "E_NOMEM", 8: "E_BACKEND", 9: "E_CANCELLED"}

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Builds tests/fixtures/containers/: the committed tiny model
 (tests/fixtures/tiny/model.safetensors) saved the ways training code saves
-checkpoints, for tests/containers_test.py.
+checkpoints, for tests/test_containers.py.
 
 Run from the repository root with a PyTorch 2.x (the committed files were
 written with torch 2.15.0 from PyPI, on purpose newer than Debian's torch

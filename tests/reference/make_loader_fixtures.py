@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Builds the checkpoint and array fixtures for tests/test_loaders.c.
+"""Builds the checkpoint and array fixtures for tests/test_checkpoint.c.
 
 Run with Debian's python (torch 1.13, numpy) from the repository root:
 

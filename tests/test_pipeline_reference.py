@@ -19,7 +19,7 @@ Labels must agree on >= 99.99% of voxels, probabilities within 2e-3. Also a
 few command-line refusals (input count, an output over an input, swapped
 BraTS channel names, an ensemble of two networks or of two model cards).
 
-    /usr/bin/python3 tests/pipeline_test.py --segmamba build/segmamba
+    /usr/bin/python3 tests/test_pipeline_reference.py --segmamba build/segmamba
 """
 
 import argparse
@@ -283,7 +283,7 @@ def main():
     ap.add_argument("--seed", type=int, default=None)
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
-    print(f"pipeline_test: seed {seed}; sliding window from "
+    print(f"test_pipeline_reference: seed {seed}; sliding window from "
           f"{'MONAI' if pipeline_ref.monai_swi else 'pipeline_ref.sliding_window'}")
     rng = np.random.default_rng(seed)
     torch.set_num_threads(2)
@@ -325,7 +325,7 @@ def main():
         failures += self_ensemble(args, tmp, make_image(rng, (40, 37, 50), True))
     for f in failures:
         print("FAIL " + f)
-    print("pipeline_test: " + ("FAILED" if failures else "passed"))
+    print("test_pipeline_reference: " + ("FAILED" if failures else "passed"))
     return 1 if failures else 0
 
 

@@ -9,13 +9,14 @@ positions) are computed here from the files as Python's zipfile, json,
 pickletools, numpy and nibabel see them.
 
 Covered elsewhere and not repeated here: tensors missing, extra or
-mis-shaped (cli_test.py, exit 5), inputs of the wrong channel count or side
-(cli_test.py, exit 6), every nibabel sample file and the reader's refusals
-at the library level (nifti_test.py, test_nifti.c), damaged zip records and
-pickle opcodes (test_loaders.c), a volume smaller than the patch against the
-reference pipeline (pipeline_test.py; here only as the control run).
+mis-shaped (test_cli.py, exit 5), inputs of the wrong channel count or side
+(test_cli.py, exit 6), every nibabel sample file and the reader's refusals
+at the library level (test_nifti_nibabel.py, test_nifti.c), damaged zip
+records (test_zip.c) and pickle opcodes (test_checkpoint.c), a volume
+smaller than the patch against the reference pipeline
+(test_pipeline_reference.py; here only as the control run).
 
-usage: bad_inputs_test.py --segmamba build/segmamba
+usage: test_bad_inputs.py --segmamba build/segmamba
 """
 import argparse
 import contextlib

@@ -4,7 +4,7 @@ by a PyTorch 2.x with tests/reference/make_container_fixtures.py): each one
 loads, `segmamba forward` gives the plain tiny model's logits bit for bit,
 and `segmamba info --json` lists the tensors inference ignores.
 
-usage: containers_test.py --segmamba build/segmamba
+usage: test_containers.py --segmamba build/segmamba
 """
 import argparse
 import json

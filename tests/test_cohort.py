@@ -10,7 +10,7 @@ file and a channel with another geometry. Checked:
     outputs), the broken ones are named in DIR/summary.csv with their errors,
     the exit code is the first failure's;
   * the summary's Dice and HD95 per BraTS region against numpy/scipy
-    (tests/metrics_test.py's implementation of medpy's definition) on the
+    (tests/test_metrics_medpy.py's implementation of medpy's definition) on the
     written label maps and the phantoms' references, and their means;
   * a re-run skips every case whose outputs exist (files untouched), a
     missing output is redone, --overwrite redoes all;
@@ -23,7 +23,7 @@ file and a channel with another geometry. Checked:
   * lists that are refused as a whole (bad id, duplicate id, missing column,
     broken quoting, ragged rows) and misuse of the options.
 
-    /usr/bin/python3 tests/cohort_test.py --segmamba build/segmamba [--mpirun mpirun] [--seed S]
+    /usr/bin/python3 tests/test_cohort.py --segmamba build/segmamba [--mpirun mpirun] [--seed S]
 """
 
 import argparse
@@ -44,7 +44,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import phantom  # noqa: E402
-from metrics_test import score  # noqa: E402
+from test_metrics_medpy import score  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
 CHANNELS = list(phantom.CHANNELS)
@@ -282,7 +282,7 @@ def check_4d(args, tmp, model, card, cases, single_dir):
 def check_ensemble(args, tmp, model, card, cases, single_dir):
     """predict --list with two --model (a second random model of the same
     network): each case's label map is the one-case ensemble's byte for byte
-    (pipeline_test checks that one against an independent pipeline), and
+    (test_pipeline_reference.py checks that one against an independent pipeline), and
     the second model changes some labels of the first alone."""
     model2, _ = make_model(tmp, MODEL_SEED + 1, "model2")
     d = os.path.join(tmp, "ensemble")
@@ -359,7 +359,7 @@ def main():
     ap.add_argument("--keep", help="work in this folder and keep it")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(2), "little")
-    print(f"cohort_test: phantom seed {seed}, model seed {MODEL_SEED}")
+    print(f"test_cohort: phantom seed {seed}, model seed {MODEL_SEED}")
     with tempfile.TemporaryDirectory(prefix="sm_cohort_") as tmp:
         if args.keep:
             tmp = args.keep
@@ -376,12 +376,12 @@ def main():
         if args.mpirun:
             check_mpi(args, base, single_dir, tmp, expect, single_seconds)
         else:
-            print("cohort_test: no MPI in this build; the mpirun run is not part of this test")
+            print("test_cohort: no MPI in this build; the mpirun run is not part of this test")
         check_4d(args, tmp, model, card, cases, single_dir)
         check_ensemble(args, tmp, model, card, cases, single_dir)
         check_resume(args, base, single_dir, expect)
         check_refusals(args, tmp, model, card, cases)
-    print(f"cohort_test: {results['passed']} passed, {results['failed']} failed")
+    print(f"test_cohort: {results['passed']} passed, {results['failed']} failed")
     return 1 if results["failed"] else 0
 
 

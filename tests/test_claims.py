@@ -19,7 +19,7 @@
              output)" (ARCHITECTURE.md): segmamba bench's arena equals
              (2 f0 + f0) x 128^3 x 4 bytes, f0 the first stage's features.
 
-    /usr/bin/python3 tests/claims_test.py --segmamba build/segmamba [--only NAME]
+    /usr/bin/python3 tests/test_claims.py --segmamba build/segmamba [--only NAME]
 """
 
 import argparse

@@ -12,7 +12,7 @@
 - hostile files (complex, RGB, 5D, truncated, corrupt gzip, zero dims);
 - `segmamba preview` writes a PNG and refuses a mismatched segmentation.
 
-usage: nifti_test.py --dump build/tests/nifti_dump --segmamba build/segmamba [--seed S]
+usage: test_nifti_nibabel.py --dump build/tests/nifti_dump --segmamba build/segmamba [--seed S]
 """
 import argparse
 import glob

@@ -34,7 +34,7 @@ series. Checked:
     DICOMDIR only, several series) are refused with their message and
     nothing written.
 
-    /usr/bin/python3 tests/dicom_test.py --segmamba build/segmamba \
+    /usr/bin/python3 tests/test_dicom.py --segmamba build/segmamba \
         --dump build/tests/dicom_dump --venv build/dicom-venv [--seed S]
         [--write-corpus fuzz/corpus/dicom]
 

@@ -7,7 +7,7 @@ JSON is compared with an implementation of medpy.metric.binary.dc/hd95 on
 scipy.ndimage (and with medpy itself when it is installed). A fresh seed per
 run, printed, so a failure can be replayed with --seed.
 
-usage: metrics_test.py --segmamba build/segmamba [--seed S] [--cases N]
+usage: test_metrics_medpy.py --segmamba build/segmamba [--seed S] [--cases N]
 """
 import argparse
 import json

@@ -17,7 +17,7 @@ direction tensors.
 The logits of v2 and none against the PyTorch reference: the model-tiny-v2-*
 and model-tiny-none-* tests (suite 'model', torch).
 
-usage: mamba_types_test.py --segmamba build/segmamba
+usage: test_mamba_types.py --segmamba build/segmamba
 """
 import argparse
 import json

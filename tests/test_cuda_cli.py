@@ -5,7 +5,7 @@ Without a usable CUDA device (CUDA not built in, or built without a GPU or
 driver, as `segmamba version` reports), `--backend cuda` must fail with exit
 code 8 (backend) and say why, before any output is written. With one (a GPU,
 or the -Demulate_cuda build), forward and bench must run on it; their logits
-are compared with the CPU's by cuda_model_test.py. Everywhere: an unknown
+are compared with the CPU's by test_cuda_model.py. Everywhere: an unknown
 backend is a usage error (1), and --precision tf32 on the CPU runs fp32 and
 says so. Needs numpy and nibabel.
 """
@@ -19,7 +19,7 @@ import nibabel as nib
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cli_test import FIXTURE, check, expect, results, run  # noqa: E402
+from test_cli import FIXTURE, check, expect, results, run  # noqa: E402
 
 
 def nslices():

@@ -18,7 +18,7 @@ normalised as docs/checkpoints.md says) are checked to be
 those plain tensors too, so the expectation above is the .pt's content and
 not only what the fixtures' README says it is.
 
-usage: convert_test.py --segmamba build/segmamba
+usage: test_convert.py --segmamba build/segmamba
 """
 import argparse
 import json
