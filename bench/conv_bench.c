@@ -50,9 +50,12 @@ typedef struct variant {
 } variant;
 
 static const variant variants[] = {
-    {"ref", SM_CONV_REF, 0},           {"blas", SM_CONV_BLAS, 0},
-    {"onednn", SM_CONV_ONEDNN, 0},     {"winograd2", SM_CONV_WINOGRAD, 2},
-    {"winograd3", SM_CONV_WINOGRAD, 3}, {"winograd4", SM_CONV_WINOGRAD, 4},
+    {"ref", SM_CONV_REF, 0},
+    {"blas", SM_CONV_BLAS, 0},
+    {"onednn", SM_CONV_ONEDNN, 0},
+    {"winograd2", SM_CONV_WINOGRAD, 2},
+    {"winograd3", SM_CONV_WINOGRAD, 3},
+    {"winograd4", SM_CONV_WINOGRAD, 4},
 };
 enum { NVARIANTS = sizeof variants / sizeof *variants };
 
@@ -90,8 +93,11 @@ int main(int argc, char **argv)
             fprintf(stderr, "no known backend in '%s'\n", list);
             return 2;
         }
-    sm_conv_params p = {atoi(argv[1]), atoi(argv[2]), atoi(argv[3]), atoi(argv[4]),
-                        atoi(argv[5]), SM_ACT_NONE, precision, 0, NULL, 0};
+    sm_conv_params p = {atoi(argv[1]), atoi(argv[2]),
+                        atoi(argv[3]), atoi(argv[4]),
+                        atoi(argv[5]), SM_ACT_NONE,
+                        precision,     0,
+                        NULL,          0};
     const int n = atoi(argv[6]), reps = argc > 7 ? atoi(argv[7]) : 3;
     const int on = sm_conv_out_size(&p, n);
     const double flops = 2.0 * on * on * on * p.cout * (double)p.k * p.k * p.k * p.cin;
@@ -105,8 +111,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "out of memory or empty output\n");
         return 1;
     }
-    printf("%d->%d k%d s%d p%d at %d^3, %s: %.1f GFLOP\n", p.cin, p.cout, p.k, p.stride, p.pad,
-           n, sm_precision_name(precision), flops * 1e-9);
+    printf("%d->%d k%d s%d p%d at %d^3, %s: %.1f GFLOP\n", p.cin, p.cout, p.k, p.stride, p.pad, n,
+           sm_precision_name(precision), flops * 1e-9);
     for (int v = 0; v < NVARIANTS; v++) {
         const variant *var = &variants[v];
         if (!sm_conv_available(var->kind) || !listed(list, var->name)) continue;
@@ -122,8 +128,10 @@ int main(int argc, char **argv)
             double t = now();
             s = sm_conv_forward(c, src, p.cin, n, n, n, dst, p.cout);
             t = now() - t;
-            if (r == 0) first = t;
-            else if (t < best) best = t;
+            if (r == 0)
+                first = t;
+            else if (t < best)
+                best = t;
         }
         if (s != SEGMAMBA_OK) {
             fprintf(stderr, "%s: %s\n", var->name, segmamba_get_last_error());

@@ -23,7 +23,8 @@ static float *filled(int64_t n, float lo, float hi)
 {
     float *p = malloc((size_t)n * sizeof *p);
     if (!p) abort();
-    for (int64_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * (float)((i * 2654435761u) % 1000) / 1000.0f;
+    for (int64_t i = 0; i < n; i++)
+        p[i] = lo + (hi - lo) * (float)((i * 2654435761u) % 1000) / 1000.0f;
     return p;
 }
 
@@ -50,11 +51,26 @@ int main(int argc, char **argv)
         const sm_kernels *k = sm_kernels_get();
         for (int o = 0; o < n_orders; o++) {
             /* as the engine runs it: dt_proj (rank R) computed in the scan */
-            sm_scan_args a = {.seq = seqs[o], .n_state = N,
-                              .u = u, .ld_u = di, .delta = NULL, .ld_delta = di,
-                              .dt_low = p, .ld_dt_low = np, .dt_proj = wdt, .dt_rank = R,
-                              .delta_bias = bias, .A = A, .B = p + R, .C = p + R + N,
-                              .ld_bc = np, .D = D, .z = z, .ld_z = di, .y = y, .ld_y = di};
+            sm_scan_args a = {.seq = seqs[o],
+                              .n_state = N,
+                              .u = u,
+                              .ld_u = di,
+                              .delta = NULL,
+                              .ld_delta = di,
+                              .dt_low = p,
+                              .ld_dt_low = np,
+                              .dt_proj = wdt,
+                              .dt_rank = R,
+                              .delta_bias = bias,
+                              .A = A,
+                              .B = p + R,
+                              .C = p + R + N,
+                              .ld_bc = np,
+                              .D = D,
+                              .z = z,
+                              .ld_z = di,
+                              .y = y,
+                              .ld_y = di};
             double t[3];
             for (int r = 0; r < 3; r++) {
                 double t0 = now();
@@ -67,8 +83,8 @@ int main(int argc, char **argv)
             }
             double m = t[0] < t[1] ? (t[1] < t[2] ? t[1] : (t[0] < t[2] ? t[2] : t[0]))
                                    : (t[0] < t[2] ? t[0] : (t[1] < t[2] ? t[2] : t[1]));
-            printf("%-7s %-8s %.3f s  (%.2f ns per token-channel)\n", sm_isa_name(k->isa),
-                   names[o], m, 1e9 * m / (double)(L * di) * nt);
+            printf("%-7s %-8s %.3f s  (%.2f ns per token-channel)\n", sm_isa_name(k->isa), names[o],
+                   m, 1e9 * m / (double)(L * di) * nt);
         }
     }
     float *w = filled(4 * di, -0.5f, 0.5f);
@@ -77,8 +93,15 @@ int main(int argc, char **argv)
         const sm_kernels *k = sm_kernels_get();
         for (int o = 0; o < n_orders; o++) {
             /* x dense here (in the engine it is half of in_proj's output rows) */
-            const sm_conv1d_args a = {.seq = seqs[o], .c = di, .K = 4,
-                                      .x = z, .ld_x = di, .w = w, .b = bias, .u = y, .ld_u = di};
+            const sm_conv1d_args a = {.seq = seqs[o],
+                                      .c = di,
+                                      .K = 4,
+                                      .x = z,
+                                      .ld_x = di,
+                                      .w = w,
+                                      .b = bias,
+                                      .u = y,
+                                      .ld_u = di};
             double t[3];
             for (int r = 0; r < 3; r++) {
                 double t0 = now();
@@ -89,8 +112,7 @@ int main(int argc, char **argv)
             }
             double m = t[0] < t[1] ? (t[1] < t[2] ? t[1] : (t[0] < t[2] ? t[2] : t[0]))
                                    : (t[0] < t[2] ? t[0] : (t[1] < t[2] ? t[2] : t[1]));
-            printf("conv1d %-7s %-8s %.4f s\n", sm_isa_name(k->isa),
-                   names[o], m);
+            printf("conv1d %-7s %-8s %.4f s\n", sm_isa_name(k->isa), names[o], m);
         }
     }
     free(w), free(wdt);

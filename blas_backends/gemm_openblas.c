@@ -9,8 +9,7 @@ void sm_sgemm_openblas(int trans_a, int trans_b, int m, int n, int k, float alph
                        int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c,
-                ldc);
+                trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void sm_blas_set_threads(int n) { openblas_set_num_threads(n); }

@@ -78,13 +78,12 @@ void sm_cuda_convt2_free(sm_cuda_convt2 *t);
 
 sm_status sm_cuda_instance_norm(sm_cuda_ctx *ctx, const float *src, int src_ld, float *dst,
                                 int dst_ld, int64_t n, int c, sm_act act);
-sm_status sm_cuda_layer_norm(sm_cuda_ctx *ctx, const float *src, int src_ld, float *dst,
-                             int dst_ld, int64_t n, int c, const float *weight,
-                             const float *bias);
+sm_status sm_cuda_layer_norm(sm_cuda_ctx *ctx, const float *src, int src_ld, float *dst, int dst_ld,
+                             int64_t n, int c, const float *weight, const float *bias);
 sm_status sm_cuda_add(sm_cuda_ctx *ctx, const float *a, int lda, const float *b, int ldb,
                       float *dst, int dst_ld, int64_t n, int c, sm_act act);
-sm_status sm_cuda_activate(sm_cuda_ctx *ctx, const float *src, int src_ld, float *dst,
-                           int dst_ld, int64_t n, int c, sm_act act);
+sm_status sm_cuda_activate(sm_cuda_ctx *ctx, const float *src, int src_ld, float *dst, int dst_ld,
+                           int64_t n, int c, sm_act act);
 sm_status sm_cuda_fue(sm_cuda_ctx *ctx, const float *src, int src_ld, float *dst, int dst_ld,
                       int64_t n, int c);
 
@@ -115,9 +114,9 @@ int64_t sm_cuda_mamba_scratch_per_token(const sm_cuda_mamba *m);
 /* As sm_mamba_forward on a d x h x w volume of tokens: the scans
  * sm_mamba_scans lists for the layer (v1's directions, or SegMamba-V2's
  * three orderings); out may be x; chunk as for sm_cuda_scan. */
-sm_status sm_cuda_mamba_forward(sm_cuda_ctx *ctx, const sm_cuda_mamba *m, const float *x,
-                                int x_ld, float *out, int out_ld, int d, int h, int w,
-                                int64_t nslices, float *scratch, int64_t chunk);
+sm_status sm_cuda_mamba_forward(sm_cuda_ctx *ctx, const sm_cuda_mamba *m, const float *x, int x_ld,
+                                float *out, int out_ld, int d, int h, int w, int64_t nslices,
+                                float *scratch, int64_t chunk);
 void sm_cuda_mamba_free(sm_cuda_mamba *m);
 
 #endif

@@ -56,9 +56,9 @@ sm_status sm_cuda_ctx_create(int tf32, sm_cuda_ctx **out)
         st = sm_cublas_check(cublasSetStream(ctx->blas, ctx->stream), "setting the stream");
     /* Without TF32 the GEMMs run in full fp32, as on the CPU. */
     if (st == SEGMAMBA_OK)
-        st = sm_cublas_check(cublasSetMathMode(ctx->blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                              : CUBLAS_DEFAULT_MATH),
-                             "setting the math mode");
+        st = sm_cublas_check(
+            cublasSetMathMode(ctx->blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
+            "setting the math mode");
     if (st != SEGMAMBA_OK) {
         sm_cuda_ctx_free(ctx);
         return st;
@@ -91,8 +91,7 @@ sm_status sm_cuda_work(sm_cuda_ctx *ctx, size_t floats, float **out)
         cudaFree(ctx->work);
         ctx->work = NULL;
         ctx->work_floats = 0;
-        CU_TRY(cudaMalloc((void **)&ctx->work, floats * sizeof(float)),
-               "allocating the workspace");
+        CU_TRY(cudaMalloc((void **)&ctx->work, floats * sizeof(float)), "allocating the workspace");
         ctx->work_floats = floats;
     }
     *out = ctx->work;
@@ -154,10 +153,10 @@ sm_status sm_cuda_upload_pieces(const sm_cuda_piece *pieces, int count, float **
         *pieces[i].dst = NULL;
         if (!pieces[i].src) continue;
         *pieces[i].dst = *block + at;
-        sm_status st = sm_cuda_check(cudaMemcpy(*block + at, pieces[i].src,
-                                                pieces[i].n * sizeof(float),
-                                                cudaMemcpyHostToDevice),
-                                     "copying weights to the device");
+        sm_status st =
+            sm_cuda_check(cudaMemcpy(*block + at, pieces[i].src, pieces[i].n * sizeof(float),
+                                     cudaMemcpyHostToDevice),
+                          "copying weights to the device");
         if (st != SEGMAMBA_OK) {
             cudaFree(*block);
             *block = NULL;
@@ -178,9 +177,8 @@ sm_status sm_cuda_gemm(sm_cuda_ctx *ctx, int trans_b, int64_t M, int N, int K, c
                        (long long)M);
     if (M == 0 || N == 0) return SEGMAMBA_OK;
     const float one = 1.0f;
-    return sm_cublas_check(cublasSgemm(ctx->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                       CUBLAS_OP_N, N, (int)M, K, &one, B, ldb, A, lda, &beta, C,
-                                       ldc),
+    return sm_cublas_check(cublasSgemm(ctx->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N,
+                                       N, (int)M, K, &one, B, ldb, A, lda, &beta, C, ldc),
                            "SGEMM");
 }
 

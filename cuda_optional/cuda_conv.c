@@ -17,11 +17,15 @@ sm_status sm_cuda_conv_upload(const sm_conv *c, sm_cuda_conv **out)
 {
     *out = NULL;
     if (!c->weight)
-        return sm_fail(SEGMAMBA_E_BACKEND, "CUDA backend: the convolution's packed weights were "
-                       "released by its %s backend", sm_conv_kind_name(c->kind));
+        return sm_fail(SEGMAMBA_E_BACKEND,
+                       "CUDA backend: the convolution's packed weights were "
+                       "released by its %s backend",
+                       sm_conv_kind_name(c->kind));
     if (c->p.precision != SM_PREC_F32)
-        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "CUDA backend: convolutions run in fp32 or TF32, "
-                       "not %s", sm_precision_name(c->p.precision));
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                       "CUDA backend: convolutions run in fp32 or TF32, "
+                       "not %s",
+                       sm_precision_name(c->p.precision));
     sm_cuda_conv *dc = calloc(1, sizeof *dc);
     if (!dc) return sm_fail(SEGMAMBA_E_NOMEM, "CUDA backend: out of memory");
     dc->p = c->p;
@@ -50,17 +54,26 @@ sm_status sm_cuda_conv_forward(sm_cuda_ctx *ctx, const sm_cuda_conv *c, const fl
 {
     const sm_conv_params *p = &c->p;
     if (src_ld < p->cin || dst_ld < p->cout || d < 1 || h < 1 || w < 1)
-        return sm_fail(SEGMAMBA_E_ARG, "CUDA convolution: bad arguments (src_ld %d for cin %d, "
-                       "dst_ld %d for cout %d, %dx%dx%d)", src_ld, p->cin, dst_ld, p->cout, d, h, w);
-    const sm_cuk_conv_geom g = {.d = d, .h = h, .w = w,
-                                .od = sm_conv_out_size(p, d), .oh = sm_conv_out_size(p, h),
+        return sm_fail(SEGMAMBA_E_ARG,
+                       "CUDA convolution: bad arguments (src_ld %d for cin %d, "
+                       "dst_ld %d for cout %d, %dx%dx%d)",
+                       src_ld, p->cin, dst_ld, p->cout, d, h, w);
+    const sm_cuk_conv_geom g = {.d = d,
+                                .h = h,
+                                .w = w,
+                                .od = sm_conv_out_size(p, d),
+                                .oh = sm_conv_out_size(p, h),
                                 .ow = sm_conv_out_size(p, w),
-                                .cin = p->cin, .k = p->k, .stride = p->stride, .pad = p->pad,
+                                .cin = p->cin,
+                                .k = p->k,
+                                .stride = p->stride,
+                                .pad = p->pad,
                                 .dilation = sm_conv_dilation(p)};
     if (g.od < 1 || g.oh < 1 || g.ow < 1)
-        return sm_fail(SEGMAMBA_E_SHAPE, "CUDA convolution: %dx%dx%d volume is smaller than the "
-                       "%d^3 kernel (dilation %d) with padding %d", d, h, w, p->k, g.dilation,
-                       p->pad);
+        return sm_fail(SEGMAMBA_E_SHAPE,
+                       "CUDA convolution: %dx%dx%d volume is smaller than the "
+                       "%d^3 kernel (dilation %d) with padding %d",
+                       d, h, w, p->k, g.dilation, p->pad);
     const int64_t nvox = (int64_t)g.od * g.oh * g.ow;
     const int K = (int)sm_conv_reduction_len(p); /* <= INT_MAX: sm_conv_create checked */
     if (p->k == 1 && p->stride == 1 && p->pad == 0) {

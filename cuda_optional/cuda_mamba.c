@@ -14,16 +14,18 @@ _Static_assert(SAME(SM_CUK_FORWARD, SM_ORDER_FORWARD) && SAME(SM_CUK_BACKWARD, S
 
 static sm_cuk_seq device_seq(const sm_seq *s)
 {
-    return (sm_cuk_seq){.order = (int)s->order, .L = s->L, .S = s->S, .d = s->d, .h = s->h,
-                        .w = s->w};
+    return (sm_cuk_seq){
+        .order = (int)s->order, .L = s->L, .S = s->S, .d = s->d, .h = s->h, .w = s->w};
 }
 
 static sm_status check_seq(const sm_seq *s, const char *what)
 {
     if (sm_seq_valid(s)) return SEGMAMBA_OK;
-    return sm_fail(SEGMAMBA_E_ARG, "CUDA %s: order %d over %lld tokens (%lld slices, volume "
-                   "%lldx%lldx%lld)", what, (int)s->order, (long long)s->L, (long long)s->S,
-                   (long long)s->d, (long long)s->h, (long long)s->w);
+    return sm_fail(SEGMAMBA_E_ARG,
+                   "CUDA %s: order %d over %lld tokens (%lld slices, volume "
+                   "%lldx%lldx%lld)",
+                   what, (int)s->order, (long long)s->L, (long long)s->S, (long long)s->d,
+                   (long long)s->h, (long long)s->w);
 }
 
 sm_status sm_cuda_conv1d_silu(sm_cuda_ctx *ctx, const float *x, int64_t ldx, const float *w,
@@ -37,11 +39,23 @@ sm_status sm_cuda_conv1d_silu(sm_cuda_ctx *ctx, const float *x, int64_t ldx, con
 
 sm_status sm_cuda_scan(sm_cuda_ctx *ctx, const sm_scan_args *a, int d_inner, int64_t chunk)
 {
-    const sm_cuk_scan_args k = {
-        .seq = device_seq(&a->seq), .d_inner = d_inner,
-        .n_state = a->n_state, .u = a->u, .ld_u = a->ld_u, .delta = a->delta,
-        .ld_delta = a->ld_delta, .delta_bias = a->delta_bias, .A = a->A, .B = a->B, .C = a->C,
-        .ld_bc = a->ld_bc, .D = a->D, .z = a->z, .ld_z = a->ld_z, .y = a->y, .ld_y = a->ld_y};
+    const sm_cuk_scan_args k = {.seq = device_seq(&a->seq),
+                                .d_inner = d_inner,
+                                .n_state = a->n_state,
+                                .u = a->u,
+                                .ld_u = a->ld_u,
+                                .delta = a->delta,
+                                .ld_delta = a->ld_delta,
+                                .delta_bias = a->delta_bias,
+                                .A = a->A,
+                                .B = a->B,
+                                .C = a->C,
+                                .ld_bc = a->ld_bc,
+                                .D = a->D,
+                                .z = a->z,
+                                .ld_z = a->ld_z,
+                                .y = a->y,
+                                .ld_y = a->ld_y};
     if (a->n_state < 1 || a->n_state > SM_CUK_MAX_STATE)
         return sm_fail(SEGMAMBA_E_UNSUPPORTED, "CUDA scan: state size %d is outside 1..%d",
                        a->n_state, SM_CUK_MAX_STATE);
@@ -72,16 +86,24 @@ sm_status sm_cuda_mamba_upload(const sm_mamba *m, sm_cuda_mamba **out)
 {
     *out = NULL;
     if (m->d_state < 1 || m->d_state > SM_CUK_MAX_STATE)
-        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "CUDA backend: Mamba state size %d is outside "
-                       "1..%d", m->d_state, SM_CUK_MAX_STATE);
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                       "CUDA backend: Mamba state size %d is outside "
+                       "1..%d",
+                       m->d_state, SM_CUK_MAX_STATE);
     if (m->n_dir < 1 || m->n_dir > SM_DIRECTIONS ||
         (m->orderings != 1 && (m->orderings != SM_V2_ORDERINGS || m->n_dir != 1)))
-        return sm_fail(SEGMAMBA_E_ARG, "CUDA backend: Mamba layer with %d directions and %d "
-                       "orderings", m->n_dir, m->orderings);
+        return sm_fail(SEGMAMBA_E_ARG,
+                       "CUDA backend: Mamba layer with %d directions and %d "
+                       "orderings",
+                       m->n_dir, m->orderings);
     sm_cuda_mamba *dm = calloc(1, sizeof *dm);
     if (!dm) return sm_fail(SEGMAMBA_E_NOMEM, "CUDA backend: out of memory");
-    dm->shape = (sm_mamba){.dim = m->dim, .d_inner = m->d_inner, .d_state = m->d_state,
-                           .dt_rank = m->dt_rank, .d_conv = m->d_conv, .n_dir = m->n_dir,
+    dm->shape = (sm_mamba){.dim = m->dim,
+                           .d_inner = m->d_inner,
+                           .d_state = m->d_state,
+                           .dt_rank = m->dt_rank,
+                           .d_conv = m->d_conv,
+                           .n_dir = m->n_dir,
                            .orderings = m->orderings};
     const size_t C = (size_t)m->dim, di = (size_t)m->d_inner, N = (size_t)m->d_state,
                  R = (size_t)m->dt_rank, K = (size_t)m->d_conv;
@@ -129,12 +151,11 @@ int64_t sm_cuda_mamba_scratch_per_token(const sm_cuda_mamba *m)
     return sm_mamba_scratch_per_token(&m->shape, 1);
 }
 
-sm_status sm_cuda_mamba_forward(sm_cuda_ctx *ctx, const sm_cuda_mamba *m, const float *x,
-                                int x_ld, float *out, int out_ld, int d, int h, int w,
-                                int64_t nslices, float *scratch, int64_t chunk)
+sm_status sm_cuda_mamba_forward(sm_cuda_ctx *ctx, const sm_cuda_mamba *m, const float *x, int x_ld,
+                                float *out, int out_ld, int d, int h, int w, int64_t nslices,
+                                float *scratch, int64_t chunk)
 {
-    const int C = m->shape.dim, di = m->shape.d_inner, N = m->shape.d_state,
-              R = m->shape.dt_rank;
+    const int C = m->shape.dim, di = m->shape.d_inner, N = m->shape.d_state, R = m->shape.dt_rank;
     const int np = R + 2 * N;
     const int64_t L = (int64_t)d * h * w;
     /* The CPU layer's scans, in its order (their sum is added in that order). */
@@ -143,8 +164,8 @@ sm_status sm_cuda_mamba_forward(sm_cuda_ctx *ctx, const sm_cuda_mamba *m, const 
     const int n_scans = sm_mamba_scans(&m->shape, d, h, w, nslices, seqs, dirs);
     for (int s = 0; s < n_scans; s++)
         if (!sm_seq_valid(&seqs[s]))
-            return sm_fail(SEGMAMBA_E_ARG, "CUDA Mamba layer: %dx%dx%d tokens in %lld slices", d,
-                           h, w, (long long)nslices);
+            return sm_fail(SEGMAMBA_E_ARG, "CUDA Mamba layer: %dx%dx%d tokens in %lld slices", d, h,
+                           w, (long long)nslices);
     /* The device layout (src/engine/mamba.h): xz whole, delta made by a GEMM. */
     const sm_mamba_scratch sc = sm_mamba_scratch_split(C, di, N, R, 1, L, scratch);
     float *xz = sc.x, *u = sc.u, *y = sc.y, *p = sc.p, *delta = sc.delta;
@@ -157,15 +178,27 @@ sm_status sm_cuda_mamba_forward(sm_cuda_ctx *ctx, const sm_cuda_mamba *m, const 
     CU_TRY(cudaMemsetAsync(y, 0, (size_t)L * di * sizeof *y, ctx->stream), "clearing y");
     for (int s = 0; s < n_scans; s++) {
         const dev_dir *dir = &m->dir[dirs[s]];
-        SM_TRY(sm_cuda_conv1d_silu(ctx, xz, 2 * di, dir->conv_wt, dir->conv_b, m->shape.d_conv,
-                                   di, &seqs[s], u));
+        SM_TRY(sm_cuda_conv1d_silu(ctx, xz, 2 * di, dir->conv_wt, dir->conv_b, m->shape.d_conv, di,
+                                   &seqs[s], u));
         SM_TRY(sm_cuda_gemm(ctx, 1, L, np, di, u, di, dir->x_proj, di, 0.0f, p, np));
         SM_TRY(sm_cuda_gemm(ctx, 1, L, di, R, p, np, dir->dt_proj, R, 0.0f, delta, di));
         const sm_scan_args args = {
-            .seq = seqs[s], .n_state = N,
-            .u = u, .ld_u = di, .delta = delta, .ld_delta = di, .delta_bias = dir->dt_bias,
-            .A = dir->A, .B = p + R, .C = p + R + N, .ld_bc = np, .D = dir->D,
-            .z = xz + di, .ld_z = 2 * di, .y = y, .ld_y = di,
+            .seq = seqs[s],
+            .n_state = N,
+            .u = u,
+            .ld_u = di,
+            .delta = delta,
+            .ld_delta = di,
+            .delta_bias = dir->dt_bias,
+            .A = dir->A,
+            .B = p + R,
+            .C = p + R + N,
+            .ld_bc = np,
+            .D = dir->D,
+            .z = xz + di,
+            .ld_z = 2 * di,
+            .y = y,
+            .ld_y = di,
         };
         SM_TRY(sm_cuda_mark_time(ctx, SM_KIND_SCAN));
         SM_TRY(sm_cuda_scan(ctx, &args, di, chunk));

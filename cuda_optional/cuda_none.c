@@ -14,6 +14,7 @@ int sm_cuda_device_info(char *info, size_t cap)
 sm_status sm_cuda_runner(const sm_runner **out)
 {
     *out = NULL;
-    return sm_fail(SEGMAMBA_E_BACKEND, "the CUDA backend is not built into this engine "
+    return sm_fail(SEGMAMBA_E_BACKEND,
+                   "the CUDA backend is not built into this engine "
                    "(build with meson -Dcuda=enabled, which needs nvcc and cuBLAS)");
 }

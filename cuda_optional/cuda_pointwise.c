@@ -28,9 +28,8 @@ sm_status sm_cuda_instance_norm(sm_cuda_ctx *ctx, const float *src, int src_ld, 
     return SEGMAMBA_OK;
 }
 
-sm_status sm_cuda_layer_norm(sm_cuda_ctx *ctx, const float *src, int src_ld, float *dst,
-                             int dst_ld, int64_t n, int c, const float *weight,
-                             const float *bias)
+sm_status sm_cuda_layer_norm(sm_cuda_ctx *ctx, const float *src, int src_ld, float *dst, int dst_ld,
+                             int64_t n, int c, const float *weight, const float *bias)
 {
     CU_TRY(sm_cuk_layer_norm(ctx->stream, src, src_ld, dst, dst_ld, n, c, weight, bias),
            "layer norm");
@@ -44,8 +43,8 @@ sm_status sm_cuda_add(sm_cuda_ctx *ctx, const float *a, int lda, const float *b,
     return SEGMAMBA_OK;
 }
 
-sm_status sm_cuda_activate(sm_cuda_ctx *ctx, const float *src, int src_ld, float *dst,
-                           int dst_ld, int64_t n, int c, sm_act act)
+sm_status sm_cuda_activate(sm_cuda_ctx *ctx, const float *src, int src_ld, float *dst, int dst_ld,
+                           int64_t n, int c, sm_act act)
 {
     CU_TRY(sm_cuk_act(ctx->stream, src, src_ld, dst, dst_ld, n, c, (int)act), "activation");
     return SEGMAMBA_OK;

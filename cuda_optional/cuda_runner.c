@@ -86,8 +86,7 @@ static void free_se(void *obj) { sm_cuda_se_free(obj); }
 
 static sm_status run_conv(const dev_call *c)
 {
-    return sm_cuda_conv_forward(c->ctx, c->obj, c->a.p, c->a.ld, c->d, c->h, c->w, c->o.p,
-                                c->o.ld);
+    return sm_cuda_conv_forward(c->ctx, c->obj, c->a.p, c->a.ld, c->d, c->h, c->w, c->o.p, c->o.ld);
 }
 
 static sm_status run_convt2(const dev_call *c)
@@ -136,8 +135,8 @@ static sm_status run_fue(const dev_call *c)
 
 static sm_status run_mamba(const dev_call *c)
 {
-    return sm_cuda_mamba_forward(c->ctx, c->obj, c->a.p, c->a.ld, c->o.p, c->o.ld, c->d, c->h,
-                                 c->w, c->nd->nslices, c->b.p, 0);
+    return sm_cuda_mamba_forward(c->ctx, c->obj, c->a.p, c->a.ld, c->o.p, c->o.ld, c->d, c->h, c->w,
+                                 c->nd->nslices, c->b.p, 0);
 }
 
 static sm_status run_se(const dev_call *c)
@@ -261,18 +260,25 @@ static dev_view view_of(const cuda_model *cm, const sm_graph *g, int v, const in
     const sm_buffer *b = value_buffer(g, v);
     return (dev_view){.p = cm->arena + b->offset +
                            (size_t)val->base * (size_t)level_voxels(dims, b->level) + val->c0,
-                      .ld = val->ld, .c = val->c, .level = b->level};
+                      .ld = val->ld,
+                      .c = val->c,
+                      .level = b->level};
 }
 
 static sm_status run_node(cuda_model *cm, const sm_graph *g, int i, const int dims[3])
 {
     const sm_node *nd = &g->nodes[i];
     const dev_view a = view_of(cm, g, nd->in0, dims);
-    const dev_call c = {
-        .ctx = cm->ctx, .nd = nd, .obj = cm->ops[i].obj, .a = a, .o = view_of(cm, g, nd->out, dims),
-        .b = nd->in1 >= 0 ? view_of(cm, g, nd->in1, dims) : (dev_view){0},
-        .d = dims[0] >> a.level, .h = dims[1] >> a.level, .w = dims[2] >> a.level,
-        .n = level_voxels(dims, a.level)};
+    const dev_call c = {.ctx = cm->ctx,
+                        .nd = nd,
+                        .obj = cm->ops[i].obj,
+                        .a = a,
+                        .o = view_of(cm, g, nd->out, dims),
+                        .b = nd->in1 >= 0 ? view_of(cm, g, nd->in1, dims) : (dev_view){0},
+                        .d = dims[0] >> a.level,
+                        .h = dims[1] >> a.level,
+                        .w = dims[2] >> a.level,
+                        .n = level_voxels(dims, a.level)};
     return dev_ops[nd->op].run(&c);
 }
 
@@ -286,8 +292,10 @@ static sm_status ensure(float **p, size_t *have, size_t need, const char *what)
     if (cudaMalloc((void **)p, need * sizeof(float)) != cudaSuccess) {
         *p = NULL;
         cudaGetLastError(); /* clear it: the model stays usable for smaller inputs */
-        return sm_fail(SEGMAMBA_E_NOMEM, "CUDA backend: cannot allocate %zu MiB of device memory "
-                       "for %s", need * sizeof(float) >> 20, what);
+        return sm_fail(SEGMAMBA_E_NOMEM,
+                       "CUDA backend: cannot allocate %zu MiB of device memory "
+                       "for %s",
+                       need * sizeof(float) >> 20, what);
     }
     *have = need;
     return SEGMAMBA_OK;
@@ -320,9 +328,9 @@ static sm_status run_all(cuda_model *cm, sm_graph *g, int count, const float *in
     for (int k = 0; k < count; k++) {
         ctx->node = -1;
         SM_TRY(sm_cuda_mark_time(ctx, SM_KIND_OTHER));
-        CU_TRY(sm_cuk_to_channels_last(ctx->stream, dev_in + k * in_floats, in.c, n_in, in.p,
-                                       in.ld),
-               "input layout");
+        CU_TRY(
+            sm_cuk_to_channels_last(ctx->stream, dev_in + k * in_floats, in.c, n_in, in.p, in.ld),
+            "input layout");
         for (int i = 0; i < g->n_nodes; i++) {
             ctx->node = i;
             SM_TRY(sm_cuda_mark_time(ctx, sm_graph_op_kind(g->nodes[i].op)));
@@ -354,8 +362,7 @@ static sm_status model_forward(void *state, sm_graph *g, int count, const float 
                                int h, int w, float *output)
 {
     cuda_model *cm = state;
-    if (count < 1 || !input || !output)
-        return sm_fail(SEGMAMBA_E_ARG, "CUDA forward: no inputs");
+    if (count < 1 || !input || !output) return sm_fail(SEGMAMBA_E_ARG, "CUDA forward: no inputs");
     const int dims[3] = {d, h, w};
     size_t total = 0;
     SM_TRY(sm_graph_place(g, d, h, w, &total));
@@ -375,7 +382,6 @@ static sm_status model_forward(void *state, sm_graph *g, int count, const float 
     cm->ctx->timing = 0;
     return st;
 }
-
 
 /* A forward keeps no host memory: the graph's arena, which a CPU forward
  * would have made, is released as the CPU runner's. */

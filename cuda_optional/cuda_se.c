@@ -46,14 +46,15 @@ sm_status sm_cuda_se_forward(sm_cuda_ctx *ctx, const sm_cuda_se *se, const float
     const int c = se->c, hid = se->hidden;
     if (n < 1) return sm_fail(SEGMAMBA_E_ARG, "CUDA squeeze-excitation: empty volume");
     if (x_ld < c || out_ld < c)
-        return sm_fail(SEGMAMBA_E_ARG, "CUDA squeeze-excitation: strides %d and %d for %d "
-                       "channels", x_ld, out_ld, c);
+        return sm_fail(SEGMAMBA_E_ARG,
+                       "CUDA squeeze-excitation: strides %d and %d for %d "
+                       "channels",
+                       x_ld, out_ld, c);
     /* The mean as the instance norm's (partial sums in double), then the
      * two Linear layers, then the gate on every voxel. */
     const int groups = (int)(n / 1024 < 1 ? 1 : n / 1024 > 1024 ? 1024 : n / 1024);
     float *wk;
-    SM_TRY(sm_cuda_work(ctx, 2 * ((size_t)groups * c + (size_t)c) + (size_t)hid + (size_t)c,
-                        &wk));
+    SM_TRY(sm_cuda_work(ctx, 2 * ((size_t)groups * c + (size_t)c) + (size_t)hid + (size_t)c, &wk));
     double *partial = (double *)wk, *mean = partial + (size_t)groups * c;
     float *hidden = (float *)(mean + c), *gate = hidden + hid;
     cudaStream_t s = ctx->stream;

@@ -103,8 +103,8 @@ extern "C" cudaError_t sm_cuk_from_channels_last(cudaStream_t s, const float *sr
 
 /* ---- convolution --------------------------------------------------------- */
 
-__global__ void k_im2col(const float *src, int src_ld, sm_cuk_conv_geom g, int64_t v0,
-                         int64_t rows, float *col)
+__global__ void k_im2col(const float *src, int src_ld, sm_cuk_conv_geom g, int64_t v0, int64_t rows,
+                         float *col)
 {
     const int64_t i = thread_index();
     const int64_t K = (int64_t)g.k * g.k * g.k * g.cin;
@@ -143,8 +143,8 @@ extern "C" cudaError_t sm_cuk_bias_act(cudaStream_t s, float *y, int ld, int64_t
     return launch(k_bias_act, n * c, s, y, ld, n, c, bias, act);
 }
 
-__global__ void k_convt2_scatter(const float *tmp, int64_t v0, int64_t rows, int h, int w,
-                                 int cout, float *dst, int dst_ld)
+__global__ void k_convt2_scatter(const float *tmp, int64_t v0, int64_t rows, int h, int w, int cout,
+                                 float *dst, int dst_ld)
 {
     const int64_t i = thread_index();
     const int64_t cols = 8 * (int64_t)cout;
@@ -152,9 +152,9 @@ __global__ void k_convt2_scatter(const float *tmp, int64_t v0, int64_t rows, int
     const int64_t r = i / cols, kk = i % cols / cout, co = i % cout;
     const int64_t v = v0 + r;
     const int64_t z = v / ((int64_t)h * w), y = v / w % h, x = v % w;
-    const int64_t o = ((2 * z + (kk >> 2)) * (2 * (int64_t)h) + 2 * y + ((kk >> 1) & 1)) *
-                          (2 * (int64_t)w) +
-                      2 * x + (kk & 1);
+    const int64_t o =
+        ((2 * z + (kk >> 2)) * (2 * (int64_t)h) + 2 * y + ((kk >> 1) & 1)) * (2 * (int64_t)w) +
+        2 * x + (kk & 1);
     dst[o * dst_ld + co] = tmp[i];
 }
 
@@ -203,8 +203,8 @@ __global__ void k_channel_scale(const double *partial, int groups, int c, int64_
     scale[k] = 1.0 / sqrt(sum / (double)n + eps);
 }
 
-__global__ void k_normalize(const float *src, int src_ld, float *dst, int dst_ld, int64_t n,
-                            int c, const double *mean, const double *scale, int act)
+__global__ void k_normalize(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,
+                            const double *mean, const double *scale, int act)
 {
     const int64_t i = thread_index();
     if (i >= n * c) return;
@@ -220,8 +220,8 @@ extern "C" cudaError_t sm_cuk_channel_partials(cudaStream_t s, const float *x, i
     return launch(k_channel_partials, (int64_t)groups * c, s, x, ld, n, c, mean, groups, partial);
 }
 
-extern "C" cudaError_t sm_cuk_channel_mean(cudaStream_t s, const double *partial, int groups,
-                                           int c, int64_t n, double *mean)
+extern "C" cudaError_t sm_cuk_channel_mean(cudaStream_t s, const double *partial, int groups, int c,
+                                           int64_t n, double *mean)
 {
     return launch(k_channel_mean, c, s, partial, groups, c, n, mean);
 }
@@ -273,8 +273,8 @@ __global__ void k_fue(const float *src, int src_ld, float *dst, int dst_ld, int6
     for (int k = 0; k < c; k++) o[k] = x[k] + x[k] * keep;
 }
 
-__global__ void k_layer_norm(const float *src, int src_ld, float *dst, int dst_ld, int64_t n,
-                             int c, const float *weight, const float *bias)
+__global__ void k_layer_norm(const float *src, int src_ld, float *dst, int dst_ld, int64_t n, int c,
+                             const float *weight, const float *bias)
 {
     const int64_t v = thread_index();
     if (v >= n) return;
@@ -492,7 +492,8 @@ extern "C" int64_t sm_cuk_scan_work_floats(const sm_cuk_scan_args *a, int64_t ch
     return 2 * nchunks * a->d_inner * a->n_state;
 }
 
-extern "C" cudaError_t sm_cuk_scan(cudaStream_t s, const sm_cuk_scan_args *a, int64_t chunk, float *work)
+extern "C" cudaError_t sm_cuk_scan(cudaStream_t s, const sm_cuk_scan_args *a, int64_t chunk,
+                                   float *work)
 {
     if (a->n_state < 1 || a->n_state > SM_CUK_MAX_STATE || chunk < 1 || a->seq.L < 1)
         return cudaErrorInvalidValue;
@@ -501,9 +502,10 @@ extern "C" cudaError_t sm_cuk_scan(cudaStream_t s, const sm_cuk_scan_args *a, in
     float *h_end = work, *decay = work + nchunks * states;
     const int64_t threads = nchunks * a->d_inner;
     const int small = a->n_state <= 16;
-    cudaError_t e = small ? launch(k_scan_chunk_ends<16>, threads, s, *a, chunk, nchunks, h_end, decay)
-                          : launch(k_scan_chunk_ends<SM_CUK_MAX_STATE>, threads, s, *a, chunk,
-                                   nchunks, h_end, decay);
+    cudaError_t e =
+        small ? launch(k_scan_chunk_ends<16>, threads, s, *a, chunk, nchunks, h_end, decay)
+              : launch(k_scan_chunk_ends<SM_CUK_MAX_STATE>, threads, s, *a, chunk, nchunks, h_end,
+                       decay);
     if (e == cudaSuccess) e = launch(k_scan_carry, states, s, nchunks, states, h_end, decay);
     if (e == cudaSuccess)
         e = small ? launch(k_scan_chunk_output<16>, threads, s, *a, chunk, nchunks, h_end)

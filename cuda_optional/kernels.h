@@ -42,16 +42,16 @@ typedef struct sm_cuk_seq {
 #define SM_CUK_MAX_STATE 64
 
 /* dst (n voxels dst_ld apart, c channels) from src: c planes of n values. */
-cudaError_t sm_cuk_to_channels_last(cudaStream_t s, const float *src, int c, int64_t n,
-                                    float *dst, int dst_ld);
+cudaError_t sm_cuk_to_channels_last(cudaStream_t s, const float *src, int c, int64_t n, float *dst,
+                                    int dst_ld);
 /* dst: c planes of n values, from src (n voxels src_ld apart). */
 cudaError_t sm_cuk_from_channels_last(cudaStream_t s, const float *src, int src_ld, int c,
                                       int64_t n, float *dst);
 
 /* A convolution's input and output extents and its cubic kernel. */
 typedef struct sm_cuk_conv_geom {
-    int d, h, w;    /* input */
-    int od, oh, ow; /* output */
+    int d, h, w;                       /* input */
+    int od, oh, ow;                    /* output */
     int cin, k, stride, pad, dilation; /* dilation >= 1: the spacing of the taps */
 } sm_cuk_conv_geom;
 
@@ -65,15 +65,15 @@ cudaError_t sm_cuk_im2col(cudaStream_t s, const float *src, int src_ld, sm_cuk_c
 
 /* y[v, k] = act(y[v, k] + bias[k]) for n voxels of c channels; bias may be
  * NULL. */
-cudaError_t sm_cuk_bias_act(cudaStream_t s, float *y, int ld, int64_t n, int c,
-                            const float *bias, int act);
+cudaError_t sm_cuk_bias_act(cudaStream_t s, float *y, int ld, int64_t n, int c, const float *bias,
+                            int act);
 
 /* The k2s2 transposed convolution's scatter: tmp holds, for rows input
  * voxels from v0 of an (h, w)-plane volume, 8*cout values each (column
  * kk*cout + co for output offset kk = a*4 + b*2 + c); each goes to output
  * voxel (2z + a, 2y + b, 2x + c) of the (2h, 2w)-plane output. */
-cudaError_t sm_cuk_convt2_scatter(cudaStream_t s, const float *tmp, int64_t v0, int64_t rows,
-                                  int h, int w, int cout, float *dst, int dst_ld);
+cudaError_t sm_cuk_convt2_scatter(cudaStream_t s, const float *tmp, int64_t v0, int64_t rows, int h,
+                                  int w, int cout, float *dst, int dst_ld);
 
 /* Instance-norm statistics in two passes over n voxels of c channels. A
  * pass sums, per group of about n/groups voxels and per channel, x (mean
@@ -82,8 +82,8 @@ cudaError_t sm_cuk_convt2_scatter(cudaStream_t s, const float *tmp, int64_t v0, 
  * scale[k] = 1 / sqrt(sum / n + eps). */
 cudaError_t sm_cuk_channel_partials(cudaStream_t s, const float *x, int ld, int64_t n, int c,
                                     const double *mean, int groups, double *partial);
-cudaError_t sm_cuk_channel_mean(cudaStream_t s, const double *partial, int groups, int c,
-                                int64_t n, double *mean);
+cudaError_t sm_cuk_channel_mean(cudaStream_t s, const double *partial, int groups, int c, int64_t n,
+                                double *mean);
 cudaError_t sm_cuk_channel_scale(cudaStream_t s, const double *partial, int groups, int c,
                                  int64_t n, double eps, double *scale);
 /* dst = act((src - mean[k]) * scale[k]). */
@@ -91,8 +91,8 @@ cudaError_t sm_cuk_normalize(cudaStream_t s, const float *src, int src_ld, float
                              int64_t n, int c, const double *mean, const double *scale, int act);
 
 /* dst = act(a + b); dst = act(src). dst may be either source. */
-cudaError_t sm_cuk_add(cudaStream_t s, const float *a, int lda, const float *b, int ldb,
-                       float *dst, int dst_ld, int64_t n, int c, int act);
+cudaError_t sm_cuk_add(cudaStream_t s, const float *a, int lda, const float *b, int ldb, float *dst,
+                       int dst_ld, int64_t n, int c, int act);
 cudaError_t sm_cuk_act(cudaStream_t s, const float *src, int src_ld, float *dst, int dst_ld,
                        int64_t n, int c, int act);
 
@@ -101,9 +101,8 @@ cudaError_t sm_cuk_fue(cudaStream_t s, const float *src, int src_ld, float *dst,
                        int64_t n, int c);
 
 /* LayerNorm over each token's c channels, eps 1e-5, weight and bias. */
-cudaError_t sm_cuk_layer_norm(cudaStream_t s, const float *src, int src_ld, float *dst,
-                              int dst_ld, int64_t n, int c, const float *weight,
-                              const float *bias);
+cudaError_t sm_cuk_layer_norm(cudaStream_t s, const float *src, int src_ld, float *dst, int dst_ld,
+                              int64_t n, int c, const float *weight, const float *bias);
 
 /* SegMamba-V2's squeeze-excitation gate (src/engine/se.c), after the
  * per-channel mean (sm_cuk_channel_partials and _mean, in double):
@@ -113,8 +112,8 @@ cudaError_t sm_cuk_layer_norm(cudaStream_t s, const float *src, int src_ld, floa
  * PyTorch's Linear layout (out, in). */
 cudaError_t sm_cuk_se_hidden(cudaStream_t s, const double *mean, int c, int hidden,
                              const float *fc1_w, const float *fc1_b, float *hid);
-cudaError_t sm_cuk_se_gate(cudaStream_t s, const float *hid, int c, int hidden,
-                           const float *fc2_w, const float *fc2_b, float *gate);
+cudaError_t sm_cuk_se_gate(cudaStream_t s, const float *hid, int c, int hidden, const float *fc2_w,
+                           const float *fc2_b, float *gate);
 /* dst[v, k] = src[v, k] gate[k]; dst may be src. */
 cudaError_t sm_cuk_scale_channels(cudaStream_t s, const float *src, int src_ld, float *dst,
                                   int dst_ld, int64_t n, int c, const float *gate);

@@ -22,13 +22,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define SM_FUZZ_MAX_MEMORY ((uint64_t)256 << 20)
 
 /* LLVMFuzzerInitialize of a target that needs nothing but the cap. */
-#define SM_FUZZ_INIT_CAP_ONLY                                                  \
-    int LLVMFuzzerInitialize(int *argc, char ***argv)                          \
-    {                                                                          \
-        (void)argc;                                                            \
-        (void)argv;                                                            \
-        segmamba_set_max_memory(SM_FUZZ_MAX_MEMORY);                           \
-        return 0;                                                              \
+#define SM_FUZZ_INIT_CAP_ONLY                                                                      \
+    int LLVMFuzzerInitialize(int *argc, char ***argv)                                              \
+    {                                                                                              \
+        (void)argc;                                                                                \
+        (void)argv;                                                                                \
+        segmamba_set_max_memory(SM_FUZZ_MAX_MEMORY);                                               \
+        return 0;                                                                                  \
     }
 
 /* Where a target that needs its input as a file writes it: /dev/shm when
@@ -54,8 +54,8 @@ static inline void sm_fuzz_expect_message(segmamba_status st, const char *origin
     if (st == SEGMAMBA_OK) return;
     const char *msg = segmamba_get_last_error();
     if (!strstr(msg, origin)) {
-        fprintf(stderr, "refusal (%s) without the file's name: '%s'\n", segmamba_get_status_name(st),
-                msg);
+        fprintf(stderr, "refusal (%s) without the file's name: '%s'\n",
+                segmamba_get_status_name(st), msg);
         abort();
     }
 }

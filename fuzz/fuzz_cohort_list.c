@@ -26,8 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     c->o.ref_column = "seg";
     const segmamba_status st = cohort_load_list(c);
     if (st != SEGMAMBA_OK && !strstr(cli_last_error(), path)) {
-        fprintf(stderr, "refusal (%s) without the file's name: '%s'\n", segmamba_get_status_name(st),
-                cli_last_error());
+        fprintf(stderr, "refusal (%s) without the file's name: '%s'\n",
+                segmamba_get_status_name(st), cli_last_error());
         abort();
     }
     /* A list that loads names a case per row, each with its four inputs. */

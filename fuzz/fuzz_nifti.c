@@ -16,7 +16,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     segmamba_set_max_memory(SM_FUZZ_MAX_MEMORY);
-    snprintf(plain, sizeof plain, "%s/segmamba-fuzz-%ld.nii", sm_fuzz_scratch_dir(), (long)getpid());
+    snprintf(plain, sizeof plain, "%s/segmamba-fuzz-%ld.nii", sm_fuzz_scratch_dir(),
+             (long)getpid());
     snprintf(gz, sizeof gz, "%s.gz", plain);
     return 0;
 }

@@ -86,23 +86,23 @@ typedef struct segmamba_config {
     int depths[SEGMAMBA_STAGES];
     int feat[SEGMAMBA_STAGES];
     int hidden;
-    int d_state;                   /* N */
-    int d_conv;                    /* causal conv1d width */
-    int expand;                    /* d_inner = expand * C */
-    int dt_rank[SEGMAMBA_STAGES];  /* R per stage */
+    int d_state;                  /* N */
+    int d_conv;                   /* causal conv1d width */
+    int expand;                   /* d_inner = expand * C */
+    int dt_rank[SEGMAMBA_STAGES]; /* R per stage */
     int nslices[SEGMAMBA_STAGES];
-    int fue;                       /* 1: feature-level uncertainty estimation on */
-    int bf16;                      /* 1: convolutions run in bf16 (fp32 accumulation) */
+    int fue;  /* 1: feature-level uncertainty estimation on */
+    int bf16; /* 1: convolutions run in bf16 (fp32 accumulation) */
     segmamba_backend backend;
-    int tf32;                      /* 1: CUDA GEMMs run on TF32 tensor cores */
+    int tf32; /* 1: CUDA GEMMs run on TF32 tensor cores */
     int64_t n_params;
-    int64_t arena_bytes;           /* activation memory planned for the largest input
-                                      seen so far (0 before the first forward and after
-                                      segmamba_release_arena) */
-    int family;                    /* SEGMAMBA_FAMILY_*: the network the tensor names
-                                      make the checkpoint (spec section 7) */
-    int mamba_type;                /* SEGMAMBA_MAMBA_*: the Mamba layers' scan directions,
-                                      from the tensors present (every layer the same) */
+    int64_t arena_bytes; /* activation memory planned for the largest input
+                            seen so far (0 before the first forward and after
+                            segmamba_release_arena) */
+    int family;          /* SEGMAMBA_FAMILY_*: the network the tensor names
+                            make the checkpoint (spec section 7) */
+    int mamba_type;      /* SEGMAMBA_MAMBA_*: the Mamba layers' scan directions,
+                            from the tensors present (every layer the same) */
 } segmamba_config;
 
 /* segmamba_config.family. */
@@ -279,14 +279,14 @@ SEGMAMBA_API void segmamba_get_profile(const segmamba_model *m, segmamba_profile
 
 /* One layer (graph node) of a model and its time in the last forward. */
 typedef struct segmamba_layer {
-    char op[24];             /* "conv", "mamba", "instance_norm", ... */
-    char backend[24];        /* convolutions: what runs them ("onednn", "winograd4",
-                                "blas", "ref"); else "" */
-    int kernel;              /* convolutions: kernel side (1, 2 or 3); else 0 */
-    int conv3x3x3;           /* 1: a 3x3x3 stride-1 convolution (what Winograd takes) */
-    int level;               /* resolution of its input: 0 full, 1 half, ... */
+    char op[24];      /* "conv", "mamba", "instance_norm", ... */
+    char backend[24]; /* convolutions: what runs them ("onednn", "winograd4",
+                         "blas", "ref"); else "" */
+    int kernel;       /* convolutions: kernel side (1, 2 or 3); else 0 */
+    int conv3x3x3;    /* 1: a 3x3x3 stride-1 convolution (what Winograd takes) */
+    int level;        /* resolution of its input: 0 full, 1 half, ... */
     int in_channels, out_channels;
-    double seconds;          /* in the last forward (summed over a batch) */
+    double seconds; /* in the last forward (summed over a batch) */
 } segmamba_layer;
 
 /* Layers in the order they run; i from 0 to segmamba_get_layer_count - 1. */

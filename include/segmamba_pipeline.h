@@ -59,8 +59,8 @@ SEGMAMBA_API void segmamba_volume_free(segmamba_volume *v);
  * of the largest element on the 3x3 part). Returns 0 when they match, else 1
  * with the first difference written to why, e.g. "dims differ: 240x240x155
  * vs 240x240x160" (sizes in file order x, y, z). */
-SEGMAMBA_API int segmamba_geometry_differs(const segmamba_geometry *a,
-                                           const segmamba_geometry *b, char *why, size_t n);
+SEGMAMBA_API int segmamba_geometry_differs(const segmamba_geometry *a, const segmamba_geometry *b,
+                                           char *why, size_t n);
 
 /* The label map held by a one-channel volume (a segmentation read with
  * segmamba_nifti_read): values rounded to integers; a value farther than
@@ -221,14 +221,14 @@ typedef struct segmamba_card {
     int n_labels;
     char labels[SEGMAMBA_CARD_MAX_LABELS][SEGMAMBA_CARD_NAME_MAX];
     segmamba_card_code codes[SEGMAMBA_CARD_MAX_LABELS]; /* codes[l]: label l's DICOM coding
-                                                          (JSON "dicom_codes") */
+                                                           (JSON "dicom_codes") */
     segmamba_output_kind output;
-    double threshold;  /* regions and sigmoid: a channel is on where its sigmoid
-                          is > threshold (0 < threshold < 1; 0.5: logit > 0) */
-    double overlap;    /* window overlap when segmamba_predict_options.overlap is
-                          0: 0 is the official 0.5, negative none, at most 0.95 */
-    int n_regions;     /* rows of regions; 0 with output REGIONS means BraTS's;
-                          0 with output SIGMOID: masks, no label map */
+    double threshold; /* regions and sigmoid: a channel is on where its sigmoid
+                         is > threshold (0 < threshold < 1; 0.5: logit > 0) */
+    double overlap;   /* window overlap when segmamba_predict_options.overlap is
+                         0: 0 is the official 0.5, negative none, at most 0.95 */
+    int n_regions;    /* rows of regions; 0 with output REGIONS means BraTS's;
+                         0 with output SIGMOID: masks, no label map */
     segmamba_card_region regions[SEGMAMBA_CARD_MAX_REGIONS];
     char origin[512]; /* where it came from, for messages */
 } segmamba_card;
@@ -260,8 +260,8 @@ SEGMAMBA_API int segmamba_card_get_writes_masks(const segmamba_card *card);
 
 /* Parses card JSON over the defaults and validates every field (an unknown
  * key is an error); origin names the text in messages. */
-SEGMAMBA_API segmamba_status segmamba_card_parse(const char *text, size_t len,
-                                                 const char *origin, segmamba_card *card);
+SEGMAMBA_API segmamba_status segmamba_card_parse(const char *text, size_t len, const char *origin,
+                                                 segmamba_card *card);
 
 /* Reads a card JSON file. */
 SEGMAMBA_API segmamba_status segmamba_card_load(const char *path, segmamba_card *card);
@@ -289,11 +289,10 @@ SEGMAMBA_API segmamba_status segmamba_card_check_model(const segmamba_card *card
  * be NULL, says so). The card's nslices and FUE reach the model where opts
  * (NULL: the defaults) leaves them at their defaults (all-zero nslices,
  * SEGMAMBA_FUE_CARD). On failure *model is NULL. */
-SEGMAMBA_API segmamba_status segmamba_open_with_card(const char *model_path,
-                                                     const char *card_path,
+SEGMAMBA_API segmamba_status segmamba_open_with_card(const char *model_path, const char *card_path,
                                                      const segmamba_options *opts,
-                                                     segmamba_model **model,
-                                                     segmamba_card *card, int *generic);
+                                                     segmamba_model **model, segmamba_card *card,
+                                                     int *generic);
 
 /* Opens a model with a card the caller already holds (parsed from text, or
  * shared by an ensemble): its nslices and FUE reach the model as above. */
@@ -322,13 +321,13 @@ typedef struct segmamba_predict_options {
     int want_uncertainty;          /* fill segmamba_prediction.uncertainty */
     segmamba_progress_fn progress; /* may be NULL */
     void *progress_user;
-    int windows_per_call;          /* windows per segmamba_forward_batch; 0: 4 on the CUDA
-                                      backend (fewer host round trips), 1 on the CPU */
-    double overlap;                /* the fraction of a window its neighbour shares, as
-                                      MONAI's sliding_window_inference takes it (window
-                                      starts int(patch * (1 - overlap)) apart): 0 (left
-                                      zero) is the card's (card->overlap; its 0 is
-                                      the official 0.5); negative: none; at most 0.95 */
+    int windows_per_call; /* windows per segmamba_forward_batch; 0: 4 on the CUDA
+                             backend (fewer host round trips), 1 on the CPU */
+    double overlap;       /* the fraction of a window its neighbour shares, as
+                             MONAI's sliding_window_inference takes it (window
+                             starts int(patch * (1 - overlap)) apart): 0 (left
+                             zero) is the card's (card->overlap; its 0 is
+                             the official 0.5); negative: none; at most 0.95 */
 } segmamba_predict_options;
 
 typedef struct segmamba_prediction {
@@ -426,9 +425,8 @@ typedef struct segmamba_dicom_source segmamba_dicom_source;
  * reports). All channels must share the geometry. *source (may be NULL)
  * receives what segmamba_dicom_write_seg needs; freed with
  * segmamba_dicom_source_free. On failure *out is left zeroed. */
-SEGMAMBA_API segmamba_status segmamba_dicom_read(const char *const *dirs,
-                                                 const char *const *series, int n,
-                                                 segmamba_volume *out,
+SEGMAMBA_API segmamba_status segmamba_dicom_read(const char *const *dirs, const char *const *series,
+                                                 int n, segmamba_volume *out,
                                                  segmamba_dicom_source **source);
 
 SEGMAMBA_API void segmamba_dicom_source_free(segmamba_dicom_source *source);
@@ -494,11 +492,9 @@ SEGMAMBA_API segmamba_status segmamba_score_masks(const uint8_t *pred, const uin
  * centre of mass: image's first channel in grey (0.5 to 99.5 percentile
  * window), labels (d*h*w, or NULL) as a colour overlay with a legend;
  * label_names[l - 1] names label l (NULL: "LABEL l"). Written atomically. */
-SEGMAMBA_API segmamba_status segmamba_preview_write(const char *path,
-                                                    const segmamba_volume *image,
+SEGMAMBA_API segmamba_status segmamba_preview_write(const char *path, const segmamba_volume *image,
                                                     const uint8_t *labels,
-                                                    const char *const *label_names,
-                                                    int n_labels);
+                                                    const char *const *label_names, int n_labels);
 
 #ifdef __cplusplus
 }

@@ -30,8 +30,13 @@ static int positive_int(int64_t v) { return v > 0 && v <= (1 << 20); }
  * goes to name. */
 static int has_direction(const sm_weights *w, int i, int s, char *name, size_t cap)
 {
-    static const char *const parts[] = {"conv1d%s.weight", "conv1d%s.bias", "x_proj%s.weight",
-                                        "dt_proj%s.weight", "dt_proj%s.bias", "A%s_log", "D%s"};
+    static const char *const parts[] = {"conv1d%s.weight",
+                                        "conv1d%s.bias",
+                                        "x_proj%s.weight",
+                                        "dt_proj%s.weight",
+                                        "dt_proj%s.bias",
+                                        "A%s_log",
+                                        "D%s"};
     for (size_t k = 0; k < sizeof parts / sizeof *parts; k++) {
         char part[32];
         snprintf(part, sizeof part, parts[k], dir_suffix[s]);
@@ -98,8 +103,7 @@ static sm_status finish_config(segmamba_config *cfg)
         cfg->d_conv = 4;
     }
     int ok = positive_int(cfg->in_chans) && positive_int(cfg->out_chans) &&
-             positive_int(cfg->hidden) && positive_int(cfg->d_state) &&
-             positive_int(cfg->d_conv);
+             positive_int(cfg->hidden) && positive_int(cfg->d_state) && positive_int(cfg->d_conv);
     for (int i = 0; i < SEGMAMBA_STAGES; i++)
         ok = ok && positive_int(cfg->feat[i]) && positive_int(cfg->dt_rank[i]) &&
              (!v2 || se_hidden(cfg->feat[i]) >= 1);

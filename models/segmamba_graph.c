@@ -56,10 +56,15 @@ static int conv_op(builder *b, sm_opcode op, int x, int out, int cout, int k, in
     const float *wt = tensor(b, "%s.weight", prefix);
     const float *bs = bias ? tensor(b, "%s.bias", prefix) : NULL;
     if (g->status != SEGMAMBA_OK) return -1;
-    sm_conv_params p = {.cin = sm_graph_channels(g, x), .cout = cout, .k = k,
-                        .stride = stride, .pad = pad, .act = act,
+    sm_conv_params p = {.cin = sm_graph_channels(g, x),
+                        .cout = cout,
+                        .k = k,
+                        .stride = stride,
+                        .pad = pad,
+                        .act = act,
                         .precision = b->cfg->bf16 ? SM_PREC_BF16 : SM_PREC_F32,
-                        .kernels = b->kernels, .dilation = dil};
+                        .kernels = b->kernels,
+                        .dilation = dil};
     const sm_conv_choice use = sm_conv_pick(&p, b->wino, b->kind, b->wino_tile);
     p.tile = use.tile;
     sm_conv *c = NULL;
@@ -171,8 +176,8 @@ static int resblock(builder *b, const char *prefix, int x, int cout, block_slots
     if (r_over_x) r = conv_plain(b, SM_OP_POINTWISE, x, s.r, cout, 1, "%s.conv3.conv", prefix);
     a = conv_plain(b, SM_OP_CONV, a, s.a2, cout, 3, "%s.conv2.conv", prefix);
     if (down && !r_over_x)
-        r = conv_plain(b, s.r >= 0 ? SM_OP_POINTWISE : SM_OP_CONV, x, s.r, cout, 1,
-                       "%s.conv3.conv", prefix);
+        r = conv_plain(b, s.r >= 0 ? SM_OP_POINTWISE : SM_OP_CONV, x, s.r, cout, 1, "%s.conv3.conv",
+                       prefix);
     /* The result may overwrite a, whose last use it is. */
     const int out = s.out >= 0 ? s.out : a;
     sm_graph_node(g, down ? SM_OP_INORM_ADD_INORM : SM_OP_INORM_ADD, a, r, out, SM_ACT_LRELU, NULL,
@@ -184,7 +189,11 @@ static int resblock(builder *b, const char *prefix, int x, int cout, block_slots
  * bias-free) goes to the Winograd backend. */
 static int runs_winograd(const builder *b, int cin, int cout)
 {
-    const sm_conv_params p = {.cin = cin, .cout = cout, .k = 3, .stride = 1, .pad = 1,
+    const sm_conv_params p = {.cin = cin,
+                              .cout = cout,
+                              .k = 3,
+                              .stride = 1,
+                              .pad = 1,
                               .precision = b->cfg->bf16 ? SM_PREC_BF16 : SM_PREC_F32};
     return sm_conv_pick(&p, b->wino, b->kind, b->wino_tile).kind == SM_CONV_WINOGRAD;
 }
@@ -204,8 +213,8 @@ static block_slots skip_slots(builder *b, int x, int cat, int skip, int first_le
     if (g->status != SEGMAMBA_OK) return FRESH;
     const int cout = sm_graph_channels(g, skip);
     block_slots s = {.a1 = -1, .a2 = -1, .r = -1, .out = skip};
-    const int inside = runs_winograd(b, sm_graph_channels(g, x), cout) &&
-                       runs_winograd(b, cout, cout);
+    const int inside =
+        runs_winograd(b, sm_graph_channels(g, x), cout) && runs_winograd(b, cout, cout);
     if (inside || first_level) s.r = sm_graph_slice(g, cat, 0, cout);
     if (inside) {
         s.a1 = s.r;
@@ -275,13 +284,12 @@ static void mamba_layer(builder *b, int i, int j, int x)
     const segmamba_config *cfg = b->cfg;
     const char *pre = "vit.stages";
     const int n_dir = type_directions(cfg->mamba_type);
-    sm_mamba_weights w = {
-        .n_dir = n_dir,
-        .orderings = is_v2(cfg) ? SM_V2_ORDERINGS : 1,
-        .norm_w = tensor(b, "%s.%d.%d.norm.weight", pre, i, j),
-        .norm_b = tensor(b, "%s.%d.%d.norm.bias", pre, i, j),
-        .in_proj = tensor(b, "%s.%d.%d.mamba.in_proj.weight", pre, i, j),
-        .out_proj = tensor(b, "%s.%d.%d.mamba.out_proj.weight", pre, i, j)};
+    sm_mamba_weights w = {.n_dir = n_dir,
+                          .orderings = is_v2(cfg) ? SM_V2_ORDERINGS : 1,
+                          .norm_w = tensor(b, "%s.%d.%d.norm.weight", pre, i, j),
+                          .norm_b = tensor(b, "%s.%d.%d.norm.bias", pre, i, j),
+                          .in_proj = tensor(b, "%s.%d.%d.mamba.in_proj.weight", pre, i, j),
+                          .out_proj = tensor(b, "%s.%d.%d.mamba.out_proj.weight", pre, i, j)};
     for (int s = 0; s < n_dir; s++) {
         const char *x = dir_suffix[s];
         w.dir[s].conv_w = tensor(b, "%s.%d.%d.mamba.conv1d%s.weight", pre, i, j, x);
@@ -390,8 +398,10 @@ static int up_block(builder *b, int k, int x, int cat)
     sm_graph_set_flops(g, 2.0 * 8 * cin * cout);
     char p[NAME_CAP];
     snprintf(p, sizeof p, "decoder%d.conv_block", k);
-    const block_slots s = {.a1 = -1, .a2 = sm_graph_packed(g, cat, cout, cout),
-                           .r = sm_graph_packed(g, cat, 0, cout), .out = -1};
+    const block_slots s = {.a1 = -1,
+                           .a2 = sm_graph_packed(g, cat, cout, cout),
+                           .r = sm_graph_packed(g, cat, 0, cout),
+                           .out = -1};
     return resblock(b, p, cat, cout, s);
 }
 
@@ -401,7 +411,12 @@ sm_status sm_segmamba_build(sm_weights *w, const segmamba_config *cfg, const sm_
     *out = NULL;
     sm_graph *g = sm_graph_create();
     if (!g) return sm_fail(SEGMAMBA_E_NOMEM, "out of memory building the graph");
-    builder b = {.g = g, .w = w, .cfg = cfg, .kernels = k, .kind = kind, .wino = wino,
+    builder b = {.g = g,
+                 .w = w,
+                 .cfg = cfg,
+                 .kernels = k,
+                 .kind = kind,
+                 .wino = wino,
                  .wino_tile = wino_tile};
     const int *f = cfg->feat;
 
@@ -432,9 +447,9 @@ sm_status sm_segmamba_build(sm_weights *w, const segmamba_config *cfg, const sm_
     for (int k = 5; k >= 2; k--) d = up_block(&b, k, d, cat[k - 2]);
     /* decoder2 left its result in the second half of cat[0]'s memory and
      * has finished with the first. */
-    d = resblock(&b, "decoder1.layer", d, f[0],
-                 (block_slots){.a1 = sm_graph_packed(g, cat[0], 0, f[0]), .a2 = -1, .r = -1,
-                               .out = -1});
+    d = resblock(
+        &b, "decoder1.layer", d, f[0],
+        (block_slots){.a1 = sm_graph_packed(g, cat[0], 0, f[0]), .a2 = -1, .r = -1, .out = -1});
     int logits = conv(&b, d, -1, cfg->out_chans, 1, 1, 0, 1, SM_ACT_NONE, "out.conv.conv");
 
     sm_status st = sm_graph_finish(g, input, logits);

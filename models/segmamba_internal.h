@@ -47,8 +47,11 @@ static inline int se_hidden(int c) { return c / 8; }
 static const struct {
     const char *path;
     int k, pad, dil;
-} lkc_convs[5] = {{"deep_path.0", 5, 2, 1}, {"deep_path.1", 3, 1, 1}, {"deep_path.2", 3, 2, 2},
-                  {"shortcut_path.0", 3, 1, 1}, {"shortcut_path.1", 1, 0, 1}};
+} lkc_convs[5] = {{"deep_path.0", 5, 2, 1},
+                  {"deep_path.1", 3, 1, 1},
+                  {"deep_path.2", 3, 2, 2},
+                  {"shortcut_path.0", 3, 1, 1},
+                  {"shortcut_path.1", 1, 0, 1}};
 
 static inline int is_v2(const segmamba_config *cfg) { return cfg->family == SEGMAMBA_FAMILY_V2; }
 

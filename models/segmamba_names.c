@@ -211,7 +211,8 @@ sm_status sm_segmamba_check_weights(const sm_weights *w, segmamba_config *cfg)
         sm_shape_str(want, sizeof want, x->ndim, x->shape);
         if (!e) {
             if (is_v2(cfg))
-                snprintf(note, sizeof note, " (SegMamba-V2, recognised by "
+                snprintf(note, sizeof note,
+                         " (SegMamba-V2, recognised by "
                          "vit.gscs.0.0.deep_path.0.block.0.weight)");
             else if (is_mamba_tensor(x->name))
                 type_note(cfg, note, sizeof note);

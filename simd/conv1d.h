@@ -11,13 +11,13 @@
  *   u[t, j] = SiLU(b[j] + sum_k w[k, j] x[token(q - K + 1 + k), j]),
  * the taps in increasing k, positions before 0 contributing nothing. */
 typedef struct sm_conv1d_args {
-    sm_seq seq;      /* the tokens and their order */
-    int c, K;        /* channels, taps */
-    const float *x;  /* (L, ld_x) */
+    sm_seq seq;     /* the tokens and their order */
+    int c, K;       /* channels, taps */
+    const float *x; /* (L, ld_x) */
     int64_t ld_x;
-    const float *w;  /* (K, c): tap k of channel j at w[k*c + j] */
-    const float *b;  /* c */
-    float *u;        /* (L, ld_u) */
+    const float *w; /* (K, c): tap k of channel j at w[k*c + j] */
+    const float *b; /* c */
+    float *u;       /* (L, ld_u) */
     int64_t ld_u;
 } sm_conv1d_args;
 

@@ -28,8 +28,8 @@ void CONV1D_FN(const sm_conv1d_args *a, int64_t t0, int64_t t1)
     }
     const sm_seq_run run = sm_seq_runs(&a->seq, K);
     int64_t j = t0 % run.len, q = sm_scan_position(&a->seq, t0); /* t = r*len + j */
-    int64_t tok[SM_CONV1D_MAX_K];                                /* a tap's token, -1 before the start */
-    int k0 = 0;                                                  /* the first tap in the sequence */
+    int64_t tok[SM_CONV1D_MAX_K]; /* a tap's token, -1 before the start */
+    int k0 = 0;                   /* the first tap in the sequence */
     for (int64_t t = t0; t < t1; t++) {
         if (t == t0 || j < run.first || k0 > 0 || q < K - 1) {
             k0 = q < K - 1 ? (int)(K - 1 - q) : 0;
@@ -48,7 +48,8 @@ void CONV1D_FN(const sm_conv1d_args *a, int64_t t0, int64_t t1)
         }
         for (int i = cv; i < c; i++) {
             float acc = a->b[i];
-            for (int k = k0; k < K; k++) acc += a->w[(int64_t)k * c + i] * a->x[tok[k] * a->ld_x + i];
+            for (int k = k0; k < K; k++)
+                acc += a->w[(int64_t)k * c + i] * a->x[tok[k] * a->ld_x + i];
             sm_silu_scalar(&acc, u + i, 1);
         }
         if (++j == run.len) {

@@ -43,7 +43,10 @@ static int supported(sm_isa isa, sm_isa best)
 /* One row per level built for this architecture: every family of
  * SM_KERNEL_FAMILIES at the level whose kernels end in _sfx. */
 #define SM_KERNEL_ENTRY(name, sfx) .name = sm_##name##_##sfx,
-#define SM_KERNEL_ROW(level, sfx) {.isa = level, SM_KERNEL_FAMILIES(SM_KERNEL_ENTRY, sfx)}
+#define SM_KERNEL_ROW(level, sfx)                                                                  \
+    {                                                                                              \
+        .isa = level, SM_KERNEL_FAMILIES(SM_KERNEL_ENTRY, sfx)                                     \
+    }
 
 static const sm_kernels levels[] = {
     SM_KERNEL_ROW(SM_ISA_SCALAR, scalar),
@@ -66,8 +69,8 @@ static pthread_once_t first_choice = PTHREAD_ONCE_INIT;
 static const sm_kernels *row_for(sm_isa isa)
 {
     const sm_isa best = sm_isa_detect();
-    if (!supported(isa, best)) isa = supported(SM_ISA_AVX2, best) && isa == SM_ISA_AVX512
-                                         ? SM_ISA_AVX2 : SM_ISA_SCALAR;
+    if (!supported(isa, best))
+        isa = supported(SM_ISA_AVX2, best) && isa == SM_ISA_AVX512 ? SM_ISA_AVX2 : SM_ISA_SCALAR;
     const sm_kernels *k = &levels[0];
     for (unsigned i = 0; i < sizeof levels / sizeof *levels; i++)
         if (levels[i].isa == isa) k = &levels[i];

@@ -3,7 +3,7 @@
 #define SM_SIMD_EXP_CONSTANTS_H
 
 #define SM_EXP_MIN (-87.33654475f) /* ln(FLT_MIN): below, the result is 0 */
-#define SM_EXP_MAX 88.0f /* exp(88) * exp(ln2/2) stays below FLT_MAX */
+#define SM_EXP_MAX 88.0f           /* exp(88) * exp(ln2/2) stays below FLT_MAX */
 #define SM_LOG2E 1.44269504089f
 /* ln 2 split so that n * SM_LN2_HI is exact for the n that occur */
 #define SM_LN2_HI 0.693359375f

@@ -14,8 +14,8 @@
 /* Per voxel and channel k: s[k] += x[k] - shift[k], s2[k] += (x[k] - shift[k])^2,
  * in float, voxel after voxel (so every level gives the same sums as the
  * scalar one, bit for bit). */
-typedef void (*sm_norm_sums_fn)(const float *x, int64_t ld, int64_t nv, int c,
-                                const float *shift, float *s, float *s2);
+typedef void (*sm_norm_sums_fn)(const float *x, int64_t ld, int64_t nv, int c, const float *shift,
+                                float *s, float *s2);
 
 /* A channel's statistics: x is normalised as ((x - mean_hi) - mean_lo) * scale. */
 typedef struct sm_norm_stats {
@@ -44,12 +44,12 @@ typedef void (*sm_norm_apply_fn)(const sm_norm_args *a, int64_t v0, int64_t v1);
 
 void sm_norm_sums_scalar(const float *x, int64_t ld, int64_t nv, int c, const float *shift,
                          float *s, float *s2);
-void sm_norm_sums_avx2(const float *x, int64_t ld, int64_t nv, int c, const float *shift,
-                       float *s, float *s2);
+void sm_norm_sums_avx2(const float *x, int64_t ld, int64_t nv, int c, const float *shift, float *s,
+                       float *s2);
 void sm_norm_sums_avx512(const float *x, int64_t ld, int64_t nv, int c, const float *shift,
                          float *s, float *s2);
-void sm_norm_sums_neon(const float *x, int64_t ld, int64_t nv, int c, const float *shift,
-                       float *s, float *s2);
+void sm_norm_sums_neon(const float *x, int64_t ld, int64_t nv, int c, const float *shift, float *s,
+                       float *s2);
 
 void sm_norm_apply_scalar(const sm_norm_args *a, int64_t v0, int64_t v1);
 void sm_norm_apply_avx2(const sm_norm_args *a, int64_t v0, int64_t v1);

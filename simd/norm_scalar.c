@@ -32,8 +32,10 @@ void sm_norm_apply_scalar(const sm_norm_args *a, int64_t v0, int64_t v1)
             /* every read of row v before its write: y may be a or b */
             float t = normalize(ar[k], &a->sa, k);
             if (br) t += a->norm_b ? normalize(br[k], &a->sb, k) : br[k];
-            if (a->act == SM_ACT_RELU) t = t > 0.0f ? t : 0.0f;
-            else if (a->act == SM_ACT_LRELU) t = t > 0.0f ? t : 0.01f * t;
+            if (a->act == SM_ACT_RELU)
+                t = t > 0.0f ? t : 0.0f;
+            else if (a->act == SM_ACT_LRELU)
+                t = t > 0.0f ? t : 0.01f * t;
             y[k] = t;
         }
     }

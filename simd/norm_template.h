@@ -76,21 +76,25 @@ static SM_NORM_INLINE void apply_rows(const sm_norm_args *a, int64_t v0, int64_t
         float *y = a->y + v * a->ldy;
         for (int k = 0; k < cv; k += VW) {
             vf t = normalize_v(ar, &a->sa, k);
-            if (mode == 2) t = V_ADD(t, normalize_v(br, &a->sb, k));
-            else if (mode == 1) t = V_ADD(t, V_LOAD(br + k));
+            if (mode == 2)
+                t = V_ADD(t, normalize_v(br, &a->sb, k));
+            else if (mode == 1)
+                t = V_ADD(t, V_LOAD(br + k));
             /* (0 < t) ? t : ..., as the scalar kernel's t > 0 (NaN included) */
-            if (act == SM_ACT_RELU) t = V_LT_SELECT(zero, t, t, zero);
-            else if (act == SM_ACT_LRELU) t = V_LT_SELECT(zero, t, t, V_MUL(slope, t));
+            if (act == SM_ACT_RELU)
+                t = V_LT_SELECT(zero, t, t, zero);
+            else if (act == SM_ACT_LRELU)
+                t = V_LT_SELECT(zero, t, t, V_MUL(slope, t));
             V_STORE(y + k, t);
         }
     }
 }
 
-#define SM_NORM_APPLY_ACTS(mode)                                                   \
-    switch (a->act) {                                                            \
-    case SM_ACT_RELU: apply_rows(a, v0, v1, cv, mode, SM_ACT_RELU); break; \
-    case SM_ACT_LRELU: apply_rows(a, v0, v1, cv, mode, SM_ACT_LRELU); break; \
-    default: apply_rows(a, v0, v1, cv, mode, SM_ACT_NONE); break;           \
+#define SM_NORM_APPLY_ACTS(mode)                                                                   \
+    switch (a->act) {                                                                              \
+    case SM_ACT_RELU: apply_rows(a, v0, v1, cv, mode, SM_ACT_RELU); break;                         \
+    case SM_ACT_LRELU: apply_rows(a, v0, v1, cv, mode, SM_ACT_LRELU); break;                       \
+    default: apply_rows(a, v0, v1, cv, mode, SM_ACT_NONE); break;                                  \
     }
 
 void NORM_APPLY_FN(const sm_norm_args *a, int64_t v0, int64_t v1)

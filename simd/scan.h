@@ -33,9 +33,9 @@ typedef struct sm_seq {
 #define SM_SCAN_MAX_RANK 64
 
 typedef struct sm_scan_args {
-    sm_seq seq;         /* the tokens and the order they are visited in */
-    int n_state;        /* N */
-    const float *u;     /* (L, ld_u): SiLU(conv1d(x)) */
+    sm_seq seq;     /* the tokens and the order they are visited in */
+    int n_state;    /* N */
+    const float *u; /* (L, ld_u): SiLU(conv1d(x)) */
     int64_t ld_u;
     const float *delta; /* (L, ld_delta): dt_proj(dt_low) before bias and softplus, or
                            NULL: the kernel computes it from dt_low (below) */
@@ -54,11 +54,11 @@ typedef struct sm_scan_args {
     const float *B;          /* B[t*ld_bc + n] */
     const float *C;          /* C[t*ld_bc + n] */
     int64_t ld_bc;
-    const float *D;          /* per channel */
-    const float *z;          /* (L, ld_z): the gate before SiLU, or NULL for none (the
-                                caller gates the sum of the directions once) */
+    const float *D; /* per channel */
+    const float *z; /* (L, ld_z): the gate before SiLU, or NULL for none (the
+                       caller gates the sum of the directions once) */
     int64_t ld_z;
-    float *y;                /* (L, ld_y): y is added to what is there */
+    float *y; /* (L, ld_y): y is added to what is there */
     int64_t ld_y;
 } sm_scan_args;
 

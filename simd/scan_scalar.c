@@ -24,7 +24,8 @@ void sm_scan_scalar(const sm_scan_args *a, int c0, int c1, float *h)
             if (dl) {
                 d = dl[c];
             } else {
-                for (int r = 0; r < a->dt_rank; r++) d += lo[r] * a->dt_proj[(int64_t)c * a->dt_rank + r];
+                for (int r = 0; r < a->dt_rank; r++)
+                    d += lo[r] * a->dt_proj[(int64_t)c * a->dt_rank + r];
             }
             const float dt = sm_softplus1(d + a->delta_bias[c]);
             const float du = dt * u[c];

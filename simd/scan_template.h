@@ -122,8 +122,7 @@ static SM_ALWAYS_INLINE void scan_group(const sm_scan_args *a, int c, int nb, co
         for (int r = 0; r < R; r++)
             for (int k = 0; k < VW; k++)
                 Ws[(b * R + r) * VW + k] = a->dt_proj[(int64_t)(c + b * VW + k) * R + r];
-    float dt_b[SM_SCAN_TB * VW], du_b[SM_SCAN_TB * VW], yd_b[SM_SCAN_TB * VW],
-        g_b[SM_SCAN_TB * VW];
+    float dt_b[SM_SCAN_TB * VW], du_b[SM_SCAN_TB * VW], yd_b[SM_SCAN_TB * VW], g_b[SM_SCAN_TB * VW];
     int64_t t_b[SM_SCAN_TB];
     for (int64_t q0 = 0; q0 < a->seq.L; q0 += SM_SCAN_TB) {
         const int T = a->seq.L - q0 < SM_SCAN_TB ? (int)(a->seq.L - q0) : SM_SCAN_TB;

@@ -89,12 +89,10 @@ void sm_wino_input_neon(int m, const sm_wino_window *w, int c, float *v, size_t 
 
 void sm_wino_output_scalar(int m, const float *mt, size_t tstride, int c,
                            const sm_wino_tile_out *o);
-void sm_wino_output_avx2(int m, const float *mt, size_t tstride, int c,
-                         const sm_wino_tile_out *o);
+void sm_wino_output_avx2(int m, const float *mt, size_t tstride, int c, const sm_wino_tile_out *o);
 void sm_wino_output_avx512(int m, const float *mt, size_t tstride, int c,
                            const sm_wino_tile_out *o);
-void sm_wino_output_neon(int m, const float *mt, size_t tstride, int c,
-                         const sm_wino_tile_out *o);
+void sm_wino_output_neon(int m, const float *mt, size_t tstride, int c, const sm_wino_tile_out *o);
 
 void sm_wino_gemm_scalar(int rows, int k, int cols, const float *a, size_t lda, const float *b,
                          float *c);

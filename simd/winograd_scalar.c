@@ -9,11 +9,13 @@
  * keeping every entry of A^T and B^T a short binary fraction (exact in
  * float). m = 3 uses {0, 1, -1, -2}, m = 2 {0, 1, -1}. */
 static const sm_wino_matrices matrices[3] = {
-    {.m = 2, .n = 4,
+    {.m = 2,
+     .n = 4,
      .at = {{1, 1, 1, 0}, {0, 1, -1, 1}},
      .g = {{-1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}},
      .bt = {{-1, 0, 1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, -1, 0, 1}}},
-    {.m = 3, .n = 5,
+    {.m = 3,
+     .n = 5,
      .at = {{1, 1, 1, 1, 0}, {0, 1, -1, -2, 0}, {0, 1, 1, 4, 1}},
      .g = {{-1.0 / 2, 0, 0},
            {1.0 / 6, 1.0 / 6, 1.0 / 6},
@@ -25,7 +27,8 @@ static const sm_wino_matrices matrices[3] = {
             {0, -2, 1, 1, 0},
             {0, -1, 0, 1, 0},
             {0, -2, -1, 2, 1}}},
-    {.m = 4, .n = 6,
+    {.m = 4,
+     .n = 6,
      .at = {{1, 1, 1, 1, 1, 0},
             {0, 1, -1, 0.5, -2, 0},
             {0, 1, 1, 0.25, 4, 0},
@@ -51,8 +54,8 @@ const sm_wino_matrices *sm_wino_matrices_get(int m)
 
 /* y = M x for the rows x cols matrix M, with x and y strided; terms in
  * column order, in float (the entries are exact in float). */
-static void apply(const double (*mat)[SM_WINO_MAX_N], int rows, int cols, const float *x,
-                  size_t xs, float *y, size_t ys)
+static void apply(const double (*mat)[SM_WINO_MAX_N], int rows, int cols, const float *x, size_t xs,
+                  float *y, size_t ys)
 {
     for (int i = 0; i < rows; i++) {
         float s = 0.0f;
@@ -94,8 +97,8 @@ void sm_wino_input_scalar(int m, const sm_wino_window *w, int c, float *v, size_
         for (int i = 0; i < n; i++)
             for (int j = 0; j < n; j++)
                 for (int k = 0; k < n; k++) {
-                    const int in = i >= w->lo[0] && i < w->hi[0] && j >= w->lo[1] &&
-                                   j < w->hi[1] && k >= w->lo[2] && k < w->hi[2];
+                    const int in = i >= w->lo[0] && i < w->hi[0] && j >= w->lo[1] && j < w->hi[1] &&
+                                   k >= w->lo[2] && k < w->hi[2];
                     a[(i * n + j) * n + k] =
                         in ? w->src[(i - w->lo[0]) * w->stride[0] + (j - w->lo[1]) * w->stride[1] +
                                     (k - w->lo[2]) * w->stride[2] + ch]
@@ -106,8 +109,7 @@ void sm_wino_input_scalar(int m, const sm_wino_window *w, int c, float *v, size_
     }
 }
 
-void sm_wino_output_scalar(int m, const float *mt, size_t tstride, int c,
-                           const sm_wino_tile_out *o)
+void sm_wino_output_scalar(int m, const float *mt, size_t tstride, int c, const sm_wino_tile_out *o)
 {
     const sm_wino_matrices *t = sm_wino_matrices_get(m);
     const int n = t->n;

@@ -85,8 +85,8 @@ WI void input_vector(const int M, const sm_wino_window *w, int off, int lanes, f
         for (int j = 0; j < N; j++) {
             vf x[NMAX];
             if (i >= w->lo[0] && i < w->hi[0] && j >= w->lo[1] && j < w->hi[1]) {
-                const float *row = w->src + (i - w->lo[0]) * w->stride[0] +
-                                   (j - w->lo[1]) * w->stride[1] + off;
+                const float *row =
+                    w->src + (i - w->lo[0]) * w->stride[0] + (j - w->lo[1]) * w->stride[1] + off;
                 /* The next tile along x reads the M voxels after this
                  * window in each of its n^2 rows, more streams than the
                  * hardware prefetcher follows: ask for them now (48->48
@@ -175,8 +175,10 @@ WI void output_vector(const int M, const float *mt, size_t tstride, int off, int
             for (int k = 0; k < M && k < o->cnt[2]; k++) {
                 vf r = V_ADD(y[k], bias);
                 if (o->relu) r = V_MAX(r, zero);
-                if (lanes == VW) V_STORE(row + k * o->stride[2], r);
-                else V_STOREN(row + k * o->stride[2], r, lanes);
+                if (lanes == VW)
+                    V_STORE(row + k * o->stride[2], r);
+                else
+                    V_STOREN(row + k * o->stride[2], r, lanes);
             }
         }
 }

@@ -28,8 +28,8 @@ static segmamba_status write_seg(const char *out, const char *labels_path, const
     segmamba_prediction p = {0};
     segmamba_status st = segmamba_dicom_read(&dir, NULL, 1, &v, &src);
     if (st == SEGMAMBA_OK) st = segmamba_npy_read(labels_path, &a);
-    if (st == SEGMAMBA_OK && (a.ndim != 3 || a.shape[0] != v.d || a.shape[1] != v.h ||
-                              a.shape[2] != v.w)) {
+    if (st == SEGMAMBA_OK &&
+        (a.ndim != 3 || a.shape[0] != v.d || a.shape[1] != v.h || a.shape[2] != v.w)) {
         fprintf(stderr, "dicom_dump: %s is not a (%d, %d, %d) label map\n", labels_path, v.d, v.h,
                 v.w);
         st = SEGMAMBA_E_ARG;

@@ -37,7 +37,8 @@ static void print_geometry(const segmamba_volume *v)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: nifti_dump read OUT.npy IN... | write-u8|write-f32|write-bare IN OUT\n");
+        fprintf(stderr,
+                "usage: nifti_dump read OUT.npy IN... | write-u8|write-f32|write-bare IN OUT\n");
         return 1;
     }
     const char *mode = argv[1];

@@ -77,21 +77,28 @@ static void test_card_heads(void)
         {"{\"output\": \"regions\", \"regions\": [{\"name\": \"a\", \"channel\": 0}]}",
          "needs a \"label\""},
         {"{\"output\": \"regions\", \"regions\": [{\"name\": \"a\", \"channel\": 0, \"label\": 1,"
-         " \"colour\": 3}]}", "unknown key"},
-        {"{\"output\": \"regions\", \"regions\": [{\"name\": \"a\", \"channel\": 0, \"label\": 0}]}",
+         " \"colour\": 3}]}",
+         "unknown key"},
+        {"{\"output\": \"regions\", \"regions\": [{\"name\": \"a\", \"channel\": 0, \"label\": "
+         "0}]}",
          "from 1 to 255"},
-        {"{\"output\": \"regions\", \"regions\": [{\"name\": \"a\", \"channel\": 1, \"label\": 1}]}",
+        {"{\"output\": \"regions\", \"regions\": [{\"name\": \"a\", \"channel\": 1, \"label\": "
+         "1}]}",
          "reads channel 1"},
-        {"{\"output\": \"regions\", \"regions\": [{\"name\": \"a\", \"channel\": 0, \"label\": 9}]}",
+        {"{\"output\": \"regions\", \"regions\": [{\"name\": \"a\", \"channel\": 0, \"label\": "
+         "9}]}",
          "writes label 9"},
         {"{\"output\": \"regions\", \"regions\": [{\"name\": \"a\", \"channel\": 0, \"label\": 1},"
-         " {\"name\": \"a\", \"channel\": 1, \"label\": 2}]}", "twice"},
+         " {\"name\": \"a\", \"channel\": 1, \"label\": 2}]}",
+         "twice"},
         {"{\"output\": \"regions\", \"regions\": [{\"name\": \"a\", \"channel\": 0, \"label\": 1},"
-         " {\"name\": \"b\", \"channel\": 0, \"label\": 2}]}", "channel 0 twice"},
+         " {\"name\": \"b\", \"channel\": 0, \"label\": 2}]}",
+         "channel 0 twice"},
         {"{\"output\": \"argmax\", \"sigmoid_labels\": \"last_wins\"}", "for output \"sigmoid\""},
         {"{\"output\": \"sigmoid\", \"sigmoid_labels\": \"first\"}", "\"masks\" or"},
         {"{\"output\": \"sigmoid\", \"sigmoid_labels\": \"last_wins\", \"regions\":"
-         " [{\"name\": \"a\", \"channel\": 0, \"label\": 1}]}", "give one"},
+         " [{\"name\": \"a\", \"channel\": 0, \"label\": 1}]}",
+         "give one"},
         {"{\"overlap\": 0.96}", "0 to 0.95"},
         {"{\"overlap\": -0.1}", "0 to 0.95"},
         {"{\"spacing\": \"native\"}", "\"input\""},
@@ -99,8 +106,8 @@ static void test_card_heads(void)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const sm_status st = segmamba_card_parse(bad[i][0], strlen(bad[i][0]), "t", &c);
         CHECK_MSG(st == SEGMAMBA_E_FORMAT, "accepted or wrong status %d: %s", (int)st, bad[i][0]);
-        CHECK_MSG(strstr(segmamba_get_last_error(), bad[i][1]) != NULL, "%s: message '%s' lacks '%s'",
-                  bad[i][0], segmamba_get_last_error(), bad[i][1]);
+        CHECK_MSG(strstr(segmamba_get_last_error(), bad[i][1]) != NULL,
+                  "%s: message '%s' lacks '%s'", bad[i][0], segmamba_get_last_error(), bad[i][1]);
     }
 }
 
@@ -121,7 +128,8 @@ static void test_card(void)
         " \"output\": \"argmax\"}";
     CHECK(segmamba_card_parse(text, strlen(text), "t", &c) == SEGMAMBA_OK);
     CHECK(c.n_channels == 2 && c.norm[0].kind == SEGMAMBA_NORM_CT && c.norm[0].clip_hi == 500.5);
-    CHECK(c.norm[1].kind == SEGMAMBA_NORM_ZSCORE && c.spacing[1] == 0.704 && c.patch[2] == 64 && c.fue);
+    CHECK(c.norm[1].kind == SEGMAMBA_NORM_ZSCORE && c.spacing[1] == 0.704 && c.patch[2] == 64 &&
+          c.fue);
     char *json = NULL;
     CHECK(segmamba_card_format_json(&c, &json) == SEGMAMBA_OK);
     CHECK(segmamba_card_parse(json, strlen(json), "t", &d) == SEGMAMBA_OK);

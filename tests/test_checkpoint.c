@@ -21,10 +21,7 @@
 #define FIXTURES "tests/fixtures/loaders/"
 #define WORK "tests/work/"
 
-static int contains(const char *s, const char *part)
-{
-    return s && strstr(s, part) != NULL;
-}
+static int contains(const char *s, const char *part) { return s && strstr(s, part) != NULL; }
 
 /* ---- fixtures with known values ---- */
 
@@ -76,7 +73,8 @@ static void check_fixture(const char *file, const sm_json *want)
     sm_weights w = {0};
     sm_status st = sm_load_weights(path, &w);
     CHECK_MSG(st == SEGMAMBA_OK, "%s: %s", path, segmamba_get_last_error());
-    CHECK_MSG(w.count == tensors->count, "%s: %zu tensors, expected %zu", file, w.count, tensors->count);
+    CHECK_MSG(w.count == tensors->count, "%s: %zu tensors, expected %zu", file, w.count,
+              tensors->count);
     for (size_t i = 0; i < tensors->count; i++) {
         const sm_json_member *m = &tensors->members[i];
         const sm_tensor_entry *t = sm_weights_find(&w, m->key);
@@ -134,8 +132,10 @@ static void test_normalise(void)
         sm_weights w = {0};
         add_names(&w, cases[c], 2);
         CHECK(sm_weights_normalise(&w) == SEGMAMBA_OK);
-        if (c < 2) CHECK(sm_weights_find(&w, "a.weight") && sm_weights_find(&w, "b"));
-        else CHECK(sm_weights_find(&w, "module.a") && sm_weights_find(&w, "b"));
+        if (c < 2)
+            CHECK(sm_weights_find(&w, "a.weight") && sm_weights_find(&w, "b"));
+        else
+            CHECK(sm_weights_find(&w, "module.a") && sm_weights_find(&w, "b"));
         CHECK(w.nignored == 0);
         sm_weights_free(&w);
     }
@@ -171,9 +171,7 @@ static sm_status load_with(enum reader r, const char *path)
     case WEIGHTS: st = sm_load_weights(path, &w); break;
     case PT: st = sm_load_pt(path, &w); break;
     case SAFETENSORS: st = sm_load_safetensors(path, &w); break;
-    default:
-        st = segmamba_npy_read(path, &a);
-        segmamba_array_free(&a);
+    default: st = segmamba_npy_read(path, &a); segmamba_array_free(&a);
     }
     sm_weights_free(&w);
     return st;
@@ -187,7 +185,8 @@ static void test_refusals(void)
         sm_status code;
         const char *message;
     } cases[] = {
-        {"evil_os_system.pt", WEIGHTS, SEGMAMBA_E_UNSUPPORTED, "refusing pickle global 'os.system'"},
+        {"evil_os_system.pt", WEIGHTS, SEGMAMBA_E_UNSUPPORTED,
+         "refusing pickle global 'os.system'"},
         {"whole_model.pt", PT, SEGMAMBA_E_UNSUPPORTED,
          "refusing pickle global 'torch.nn.modules.linear.Linear'"},
         {"byte_storage.pt", PT, SEGMAMBA_E_UNSUPPORTED, "storage type 'torch.ByteStorage'"},
@@ -195,10 +194,12 @@ static void test_refusals(void)
         {"huge_memo_index.pt", PT, SEGMAMBA_E_FORMAT, "memo index 4294967295 is out of range"},
         {"storage_overrun.pt", PT, SEGMAMBA_E_FORMAT, "reaches past the 4 elements of storage '0'"},
         {"strided_overrun.pt", PT, SEGMAMBA_E_FORMAT, "(offset 1) reaches past"},
-        {"storage_short.pt", PT, SEGMAMBA_E_FORMAT, "claims 100 elements of 4 bytes but its entry holds 16"},
+        {"storage_short.pt", PT, SEGMAMBA_E_FORMAT,
+         "claims 100 elements of 4 bytes but its entry holds 16"},
         {"broadcast_view.pt", PT, SEGMAMBA_E_UNSUPPORTED, "broadcast view"},
         {"missing_storage.pt", PT, SEGMAMBA_E_FORMAT, "storage '7' is missing from the archive"},
-        {"non_tensor_value.pt", PT, SEGMAMBA_E_FORMAT, "state_dict entry 'step' is an int, not a tensor"},
+        {"non_tensor_value.pt", PT, SEGMAMBA_E_FORMAT,
+         "state_dict entry 'step' is an int, not a tensor"},
         {"no_stop.pt", PT, SEGMAMBA_E_FORMAT, "pickle ends without STOP"},
         {"truncated_pickle.pt", PT, SEGMAMBA_E_FORMAT, "pickle is truncated"},
         {"truncated.pt", WEIGHTS, SEGMAMBA_E_FORMAT, "no end-of-central-directory record"},
@@ -210,13 +211,16 @@ static void test_refusals(void)
          "tensor 'w' has data_offsets [0, 12] outside the 9 bytes of data"},
         {"header_too_long.safetensors", SAFETENSORS, SEGMAMBA_E_FORMAT,
          "header length 84 is larger than the file (84 bytes)"},
-        {"bad_offsets.safetensors", SAFETENSORS, SEGMAMBA_E_FORMAT, "[0, 4000] outside the 12 bytes"},
+        {"bad_offsets.safetensors", SAFETENSORS, SEGMAMBA_E_FORMAT,
+         "[0, 4000] outside the 12 bytes"},
         {"offsets_mismatch.safetensors", SAFETENSORS, SEGMAMBA_E_FORMAT,
          "tensor 'w' spans 12 bytes but its shape and dtype need 8"},
-        {"bad_dtype.safetensors", SAFETENSORS, SEGMAMBA_E_UNSUPPORTED, "dtype 'F8_E4M3', which is not supported"},
+        {"bad_dtype.safetensors", SAFETENSORS, SEGMAMBA_E_UNSUPPORTED,
+         "dtype 'F8_E4M3', which is not supported"},
         {"bad_json.safetensors", SAFETENSORS, SEGMAMBA_E_FORMAT,
          "header: invalid JSON at byte 55: expected a string key in object"},
-        {"truncated.npy", NPY, SEGMAMBA_E_FORMAT, "npy data is 91 bytes but the shape and dtype need 96"},
+        {"truncated.npy", NPY, SEGMAMBA_E_FORMAT,
+         "npy data is 91 bytes but the shape and dtype need 96"},
         {"structured.npy", NPY, SEGMAMBA_E_UNSUPPORTED, "structured arrays are not supported"},
         {"complex.npy", NPY, SEGMAMBA_E_UNSUPPORTED, "npy dtype '<c8' is not supported"},
         {"no_such_file.pt", WEIGHTS, SEGMAMBA_E_IO, "cannot open"},
@@ -234,10 +238,7 @@ static void test_refusals(void)
 
 /* ---- writers ---- */
 
-static void make_work_dir(void)
-{
-    mkdir("tests/work", 0777); /* may exist already */
-}
+static void make_work_dir(void) { mkdir("tests/work", 0777); /* may exist already */ }
 
 static void test_npy_write(void)
 {
@@ -262,7 +263,8 @@ static void test_npy_write(void)
         size_t header_len = file[8] | (size_t)file[9] << 8;
         CHECK(memcmp(file, "\x93NUMPY\x01\x00", 8) == 0 && (10 + header_len) % 64 == 0);
         CHECK(file[10 + header_len - 1] == '\n');
-        CHECK_MSG(contains((const char *)file + 10, cases[c].shape_text), "%s", cases[c].shape_text);
+        CHECK_MSG(contains((const char *)file + 10, cases[c].shape_text), "%s",
+                  cases[c].shape_text);
         CHECK(contains((const char *)file + 10, "'descr': '<f4', 'fortran_order': False"));
         free(file);
         segmamba_array a;
@@ -331,25 +333,39 @@ static void test_memory_cap(void)
         int ok;
         uint64_t bytes;
     } sizes[] = {
-        {"0", 1, 0}, {"1000000", 1, 1000000}, {"64K", 1, 65536}, {"512M", 1, 512ull << 20},
-        {"8G", 1, 8ull << 30}, {"2T", 1, 2ull << 40}, {"8GiB", 1, 8ull << 30}, {"8GB", 1, 8ull << 30},
-        {"100B", 1, 100}, {"", 0, 0}, {"G", 0, 0}, {"-1", 0, 0}, {"1.5G", 0, 0}, {"8 G", 0, 0},
-        {"8Gx", 0, 0}, {"8P", 0, 0}, {"99999999999999999999", 0, 0}, {"16777216T", 0, 0},
+        {"0", 1, 0},
+        {"1000000", 1, 1000000},
+        {"64K", 1, 65536},
+        {"512M", 1, 512ull << 20},
+        {"8G", 1, 8ull << 30},
+        {"2T", 1, 2ull << 40},
+        {"8GiB", 1, 8ull << 30},
+        {"8GB", 1, 8ull << 30},
+        {"100B", 1, 100},
+        {"", 0, 0},
+        {"G", 0, 0},
+        {"-1", 0, 0},
+        {"1.5G", 0, 0},
+        {"8 G", 0, 0},
+        {"8Gx", 0, 0},
+        {"8P", 0, 0},
+        {"99999999999999999999", 0, 0},
+        {"16777216T", 0, 0},
     };
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         uint64_t v = 12345;
         int ok = sm_memory_parse(sizes[i].text, &v);
-        CHECK_MSG(ok == sizes[i].ok && (!ok || v == sizes[i].bytes), "'%s': %d %llu",
-                  sizes[i].text, ok, (unsigned long long)v);
+        CHECK_MSG(ok == sizes[i].ok && (!ok || v == sizes[i].bytes), "'%s': %d %llu", sizes[i].text,
+                  ok, (unsigned long long)v);
     }
     /* The API's cap wins over the environment; 0 restores the default. */
     segmamba_array a;
     segmamba_set_max_memory(100);
     sm_status st = segmamba_npy_read(FIXTURES "f4.npy", &a);
-    CHECK_MSG(st == SEGMAMBA_E_NOMEM &&
-                  contains(segmamba_get_last_error(), FIXTURES "f4.npy: reading the file would need "
-                                                  "225 bytes, more than the memory limit of 100 "
-                                                  "bytes"),
+    CHECK_MSG(st == SEGMAMBA_E_NOMEM && contains(segmamba_get_last_error(), FIXTURES
+                                                 "f4.npy: reading the file would need "
+                                                 "225 bytes, more than the memory limit of 100 "
+                                                 "bytes"),
               "%s", segmamba_get_last_error());
     segmamba_array_free(&a);
     /* 225 bytes read, 24 floats (96 bytes) converted. */
@@ -377,7 +393,8 @@ static uint32_t next_random(uint64_t *state)
     return (uint32_t)(*state >> 8);
 }
 
-static void mutate_and_load(const char *fixture, enum reader reader, size_t from, size_t to, int rounds)
+static void mutate_and_load(const char *fixture, enum reader reader, size_t from, size_t to,
+                            int rounds)
 {
     unsigned char *file;
     size_t size;

@@ -79,10 +79,9 @@ static float *sentinel_floats(size_t n)
 
 static sm_conv_params params_of(const conv_case *t, sm_precision precision)
 {
-    return (sm_conv_params){t->cin, t->cout, t->k, t->stride, t->pad, t->act, precision, 0, NULL,
-                            t->dil};
+    return (sm_conv_params){t->cin, t->cout,   t->k, t->stride, t->pad,
+                            t->act, precision, 0,    NULL,      t->dil};
 }
-
 
 static size_t out_voxels(const conv_case *t)
 {
@@ -136,12 +135,10 @@ static double rms(const float *x, size_t n, size_t len, size_t ld)
 static double tolerance_bf16(const conv_case *t, const case_data *x)
 {
     const double u = 1.0 / 256.0, k = (double)t->cin * (t->k < t->d ? t->k : t->d) *
-                                        (t->k < t->h ? t->k : t->h) *
-                                        (t->k < t->w ? t->k : t->w);
-    const double rms_src = rms(x->src, (size_t)t->d * t->h * t->w, (size_t)t->cin,
-                               (size_t)(t->cin + t->src_extra));
-    const double rms_weight =
-        rms(x->weight, 1, (size_t)t->cout * t->cin * t->k * t->k * t->k, 0);
+                                      (t->k < t->h ? t->k : t->h) * (t->k < t->w ? t->k : t->w);
+    const double rms_src =
+        rms(x->src, (size_t)t->d * t->h * t->w, (size_t)t->cin, (size_t)(t->cin + t->src_extra));
+    const double rms_weight = rms(x->weight, 1, (size_t)t->cout * t->cin * t->k * t->k * t->k, 0);
     return 6.0 * 2.0 * u * sqrt(k) * rms_src * rms_weight;
 }
 
@@ -153,7 +150,8 @@ typedef struct error_bound {
  * the tolerance of the precision got was computed in, and that got's
  * padding channels hold SENTINEL. */
 static error_bound compare(const conv_case *t, const case_data *x, sm_precision precision,
-                      const char *what, const float *want, const float *got, size_t nvox, int ld)
+                           const char *what, const float *want, const float *got, size_t nvox,
+                           int ld)
 {
     double max_ref = 0.0, max_err = 0.0;
     int padding_ok = 1;
@@ -168,9 +166,9 @@ static error_bound compare(const conv_case *t, const case_data *x, sm_precision 
     }
     double tol = precision == SM_PREC_BF16 ? tolerance_bf16(t, x) : tolerance_f32(t, max_ref);
     CHECK_MSG(max_err <= tol && max_ref > 0.0,
-              "%s %s: %d->%d k%d s%d p%d %dx%dx%d: max error %g, tolerance %g (max |ref| %g)",
-              what, sm_precision_name(precision), t->cin, t->cout, t->k, t->stride, t->pad, t->d,
-              t->h, t->w, max_err, tol, max_ref);
+              "%s %s: %d->%d k%d s%d p%d %dx%dx%d: max error %g, tolerance %g (max |ref| %g)", what,
+              sm_precision_name(precision), t->cin, t->cout, t->k, t->stride, t->pad, t->d, t->h,
+              t->w, max_err, tol, max_ref);
     CHECK_MSG(padding_ok, "%s: %d->%d k%d: padding channels of dst were written", what, t->cin,
               t->cout, t->k);
     return (error_bound){max_err, tol};
@@ -271,8 +269,8 @@ static void test_backend_cases(sm_conv_kind kind)
         CHECK(run_conv(SM_CONV_REF, SM_PREC_F32, t, &x, want) == SEGMAMBA_OK);
         sm_status s = run_conv(kind, SM_PREC_F32, t, &x, got);
         CHECK_MSG(s == SEGMAMBA_OK, "%s: %s", sm_conv_kind_name(kind), segmamba_get_last_error());
-        error_bound e = compare(t, &x, SM_PREC_F32, sm_conv_kind_name(kind), want, got, nvox,
-                                dst_ld);
+        error_bound e =
+            compare(t, &x, SM_PREC_F32, sm_conv_kind_name(kind), want, got, nvox, dst_ld);
         if (e.err / e.tol > worst) worst = e.err / e.tol;
         case_data_free(&x);
         free(want);
@@ -355,8 +353,7 @@ static void test_arguments(void)
     CHECK(sm_conv_create(SM_CONV_BLAS, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED && !c);
     CHECK(!sm_conv_bf16_supported() || sm_conv_available(SM_CONV_ONEDNN));
     sm_status s = sm_conv_create(SM_CONV_ONEDNN, &p, weight, NULL, &c);
-    CHECK(sm_conv_bf16_supported() ? s == SEGMAMBA_OK && c
-                                   : s == SEGMAMBA_E_UNSUPPORTED && !c);
+    CHECK(sm_conv_bf16_supported() ? s == SEGMAMBA_OK && c : s == SEGMAMBA_E_UNSUPPORTED && !c);
     sm_conv_free(c);
 }
 
@@ -383,7 +380,8 @@ static void test_bf16_cases(void)
         error_bound e16 = compare(t, &x, SM_PREC_BF16, "onednn", want, bf16, nvox, dst_ld);
         CHECK_MSG(e16.err > 16.0 * e32.err && e16.err > e16.tol / 64.0,
                   "onednn bf16: %d->%d k%d: error %g is too small for bf16 (float's %g, "
-                  "tolerance %g)", t->cin, t->cout, t->k, e16.err, e32.err, e16.tol);
+                  "tolerance %g)",
+                  t->cin, t->cout, t->k, e16.err, e32.err, e16.tol);
         if (e16.err / e16.tol > worst) worst = e16.err / e16.tol;
         if (e16.err / e16.tol < least) least = e16.err / e16.tol;
         case_data_free(&x);
@@ -393,7 +391,6 @@ static void test_bf16_cases(void)
     }
     fprintf(stderr, "onednn bf16: error %.3f to %.3f of tolerance\n", least, worst);
 }
-
 
 /* ---- Winograd ------------------------------------------------------------
  * The Winograd backend against the convolution's definition in double, per
@@ -474,9 +471,9 @@ static double *winograd_rss(const conv_case *t, const case_data *x, int m)
                         for (int j = 0; j < m && ty + j < t->h; j++)
                             for (int k = 0; k < m && tx + k < t->w; k++)
                                 mag[((((size_t)(tz + i) * t->h + ty + j) * t->w + tx + k)) *
-                                        t->cout + co] =
-                                    sqrt(y[(i * n + j) * n + k] +
-                                         (x->bias ? (double)x->bias[co] * x->bias[co] : 0.0));
+                                        t->cout +
+                                    co] = sqrt(y[(i * n + j) * n + k] +
+                                               (x->bias ? (double)x->bias[co] * x->bias[co] : 0.0));
                 }
             }
     free(u);
@@ -485,9 +482,9 @@ static double *winograd_rss(const conv_case *t, const case_data *x, int m)
 }
 
 typedef struct wino_figures {
-    double err_ratio;  /* largest error / its bound */
-    double err_rel;    /* largest error / max |output| */
-    double bound_rel;  /* largest bound / max |output| */
+    double err_ratio; /* largest error / its bound */
+    double err_rel;   /* largest error / max |output| */
+    double bound_rel; /* largest bound / max |output| */
 } wino_figures;
 
 /* One case on the Winograd backend with tile m at the current kernel level,
@@ -532,8 +529,8 @@ static void winograd_case(const conv_case *t, int m, int in_place, wino_figures 
                 for (int co = 0; co < t->cout; co++) {
                     const double want = conv_point_double(t, &x, z, y, xo, co);
                     const double e = fabs(dst[v * dst_ld + co] - want);
-                    const double bound = 6.0 * u * sqrt(6 * n + cin + 2) * rss[v * t->cout + co] +
-                                         1e-30;
+                    const double bound =
+                        6.0 * u * sqrt(6 * n + cin + 2) * rss[v * t->cout + co] + 1e-30;
                     max_ref = fmax(max_ref, fabs(want));
                     max_bound = fmax(max_bound, bound);
                     if (!(e <= max_err)) max_err = e;
@@ -546,8 +543,9 @@ static void winograd_case(const conv_case *t, int m, int in_place, wino_figures 
             }
     CHECK_MSG(worst <= 1.0 && max_ref > 0,
               "winograd%d %s: %d->%d %dx%dx%d ld %d/%d: error %.3g of its bound (max error %g, "
-              "max |ref| %g)", m, sm_isa_name(sm_kernels_get()->isa), t->cin, t->cout, t->d,
-              t->h, t->w, src_ld, dst_ld, worst, max_err, max_ref);
+              "max |ref| %g)",
+              m, sm_isa_name(sm_kernels_get()->isa), t->cin, t->cout, t->d, t->h, t->w, src_ld,
+              dst_ld, worst, max_err, max_ref);
     CHECK_MSG(padding_ok, "winograd%d: padding channels of dst were written", m);
     CHECK_MSG(source_ok, "winograd%d: the source half of the shared buffer was written", m);
     f->err_ratio = fmax(f->err_ratio, worst);
@@ -583,9 +581,10 @@ static void test_winograd_cases(void)
              * half of a 48-channel buffer into the second */
             const conv_case half = {24, 24, 3, 1, 1, SM_ACT_NONE, 0, 16, 18, 20, 24, 24, 0};
             winograd_case(&half, m, 1, &f);
-            fprintf(stderr, "winograd%d %s: largest error %.3g of its bound; %.2e of max|output| "
-                    "(bound up to %.2e)\n", m, sm_isa_name(sm_kernels_get()->isa), f.err_ratio,
-                    f.err_rel, f.bound_rel);
+            fprintf(stderr,
+                    "winograd%d %s: largest error %.3g of its bound; %.2e of max|output| "
+                    "(bound up to %.2e)\n",
+                    m, sm_isa_name(sm_kernels_get()->isa), f.err_ratio, f.err_rel, f.bound_rel);
         }
     }
     sm_kernels_select(sm_isa_detect());
@@ -595,11 +594,13 @@ static void test_winograd_arguments(void)
 {
     float weight[4 * 4 * 27] = {0};
     sm_conv *c = NULL;
-    static const struct { int k, stride, pad; } refused[] = {{1, 1, 0}, {3, 2, 1}, {3, 1, 0},
-                                                            {5, 1, 2}, {2, 2, 0}};
+    static const struct {
+        int k, stride, pad;
+    } refused[] = {{1, 1, 0}, {3, 2, 1}, {3, 1, 0}, {5, 1, 2}, {2, 2, 0}};
     for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
-        sm_conv_params p = {4, 4, refused[i].k, refused[i].stride, refused[i].pad, SM_ACT_NONE,
-                            SM_PREC_F32, 0, NULL, 0};
+        sm_conv_params p = {
+            4,    4, refused[i].k, refused[i].stride, refused[i].pad, SM_ACT_NONE, SM_PREC_F32, 0,
+            NULL, 0};
         CHECK(sm_conv_create(SM_CONV_WINOGRAD, &p, weight, NULL, &c) == SEGMAMBA_E_UNSUPPORTED &&
               !c);
     }

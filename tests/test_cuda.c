@@ -106,8 +106,13 @@ typedef struct conv_case {
 
 static void test_conv_case(const conv_case *t, size_t chunk_floats)
 {
-    const sm_conv_params p = {.cin = t->cin, .cout = t->cout, .k = t->k, .stride = t->stride,
-                              .pad = t->pad, .act = t->act, .dilation = t->dilation};
+    const sm_conv_params p = {.cin = t->cin,
+                              .cout = t->cout,
+                              .k = t->k,
+                              .stride = t->stride,
+                              .pad = t->pad,
+                              .act = t->act,
+                              .dilation = t->dilation};
     const int src_ld = t->cin + 3, dst_ld = t->cout + 2;
     const int64_t n_in = (int64_t)t->d * t->h * t->w;
     const int64_t n_out = (int64_t)sm_conv_out_size(&p, t->d) * sm_conv_out_size(&p, t->h) *
@@ -115,7 +120,8 @@ static void test_conv_case(const conv_case *t, size_t chunk_floats)
     float *weight = check_random_floats((int64_t)t->cout * t->cin * t->k * t->k * t->k, -0.5, 0.5);
     float *bias = t->bias ? check_random_floats(t->cout, -1, 1) : NULL;
     float *src = check_random_floats(n_in * src_ld, -2, 2);
-    float *want = check_filled_floats(n_out * dst_ld, SENTINEL), *out = check_filled_floats(n_out * dst_ld, SENTINEL);
+    float *want = check_filled_floats(n_out * dst_ld, SENTINEL),
+          *out = check_filled_floats(n_out * dst_ld, SENTINEL);
     sm_conv *c = NULL;
     sm_cuda_conv *dc = NULL;
     CHECK(sm_conv_create(SM_CONV_REF, &p, weight, bias, &c) == SEGMAMBA_OK);
@@ -135,8 +141,9 @@ static void test_conv_case(const conv_case *t, size_t chunk_floats)
     note("convolution", e.err, tol);
     CHECK_MSG(e.err <= tol && e.ref > 0,
               "conv %d->%d k%d s%d p%d d%d bias %d act %d %dx%dx%d chunk %zu: max err %g, "
-              "tol %g", t->cin, t->cout, t->k, t->stride, t->pad, sm_conv_dilation(&p), t->bias,
-              (int)t->act, t->d, t->h, t->w, chunk_floats, e.err, tol);
+              "tol %g",
+              t->cin, t->cout, t->k, t->stride, t->pad, sm_conv_dilation(&p), t->bias, (int)t->act,
+              t->d, t->h, t->w, chunk_floats, e.err, tol);
     CHECK(untouched(got, dst_ld, n_out, t->cout));
     sm_cuda_free(d_src);
     sm_cuda_conv_free(dc);
@@ -152,18 +159,12 @@ static void test_convs(void)
      * dilation-2 k3 p2; a dilated k5 and a dilated stride-2 k3 (padding
      * that leaves border taps outside the volume). */
     static const conv_case cases[] = {
-        {5, 6, 3, 1, 1, 0, 6, 5, 7, SM_ACT_NONE, 0},
-        {4, 7, 3, 1, 1, 1, 5, 4, 3, SM_ACT_NONE, 0},
-        {2, 4, 7, 2, 3, 1, 9, 8, 10, SM_ACT_NONE, 0},
-        {4, 8, 2, 2, 0, 1, 8, 6, 4, SM_ACT_NONE, 0},
-        {6, 3, 1, 1, 0, 1, 5, 6, 7, SM_ACT_NONE, 0},
-        {6, 5, 1, 1, 0, 0, 3, 4, 5, SM_ACT_NONE, 0},
-        {3, 5, 3, 1, 1, 1, 4, 5, 6, SM_ACT_RELU, 0},
-        {4, 6, 3, 2, 1, 1, 8, 7, 6, SM_ACT_NONE, 0},
-        {5, 5, 5, 1, 2, 1, 6, 7, 5, SM_ACT_NONE, 1},
-        {5, 5, 3, 1, 2, 1, 7, 5, 6, SM_ACT_NONE, 2},
-        {3, 4, 5, 1, 3, 0, 9, 8, 7, SM_ACT_RELU, 2},
-        {3, 4, 3, 2, 2, 1, 9, 8, 7, SM_ACT_NONE, 2},
+        {5, 6, 3, 1, 1, 0, 6, 5, 7, SM_ACT_NONE, 0},  {4, 7, 3, 1, 1, 1, 5, 4, 3, SM_ACT_NONE, 0},
+        {2, 4, 7, 2, 3, 1, 9, 8, 10, SM_ACT_NONE, 0}, {4, 8, 2, 2, 0, 1, 8, 6, 4, SM_ACT_NONE, 0},
+        {6, 3, 1, 1, 0, 1, 5, 6, 7, SM_ACT_NONE, 0},  {6, 5, 1, 1, 0, 0, 3, 4, 5, SM_ACT_NONE, 0},
+        {3, 5, 3, 1, 1, 1, 4, 5, 6, SM_ACT_RELU, 0},  {4, 6, 3, 2, 1, 1, 8, 7, 6, SM_ACT_NONE, 0},
+        {5, 5, 5, 1, 2, 1, 6, 7, 5, SM_ACT_NONE, 1},  {5, 5, 3, 1, 2, 1, 7, 5, 6, SM_ACT_NONE, 2},
+        {3, 4, 5, 1, 3, 0, 9, 8, 7, SM_ACT_RELU, 2},  {3, 4, 3, 2, 2, 1, 9, 8, 7, SM_ACT_NONE, 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         test_conv_case(&cases[i], 0);
@@ -178,7 +179,8 @@ static void test_convt2(void)
     const int64_t n = (int64_t)d * h * w, no = 8 * n;
     float *weight = check_random_floats((int64_t)cin * cout * 8, -0.5, 0.5);
     float *src = check_random_floats(n * src_ld, -2, 2);
-    float *want = check_filled_floats(no * dst_ld, SENTINEL), *out = check_filled_floats(no * dst_ld, SENTINEL);
+    float *want = check_filled_floats(no * dst_ld, SENTINEL),
+          *out = check_filled_floats(no * dst_ld, SENTINEL);
     sm_convt2 *t = NULL;
     sm_cuda_convt2 *dt = NULL;
     CHECK(sm_convt2_create(cin, cout, weight, &t) == SEGMAMBA_OK);
@@ -212,14 +214,15 @@ static void test_instance_norm(void)
     const int64_t n = 5000;
     const int c = 5, ld = 7, dld = 9;
     float *x = check_random_floats(n * ld, -3, 5);
-    for (int64_t v = 0; v < n; v++) x[v * ld + 2] = x[v * ld + 2] * 0.001f + 100.0f; /* large mean */
-    float *out = check_filled_floats(n * dld, SENTINEL), *want = check_filled_floats(n * dld, SENTINEL);
+    for (int64_t v = 0; v < n; v++)
+        x[v * ld + 2] = x[v * ld + 2] * 0.001f + 100.0f; /* large mean */
+    float *out = check_filled_floats(n * dld, SENTINEL),
+          *want = check_filled_floats(n * dld, SENTINEL);
     for (int act = SM_ACT_NONE; act <= SM_ACT_GELU; act++) {
         CHECK(sm_instance_norm(sm_kernels_get(), x, ld, want, dld, n, c, (sm_act)act) ==
               SEGMAMBA_OK);
         float *d_x = to_device(x, n * ld), *d_out = to_device(out, n * dld);
-        CHECK(sm_cuda_instance_norm(ctx, d_x, ld, d_out, dld, n, c, (sm_act)act) ==
-              SEGMAMBA_OK);
+        CHECK(sm_cuda_instance_norm(ctx, d_x, ld, d_out, dld, n, c, (sm_act)act) == SEGMAMBA_OK);
         float *got = from_device(d_out, n * dld);
         const diff e = compare(got, dld, want, dld, n, c);
         note("instance norm", e.err, 2e-4);
@@ -235,8 +238,10 @@ static void test_layer_norm(void)
 {
     const int64_t n = 300;
     const int c = 48, ld = 50, dld = 51;
-    float *x = check_random_floats(n * ld, -2, 3), *w = check_random_floats(c, 0.5, 1.5), *b = check_random_floats(c, -1, 1);
-    float *want = check_filled_floats(n * dld, SENTINEL), *out = check_filled_floats(n * dld, SENTINEL);
+    float *x = check_random_floats(n * ld, -2, 3), *w = check_random_floats(c, 0.5, 1.5),
+          *b = check_random_floats(c, -1, 1);
+    float *want = check_filled_floats(n * dld, SENTINEL),
+          *out = check_filled_floats(n * dld, SENTINEL);
     sm_layer_norm(x, ld, want, dld, n, c, w, b);
     float *d_x = to_device(x, n * ld), *d_w = to_device(w, c), *d_b = to_device(b, c);
     float *d_out = to_device(out, n * dld);
@@ -255,13 +260,13 @@ static void test_pointwise(void)
     const int64_t n = 700;
     const int c = 7, lda = 9, ldb = 8, dld = 10;
     float *a = check_random_floats(n * lda, -4, 4), *b = check_random_floats(n * ldb, -4, 4);
-    float *want = check_filled_floats(n * dld, SENTINEL), *out = check_filled_floats(n * dld, SENTINEL);
+    float *want = check_filled_floats(n * dld, SENTINEL),
+          *out = check_filled_floats(n * dld, SENTINEL);
     float *d_a = to_device(a, n * lda), *d_b = to_device(b, n * ldb);
     for (int act = SM_ACT_NONE; act <= SM_ACT_GELU; act++) {
         sm_add(sm_kernels_get(), a, lda, b, ldb, want, dld, n, c, (sm_act)act);
         float *d_out = to_device(out, n * dld);
-        CHECK(sm_cuda_add(ctx, d_a, lda, d_b, ldb, d_out, dld, n, c, (sm_act)act) ==
-              SEGMAMBA_OK);
+        CHECK(sm_cuda_add(ctx, d_a, lda, d_b, ldb, d_out, dld, n, c, (sm_act)act) == SEGMAMBA_OK);
         float *got = from_device(d_out, n * dld);
         diff e = compare(got, dld, want, dld, n, c);
         note("add", e.err, 2e-5);
@@ -308,13 +313,15 @@ static void test_se(void)
     float *x = check_random_floats(n * ld, -2, 2);
     for (int64_t v = 0; v < n; v++)
         for (int k = 0; k < c; k++) x[v * ld + k] += 0.25f * (float)(k - c / 2);
-    float *w1 = check_random_floats((int64_t)hid * c, -0.5, 0.5), *b1 = check_random_floats(hid, -0.5, 0.5);
+    float *w1 = check_random_floats((int64_t)hid * c, -0.5, 0.5),
+          *b1 = check_random_floats(hid, -0.5, 0.5);
     float *w2 = check_random_floats((int64_t)c * hid, -2, 2), *b2 = check_random_floats(c, -1, 1);
     sm_se *se = NULL;
     sm_cuda_se *dse = NULL;
     CHECK(sm_se_create(c, hid, w1, b1, w2, b2, &se) == SEGMAMBA_OK);
     CHECK(sm_cuda_se_upload(se, &dse) == SEGMAMBA_OK);
-    float *want = check_filled_floats(n * dld, SENTINEL), *out = check_filled_floats(n * dld, SENTINEL);
+    float *want = check_filled_floats(n * dld, SENTINEL),
+          *out = check_filled_floats(n * dld, SENTINEL);
     CHECK(sm_se_forward(se, x, ld, want, dld, n) == SEGMAMBA_OK);
     float *d_x = to_device(x, n * ld), *d_out = to_device(out, n * dld);
     CHECK(sm_cuda_se_forward(ctx, dse, d_x, ld, d_out, dld, n) == SEGMAMBA_OK);
@@ -357,8 +364,8 @@ enum { VOL_D = 4, VOL_H = 5, VOL_W = 6, VOL_S = 6 };
 
 static sm_seq volume_seq(sm_order order)
 {
-    const sm_seq s = {.order = order, .L = VOL_D * VOL_H * VOL_W, .S = VOL_S, .d = VOL_D,
-                      .h = VOL_H, .w = VOL_W};
+    const sm_seq s = {
+        .order = order, .L = VOL_D * VOL_H * VOL_W, .S = VOL_S, .d = VOL_D, .h = VOL_H, .w = VOL_W};
     CHECK(sm_seq_valid(&s));
     return s;
 }
@@ -369,15 +376,17 @@ static void test_conv1d(void)
 {
     const int64_t L = VOL_D * VOL_H * VOL_W;
     const int di = 16, K = 4, ldx = 2 * di;
-    float *x = check_random_floats(L * ldx, -2, 2), *w = check_random_floats((int64_t)K * di, -0.7, 0.7);
+    float *x = check_random_floats(L * ldx, -2, 2),
+          *w = check_random_floats((int64_t)K * di, -0.7, 0.7);
     float *b = check_random_floats(di, -0.5, 0.5);
-    float *d_x = to_device(x, L * ldx), *d_w = to_device(w, (int64_t)K * di), *d_b = to_device(b, di);
+    float *d_x = to_device(x, L * ldx), *d_w = to_device(w, (int64_t)K * di),
+          *d_b = to_device(b, di);
     float *cpu = malloc((size_t)(L * di) * sizeof *cpu);
     for (int o = 0; o < SM_ORDER_COUNT; o++) {
         const sm_seq seq = volume_seq((sm_order)o);
         /* The CPU's scalar kernel over every token. */
-        const sm_conv1d_args args = {.seq = seq, .c = di, .K = K, .x = x, .ld_x = ldx, .w = w,
-                                     .b = b, .u = cpu, .ld_u = di};
+        const sm_conv1d_args args = {
+            .seq = seq, .c = di, .K = K, .x = x, .ld_x = ldx, .w = w, .b = b, .u = cpu, .ld_u = di};
         sm_conv1d_silu_scalar(&args, 0, L);
         float *d_u = NULL;
         CHECK(sm_cuda_alloc((size_t)(L * di), &d_u) == SEGMAMBA_OK);
@@ -421,13 +430,26 @@ static void test_scan_case(sm_order order, int N, int64_t chunk)
     float *y0 = check_random_floats(L * di, -1, 1); /* the scan adds to y */
     float *want = malloc((size_t)(L * di) * sizeof *want);
     memcpy(want, y0, (size_t)(L * di) * sizeof *want);
-    sm_scan_args a = {.seq = seq, .n_state = N, .u = u, .ld_u = ldu,
-                      .delta = dl, .ld_delta = ldu, .delta_bias = bias, .A = A, .B = bc + 1,
-                      .C = bc + 1 + N, .ld_bc = ldbc, .D = D, .z = z + di, .ld_z = ldz,
-                      .y = want, .ld_y = di};
+    sm_scan_args a = {.seq = seq,
+                      .n_state = N,
+                      .u = u,
+                      .ld_u = ldu,
+                      .delta = dl,
+                      .ld_delta = ldu,
+                      .delta_bias = bias,
+                      .A = A,
+                      .B = bc + 1,
+                      .C = bc + 1 + N,
+                      .ld_bc = ldbc,
+                      .D = D,
+                      .z = z + di,
+                      .ld_z = ldz,
+                      .y = want,
+                      .ld_y = di};
     float *state = malloc((size_t)di * N * sizeof *state);
     sm_scan_scalar(&a, 0, di, state);
-    float *d_u = to_device(u, L * ldu), *d_dl = to_device(dl, L * ldu), *d_z = to_device(z, L * ldz);
+    float *d_u = to_device(u, L * ldu), *d_dl = to_device(dl, L * ldu),
+          *d_z = to_device(z, L * ldz);
     float *d_bc = to_device(bc, L * ldbc), *d_bias = to_device(bias, di), *d_D = to_device(D, di);
     float *d_A = to_device(A, (int64_t)di * N), *d_y = to_device(y0, L * di);
     sm_scan_args da = a;
@@ -466,8 +488,13 @@ static void test_mamba_layer(int n_dir, int orderings)
     const int C = 8, di = 16, N = 16, R = 1, K = 4, x_ld = 10;
     const int64_t L = VOL_D * VOL_H * VOL_W, S = n_dir == SM_DIRECTIONS ? VOL_S : 1;
     sm_mamba *m = calloc(1, sizeof *m);
-    *m = (sm_mamba){.dim = C, .d_inner = di, .d_state = N, .dt_rank = R, .d_conv = K,
-                    .n_dir = n_dir, .orderings = orderings};
+    *m = (sm_mamba){.dim = C,
+                    .d_inner = di,
+                    .d_state = N,
+                    .dt_rank = R,
+                    .d_conv = K,
+                    .n_dir = n_dir,
+                    .orderings = orderings};
     float *owned[32];
     int n_owned = 0;
 #define OWN(expr) (owned[n_owned++] = (expr))
@@ -510,8 +537,8 @@ static void test_mamba_layer(int n_dir, int orderings)
             note("mamba layer", e.err, 1e-4 * (e.ref > 1 ? e.ref : 1));
             CHECK_MSG(e.err <= 1e-4 * (e.ref > 1 ? e.ref : 1),
                       "mamba layer of %d directions, %d orderings, in place %d chunk %lld: max "
-                      "err %g (max |ref| %g)", n_dir, orderings, in_place, (long long)chunk, e.err,
-                      e.ref);
+                      "err %g (max |ref| %g)",
+                      n_dir, orderings, in_place, (long long)chunk, e.err, e.ref);
             for (int64_t v = 0; v < L; v++) /* the channels past C: x's own, or the sentinel */
                 for (int k = C; k < x_ld; k++)
                     CHECK(got[v * x_ld + k] == (in_place ? x[v * x_ld + k] : SENTINEL));

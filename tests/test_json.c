@@ -8,10 +8,7 @@
 #include "check.h"
 #include "io/json.h"
 
-static int contains(const char *s, const char *part)
-{
-    return s && strstr(s, part) != NULL;
-}
+static int contains(const char *s, const char *part) { return s && strstr(s, part) != NULL; }
 
 static sm_status parse_text(const char *text, sm_json *out)
 {
@@ -20,14 +17,16 @@ static sm_status parse_text(const char *text, sm_json *out)
 
 static void test_json_values(void)
 {
-    const char *text = " {\"a\": [1, -2.5, true, false, null], \"s\": \"x\", \"o\": {}, \"e\": []} ";
+    const char *text =
+        " {\"a\": [1, -2.5, true, false, null], \"s\": \"x\", \"o\": {}, \"e\": []} ";
     sm_json v;
     CHECK(parse_text(text, &v) == SEGMAMBA_OK);
     CHECK(v.type == SM_JSON_OBJECT && v.count == 4);
     const sm_json *a = sm_json_get(&v, "a");
     CHECK(a && a->type == SM_JSON_ARRAY && a->count == 5);
     if (a && a->count == 5) {
-        CHECK(a->items[0].type == SM_JSON_NUMBER && a->items[0].is_integer && a->items[0].integer == 1);
+        CHECK(a->items[0].type == SM_JSON_NUMBER && a->items[0].is_integer &&
+              a->items[0].integer == 1);
         CHECK(a->items[1].number == -2.5 && !a->items[1].is_integer);
         CHECK(a->items[2].type == SM_JSON_BOOL && a->items[2].boolean == 1);
         CHECK(a->items[3].type == SM_JSON_BOOL && a->items[3].boolean == 0);
@@ -45,7 +44,8 @@ static void test_json_values(void)
 static void test_json_strings(void)
 {
     /* Simple escapes, BMP escapes and a surrogate pair become UTF-8. */
-    const char *text = "\"q\\\" b\\\\ s\\/ \\b\\f\\n\\r\\t \\u00e9\\u65E5 \\ud83e\\udde0 raw\xc3\xa9\"";
+    const char *text =
+        "\"q\\\" b\\\\ s\\/ \\b\\f\\n\\r\\t \\u00e9\\u65E5 \\ud83e\\udde0 raw\xc3\xa9\"";
     const char *want = "q\" b\\ s/ \b\f\n\r\t \xc3\xa9\xe6\x97\xa5 \xf0\x9f\xa7\xa0 raw\xc3\xa9";
     sm_json v;
     CHECK(parse_text(text, &v) == SEGMAMBA_OK);
@@ -144,9 +144,10 @@ static void test_json_errors(void)
         memset(deep + n, ']', (size_t)n);
         sm_json v;
         sm_status st = sm_json_parse(deep, 2 * (size_t)n, "doc", &v);
-        CHECK_MSG(n == SM_JSON_MAX_DEPTH ? st == SEGMAMBA_OK
-                                         : st == SEGMAMBA_E_FORMAT &&
-                                               contains(segmamba_get_last_error(), "nested deeper than 64"),
+        CHECK_MSG(n == SM_JSON_MAX_DEPTH
+                      ? st == SEGMAMBA_OK
+                      : st == SEGMAMBA_E_FORMAT &&
+                            contains(segmamba_get_last_error(), "nested deeper than 64"),
                   "depth %d", n);
         sm_json_free(&v);
     }

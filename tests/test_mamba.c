@@ -41,11 +41,11 @@
 enum order { FORWARD, BACKWARD, SLICE, HDW, WHD };
 
 typedef struct layer_case {
-    const char *kind;           /* "v3", "v2", "none", "segmamba-v2" */
-    int n_dir, orderings;       /* as sm_mamba_weights */
-    int C, di, N, R, K;         /* dim, d_inner, d_state, dt_rank, d_conv */
+    const char *kind;     /* "v3", "v2", "none", "segmamba-v2" */
+    int n_dir, orderings; /* as sm_mamba_weights */
+    int C, di, N, R, K;   /* dim, d_inner, d_state, dt_rank, d_conv */
     int d, h, w;
-    int64_t S;                  /* nslices (v3 only) */
+    int64_t S; /* nslices (v3 only) */
 } layer_case;
 
 /* A layer's weights in PyTorch's layout, one allocation each. */
@@ -151,8 +151,10 @@ static void reference(const layer_case *c, const layer_weights *wt, const float 
         for (int e = 0; e < 2 * di; e++) {
             double s = 0;
             for (int k = 0; k < C; k++) s += (double)wt->in_proj[(int64_t)e * C + k] * t[l * C + k];
-            if (e < di) xi[l * di + e] = s;
-            else z[l * di + e - di] = s;
+            if (e < di)
+                xi[l * di + e] = s;
+            else
+                z[l * di + e - di] = s;
         }
 
     static const enum order v1[SM_DIRECTIONS] = {FORWARD, BACKWARD, SLICE};
@@ -175,7 +177,8 @@ static void reference(const layer_case *c, const layer_weights *wt, const float 
         for (int64_t q = 0; q < L; q++)
             for (int r = 0; r < np; r++) {
                 double a = 0;
-                for (int e = 0; e < di; e++) a += (double)wt->x_proj[s][(int64_t)r * di + e] * u[q * di + e];
+                for (int e = 0; e < di; e++)
+                    a += (double)wt->x_proj[s][(int64_t)r * di + e] * u[q * di + e];
                 p[q * np + r] = a;
             }
         for (int e = 0; e < di; e++) {
@@ -201,7 +204,8 @@ static void reference(const layer_case *c, const layer_weights *wt, const float 
     for (int64_t l = 0; l < L; l++)
         for (int k = 0; k < C; k++) {
             double a = 0;
-            for (int e = 0; e < di; e++) a += (double)wt->out_proj[(int64_t)k * di + e] * ysum[l * di + e];
+            for (int e = 0; e < di; e++)
+                a += (double)wt->out_proj[(int64_t)k * di + e] * ysum[l * di + e];
             out[l * C + k] = x[l * x_ld + k] + a;
         }
     free(t), free(xi), free(z), free(ysum), free(u), free(p), free(hs), free(tok);
@@ -209,8 +213,12 @@ static void reference(const layer_case *c, const layer_weights *wt, const float 
 
 static sm_mamba *create(const layer_case *c, const layer_weights *wt)
 {
-    sm_mamba_weights mw = {.n_dir = c->n_dir, .orderings = c->orderings, .norm_w = wt->norm_w,
-                           .norm_b = wt->norm_b, .in_proj = wt->in_proj, .out_proj = wt->out_proj};
+    sm_mamba_weights mw = {.n_dir = c->n_dir,
+                           .orderings = c->orderings,
+                           .norm_w = wt->norm_w,
+                           .norm_b = wt->norm_b,
+                           .in_proj = wt->in_proj,
+                           .out_proj = wt->out_proj};
     for (int s = 0; s < c->n_dir; s++) {
         mw.dir[s].conv_w = wt->conv_w[s];
         mw.dir[s].conv_b = wt->conv_b[s];
@@ -252,14 +260,15 @@ static void run_case(const sm_kernels *k, const layer_case *c, uint64_t seed)
     float *scratch = malloc((size_t)(L * sm_mamba_scratch_per_token(m, 0)) * sizeof *scratch);
     for (int in_place = 0; in_place < 2; in_place++) {
         const int ld = in_place ? x_ld : out_ld;
-        float *out = in_place ? malloc((size_t)(L * x_ld) * sizeof *out) : check_filled_floats(L * out_ld, SENTINEL);
+        float *out = in_place ? malloc((size_t)(L * x_ld) * sizeof *out)
+                              : check_filled_floats(L * out_ld, SENTINEL);
         if (in_place)
             for (int64_t i = 0; i < L * x_ld; i++) out[i] = x[i];
         double seconds[SM_KIND_COUNT] = {0};
         const sm_status st = sm_mamba_forward(m, k, in_place ? out : x, x_ld, out, ld, c->d, c->h,
                                               c->w, c->S, scratch, seconds);
-        CHECK_MSG(st == SEGMAMBA_OK, "%s %s %dx%dx%d: %s", sm_isa_name(k->isa), c->kind, c->d,
-                  c->h, c->w, segmamba_get_last_error());
+        CHECK_MSG(st == SEGMAMBA_OK, "%s %s %dx%dx%d: %s", sm_isa_name(k->isa), c->kind, c->d, c->h,
+                  c->w, segmamba_get_last_error());
         double err = 0, worst = 0; /* the largest error, and as a fraction of its bound */
         int64_t kept = 0;
         for (int64_t l = 0; l < L; l++) {
@@ -273,13 +282,16 @@ static void run_case(const sm_kernels *k, const layer_case *c, uint64_t seed)
             for (int j = C; j < ld; j++)
                 kept += out[l * ld + j] == (in_place ? x[l * x_ld + j] : SENTINEL);
         }
-        fprintf(stderr, "%-6s %-11s %dx%dx%d S %-3lld C %-2d di %-2d N %-2d R %-2d %s: max err "
-                "%.3g = %.3g of the branch's max %.3g, %.3g of the bound\n", sm_isa_name(k->isa),
-                c->kind, c->d, c->h, c->w, (long long)c->S, C, c->di, c->N, c->R,
-                in_place ? "in place" : "strided ", err, err / scale, scale, worst);
-        CHECK_MSG(worst <= 1.0, "%s %s %dx%dx%d S %lld in place %d: max err %.3g, %.3g times "
-                  "the bound (%g of the branch's max %.3g, + rounding)", sm_isa_name(k->isa), c->kind, c->d, c->h, c->w,
-                  (long long)c->S, in_place, err, worst, TOL, scale);
+        fprintf(stderr,
+                "%-6s %-11s %dx%dx%d S %-3lld C %-2d di %-2d N %-2d R %-2d %s: max err "
+                "%.3g = %.3g of the branch's max %.3g, %.3g of the bound\n",
+                sm_isa_name(k->isa), c->kind, c->d, c->h, c->w, (long long)c->S, C, c->di, c->N,
+                c->R, in_place ? "in place" : "strided ", err, err / scale, scale, worst);
+        CHECK_MSG(worst <= 1.0,
+                  "%s %s %dx%dx%d S %lld in place %d: max err %.3g, %.3g times "
+                  "the bound (%g of the branch's max %.3g, + rounding)",
+                  sm_isa_name(k->isa), c->kind, c->d, c->h, c->w, (long long)c->S, in_place, err,
+                  worst, TOL, scale);
         CHECK_MSG(kept == L * (ld - C), "%s %s: %lld of %lld padding floats changed",
                   sm_isa_name(k->isa), c->kind, (long long)(L * (ld - C) - kept),
                   (long long)(L * (ld - C)));
@@ -296,14 +308,24 @@ static void run_case(const sm_kernels *k, const layer_case *c, uint64_t seed)
  * the tokens, and weights of no layer kind. */
 static void test_refusals(void)
 {
-    const layer_case c = {.kind = "v3", .n_dir = 3, .C = 4, .di = 8, .N = 4, .R = 1, .K = 4,
-                          .d = 3, .h = 5, .w = 7, .S = 4};
+    const layer_case c = {.kind = "v3",
+                          .n_dir = 3,
+                          .C = 4,
+                          .di = 8,
+                          .N = 4,
+                          .R = 1,
+                          .K = 4,
+                          .d = 3,
+                          .h = 5,
+                          .w = 7,
+                          .S = 4};
     check_seed(7);
     layer_weights wt = random_weights(&c);
     sm_mamba *m = create(&c, &wt);
     if (m) {
         const int64_t L = 105;
-        float *x = check_random_floats(L * c.C, -1, 1), *out = check_filled_floats(L * c.C, SENTINEL);
+        float *x = check_random_floats(L * c.C, -1, 1),
+              *out = check_filled_floats(L * c.C, SENTINEL);
         float *scratch = malloc((size_t)(L * sm_mamba_scratch_per_token(m, 0)) * sizeof *scratch);
         double seconds[SM_KIND_COUNT] = {0};
         CHECK(sm_mamba_forward(m, sm_kernels_get(), x, c.C, out, c.C, 3, 5, 7, 4, scratch,

@@ -41,8 +41,10 @@ static void test_edt_brute_force(void)
                             const double dx = (a % w - b % w) * spacings[p][2];
                             best = fmin(best, sqrt(dz * dz + dy * dy + dx * dx));
                         }
-                    if (!any) CHECK(isinf(dist[a]));
-                    else worst = fmax(worst, fabs(best - dist[a]));
+                    if (!any)
+                        CHECK(isinf(dist[a]));
+                    else
+                        worst = fmax(worst, fabs(best - dist[a]));
                 }
                 CHECK_MSG(worst < 1e-9, "shape %d spacing %d density %d: error %g", s, p, density,
                           worst);
@@ -71,7 +73,7 @@ static void test_surface(void)
     m[1 * 25 + 1 * 5 + 1] = 0;
     sm_mask_surface(m, 5, 5, 5, s);
     CHECK(!s[2 * 25 + 2 * 5 + 2] && !s[1 * 25 + 2 * 5 + 2]); /* diagonal to the hole */
-    CHECK(s[1 * 25 + 1 * 5 + 2] && s[2 * 25 + 1 * 5 + 1]);    /* face neighbours of it */
+    CHECK(s[1 * 25 + 1 * 5 + 2] && s[2 * 25 + 1 * 5 + 1]);   /* face neighbours of it */
 }
 
 static void test_hand_cases(void)
@@ -157,9 +159,9 @@ static void test_regions(void)
     segmamba_region_score s[5];
     const double sp[3] = {1, 1, 1};
     CHECK(segmamba_score_regions(pred, ref, 1, 1, 6, sp, reg, 5, 0, s) == SEGMAMBA_OK);
-    CHECK(s[0].dice == 1.0 && s[0].hd95 == 0);                   /* TC: 1,2,3 vs 1,2,3 */
-    CHECK(fabs(s[1].dice - 8.0 / 9.0) < 1e-15);                  /* WT: 4 vs 5 voxels */
-    CHECK(fabs(s[2].dice - 0.8) < 1e-15);                        /* ET: {2,3} vs {1,2,3} */
+    CHECK(s[0].dice == 1.0 && s[0].hd95 == 0);                    /* TC: 1,2,3 vs 1,2,3 */
+    CHECK(fabs(s[1].dice - 8.0 / 9.0) < 1e-15);                   /* WT: 4 vs 5 voxels */
+    CHECK(fabs(s[2].dice - 0.8) < 1e-15);                         /* ET: {2,3} vs {1,2,3} */
     CHECK(s[3].dice == 0 && s[3].hd95 == 50 && s[3].n_pred == 1); /* label 1 absent in ref */
     CHECK(fabs(s[4].dice - 2.0 / 3.0) < 1e-15);
 }

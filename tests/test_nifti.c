@@ -34,10 +34,9 @@ static int contains(const char *s, const char *part) { return strstr(s, part) !=
 /* The value written at element i of a test image of datatype dt. */
 static double pattern(int dt, size_t i)
 {
-    const double v = (double)(i % 97) - ((dt == DT_UINT8 || dt == DT_UINT16 || dt == DT_UINT32 ||
-                                           dt == DT_UINT64)
-                                              ? 0
-                                              : 40);
+    const double v =
+        (double)(i % 97) -
+        ((dt == DT_UINT8 || dt == DT_UINT16 || dt == DT_UINT32 || dt == DT_UINT64) ? 0 : 40);
     return dt == DT_FLOAT32 || dt == DT_FLOAT64 ? v * 0.25 : v;
 }
 
@@ -104,8 +103,10 @@ static nifti_image *make(const char *path, const spec *s)
     nim->dz = nim->pixdim[3] = 2.5;
     nim->xyz_units = s->xyz_units ? s->xyz_units : NIFTI_UNITS_MM;
     const double c = cos(0.3), sn = sin(0.3);
-    nifti_dmat44 m = {{{1.5 * c, -0.75 * sn, 0, 10}, {1.5 * sn, 0.75 * c, 0, -20},
-                       {0, 0, 2.5, 30.5}, {0, 0, 0, 1}}};
+    nifti_dmat44 m = {{{1.5 * c, -0.75 * sn, 0, 10},
+                       {1.5 * sn, 0.75 * c, 0, -20},
+                       {0, 0, 2.5, 30.5},
+                       {0, 0, 0, 1}}};
     nim->sto_xyz = m;
     nim->sform_code = NIFTI_XFORM_SCANNER_ANAT;
     nim->qform_code = NIFTI_XFORM_ALIGNED_ANAT;
@@ -140,7 +141,8 @@ static void test_datatypes(void)
     int n = 0;
     for (size_t t = 0; t < sizeof all_types / sizeof all_types[0]; t++)
         for (int s = 0; s < 3; s++, n++) {
-            spec sp = {all_types[t], {3, 5, 4, 3, 1, 1, 1, 1}, slopes[s][0], slopes[s][1], n % 2, 0};
+            spec sp = {
+                all_types[t], {3, 5, 4, 3, 1, 1, 1, 1}, slopes[s][0], slopes[s][1], n % 2, 0};
             char name[64];
             snprintf(name, sizeof name, "dt%d_%d.nii%s", all_types[t], s, n % 3 ? ".gz" : "");
             const char *path = tmp(name);
@@ -153,8 +155,7 @@ static void test_datatypes(void)
             const double a = slopes[s][0] == 0 ? 1 : slopes[s][0];
             const double b = slopes[s][0] == 0 ? 0 : slopes[s][1];
             int bad = 0;
-            for (size_t i = 0; i < 60; i++)
-                bad += v.data[i] != (float)(pattern(sp.dt, i) * a + b);
+            for (size_t i = 0; i < 60; i++) bad += v.data[i] != (float)(pattern(sp.dt, i) * a + b);
             CHECK_MSG(bad == 0, "%s: %d values differ", path, bad);
             CHECK(fabs(v.geom.spacing[0] - 2.5) < 1e-6 && fabs(v.geom.spacing[1] - 0.75) < 1e-6 &&
                   fabs(v.geom.spacing[2] - 1.5) < 1e-6);
@@ -208,8 +209,8 @@ static void refusal(const char *name, const spec *sp, long patch_at, const void 
     sm_status st = segmamba_nifti_read(path, &v);
     const char *msg = segmamba_get_last_error();
     CHECK_MSG(st == want, "%s: status %d, want %d (%s)", name, st, want, msg);
-    CHECK_MSG(contains(msg, path) && contains(msg, words), "%s: message '%s' lacks '%s'", name,
-              msg, words);
+    CHECK_MSG(contains(msg, path) && contains(msg, words), "%s: message '%s' lacks '%s'", name, msg,
+              words);
     CHECK(v.data == NULL && v.geom.header == NULL);
 }
 
@@ -281,7 +282,8 @@ static void test_channels(void)
     st = segmamba_nifti_read_channels(bad_dims, 2, &v);
     CHECK(st == SEGMAMBA_E_SHAPE && v.data == NULL);
     CHECK_MSG(contains(segmamba_get_last_error(), "dims differ: 5x4x3 vs 5x4x4") &&
-                  contains(segmamba_get_last_error(), pa) && contains(segmamba_get_last_error(), pc),
+                  contains(segmamba_get_last_error(), pa) &&
+                  contains(segmamba_get_last_error(), pc),
               "%s", segmamba_get_last_error());
 
     /* a shifted origin and a different spacing, through edited headers */
@@ -306,8 +308,8 @@ static void test_channels(void)
     segmamba_volume_free(&v);
     const char *spc[2] = {pa, tmp("ch_spacing.nii")};
     st = segmamba_nifti_read_channels(spc, 2, &v);
-    CHECK_MSG(st == SEGMAMBA_E_SHAPE &&
-                  contains(segmamba_get_last_error(), "spacing differs: 1.5x0.75x2.5 vs 1.5x0.75x3 mm"),
+    CHECK_MSG(st == SEGMAMBA_E_SHAPE && contains(segmamba_get_last_error(),
+                                                 "spacing differs: 1.5x0.75x2.5 vs 1.5x0.75x3 mm"),
               "%s", segmamba_get_last_error());
     spec four = {DT_INT16, {4, 5, 4, 3, 2, 1, 1, 1}, 1, 0, 0, 0};
     make_file(tmp("ch_4d.nii"), &four);
@@ -389,7 +391,8 @@ static void test_writers(void)
     if (segmamba_nifti_read(fo, &back) == SEGMAMBA_OK) {
         CHECK(back.c == 2 && memcmp(back.data, prob, sizeof prob) == 0);
         for (int i = 0; i < 4; i++)
-            for (int j = 0; j < 4; j++) CHECK(fabs(back.geom.affine[i][j] - v.geom.affine[i][j]) < 1e-5);
+            for (int j = 0; j < 4; j++)
+                CHECK(fabs(back.geom.affine[i][j] - v.geom.affine[i][j]) < 1e-5);
         const nifti_image *h = back.geom.header;
         CHECK(fabs(h->cal_min + 0.25) < 1e-6 && fabs(h->cal_max - 0.75) < 1e-6);
         segmamba_volume_free(&back);
@@ -404,7 +407,8 @@ static void test_writers(void)
     CHECK(segmamba_nifti_write_f32(bo, &bare, prob, 1) == SEGMAMBA_OK);
     if (segmamba_nifti_read(bo, &back) == SEGMAMBA_OK) {
         const nifti_image *h = back.geom.header;
-        CHECK(h->sform_code == NIFTI_XFORM_ALIGNED_ANAT && h->qform_code == NIFTI_XFORM_ALIGNED_ANAT);
+        CHECK(h->sform_code == NIFTI_XFORM_ALIGNED_ANAT &&
+              h->qform_code == NIFTI_XFORM_ALIGNED_ANAT);
         for (int i = 0; i < 4; i++)
             for (int j = 0; j < 4; j++) {
                 CHECK(fabs(back.geom.affine[i][j] - v.geom.affine[i][j]) < 1e-5);

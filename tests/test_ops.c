@@ -32,12 +32,12 @@ static void test_instance_norm(void)
     const int64_t n = 1000;
     const int c = 5, ld = 7, dld = 9;
     float *x = random_buf(n * ld, -3, 5);
-    for (int64_t v = 0; v < n; v++) x[v * ld + 2] = x[v * ld + 2] * 0.001f + 100.0f; /* large mean */
+    for (int64_t v = 0; v < n; v++)
+        x[v * ld + 2] = x[v * ld + 2] * 0.001f + 100.0f; /* large mean */
     float *y = malloc((size_t)(n * dld) * sizeof *y);
     for (int64_t i = 0; i < n * dld; i++) y[i] = 12345.0f;
     for (int act = SM_ACT_NONE; act <= SM_ACT_LRELU; act++) {
-        CHECK(sm_instance_norm(sm_kernels_get(), x, ld, y, dld, n, c, (sm_act)act) ==
-              SEGMAMBA_OK);
+        CHECK(sm_instance_norm(sm_kernels_get(), x, ld, y, dld, n, c, (sm_act)act) == SEGMAMBA_OK);
         double max_err = 0;
         for (int k = 0; k < c; k++) {
             double mean = 0, var = 0;
@@ -70,7 +70,8 @@ static void test_instance_norm_add(void)
     for (int norm_b = 0; norm_b < 2; norm_b++) {
         for (int alias = 0; alias < 3; alias++) { /* dst: separate, a, b */
             float *a = random_buf(n * ld, -3, 5), *b = random_buf(n * ld, -2, 1);
-            float *ea = malloc((size_t)(n * ld) * sizeof *ea), *eb = malloc((size_t)(n * ld) * sizeof *eb);
+            float *ea = malloc((size_t)(n * ld) * sizeof *ea),
+                  *eb = malloc((size_t)(n * ld) * sizeof *eb);
             float *expect = malloc((size_t)(n * ld) * sizeof *expect);
             float *sep = malloc((size_t)(n * ld) * sizeof *sep);
             CHECK(sm_instance_norm(kern, a, ld, ea, ld, n, c, SM_ACT_NONE) == SEGMAMBA_OK);
@@ -142,7 +143,8 @@ static void test_pointwise(void)
                 double e = fabs(act_ref(a[v * ld + k], (sm_act)act) - y[v * ld + k]);
                 if (!(e <= e_act)) e_act = e;
             }
-        CHECK_MSG(e_add < 1e-5 && e_act < 1e-5, "act %d: add err %g, act err %g", act, e_add, e_act);
+        CHECK_MSG(e_add < 1e-5 && e_act < 1e-5, "act %d: add err %g, act err %g", act, e_add,
+                  e_act);
     }
     /* FUE, from its definition: m = sigmoid(mean), u = -m ln m, z + z (1 - u). */
     sm_fue(a, ld, y, ld, n, c);
@@ -185,8 +187,8 @@ static void test_convt2(void)
                                 for (int ci = 0; ci < cin; ci++)
                                     s += (double)x[((i * h + j) * w + k) * sld + ci] *
                                          wt[(((ci * cout + co) * 2 + a) * 2 + b) * 2 + cc];
-                                int64_t o = ((int64_t)(2 * i + a) * 2 * h + 2 * j + b) * 2 * w +
-                                            2 * k + cc;
+                                int64_t o =
+                                    ((int64_t)(2 * i + a) * 2 * h + 2 * j + b) * 2 * w + 2 * k + cc;
                                 double e = fabs(s - y[o * dld + co]);
                                 if (!(e <= max_err)) max_err = e;
                             }

@@ -25,10 +25,7 @@ static float uniform(float lo, float hi) { return (float)check_uniform(lo, hi); 
  * over values widened from float at -O3. As with fmax, a NaN is skipped. */
 static double max_err(double worst, double e) { return e > worst ? e : worst; }
 
-static size_t vox(int z, int y, int x, int h, int w)
-{
-    return ((size_t)z * h + y) * w + x;
-}
+static size_t vox(int z, int y, int x, int h, int w) { return ((size_t)z * h + y) * w + x; }
 
 /* ---- windows and weights ---- */
 
@@ -151,7 +148,8 @@ static void test_normalize(void)
     sm_normalize(y, n, &z);
     CHECK(y[0] == 0.0f && y[n - 1] == 0.0f);
 
-    segmamba_norm ct = {.kind = SEGMAMBA_NORM_CT, .clip_lo = 150, .clip_hi = 250, .mean = 190, .std = 30};
+    segmamba_norm ct = {
+        .kind = SEGMAMBA_NORM_CT, .clip_lo = 150, .clip_hi = 250, .mean = 190, .std = 30};
     memcpy(y, x, n * sizeof *y);
     sm_normalize(y, n, &ct);
     worst = 0;

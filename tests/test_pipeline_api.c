@@ -77,8 +77,8 @@ int main(void)
         for (int z = 0; z < v.d; z++)
             for (int y = 0; y < v.h; y++)
                 for (int x = 0; x < v.w; x++) {
-                    const double r2 = (z - 20.0) * (z - 20.0) + (y - 15.0) * (y - 15.0) +
-                                      (x - 15.0) * (x - 15.0);
+                    const double r2 =
+                        (z - 20.0) * (z - 20.0) + (y - 15.0) * (y - 15.0) + (x - 15.0) * (x - 15.0);
                     v.data[(size_t)ch * n + ((size_t)z * v.h + y) * v.w + x] =
                         (float)((r2 < 100.0 ? 3.0 + ch : 1.0) + check_uniform(-0.2, 0.2));
                 }
@@ -107,7 +107,8 @@ int main(void)
     for (size_t i = 0; argmax_ok && i < n; i++) {
         int best = 0;
         for (int k = 1; k < p.n_prob; k++)
-            if (p.probabilities[(size_t)k * n + i] > p.probabilities[(size_t)best * n + i]) best = k;
+            if (p.probabilities[(size_t)k * n + i] > p.probabilities[(size_t)best * n + i])
+                best = k;
         argmax_ok = p.labels[i] == best;
     }
     CHECK(argmax_ok);

@@ -80,7 +80,8 @@ static void run_case(int c, int64_t n, uint64_t seed)
         float *out = malloc((size_t)(n * ld) * sizeof *out);
         for (int64_t i = 0; i < n * ld; i++) out[i] = in_place ? x[i] : SENTINEL;
         CHECK(sm_se_forward(se, in_place ? out : x, x_ld, out, ld, n) == SEGMAMBA_OK);
-        double err = 0, worst = 0; /* the largest |out - x g| / |x|, and as a fraction of its bound */
+        double err = 0,
+               worst = 0; /* the largest |out - x g| / |x|, and as a fraction of its bound */
         int64_t kept = 0;
         for (int64_t v = 0; v < n; v++) {
             for (int j = 0; j < c; j++) {
@@ -90,13 +91,17 @@ static void run_case(int c, int64_t n, uint64_t seed)
                 err = e / fabs(xv) > err || e != e ? e / fabs(xv) : err;
                 worst = f > worst || f != f ? f : worst;
             }
-            for (int j = c; j < ld; j++) kept += out[v * ld + j] == (in_place ? x[v * x_ld + j] : SENTINEL);
+            for (int j = c; j < ld; j++)
+                kept += out[v * ld + j] == (in_place ? x[v * x_ld + j] : SENTINEL);
         }
-        fprintf(stderr, "c %-2d hidden %d n %-5lld %s: max err %.3g of |x|, %.3g of the bound "
-                "(gates in [%.3f, %.3f])\n", c, hid, (long long)n,
-                in_place ? "in place" : "strided ", err, worst, g_lo, g_hi);
-        CHECK_MSG(worst <= 1.0, "c %d n %lld in place %d: max err %.3g of |x|, %.3g times the "
-                  "bound", c, (long long)n, in_place, err, worst);
+        fprintf(stderr,
+                "c %-2d hidden %d n %-5lld %s: max err %.3g of |x|, %.3g of the bound "
+                "(gates in [%.3f, %.3f])\n",
+                c, hid, (long long)n, in_place ? "in place" : "strided ", err, worst, g_lo, g_hi);
+        CHECK_MSG(worst <= 1.0,
+                  "c %d n %lld in place %d: max err %.3g of |x|, %.3g times the "
+                  "bound",
+                  c, (long long)n, in_place, err, worst);
         CHECK_MSG(kept == n * (ld - c), "c %d n %lld in place %d: %lld padding floats changed", c,
                   (long long)n, in_place, (long long)(n * (ld - c) - kept));
         if (!(worst <= worst_margin)) worst_margin = worst;

@@ -25,12 +25,13 @@ static void test_hand_case(void)
 
 static void test_sizes(void)
 {
-    CHECK(sm_seg_packed_bytes(1, 1) == 2);             /* 1 bit: 1 byte, padded to 2 */
+    CHECK(sm_seg_packed_bytes(1, 1) == 2); /* 1 bit: 1 byte, padded to 2 */
     CHECK(sm_seg_packed_bytes(2, 8) == 2);
-    CHECK(sm_seg_packed_bytes(3, 8) == 4);             /* 3 bytes, padded */
-    CHECK(sm_seg_packed_bytes(456, 217 * 181) == 2238790); /* 17,910,312 bits: 2,238,789 bytes, padded */
+    CHECK(sm_seg_packed_bytes(3, 8) == 4); /* 3 bytes, padded */
+    CHECK(sm_seg_packed_bytes(456, 217 * 181) ==
+          2238790); /* 17,910,312 bits: 2,238,789 bytes, padded */
     CHECK(sm_seg_packed_bytes(0, 5) == 0);
-    CHECK(sm_seg_packed_bytes(SIZE_MAX / 2, 4) == 0);  /* overflow refused */
+    CHECK(sm_seg_packed_bytes(SIZE_MAX / 2, 4) == 0); /* overflow refused */
 }
 
 /* Random frames of every plane size 1..40 (all remainders mod 8), packed
@@ -53,7 +54,8 @@ static void test_random_frames(void)
             CHECK_MSG(memcmp(packed, model, bytes) == 0, "plane %zu, %zu frames", plane, n);
             for (size_t f = 0; f < n; f++) {
                 sm_seg_unpack_frame(packed, f, plane, back);
-                CHECK_MSG(memcmp(back, pix + f * plane, plane) == 0, "plane %zu frame %zu", plane, f);
+                CHECK_MSG(memcmp(back, pix + f * plane, plane) == 0, "plane %zu frame %zu", plane,
+                          f);
             }
             free(pix), free(back), free(packed), free(model);
         }

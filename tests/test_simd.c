@@ -100,12 +100,14 @@ static void test_token_orders(void)
                       (long long)q, (long long)t, (long long)tok[q]);
             if (t >= 0 && t < L) {
                 seen[t]++;
-                CHECK_MSG(sm_scan_position(&sq, t) == q, "order %d token %lld: position %lld, "
-                          "expected %lld", o, (long long)t, (long long)sm_scan_position(&sq, t),
-                          (long long)q);
+                CHECK_MSG(sm_scan_position(&sq, t) == q,
+                          "order %d token %lld: position %lld, "
+                          "expected %lld",
+                          o, (long long)t, (long long)sm_scan_position(&sq, t), (long long)q);
             }
         }
-        for (int64_t t = 0; t < L; t++) CHECK_MSG(seen[t] == 1, "order %d token %lld", o, (long long)t);
+        for (int64_t t = 0; t < L; t++)
+            CHECK_MSG(seen[t] == 1, "order %d token %lld", o, (long long)t);
     }
     sm_seq bad = seq_of(SM_ORDER_HDW, L, S);
     bad.w++;
@@ -118,8 +120,8 @@ static void test_token_orders(void)
  * included). With rank > 0 the kernel computes delta itself from a
  * (L, rank) dt_low and a (nch, rank) dt_proj, scaled to the same range.
  * Without gated, z is NULL: no SiLU(z) factor. */
-static void run_case_gate(const sm_kernels *k, sm_order order, int64_t L, int64_t S, int nch,
-                          int N, double dt_lo, double dt_hi, double a_hi, int rank, int gated)
+static void run_case_gate(const sm_kernels *k, sm_order order, int64_t L, int64_t S, int nch, int N,
+                          double dt_lo, double dt_hi, double a_hi, int rank, int gated)
 {
     const sm_seq sq = seq_of(order, L, S);
     const int ldu = nch + 3, ldz = 2 * nch + 1, ldbc = 2 * N + 5;
@@ -143,10 +145,22 @@ static void run_case_gate(const sm_kernels *k, sm_order order, int64_t L, int64_
         y[i] = (float)uniform(-1, 1); /* the kernel adds onto what is there */
         yr[i] = y[i];
     }
-    sm_scan_args a = {.seq = sq, .n_state = N, .u = u, .ld_u = ldu,
-                      .delta = dl, .ld_delta = ldu, .delta_bias = bias, .A = A, .B = bc + 1,
-                      .C = bc + 1 + N, .ld_bc = ldbc, .D = D, .z = gated ? z + 1 : NULL,
-                      .ld_z = ldz, .y = y, .ld_y = nch};
+    sm_scan_args a = {.seq = sq,
+                      .n_state = N,
+                      .u = u,
+                      .ld_u = ldu,
+                      .delta = dl,
+                      .ld_delta = ldu,
+                      .delta_bias = bias,
+                      .A = A,
+                      .B = bc + 1,
+                      .C = bc + 1 + N,
+                      .ld_bc = ldbc,
+                      .D = D,
+                      .z = gated ? z + 1 : NULL,
+                      .ld_z = ldz,
+                      .y = y,
+                      .ld_y = nch};
     float *lo = NULL, *wp = NULL;
     if (rank > 0) {
         /* dt_low in [0, 1) and weights whose row sums span [dt_lo, dt_hi] */
@@ -176,11 +190,12 @@ static void run_case_gate(const sm_kernels *k, sm_order order, int64_t L, int64_
     CHECK_MSG(max_err <= 2e-5 * (max_ref > 1 ? max_ref : 1),
               "%s order %d L %lld gated %d: max err %.3g (max |y| %.3g)", sm_isa_name(k->isa),
               (int)order, (long long)L, gated, max_err, max_ref);
-    free(u), free(dl), free(z), free(bc), free(y), free(A), free(yr), free(state), free(lo), free(wp);
+    free(u), free(dl), free(z), free(bc), free(y), free(A), free(yr), free(state), free(lo),
+        free(wp);
 }
 
-static void run_case_rank(const sm_kernels *k, sm_order order, int64_t L, int64_t S, int nch,
-                          int N, double dt_lo, double dt_hi, double a_hi, int rank)
+static void run_case_rank(const sm_kernels *k, sm_order order, int64_t L, int64_t S, int nch, int N,
+                          double dt_lo, double dt_hi, double a_hi, int rank)
 {
     run_case_gate(k, order, L, S, nch, N, dt_lo, dt_hi, a_hi, rank, 1);
 }
@@ -292,8 +307,8 @@ static void test_fma_probe(const sm_kernels *k)
     CHECK_MSG(mean0 >= 0 && mean0 < 0.02, "%s fma_probe: lane mean %g before any round",
               sm_isa_name(k->isa), mean0);
     CHECK_MSG(mean >= lo - margin && mean <= hi + margin,
-              "%s fma_probe: lane mean %g after %lld rounds, expected [%g, %g]", sm_isa_name(k->isa),
-              mean, (long long)n, lo, hi);
+              "%s fma_probe: lane mean %g after %lld rounds, expected [%g, %g]",
+              sm_isa_name(k->isa), mean, (long long)n, lo, hi);
 }
 
 /* Equal as bit patterns, or both NaN (a NaN's payload may differ). */
@@ -339,11 +354,13 @@ static void test_norm_sums(const sm_kernels *k)
             float *r = calloc((size_t)c, sizeof *r), *r2 = calloc((size_t)c, sizeof *r2);
             for (int64_t i = 0; i < (int64_t)nv * ld; i++) x[i] = norm_value(special, 1000.0f);
             for (int j = 0; j < c; j++) shift[j] = x[j];
-            for (int j = 0; j < c; j++) s[j] = r[j] = (float)uniform(-1, 1); /* adds to what is there */
+            for (int j = 0; j < c; j++)
+                s[j] = r[j] = (float)uniform(-1, 1); /* adds to what is there */
             k->norm_sums(x, ld, nv, c, shift, s, s2);
             sm_norm_sums_scalar(x, ld, nv, c, shift, r, r2);
             int diff = 0;
-            for (int j = 0; j < c; j++) diff += !same_float(s[j], r[j]) || !same_float(s2[j], r2[j]);
+            for (int j = 0; j < c; j++)
+                diff += !same_float(s[j], r[j]) || !same_float(s2[j], r2[j]);
             CHECK_MSG(diff == 0, "%s norm_sums c=%d special=%d: %d channels differ from scalar",
                       sm_isa_name(k->isa), c, special, diff);
             if (k->isa == SM_ISA_SCALAR && !special) {
@@ -358,8 +375,8 @@ static void test_norm_sums(const sm_kernels *k)
                     double e = fabs((double)r2[j] - ds2) / (ds2 + 1e-30);
                     if (!(e <= worst)) worst = e;
                 }
-                CHECK_MSG(worst <= 256 * 6e-8, "scalar norm_sums: relative error %.3g of the squares",
-                          worst);
+                CHECK_MSG(worst <= 256 * 6e-8,
+                          "scalar norm_sums: relative error %.3g of the squares", worst);
             }
             free(x);
             free(shift);
@@ -387,8 +404,8 @@ static void test_norm_apply(const sm_kernels *k)
         float *ya = malloc(len * sizeof *ya), *yb = malloc(len * sizeof *yb);
         float *st = malloc(6 * (size_t)c * sizeof *st);
         for (int j = 0; j < c; j++) {
-            st[j] = (float)uniform(0.1, 3);             /* scale */
-            st[c + j] = (float)uniform(-5, 5);          /* mean_hi */
+            st[j] = (float)uniform(0.1, 3);              /* scale */
+            st[c + j] = (float)uniform(-5, 5);           /* mean_hi */
             st[2 * c + j] = (float)uniform(-1e-6, 1e-6); /* mean_lo */
             st[3 * c + j] = (float)uniform(0.1, 3);
             st[4 * c + j] = (float)uniform(-5, 5);
@@ -404,11 +421,17 @@ static void test_norm_apply(const sm_kernels *k)
                     }
                     memcpy(ya, a, len * sizeof *a);
                     memcpy(yb, b, len * sizeof *b);
-                    sm_norm_args args = {
-                        .c = c, .a = a, .lda = ld, .sa = {st, st + c, st + 2 * c},
-                        .b = mode ? b : NULL, .ldb = ld, .norm_b = mode == 2,
-                        .sb = {st + 3 * c, st + 4 * c, st + 5 * c},
-                        .y = y, .ldy = ld, .act = (sm_act)act};
+                    sm_norm_args args = {.c = c,
+                                         .a = a,
+                                         .lda = ld,
+                                         .sa = {st, st + c, st + 2 * c},
+                                         .b = mode ? b : NULL,
+                                         .ldb = ld,
+                                         .norm_b = mode == 2,
+                                         .sb = {st + 3 * c, st + 4 * c, st + 5 * c},
+                                         .y = y,
+                                         .ldy = ld,
+                                         .act = (sm_act)act};
                     k->norm_apply(&args, v0, v1);
                     sm_norm_args ref = args;
                     ref.y = yr;
@@ -432,7 +455,8 @@ static void test_norm_apply(const sm_kernels *k)
                         }
                     CHECK_MSG(diff == 0,
                               "%s norm_apply c=%d mode=%d act=%d special=%d: %d values differ "
-                              "from scalar", sm_isa_name(k->isa), c, mode, act, special, diff);
+                              "from scalar",
+                              sm_isa_name(k->isa), c, mode, act, special, diff);
                     if (k->isa != SM_ISA_SCALAR || special) continue;
                     double worst = 0;
                     for (int v = v0; v < v1; v++)
@@ -442,7 +466,8 @@ static void test_norm_apply(const sm_kernels *k)
                             double mag = fabs(t);
                             if (mode == 1) t += b[i], mag += fabs(b[i]);
                             if (mode == 2) {
-                                double u = ((double)b[i] - st[4 * c + j] - st[5 * c + j]) * st[3 * c + j];
+                                double u =
+                                    ((double)b[i] - st[4 * c + j] - st[5 * c + j]) * st[3 * c + j];
                                 t += u;
                                 mag += fabs(u);
                             }
@@ -482,8 +507,8 @@ static void conv1d_case(const sm_kernels *k, sm_order order, int64_t L, int64_t 
     const sm_seq sq = seq_of(order, L, S);
     order_table(&sq, tok);
     for (int64_t q = 0; q < L; q++) pos[tok[q]] = q;
-    const sm_conv1d_args a = {.seq = sq, .c = c, .K = K, .x = x,
-                              .ld_x = ldx, .w = w, .b = b, .u = u, .ld_u = c};
+    const sm_conv1d_args a = {
+        .seq = sq, .c = c, .K = K, .x = x, .ld_x = ldx, .w = w, .b = b, .u = u, .ld_u = c};
     sm_conv1d_args as = a;
     as.u = us;
     const int64_t cut = L / 3 + 1; /* inside a slice */
@@ -527,7 +552,6 @@ static void test_conv1d_silu(const sm_kernels *k)
         conv1d_case(k, (sm_order)o, 24, 3, 16, 20); /* more taps than the vector kernel keeps */
     }
 }
-
 
 /* ---- Winograd transforms ------------------------------------------------
  * Each level's input and output transforms and GEMM against the
@@ -593,7 +617,7 @@ static void wino_input_case(const sm_kernels *k, int m, int c, int ld)
     sm_wino_window w = {.src = vol};
     for (int a = 0; a < 3; a++) {
         w.stride[a] = stride[a];
-        w.lo[a] = (int)uniform(0, 2);  /* 0 or 1: a padded first row, or none */
+        w.lo[a] = (int)uniform(0, 2); /* 0 or 1: a padded first row, or none */
         w.hi[a] = n - (int)uniform(0, n - 1);
         if (w.hi[a] <= w.lo[a]) w.hi[a] = w.lo[a] + 1;
     }
@@ -635,8 +659,10 @@ static void wino_input_case(const sm_kernels *k, int m, int c, int ld)
         }
     CHECK_MSG(worst <= 1.0, "%s wino input F(%d,3) c %d: error %.3g of the bound",
               sm_isa_name(k->isa), m, c, worst);
-    CHECK_MSG(pad_ok, "%s wino input F(%d,3) c %d: wrote past the padded channels or non-zero "
-              "padding", sm_isa_name(k->isa), m, c);
+    CHECK_MSG(pad_ok,
+              "%s wino input F(%d,3) c %d: wrote past the padded channels or non-zero "
+              "padding",
+              sm_isa_name(k->isa), m, c);
     free(vol), free(v), free(d), free(want), free(mag);
 }
 
@@ -689,13 +715,15 @@ static void wino_output_case(const sm_kernels *k, int m, int c, int ld, int relu
                 for (int ch = 0; ch < ld; ch++) {
                     const int inside = i < o.cnt[0] && j < o.cnt[1] && q < o.cnt[2] && ch < c;
                     if (!inside)
-                        untouched &= dst[i * stride[0] + j * stride[1] + q * stride[2] + ch] ==
-                                     SENTINEL_F;
+                        untouched &=
+                            dst[i * stride[0] + j * stride[1] + q * stride[2] + ch] == SENTINEL_F;
                 }
     CHECK_MSG(worst <= 1.0, "%s wino output F(%d,3) c %d relu %d: error %.3g of the bound",
               sm_isa_name(k->isa), m, c, relu, worst);
-    CHECK_MSG(untouched, "%s wino output F(%d,3) c %d: wrote outside the tile's voxels or "
-              "channels", sm_isa_name(k->isa), m, c);
+    CHECK_MSG(untouched,
+              "%s wino output F(%d,3) c %d: wrote outside the tile's voxels or "
+              "channels",
+              sm_isa_name(k->isa), m, c);
     free(mt), free(bias), free(dst), free(x), free(want), free(mag);
 }
 
@@ -790,8 +818,8 @@ int main(void)
             family_tests[f].run(k);
             fprintf(stderr, "%s %s: %d checks, %d failed\n", sm_isa_name(k->isa),
                     family_tests[f].family, check_count - checks, check_failures - failures);
-            CHECK_MSG(check_count > checks, "%s %s: the test checked nothing",
-                      sm_isa_name(k->isa), family_tests[f].family);
+            CHECK_MSG(check_count > checks, "%s %s: the test checked nothing", sm_isa_name(k->isa),
+                      family_tests[f].family);
         }
     }
     return check_report("test_simd");

@@ -95,9 +95,10 @@ static void test_level_kept(void)
     CHECK_MSG(differs == (strcmp(best, "scalar") != 0),
               "a model opened at %s %s one opened at scalar", best,
               differs ? "differs from" : "matches");
-    fprintf(stderr, "level switched to scalar, then to %s: open models kept theirs; a model "
-            "opened at %s %s one opened at scalar\n", best, best,
-            differs ? "differs from" : "matches");
+    fprintf(stderr,
+            "level switched to scalar, then to %s: open models kept theirs; a model "
+            "opened at %s %s one opened at scalar\n",
+            best, best, differs ? "differs from" : "matches");
 done:
     segmamba_close(at_scalar);
     segmamba_close(at_best);
@@ -143,11 +144,14 @@ int main(void)
     CHECK(pthread_create(&th[WORKERS], NULL, own_model, NULL) == 0);
     for (int t = 0; t <= WORKERS; t++) pthread_join(th[t], NULL);
     CHECK_MSG(atomic_load(&failures) == 0, "%d forwards failed", atomic_load(&failures));
-    CHECK_MSG(atomic_load(&mismatches) == 0, "%d of %d concurrent outputs differ from the serial "
-              "run", atomic_load(&mismatches), WORKERS * 2 * RUNS + 1);
-    fprintf(stderr, "%d threads x %d forwards on %d models, and one model opened, run and closed "
-            "on its own thread: %d outputs differ from the serial run\n", WORKERS, 2 * RUNS,
-            MODELS, atomic_load(&mismatches));
+    CHECK_MSG(atomic_load(&mismatches) == 0,
+              "%d of %d concurrent outputs differ from the serial "
+              "run",
+              atomic_load(&mismatches), WORKERS * 2 * RUNS + 1);
+    fprintf(stderr,
+            "%d threads x %d forwards on %d models, and one model opened, run and closed "
+            "on its own thread: %d outputs differ from the serial run\n",
+            WORKERS, 2 * RUNS, MODELS, atomic_load(&mismatches));
     test_level_kept();
 
     for (int m = 0; m < MODELS; m++) {

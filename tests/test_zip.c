@@ -10,10 +10,7 @@
 
 #define FIXTURES "tests/fixtures/loaders/"
 
-static int contains(const char *s, const char *part)
-{
-    return s && strstr(s, part) != NULL;
-}
+static int contains(const char *s, const char *part) { return s && strstr(s, part) != NULL; }
 
 static void test_zip(void)
 {
@@ -35,7 +32,8 @@ static void test_zip(void)
     /* Damage a classic archive's end record and first directory entry. */
     CHECK(segmamba_file_read(FIXTURES "handmade.pt", &file, &size) == SEGMAMBA_OK);
     unsigned char *eocd = file + size - 22;
-    uint32_t cd_offset = eocd[16] | eocd[17] << 8 | (uint32_t)eocd[18] << 16 | (uint32_t)eocd[19] << 24;
+    uint32_t cd_offset =
+        eocd[16] | eocd[17] << 8 | (uint32_t)eocd[18] << 16 | (uint32_t)eocd[19] << 24;
     static const struct {
         int in_directory; /* 0: in the end record, 1: in the first central header */
         size_t offset;    /* byte offset within it */
@@ -61,13 +59,15 @@ static void test_zip(void)
         memcpy(base + damage[i].offset, damage[i].value, damage[i].len);
         sm_status st = sm_zip_open(&z, copy, size, "damaged.zip");
         const char *msg = segmamba_get_last_error();
-        CHECK_MSG(st != SEGMAMBA_OK && contains(msg, "damaged.zip") && contains(msg, damage[i].message),
+        CHECK_MSG(st != SEGMAMBA_OK && contains(msg, "damaged.zip") &&
+                      contains(msg, damage[i].message),
                   "damage %zu: %s '%s'", i, segmamba_get_status_name(st), msg);
         CHECK(z.entries == NULL && z.count == 0);
         free(copy);
     }
     /* The end record sits at the very end, so no truncation opens. */
-    for (size_t cut = 0; cut < size; cut++) CHECK(sm_zip_open(&z, file, cut, "cut.zip") != SEGMAMBA_OK);
+    for (size_t cut = 0; cut < size; cut++)
+        CHECK(sm_zip_open(&z, file, cut, "cut.zip") != SEGMAMBA_OK);
     free(file);
 }
 

@@ -21,8 +21,8 @@ static inline double wino_term(double e, double d, wino_mode mode)
 
 /* y = M x along the three axes of an n^3 array (z, y, x order; results
  * keep the n^3 strides): rows outputs per axis, n for B^T, m for A^T. */
-static inline void wino_apply3(const double (*mat)[SM_WINO_MAX_N], int rows, int n,
-                               const double *x, double *y, wino_mode mode)
+static inline void wino_apply3(const double (*mat)[SM_WINO_MAX_N], int rows, int n, const double *x,
+                               double *y, wino_mode mode)
 {
     enum { N = SM_WINO_MAX_N };
     double a[N][N][N], b[N][N][N];

@@ -15,8 +15,7 @@ struct sm_emu_dim3 {
 
 inline thread_local sm_emu_dim3 blockIdx, threadIdx, blockDim;
 
-template <class F>
-void sm_emu_launch(unsigned blocks, unsigned threads, const F &thread_body)
+template <class F> void sm_emu_launch(unsigned blocks, unsigned threads, const F &thread_body)
 {
 #pragma omp parallel for schedule(dynamic, 8)
     for (long b = 0; b < (long)blocks; b++) {

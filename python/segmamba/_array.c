@@ -11,13 +11,12 @@
 /* ---- _Array: memory the library allocated, as a buffer ------------------ */
 
 typedef struct {
-    PyObject_HEAD
-    void *data;        /* malloc'd by the library; freed with free() */
+    PyObject_HEAD void *data; /* malloc'd by the library; freed with free() */
     int ndim;
     Py_ssize_t shape[5];
     Py_ssize_t strides[5];
     Py_ssize_t itemsize;
-    char format[2];    /* "f" or "B" */
+    char format[2];      /* "f" or "B" */
     segmamba_volume vol; /* when the array is a volume read from a file: owns data */
     int is_volume;
 } ArrayObject;
@@ -102,8 +101,7 @@ static PyObject *array_geometry(ArrayObject *a, void *closure)
 
 static PyGetSetDef array_getset[] = {
     {"geometry", (getter)array_geometry, NULL,
-     "the geometry of a volume read from a NIfTI file (spacing, affine, shape), else None",
-     NULL},
+     "the geometry of a volume read from a NIfTI file (spacing, affine, shape), else None", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
 PyTypeObject smpy_array_type = {
@@ -167,10 +165,8 @@ PyObject *smpy_read_nifti(PyObject *mod, PyObject *args)
     }
     segmamba_volume v = {0};
     segmamba_status st;
-    Py_BEGIN_ALLOW_THREADS
-    st = segmamba_nifti_read_channels(paths, n, &v);
-    Py_END_ALLOW_THREADS
-    Py_DECREF(seq);
+    Py_BEGIN_ALLOW_THREADS st = segmamba_nifti_read_channels(paths, n, &v);
+    Py_END_ALLOW_THREADS Py_DECREF(seq);
     if (st != SEGMAMBA_OK) return smpy_raise_last(st);
     const Py_ssize_t shape[4] = {v.c, v.d, v.h, v.w};
     ArrayObject *a = (ArrayObject *)smpy_array_new(NULL, 'f', 4, shape);
@@ -213,8 +209,9 @@ static int geometry_from(PyObject *like, PyObject *affine, segmamba_geometry *g,
     }
     if (g->d != d || g->h != h || g->w != w) {
         char msg[256];
-        snprintf(msg, sizeof msg, "the array's grid %dx%dx%d (D, H, W) is not the geometry's %dx%dx%d",
-                 d, h, w, g->d, g->h, g->w);
+        snprintf(msg, sizeof msg,
+                 "the array's grid %dx%dx%d (D, H, W) is not the geometry's %dx%dx%d", d, h, w,
+                 g->d, g->h, g->w);
         smpy_raise_status(SEGMAMBA_E_SHAPE, msg);
         return -1;
     }
@@ -243,11 +240,9 @@ PyObject *smpy_write_nifti(PyObject *mod, PyObject *args)
     }
     const int c = (int)b.shape[0];
     segmamba_status st;
-    Py_BEGIN_ALLOW_THREADS
-    st = is_float ? segmamba_nifti_write_f32(path, &g, b.buf, c)
-                  : segmamba_nifti_write_u8(path, &g, b.buf, c);
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&b);
+    Py_BEGIN_ALLOW_THREADS st = is_float ? segmamba_nifti_write_f32(path, &g, b.buf, c)
+                                         : segmamba_nifti_write_u8(path, &g, b.buf, c);
+    Py_END_ALLOW_THREADS PyBuffer_Release(&b);
     if (st != SEGMAMBA_OK) return smpy_raise_last(st);
     Py_RETURN_NONE;
 }

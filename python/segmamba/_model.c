@@ -9,13 +9,12 @@
 /* ---- _Model ------------------------------------------------------------- */
 
 typedef struct {
-    PyObject_HEAD
-    segmamba_model *m;
+    PyObject_HEAD segmamba_model *m;
     segmamba_card card;
     segmamba_config cfg;
-    int generic_card;   /* 1: the checkpoint had no card; the generic one is used */
-    int busy;           /* calls under way with the GIL released (close waits for none) */
-    int threads;        /* applied before each call; 0: leave the process setting */
+    int generic_card; /* 1: the checkpoint had no card; the generic one is used */
+    int busy;         /* calls under way with the GIL released (close waits for none) */
+    int threads;      /* applied before each call; 0: leave the process setting */
 } ModelObject;
 
 static int model_usable(ModelObject *self)
@@ -31,40 +30,42 @@ static int model_usable(ModelObject *self)
  * (cli_open_model): the card first, its nslices and FUE as defaults. */
 static int model_init(ModelObject *self, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"path", "conv", "winograd_tile", "nslices", "fue", "bf16", "tf32",
-                            "backend", "card_path", "card_json", "threads", NULL};
+    static char *names[] = {"path", "conv",    "winograd_tile", "nslices",   "fue",     "bf16",
+                            "tf32", "backend", "card_path",     "card_json", "threads", NULL};
     const char *path, *card_path = NULL, *card_json = NULL;
     Py_ssize_t card_json_len = 0;
     int conv = 0, tile = 0, fue = 0, bf16 = 0, tf32 = 0, backend = 0, threads = 0;
     PyObject *nslices = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "s|iiOiiiizz#i", names, &path, &conv, &tile,
-                                     &nslices, &fue, &bf16, &tf32, &backend, &card_path,
-                                     &card_json, &card_json_len, &threads))
+                                     &nslices, &fue, &bf16, &tf32, &backend, &card_path, &card_json,
+                                     &card_json_len, &threads))
         return -1;
     if (self->m) {
         PyErr_SetString(PyExc_RuntimeError, "_Model.__init__ called twice");
         return -1;
     }
-    segmamba_options o = {.conv = (segmamba_conv_backend)conv, .winograd_tile = tile, .fue = fue,
-                          .bf16 = bf16, .tf32 = tf32, .backend = (segmamba_backend)backend};
-    if (nslices != Py_None &&
-        !PyArg_ParseTuple(nslices, "iiii", &o.nslices[0], &o.nslices[1], &o.nslices[2],
-                          &o.nslices[3]))
+    segmamba_options o = {.conv = (segmamba_conv_backend)conv,
+                          .winograd_tile = tile,
+                          .fue = fue,
+                          .bf16 = bf16,
+                          .tf32 = tf32,
+                          .backend = (segmamba_backend)backend};
+    if (nslices != Py_None && !PyArg_ParseTuple(nslices, "iiii", &o.nslices[0], &o.nslices[1],
+                                                &o.nslices[2], &o.nslices[3]))
         return -1;
     self->threads = threads;
     segmamba_status st;
     segmamba_model *m = NULL;
     int generic = 0;
-    Py_BEGIN_ALLOW_THREADS
-    if (threads > 0) segmamba_set_threads(threads);
+    Py_BEGIN_ALLOW_THREADS if (threads > 0) segmamba_set_threads(threads);
     if (card_json) {
         st = segmamba_card_parse(card_json, (size_t)card_json_len, "the card given", &self->card);
         if (st == SEGMAMBA_OK) st = segmamba_open_for_card(path, &self->card, &o, &m);
     } else {
         st = segmamba_open_with_card(path, card_path, &o, &m, &self->card, &generic);
     }
-    Py_END_ALLOW_THREADS
-    if (st != SEGMAMBA_OK) {
+    Py_END_ALLOW_THREADS if (st != SEGMAMBA_OK)
+    {
         smpy_raise_last(st);
         return -1;
     }
@@ -83,13 +84,12 @@ static void model_dealloc(ModelObject *self)
 static PyObject *model_close(ModelObject *self, PyObject *unused)
 {
     (void)unused;
-    if (self->busy) return smpy_raise_status(SEGMAMBA_E_ARG, "the model is in use by another thread");
+    if (self->busy)
+        return smpy_raise_status(SEGMAMBA_E_ARG, "the model is in use by another thread");
     segmamba_model *m = self->m;
     self->m = NULL;
-    Py_BEGIN_ALLOW_THREADS
-    segmamba_close(m);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
+    Py_BEGIN_ALLOW_THREADS segmamba_close(m);
+    Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
 
 static PyObject *ints4(const int *v) { return Py_BuildValue("(iiii)", v[0], v[1], v[2], v[3]); }
@@ -110,16 +110,18 @@ static PyObject *model_config(ModelObject *self, PyObject *unused)
     const char *family, *mamba_type;
     segmamba_get_config_names(c, &family, &mamba_type);
     return Py_BuildValue(
-        "{s:s,s:s,s:i,s:i,s:N,s:N,s:i,s:i,s:i,s:i,s:N,s:N,s:O,s:L,s:s,s:s,s:O,s:L,s:N}",
-        "family", family, "mamba_type", mamba_type, "in_chans",
-        c->in_chans, "out_chans", c->out_chans, "depths", ints4(c->depths), "feat_size",
-        ints4(c->feat), "hidden_size", c->hidden, "d_state", c->d_state, "d_conv", c->d_conv,
-        "expand", c->expand, "dt_rank", ints4(c->dt_rank), "nslices", ints4(c->nslices), "fue",
-        c->fue ? Py_True : Py_False, "parameters", (long long)c->n_params, "backend",
+        "{s:s,s:s,s:i,s:i,s:N,s:N,s:i,s:i,s:i,s:i,s:N,s:N,s:O,s:L,s:s,s:s,s:O,s:L,s:N}", "family",
+        family, "mamba_type", mamba_type, "in_chans", c->in_chans, "out_chans", c->out_chans,
+        "depths", ints4(c->depths), "feat_size", ints4(c->feat), "hidden_size", c->hidden,
+        "d_state", c->d_state, "d_conv", c->d_conv, "expand", c->expand, "dt_rank",
+        ints4(c->dt_rank), "nslices", ints4(c->nslices), "fue", c->fue ? Py_True : Py_False,
+        "parameters", (long long)c->n_params, "backend",
         c->backend == SEGMAMBA_BACKEND_CUDA ? "cuda" : "cpu", "precision",
-        c->bf16 ? "bf16" : c->tf32 ? "tf32" : "fp32", "generic_card",
-        self->generic_card ? Py_True : Py_False, "arena_bytes", (long long)c->arena_bytes,
-        "ignored", ignored);
+        c->bf16   ? "bf16"
+        : c->tf32 ? "tf32"
+                  : "fp32",
+        "generic_card", self->generic_card ? Py_True : Py_False, "arena_bytes",
+        (long long)c->arena_bytes, "ignored", ignored);
 }
 
 static PyObject *model_card_json(ModelObject *self, PyObject *unused)
@@ -152,10 +154,9 @@ static PyObject *model_profile(ModelObject *self, PyObject *unused)
         if (segmamba_get_layer(self->m, i, &l) == SEGMAMBA_OK && l.conv3x3x3) conv3 += l.seconds;
     }
     return Py_BuildValue("{s:d,s:d,s:d,s:d,s:d,s:d,s:d}", "seconds_conv", p.seconds_conv,
-                         "seconds_conv3x3x3", conv3, "seconds_scan", p.seconds_scan,
-                         "seconds_norm", p.seconds_norm, "seconds_other", p.seconds_other,
-                         "seconds", p.seconds_conv + p.seconds_scan + p.seconds_norm +
-                                        p.seconds_other,
+                         "seconds_conv3x3x3", conv3, "seconds_scan", p.seconds_scan, "seconds_norm",
+                         p.seconds_norm, "seconds_other", p.seconds_other, "seconds",
+                         p.seconds_conv + p.seconds_scan + p.seconds_norm + p.seconds_other,
                          "flops", p.flops);
 }
 
@@ -172,11 +173,10 @@ static PyObject *model_layers(ModelObject *self, PyObject *unused)
             Py_DECREF(list);
             return smpy_raise_last(st);
         }
-        PyObject *d = Py_BuildValue("{s:s,s:s,s:i,s:O,s:i,s:i,s:i,s:d}", "op", l.op, "backend",
-                                    l.backend, "kernel", l.kernel, "conv3x3x3",
-                                    l.conv3x3x3 ? Py_True : Py_False, "level", l.level,
-                                    "in_channels", l.in_channels, "out_channels", l.out_channels,
-                                    "seconds", l.seconds);
+        PyObject *d = Py_BuildValue(
+            "{s:s,s:s,s:i,s:O,s:i,s:i,s:i,s:d}", "op", l.op, "backend", l.backend, "kernel",
+            l.kernel, "conv3x3x3", l.conv3x3x3 ? Py_True : Py_False, "level", l.level,
+            "in_channels", l.in_channels, "out_channels", l.out_channels, "seconds", l.seconds);
         if (!d) {
             Py_DECREF(list);
             return NULL;
@@ -195,8 +195,8 @@ static PyObject *shape_error(const ModelObject *self, const Py_buffer *x)
                         "got %d dimensions",
                         self->cfg.in_chans, self->cfg.in_chans, x->ndim);
     for (int k = 0; k < x->ndim && used > 0 && (size_t)used < sizeof msg; k++)
-        used += snprintf(msg + used, sizeof msg - (size_t)used, "%s%zd", k ? "x" : " ",
-                         x->shape[k]);
+        used +=
+            snprintf(msg + used, sizeof msg - (size_t)used, "%s%zd", k ? "x" : " ", x->shape[k]);
     return smpy_raise_status(SEGMAMBA_E_SHAPE, msg);
 }
 
@@ -237,12 +237,10 @@ static PyObject *model_forward(ModelObject *self, PyObject *args)
     for (int k = 0; k < x.ndim; k++) view.shape[k] = x.shape[k];
     const int threads = self->threads;
     self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    if (threads > 0) segmamba_set_threads(threads);
+    Py_BEGIN_ALLOW_THREADS if (threads > 0) segmamba_set_threads(threads);
     st = segmamba_array_check_finite(&view, "input");
     if (st == SEGMAMBA_OK) st = segmamba_forward_batch(self->m, count, x.buf, d, h, w, y.buf);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    Py_END_ALLOW_THREADS self->busy--;
     PyBuffer_Release(&x);
     PyBuffer_Release(&y);
     if (st != SEGMAMBA_OK) return smpy_raise_last(st);
@@ -265,8 +263,10 @@ static int on_progress(void *user, int done, int total)
         stop = 1;
     } else if (p->callback != Py_None) {
         PyObject *r = PyObject_CallFunction(p->callback, "ii", done, total);
-        if (!r) stop = 1;
-        else if (PyObject_IsTrue(r) == 1) stop = 1; /* a true return value cancels */
+        if (!r)
+            stop = 1;
+        else if (PyObject_IsTrue(r) == 1)
+            stop = 1; /* a true return value cancels */
         Py_XDECREF(r);
     }
     if (stop && PyErr_Occurred()) {
@@ -310,19 +310,25 @@ static PyObject *model_predict(ModelObject *self, PyObject *args)
     if (v.ndim != 4) {
         PyBuffer_Release(&v);
         Py_XDECREF(path_seq);
-        return smpy_raise_status(SEGMAMBA_E_SHAPE, "volume: expected a float32 array shaped (C, D, H, W)");
+        return smpy_raise_status(SEGMAMBA_E_SHAPE,
+                                 "volume: expected a float32 array shaped (C, D, H, W)");
     }
-    segmamba_volume vol = {.c = (int)v.shape[0], .d = (int)v.shape[1], .h = (int)v.shape[2],
-                           .w = (int)v.shape[3], .data = v.buf};
+    segmamba_volume vol = {.c = (int)v.shape[0],
+                           .d = (int)v.shape[1],
+                           .h = (int)v.shape[2],
+                           .w = (int)v.shape[3],
+                           .data = v.buf};
     vol.geom.d = vol.d, vol.geom.h = vol.h, vol.geom.w = vol.w;
     for (int a = 0; a < 3; a++) {
         vol.geom.spacing[a] = sp[a];
         vol.geom.affine[a][2 - a] = sp[a]; /* (i, j, k) = (W, H, D) */
     }
     vol.geom.affine[3][3] = 1.0;
-    segmamba_predict_options po = {.no_tta = no_tta, .overlap = overlap,
+    segmamba_predict_options po = {.no_tta = no_tta,
+                                   .overlap = overlap,
                                    .want_probabilities = want_prob,
-                                   .want_regions = want_regions, .want_uncertainty = want_unc,
+                                   .want_regions = want_regions,
+                                   .want_uncertainty = want_unc,
                                    .progress = on_progress};
     progress_ctx prog = {.callback = callback};
     po.progress_user = &prog;
@@ -330,13 +336,11 @@ static PyObject *model_predict(ModelObject *self, PyObject *args)
     segmamba_status st;
     const int threads = self->threads;
     self->busy++;
-    Py_BEGIN_ALLOW_THREADS
-    if (threads > 0) segmamba_set_threads(threads);
+    Py_BEGIN_ALLOW_THREADS if (threads > 0) segmamba_set_threads(threads);
     st = segmamba_volume_check_finite(&vol, n_paths ? paths : NULL, n_paths);
     if (st == SEGMAMBA_OK) st = segmamba_card_check_model(&self->card, self->m);
     if (st == SEGMAMBA_OK) st = segmamba_predict(self->m, &self->card, &vol, &po, &p);
-    Py_END_ALLOW_THREADS
-    self->busy--;
+    Py_END_ALLOW_THREADS self->busy--;
     PyBuffer_Release(&v);
     Py_XDECREF(path_seq);
     if (prog.failed) {
@@ -353,10 +357,10 @@ static PyObject *model_predict(ModelObject *self, PyObject *args)
     const Py_ssize_t sm4[4] = {p.n_masks, p.d, p.h, p.w};
     int bad = !r;
     /* Each array changes hands: the _Array frees it, so p no longer does. */
-#define HAND_OVER(key, field, fmt, nd, shape)                                    \
-    if (!bad && p.field) {                                                      \
-        bad = smpy_put(r, key, smpy_array_new(p.field, fmt, nd, shape)) != 0;             \
-        p.field = NULL;                                                          \
+#define HAND_OVER(key, field, fmt, nd, shape)                                                      \
+    if (!bad && p.field) {                                                                         \
+        bad = smpy_put(r, key, smpy_array_new(p.field, fmt, nd, shape)) != 0;                      \
+        p.field = NULL;                                                                            \
     }
     HAND_OVER("labels", labels, 'B', 3, g)
     HAND_OVER("probabilities", probabilities, 'f', 4, sp4)
@@ -366,8 +370,8 @@ static PyObject *model_predict(ModelObject *self, PyObject *args)
 #undef HAND_OVER
     if (!bad)
         bad = smpy_put(r, "box",
-                  Py_BuildValue("((ii)(ii)(ii))", p.box[0][0], p.box[0][1], p.box[1][0],
-                                p.box[1][1], p.box[2][0], p.box[2][1])) != 0 ||
+                       Py_BuildValue("((ii)(ii)(ii))", p.box[0][0], p.box[0][1], p.box[1][0],
+                                     p.box[1][1], p.box[2][0], p.box[2][1])) != 0 ||
               smpy_put(r, "windows", PyLong_FromLong(p.windows)) != 0;
     segmamba_prediction_free(&p);
     if (bad) {

@@ -30,7 +30,10 @@ PyObject *smpy_raise_status(segmamba_status st, const char *message)
     return NULL;
 }
 
-PyObject *smpy_raise_last(segmamba_status st) { return smpy_raise_status(st, segmamba_get_last_error()); }
+PyObject *smpy_raise_last(segmamba_status st)
+{
+    return smpy_raise_status(st, segmamba_get_last_error());
+}
 
 int smpy_put(PyObject *dict, const char *key, PyObject *value)
 {
@@ -68,7 +71,8 @@ static PyObject *py_metrics(PyObject *mod, PyObject *args)
             PyObject *labels;
             if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "sO", &name, &labels) ||
                 strlen(name) >= sizeof regions[i].name) {
-                if (!PyErr_Occurred()) smpy_raise_status(SEGMAMBA_E_ARG, "regions: a name is too long");
+                if (!PyErr_Occurred())
+                    smpy_raise_status(SEGMAMBA_E_ARG, "regions: a name is too long");
                 Py_DECREF(seq);
                 return NULL;
             }
@@ -89,7 +93,8 @@ static PyObject *py_metrics(PyObject *mod, PyObject *args)
             if (!ok) {
                 Py_DECREF(seq);
                 if (PyErr_Occurred()) return NULL;
-                return smpy_raise_status(SEGMAMBA_E_ARG, "regions: labels are 1 to 256 values 0..255");
+                return smpy_raise_status(SEGMAMBA_E_ARG,
+                                         "regions: labels are 1 to 256 values 0..255");
             }
             segmamba_region_init(&regions[i], name, lab, (int)nl);
         }
@@ -106,23 +111,23 @@ static PyObject *py_metrics(PyObject *mod, PyObject *args)
     if (!same) {
         PyBuffer_Release(&p);
         PyBuffer_Release(&r);
-        return smpy_raise_status(SEGMAMBA_E_SHAPE, "pred and ref: two (D, H, W) label maps of one shape");
+        return smpy_raise_status(SEGMAMBA_E_SHAPE,
+                                 "pred and ref: two (D, H, W) label maps of one shape");
     }
     segmamba_region_score scores[256];
     segmamba_status st;
-    Py_BEGIN_ALLOW_THREADS
-    st = segmamba_score_regions(p.buf, r.buf, (int)p.shape[0], (int)p.shape[1], (int)p.shape[2],
-                                sp, regions, n, both, scores);
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&p);
+    Py_BEGIN_ALLOW_THREADS st =
+        segmamba_score_regions(p.buf, r.buf, (int)p.shape[0], (int)p.shape[1], (int)p.shape[2], sp,
+                               regions, n, both, scores);
+    Py_END_ALLOW_THREADS PyBuffer_Release(&p);
     PyBuffer_Release(&r);
     if (st != SEGMAMBA_OK) return smpy_raise_last(st);
     PyObject *out = PyDict_New();
     for (int i = 0; out && i < n; i++)
         if (smpy_put(out, regions[i].name,
-                Py_BuildValue("{s:d,s:d,s:L,s:L}", "dice", scores[i].dice, "hd95", scores[i].hd95,
-                              "n_pred", (long long)scores[i].n_pred, "n_ref",
-                              (long long)scores[i].n_ref)) != 0)
+                     Py_BuildValue("{s:d,s:d,s:L,s:L}", "dice", scores[i].dice, "hd95",
+                                   scores[i].hd95, "n_pred", (long long)scores[i].n_pred, "n_ref",
+                                   (long long)scores[i].n_ref)) != 0)
             Py_CLEAR(out);
     return out;
 }
@@ -134,11 +139,13 @@ static PyObject *py_build_info(PyObject *mod, PyObject *unused)
     segmamba_get_build_info(&b);
     char gpu[256];
     const int have_gpu = segmamba_get_cuda_device(gpu, sizeof gpu);
-    return Py_BuildValue("{s:s,s:O,s:O,s:s,s:s,s:O,s:s}", "version", segmamba_get_version(), "onednn",
-                         b.onednn ? Py_True : Py_False, "openmp", b.openmp ? Py_True : Py_False,
-                         "cuda", !b.cuda ? "not built" : b.cuda == 2 ? "emulated" : "built",
-                         "isa", segmamba_get_isa(), "cuda_device", have_gpu ? Py_True : Py_False,
-                         "cuda_info", gpu);
+    return Py_BuildValue(
+        "{s:s,s:O,s:O,s:s,s:s,s:O,s:s}", "version", segmamba_get_version(), "onednn",
+        b.onednn ? Py_True : Py_False, "openmp", b.openmp ? Py_True : Py_False, "cuda",
+        !b.cuda       ? "not built"
+        : b.cuda == 2 ? "emulated"
+                      : "built",
+        "isa", segmamba_get_isa(), "cuda_device", have_gpu ? Py_True : Py_False, "cuda_info", gpu);
 }
 
 static PyObject *py_set_threads(PyObject *mod, PyObject *args)
@@ -172,10 +179,8 @@ static PyObject *py_fma_peak(PyObject *mod, PyObject *args)
     int threads;
     if (!PyArg_ParseTuple(args, "i", &threads)) return NULL;
     double g;
-    Py_BEGIN_ALLOW_THREADS
-    g = segmamba_measure_fma_peak(threads);
-    Py_END_ALLOW_THREADS
-    return PyFloat_FromDouble(g);
+    Py_BEGIN_ALLOW_THREADS g = segmamba_measure_fma_peak(threads);
+    Py_END_ALLOW_THREADS return PyFloat_FromDouble(g);
 }
 
 static PyObject *py_set_max_memory(PyObject *mod, PyObject *args)
@@ -189,7 +194,8 @@ static PyObject *py_set_max_memory(PyObject *mod, PyObject *args)
 
 static PyMethodDef module_methods[] = {
     {"read_nifti", smpy_read_nifti, METH_VARARGS, "read_nifti(path) -> _Array with geometry"},
-    {"write_nifti", smpy_write_nifti, METH_VARARGS, "write_nifti(path, data, is_float, like, affine)"},
+    {"write_nifti", smpy_write_nifti, METH_VARARGS,
+     "write_nifti(path, data, is_float, like, affine)"},
     {"metrics", py_metrics, METH_VARARGS, "metrics(pred, ref, spacing, regions, empty_both_one)"},
     {"build_info", py_build_info, METH_NOARGS, "how the engine was built"},
     {"set_threads", py_set_threads, METH_VARARGS, "segmamba_set_threads"},
@@ -199,9 +205,15 @@ static PyMethodDef module_methods[] = {
     {"set_max_memory", py_set_max_memory, METH_VARARGS, "segmamba_set_max_memory"},
     {NULL, NULL, 0, NULL}};
 
-static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "_segmamba", "The C binding of libsegmamba (use the segmamba package).",
-    -1, module_methods, NULL, NULL, NULL, NULL};
+static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT,
+                                        "_segmamba",
+                                        "The C binding of libsegmamba (use the segmamba package).",
+                                        -1,
+                                        module_methods,
+                                        NULL,
+                                        NULL,
+                                        NULL,
+                                        NULL};
 
 PyMODINIT_FUNC PyInit__segmamba(void)
 {

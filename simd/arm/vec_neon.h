@@ -36,8 +36,9 @@ static inline void sm_neon_storen(float *p, float32x4_t v, int n)
 #define V_ABS(v) vabsq_f32(v)
 #define V_ROUND(v) vrndnq_f32(v)
 /* n is integral and in [-126, 127] after the clamp in v_exp. */
-#define V_POW2I(p, n)                                                          \
-    vmulq_f32(p, vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23)))
+#define V_POW2I(p, n)                                                                              \
+    vmulq_f32(                                                                                     \
+        p, vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23)))
 /* AArch64 handles subnormals at full speed: nothing to switch. */
 #define V_ENTER()
 #define V_EXIT()

@@ -30,7 +30,9 @@ typedef __m512 vf;
 /* Decayed states can fall below FLT_MIN, where x86 arithmetic on
  * subnormals is ~100x slower; they are flushed to zero inside the kernels
  * (a change below 1.2e-38 in a state). */
-#define V_ENTER() const unsigned int sm_saved_csr_ = _mm_getcsr(); _mm_setcsr(sm_saved_csr_ | 0x8040)
+#define V_ENTER()                                                                                  \
+    const unsigned int sm_saved_csr_ = _mm_getcsr();                                               \
+    _mm_setcsr(sm_saved_csr_ | 0x8040)
 #define V_EXIT() _mm_setcsr(sm_saved_csr_)
 #define V_LT_SELECT(a, b, x, y) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), y, x)
 

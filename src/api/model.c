@@ -169,8 +169,7 @@ static sm_status open_model(const char *path, const segmamba_options *opts, segm
     return m->runner->prepare(m->graph, &run_opts, &m->run_state);
 }
 
-segmamba_status segmamba_open(const char *path, const segmamba_options *opts,
-                              segmamba_model **out)
+segmamba_status segmamba_open(const char *path, const segmamba_options *opts, segmamba_model **out)
 {
     if (!path || !out) return sm_fail(SEGMAMBA_E_ARG, "segmamba_open: path and out are required");
     *out = NULL;
@@ -203,10 +202,7 @@ void segmamba_get_config_names(const segmamba_config *cfg, const char **family,
     if (mamba_type) *mamba_type = sm_mamba_type_name(cfg->mamba_type);
 }
 
-int segmamba_get_ignored_count(const segmamba_model *m)
-{
-    return m ? (int)m->weights.nignored : 0;
-}
+int segmamba_get_ignored_count(const segmamba_model *m) { return m ? (int)m->weights.nignored : 0; }
 
 const char *segmamba_get_ignored_name(const segmamba_model *m, int i)
 {

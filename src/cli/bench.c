@@ -128,21 +128,21 @@ static int reset_peak_rss(void)
 
 /* One backend's timed runs. */
 typedef struct bench_run {
-    const char *model;       /* its checkpoint */
-    char label[40];          /* its column: the conv, "model k", or both */
+    const char *model; /* its checkpoint */
+    char label[40];    /* its column: the conv, "model k", or both */
     segmamba_backend backend;
-    segmamba_options conv;   /* its conv and winograd_tile */
-    const char *conv_name;   /* as given to --conv */
+    segmamba_options conv; /* its conv and winograd_tile */
+    const char *conv_name; /* as given to --conv */
     segmamba_config cfg;
-    double load_seconds;     /* segmamba_open: reading, checking, building the graph */
-    double seconds;          /* the median forward */
-    segmamba_profile prof;   /* of the median run, so that its parts add up to seconds */
-    double seconds_conv3;    /* of prof.seconds_conv, the 3x3x3 stride-1 layers' */
-    double peak_rss_mib;     /* from its loading to its closing (or the process's) */
-    int own_peak;            /* 1 when peak_rss_mib is this run's alone */
-    double peak_gflops;      /* CPU only: the FMA probe's */
-    double arena_mib;        /* CPU only: the activations' arena for this size */
-    char device[256];        /* CUDA only: the GPU */
+    double load_seconds;   /* segmamba_open: reading, checking, building the graph */
+    double seconds;        /* the median forward */
+    segmamba_profile prof; /* of the median run, so that its parts add up to seconds */
+    double seconds_conv3;  /* of prof.seconds_conv, the 3x3x3 stride-1 layers' */
+    double peak_rss_mib;   /* from its loading to its closing (or the process's) */
+    int own_peak;          /* 1 when peak_rss_mib is this run's alone */
+    double peak_gflops;    /* CPU only: the FMA probe's */
+    double arena_mib;      /* CPU only: the activations' arena for this size */
+    char device[256];      /* CUDA only: the GPU */
 } bench_run;
 
 /* Warm-up and repeat timed forwards of model on r->backend; returns the
@@ -239,15 +239,15 @@ static void print_run(const bench_run *r, int size, int nt, int with_model)
     segmamba_get_config_names(&c, &family, &mamba_type);
     if (with_model)
         printf("model      %s: %s (Mamba %s), %d->%d channels, features %d,%d,%d,%d, "
-               "%lld parameters\n", model, family, mamba_type, c.in_chans, c.out_chans, c.feat[0], c.feat[1], c.feat[2], c.feat[3],
-               (long long)c.n_params);
+               "%lld parameters\n",
+               model, family, mamba_type, c.in_chans, c.out_chans, c.feat[0], c.feat[1], c.feat[2],
+               c.feat[3], (long long)c.n_params);
     if (r->backend == SEGMAMBA_BACKEND_CUDA)
         printf("input      1x%dx%d^3 on CUDA (%s), %s GEMMs\n", c.in_chans, size, r->device,
                c.tf32 ? "tf32" : "fp32");
     else
         printf("input      1x%dx%d^3, --conv %s, %s convolutions, %d threads, scan %s\n",
-               c.in_chans, size, r->conv_name, c.bf16 ? "bf16" : "fp32", nt,
-               segmamba_get_isa());
+               c.in_chans, size, r->conv_name, c.bf16 ? "bf16" : "fp32", nt, segmamba_get_isa());
     printf("load       %.3f s (reading, checking, preparing the weights)\n", r->load_seconds);
     printf("forward    %.3f s (the median of the runs; its breakdown:)\n", t);
     for (int k = 0; k < 4; k++) {
@@ -259,8 +259,7 @@ static void print_run(const bench_run *r, int size, int nt, int with_model)
     printf("arithmetic %.1f GFLOP per forward, %.1f GFLOP/s\n", r->prof.flops * 1e-9, gflops);
     if (r->backend == SEGMAMBA_BACKEND_CPU)
         printf("FMA peak   %.1f GFLOP/s measured (%s, %d threads): forward at %.1f%% of peak\n",
-               r->peak_gflops, segmamba_get_isa(), nt,
-               100.0 * gflops / r->peak_gflops);
+               r->peak_gflops, segmamba_get_isa(), nt, 100.0 * gflops / r->peak_gflops);
     printf("throughput %.0f voxels/s\n", (double)size * size * size / t);
     if (r->backend == SEGMAMBA_BACKEND_CPU)
         printf("activations %.0f MiB (the arena the memory plan made for this size)\n",
@@ -279,14 +278,14 @@ static void print_comparison(const bench_run *runs, int n)
     printf("\n");
     for (int w = 0; w < 8; w++) {
         static const char *const names[8] = {"conv 3x3x3", "conv other", "scan", "norm",
-                                             "other", "forward", "load", "peak RSS"};
+                                             "other",      "forward",    "load", "peak RSS"};
         double v[8];
         for (int k = 0; k < n; k++) {
             const bench_run *r = &runs[k];
-            const double all[8] = {r->seconds_conv3, r->prof.seconds_conv - r->seconds_conv3,
-                                   r->prof.seconds_scan, r->prof.seconds_norm,
-                                   r->prof.seconds_other, r->seconds, r->load_seconds,
-                                   r->peak_rss_mib};
+            const double all[8] = {r->seconds_conv3,      r->prof.seconds_conv - r->seconds_conv3,
+                                   r->prof.seconds_scan,  r->prof.seconds_norm,
+                                   r->prof.seconds_other, r->seconds,
+                                   r->load_seconds,       r->peak_rss_mib};
             v[k] = all[w];
         }
         printf("%-12s", names[w]);
@@ -311,32 +310,33 @@ static void json_run(cli_text *o, const bench_run *r, int size, int nt)
     segmamba_get_config_names(&r->cfg, &family, &mamba_type);
     cli_text_printf(o, "\"model\": ");
     cli_text_json_string(o, r->model);
-    cli_text_printf(o, ", \"family\": \"%s\", \"mamba_type\": \"%s\", \"n_params\": %lld, "
-                    "\"backend\": \"%s\", ", family, mamba_type, (long long)r->cfg.n_params,
-                    cuda ? "cuda" : "cpu");
+    cli_text_printf(o,
+                    ", \"family\": \"%s\", \"mamba_type\": \"%s\", \"n_params\": %lld, "
+                    "\"backend\": \"%s\", ",
+                    family, mamba_type, (long long)r->cfg.n_params, cuda ? "cuda" : "cpu");
     if (cuda) {
         cli_text_printf(o, "\"device\": ");
         cli_text_json_string(o, r->device);
         cli_text_printf(o, ", \"precision\": \"%s\", ", r->cfg.tf32 ? "tf32" : "fp32");
     } else {
         cli_text_printf(o,
-                           "\"conv\": \"%s\", \"load_seconds\": %.6f, "
-                           "\"seconds_conv3x3x3\": %.6f, "
-                           "\"precision\": \"%s\", \"threads\": %d, \"scan_isa\": \"%s\", "
-                           "\"peak_gflops\": %.3f, \"fraction_of_peak\": %.4f, "
-                           "\"activations_mib\": %.1f, ",
-                           r->conv_name, r->load_seconds, r->seconds_conv3,
-                           r->cfg.bf16 ? "bf16" : "fp32", nt, segmamba_get_isa(),
-                           r->peak_gflops, gflops / r->peak_gflops, r->arena_mib);
+                        "\"conv\": \"%s\", \"load_seconds\": %.6f, "
+                        "\"seconds_conv3x3x3\": %.6f, "
+                        "\"precision\": \"%s\", \"threads\": %d, \"scan_isa\": \"%s\", "
+                        "\"peak_gflops\": %.3f, \"fraction_of_peak\": %.4f, "
+                        "\"activations_mib\": %.1f, ",
+                        r->conv_name, r->load_seconds, r->seconds_conv3,
+                        r->cfg.bf16 ? "bf16" : "fp32", nt, segmamba_get_isa(), r->peak_gflops,
+                        gflops / r->peak_gflops, r->arena_mib);
     }
     cli_text_printf(o,
-                       "\"seconds\": %.6f, \"seconds_conv\": %.6f, \"seconds_scan\": %.6f, "
-                       "\"seconds_norm\": %.6f, \"seconds_other\": %.6f, \"gflop\": %.3f, "
-                       "\"gflops\": %.3f, \"voxels_per_second\": %.1f, "
-                       "\"ms_per_128_window\": %.3f, \"peak_rss_mib\": %.1f",
-                       t, p->seconds_conv, p->seconds_scan, p->seconds_norm, p->seconds_other,
-                       p->flops * 1e-9, gflops, (double)size * size * size / t,
-                       ms_per_window(r, size), r->peak_rss_mib);
+                    "\"seconds\": %.6f, \"seconds_conv\": %.6f, \"seconds_scan\": %.6f, "
+                    "\"seconds_norm\": %.6f, \"seconds_other\": %.6f, \"gflop\": %.3f, "
+                    "\"gflops\": %.3f, \"voxels_per_second\": %.1f, "
+                    "\"ms_per_128_window\": %.3f, \"peak_rss_mib\": %.1f",
+                    t, p->seconds_conv, p->seconds_scan, p->seconds_norm, p->seconds_other,
+                    p->flops * 1e-9, gflops, (double)size * size * size / t, ms_per_window(r, size),
+                    r->peak_rss_mib);
 }
 
 int cmd_bench(int argc, char **argv)
@@ -359,8 +359,8 @@ int cmd_bench(int argc, char **argv)
             if (n_models == MAX_MODELS)
                 return cli_usage_error("bench: %s", "--model given more than 8 times");
             models[n_models++] = v;
-        }
-        else if (strcmp(a, "--json") == 0) json = v;
+        } else if (strcmp(a, "--json") == 0)
+            json = v;
         else if (strcmp(a, "--size") == 0) {
             if (!cli_parse_int(v, 16, 4096, &size) || size % 16)
                 return cli_usage_error("bench: --size wants a multiple of 16, not '%s'", v);
@@ -412,7 +412,8 @@ int cmd_bench(int argc, char **argv)
         const size_t len = end ? (size_t)(end - p) : strlen(p);
         if (n_convs == MAX_ROWS || len == 0 || len >= sizeof conv_names[0])
             return cli_usage_error("bench: --conv wants up to 8 of " CLI_CONV_KINDS
-                                   ", separated by commas, not '%s'", conv_list);
+                                   ", separated by commas, not '%s'",
+                                   conv_list);
         memcpy(conv_names[n_convs], p, len);
         conv_names[n_convs][len] = '\0';
         if (!cli_parse_conv(conv_names[n_convs], &convs[n_convs]))
@@ -429,8 +430,10 @@ int cmd_bench(int argc, char **argv)
     for (int i = 0; i < n_models; i++)
         for (int j = 0; j < n_convs; j++) {
             bench_run *r = &runs[n_cpu++];
-            *r = (bench_run){.model = models[i], .backend = opts.backend,
-                             .conv = convs[j], .conv_name = conv_names[j]};
+            *r = (bench_run){.model = models[i],
+                             .backend = opts.backend,
+                             .conv = convs[j],
+                             .conv_name = conv_names[j]};
             const char *conv = opts.backend == SEGMAMBA_BACKEND_CUDA ? "cuda" : conv_names[j];
             if (n_models == 1)
                 snprintf(r->label, sizeof r->label, "%.15s", conv);
@@ -443,8 +446,10 @@ int cmd_bench(int argc, char **argv)
     const int have_gpu = segmamba_get_cuda_device(gpu, sizeof gpu);
     int n_runs = n_cpu;
     if (!backend_given && have_gpu && n_models == 1)
-        runs[n_runs++] = (bench_run){.model = models[0], .label = "cuda",
-                                     .backend = SEGMAMBA_BACKEND_CUDA, .conv_name = "cuda"};
+        runs[n_runs++] = (bench_run){.model = models[0],
+                                     .label = "cuda",
+                                     .backend = SEGMAMBA_BACKEND_CUDA,
+                                     .conv_name = "cuda"};
     double peak = 0.0;
     for (int k = 0; k < n_runs; k++) {
         bench_run *r = &runs[k];

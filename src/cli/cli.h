@@ -12,8 +12,8 @@ double cli_now(void);
 
 /* Opens a model with its own card (segmamba_open_with_card); card (may be
  * NULL) receives it. */
-segmamba_status cli_open_model(const char *path, const segmamba_options *opts,
-                               segmamba_card *card, segmamba_model **m);
+segmamba_status cli_open_model(const char *path, const segmamba_options *opts, segmamba_card *card,
+                               segmamba_model **m);
 
 /* Prints the message for st (the CLI's own, else the library's); returns st
  * as the exit code. */

@@ -143,10 +143,7 @@ void cohort_close(cohort *c)
     free(c);
 }
 
-int cohort_size(const cohort *c)
-{
-    return c->n;
-}
+int cohort_size(const cohort *c) { return c->n; }
 
 /* ---- one case ------------------------------------------------------------ */
 

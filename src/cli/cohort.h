@@ -26,7 +26,7 @@ int cohort_main(const cohort_options *o);
 /* What became of one case; plain data, so that MPI ranks send it as bytes
  * (every rank runs the same build). */
 #define COHORT_MAX_REGIONS SEGMAMBA_CARD_MAX_LABELS
-#define COHORT_ERROR_MAX   1024
+#define COHORT_ERROR_MAX 1024
 
 typedef enum cohort_state {
     COHORT_PENDING = 0,

@@ -12,8 +12,8 @@
 typedef struct cohort_case {
     const char *id;
     char *inputs[SEGMAMBA_CARD_MAX_CHANNELS]; /* NULL for an empty cell */
-    char *ref;                          /* NULL without a reference */
-    int line;                           /* in the list, for messages */
+    char *ref;                                /* NULL without a reference */
+    int line;                                 /* in the list, for messages */
 } cohort_case;
 
 struct cohort {
@@ -21,7 +21,7 @@ struct cohort {
     int leader;
     segmamba_card card;
     segmamba_model *models[CASE_MAX_MODELS]; /* o.n_models of them */
-    char *text; /* the list, parsed in place: ids point into it */
+    char *text;                              /* the list, parsed in place: ids point into it */
     cohort_case *cases;
     int n, n_inputs;
     segmamba_region regions[COHORT_MAX_REGIONS];

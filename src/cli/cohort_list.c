@@ -37,8 +37,8 @@ static segmamba_status cell_path(const char *dir, const char *cell, char **out)
 {
     *out = NULL;
     if (!cell[0]) return SEGMAMBA_OK;
-    *out = cell[0] == '/' || !dir[0] ? cohort_join("", "", cell, "")
-                                     : cohort_join(dir, "/", cell, "");
+    *out =
+        cell[0] == '/' || !dir[0] ? cohort_join("", "", cell, "") : cohort_join(dir, "/", cell, "");
     return *out ? SEGMAMBA_OK : cli_error(SEGMAMBA_E_NOMEM, "out of memory for the case list");
 }
 
@@ -64,8 +64,8 @@ static segmamba_status check_unique_ids(const char *path, const cohort_case *cas
         const cohort_case *a = &cases[order[i - 1].row], *b = &cases[order[i].row];
         if (strcmp(a->id, b->id) == 0)
             st = cli_error(SEGMAMBA_E_FORMAT, "%s: lines %d and %d both have id '%s'", path,
-                         a->line < b->line ? a->line : b->line,
-                         a->line < b->line ? b->line : a->line, a->id);
+                           a->line < b->line ? a->line : b->line,
+                           a->line < b->line ? b->line : a->line, a->id);
     }
     free(order);
     return st;
@@ -81,13 +81,13 @@ segmamba_status cohort_load_list(cohort *c)
     if (t.n_cols > MAX_COLUMNS) {
         csv_free(&t);
         return cli_error(SEGMAMBA_E_UNSUPPORTED, "%s: the header has %d columns; at most %d", path,
-                       t.n_cols, MAX_COLUMNS);
+                         t.n_cols, MAX_COLUMNS);
     }
     for (int j = 0; j < t.n_cols; j++)
         for (int k = 0; k < j; k++)
             if (t.cells[j][0] && strcmp(t.cells[j], t.cells[k]) == 0) {
-                segmamba_status st = cli_error(SEGMAMBA_E_FORMAT, "%s: two columns are named '%s'", path,
-                                       t.cells[j]);
+                segmamba_status st = cli_error(SEGMAMBA_E_FORMAT, "%s: two columns are named '%s'",
+                                               path, t.cells[j]);
                 csv_free(&t);
                 return st;
             }
@@ -109,12 +109,12 @@ segmamba_status cohort_load_list(cohort *c)
         for (int ch = 0; ch < card->n_channels && used < sizeof want; ch++)
             used += (size_t)snprintf(want + used, sizeof want - used, ",%s", card->channels[ch]);
         st = cli_error(SEGMAMBA_E_FORMAT,
-                     "%s: the header has no column '%s'; it needs id%s (the model card's "
-                     "channels, %s) or id,image (one 4D file per case)",
-                     path, col_id < 0 ? "id" : card->channels[missing], want, card->origin);
+                       "%s: the header has no column '%s'; it needs id%s (the model card's "
+                       "channels, %s) or id,image (one 4D file per case)",
+                       path, col_id < 0 ? "id" : card->channels[missing], want, card->origin);
     } else if (c->o.ref_column && col_ref < 0) {
         st = cli_error(SEGMAMBA_E_ARG, "%s: --ref-column %s: the header has no such column", path,
-                     c->o.ref_column);
+                       c->o.ref_column);
     }
     c->n = t.n_rows - 1;
     if (st == SEGMAMBA_OK && !(c->cases = calloc((size_t)(c->n ? c->n : 1), sizeof *c->cases)))
@@ -123,8 +123,10 @@ segmamba_status cohort_load_list(cohort *c)
     if (st == SEGMAMBA_OK) {
         const char *slash = strrchr(path, '/');
         dir = slash ? cohort_join("", "", path, "") : cohort_join("", "", "", "");
-        if (!dir) st = cli_error(SEGMAMBA_E_NOMEM, "%s: out of memory", path);
-        else if (slash) dir[slash == path ? 1 : slash - path] = '\0';
+        if (!dir)
+            st = cli_error(SEGMAMBA_E_NOMEM, "%s: out of memory", path);
+        else if (slash)
+            dir[slash == path ? 1 : slash - path] = '\0';
     }
     for (int i = 0; i < c->n && st == SEGMAMBA_OK; i++) {
         char **row = t.cells + (size_t)(i + 1) * t.n_cols;
@@ -133,10 +135,10 @@ segmamba_status cohort_load_list(cohort *c)
         cs->line = t.lines[i + 1];
         if (!valid_id(cs->id)) {
             st = cli_error(SEGMAMBA_E_FORMAT,
-                         "%s: line %d: id '%s' is not usable as a file name: ids are 1 to %d "
-                         "letters, digits, '.', '-' or '_', not starting with '.' and without "
-                         "'..'",
-                         path, cs->line, cs->id, ID_MAX);
+                           "%s: line %d: id '%s' is not usable as a file name: ids are 1 to %d "
+                           "letters, digits, '.', '-' or '_', not starting with '.' and without "
+                           "'..'",
+                           path, cs->line, cs->id, ID_MAX);
             break;
         }
         for (int k = 0; k < c->n_inputs && st == SEGMAMBA_OK; k++)

@@ -119,8 +119,7 @@ int cohort_mpi_main(const cohort_options *o)
     int rc = 0;
     for (int r = 0; r < size && !rc; r++) rc = all[r];
     if (st && (rank == 0 || !all[0]))
-        fprintf(stderr, "segmamba: error: rank %d of %d: %s\n", rank, size,
-                cli_last_error());
+        fprintf(stderr, "segmamba: error: rank %d of %d: %s\n", rank, size, cli_last_error());
     free(all);
 
     if (!rc) {

@@ -60,8 +60,10 @@ static const char *state_name(int s)
 
 static void summary_number(cli_text *o, const char *fmt, double v, int present)
 {
-    if (present) cli_text_printf(o, fmt, v);
-    else cli_text_printf(o, ",");
+    if (present)
+        cli_text_printf(o, fmt, v);
+    else
+        cli_text_printf(o, ",");
 }
 
 /* id, status, seconds, error, then with a reference column <region>_dice,

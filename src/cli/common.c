@@ -106,9 +106,12 @@ int cli_parse_precision(const char *s, segmamba_options *opts)
 
 int cli_parse_backend(const char *s, segmamba_backend *out)
 {
-    if (strcmp(s, "cpu") == 0) *out = SEGMAMBA_BACKEND_CPU;
-    else if (strcmp(s, "cuda") == 0) *out = SEGMAMBA_BACKEND_CUDA;
-    else return 0;
+    if (strcmp(s, "cpu") == 0)
+        *out = SEGMAMBA_BACKEND_CPU;
+    else if (strcmp(s, "cuda") == 0)
+        *out = SEGMAMBA_BACKEND_CUDA;
+    else
+        return 0;
     return 1;
 }
 
@@ -121,8 +124,8 @@ void cli_precision_notice(const segmamba_options *opts, const segmamba_config *c
         fprintf(stderr, "segmamba: tf32 is for the CUDA backend (--backend cuda); running fp32\n");
 }
 
-segmamba_status cli_open_model(const char *path, const segmamba_options *opts,
-                               segmamba_card *card, segmamba_model **m)
+segmamba_status cli_open_model(const char *path, const segmamba_options *opts, segmamba_card *card,
+                               segmamba_model **m)
 {
     segmamba_card own;
     return segmamba_open_with_card(path, NULL, opts, m, card ? card : &own, NULL);

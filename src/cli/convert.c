@@ -76,7 +76,10 @@ void cli_print_card(FILE *f, const segmamba_card *card)
             fprintf(f, "  label map  none: one mask per output (predict -o writes them 4D)\n");
         }
     }
-    fprintf(f, "  overlap    %g\n", card->overlap == 0.0 ? 0.5 : card->overlap < 0 ? 0.0 : card->overlap);
+    fprintf(f, "  overlap    %g\n",
+            card->overlap == 0.0 ? 0.5
+            : card->overlap < 0  ? 0.0
+                                 : card->overlap);
 }
 
 int cmd_convert(int argc, char **argv)

@@ -26,7 +26,7 @@ segmamba_status csv_parse(const char *path, char *text, size_t len, csv_table *t
     memset(t, 0, sizeof *t);
     if (len > INT_MAX / 2)
         return cli_error(SEGMAMBA_E_UNSUPPORTED, "%s: %zu bytes; a list is at most %d", path, len,
-                       INT_MAX / 2);
+                         INT_MAX / 2);
     if (memchr(text, '\0', len))
         return cli_error(SEGMAMBA_E_FORMAT, "%s: holds a NUL byte; not a text CSV file", path);
     size_t r = len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0; /* UTF-8 BOM */
@@ -53,9 +53,9 @@ segmamba_status csv_parse(const char *path, char *text, size_t len, csv_table *t
                 for (;;) {
                     if (r >= len) {
                         st = cli_error(SEGMAMBA_E_FORMAT,
-                                     "%s: line %d: a quoted field is not closed (a '\"' inside "
-                                     "quotes is written \"\")",
-                                     path, row_line);
+                                       "%s: line %d: a quoted field is not closed (a '\"' inside "
+                                       "quotes is written \"\")",
+                                       path, row_line);
                         break;
                     }
                     if (text[r] == '"' && text[r + 1] != '"') {
@@ -71,8 +71,8 @@ segmamba_status csv_parse(const char *path, char *text, size_t len, csv_table *t
                 delim = text[r];
                 if (delim != ',' && delim != '\n' && delim != '\r' && delim != '\0') {
                     st = cli_error(SEGMAMBA_E_FORMAT,
-                                 "%s: line %d: text after the closing quote of field %d", path,
-                                 line, nf + 1);
+                                   "%s: line %d: text after the closing quote of field %d", path,
+                                   line, nf + 1);
                     break;
                 }
                 text[w] = '\0'; /* w < r: the closing quote was consumed */
@@ -81,9 +81,9 @@ segmamba_status csv_parse(const char *path, char *text, size_t len, csv_table *t
                 while (r < len && text[r] != ',' && text[r] != '\n' && text[r] != '\r') {
                     if (text[r] == '"') {
                         st = cli_error(SEGMAMBA_E_FORMAT,
-                                     "%s: line %d: a '\"' inside unquoted field %d; put the "
-                                     "whole field in quotes and double the quote",
-                                     path, line, nf + 1);
+                                       "%s: line %d: a '\"' inside unquoted field %d; put the "
+                                       "whole field in quotes and double the quote",
+                                       path, line, nf + 1);
                         break;
                     }
                     r++;
@@ -114,7 +114,7 @@ segmamba_status csv_parse(const char *path, char *text, size_t len, csv_table *t
             t->n_cols = nf;
         } else if (nf != t->n_cols) {
             st = cli_error(SEGMAMBA_E_FORMAT, "%s: line %d has %d fields; the header has %d", path,
-                         row_line, nf, t->n_cols);
+                           row_line, nf, t->n_cols);
             break;
         }
         if (t->n_rows == rows_cap) {

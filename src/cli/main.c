@@ -113,8 +113,10 @@ static void print_ignored(const segmamba_model *m, int json)
     cli_text out = {.f = stdout}; /* cli_text_json_string's escaping, straight to stdout */
     for (int i = 0; i < segmamba_get_ignored_count(m); i++) {
         if (i) printf(", ");
-        if (json) cli_text_json_string(&out, segmamba_get_ignored_name(m, i));
-        else printf("%s", segmamba_get_ignored_name(m, i));
+        if (json)
+            cli_text_json_string(&out, segmamba_get_ignored_name(m, i));
+        else
+            printf("%s", segmamba_get_ignored_name(m, i));
     }
 }
 
@@ -123,13 +125,17 @@ static int cmd_info(int argc, char **argv)
     const char *path = NULL;
     int json = 0;
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0) json = 1;
+        if (strcmp(argv[i], "--json") == 0)
+            json = 1;
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage_info(stdout);
             return 0;
-        } else if (argv[i][0] == '-') return cli_usage_error("info: unknown option '%s'", argv[i]);
-        else if (!path) path = argv[i];
-        else return cli_usage_error("info: unexpected argument '%s'", argv[i]);
+        } else if (argv[i][0] == '-')
+            return cli_usage_error("info: unknown option '%s'", argv[i]);
+        else if (!path)
+            path = argv[i];
+        else
+            return cli_usage_error("info: unexpected argument '%s'", argv[i]);
     }
     if (!path) return cli_usage_error("info: %s", "a MODEL path is required");
     segmamba_model *m;
@@ -233,18 +239,21 @@ static int cmd_forward(int argc, char **argv)
                 return cli_usage_error("forward: --conv wants " CLI_CONV_KINDS ", not '%s'", v);
         } else if (strcmp(a, "--precision") == 0) {
             if (!cli_parse_precision(argv[++i], &opts))
-                return cli_usage_error("forward: --precision wants fp32, bf16 or tf32, not '%s'", v);
+                return cli_usage_error("forward: --precision wants fp32, bf16 or tf32, not '%s'",
+                                       v);
         } else if (strcmp(a, "--backend") == 0) {
             if (!cli_parse_backend(argv[++i], &opts.backend))
                 return cli_usage_error("forward: --backend wants cpu or cuda, not '%s'", v);
         } else if (strcmp(a, "--scan") == 0) {
             if (!segmamba_set_isa(argv[++i]))
                 return cli_usage_error("forward: --scan wants scalar, avx2, avx512 or neon, "
-                                       "not '%s'", v);
+                                       "not '%s'",
+                                       v);
         } else if (strcmp(a, "--nslices") == 0) {
             if (!cli_parse_nslices(argv[++i], opts.nslices))
                 return cli_usage_error("forward: --nslices wants four positive integers a,b,c,d, "
-                                   "not '%s'", v);
+                                       "not '%s'",
+                                       v);
         } else {
             return cli_usage_error("forward: unknown argument '%s'", a);
         }
@@ -282,7 +291,8 @@ static int cmd_forward(int argc, char **argv)
                 "segmamba: error: %s: expected a float32 array shaped (N, %d, D, H, W) or "
                 "(%d, D, H, W); got %d dimensions",
                 input, c.in_chans, c.in_chans, x.ndim);
-        for (int k = 0; k < x.ndim; k++) fprintf(stderr, "%s%lld", k ? "x" : " ", (long long)x.shape[k]);
+        for (int k = 0; k < x.ndim; k++)
+            fprintf(stderr, "%s%lld", k ? "x" : " ", (long long)x.shape[k]);
         fprintf(stderr, "\n");
         segmamba_close(m);
         segmamba_array_free(&x);
@@ -314,13 +324,13 @@ static int cmd_forward(int argc, char **argv)
     char what[64] = "";
     if (count > 1) snprintf(what, sizeof what, "%d volumes of ", count);
     if (!quiet)
-        fprintf(stderr,
-                "segmamba: %s%dx%dx%d forward in %.3f s (model loaded in %.3f s, %s %s), "
-                "wrote %s\n",
-                what, d, h, w, t_fwd, t_load, c.backend == SEGMAMBA_BACKEND_CUDA ? "CUDA" : "kernels",
-                c.backend == SEGMAMBA_BACKEND_CUDA ? (c.tf32 ? "tf32" : "fp32")
-                                                   : segmamba_get_isa(),
-                output);
+        fprintf(
+            stderr,
+            "segmamba: %s%dx%dx%d forward in %.3f s (model loaded in %.3f s, %s %s), "
+            "wrote %s\n",
+            what, d, h, w, t_fwd, t_load, c.backend == SEGMAMBA_BACKEND_CUDA ? "CUDA" : "kernels",
+            c.backend == SEGMAMBA_BACKEND_CUDA ? (c.tf32 ? "tf32" : "fp32") : segmamba_get_isa(),
+            output);
     return 0;
 }
 
@@ -338,7 +348,9 @@ static int cmd_version(void)
     char gpu[256];
     const int have_gpu = segmamba_get_cuda_device(gpu, sizeof gpu);
     printf("CUDA backend: %s%s%s\n",
-           !b.cuda ? "not built" : b.cuda == 2 ? "emulated on the CPU (tests only)" : "built",
+           !b.cuda       ? "not built"
+           : b.cuda == 2 ? "emulated on the CPU (tests only)"
+                         : "built",
            b.cuda ? (have_gpu ? "; device: " : "; ") : "", b.cuda ? gpu : "");
     return 0;
 }

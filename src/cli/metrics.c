@@ -10,24 +10,23 @@
 
 void usage_metrics(FILE *f)
 {
-    fprintf(f,
-            "usage: segmamba metrics --pred SEG.nii.gz --ref GT.nii.gz [options]\n"
-            "\n"
-            "Dice and HD95 (mm, at the files' voxel spacing) per region, and their means.\n"
-            "Both files must be label maps (integer values 0..255) with the same dims and\n"
-            "geometry. HD95 is medpy's: the 95th percentile of the distances between the\n"
-            "two masks' surfaces (6-connected), both directions pooled.\n"
-            "\n"
-            "  --pred FILE          predicted label map (.nii or .nii.gz)\n"
-            "  --ref FILE           reference label map\n"
-            "  --labels SPEC        regions to score (default brats):\n"
-            "                         brats        TC = {1,3}, WT = {1,2,3}, ET = {3}\n"
-            "                         1,2,3        one region per label\n"
-            "                         TC=1+3,ET=3  named label sets\n"
-            "  --empty-both-one     a region empty in both files scores Dice 1, HD95 0\n"
-            "                       (default, the official rule: a region empty in either\n"
-            "                       scores Dice 0, HD95 50)\n"
-            "  --json FILE          also write the scores as JSON\n");
+    fprintf(f, "usage: segmamba metrics --pred SEG.nii.gz --ref GT.nii.gz [options]\n"
+               "\n"
+               "Dice and HD95 (mm, at the files' voxel spacing) per region, and their means.\n"
+               "Both files must be label maps (integer values 0..255) with the same dims and\n"
+               "geometry. HD95 is medpy's: the 95th percentile of the distances between the\n"
+               "two masks' surfaces (6-connected), both directions pooled.\n"
+               "\n"
+               "  --pred FILE          predicted label map (.nii or .nii.gz)\n"
+               "  --ref FILE           reference label map\n"
+               "  --labels SPEC        regions to score (default brats):\n"
+               "                         brats        TC = {1,3}, WT = {1,2,3}, ET = {3}\n"
+               "                         1,2,3        one region per label\n"
+               "                         TC=1+3,ET=3  named label sets\n"
+               "  --empty-both-one     a region empty in both files scores Dice 1, HD95 0\n"
+               "                       (default, the official rule: a region empty in either\n"
+               "                       scores Dice 0, HD95 50)\n"
+               "  --json FILE          also write the scores as JSON\n");
 }
 
 /* Parses "brats" or comma-separated items "N" or "NAME=N+M+...". */
@@ -81,8 +80,8 @@ static void region_labels(const segmamba_region *r, char *out, size_t n, const c
 }
 
 static segmamba_status write_json(const char *path, const char *pred, const char *ref,
-                            const segmamba_region *regions, const segmamba_region_score *s, int n,
-                            int empty_both_one, double mean_dice, double mean_hd95)
+                                  const segmamba_region *regions, const segmamba_region_score *s,
+                                  int n, int empty_both_one, double mean_dice, double mean_hd95)
 {
     cli_text o;
     const segmamba_status st = cli_text_open(&o);
@@ -92,20 +91,19 @@ static segmamba_status write_json(const char *path, const char *pred, const char
     cli_text_printf(&o, ", \"ref\": ");
     cli_text_json_string(&o, ref);
     cli_text_printf(&o, ", \"empty_rule\": \"%s\", \"regions\": [",
-                       empty_both_one ? "both-empty-one" : "official");
+                    empty_both_one ? "both-empty-one" : "official");
     for (int i = 0; i < n; i++) {
         char labels[1024];
         region_labels(&regions[i], labels, sizeof labels, ", ");
         cli_text_printf(&o, "%s{\"name\": ", i ? ", " : "");
         cli_text_json_string(&o, regions[i].name);
         cli_text_printf(&o,
-                           ", \"labels\": [%s], \"dice\": %.17g, \"hd95\": %.17g, "
-                           "\"pred_voxels\": %lld, \"ref_voxels\": %lld}",
-                           labels, s[i].dice, s[i].hd95, (long long)s[i].n_pred,
-                           (long long)s[i].n_ref);
+                        ", \"labels\": [%s], \"dice\": %.17g, \"hd95\": %.17g, "
+                        "\"pred_voxels\": %lld, \"ref_voxels\": %lld}",
+                        labels, s[i].dice, s[i].hd95, (long long)s[i].n_pred,
+                        (long long)s[i].n_ref);
     }
-    cli_text_printf(&o, "], \"mean_dice\": %.17g, \"mean_hd95\": %.17g}\n", mean_dice,
-                       mean_hd95);
+    cli_text_printf(&o, "], \"mean_dice\": %.17g, \"mean_hd95\": %.17g}\n", mean_dice, mean_hd95);
     return cli_text_write(&o, path);
 }
 
@@ -138,9 +136,12 @@ int cmd_metrics(int argc, char **argv)
         if (a[0] != '-') return cli_usage_error("metrics: unexpected argument '%s'", a);
         if (!v) return cli_usage_error("metrics: %s needs a value", a);
         i++;
-        if (strcmp(a, "--pred") == 0) pred = v;
-        else if (strcmp(a, "--ref") == 0) ref = v;
-        else if (strcmp(a, "--json") == 0) json = v;
+        if (strcmp(a, "--pred") == 0)
+            pred = v;
+        else if (strcmp(a, "--ref") == 0)
+            ref = v;
+        else if (strcmp(a, "--json") == 0)
+            json = v;
         else if (strcmp(a, "--labels") == 0) {
             if (!parse_regions(v, regions, &n))
                 return cli_usage_error("metrics: --labels wants brats, labels like 1,2,3 or "
@@ -182,14 +183,13 @@ int cmd_metrics(int argc, char **argv)
     if (st != SEGMAMBA_OK) return cli_fail(st);
 
     double mean_dice = 0, mean_hd95 = 0;
-    printf("%-10s %-12s %8s %10s %12s %12s\n", "region", "labels", "Dice", "HD95 mm",
-           "pred voxels", "ref voxels");
+    printf("%-10s %-12s %8s %10s %12s %12s\n", "region", "labels", "Dice", "HD95 mm", "pred voxels",
+           "ref voxels");
     for (int i = 0; i < n; i++) {
         char labels[64];
         region_labels(&regions[i], labels, sizeof labels, ",");
-        printf("%-10s %-12s %8.4f %10.3f %12lld %12lld\n", regions[i].name, labels,
-               scores[i].dice, scores[i].hd95, (long long)scores[i].n_pred,
-               (long long)scores[i].n_ref);
+        printf("%-10s %-12s %8.4f %10.3f %12lld %12lld\n", regions[i].name, labels, scores[i].dice,
+               scores[i].hd95, (long long)scores[i].n_pred, (long long)scores[i].n_ref);
         mean_dice += scores[i].dice / n;
         mean_hd95 += scores[i].hd95 / n;
     }
@@ -198,8 +198,7 @@ int cmd_metrics(int argc, char **argv)
         printf("(a region empty in either file scores Dice 0, HD95 %g: the official rule)\n",
                SEGMAMBA_HD95_EMPTY);
     if (json) {
-        st = write_json(json, pred, ref, regions, scores, n, empty_both_one, mean_dice,
-                        mean_hd95);
+        st = write_json(json, pred, ref, regions, scores, n, empty_both_one, mean_dice, mean_hd95);
         if (st != SEGMAMBA_OK) return cli_fail(st);
     }
     return 0;

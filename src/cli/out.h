@@ -17,10 +17,10 @@
 #endif
 
 /* Propagates a non-OK status. */
-#define CLI_TRY(expr)                                                          \
-    do {                                                                       \
-        segmamba_status cli_try_status_ = (expr);                              \
-        if (cli_try_status_ != SEGMAMBA_OK) return cli_try_status_;            \
+#define CLI_TRY(expr)                                                                              \
+    do {                                                                                           \
+        segmamba_status cli_try_status_ = (expr);                                                  \
+        if (cli_try_status_ != SEGMAMBA_OK) return cli_try_status_;                                \
     } while (0)
 
 /* Records a CLI-side failure and returns code: return cli_error(...). */

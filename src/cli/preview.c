@@ -53,13 +53,15 @@ int cmd_preview(int argc, char **argv)
         if (a[0] != '-') return cli_usage_error("preview: unexpected argument '%s'", a);
         if (!v) return cli_usage_error("preview: %s needs a value", a);
         i++;
-        if (strcmp(a, "--image") == 0) image = v;
-        else if (strcmp(a, "--seg") == 0) seg = v;
-        else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) out = v;
+        if (strcmp(a, "--image") == 0)
+            image = v;
+        else if (strcmp(a, "--seg") == 0)
+            seg = v;
+        else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0)
+            out = v;
         else if (strcmp(a, "--labels") == 0) {
             if (strlen(v) >= sizeof names_buf || !*v)
-                return cli_usage_error("preview: --labels wants names like NCR,ED,ET, not '%s'",
-                                       v);
+                return cli_usage_error("preview: --labels wants names like NCR,ED,ET, not '%s'", v);
             strcpy(names_buf, v);
         } else {
             return cli_usage_error("preview: unknown argument '%s'", a);

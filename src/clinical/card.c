@@ -34,7 +34,8 @@ void segmamba_card_init_default(segmamba_card *card)
     memcpy(card->nslices, default_nslices, sizeof card->nslices);
     card->fue = 0;
     card->n_labels = 4;
-    for (int l = 0; l < 4; l++) snprintf(card->labels[l], SEGMAMBA_CARD_NAME_MAX, "%s", brats_labels[l]);
+    for (int l = 0; l < 4; l++)
+        snprintf(card->labels[l], SEGMAMBA_CARD_NAME_MAX, "%s", brats_labels[l]);
     card->output = SEGMAMBA_OUTPUT_ARGMAX;
     card->threshold = 0.5;
     snprintf(card->origin, sizeof card->origin, "defaults (official BraTS 2023)");
@@ -43,7 +44,7 @@ void segmamba_card_init_default(segmamba_card *card)
 void segmamba_card_init_generic(const segmamba_config *model, segmamba_card *card)
 {
     segmamba_card_init_default(card);
-    const int in = model->in_chans < 1 ? 1
+    const int in = model->in_chans < 1                            ? 1
                    : model->in_chans > SEGMAMBA_CARD_MAX_CHANNELS ? SEGMAMBA_CARD_MAX_CHANNELS
                                                                   : model->in_chans;
     card->n_channels = in;
@@ -57,7 +58,8 @@ void segmamba_card_init_generic(const segmamba_config *model, segmamba_card *car
     const int out = model->out_chans;
     card->output = out == 1 ? SEGMAMBA_OUTPUT_SIGMOID : SEGMAMBA_OUTPUT_ARGMAX;
     card->n_labels = out == 1 ? 2 : out > SEGMAMBA_CARD_MAX_LABELS ? SEGMAMBA_CARD_MAX_LABELS : out;
-    for (int l = 0; l < card->n_labels; l++) snprintf(card->labels[l], SEGMAMBA_CARD_NAME_MAX, "%d", l);
+    for (int l = 0; l < card->n_labels; l++)
+        snprintf(card->labels[l], SEGMAMBA_CARD_NAME_MAX, "%d", l);
     snprintf(card->origin, sizeof card->origin, "generic card (%d channels, %d outputs)", in, out);
 }
 
@@ -68,30 +70,29 @@ int segmamba_card_get_regions(const segmamba_card *card, segmamba_card_region *o
         memcpy(out, brats_regions, sizeof brats_regions);
         return 3;
     }
-    const int n = card->n_regions < SEGMAMBA_CARD_MAX_REGIONS ? card->n_regions
-                                                                : SEGMAMBA_CARD_MAX_REGIONS;
+    const int n =
+        card->n_regions < SEGMAMBA_CARD_MAX_REGIONS ? card->n_regions : SEGMAMBA_CARD_MAX_REGIONS;
     memcpy(out, card->regions, (size_t)n * sizeof *out);
     return n;
 }
 
 int segmamba_card_get_output_count(const segmamba_card *card)
 {
-    if (card->output == SEGMAMBA_OUTPUT_REGIONS)
-        return card->n_regions ? card->n_regions : 3;
+    if (card->output == SEGMAMBA_OUTPUT_REGIONS) return card->n_regions ? card->n_regions : 3;
     if (card->output == SEGMAMBA_OUTPUT_SIGMOID) return card->n_labels - 1;
     return card->n_labels;
 }
 
 int segmamba_card_get_writes_masks(const segmamba_card *card)
 {
-    return card->output == SEGMAMBA_OUTPUT_SIGMOID && card->n_regions == 0 &&
-           card->n_labels > 2;
+    return card->output == SEGMAMBA_OUTPUT_SIGMOID && card->n_regions == 0 && card->n_labels > 2;
 }
 
 const char *sm_card_output_name(segmamba_output_kind k)
 {
-    return k == SEGMAMBA_OUTPUT_REGIONS ? "regions" : k == SEGMAMBA_OUTPUT_SIGMOID ? "sigmoid"
-                                                                                  : "argmax";
+    return k == SEGMAMBA_OUTPUT_REGIONS   ? "regions"
+           : k == SEGMAMBA_OUTPUT_SIGMOID ? "sigmoid"
+                                          : "argmax";
 }
 
 /* ---- finding a model's card ------------------------------------------- */
@@ -125,8 +126,8 @@ static int side_path(const char *model, char *out, size_t cap)
 }
 
 /* The card of a checkpoint whose metadata w holds (order in card.h). */
-static sm_status card_for_weights(const char *model_path, const sm_weights *w,
-                                  segmamba_card *card, int *found)
+static sm_status card_for_weights(const char *model_path, const sm_weights *w, segmamba_card *card,
+                                  int *found)
 {
     segmamba_card_init_default(card);
     *found = 1;
@@ -194,7 +195,8 @@ sm_status segmamba_card_check_model(const segmamba_card *card, const segmamba_mo
         return sm_fail(SEGMAMBA_E_MODEL,
                        "model card (%s): output \"%s\" with %d labels needs %d "
                        "output channels but the model has %d",
-                       card->origin, sm_card_output_name(card->output), card->n_labels, want, c.out_chans);
+                       card->origin, sm_card_output_name(card->output), card->n_labels, want,
+                       c.out_chans);
     sm_status st = segmamba_check_shape(m, card->patch[0], card->patch[1], card->patch[2]);
     if (st != SEGMAMBA_OK)
         return sm_fail_wrap(st, "model card (%s): patch %dx%dx%d with nslices %d,%d,%d,%d",
@@ -208,7 +210,8 @@ sm_status segmamba_open_for_card(const char *model_path, const segmamba_card *ca
 {
     if (model) *model = NULL;
     if (!model_path || !card || !model)
-        return sm_fail(SEGMAMBA_E_ARG, "segmamba_open_for_card: model path, card and model are required");
+        return sm_fail(SEGMAMBA_E_ARG,
+                       "segmamba_open_for_card: model path, card and model are required");
     segmamba_options o = {0};
     if (opts) o = *opts;
     /* The card's nslices and FUE where the caller left the defaults. */
@@ -226,11 +229,13 @@ sm_status segmamba_open_with_card(const char *model_path, const char *card_path,
     if (generic) *generic = 0;
     if (model) *model = NULL;
     if (!model_path || !model || !card)
-        return sm_fail(SEGMAMBA_E_ARG, "segmamba_open_with_card: model path, model and card are required");
+        return sm_fail(SEGMAMBA_E_ARG,
+                       "segmamba_open_with_card: model path, model and card are required");
     sm_status st =
         card_path ? segmamba_card_load(card_path, card) : segmamba_card_find(model_path, card);
     if (st == SEGMAMBA_OK) st = segmamba_open_for_card(model_path, card, opts, model);
-    if (st == SEGMAMBA_OK && !card_path) st = card_for_open_model(model_path, *model, card, generic);
+    if (st == SEGMAMBA_OK && !card_path)
+        st = card_for_open_model(model_path, *model, card, generic);
     if (st != SEGMAMBA_OK) {
         segmamba_close(*model);
         *model = NULL;
@@ -241,7 +246,8 @@ sm_status segmamba_open_with_card(const char *model_path, const char *card_path,
 sm_status segmamba_convert(const char *src, const segmamba_card *card, const char *dst)
 {
     if (!src || !card || !dst)
-        return sm_fail(SEGMAMBA_E_ARG, "segmamba_convert: source, card and destination are required");
+        return sm_fail(SEGMAMBA_E_ARG,
+                       "segmamba_convert: source, card and destination are required");
     if (strcmp(src, dst) == 0 || segmamba_file_is_same(src, dst))
         return sm_fail(SEGMAMBA_E_ARG, "%s: refusing to write a checkpoint over itself", dst);
     /* The card must fit the network before it is stored with it. */

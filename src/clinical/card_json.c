@@ -127,7 +127,8 @@ static sm_status parse_channel(const sm_json *v, const char *origin, int idx, se
 
 /* One row of "regions": {"name": ..., "channel": c, "label": l}; the
  * ranges are checked once the output and labels are known. */
-static sm_status parse_region(const sm_json *v, const char *origin, int idx, segmamba_card_region *r)
+static sm_status parse_region(const sm_json *v, const char *origin, int idx,
+                              segmamba_card_region *r)
 {
     char field[64];
     snprintf(field, sizeof field, "regions[%d]", idx);
@@ -146,8 +147,9 @@ static sm_status parse_region(const sm_json *v, const char *origin, int idx, seg
             const int is_channel = m->key[0] == 'c', lo = is_channel ? 0 : 1;
             const sm_json *x = &m->value;
             if (x->type != SM_JSON_NUMBER || !x->is_integer || x->integer < lo || x->integer > 255)
-                return bad(origin, sub, is_channel ? "must be an integer from 0 to 255"
-                                                   : "must be an integer from 1 to 255");
+                return bad(origin, sub,
+                           is_channel ? "must be an integer from 0 to 255"
+                                      : "must be an integer from 1 to 255");
             *(is_channel ? &r->channel : &r->label) = (int)x->integer;
             have[is_channel ? 1 : 2] = 1;
         } else {
@@ -160,7 +162,9 @@ static sm_status parse_region(const sm_json *v, const char *origin, int idx, seg
     for (int k = 0; k < 3; k++)
         if (!have[k])
             return sm_fail(SEGMAMBA_E_FORMAT, "%s: model card: %s needs a \"%s\"", origin, field,
-                           k == 0 ? "name" : k == 1 ? "channel" : "label");
+                           k == 0   ? "name"
+                           : k == 1 ? "channel"
+                                    : "label");
     return SEGMAMBA_OK;
 }
 
@@ -261,7 +265,8 @@ static sm_status parse_codes(const sm_json *v, const char *origin, segmamba_card
                            "\"labels\"",
                            origin, m->key);
         if (m->value.type != SM_JSON_OBJECT)
-            return bad(origin, "dicom_codes", "values must be {\"category\": [...], \"type\": [...]}");
+            return bad(origin, "dicom_codes",
+                       "values must be {\"category\": [...], \"type\": [...]}");
         int have[2] = {0, 0};
         for (size_t j = 0; j < m->value.count; j++) {
             const sm_json_member *c = &m->value.members[j];

@@ -17,14 +17,15 @@ extern "C" {
 #include "core/error.h"
 }
 
-namespace sm_dcm {
+namespace sm_dcm
+{
 
 // One slice of the series being read: a single-frame file, or one frame of
 // a multi-frame file.
 struct Slice {
     std::string path;
-    int frame = 0;     // 0-based frame in its file
-    int n_frames = 1;  // of its file
+    int frame = 0;    // 0-based frame in its file
+    int n_frames = 1; // of its file
     std::string sop_class, sop_uid;
     double pos[3] = {0, 0, 0}, iop[6] = {0, 0, 0, 0, 0, 0}, spacing[2] = {0, 0};
     double slope = 1, intercept = 0, along = 0;

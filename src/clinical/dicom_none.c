@@ -2,14 +2,11 @@
  * the DICOM functions of segmamba_pipeline.h say so. */
 #include "clinical/dicom.h"
 
-#define NO_DICOM                                                                                 \
-    "this build of segmamba has no DICOM support (rebuild with dcmtk, libdcmtk-dev: "           \
+#define NO_DICOM                                                                                   \
+    "this build of segmamba has no DICOM support (rebuild with dcmtk, libdcmtk-dev: "              \
     "meson setup -Ddicom=enabled)"
 
-int segmamba_dicom_get_supported(void)
-{
-    return 0;
-}
+int segmamba_dicom_get_supported(void) { return 0; }
 
 sm_status segmamba_dicom_read(const char *const *dirs, const char *const *series, int n,
                               segmamba_volume *out, segmamba_dicom_source **source)
@@ -25,10 +22,7 @@ sm_status segmamba_dicom_read(const char *const *dirs, const char *const *series
                    NO_DICOM);
 }
 
-void segmamba_dicom_source_free(segmamba_dicom_source *source)
-{
-    (void)source;
-}
+void segmamba_dicom_source_free(segmamba_dicom_source *source) { (void)source; }
 
 sm_status segmamba_dicom_write_seg(const char *path, const segmamba_dicom_source *source,
                                    const segmamba_card *card, const segmamba_prediction *p)

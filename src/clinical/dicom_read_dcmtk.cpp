@@ -33,9 +33,11 @@ extern "C" {
 #include "io/memory_cap.h"
 }
 
-namespace sm_dcm {
+namespace sm_dcm
+{
 
-namespace {
+namespace
+{
 
 std::once_flag init_once;
 bool dictionary_loaded = false;
@@ -67,8 +69,8 @@ sm_status need_dictionary(const char *origin)
 sm_status load(DcmFileFormat &ff, const std::string &path, bool header_only)
 {
     // Header only: values longer than 4 KiB (the pixel data) stay on disk.
-    const OFCondition c =
-        ff.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, header_only ? 4096 : DCM_MaxReadLength);
+    const OFCondition c = ff.loadFile(path.c_str(), EXS_Unknown, EGL_noChange,
+                                      header_only ? 4096 : DCM_MaxReadLength);
     if (c.bad())
         return sm_fail(SEGMAMBA_E_FORMAT, "%s: not a readable DICOM file (%s)", path.c_str(),
                        c.text());
@@ -77,7 +79,8 @@ sm_status load(DcmFileFormat &ff, const std::string &path, bool header_only)
 
 } // namespace sm_dcm
 
-namespace {
+namespace
+{
 
 using sm_dcm::load;
 using sm_dcm::need_dictionary;
@@ -106,7 +109,8 @@ bool get_doubles(DcmItem *ds, const DcmTagKey &tag, double *v, int n)
 {
     for (int i = 0; i < n; i++) {
         Float64 x;
-        if (ds->findAndGetFloat64(tag, x, (unsigned long)i).bad() || !std::isfinite(x)) return false;
+        if (ds->findAndGetFloat64(tag, x, (unsigned long)i).bad() || !std::isfinite(x))
+            return false;
         v[i] = x;
     }
     return true;
@@ -141,9 +145,12 @@ int has_dicm_magic(const char *path)
 // are not followed, so a link cycle cannot recurse forever).
 sm_status list_files(const std::string &dir, std::vector<std::string> &out, int depth)
 {
-    if (depth > 64) return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: folders nested too deep", dir.c_str());
+    if (depth > 64)
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: folders nested too deep", dir.c_str());
     DIR *d = opendir(dir.c_str());
-    if (!d) return sm_fail(SEGMAMBA_E_IO, "%s: cannot open the folder: %s", dir.c_str(), strerror(errno));
+    if (!d)
+        return sm_fail(SEGMAMBA_E_IO, "%s: cannot open the folder: %s", dir.c_str(),
+                       strerror(errno));
     std::vector<std::string> names;
     while (struct dirent *e = readdir(d))
         if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) names.push_back(e->d_name);
@@ -182,7 +189,8 @@ sm_status scan_file(const std::string &path, FileHead &h)
     h.image = h.sop_class != DICOMDIR_SOP_CLASS && h.sop_class != SEG_SOP_CLASS &&
               ds->tagExists(DCM_PixelData) && rows > 0 && cols > 0;
     if (h.image && h.series.empty())
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: an image without a Series Instance UID", path.c_str());
+        return sm_fail(SEGMAMBA_E_FORMAT, "%s: an image without a Series Instance UID",
+                       path.c_str());
     return SEGMAMBA_OK;
 }
 
@@ -280,8 +288,10 @@ sm_status file_slices(const FileHead &h, DcmDataset *ds, std::vector<Slice> &out
         const std::string w = s.where();
         if (!frame_doubles(ds, f, DCM_PlanePositionSequence, DCM_ImagePositionPatient, s.pos, 3))
             return sm_fail(SEGMAMBA_E_UNSUPPORTED,
-                           "%s: no Image Position (Patient); the slice cannot be placed", w.c_str());
-        if (!frame_doubles(ds, f, DCM_PlaneOrientationSequence, DCM_ImageOrientationPatient, s.iop, 6))
+                           "%s: no Image Position (Patient); the slice cannot be placed",
+                           w.c_str());
+        if (!frame_doubles(ds, f, DCM_PlaneOrientationSequence, DCM_ImageOrientationPatient, s.iop,
+                           6))
             return sm_fail(SEGMAMBA_E_UNSUPPORTED,
                            "%s: no Image Orientation (Patient); the slice cannot be placed",
                            w.c_str());
@@ -291,17 +301,15 @@ sm_status file_slices(const FileHead &h, DcmDataset *ds, std::vector<Slice> &out
         double rs[2] = {1, 0};
         if (frame_doubles(ds, f, DCM_PixelValueTransformationSequence, DCM_RescaleSlope, rs, 1))
             s.slope = rs[0];
-        if (frame_doubles(ds, f, DCM_PixelValueTransformationSequence, DCM_RescaleIntercept, rs + 1, 1))
+        if (frame_doubles(ds, f, DCM_PixelValueTransformationSequence, DCM_RescaleIntercept, rs + 1,
+                          1))
             s.intercept = rs[1];
         out.push_back(s);
     }
     return SEGMAMBA_OK;
 }
 
-double dot(const double *a, const double *b)
-{
-    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
-}
+double dot(const double *a, const double *b) { return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]; }
 
 // Sorts the slices along the normal and checks that they make one regular
 // grid; sets the spacing between slices.
@@ -337,7 +345,8 @@ sm_status order_slices(std::vector<Slice> &sl, double &spacing_k)
     if (sl.size() < 2)
         return sm_fail(SEGMAMBA_E_UNSUPPORTED,
                        "%s: a series of one slice; a volume needs at least two", a.where().c_str());
-    const double N[3] = {X[1] * Y[2] - X[2] * Y[1], X[2] * Y[0] - X[0] * Y[2], X[0] * Y[1] - X[1] * Y[0]};
+    const double N[3] = {X[1] * Y[2] - X[2] * Y[1], X[2] * Y[0] - X[0] * Y[2],
+                         X[0] * Y[1] - X[1] * Y[0]};
     for (Slice &s : sl) s.along = dot(N, s.pos);
     std::stable_sort(sl.begin(), sl.end(),
                      [](const Slice &x, const Slice &y) { return x.along < y.along; });
@@ -475,7 +484,8 @@ void fill_geometry(const std::vector<Slice> &sl, double spacing_k, segmamba_geom
 {
     const Slice &a = sl[0];
     const double *X = a.iop, *Y = a.iop + 3;
-    const double N[3] = {X[1] * Y[2] - X[2] * Y[1], X[2] * Y[0] - X[0] * Y[2], X[0] * Y[1] - X[1] * Y[0]};
+    const double N[3] = {X[1] * Y[2] - X[2] * Y[1], X[2] * Y[0] - X[0] * Y[2],
+                         X[0] * Y[1] - X[1] * Y[0]};
     memset(g, 0, sizeof *g);
     g->d = (int)sl.size();
     g->h = (int)a.rows;
@@ -546,7 +556,8 @@ sm_status read_channels(const char *const *dirs, const char *const *series, int 
         const char *want = series ? series[i] : NULL;
         sm_status st = read_series(dirs[i], want, &v, src);
         char why[256];
-        if (st == SEGMAMBA_OK && i > 0 && segmamba_geometry_differs(&out->geom, &v.geom, why, sizeof why))
+        if (st == SEGMAMBA_OK && i > 0 &&
+            segmamba_geometry_differs(&out->geom, &v.geom, why, sizeof why))
             st = sm_fail(SEGMAMBA_E_SHAPE, "%s and %s: %s", dirs[0], dirs[i], why);
         const size_t nvox = (size_t)v.d * v.h * v.w;
         if (st == SEGMAMBA_OK && i == 0 && n > 1) {
@@ -574,10 +585,7 @@ sm_status read_channels(const char *const *dirs, const char *const *series, int 
 
 extern "C" {
 
-int segmamba_dicom_get_supported(void)
-{
-    return 1;
-}
+int segmamba_dicom_get_supported(void) { return 1; }
 
 sm_status segmamba_dicom_read(const char *const *dirs, const char *const *series, int n,
                               segmamba_volume *out, segmamba_dicom_source **source)
@@ -590,7 +598,8 @@ sm_status segmamba_dicom_read(const char *const *dirs, const char *const *series
         src = source ? new segmamba_dicom_source() : NULL;
         st = read_channels(dirs, series, n, out, src);
     } catch (const std::bad_alloc &) {
-        st = sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory reading the series", n > 0 ? dirs[0] : "");
+        st =
+            sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory reading the series", n > 0 ? dirs[0] : "");
     } catch (const std::exception &e) {
         st = sm_fail(SEGMAMBA_E_FORMAT, "%s: %s", n > 0 ? dirs[0] : "", e.what());
     }
@@ -603,9 +612,6 @@ sm_status segmamba_dicom_read(const char *const *dirs, const char *const *series
     return SEGMAMBA_OK;
 }
 
-void segmamba_dicom_source_free(segmamba_dicom_source *source)
-{
-    delete source;
-}
+void segmamba_dicom_source_free(segmamba_dicom_source *source) { delete source; }
 
 } // extern "C"

@@ -41,7 +41,8 @@ extern "C" {
 #include "sm_config.h"
 }
 
-namespace {
+namespace
+{
 
 using sm_dcm::load;
 using sm_dcm::need_dictionary;
@@ -85,13 +86,14 @@ std::string fmt(double v)
 
 sm_status dcm_fail(const char *path, const char *what, const OFCondition &c)
 {
-    return sm_fail(SEGMAMBA_E_FORMAT, "%s: cannot make the DICOM SEG: %s (%s)", path, what, c.text());
+    return sm_fail(SEGMAMBA_E_FORMAT, "%s: cannot make the DICOM SEG: %s (%s)", path, what,
+                   c.text());
 }
 
-#define SEG_TRY(expr, what)                                                                      \
-    do {                                                                                         \
-        const OFCondition c_ = (expr);                                                           \
-        if (c_.bad()) return dcm_fail(path, what, c_);                                           \
+#define SEG_TRY(expr, what)                                                                        \
+    do {                                                                                           \
+        const OFCondition c_ = (expr);                                                             \
+        if (c_.bad()) return dcm_fail(path, what, c_);                                             \
     } while (0)
 
 // The prediction as the SEG's segments see it.
@@ -106,8 +108,8 @@ struct LabelMap {
     // Segment s's pixels on slice k as 0/1 into out; how many are 1.
     size_t frame(int s, size_t k, Uint8 *out) const
     {
-        const uint8_t *v = masks ? p->masks + ((size_t)(s - 1) * slices + k) * plane
-                                 : p->labels + k * plane;
+        const uint8_t *v =
+            masks ? p->masks + ((size_t)(s - 1) * slices + k) * plane : p->labels + k * plane;
         size_t on = 0;
         for (size_t i = 0; i < plane; i++) {
             out[i] = masks ? v[i] != 0 : v[i] == s;
@@ -130,10 +132,7 @@ DcmItem *frame_group(DcmItem *ds, unsigned long f, const DcmTagKey &group)
     return NULL;
 }
 
-double dot3(const double *a, const double *b)
-{
-    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
-}
+double dot3(const double *a, const double *b) { return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]; }
 
 // Decodes the SEG from its encoded bytes as any reader would (frames by the
 // standard's packing, each placed by its own Referenced Segment Number and
@@ -151,15 +150,16 @@ sm_status check_encoded(const char *path, const unsigned char *bytes, size_t n,
     ff.transferInit();
     const OFCondition rc = ff.read(in, EXS_Unknown, EGL_noChange, DCM_MaxReadLength);
     ff.transferEnd();
-    if (rc.bad()) return sm_fail(SEGMAMBA_E_BACKEND, "%s: %s does not parse (%s)", path, lead, rc.text());
+    if (rc.bad())
+        return sm_fail(SEGMAMBA_E_BACKEND, "%s: %s does not parse (%s)", path, lead, rc.text());
     DcmDataset *ds = ff.getDataset();
     const std::vector<Slice> &sl = src.slices;
     Uint16 rows = 0, cols = 0;
     Sint32 n_frames = 0;
     const Uint8 *px = NULL;
     unsigned long px_len = 0;
-    if (ds->findAndGetUint16(DCM_Rows, rows).bad() || ds->findAndGetUint16(DCM_Columns, cols).bad() ||
-        rows != sl[0].rows || cols != sl[0].cols ||
+    if (ds->findAndGetUint16(DCM_Rows, rows).bad() ||
+        ds->findAndGetUint16(DCM_Columns, cols).bad() || rows != sl[0].rows || cols != sl[0].cols ||
         ds->findAndGetSint32(DCM_NumberOfFrames, n_frames).bad() || n_frames < 1 ||
         ds->findAndGetUint8Array(DCM_PixelData, px, &px_len).bad() || !px ||
         px_len != sm_seg_packed_bytes((size_t)n_frames, labels.plane))
@@ -199,10 +199,11 @@ sm_status check_encoded(const char *path, const unsigned char *bytes, size_t n,
         size_t differ = 0;
         for (size_t i = 0; i < labels.plane; i++) differ += got[i] != want[i];
         if (differ)
-            return sm_fail(SEGMAMBA_E_BACKEND,
-                           "%s: %s differs from the label map in frame %lu (segment %u, slice %ld): "
-                           "%zu of its %zu pixels; nothing written",
-                           path, lead, f + 1, (unsigned)s, k + 1, differ, labels.plane);
+            return sm_fail(
+                SEGMAMBA_E_BACKEND,
+                "%s: %s differs from the label map in frame %lu (segment %u, slice %ld): "
+                "%zu of its %zu pixels; nothing written",
+                path, lead, f + 1, (unsigned)s, k + 1, differ, labels.plane);
         seen[(size_t)(s - 1) * sl.size() + (size_t)k] = 1;
     }
     for (int s = 1; s <= n_seg; s++)
@@ -222,9 +223,10 @@ sm_status write_seg(const char *path, const segmamba_dicom_source *src, const se
     const std::vector<Slice> &sl = src->slices;
     const unsigned rows = sl[0].rows, cols = sl[0].cols;
     if (p->d != (int)sl.size() || p->h != (int)rows || p->w != (int)cols)
-        return sm_fail(SEGMAMBA_E_ARG,
-                       "%s: the prediction (%dx%dx%d) is not on the source series' grid (%ux%ux%zu)",
-                       path, p->w, p->h, p->d, cols, rows, sl.size());
+        return sm_fail(
+            SEGMAMBA_E_ARG,
+            "%s: the prediction (%dx%dx%d) is not on the source series' grid (%ux%ux%zu)", path,
+            p->w, p->h, p->d, cols, rows, sl.size());
     const bool masks = segmamba_card_get_writes_masks(card) != 0;
     const int n_seg = masks ? p->n_masks : card->n_labels - 1;
     if (n_seg < 1) return sm_fail(SEGMAMBA_E_ARG, "%s: the card has no foreground label", path);
@@ -248,7 +250,8 @@ sm_status write_seg(const char *path, const segmamba_dicom_source *src, const se
         Code cat, type;
         default_codes(card, s, cat, type);
         const segmamba_card_code *cc = &card->codes[s];
-        if (cc->category.value[0]) cat = {cc->category.value, cc->category.scheme, cc->category.meaning};
+        if (cc->category.value[0])
+            cat = {cc->category.value, cc->category.scheme, cc->category.meaning};
         if (cc->type.value[0]) type = {cc->type.value, cc->type.scheme, cc->type.meaning};
         DcmSegment *segment = NULL;
         SEG_TRY(DcmSegment::create(segment, card->labels[s],
@@ -269,8 +272,9 @@ sm_status write_seg(const char *path, const segmamba_dicom_source *src, const se
     SEG_TRY(meas.setSpacingBetweenSlices(fmt(src->spacing_k).c_str()), "spacing between slices");
     FGPlaneOrientationPatient orient;
     const double *o = sl[0].iop;
-    SEG_TRY(orient.setImageOrientationPatient(fmt(o[0]).c_str(), fmt(o[1]).c_str(), fmt(o[2]).c_str(),
-                                              fmt(o[3]).c_str(), fmt(o[4]).c_str(), fmt(o[5]).c_str()),
+    SEG_TRY(orient.setImageOrientationPatient(fmt(o[0]).c_str(), fmt(o[1]).c_str(),
+                                              fmt(o[2]).c_str(), fmt(o[3]).c_str(),
+                                              fmt(o[4]).c_str(), fmt(o[5]).c_str()),
             "image orientation");
     SEG_TRY(seg->addForAllFrames(meas), "pixel measures");
     SEG_TRY(seg->addForAllFrames(orient), "plane orientation");
@@ -286,7 +290,8 @@ sm_status write_seg(const char *path, const segmamba_dicom_source *src, const se
             if (!on && !(last && frames.empty())) continue;
             const size_t kk = on ? k : 0;
             FGPlanePosPatient pos;
-            SEG_TRY(pos.setImagePositionPatient(fmt(sl[kk].pos[0]).c_str(), fmt(sl[kk].pos[1]).c_str(),
+            SEG_TRY(pos.setImagePositionPatient(fmt(sl[kk].pos[0]).c_str(),
+                                                fmt(sl[kk].pos[1]).c_str(),
                                                 fmt(sl[kk].pos[2]).c_str()),
                     "plane position");
             FGFrameContent content;
@@ -296,8 +301,8 @@ sm_status write_seg(const char *path, const segmamba_dicom_source *src, const se
             OFVector<Uint16> source_frame;
             if (sl[kk].n_frames > 1) source_frame.push_back((Uint16)(sl[kk].frame + 1));
             ImageSOPInstanceReferenceMacro *ref = NULL;
-            SEG_TRY(ImageSOPInstanceReferenceMacro::create(sl[kk].sop_class.c_str(),
-                                                           sl[kk].sop_uid.c_str(), source_frame, ref),
+            SEG_TRY(ImageSOPInstanceReferenceMacro::create(
+                        sl[kk].sop_class.c_str(), sl[kk].sop_uid.c_str(), source_frame, ref),
                     "source image reference");
             OFVector<ImageSOPInstanceReferenceMacro> refs;
             refs.push_back(*ref);
@@ -316,8 +321,8 @@ sm_status write_seg(const char *path, const segmamba_dicom_source *src, const se
     char uid[100];
     dcmGenerateUniqueIdentifier(uid, SITE_INSTANCE_UID_ROOT);
     IODMultiframeDimensionModule &dims = seg->getDimensions();
-    SEG_TRY(dims.addDimensionIndex(DCM_ReferencedSegmentNumber, uid, DCM_SegmentIdentificationSequence,
-                                   "ReferencedSegmentNumber"),
+    SEG_TRY(dims.addDimensionIndex(DCM_ReferencedSegmentNumber, uid,
+                                   DCM_SegmentIdentificationSequence, "ReferencedSegmentNumber"),
             "dimension index");
     SEG_TRY(dims.addDimensionIndex(DCM_ImagePositionPatient, uid, DCM_PlanePositionSequence,
                                    "ImagePositionPatient"),
@@ -342,7 +347,9 @@ sm_status write_seg(const char *path, const segmamba_dicom_source *src, const se
     // want said before they index masks by source image.
     DcmItem *frame_item = NULL;
     for (unsigned long f = 0;
-         ds->findAndGetSequenceItem(DCM_PerFrameFunctionalGroupsSequence, frame_item, (int)f).good(); f++) {
+         ds->findAndGetSequenceItem(DCM_PerFrameFunctionalGroupsSequence, frame_item, (int)f)
+             .good();
+         f++) {
         DcmItem *deriv_item = NULL, *source_item = NULL;
         if (frame_item->findAndGetSequenceItem(DCM_DerivationImageSequence, deriv_item, 0).good() &&
             deriv_item->findAndGetSequenceItem(DCM_SourceImageSequence, source_item, 0).good())
@@ -352,15 +359,17 @@ sm_status write_seg(const char *path, const segmamba_dicom_source *src, const se
     // dcmtk's Pixel Data replaced by the standard's packing (see the top).
     const size_t bytes = sm_seg_packed_bytes(frames.size(), labels.plane);
     if (bytes == 0 || bytes > 0xfffffff0u)
-        return sm_fail(SEGMAMBA_E_NOMEM, "%s: %zu frames of %ux%u pixels are too large for a DICOM SEG",
-                       path, frames.size(), rows, cols);
+        return sm_fail(SEGMAMBA_E_NOMEM,
+                       "%s: %zu frames of %ux%u pixels are too large for a DICOM SEG", path,
+                       frames.size(), rows, cols);
     std::vector<Uint8> packed(bytes, 0);
     for (size_t f = 0; f < frames.size(); f++)
         if (frames[f].first) {
             labels.frame(frames[f].first, frames[f].second, frame.data());
             sm_seg_pack_frame(packed.data(), f, labels.plane, frame.data());
         }
-    SEG_TRY(ds->putAndInsertUint8Array(DCM_PixelData, packed.data(), (unsigned long)bytes), "pixel data");
+    SEG_TRY(ds->putAndInsertUint8Array(DCM_PixelData, packed.data(), (unsigned long)bytes),
+            "pixel data");
 
     const E_TransferSyntax xfer = EXS_LittleEndianExplicit;
     SEG_TRY(out.validateMetaInfo(xfer), "the meta header");
@@ -388,8 +397,9 @@ sm_status segmamba_dicom_write_seg(const char *path, const segmamba_dicom_source
                                    const segmamba_card *card, const segmamba_prediction *p)
 {
     if (!source || source->slices.empty())
-        return sm_fail(SEGMAMBA_E_ARG, "%s: a DICOM SEG needs the DICOM series the prediction "
-                                       "was made from",
+        return sm_fail(SEGMAMBA_E_ARG,
+                       "%s: a DICOM SEG needs the DICOM series the prediction "
+                       "was made from",
                        path);
     try {
         return write_seg(path, source, card, p);

@@ -75,8 +75,9 @@ static const char *norm_name(const segmamba_norm *x, char *buf, size_t cap)
 
 static const char *output_name(segmamba_output_kind k)
 {
-    return k == SEGMAMBA_OUTPUT_REGIONS ? "regions" : k == SEGMAMBA_OUTPUT_SIGMOID ? "sigmoid"
-                                                                                   : "argmax";
+    return k == SEGMAMBA_OUTPUT_REGIONS   ? "regions"
+           : k == SEGMAMBA_OUTPUT_SIGMOID ? "sigmoid"
+                                          : "argmax";
 }
 
 int segmamba_card_differs(const segmamba_card *a, const segmamba_card *b, char *why, size_t n)
@@ -114,8 +115,7 @@ int segmamba_card_differs(const segmamba_card *a, const segmamba_card *b, char *
         return say(why, n, "output %s vs %s", output_name(a->output), output_name(b->output));
     if (a->output != SEGMAMBA_OUTPUT_ARGMAX && a->threshold != b->threshold)
         return say(why, n, "threshold %g vs %g", a->threshold, b->threshold);
-    if (a->overlap != b->overlap)
-        return say(why, n, "overlap %g vs %g", a->overlap, b->overlap);
+    if (a->overlap != b->overlap) return say(why, n, "overlap %g vs %g", a->overlap, b->overlap);
     segmamba_card_region ra[SEGMAMBA_CARD_MAX_REGIONS], rb[SEGMAMBA_CARD_MAX_REGIONS];
     const int na = segmamba_card_get_regions(a, ra), nb = segmamba_card_get_regions(b, rb);
     if (na != nb) return say(why, n, "regions table: %d vs %d rows", na, nb);

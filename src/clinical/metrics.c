@@ -76,8 +76,8 @@ static void edt_axis(double *g, int n, size_t stride, int outer, size_t outer_st
         }
 }
 
-sm_status sm_distance_transform(const uint8_t *set, int d, int h, int w,
-                                const double spacing[3], double *dist)
+sm_status sm_distance_transform(const uint8_t *set, int d, int h, int w, const double spacing[3],
+                                double *dist)
 {
     const size_t nvox = (size_t)d * h * w;
     int n = d > h ? d : h;
@@ -115,10 +115,10 @@ void sm_mask_surface(const uint8_t *mask, int d, int h, int w, uint8_t *surface)
         for (int j = 0; j < h; j++)
             for (int i = 0; i < w; i++) {
                 const size_t x = (size_t)k * hw + (size_t)j * w + i;
-                surface[x] = mask[x] &&
-                             (k == 0 || k == d - 1 || j == 0 || j == h - 1 || i == 0 ||
-                              i == w - 1 || !mask[x - hw] || !mask[x + hw] || !mask[x - w] ||
-                              !mask[x + w] || !mask[x - 1] || !mask[x + 1]);
+                surface[x] =
+                    mask[x] && (k == 0 || k == d - 1 || j == 0 || j == h - 1 || i == 0 ||
+                                i == w - 1 || !mask[x - hw] || !mask[x + hw] || !mask[x - w] ||
+                                !mask[x + w] || !mask[x - 1] || !mask[x + 1]);
             }
 }
 

@@ -17,8 +17,8 @@
  * set[v] != 0 (separable squared distance transform, Felzenszwalb and
  * Huttenlocher), anisotropic spacing along (D, H, W). With no such voxel
  * every distance is INFINITY. dist holds d*h*w doubles. */
-sm_status sm_distance_transform(const uint8_t *set, int d, int h, int w,
-                                const double spacing[3], double *dist);
+sm_status sm_distance_transform(const uint8_t *set, int d, int h, int w, const double spacing[3],
+                                double *dist);
 
 /* The surface of a mask as medpy takes it: mask voxels with a 6-neighbour
  * outside the mask (the volume's outside counts as outside). */

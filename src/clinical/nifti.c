@@ -29,7 +29,7 @@
  * and (at most) a print, so the problems worth naming are found here. */
 
 typedef struct raw_header {
-    int version;          /* 1 or 2 */
+    int version; /* 1 or 2 */
     int64_t dim[8];
     int datatype;
 } raw_header;
@@ -40,8 +40,7 @@ static sm_status gz_failure(const char *path, gzFile f)
 {
     int err;
     const char *msg = gzerror(f, &err);
-    if (err == Z_ERRNO)
-        return sm_fail(SEGMAMBA_E_IO, "%s: read failed: %s", path, strerror(errno));
+    if (err == Z_ERRNO) return sm_fail(SEGMAMBA_E_IO, "%s: read failed: %s", path, strerror(errno));
     if (err == Z_BUF_ERROR)
         return sm_fail(SEGMAMBA_E_FORMAT, "%s: truncated (the gzip stream ends early)", path);
     /* zlib prefixes its message with the file name. */
@@ -113,12 +112,14 @@ static sm_status check_header(const char *path, raw_header *h)
                        got);
     int big;
     int64_t size = sm_load_int(b, 4, 0);
-    if (size == 348 || size == 540) big = 0;
-    else if ((size = sm_load_int(b, 4, 1)) == 348 || size == 540) big = 1;
+    if (size == 348 || size == 540)
+        big = 0;
+    else if ((size = sm_load_int(b, 4, 1)) == 348 || size == 540)
+        big = 1;
     else
         return sm_fail(SEGMAMBA_E_FORMAT,
-                       "%s: not a NIfTI file (header size field %lld, expected 348 or 540)",
-                       path, (long long)sm_load_int(b, 4, 0));
+                       "%s: not a NIfTI file (header size field %lld, expected 348 or 540)", path,
+                       (long long)sm_load_int(b, 4, 0));
     if (size == 540) {
         if (got < 540)
             return sm_fail(SEGMAMBA_E_FORMAT, "%s: too short for a NIfTI-2 header (%zu bytes)",
@@ -133,12 +134,12 @@ static sm_status check_header(const char *path, raw_header *h)
     }
     const int64_t nd = h->dim[0];
     if (nd < 1 || nd > 7)
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: invalid number of dimensions dim[0] = %lld",
-                       path, (long long)nd);
+        return sm_fail(SEGMAMBA_E_FORMAT, "%s: invalid number of dimensions dim[0] = %lld", path,
+                       (long long)nd);
     for (int i = 1; i <= nd; i++)
         if (h->dim[i] <= 0)
-            return sm_fail(SEGMAMBA_E_FORMAT, "%s: dimension %d is %lld (must be at least 1)",
-                           path, i, (long long)h->dim[i]);
+            return sm_fail(SEGMAMBA_E_FORMAT, "%s: dimension %d is %lld (must be at least 1)", path,
+                           i, (long long)h->dim[i]);
     for (int i = 5; i <= nd; i++)
         if (h->dim[i] > 1)
             return sm_fail(SEGMAMBA_E_UNSUPPORTED,
@@ -182,9 +183,8 @@ static sm_status read_data(const char *path, const nifti_image *nim, unsigned ch
     size_t got;
     st = gz_read_some(iname, f, buf, nbytes, &got);
     if (st == SEGMAMBA_OK && got < nbytes)
-        st = sm_fail(SEGMAMBA_E_FORMAT,
-                     "%s: data truncated: %zu of the %zu data bytes are present", iname, got,
-                     nbytes);
+        st = sm_fail(SEGMAMBA_E_FORMAT, "%s: data truncated: %zu of the %zu data bytes are present",
+                     iname, got, nbytes);
     if (st == SEGMAMBA_OK) {
         /* Reading past the data makes zlib check the gzip trailer (CRC, length). */
         unsigned char extra;
@@ -259,8 +259,8 @@ sm_status segmamba_nifti_read(const char *path, segmamba_volume *out)
     nifti_set_debug_level(0);
     nifti_image *nim = nifti_image_read(path, 0);
     if (!nim)
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: nifticlib cannot parse the NIfTI-%d header",
-                       path, raw.version);
+        return sm_fail(SEGMAMBA_E_FORMAT, "%s: nifticlib cannot parse the NIfTI-%d header", path,
+                       raw.version);
     /* check_header saw the same fields; nifticlib's view is the one used. */
     int64_t dim[5] = {0, 1, 1, 1, 1};
     for (int i = 1; i <= 4 && i <= nim->dim[0]; i++) dim[i] = nim->dim[i];
@@ -357,8 +357,8 @@ sm_status segmamba_nifti_read_channels(const char *const *paths, int n, segmamba
             out->c = n;
             out->data = malloc((size_t)n * nvox * sizeof *out->data);
             if (!out->data)
-                st = sm_fail(SEGMAMBA_E_NOMEM, "cannot allocate %d channels of %dx%dx%d", n,
-                             v.w, v.h, v.d);
+                st = sm_fail(SEGMAMBA_E_NOMEM, "cannot allocate %d channels of %dx%dx%d", n, v.w,
+                             v.h, v.d);
             v.geom.header = NULL;
         }
         if (st == SEGMAMBA_OK) memcpy(out->data + (size_t)i * nvox, v.data, nvox * sizeof *v.data);
@@ -400,8 +400,7 @@ static void set_data_fields(nifti_image *nim, const segmamba_geometry *g, int c,
     nim->byteorder = nifti_short_order();
     if (c > 1 && !(nim->dt > 0)) nim->dt = 1;
     nim->du = nim->dv = nim->dw = 1;
-    for (int i = 4; i < 8; i++)
-        nim->pixdim[i] = i == 4 ? nim->dt : 1;
+    for (int i = 4; i < 8; i++) nim->pixdim[i] = i == 4 ? nim->dt : 1;
     nim->scl_slope = 1;
     nim->scl_inter = 0;
     nim->intent_code = datatype == DT_UINT8 && c == 1 ? NIFTI_INTENT_LABEL : NIFTI_INTENT_NONE;
@@ -426,9 +425,9 @@ static nifti_image *header_from_affine(const segmamba_geometry *g)
         for (int c = 0; c < 4; c++) m.m[r][c] = g->affine[r][c];
     nim->sto_xyz = m;
     nim->sform_code = NIFTI_XFORM_ALIGNED_ANAT;
-    nifti_dmat44_to_quatern(m, &nim->quatern_b, &nim->quatern_c, &nim->quatern_d,
-                            &nim->qoffset_x, &nim->qoffset_y, &nim->qoffset_z, &nim->dx, &nim->dy,
-                            &nim->dz, &nim->qfac);
+    nifti_dmat44_to_quatern(m, &nim->quatern_b, &nim->quatern_c, &nim->quatern_d, &nim->qoffset_x,
+                            &nim->qoffset_y, &nim->qoffset_z, &nim->dx, &nim->dy, &nim->dz,
+                            &nim->qfac);
     nim->qform_code = NIFTI_XFORM_ALIGNED_ANAT;
     nim->pixdim[1] = nim->dx;
     nim->pixdim[2] = nim->dy;
@@ -450,8 +449,8 @@ static sm_status gzip_buffer(const char *path, const void *parts[], const size_t
     unsigned char *buf = malloc(cap);
     if (!buf) {
         deflateEnd(&zs);
-        return sm_fail(SEGMAMBA_E_NOMEM, "%s: cannot allocate %zu bytes to compress into",
-                       path, cap);
+        return sm_fail(SEGMAMBA_E_NOMEM, "%s: cannot allocate %zu bytes to compress into", path,
+                       cap);
     }
     /* zlib counts in 32 bits: feed and drain at most 1 GiB at a time. */
     const size_t step = (size_t)1 << 30;
@@ -479,8 +478,7 @@ static sm_status gzip_buffer(const char *path, const void *parts[], const size_t
     deflateEnd(&zs);
     if (rc != Z_STREAM_END) {
         free(buf);
-        return sm_fail(SEGMAMBA_E_NOMEM, "%s: gzip compression failed (zlib status %d)", path,
-                       rc);
+        return sm_fail(SEGMAMBA_E_NOMEM, "%s: gzip compression failed (zlib status %d)", path, rc);
     }
     *out = buf;
     *out_size = produced;
@@ -494,8 +492,8 @@ static sm_status write_volume(const char *path, const segmamba_geometry *g, cons
     if (!gz && !ends_with(path, ".nii"))
         return sm_fail(SEGMAMBA_E_ARG, "%s: output name must end in .nii or .nii.gz", path);
     if (c < 1 || g->d < 1 || g->h < 1 || g->w < 1)
-        return sm_fail(SEGMAMBA_E_ARG, "%s: nothing to write (%d channels of %dx%dx%d)", path,
-                       c, g->w, g->h, g->d);
+        return sm_fail(SEGMAMBA_E_ARG, "%s: nothing to write (%d channels of %dx%dx%d)", path, c,
+                       g->w, g->h, g->d);
     nifti_set_debug_level(0);
     nifti_image *nim = g->header ? nifti_copy_nim_info(g->header) : header_from_affine(g);
     if (!nim) return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory for the header", path);
@@ -503,8 +501,8 @@ static sm_status write_volume(const char *path, const segmamba_geometry *g, cons
     nim->cal_min = cal_min;
     nim->cal_max = cal_max;
     const int big = g->w > 32767 || g->h > 32767 || g->d > 32767 || c > 32767;
-    const int v2 = big || nim->nifti_type == NIFTI_FTYPE_NIFTI2_1 ||
-                   nim->nifti_type == NIFTI_FTYPE_NIFTI2_2;
+    const int v2 =
+        big || nim->nifti_type == NIFTI_FTYPE_NIFTI2_1 || nim->nifti_type == NIFTI_FTYPE_NIFTI2_2;
     nim->nifti_type = v2 ? NIFTI_FTYPE_NIFTI2_1 : NIFTI_FTYPE_NIFTI1_1;
     /* Header, the 4-byte extension flag (no extensions), data: offsets 352
      * and 544 are already multiples of 16. Set here, as Debian's nifticlib
@@ -516,7 +514,8 @@ static sm_status write_volume(const char *path, const segmamba_geometry *g, cons
         nifti_2_header n2;
     } hdr;
     const size_t hsize = v2 ? sizeof hdr.n2 : sizeof hdr.n1;
-    const int bad = v2 ? nifti_convert_nim2n2hdr(nim, &hdr.n2) : nifti_convert_nim2n1hdr(nim, &hdr.n1);
+    const int bad =
+        v2 ? nifti_convert_nim2n2hdr(nim, &hdr.n2) : nifti_convert_nim2n1hdr(nim, &hdr.n1);
     const int64_t offset = nim->iname_offset;
     const size_t nbytes = (size_t)nim->nvox * (size_t)nim->nbyper;
     nifti_image_free(nim);
@@ -537,8 +536,8 @@ static sm_status write_volume(const char *path, const segmamba_geometry *g, cons
     return st;
 }
 
-sm_status segmamba_nifti_write_u8(const char *path, const segmamba_geometry *geom, const uint8_t *data,
-                            int c)
+sm_status segmamba_nifti_write_u8(const char *path, const segmamba_geometry *geom,
+                                  const uint8_t *data, int c)
 {
     const size_t n = (size_t)geom->d * geom->h * geom->w * (size_t)(c > 0 ? c : 0);
     uint8_t hi = 0;
@@ -546,8 +545,8 @@ sm_status segmamba_nifti_write_u8(const char *path, const segmamba_geometry *geo
     return write_volume(path, geom, data, DT_UINT8, c, 0, hi, Z_DEFAULT_COMPRESSION);
 }
 
-sm_status segmamba_nifti_write_f32(const char *path, const segmamba_geometry *geom, const float *data,
-                             int c)
+sm_status segmamba_nifti_write_f32(const char *path, const segmamba_geometry *geom,
+                                   const float *data, int c)
 {
     const size_t n = (size_t)geom->d * geom->h * geom->w * (size_t)(c > 0 ? c : 0);
     double lo = INFINITY, hi = -INFINITY;

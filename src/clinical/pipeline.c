@@ -360,8 +360,8 @@ static void regions_from_labels(segmamba_prediction *out)
     }
 }
 
-static sm_status alloc_outputs(const segmamba_card *card, int k, const segmamba_predict_options *opt,
-                               segmamba_prediction *out)
+static sm_status alloc_outputs(const segmamba_card *card, int k,
+                               const segmamba_predict_options *opt, segmamba_prediction *out)
 {
     const size_t plane = (size_t)out->d * out->h * out->w;
     out->n_prob = k;
@@ -374,8 +374,8 @@ static sm_status alloc_outputs(const segmamba_card *card, int k, const segmamba_
         out->masks = calloc((size_t)k * plane, 1);
     }
     if (!out->labels || (out->n_masks && !out->masks) ||
-        (opt->want_probabilities && !out->probabilities) ||
-        (opt->want_regions && !out->regions) || (opt->want_uncertainty && !out->uncertainty))
+        (opt->want_probabilities && !out->probabilities) || (opt->want_regions && !out->regions) ||
+        (opt->want_uncertainty && !out->uncertainty))
         return sm_fail(SEGMAMBA_E_NOMEM, "out of memory for the outputs (%dx%dx%d)", out->d, out->h,
                        out->w);
     /* Outside the crop box: label 0, certain background. */
@@ -385,8 +385,8 @@ static sm_status alloc_outputs(const segmamba_card *card, int k, const segmamba_
 }
 
 /* Crop, normalize and resample: *x is (c, n) on return. */
-static sm_status preprocess(const segmamba_card *card, const segmamba_volume *in, const int box[3][2],
-                            float **x, int n[3], int cn[3])
+static sm_status preprocess(const segmamba_card *card, const segmamba_volume *in,
+                            const int box[3][2], float **x, int n[3], int cn[3])
 {
     const int c = in->c;
     for (int a = 0; a < 3; a++) cn[a] = box[a][1] - box[a][0];
@@ -448,8 +448,8 @@ static sm_status check_ensemble(segmamba_model *const *models, int nm, const seg
         segmamba_get_config(models[i], &ci);
         char why[256];
         if (segmamba_config_differs(cfg, &ci, why, sizeof why))
-            return sm_fail(SEGMAMBA_E_MODEL,
-                           "ensemble: model %d is not the network model 1 is: %s", i + 1, why);
+            return sm_fail(SEGMAMBA_E_MODEL, "ensemble: model %d is not the network model 1 is: %s",
+                           i + 1, why);
     }
     return SEGMAMBA_OK;
 }
@@ -500,8 +500,9 @@ static sm_status run(segmamba_model *const *models, int nm, const segmamba_card 
     for (int r = 0; r < rows; r++)
         if (table[r].channel < 0 || table[r].channel >= k || table[r].label < 0 ||
             table[r].label > 255)
-            return sm_fail(SEGMAMBA_E_ARG, "the model card (%s): region %d (channel %d, label %d) "
-                                           "is out of range",
+            return sm_fail(SEGMAMBA_E_ARG,
+                           "the model card (%s): region %d (channel %d, label %d) "
+                           "is out of range",
                            card->origin, r, table[r].channel, table[r].label);
     if (card->output != SEGMAMBA_OUTPUT_ARGMAX &&
         !(card->threshold == 0.0 || (card->threshold > 0.0 && card->threshold < 1.0)))
@@ -528,9 +529,13 @@ static sm_status run(segmamba_model *const *models, int nm, const segmamba_card 
     int n[3] = {0}, cn[3] = {0};
     SM_TRY(preprocess(card, in, (const int(*)[2])out->box, &x, n, cn));
 
-    window_ctx s = {.m = models[0], .c = c, .k = k, .opt = opt,
-                    .batch = opt->windows_per_call > 0 ? opt->windows_per_call
-                             : cfg.backend == SEGMAMBA_BACKEND_CUDA ? 4 : 1};
+    window_ctx s = {.m = models[0],
+                    .c = c,
+                    .k = k,
+                    .opt = opt,
+                    .batch = opt->windows_per_call > 0              ? opt->windows_per_call
+                             : cfg.backend == SEGMAMBA_BACKEND_CUDA ? 4
+                                                                    : 1};
     size_t pplane = 1, rplane = 1, plane = 1;
     int nwin = 1;
     for (int a = 0; a < 3; a++) {
@@ -596,8 +601,9 @@ sm_status segmamba_predict_ensemble(segmamba_model *const *models, int n, const 
     return st;
 }
 
-sm_status segmamba_predict(segmamba_model *m, const segmamba_card *card, const segmamba_volume *input,
-                     const segmamba_predict_options *opt, segmamba_prediction *out)
+sm_status segmamba_predict(segmamba_model *m, const segmamba_card *card,
+                           const segmamba_volume *input, const segmamba_predict_options *opt,
+                           segmamba_prediction *out)
 {
     return segmamba_predict_ensemble(&m, 1, card, input, opt, out);
 }

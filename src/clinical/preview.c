@@ -10,7 +10,7 @@
 
 #include "io/file.h"
 
-#define PANEL_PX 256  /* the largest extent of the volume, in pixels */
+#define PANEL_PX 256 /* the largest extent of the volume, in pixels */
 #define MARGIN 10
 #define GAP 10
 #define TEXT_SCALE 2
@@ -307,8 +307,9 @@ static sm_status encode_png(const char *path, const canvas *cv, png_sink *sink)
 
 /* ------------------------------------------------------------------------ */
 
-sm_status segmamba_preview_write(const char *path, const segmamba_volume *image, const uint8_t *labels,
-                           const char *const *label_names, int n_labels)
+sm_status segmamba_preview_write(const char *path, const segmamba_volume *image,
+                                 const uint8_t *labels, const char *const *label_names,
+                                 int n_labels)
 {
     if (!image->data || image->c < 1 || image->d < 1 || image->h < 1 || image->w < 1)
         return sm_fail(SEGMAMBA_E_ARG, "%s: nothing to preview", path);
@@ -344,16 +345,20 @@ sm_status segmamba_preview_write(const char *path, const segmamba_volume *image,
     int legend[MAX_LEGEND], n_legend = 0, more = 0;
     for (int l = 1; l < 256; l++)
         if (l <= n_labels || present[l]) {
-            if (n_legend < MAX_LEGEND) legend[n_legend++] = l;
-            else more = 1;
+            if (n_legend < MAX_LEGEND)
+                legend[n_legend++] = l;
+            else
+                more = 1;
         }
     char names[MAX_LEGEND][80];
     int legend_w = 0;
     for (int i = 0; i < n_legend; i++) {
         const int l = legend[i];
         const char *name = l <= n_labels && label_names ? label_names[l - 1] : NULL;
-        if (name) snprintf(names[i], sizeof names[i], "%d %s%s", l, name, present[l] ? "" : " (NONE)");
-        else snprintf(names[i], sizeof names[i], "%d LABEL %d%s", l, l, present[l] ? "" : " (NONE)");
+        if (name)
+            snprintf(names[i], sizeof names[i], "%d %s%s", l, name, present[l] ? "" : " (NONE)");
+        else
+            snprintf(names[i], sizeof names[i], "%d LABEL %d%s", l, l, present[l] ? "" : " (NONE)");
         const int tw = LINE_PX + text_width(names[i]);
         legend_w = tw > legend_w ? tw : legend_w;
     }

@@ -19,5 +19,6 @@ void sm_seg_pack_frame(uint8_t *packed, size_t f, size_t plane, const uint8_t *p
 void sm_seg_unpack_frame(const uint8_t *packed, size_t f, size_t plane, uint8_t *pixels)
 {
     const size_t first = f * plane;
-    for (size_t i = 0; i < plane; i++) pixels[i] = (packed[(first + i) >> 3] >> ((first + i) & 7)) & 1;
+    for (size_t i = 0; i < plane; i++)
+        pixels[i] = (packed[(first + i) >> 3] >> ((first + i) & 7)) & 1;
 }

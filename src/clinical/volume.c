@@ -33,11 +33,11 @@ void segmamba_volume_free(segmamba_volume *v)
     memset(v, 0, sizeof *v);
 }
 
-int segmamba_geometry_differs(const segmamba_geometry *a, const segmamba_geometry *b, char *why, size_t n)
+int segmamba_geometry_differs(const segmamba_geometry *a, const segmamba_geometry *b, char *why,
+                              size_t n)
 {
     if (a->d != b->d || a->h != b->h || a->w != b->w) {
-        snprintf(why, n, "dims differ: %dx%dx%d vs %dx%dx%d", a->w, a->h, a->d, b->w, b->h,
-                 b->d);
+        snprintf(why, n, "dims differ: %dx%dx%d vs %dx%dx%d", a->w, a->h, a->d, b->w, b->h, b->d);
         return 1;
     }
     for (int i = 0; i < 3; i++)
@@ -66,8 +66,7 @@ sm_status segmamba_volume_get_labels(const segmamba_volume *v, const char *origi
 {
     *labels = NULL;
     if (v->c != 1)
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: a label map has one channel, not %d", origin,
-                       v->c);
+        return sm_fail(SEGMAMBA_E_FORMAT, "%s: a label map has one channel, not %d", origin, v->c);
     const size_t n = (size_t)v->d * v->h * v->w;
     uint8_t *out = malloc(n ? n : 1);
     if (!out) return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory for the labels", origin);
@@ -106,8 +105,14 @@ sm_status segmamba_volume_check_finite(const segmamba_volume *v, const char *con
         return sm_fail(SEGMAMBA_E_UNSUPPORTED,
                        "%s: voxel (%d, %d, %d)%s is %s (%zu of its %zu voxels are not finite); "
                        "replace NaN and infinite values (e.g. with 0) before segmenting",
-                       !paths ? "input volume" : n == v->c ? paths[c] : paths[0], i, j, k, volume,
-                       isnan(x[first]) ? "NaN" : x[first] > 0 ? "+inf" : "-inf", bad, nvox);
+                       !paths      ? "input volume"
+                       : n == v->c ? paths[c]
+                                   : paths[0],
+                       i, j, k, volume,
+                       isnan(x[first]) ? "NaN"
+                       : x[first] > 0  ? "+inf"
+                                       : "-inf",
+                       bad, nvox);
     }
     return SEGMAMBA_OK;
 }

@@ -24,10 +24,10 @@ sm_status sm_fail_wrap(sm_status code, const char *fmt, ...) SM_PRINTF(2, 3);
 void sm_error_clear(void);
 
 /* Propagates a non-OK status. */
-#define SM_TRY(expr)                                                           \
-    do {                                                                       \
-        sm_status sm_try_status_ = (expr);                                     \
-        if (sm_try_status_ != SEGMAMBA_OK) return sm_try_status_;              \
+#define SM_TRY(expr)                                                                               \
+    do {                                                                                           \
+        sm_status sm_try_status_ = (expr);                                                         \
+        if (sm_try_status_ != SEGMAMBA_OK) return sm_try_status_;                                  \
     } while (0)
 
 #endif

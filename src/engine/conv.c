@@ -63,18 +63,20 @@ static sm_status check_params(const sm_conv_params *p)
     /* The bound keeps k^3 * cin * cout (the weight count) far inside size_t
      * and each GEMM dimension inside int. */
     const int limit = 1 << 16;
-    if (p->cin < 1 || p->cout < 1 || p->k < 1 || p->stride < 1 || p->pad < 0 ||
-        p->cin > limit || p->cout > limit || p->k > 64 || p->stride > 64 ||
-        p->dilation < 0 || p->dilation > 64)
-        return sm_fail(SEGMAMBA_E_ARG, "convolution: invalid parameters cin %d cout %d k %d "
-                       "stride %d pad %d dilation %d", p->cin, p->cout, p->k, p->stride, p->pad,
-                       p->dilation);
+    if (p->cin < 1 || p->cout < 1 || p->k < 1 || p->stride < 1 || p->pad < 0 || p->cin > limit ||
+        p->cout > limit || p->k > 64 || p->stride > 64 || p->dilation < 0 || p->dilation > 64)
+        return sm_fail(SEGMAMBA_E_ARG,
+                       "convolution: invalid parameters cin %d cout %d k %d "
+                       "stride %d pad %d dilation %d",
+                       p->cin, p->cout, p->k, p->stride, p->pad, p->dilation);
     /* Wider padding only adds outputs that see no input at all; refusing it
      * lets every backend assume each output window overlaps the volume. */
     const int span = sm_conv_dilation(p) * (p->k - 1) + 1;
     if (p->pad >= span)
-        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "convolution: padding %d is not smaller than "
-                       "the kernel's span %d", p->pad, span);
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                       "convolution: padding %d is not smaller than "
+                       "the kernel's span %d",
+                       p->pad, span);
     if (p->act != SM_ACT_NONE && p->act != SM_ACT_RELU)
         return sm_fail(SEGMAMBA_E_ARG, "convolution: unknown activation %d", (int)p->act);
     if (p->precision != SM_PREC_F32 && p->precision != SM_PREC_BF16)
@@ -108,15 +110,19 @@ sm_status sm_conv_create(sm_conv_kind kind, const sm_conv_params *p, const float
         return sm_fail(SEGMAMBA_E_UNSUPPORTED, "convolution backend '%s' is not built in",
                        sm_conv_kind_name(kind));
     if (p->precision == SM_PREC_BF16 && kind != SM_CONV_ONEDNN)
-        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "convolution: bf16 runs only on the onednn "
-                       "backend, not '%s'", sm_conv_kind_name(kind));
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                       "convolution: bf16 runs only on the onednn "
+                       "backend, not '%s'",
+                       sm_conv_kind_name(kind));
     if (kind == SM_CONV_WINOGRAD &&
         (p->k != 3 || p->stride != 1 || p->pad != 1 || sm_conv_dilation(p) != 1))
-        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "convolution: Winograd takes 3x3x3 kernels with "
-                       "stride 1, padding 1 and no dilation, not k%d s%d p%d d%d", p->k,
-                       p->stride, p->pad, sm_conv_dilation(p));
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                       "convolution: Winograd takes 3x3x3 kernels with "
+                       "stride 1, padding 1 and no dilation, not k%d s%d p%d d%d",
+                       p->k, p->stride, p->pad, sm_conv_dilation(p));
     if (p->precision == SM_PREC_BF16 && !sm_conv_bf16_supported())
-        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "convolution: bf16 needs native bf16 dot products "
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                       "convolution: bf16 needs native bf16 dot products "
                        "(AVX512_BF16), which this CPU lacks or DNNL_MAX_CPU_ISA forbids");
 
     sm_conv *c = calloc(1, sizeof *c);
@@ -154,8 +160,7 @@ sm_status sm_conv_create(sm_conv_kind kind, const sm_conv_params *p, const float
     return SEGMAMBA_OK;
 }
 
-sm_conv_choice sm_conv_pick(const sm_conv_params *p, sm_wino_use use, sm_conv_kind direct,
-                            int tile)
+sm_conv_choice sm_conv_pick(const sm_conv_params *p, sm_wino_use use, sm_conv_kind direct, int tile)
 {
     const int m = sm_conv_winograd_pick(p, use, tile);
     if (m) return (sm_conv_choice){SM_CONV_WINOGRAD, m};
@@ -182,8 +187,8 @@ void sm_conv_free(sm_conv *c)
 /* Reference: one output voxel at a time, straight from the definition, summed
  * in float like the other backends. Output voxels are independent, so they
  * are shared among threads. */
-static void ref_forward(const sm_conv *c, const sm_conv_dims *g, const float *src,
-                        size_t src_ld, float *dst, size_t dst_ld)
+static void ref_forward(const sm_conv *c, const sm_conv_dims *g, const float *src, size_t src_ld,
+                        float *dst, size_t dst_ld)
 {
     const sm_conv_params *p = &c->p;
     const long nvox = (long)sm_conv_out_voxels(g);
@@ -220,30 +225,33 @@ static void ref_forward(const sm_conv *c, const sm_conv_dims *g, const float *sr
     }
 }
 
-static sm_status check_forward(const sm_conv *c, const float *src, int src_ld, int d, int h,
-                               int w, const float *dst, int dst_ld, sm_conv_dims *g)
+static sm_status check_forward(const sm_conv *c, const float *src, int src_ld, int d, int h, int w,
+                               const float *dst, int dst_ld, sm_conv_dims *g)
 {
     const sm_conv_params *p = &c->p;
     if (!src || !dst || src_ld < p->cin || dst_ld < p->cout)
-        return sm_fail(SEGMAMBA_E_ARG, "convolution: bad buffers (src_ld %d for cin %d, "
-                       "dst_ld %d for cout %d)", src_ld, p->cin, dst_ld, p->cout);
+        return sm_fail(SEGMAMBA_E_ARG,
+                       "convolution: bad buffers (src_ld %d for cin %d, "
+                       "dst_ld %d for cout %d)",
+                       src_ld, p->cin, dst_ld, p->cout);
     if (d < 1 || h < 1 || w < 1)
         return sm_fail(SEGMAMBA_E_ARG, "convolution: empty volume %dx%dx%d", d, h, w);
-    *g = (sm_conv_dims){d, h, w, sm_conv_out_size(p, d), sm_conv_out_size(p, h),
-                        sm_conv_out_size(p, w)};
+    *g = (sm_conv_dims){
+        d, h, w, sm_conv_out_size(p, d), sm_conv_out_size(p, h), sm_conv_out_size(p, w)};
     if (g->od < 1 || g->oh < 1 || g->ow < 1)
-        return sm_fail(SEGMAMBA_E_SHAPE, "convolution: %dx%dx%d volume is smaller than the "
-                       "%d^3 kernel (dilation %d) with padding %d", d, h, w, p->k,
-                       sm_conv_dilation(p), p->pad);
+        return sm_fail(SEGMAMBA_E_SHAPE,
+                       "convolution: %dx%dx%d volume is smaller than the "
+                       "%d^3 kernel (dilation %d) with padding %d",
+                       d, h, w, p->k, sm_conv_dilation(p), p->pad);
     /* Voxel counts stay below 2^31 so that they fit the GEMM's int dimensions. */
     if ((size_t)d * h * w > INT_MAX)
-        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "convolution: %dx%dx%d volume is too large", d,
-                       h, w);
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "convolution: %dx%dx%d volume is too large", d, h,
+                       w);
     return SEGMAMBA_OK;
 }
 
-sm_status sm_conv_forward(sm_conv *c, const float *src, int src_ld, int d, int h, int w,
-                          float *dst, int dst_ld)
+sm_status sm_conv_forward(sm_conv *c, const float *src, int src_ld, int d, int h, int w, float *dst,
+                          int dst_ld)
 {
     if (!c) return sm_fail(SEGMAMBA_E_ARG, "convolution: no convolution");
     sm_conv_dims g;

@@ -23,14 +23,11 @@ typedef enum sm_conv_kind {
  * activation and the output stay float. Only oneDNN on a CPU with native
  * bf16 dot products runs it (sm_conv_bf16_supported); elsewhere
  * sm_conv_create refuses it rather than run float in its place. */
-typedef enum sm_precision {
-    SM_PREC_F32 = 0,
-    SM_PREC_BF16 = 1
-} sm_precision;
+typedef enum sm_precision { SM_PREC_F32 = 0, SM_PREC_BF16 = 1 } sm_precision;
 
 typedef struct sm_conv_params {
     int cin, cout;
-    int k;      /* cubic kernel k x k x k */
+    int k; /* cubic kernel k x k x k */
     int stride;
     int pad;    /* symmetric zero padding */
     sm_act act; /* after bias, fused where the backend can: SM_ACT_NONE or SM_ACT_RELU */
@@ -55,11 +52,7 @@ static inline int sm_conv_dilation(const sm_conv_params *p)
  * per-layer choice of auto (Winograd for the 3x3x3 layers within the
  * memory rule of sm_conv_winograd_pick) or of winograd (for every 3x3x3
  * layer). */
-typedef enum sm_wino_use {
-    SM_WINO_OFF = 0,
-    SM_WINO_AUTO = 1,
-    SM_WINO_ALL = 2
-} sm_wino_use;
+typedef enum sm_wino_use { SM_WINO_OFF = 0, SM_WINO_AUTO = 1, SM_WINO_ALL = 2 } sm_wino_use;
 
 typedef struct sm_conv_choice {
     sm_conv_kind kind;
@@ -107,8 +100,8 @@ int sm_conv_out_size(const sm_conv_params *p, int n);
 /* src: (d, h, w) voxels of cin channels, voxel v's channels at src + v*src_ld;
  * dst: the output voxels, cout channels at dst + v*dst_ld. src_ld >= cin and
  * dst_ld >= cout, so either may be one part of a wider concatenated buffer. */
-sm_status sm_conv_forward(sm_conv *c, const float *src, int src_ld, int d, int h, int w,
-                          float *dst, int dst_ld);
+sm_status sm_conv_forward(sm_conv *c, const float *src, int src_ld, int d, int h, int w, float *dst,
+                          int dst_ld);
 
 void sm_conv_free(sm_conv *c);
 

@@ -35,10 +35,7 @@ enum { CHUNK_BYTES = 8 << 20 };
  * alone. oneDNN's sgemm and OpenBLAS's OpenMP build run on our OpenMP
  * threads, and the sequential build has none, so the copies are threaded
  * then. */
-static int copies_in_parallel(void)
-{
-    return SM_HAVE_ONEDNN || openblas_get_parallel() != 1;
-}
+static int copies_in_parallel(void) { return SM_HAVE_ONEDNN || openblas_get_parallel() != 1; }
 
 static void zero_floats(float *o, size_t n)
 {
@@ -132,8 +129,7 @@ static void im2col_rows(const sm_conv_params *p, const sm_conv_dims *g, const fl
     }
 }
 
-static void bias_act_rows(const sm_conv *c, float *dst, size_t dst_ld, size_t nrows,
-                          int parallel)
+static void bias_act_rows(const sm_conv *c, float *dst, size_t dst_ld, size_t nrows, int parallel)
 {
     const float *bias = c->bias;
     const int relu = c->p.act == SM_ACT_RELU;
@@ -167,8 +163,10 @@ sm_status sm_conv_blas_forward(const sm_conv *c, const sm_conv_dims *g, const fl
         if (chunk > nvox) chunk = nvox;
         cols = malloc(chunk * ncols * sizeof *cols);
         if (!cols)
-            return sm_fail(SEGMAMBA_E_NOMEM, "BLAS convolution: out of memory for %zu x %zu "
-                           "im2col chunk", chunk, ncols);
+            return sm_fail(SEGMAMBA_E_NOMEM,
+                           "BLAS convolution: out of memory for %zu x %zu "
+                           "im2col chunk",
+                           chunk, ncols);
     }
     for (size_t v0 = 0; v0 < nvox; v0 += chunk) {
         const size_t n = nvox - v0 < chunk ? nvox - v0 : chunk;

@@ -25,8 +25,8 @@ struct sm_conv {
      * runs over cout contiguously, and read as a row-major (k^3*cin) x cout
      * matrix it is the GEMM's right operand, whose rows match the im2col
      * column order (kd, kh, kw, cin). oneDNN reorders from it. */
-    float *weight; /* NULL once the oneDNN or Winograd backend holds its own copy */
-    float *bias; /* cout floats, or NULL */
+    float *weight;                 /* NULL once the oneDNN or Winograd backend holds its own copy */
+    float *bias;                   /* cout floats, or NULL */
     struct sm_conv_onednn *onednn; /* oneDNN's primitive cache, else NULL */
     struct sm_conv_winograd *wino; /* the transformed weights, else NULL */
 };
@@ -48,8 +48,8 @@ sm_status sm_conv_blas_forward(const sm_conv *c, const sm_conv_dims *g, const fl
 /* Defined only in builds with oneDNN (SM_HAVE_ONEDNN). */
 int sm_conv_onednn_bf16_supported(void);
 sm_status sm_conv_onednn_init(sm_conv *c);
-sm_status sm_conv_onednn_forward(sm_conv *c, const sm_conv_dims *g, const float *src,
-                                 size_t src_ld, float *dst, size_t dst_ld);
+sm_status sm_conv_onednn_forward(sm_conv *c, const sm_conv_dims *g, const float *src, size_t src_ld,
+                                 float *dst, size_t dst_ld);
 void sm_conv_onednn_release(sm_conv *c);
 
 /* The Winograd backend: init transforms c->weight and frees it. */

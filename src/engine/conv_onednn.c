@@ -67,7 +67,7 @@ static dnnl_status_t thread_stream(dnnl_stream_t *out)
 typedef struct onednn_plan {
     int d, h, w;
     size_t src_ld, dst_ld;
-    dnnl_memory_desc_t src_view, dst_view; /* the caller's buffers */
+    dnnl_memory_desc_t src_view, dst_view;   /* the caller's buffers */
     dnnl_memory_desc_t src_dense, dst_dense; /* src_dense is bf16 in bf16 mode */
     dnnl_primitive_t conv;
     /* src_view -> src_dense, NULL when src is dense float and so is taken as it is */
@@ -76,7 +76,7 @@ typedef struct onednn_plan {
 } onednn_plan;
 
 struct sm_conv_onednn {
-    onednn_plan plan; /* zeroed (d == 0) when there is none */
+    onednn_plan plan;          /* zeroed (d == 0) when there is none */
     dnnl_memory_t user_weight; /* sm_conv.weight as it is, until the first reorder */
     dnnl_memory_t weight;      /* reordered for plan.conv, or NULL */
     dnnl_memory_t bias;        /* sm_conv.bias, or NULL */
@@ -85,13 +85,13 @@ struct sm_conv_onednn {
 static sm_status onednn_fail(const sm_conv *c, const char *what, dnnl_status_t st)
 {
     const sm_status code = st == dnnl_out_of_memory ? SEGMAMBA_E_NOMEM : SEGMAMBA_E_BACKEND;
-    return sm_fail(code, "oneDNN convolution %dx%dx%d (%d -> %d channels): %s: %s", c->p.k,
-                   c->p.k, c->p.k, c->p.cin, c->p.cout, what, dnnl_status2str(st));
+    return sm_fail(code, "oneDNN convolution %dx%dx%d (%d -> %d channels): %s: %s", c->p.k, c->p.k,
+                   c->p.k, c->p.cin, c->p.cout, what, dnnl_status2str(st));
 }
 
 /* Channels-last volume, voxel stride ld >= channels. */
-static dnnl_status_t volume_md(dnnl_memory_desc_t *md, int channels, int d, int h, int w,
-                               size_t ld, dnnl_data_type_t type)
+static dnnl_status_t volume_md(dnnl_memory_desc_t *md, int channels, int d, int h, int w, size_t ld,
+                               dnnl_data_type_t type)
 {
     const dnnl_dim_t row = (dnnl_dim_t)ld * w, plane = row * h;
     const dnnl_dims_t dims = {1, channels, d, h, w};
@@ -108,8 +108,8 @@ static dnnl_status_t user_weight_md(const sm_conv_params *p, dnnl_memory_desc_t 
     return dnnl_memory_desc_init_by_strides(md, 5, dims, dnnl_f32, strides);
 }
 
-static dnnl_status_t reorder_primitive(const dnnl_memory_desc_t *from,
-                                       const dnnl_memory_desc_t *to, dnnl_primitive_t *out)
+static dnnl_status_t reorder_primitive(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                                       dnnl_primitive_t *out)
 {
     dnnl_primitive_desc_t pd;
     dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, from, engine, to, engine, NULL);
@@ -228,16 +228,14 @@ static void plan_clear(onednn_plan *pl)
     memset(pl, 0, sizeof *pl);
 }
 
-static int plan_matches(const onednn_plan *pl, const sm_conv_dims *g, size_t src_ld,
-                        size_t dst_ld)
+static int plan_matches(const onednn_plan *pl, const sm_conv_dims *g, size_t src_ld, size_t dst_ld)
 {
     return pl->d == g->d && pl->h == g->h && pl->w == g->w && pl->src_ld == src_ld &&
            pl->dst_ld == dst_ld;
 }
 
 /* Replaces s->plan with one for this call; on failure leaves none. */
-static dnnl_status_t plan_build(sm_conv *c, const sm_conv_dims *g, size_t src_ld,
-                                size_t dst_ld)
+static dnnl_status_t plan_build(sm_conv *c, const sm_conv_dims *g, size_t src_ld, size_t dst_ld)
 {
     struct sm_conv_onednn *s = c->onednn;
     onednn_plan *pl = &s->plan;
@@ -246,8 +244,7 @@ static dnnl_status_t plan_build(sm_conv *c, const sm_conv_dims *g, size_t src_ld
     dnnl_primitive_desc_t pd = NULL;
     dnnl_status_t st;
     plan_clear(pl);
-    if ((st = volume_md(&pl->src_view, cin, g->d, g->h, g->w, src_ld, dnnl_f32)) !=
-            dnnl_success ||
+    if ((st = volume_md(&pl->src_view, cin, g->d, g->h, g->w, src_ld, dnnl_f32)) != dnnl_success ||
         (st = volume_md(&pl->src_dense, cin, g->d, g->h, g->w, (size_t)cin, src_type)) !=
             dnnl_success ||
         (st = volume_md(&pl->dst_view, cout, g->od, g->oh, g->ow, dst_ld, dnnl_f32)) !=
@@ -262,8 +259,7 @@ static dnnl_status_t plan_build(sm_conv *c, const sm_conv_dims *g, size_t src_ld
         (st = reorder_primitive(&pl->src_view, &pl->src_dense, &pl->src_pack)) != dnnl_success)
         goto done;
     if (dst_ld != (size_t)cout &&
-        (st = reorder_primitive(&pl->dst_dense, &pl->dst_view, &pl->dst_unpack)) !=
-            dnnl_success)
+        (st = reorder_primitive(&pl->dst_dense, &pl->dst_view, &pl->dst_unpack)) != dnnl_success)
         goto done;
     pl->d = g->d;
     pl->h = g->h;
@@ -301,9 +297,8 @@ static dnnl_status_t plan_run(const struct sm_conv_onednn *s, const float *src, 
     }
     if (pl->src_pack && (st = run_reorder(stream, pl->src_pack, src_view, src_tmp)) != dnnl_success)
         goto done;
-    if (pl->dst_unpack &&
-        (st = dnnl_memory_create(&dst_tmp, &pl->dst_dense, engine, DNNL_MEMORY_ALLOCATE)) !=
-            dnnl_success)
+    if (pl->dst_unpack && (st = dnnl_memory_create(&dst_tmp, &pl->dst_dense, engine,
+                                                   DNNL_MEMORY_ALLOCATE)) != dnnl_success)
         goto done;
 
     const dnnl_exec_arg_t args[] = {
@@ -314,8 +309,8 @@ static dnnl_status_t plan_run(const struct sm_conv_onednn *s, const float *src, 
     };
     if ((st = dnnl_primitive_execute(pl->conv, stream, s->bias ? 4 : 3, args)) != dnnl_success)
         goto done;
-    if (pl->dst_unpack && (st = run_reorder(stream, pl->dst_unpack, dst_tmp, dst_view)) !=
-                              dnnl_success)
+    if (pl->dst_unpack &&
+        (st = run_reorder(stream, pl->dst_unpack, dst_tmp, dst_view)) != dnnl_success)
         goto done;
     st = dnnl_stream_wait(stream);
 done:
@@ -362,15 +357,14 @@ sm_status sm_conv_onednn_init(sm_conv *c)
     return SEGMAMBA_OK;
 }
 
-sm_status sm_conv_onednn_forward(sm_conv *c, const sm_conv_dims *g, const float *src,
-                                 size_t src_ld, float *dst, size_t dst_ld)
+sm_status sm_conv_onednn_forward(sm_conv *c, const sm_conv_dims *g, const float *src, size_t src_ld,
+                                 float *dst, size_t dst_ld)
 {
     dnnl_status_t st;
     if (!plan_matches(&c->onednn->plan, g, src_ld, dst_ld) &&
         (st = plan_build(c, g, src_ld, dst_ld)) != dnnl_success)
         return onednn_fail(c, "creating the primitive", st);
-    if ((st = plan_run(c->onednn, src, dst)) != dnnl_success)
-        return onednn_fail(c, "running", st);
+    if ((st = plan_run(c->onednn, src, dst)) != dnnl_success) return onednn_fail(c, "running", st);
     return SEGMAMBA_OK;
 }
 

@@ -58,8 +58,8 @@ static void transform_filter(const sm_wino_matrices *t, const double g[27], doub
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < n; j++)
             for (int k = 0; k < n; k++)
-                b[i][j][k] = t->g[j][0] * a[i][0][k] + t->g[j][1] * a[i][1][k] +
-                             t->g[j][2] * a[i][2][k];
+                b[i][j][k] =
+                    t->g[j][0] * a[i][0][k] + t->g[j][1] * a[i][1][k] + t->g[j][2] * a[i][2][k];
     for (int i = 0; i < n; i++)
         for (int j = 0; j < n; j++)
             for (int k = 0; k < n; k++)
@@ -83,8 +83,10 @@ sm_status sm_conv_winograd_init(sm_conv *c)
     s->u = aligned_alloc(64, nu * sizeof *s->u);
     s->bias = aligned_alloc(64, (size_t)s->coutp * sizeof *s->bias);
     if (!s->u || !s->bias)
-        return sm_fail(SEGMAMBA_E_NOMEM, "Winograd convolution %d -> %d: out of memory for %zu "
-                       "transformed weights", p->cin, p->cout, nu);
+        return sm_fail(SEGMAMBA_E_NOMEM,
+                       "Winograd convolution %d -> %d: out of memory for %zu "
+                       "transformed weights",
+                       p->cin, p->cout, nu);
     memset(s->u, 0, nu * sizeof *s->u);
     for (int co = 0; co < s->coutp; co++)
         s->bias[co] = c->bias && co < p->cout ? c->bias[co] : 0.0f;
@@ -241,8 +243,10 @@ sm_status sm_conv_winograd_forward(sm_conv *c, const sm_conv_dims *g, const floa
         free(buf);
     }
     if (failed)
-        return sm_fail(SEGMAMBA_E_NOMEM, "Winograd convolution %d -> %d: out of memory for the "
-                       "tile buffers", cin, cout);
+        return sm_fail(SEGMAMBA_E_NOMEM,
+                       "Winograd convolution %d -> %d: out of memory for the "
+                       "tile buffers",
+                       cin, cout);
     return SEGMAMBA_OK;
 }
 

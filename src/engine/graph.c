@@ -52,8 +52,10 @@ int sm_graph_packed(sm_graph *g, int v, int base, int c)
     if (g->status != SEGMAMBA_OK) return -1;
     const int buf = g->values[v].buf, channels = g->bufs[buf].channels;
     if (base < 0 || c < 1 || base > channels - c) {
-        g->status = sm_fail(SEGMAMBA_E_ARG, "building the graph: %d channels from %d do not fit "
-                            "in a buffer of %d", c, base, channels);
+        g->status = sm_fail(SEGMAMBA_E_ARG,
+                            "building the graph: %d channels from %d do not fit "
+                            "in a buffer of %d",
+                            c, base, channels);
         return -1;
     }
     return add_value(g, buf, 0, c, c, base);
@@ -72,12 +74,12 @@ void sm_graph_set_flops(sm_graph *g, double flops_per_voxel)
         g->nodes[g->n_nodes - 1].flops_per_voxel = flops_per_voxel;
 }
 
-void sm_graph_node(sm_graph *g, sm_opcode op, int in0, int in1, int out, sm_act act,
-                   void *obj, int64_t nslices)
+void sm_graph_node(sm_graph *g, sm_opcode op, int in0, int in1, int out, sm_act act, void *obj,
+                   int64_t nslices)
 {
     if (g->status == SEGMAMBA_OK && !runnable(op))
-        g->status = sm_fail(SEGMAMBA_E_ARG, "building the graph: op %d is not in the op table",
-                            (int)op);
+        g->status =
+            sm_fail(SEGMAMBA_E_ARG, "building the graph: op %d is not in the op table", (int)op);
     if (g->status == SEGMAMBA_OK &&
         !grow((void **)&g->nodes, &g->cap_nodes, g->n_nodes, sizeof *g->nodes))
         g->status = sm_fail(SEGMAMBA_E_NOMEM, "building the graph: out of memory");
@@ -134,7 +136,9 @@ static view get_view(const sm_graph *g, int v, const run_dims *rd)
     const sm_value *val = &g->values[v];
     const sm_buffer *b = &g->bufs[val->buf];
     return (view){.p = b->data + (size_t)val->base * (size_t)level_voxels(rd, b->level) + val->c0,
-                  .ld = val->ld, .c = val->c, .level = b->level};
+                  .ld = val->ld,
+                  .c = val->c,
+                  .level = b->level};
 }
 
 /* ---- the op table ----------------------------------------------------------
@@ -221,8 +225,7 @@ static sm_status run_mamba(const op_call *c)
     const run_dims *rd = c->ctx->rd;
     const int l = c->a.level;
     return sm_mamba_forward(c->nd->obj, c->ctx->k, c->a.p, c->a.ld, c->out.p, c->out.ld, rd->d[l],
-                            rd->h[l], rd->w[l], c->nd->nslices, in1_view(c).p,
-                            c->ctx->g->seconds);
+                            rd->h[l], rd->w[l], c->nd->nslices, in1_view(c).p, c->ctx->g->seconds);
 }
 
 /* SM_OP_POINTWISE (graph.h). Plane z's result goes straight to a dense
@@ -243,7 +246,7 @@ static sm_status run_pointwise(const op_call *c)
         out.p + (n - 1) * out.ld + out.c <= a.p || out.p >= a.p + (n - 1) * a.ld + a.c;
     if (!apart && (out.p > a.p || out.ld > a.ld))
         return sm_fail(SEGMAMBA_E_ARG, "graph: a pointwise convolution's output overlaps input "
-                       "it has still to read");
+                                       "it has still to read");
     float *tmp = NULL;
     sm_status st = SEGMAMBA_OK;
     for (int z = 0; z < rd->d[l] && st == SEGMAMBA_OK; z++) {
@@ -310,7 +313,10 @@ sm_op_kind sm_graph_op_kind(sm_opcode op)
 static sm_status run_node(const run_ctx *ctx, const sm_node *nd)
 {
     const view a = get_view(ctx->g, nd->in0, ctx->rd);
-    const op_call c = {.ctx = ctx, .nd = nd, .a = a, .out = get_view(ctx->g, nd->out, ctx->rd),
+    const op_call c = {.ctx = ctx,
+                       .nd = nd,
+                       .a = a,
+                       .out = get_view(ctx->g, nd->out, ctx->rd),
                        .n = level_voxels(ctx->rd, a.level)};
     return ops[nd->op].run(&c);
 }
@@ -412,9 +418,10 @@ static sm_status plan(sm_graph *g, const run_dims *rd)
         g->arena_floats = 0;
         if (total > SIZE_MAX / sizeof(float) ||
             !(g->arena = aligned_alloc(64, total * sizeof(float))))
-            return sm_fail(SEGMAMBA_E_NOMEM,
-                           "forward: cannot allocate %zu MiB for the activations of a %dx%dx%d input",
-                           total * sizeof(float) >> 20, rd->d[0], rd->h[0], rd->w[0]);
+            return sm_fail(
+                SEGMAMBA_E_NOMEM,
+                "forward: cannot allocate %zu MiB for the activations of a %dx%dx%d input",
+                total * sizeof(float) >> 20, rd->d[0], rd->h[0], rd->w[0]);
         g->arena_floats = total;
     }
     g->planned_floats = total;
@@ -440,8 +447,8 @@ sm_status sm_graph_run(sm_graph *g, const sm_kernels *k, const float *input, int
         const double dt = sm_now_seconds() - t0;
         g->nodes[i].seconds = dt;
         if (!ops[nd->op].times_itself) g->seconds[ops[nd->op].kind] += dt;
-        g->flops += nd->flops_per_voxel *
-                    (double)level_voxels(&rd, g->bufs[g->values[nd->in0].buf].level);
+        g->flops +=
+            nd->flops_per_voxel * (double)level_voxels(&rd, g->bufs[g->values[nd->in0].buf].level);
     }
     if (st == SEGMAMBA_OK) {
         view out = get_view(g, g->output, &rd);

@@ -26,7 +26,7 @@ typedef enum sm_opcode {
     SM_OP_ADD,    /* act(in0 + in1) */
     SM_OP_ACT,    /* act(in0) */
     SM_OP_FUE,
-    SM_OP_MAMBA,  /* obj: sm_mamba, nslices; in1 is its scratch buffer */
+    SM_OP_MAMBA,           /* obj: sm_mamba, nslices; in1 is its scratch buffer */
     SM_OP_INORM_ADD,       /* act(IN(in0) + in1) */
     SM_OP_INORM_ADD_INORM, /* act(IN(in0) + IN(in1)) */
     /* obj: a 1x1x1 sm_conv, run one plane of voxels at a time, through a
@@ -36,7 +36,7 @@ typedef enum sm_opcode {
      * memory with a voxel stride no wider (plane z is written only after
      * it has been read, and below every plane still to be read). */
     SM_OP_POINTWISE,
-    SM_OP_SE, /* obj: sm_se (se.h), SegMamba-V2's squeeze-excitation gate; out may be in0 */
+    SM_OP_SE,   /* obj: sm_se (se.h), SegMamba-V2's squeeze-excitation gate; out may be in0 */
     SM_OP_COUNT /* not an op: the number of them */
 } sm_opcode;
 
@@ -62,7 +62,7 @@ typedef struct sm_value {
 typedef struct sm_buffer {
     int channels;
     int level;
-    int first, last; /* node range in which the buffer is live */
+    int first, last;     /* node range in which the buffer is live */
     size_t size, offset; /* floats, in the arena, for the current input size */
     float *data;
 } sm_buffer;
@@ -75,7 +75,7 @@ typedef struct sm_graph {
     sm_buffer *bufs;
     int n_bufs, cap_bufs;
     int input, output;
-    sm_status status; /* first failure while building, so builders can chain calls */
+    sm_status status;              /* first failure while building, so builders can chain calls */
     float *arena;                  /* every buffer, placed by liveness */
     size_t arena_floats;           /* allocated */
     size_t planned_floats;         /* needed by the last run */
@@ -104,8 +104,8 @@ int sm_graph_level(const sm_graph *g, int v);
 
 /* Appends a node; takes ownership of obj (freed with the graph, also when
  * the graph is already in error). */
-void sm_graph_node(sm_graph *g, sm_opcode op, int in0, int in1, int out, sm_act act,
-                   void *obj, int64_t nslices);
+void sm_graph_node(sm_graph *g, sm_opcode op, int in0, int in1, int out, sm_act act, void *obj,
+                   int64_t nslices);
 
 /* Sets the arithmetic of the last node added: flops per voxel of its
  * first input (a multiply-add counts 2). */

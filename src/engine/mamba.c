@@ -16,9 +16,15 @@ static void causal_conv1d_silu(const sm_mamba *m, const sm_kernels *k, const sm_
                                const sm_seq *seq, const float *x, int64_t ldx, float *u)
 {
     const int64_t L = seq->L;
-    const sm_conv1d_args args = {.seq = *seq, .c = m->d_inner,
-                                 .K = m->d_conv, .x = x, .ld_x = ldx, .w = dir->conv_wt,
-                                 .b = dir->conv_b, .u = u, .ld_u = m->d_inner};
+    const sm_conv1d_args args = {.seq = *seq,
+                                 .c = m->d_inner,
+                                 .K = m->d_conv,
+                                 .x = x,
+                                 .ld_x = ldx,
+                                 .w = dir->conv_wt,
+                                 .b = dir->conv_b,
+                                 .u = u,
+                                 .ld_u = m->d_inner};
     const sm_conv1d_silu_fn f = k->conv1d_silu;
     const int64_t blocks = (L + CONV1D_BLOCK - 1) / CONV1D_BLOCK;
 #pragma omp parallel for schedule(static)
@@ -53,8 +59,8 @@ int64_t sm_mamba_scratch_floats(int dim, int d_inner, int d_state, int dt_rank, 
            (with_delta ? d_inner : 0);
 }
 
-sm_mamba_scratch sm_mamba_scratch_split(int dim, int d_inner, int d_state, int dt_rank,
-                                        int device, int64_t L, float *scratch)
+sm_mamba_scratch sm_mamba_scratch_split(int dim, int d_inner, int d_state, int dt_rank, int device,
+                                        int64_t L, float *scratch)
 {
     sm_mamba_scratch s;
     s.ld_xz = (device ? 2 : 1) * (int64_t)d_inner;
@@ -63,8 +69,7 @@ sm_mamba_scratch sm_mamba_scratch_split(int dim, int d_inner, int d_state, int d
     s.u = s.x + L * s.ld_xz;
     s.y = s.u + L * (d_inner > dim ? d_inner : dim);
     s.p = s.y + L * d_inner;
-    s.delta = device || !scan_fuses_dt(dt_rank) ? s.p + L * (dt_rank + 2 * (int64_t)d_state)
-                                                 : NULL;
+    s.delta = device || !scan_fuses_dt(dt_rank) ? s.p + L * (dt_rank + 2 * (int64_t)d_state) : NULL;
     return s;
 }
 
@@ -76,14 +81,13 @@ int64_t sm_mamba_scratch_per_token(const sm_mamba *m, int device)
 int sm_mamba_scans(const sm_mamba *m, int64_t d, int64_t h, int64_t w, int64_t nslices,
                    sm_seq seq[SM_DIRECTIONS], int dir[SM_DIRECTIONS])
 {
-    static const sm_order v1[SM_DIRECTIONS] = {SM_ORDER_FORWARD, SM_ORDER_BACKWARD,
-                                               SM_ORDER_SLICE};
+    static const sm_order v1[SM_DIRECTIONS] = {SM_ORDER_FORWARD, SM_ORDER_BACKWARD, SM_ORDER_SLICE};
     static const sm_order v2[SM_V2_ORDERINGS] = {SM_ORDER_FORWARD, SM_ORDER_HDW, SM_ORDER_WHD};
     const int n = m->orderings == SM_V2_ORDERINGS ? SM_V2_ORDERINGS : m->n_dir;
     for (int s = 0; s < n; s++) {
         const int vol = m->orderings == SM_V2_ORDERINGS;
-        seq[s] = (sm_seq){.order = vol ? v2[s] : v1[s], .L = d * h * w, .S = nslices,
-                          .d = d, .h = h, .w = w};
+        seq[s] = (sm_seq){
+            .order = vol ? v2[s] : v1[s], .L = d * h * w, .S = nslices, .d = d, .h = h, .w = w};
         dir[s] = vol ? 0 : s;
     }
     return n;
@@ -139,12 +143,25 @@ sm_status sm_mamba_forward(const sm_mamba *m, const sm_kernels *k, const float *
         sm_sgemm(0, 1, (int)L, np, di, 1.0f, u, di, dir->x_proj, di, 0.0f, p, np);
         if (delta) sm_sgemm(0, 1, (int)L, di, R, 1.0f, p, np, dir->dt_proj, R, 0.0f, delta, di);
         const sm_scan_args args = {
-            .seq = seqs[s], .n_state = N,
-            .u = u, .ld_u = di, .delta = delta, .ld_delta = di,
-            .dt_low = p, .ld_dt_low = np, .dt_proj = dir->dt_proj, .dt_rank = R,
+            .seq = seqs[s],
+            .n_state = N,
+            .u = u,
+            .ld_u = di,
+            .delta = delta,
+            .ld_delta = di,
+            .dt_low = p,
+            .ld_dt_low = np,
+            .dt_proj = dir->dt_proj,
+            .dt_rank = R,
             .delta_bias = dir->dt_bias,
-            .A = dir->A, .B = p + R, .C = p + R + N, .ld_bc = np, .D = dir->D,
-            .z = NULL, .y = y, .ld_y = di,
+            .A = dir->A,
+            .B = p + R,
+            .C = p + R + N,
+            .ld_bc = np,
+            .D = dir->D,
+            .z = NULL,
+            .y = y,
+            .ld_y = di,
         };
         double t2 = sm_now_seconds();
         st = run_scan(m, k, &args);
@@ -174,7 +191,7 @@ sm_status sm_mamba_forward(const sm_mamba *m, const sm_kernels *k, const float *
 double sm_mamba_flops_per_token(const sm_mamba *m)
 {
     const double C = m->dim, di = m->d_inner, N = m->d_state, R = m->dt_rank, K = m->d_conv;
-    const double per_dir = 2 * di * K           /* conv1d */
+    const double per_dir = 2 * di * K             /* conv1d */
                            + 2 * di * (R + 2 * N) /* x_proj */
                            + 2 * R * di           /* dt_proj */
                            + 6 * di * N;          /* scan: exp argument, h update, C h */
@@ -189,14 +206,23 @@ sm_status sm_mamba_create(int dim, int d_inner, int d_state, int dt_rank, int d_
     if (w->n_dir < 1 || w->n_dir > SM_DIRECTIONS)
         return sm_fail(SEGMAMBA_E_ARG, "Mamba layer: %d directions (1, 2 or 3)", w->n_dir);
     if (w->orderings > 1 && (w->orderings != SM_V2_ORDERINGS || w->n_dir != 1))
-        return sm_fail(SEGMAMBA_E_ARG, "Mamba layer: %d orderings of %d directions (SegMamba-V2's "
-                       "layer has 3 of one)", w->orderings, w->n_dir);
+        return sm_fail(SEGMAMBA_E_ARG,
+                       "Mamba layer: %d orderings of %d directions (SegMamba-V2's "
+                       "layer has 3 of one)",
+                       w->orderings, w->n_dir);
     sm_mamba *m = calloc(1, sizeof *m);
     if (!m) return sm_fail(SEGMAMBA_E_NOMEM, "Mamba layer: out of memory");
-    *m = (sm_mamba){.dim = dim, .d_inner = d_inner, .d_state = d_state, .dt_rank = dt_rank,
-                    .d_conv = d_conv, .n_dir = w->n_dir,
-                    .orderings = w->orderings > 1 ? w->orderings : 1, .norm_w = w->norm_w, .norm_b = w->norm_b,
-                    .in_proj = w->in_proj, .out_proj = w->out_proj};
+    *m = (sm_mamba){.dim = dim,
+                    .d_inner = d_inner,
+                    .d_state = d_state,
+                    .dt_rank = dt_rank,
+                    .d_conv = d_conv,
+                    .n_dir = w->n_dir,
+                    .orderings = w->orderings > 1 ? w->orderings : 1,
+                    .norm_w = w->norm_w,
+                    .norm_b = w->norm_b,
+                    .in_proj = w->in_proj,
+                    .out_proj = w->out_proj};
     const size_t n = (size_t)d_inner * (size_t)d_state;
     for (int s = 0; s < m->n_dir; s++) {
         sm_mamba_dir *d = &m->dir[s];

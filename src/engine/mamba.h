@@ -18,13 +18,13 @@
 #define SM_DIRECTIONS 3
 
 typedef struct sm_mamba_dir {
-    float *conv_wt;        /* (d_conv, d_inner): conv1d.weight transposed, owned */
-    const float *conv_b;   /* (d_inner) */
-    const float *x_proj;   /* (R + 2N, d_inner) */
-    const float *dt_proj;  /* (d_inner, R) */
-    const float *dt_bias;  /* (d_inner) */
-    float *A;              /* (d_inner, N) = -exp(A_log), owned */
-    const float *D;        /* (d_inner) */
+    float *conv_wt;       /* (d_conv, d_inner): conv1d.weight transposed, owned */
+    const float *conv_b;  /* (d_inner) */
+    const float *x_proj;  /* (R + 2N, d_inner) */
+    const float *dt_proj; /* (d_inner, R) */
+    const float *dt_bias; /* (d_inner) */
+    float *A;             /* (d_inner, N) = -exp(A_log), owned */
+    const float *D;       /* (d_inner) */
 } sm_mamba_dir;
 
 typedef struct sm_mamba {
@@ -45,7 +45,7 @@ typedef struct sm_mamba {
 
 /* A layer's weights as the checkpoint holds them (PyTorch layout). */
 typedef struct sm_mamba_weights {
-    int n_dir; /* directions held: 1 (forward), 2 (+ backward) or 3 (+ inter-slice) */
+    int n_dir;     /* directions held: 1 (forward), 2 (+ backward) or 3 (+ inter-slice) */
     int orderings; /* 0 or 1: one ordering; SM_V2_ORDERINGS (n_dir 1): SegMamba-V2's layer */
     const float *norm_w, *norm_b, *in_proj, *out_proj;
     struct {
@@ -86,8 +86,8 @@ typedef struct sm_mamba_scratch {
 int64_t sm_mamba_scratch_floats(int dim, int d_inner, int d_state, int dt_rank, int device);
 
 /* The layout on scratch for L tokens. */
-sm_mamba_scratch sm_mamba_scratch_split(int dim, int d_inner, int d_state, int dt_rank,
-                                        int device, int64_t L, float *scratch);
+sm_mamba_scratch sm_mamba_scratch_split(int dim, int d_inner, int d_state, int dt_rank, int device,
+                                        int64_t L, float *scratch);
 
 /* Scratch floats per token sm_mamba_forward needs, or with device set what
  * a device backend needs. */

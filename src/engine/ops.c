@@ -118,11 +118,18 @@ static sm_status norm_apply(const sm_kernels *k, const float *a, int lda, const 
     float *work = buf + 6 * c;
     instance_stats(k, a, lda, n, c, nt, acc, work, sa);
     if (b && norm_b) instance_stats(k, b, ldb, n, c, nt, acc, work, sb);
-    const sm_norm_args args = {
-        .c = c, .a = a, .lda = lda, .sa = kernel_stats(sa),
-        .b = b, .ldb = ldb, .norm_b = norm_b, .sb = kernel_stats(sb),
-        .y = dst, .ldy = dst_ld,
-        .act = act == SM_ACT_GELU ? SM_ACT_NONE : act}; /* GELU: below, on the result */
+    const sm_norm_args args = {.c = c,
+                               .a = a,
+                               .lda = lda,
+                               .sa = kernel_stats(sa),
+                               .b = b,
+                               .ldb = ldb,
+                               .norm_b = norm_b,
+                               .sb = kernel_stats(sb),
+                               .y = dst,
+                               .ldy = dst_ld,
+                               .act = act == SM_ACT_GELU ? SM_ACT_NONE
+                                                         : act}; /* GELU: below, on the result */
     const int64_t blocks = (n + NORM_APPLY_BLOCK - 1) / NORM_APPLY_BLOCK;
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t blk = 0; blk < blocks; blk++) {
@@ -256,8 +263,8 @@ sm_status sm_convt2_forward(const sm_convt2 *t, const float *src, int src_ld, in
             const int64_t v = v0 + r;
             const int64_t z = v / ((int64_t)h * w), y = (v / w) % h, x = v % w;
             for (int k = 0; k < 8; k++) {
-                const int64_t o = ((2 * z + (k >> 2)) * oh + 2 * y + ((k >> 1) & 1)) * ow + 2 * x +
-                                  (k & 1);
+                const int64_t o =
+                    ((2 * z + (k >> 2)) * oh + 2 * y + ((k >> 1) & 1)) * ow + 2 * x + (k & 1);
                 memcpy(dst + o * dst_ld, tmp + r * cols + (int64_t)k * t->cout,
                        (size_t)t->cout * sizeof *dst);
             }

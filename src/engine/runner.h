@@ -25,8 +25,8 @@ typedef struct sm_runner {
     /* count inputs of the input value's channels x (d, h, w), NCDHW one
      * after another, to count outputs likewise. Sets g's per-kind and
      * per-node times and flops, summed over the inputs. */
-    sm_status (*run)(void *state, sm_graph *g, int count, const float *inputs, int d, int h,
-                     int w, float *outputs);
+    sm_status (*run)(void *state, sm_graph *g, int count, const float *inputs, int d, int h, int w,
+                     float *outputs);
     /* Gives back the host memory a run keeps for the next one (the arena). */
     void (*release)(void *state, sm_graph *g);
     void (*free)(void *state); /* NULL-safe */

@@ -91,8 +91,12 @@ sm_status sm_se_forward(const sm_se *se, const float *x, int x_ld, float *out, i
 
 sm_se_weights sm_se_get_weights(const sm_se *se)
 {
-    return (sm_se_weights){.c = se->c, .hidden = se->hidden, .fc1_w = se->fc1_w,
-                           .fc1_b = se->fc1_b, .fc2_w = se->fc2_w, .fc2_b = se->fc2_b};
+    return (sm_se_weights){.c = se->c,
+                           .hidden = se->hidden,
+                           .fc1_w = se->fc1_w,
+                           .fc1_b = se->fc1_b,
+                           .fc2_w = se->fc2_w,
+                           .fc2_b = se->fc2_b};
 }
 
 void sm_se_free(sm_se *se)

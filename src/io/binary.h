@@ -12,10 +12,7 @@
 
 #include "io/weights.h" /* SM_MAX_DIMS */
 
-static inline uint16_t sm_le16(const unsigned char *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
+static inline uint16_t sm_le16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
 static inline uint32_t sm_le32(const unsigned char *p)
 {
@@ -81,19 +78,37 @@ static inline void *sm_grow(void *array, size_t *cap, size_t need, size_t elem)
 
 /* Element types the readers convert from; every one becomes float32. */
 typedef enum sm_dtype {
-    SM_DT_F64, SM_DT_F32, SM_DT_F16, SM_DT_BF16,
-    SM_DT_I64, SM_DT_I32, SM_DT_I16, SM_DT_I8,
-    SM_DT_U64, SM_DT_U32, SM_DT_U16, SM_DT_U8,
+    SM_DT_F64,
+    SM_DT_F32,
+    SM_DT_F16,
+    SM_DT_BF16,
+    SM_DT_I64,
+    SM_DT_I32,
+    SM_DT_I16,
+    SM_DT_I8,
+    SM_DT_U64,
+    SM_DT_U32,
+    SM_DT_U16,
+    SM_DT_U8,
     SM_DT_BOOL
 } sm_dtype;
 
 static inline size_t sm_dtype_size(sm_dtype t)
 {
     switch (t) {
-    case SM_DT_F64: case SM_DT_I64: case SM_DT_U64: return 8;
-    case SM_DT_F32: case SM_DT_I32: case SM_DT_U32: return 4;
-    case SM_DT_F16: case SM_DT_BF16: case SM_DT_I16: case SM_DT_U16: return 2;
-    case SM_DT_I8: case SM_DT_U8: case SM_DT_BOOL: return 1;
+    case SM_DT_F64:
+    case SM_DT_I64:
+    case SM_DT_U64: return 8;
+    case SM_DT_F32:
+    case SM_DT_I32:
+    case SM_DT_U32: return 4;
+    case SM_DT_F16:
+    case SM_DT_BF16:
+    case SM_DT_I16:
+    case SM_DT_U16: return 2;
+    case SM_DT_I8:
+    case SM_DT_U8:
+    case SM_DT_BOOL: return 1;
     }
     return 1;
 }
@@ -156,9 +171,14 @@ static inline float sm_dtype_load(sm_dtype t, int big_endian, const unsigned cha
     case SM_DT_F32: return sm_f32_from_bits((uint32_t)u);
     case SM_DT_F16: return sm_f16_to_f32((uint16_t)u);
     case SM_DT_BF16: return sm_f32_from_bits((uint32_t)u << 16);
-    case SM_DT_I64: case SM_DT_I32: case SM_DT_I16: case SM_DT_I8:
-        return (float)sm_load_int(p, sm_dtype_size(t), big_endian);
-    case SM_DT_U64: case SM_DT_U32: case SM_DT_U16: case SM_DT_U8: return (float)u;
+    case SM_DT_I64:
+    case SM_DT_I32:
+    case SM_DT_I16:
+    case SM_DT_I8: return (float)sm_load_int(p, sm_dtype_size(t), big_endian);
+    case SM_DT_U64:
+    case SM_DT_U32:
+    case SM_DT_U16:
+    case SM_DT_U8: return (float)u;
     case SM_DT_BOOL: return u ? 1.0f : 0.0f;
     }
     return 0.0f;
@@ -176,10 +196,14 @@ static inline double sm_dtype_load_f64(sm_dtype t, int big_endian, const unsigne
         memcpy(&d, &u, sizeof d);
         return d;
     }
-    case SM_DT_I64: case SM_DT_I32: case SM_DT_I16: case SM_DT_I8:
-        return (double)sm_load_int(p, sm_dtype_size(t), big_endian);
-    case SM_DT_U64: case SM_DT_U32: case SM_DT_U16: case SM_DT_U8:
-        return (double)sm_load_uint(p, sm_dtype_size(t), big_endian);
+    case SM_DT_I64:
+    case SM_DT_I32:
+    case SM_DT_I16:
+    case SM_DT_I8: return (double)sm_load_int(p, sm_dtype_size(t), big_endian);
+    case SM_DT_U64:
+    case SM_DT_U32:
+    case SM_DT_U16:
+    case SM_DT_U8: return (double)sm_load_uint(p, sm_dtype_size(t), big_endian);
     default: return sm_dtype_load(t, big_endian, p); /* exact in float */
     }
 }
@@ -193,15 +217,15 @@ static inline void sm_dtype_convert_row(sm_dtype t, int big_endian, const unsign
         memcpy(dst, src, (size_t)n * sizeof *dst);
         return;
     }
-    for (int64_t i = 0; i < n; i++) dst[i] = sm_dtype_load(t, big_endian, src + (size_t)(i * stride) * es);
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = sm_dtype_load(t, big_endian, src + (size_t)(i * stride) * es);
 }
 
 /* Copies the strided view of base (strides in elements, all >= 0) with the
  * given shape into dst in C order. The caller has checked that every element
  * the view reaches lies inside the buffer. ndim 0 is one element. */
-static inline void sm_dtype_gather(sm_dtype t, int big_endian, const unsigned char *base,
-                                   int ndim, const int64_t *shape, const int64_t *stride,
-                                   float *dst)
+static inline void sm_dtype_gather(sm_dtype t, int big_endian, const unsigned char *base, int ndim,
+                                   const int64_t *shape, const int64_t *stride, float *dst)
 {
     if (ndim == 0) {
         sm_dtype_convert_row(t, big_endian, base, 1, 1, dst);
@@ -258,16 +282,21 @@ static inline size_t sm_count_nonfinite(const float *x, size_t n, size_t *first)
 /* A weight tensor that holds NaN or infinity (a diverged training run, a
  * float64 value beyond float32's range) is refused at load: it would
  * propagate into every logit. */
-static inline sm_status sm_check_finite_tensor(const char *path, const char *name,
-                                               const float *x, int64_t numel)
+static inline sm_status sm_check_finite_tensor(const char *path, const char *name, const float *x,
+                                               int64_t numel)
 {
     size_t first;
     size_t bad = sm_count_nonfinite(x, (size_t)numel, &first);
     if (!bad) return SEGMAMBA_OK;
     const float v = x[first];
-    return sm_fail(SEGMAMBA_E_MODEL, "%s: tensor '%s' holds %s at element %zu (%zu of its %lld "
+    return sm_fail(SEGMAMBA_E_MODEL,
+                   "%s: tensor '%s' holds %s at element %zu (%zu of its %lld "
                    "values are not finite); a checkpoint with non-finite weights cannot give a "
-                   "valid segmentation", path, name, isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf",
+                   "valid segmentation",
+                   path, name,
+                   isnan(v) ? "NaN"
+                   : v > 0  ? "+inf"
+                            : "-inf",
                    first, bad, (long long)numel);
 }
 

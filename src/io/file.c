@@ -16,8 +16,7 @@ sm_status sm_file_peek(const char *path, void *buf, size_t n)
     if (!f) return sm_fail(SEGMAMBA_E_IO, "%s: cannot open: %s", path, strerror(errno));
     size_t got = fread(buf, 1, n, f);
     fclose(f);
-    if (got != n)
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: file is too short (%zu bytes)", path, got);
+    if (got != n) return sm_fail(SEGMAMBA_E_FORMAT, "%s: file is too short (%zu bytes)", path, got);
     return SEGMAMBA_OK;
 }
 
@@ -127,8 +126,8 @@ sm_status segmamba_file_check_writable(const char *path)
     return SEGMAMBA_OK;
 }
 
-sm_status sm_file_write_atomic(const char *path, const void *parts[],
-                               const size_t sizes[], int nparts)
+sm_status sm_file_write_atomic(const char *path, const void *parts[], const size_t sizes[],
+                               int nparts)
 {
     struct stat st;
     if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {

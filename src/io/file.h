@@ -17,7 +17,7 @@ sm_status sm_file_peek(const char *path, void *buf, size_t n);
  * renamed over path at the end, so a failed write (a full disk, a read-only
  * folder) leaves no partial file. An existing path that is not a regular
  * file (/dev/null, a FIFO) is written in place; a folder is refused. */
-sm_status sm_file_write_atomic(const char *path, const void *parts[],
-                               const size_t sizes[], int nparts);
+sm_status sm_file_write_atomic(const char *path, const void *parts[], const size_t sizes[],
+                               int nparts);
 
 #endif

@@ -50,10 +50,14 @@ static int hex4(const unsigned char *p, unsigned *out)
     unsigned v = 0;
     for (int i = 0; i < 4; i++) {
         unsigned c = p[i], d;
-        if (c >= '0' && c <= '9') d = c - '0';
-        else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-        else return 0;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            d = c - 'A' + 10;
+        else
+            return 0;
         v = v << 4 | d;
     }
     *out = v;
@@ -92,7 +96,8 @@ static size_t utf8_sequence(const unsigned char *p, size_t avail)
     size_t n;
     unsigned lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
     if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) n = 2;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2;
     else if (c >= 0xe0 && c <= 0xef) {
         n = 3;
         if (c == 0xe0) lo = 0xa0;
@@ -295,8 +300,9 @@ static sm_status after_element(parser *ps, char close, int *closed)
         *closed = 1;
         return SEGMAMBA_OK;
     }
-    return syntax_error(ps, ps->pos, close == ']' ? "expected ',' or ']' in array"
-                                                  : "expected ',' or '}' in object");
+    return syntax_error(ps, ps->pos,
+                        close == ']' ? "expected ',' or ']' in array"
+                                     : "expected ',' or '}' in object");
 }
 
 /* Elements are appended as they are parsed, so on failure *out holds what
@@ -358,12 +364,14 @@ static sm_status parse_object(parser *ps, sm_json *out, int depth)
 static sm_status parse_value(parser *ps, sm_json *out, int depth)
 {
     skip_whitespace(ps);
-    if (ps->pos >= ps->len) return syntax_error(ps, ps->pos, "unexpected end of input, expected a value");
+    if (ps->pos >= ps->len)
+        return syntax_error(ps, ps->pos, "unexpected end of input, expected a value");
     unsigned char c = ps->text[ps->pos];
     if (c == '[' || c == '{') {
         if (depth >= SM_JSON_MAX_DEPTH)
-            return sm_fail(SEGMAMBA_E_FORMAT, "%s: invalid JSON at byte %zu: nested deeper than %d levels",
-                           ps->origin, ps->pos, SM_JSON_MAX_DEPTH);
+            return sm_fail(SEGMAMBA_E_FORMAT,
+                           "%s: invalid JSON at byte %zu: nested deeper than %d levels", ps->origin,
+                           ps->pos, SM_JSON_MAX_DEPTH);
         return c == '[' ? parse_array(ps, out, depth) : parse_object(ps, out, depth);
     }
     if (c == '"') {
@@ -371,7 +379,11 @@ static sm_status parse_value(parser *ps, sm_json *out, int depth)
         return parse_string(ps, &out->string, &out->length);
     }
     if (c == '-' || (c >= '0' && c <= '9')) return parse_number(ps, out);
-    static const struct { const char *word; sm_json_type type; int boolean; } literals[] = {
+    static const struct {
+        const char *word;
+        sm_json_type type;
+        int boolean;
+    } literals[] = {
         {"true", SM_JSON_BOOL, 1}, {"false", SM_JSON_BOOL, 0}, {"null", SM_JSON_NULL, 0}};
     for (size_t i = 0; i < sizeof literals / sizeof literals[0]; i++) {
         if (literal_at(ps, literals[i].word)) {
@@ -480,9 +492,7 @@ void sm_json_out_string(sm_json_out *o, const char *s, size_t len)
         case '\n': out_append(o, "\\n", 2); break;
         case '\r': out_append(o, "\\r", 2); break;
         case '\t': out_append(o, "\\t", 2); break;
-        default:
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            out_append(o, esc, 6);
+        default: snprintf(esc, sizeof esc, "\\u%04x", c); out_append(o, esc, 6);
         }
     }
     out_append(o, s + run, len - run);

@@ -44,8 +44,10 @@ uint64_t sm_memory_cap(void)
     if (env && *env) {
         uint64_t v;
         if (!sm_memory_parse(env, &v) || v == 0) {
-            sm_fail(SEGMAMBA_E_ARG, "SEGMAMBA_MAX_MEMORY='%.40s' is not a size in bytes (such as "
-                    "8G, 512M or 1000000)", env);
+            sm_fail(SEGMAMBA_E_ARG,
+                    "SEGMAMBA_MAX_MEMORY='%.40s' is not a size in bytes (such as "
+                    "8G, 512M or 1000000)",
+                    env);
             return 0;
         }
         return v;
@@ -62,7 +64,8 @@ sm_status sm_memory_check(uint64_t bytes, const char *origin, const char *what)
     const uint64_t cap = sm_memory_cap();
     if (cap == 0) return SEGMAMBA_E_ARG;
     if (bytes <= cap) return SEGMAMBA_OK;
-    return sm_fail(SEGMAMBA_E_NOMEM, "%s: %s would need %llu bytes, more than the memory limit "
+    return sm_fail(SEGMAMBA_E_NOMEM,
+                   "%s: %s would need %llu bytes, more than the memory limit "
                    "of %llu bytes (SEGMAMBA_MAX_MEMORY; default: the machine's physical memory)",
                    origin, what, (unsigned long long)bytes, (unsigned long long)cap);
 }

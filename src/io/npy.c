@@ -30,7 +30,8 @@ typedef struct cursor {
 
 static sm_status header_error(const cursor *c, const char *what)
 {
-    return sm_fail(SEGMAMBA_E_FORMAT, "%s: npy header, at character %zu: %s", c->path, c->pos, what);
+    return sm_fail(SEGMAMBA_E_FORMAT, "%s: npy header, at character %zu: %s", c->path, c->pos,
+                   what);
 }
 
 static void skip_spaces(cursor *c)
@@ -77,14 +78,16 @@ static sm_status read_descr(cursor *c, npy_header *h)
         sm_dtype dtype;
     } codes[] = {
         {"f8", SM_DT_F64}, {"f4", SM_DT_F32}, {"f2", SM_DT_F16}, {"i8", SM_DT_I64},
-        {"i4", SM_DT_I32}, {"i2", SM_DT_I16}, {"i1", SM_DT_I8}, {"u8", SM_DT_U64},
-        {"u4", SM_DT_U32}, {"u2", SM_DT_U16}, {"u1", SM_DT_U8}, {"b1", SM_DT_BOOL},
+        {"i4", SM_DT_I32}, {"i2", SM_DT_I16}, {"i1", SM_DT_I8},  {"u8", SM_DT_U64},
+        {"u4", SM_DT_U32}, {"u2", SM_DT_U16}, {"u1", SM_DT_U8},  {"b1", SM_DT_BOOL},
     };
     const unsigned char *s;
     size_t n;
     if (!read_quoted(c, &s, &n))
-        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: npy descr is not a plain dtype string "
-                       "(structured arrays are not supported)", c->path);
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                       "%s: npy descr is not a plain dtype string "
+                       "(structured arrays are not supported)",
+                       c->path);
     if (n >= 1 && strchr("<>|=", s[0])) {
         for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
             if (!word_is(s + 1, n - 1, codes[i].code)) continue;
@@ -93,8 +96,10 @@ static sm_status read_descr(cursor *c, npy_header *h)
             return SEGMAMBA_OK;
         }
     }
-    return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: npy dtype '%.*s' is not supported (float, integer "
-                   "or bool arrays only)", c->path, n > 32 ? 32 : (int)n, (const char *)s);
+    return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                   "%s: npy dtype '%.*s' is not supported (float, integer "
+                   "or bool arrays only)",
+                   c->path, n > 32 ? 32 : (int)n, (const char *)s);
 }
 
 static sm_status read_bool(cursor *c, int *value)
@@ -147,7 +152,8 @@ static sm_status read_shape(cursor *c, npy_header *h)
     return SEGMAMBA_OK;
 }
 
-static sm_status parse_header(const char *path, const unsigned char *text, size_t len, npy_header *h)
+static sm_status parse_header(const char *path, const unsigned char *text, size_t len,
+                              npy_header *h)
 {
     cursor c = {path, text, len, 0};
     int seen[3] = {0, 0, 0}; /* descr, fortran_order, shape */
@@ -157,8 +163,10 @@ static sm_status parse_header(const char *path, const unsigned char *text, size_
         size_t n;
         if (!read_quoted(&c, &key, &n)) return header_error(&c, "expected a quoted key");
         if (!accept(&c, ':')) return header_error(&c, "expected ':' after key");
-        int which = word_is(key, n, "descr") ? 0 : word_is(key, n, "fortran_order") ? 1
-                  : word_is(key, n, "shape") ? 2 : -1;
+        int which = word_is(key, n, "descr")           ? 0
+                    : word_is(key, n, "fortran_order") ? 1
+                    : word_is(key, n, "shape")         ? 2
+                                                       : -1;
         if (which < 0 || seen[which]) return header_error(&c, "unexpected or repeated key");
         seen[which] = 1;
         if (which == 0) SM_TRY(read_descr(&c, h));
@@ -193,12 +201,15 @@ static sm_status locate_header(const char *path, const unsigned char *file, size
                        path, major, minor);
     }
     if (!sm_range_ok(size, *header, *header_len))
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: npy header length %zu runs past the end of the "
-                       "file (%zu bytes)", path, *header_len, size);
+        return sm_fail(SEGMAMBA_E_FORMAT,
+                       "%s: npy header length %zu runs past the end of the "
+                       "file (%zu bytes)",
+                       path, *header_len, size);
     return SEGMAMBA_OK;
 }
 
-static sm_status read_array(const char *path, const unsigned char *file, size_t size, segmamba_array *out)
+static sm_status read_array(const char *path, const unsigned char *file, size_t size,
+                            segmamba_array *out)
 {
     size_t header = 0, header_len = 0;
     SM_TRY(locate_header(path, file, size, &header, &header_len));
@@ -206,15 +217,20 @@ static sm_status read_array(const char *path, const unsigned char *file, size_t 
     SM_TRY(parse_header(path, file + header, header_len, &h));
     int64_t numel;
     uint64_t bytes;
-    if (!sm_numel_ok(h.ndim, h.shape, &numel) || !sm_mul_ok((uint64_t)numel, sm_dtype_size(h.dtype), &bytes))
+    if (!sm_numel_ok(h.ndim, h.shape, &numel) ||
+        !sm_mul_ok((uint64_t)numel, sm_dtype_size(h.dtype), &bytes))
         return sm_fail(SEGMAMBA_E_FORMAT, "%s: npy shape is too large", path);
     size_t data = header + header_len;
     if (bytes != size - data)
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: npy data is %zu bytes but the shape and dtype need "
-                       "%llu (truncated?)", path, size - data, (unsigned long long)bytes);
+        return sm_fail(SEGMAMBA_E_FORMAT,
+                       "%s: npy data is %zu bytes but the shape and dtype need "
+                       "%llu (truncated?)",
+                       path, size - data, (unsigned long long)bytes);
     SM_TRY(sm_memory_check((uint64_t)numel * sizeof(float), path, "the array as float32"));
     float *values = malloc(numel ? (size_t)numel * sizeof *values : 1);
-    if (!values) return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory for %lld values", path, (long long)numel);
+    if (!values)
+        return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory for %lld values", path,
+                       (long long)numel);
     if (numel) {
         /* Fortran order is C order of the reversed shape; reading it through
          * column-major strides yields the C-order array. No product below
@@ -234,7 +250,8 @@ static sm_status read_array(const char *path, const unsigned char *file, size_t 
     return SEGMAMBA_OK;
 }
 
-sm_status sm_npy_parse(const unsigned char *data, size_t size, const char *origin, segmamba_array *out)
+sm_status sm_npy_parse(const unsigned char *data, size_t size, const char *origin,
+                       segmamba_array *out)
 {
     memset(out, 0, sizeof *out);
     return read_array(origin, data, size, out);
@@ -259,9 +276,14 @@ sm_status segmamba_array_check_finite(const segmamba_array *a, const char *origi
                                  (long long)index[d]);
     snprintf(where + used, sizeof where - used, "]");
     const float v = a->data[first];
-    return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: element %s is %s (%zu of %lld values are not "
-                   "finite); replace NaN and infinite values before running the model", origin,
-                   where, isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf", bad, (long long)a->numel);
+    return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                   "%s: element %s is %s (%zu of %lld values are not "
+                   "finite); replace NaN and infinite values before running the model",
+                   origin, where,
+                   isnan(v) ? "NaN"
+                   : v > 0  ? "+inf"
+                            : "-inf",
+                   bad, (long long)a->numel);
 }
 
 sm_status segmamba_npy_read(const char *path, segmamba_array *out)
@@ -292,7 +314,8 @@ sm_status segmamba_npy_write(const char *path, int ndim, const int64_t *shape, c
     n += snprintf(header + n, sizeof header - (size_t)n,
                   "{'descr': '<f4', 'fortran_order': False, 'shape': (");
     for (int i = 0; i < ndim; i++)
-        n += snprintf(header + n, sizeof header - (size_t)n, "%s%lld", i ? ", " : "", (long long)shape[i]);
+        n += snprintf(header + n, sizeof header - (size_t)n, "%s%lld", i ? ", " : "",
+                      (long long)shape[i]);
     n += snprintf(header + n, sizeof header - (size_t)n, "%s), }", ndim == 1 ? "," : "");
     /* Spaces then a newline, so that the data starts 64-byte aligned as
      * numpy's own writer aligns it. */

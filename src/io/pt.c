@@ -38,8 +38,10 @@ static int all_values_are_tensors(const pk_value *dict)
 static sm_status find_state_dict(const vm *m, const pk_value *root, const pk_value **sd)
 {
     if (root->kind != PK_DICT)
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: the pickled object is %s, not a dict of tensors "
-                       "(state_dict)", m->path, sm_pk_kind_name(root->kind));
+        return sm_fail(SEGMAMBA_E_FORMAT,
+                       "%s: the pickled object is %s, not a dict of tensors "
+                       "(state_dict)",
+                       m->path, sm_pk_kind_name(root->kind));
     *sd = root;
     if (all_values_are_tensors(root)) return SEGMAMBA_OK;
     static const char *const wrappers[] = {"network_weights", "state_dict", "model", "module"};
@@ -60,8 +62,10 @@ static sm_status add_tensor(const vm *m, const char *name, const pk_tensor *t, u
     sm_numel_ok(t->ndim, t->shape, &numel); /* checked when the tensor was built */
     uint64_t bytes = (uint64_t)numel * sizeof(float);
     if (bytes > *budget)
-        return sm_fail(SEGMAMBA_E_NOMEM, "%s: tensors share storages so often that they would need "
-                       "more than 16 times the file's size in memory (at '%s')", m->path, name);
+        return sm_fail(SEGMAMBA_E_NOMEM,
+                       "%s: tensors share storages so often that they would need "
+                       "more than 16 times the file's size in memory (at '%s')",
+                       m->path, name);
     *budget -= bytes;
     char what[96];
     snprintf(what, sizeof what, "tensor '%.60s' as float32", name);
@@ -89,9 +93,9 @@ static sm_status add_state_dict(const vm *m, const pk_value *sd, size_t file_siz
     for (size_t i = 0; i + 1 < sd->u.seq.count; i += 2) {
         const pk_value *key = sd->u.seq.items[i], *value = sd->u.seq.items[i + 1];
         if (key->kind != PK_STRING || strlen(key->u.str.bytes) != key->u.str.len)
-            return sm_fail(SEGMAMBA_E_FORMAT, "%s: state_dict has a key that is %s, not a name",
-                           m->path, key->kind == PK_STRING ? "a string with a NUL byte"
-                                                           : sm_pk_kind_name(key->kind));
+            return sm_fail(
+                SEGMAMBA_E_FORMAT, "%s: state_dict has a key that is %s, not a name", m->path,
+                key->kind == PK_STRING ? "a string with a NUL byte" : sm_pk_kind_name(key->kind));
         if (value->kind != PK_TENSOR)
             return sm_fail(SEGMAMBA_E_FORMAT, "%s: state_dict entry '%s' is %s, not a tensor",
                            m->path, key->u.str.bytes, sm_pk_kind_name(value->kind));
@@ -122,8 +126,10 @@ static sm_status find_prefix(const char *path, const sm_zip *zip, char **prefix,
             return SEGMAMBA_OK;
         }
     }
-    return sm_fail(SEGMAMBA_E_FORMAT, "%s: zip archive has no <folder>/data.pkl entry, so it is not "
-                   "a torch.save file", path);
+    return sm_fail(SEGMAMBA_E_FORMAT,
+                   "%s: zip archive has no <folder>/data.pkl entry, so it is not "
+                   "a torch.save file",
+                   path);
 }
 
 /* Newer torch versions record the byte order of the storages; older ones
@@ -131,8 +137,10 @@ static sm_status find_prefix(const char *path, const sm_zip *zip, char **prefix,
 static sm_status check_archive(const char *path, const sm_zip *zip, const char *prefix)
 {
     if (sm_pk_find_member(zip, prefix, "", "constants.pkl"))
-        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: this is a TorchScript archive (torch.jit.save); "
-                       "save model.state_dict() with torch.save instead", path);
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                       "%s: this is a TorchScript archive (torch.jit.save); "
+                       "save model.state_dict() with torch.save instead",
+                       path);
     const sm_zip_entry *e = sm_pk_find_member(zip, prefix, "", "byteorder");
     if (!e) return SEGMAMBA_OK;
     const unsigned char *bytes;
@@ -140,12 +148,16 @@ static sm_status check_archive(const char *path, const sm_zip *zip, const char *
     SM_TRY(sm_zip_entry_data(zip, e, &bytes, &size));
     if (size == 6 && memcmp(bytes, "little", 6) == 0) return SEGMAMBA_OK;
     if (size == 3 && memcmp(bytes, "big", 3) == 0)
-        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: storages were saved big-endian (byteorder "
-                       "'big'); re-save the checkpoint on a little-endian machine", path);
-    return sm_fail(SEGMAMBA_E_FORMAT, "%s: %s/byteorder is neither 'little' nor 'big'", path, prefix);
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                       "%s: storages were saved big-endian (byteorder "
+                       "'big'); re-save the checkpoint on a little-endian machine",
+                       path);
+    return sm_fail(SEGMAMBA_E_FORMAT, "%s: %s/byteorder is neither 'little' nor 'big'", path,
+                   prefix);
 }
 
-static sm_status load_archive(const char *path, const sm_zip *zip, size_t file_size, sm_weights *out)
+static sm_status load_archive(const char *path, const sm_zip *zip, size_t file_size,
+                              sm_weights *out)
 {
     char *prefix = NULL;
     const sm_zip_entry *pkl = NULL;

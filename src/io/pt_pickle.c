@@ -43,8 +43,9 @@ static const pk_global allowed_globals[] = {
 /* For messages: "entry 'x' is an int". */
 const char *sm_pk_kind_name(pk_kind k)
 {
-    static const char *names[] = {"None", "a bool", "an int", "a float", "a string", "a tuple",
-                                  "a list", "a dict", "a global", "a storage", "a tensor"};
+    static const char *names[] = {"None",     "a bool",    "an int",  "a float",
+                                  "a string", "a tuple",   "a list",  "a dict",
+                                  "a global", "a storage", "a tensor"};
     return names[k];
 }
 
@@ -100,10 +101,7 @@ static sm_status push(vm *m, pk_value *v)
 }
 
 /* Values below the last MARK are out of reach until the mark is popped. */
-static size_t fence(const vm *m)
-{
-    return m->nmarks ? m->marks[m->nmarks - 1] : 0;
-}
+static size_t fence(const vm *m) { return m->nmarks ? m->marks[m->nmarks - 1] : 0; }
 
 static sm_status pop(vm *m, pk_value **v)
 {
@@ -134,14 +132,16 @@ static sm_status push_mark(vm *m)
 static sm_status pop_mark(vm *m, size_t *base)
 {
     if (m->nmarks == 0)
-        return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT, "pickle opcode needs a MARK but there is none"));
+        return at_opcode(
+            m, sm_fail(SEGMAMBA_E_FORMAT, "pickle opcode needs a MARK but there is none"));
     *base = m->marks[--m->nmarks];
     return SEGMAMBA_OK;
 }
 
 static sm_status seq_append(vm *m, pk_value *seq, pk_value *item)
 {
-    pk_value **items = sm_grow(seq->u.seq.items, &seq->u.seq.cap, seq->u.seq.count + 1, sizeof *items);
+    pk_value **items =
+        sm_grow(seq->u.seq.items, &seq->u.seq.cap, seq->u.seq.count + 1, sizeof *items);
     if (!items) return no_memory(m);
     seq->u.seq.items = items;
     items[seq->u.seq.count++] = item;
@@ -167,8 +167,10 @@ static sm_status make_tuple(vm *m, size_t base)
 static sm_status take(vm *m, uint64_t n, const unsigned char **p)
 {
     if (n > m->len - m->pos)
-        return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT, "pickle is truncated: opcode needs %llu "
-                                    "bytes, %zu remain", (unsigned long long)n, m->len - m->pos));
+        return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT,
+                                    "pickle is truncated: opcode needs %llu "
+                                    "bytes, %zu remain",
+                                    (unsigned long long)n, m->len - m->pos));
     *p = m->code + m->pos;
     m->pos += (size_t)n;
     return SEGMAMBA_OK;
@@ -177,16 +179,44 @@ static sm_status take(vm *m, uint64_t n, const unsigned char **p)
 /* ---- opcodes ---- */
 
 enum {
-    OP_MARK = '(', OP_STOP = '.', OP_BININT = 'J', OP_BININT1 = 'K', OP_BININT2 = 'M',
-    OP_NONE = 'N', OP_BINPERSID = 'Q', OP_REDUCE = 'R', OP_BINSTRING = 'T',
-    OP_SHORT_BINSTRING = 'U', OP_BINUNICODE = 'X', OP_APPEND = 'a', OP_BUILD = 'b',
-    OP_GLOBAL = 'c', OP_APPENDS = 'e', OP_BINGET = 'h', OP_LONG_BINGET = 'j',
-    OP_EMPTY_LIST = ']', OP_BINPUT = 'q', OP_LONG_BINPUT = 'r', OP_SETITEM = 's',
-    OP_TUPLE = 't', OP_EMPTY_TUPLE = ')', OP_SETITEMS = 'u', OP_BINFLOAT = 'G',
-    OP_EMPTY_DICT = '}', OP_PROTO = 0x80, OP_TUPLE1 = 0x85, OP_TUPLE2 = 0x86,
-    OP_TUPLE3 = 0x87, OP_NEWTRUE = 0x88, OP_NEWFALSE = 0x89, OP_LONG1 = 0x8a,
-    OP_SHORT_BINUNICODE = 0x8c, OP_BINUNICODE8 = 0x8d, OP_STACK_GLOBAL = 0x93,
-    OP_MEMOIZE = 0x94, OP_FRAME = 0x95,
+    OP_MARK = '(',
+    OP_STOP = '.',
+    OP_BININT = 'J',
+    OP_BININT1 = 'K',
+    OP_BININT2 = 'M',
+    OP_NONE = 'N',
+    OP_BINPERSID = 'Q',
+    OP_REDUCE = 'R',
+    OP_BINSTRING = 'T',
+    OP_SHORT_BINSTRING = 'U',
+    OP_BINUNICODE = 'X',
+    OP_APPEND = 'a',
+    OP_BUILD = 'b',
+    OP_GLOBAL = 'c',
+    OP_APPENDS = 'e',
+    OP_BINGET = 'h',
+    OP_LONG_BINGET = 'j',
+    OP_EMPTY_LIST = ']',
+    OP_BINPUT = 'q',
+    OP_LONG_BINPUT = 'r',
+    OP_SETITEM = 's',
+    OP_TUPLE = 't',
+    OP_EMPTY_TUPLE = ')',
+    OP_SETITEMS = 'u',
+    OP_BINFLOAT = 'G',
+    OP_EMPTY_DICT = '}',
+    OP_PROTO = 0x80,
+    OP_TUPLE1 = 0x85,
+    OP_TUPLE2 = 0x86,
+    OP_TUPLE3 = 0x87,
+    OP_NEWTRUE = 0x88,
+    OP_NEWFALSE = 0x89,
+    OP_LONG1 = 0x8a,
+    OP_SHORT_BINUNICODE = 0x8c,
+    OP_BINUNICODE8 = 0x8d,
+    OP_STACK_GLOBAL = 0x93,
+    OP_MEMOIZE = 0x94,
+    OP_FRAME = 0x95,
 };
 
 static sm_status op_proto(vm *m)
@@ -194,7 +224,8 @@ static sm_status op_proto(vm *m)
     const unsigned char *p = NULL;
     SM_TRY(take(m, 1, &p));
     if (p[0] > 5)
-        return at_opcode(m, sm_fail(SEGMAMBA_E_UNSUPPORTED, "pickle protocol %u is newer than 5", p[0]));
+        return at_opcode(
+            m, sm_fail(SEGMAMBA_E_UNSUPPORTED, "pickle protocol %u is newer than 5", p[0]));
     return SEGMAMBA_OK;
 }
 
@@ -219,8 +250,10 @@ static sm_status op_int(vm *m, unsigned op)
     SM_TRY(take(m, 1, &p));
     unsigned n = p[0];
     if (n > 8)
-        return at_opcode(m, sm_fail(SEGMAMBA_E_UNSUPPORTED, "pickle integer of %u bytes is wider "
-                                    "than 64 bits", n));
+        return at_opcode(m, sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                                    "pickle integer of %u bytes is wider "
+                                    "than 64 bits",
+                                    n));
     SM_TRY(take(m, n, &p));
     return push_int(m, n ? sm_sign_extend(sm_load_uint(p, n, 0), n) : 0);
 }
@@ -243,7 +276,8 @@ static sm_status op_string(vm *m, unsigned op)
     const unsigned char *p = NULL;
     uint64_t n;
     switch (op) {
-    case OP_SHORT_BINUNICODE: case OP_SHORT_BINSTRING:
+    case OP_SHORT_BINUNICODE:
+    case OP_SHORT_BINSTRING:
         SM_TRY(take(m, 1, &p));
         n = p[0];
         break;
@@ -307,8 +341,10 @@ static sm_status op_memo(vm *m, unsigned op)
         index = sm_le32(p);
     }
     if (index >= m->memo_len || !m->memo[index])
-        return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT, "pickle reads memo entry %llu, which was "
-                                    "never stored", (unsigned long long)index));
+        return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT,
+                                    "pickle reads memo entry %llu, which was "
+                                    "never stored",
+                                    (unsigned long long)index));
     return push(m, m->memo[index]);
 }
 
@@ -317,8 +353,10 @@ static sm_status op_memo(vm *m, unsigned op)
  * just below them and must itself be above any remaining mark. */
 static sm_status operands(vm *m, int batch, size_t n, size_t *base)
 {
-    if (batch) SM_TRY(pop_mark(m, base));
-    else *base = m->depth >= n ? m->depth - n : 0;
+    if (batch)
+        SM_TRY(pop_mark(m, base));
+    else
+        *base = m->depth >= n ? m->depth - n : 0;
     if (*base <= fence(m))
         return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT, "pickle stack underflow"));
     return SEGMAMBA_OK;
@@ -330,8 +368,10 @@ static sm_status op_setitems(vm *m, unsigned op)
     SM_TRY(operands(m, op == OP_SETITEMS, 2, &base));
     pk_value *dict = m->stack[base - 1];
     if (dict->kind != PK_DICT || (m->depth - base) % 2 != 0)
-        return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT, "pickle SETITEM(S) on %s, or without "
-                                    "key/value pairs", sm_pk_kind_name(dict->kind)));
+        return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT,
+                                    "pickle SETITEM(S) on %s, or without "
+                                    "key/value pairs",
+                                    sm_pk_kind_name(dict->kind)));
     for (size_t i = base; i < m->depth; i++) SM_TRY(seq_append(m, dict, m->stack[i]));
     m->depth = base;
     return SEGMAMBA_OK;
@@ -343,8 +383,8 @@ static sm_status op_appends(vm *m, unsigned op)
     SM_TRY(operands(m, op == OP_APPENDS, 1, &base));
     pk_value *list = m->stack[base - 1];
     if (list->kind != PK_LIST)
-        return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT, "pickle APPEND(S) on %s",
-                                    sm_pk_kind_name(list->kind)));
+        return at_opcode(
+            m, sm_fail(SEGMAMBA_E_FORMAT, "pickle APPEND(S) on %s", sm_pk_kind_name(list->kind)));
     for (size_t i = base; i < m->depth; i++) SM_TRY(seq_append(m, list, m->stack[i]));
     m->depth = base;
     return SEGMAMBA_OK;
@@ -373,10 +413,13 @@ static sm_status push_global(vm *m, const unsigned char *module, size_t module_l
     int shown_name = name_len > 200 ? 200 : (int)name_len;
     if (names_equal("torch", module, module_len) && name_len > 7 &&
         memcmp(name + name_len - 7, "Storage", 7) == 0)
-        return at_opcode(m, sm_fail(SEGMAMBA_E_UNSUPPORTED, "tensor storage type 'torch.%.*s' is "
+        return at_opcode(m, sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                                    "tensor storage type 'torch.%.*s' is "
                                     "not supported: weights must be float32, float16, bfloat16 "
-                                    "or float64", shown_name, name));
-    return at_opcode(m, sm_fail(SEGMAMBA_E_UNSUPPORTED, "refusing pickle global '%.*s.%.*s': only "
+                                    "or float64",
+                                    shown_name, name));
+    return at_opcode(m, sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                                "refusing pickle global '%.*s.%.*s': only "
                                 "state_dict data (tensors in a dict) is loaded; if this file holds "
                                 "a whole model, save model.state_dict() instead",
                                 shown_module, module, shown_name, name));
@@ -389,7 +432,8 @@ static sm_status op_global(vm *m)
     const unsigned char *nl1 = memchr(start, '\n', (size_t)(end - start));
     const unsigned char *nl2 = nl1 ? memchr(nl1 + 1, '\n', (size_t)(end - nl1 - 1)) : NULL;
     if (!nl2)
-        return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT, "pickle is truncated inside a GLOBAL opcode"));
+        return at_opcode(m,
+                         sm_fail(SEGMAMBA_E_FORMAT, "pickle is truncated inside a GLOBAL opcode"));
     m->pos = (size_t)(nl2 + 1 - m->code);
     return push_global(m, start, (size_t)(nl1 - start), nl1 + 1, (size_t)(nl2 - nl1 - 1));
 }
@@ -421,10 +465,10 @@ const sm_zip_entry *sm_pk_find_member(const sm_zip *zip, const char *prefix, con
     return NULL;
 }
 
-
 int sm_pk_is_string(const pk_value *v, const char *s)
 {
-    return v->kind == PK_STRING && names_equal(s, (const unsigned char *)v->u.str.bytes, v->u.str.len);
+    return v->kind == PK_STRING &&
+           names_equal(s, (const unsigned char *)v->u.str.bytes, v->u.str.len);
 }
 
 /* BINPERSID: torch names each storage by the persistent id
@@ -438,22 +482,26 @@ static sm_status op_persistent_id(vm *m)
     if (!f || !sm_pk_is_string(f[0], "storage") || f[1]->kind != PK_GLOBAL ||
         f[1]->u.global->call != CALL_NONE || f[2]->kind != PK_STRING || f[4]->kind != PK_INT ||
         f[4]->u.integer < 0)
-        return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT, "pickle persistent id is not "
+        return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT,
+                                    "pickle persistent id is not "
                                     "('storage', StorageClass, key, location, numel)"));
     const char *key = f[2]->u.str.bytes;
     const sm_zip_entry *e = sm_pk_find_member(m->zip, m->prefix, "data/", key);
     if (!e)
-        return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT, "storage '%s' is missing from the archive "
-                                    "(no entry %s/data/%s)", key, m->prefix, key));
+        return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT,
+                                    "storage '%s' is missing from the archive "
+                                    "(no entry %s/data/%s)",
+                                    key, m->prefix, key));
     const unsigned char *bytes;
     size_t size;
     SM_TRY(sm_zip_entry_data(m->zip, e, &bytes, &size));
     sm_dtype dtype = f[1]->u.global->dtype;
     uint64_t need;
     if (!sm_mul_ok((uint64_t)f[4]->u.integer, sm_dtype_size(dtype), &need) || need > size)
-        return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT, "storage '%s' claims %lld elements of %zu "
-                                    "bytes but its entry holds %zu bytes", key,
-                                    (long long)f[4]->u.integer, sm_dtype_size(dtype), size));
+        return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT,
+                                    "storage '%s' claims %lld elements of %zu "
+                                    "bytes but its entry holds %zu bytes",
+                                    key, (long long)f[4]->u.integer, sm_dtype_size(dtype), size));
     pk_value *v = new_value(m, PK_STORAGE);
     if (!v) return no_memory(m);
     v->u.storage.dtype = dtype;
@@ -487,10 +535,11 @@ static sm_status rebuild_tensor(vm *m, const pk_value *args, pk_value **out)
     if (args->u.seq.count < 6 || args->u.seq.count > 7 || a[0]->kind != PK_STORAGE ||
         a[1]->kind != PK_INT || a[1]->u.integer < 0)
         return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT, "_rebuild_tensor_v2 arguments are not "
-                                    "(storage, offset, size, stride, ...)"));
+                                                       "(storage, offset, size, stride, ...)"));
     if (!read_dims(a[2], t.shape, &t.ndim) || !read_dims(a[3], t.stride, &stride_dims) ||
         stride_dims != t.ndim)
-        return at_opcode(m, sm_fail(SEGMAMBA_E_UNSUPPORTED, "tensor size and stride must be "
+        return at_opcode(m, sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                                    "tensor size and stride must be "
                                     "tuples of non-negative ints of one length, at most %d",
                                     SM_MAX_DIMS));
     t.storage = a[0];
@@ -499,19 +548,24 @@ static sm_status rebuild_tensor(vm *m, const pk_value *args, pk_value **out)
     uint64_t numel_storage = t.storage->u.storage.numel, last;
     int64_t numel;
     if (!sm_numel_ok(t.ndim, t.shape, &numel))
-        return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT, "tensor over storage '%s' has a size whose "
-                                    "element count overflows", key));
+        return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT,
+                                    "tensor over storage '%s' has a size whose "
+                                    "element count overflows",
+                                    key));
     if (numel > 0 && (!sm_view_extent_ok(t.ndim, t.shape, t.stride, &last) ||
                       !sm_range_ok(numel_storage, (uint64_t)t.offset, last + 1)))
-        return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT, "tensor view (offset %lld) reaches past the "
-                                    "%llu elements of storage '%s'", (long long)t.offset,
-                                    (unsigned long long)numel_storage, key));
+        return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT,
+                                    "tensor view (offset %lld) reaches past the "
+                                    "%llu elements of storage '%s'",
+                                    (long long)t.offset, (unsigned long long)numel_storage, key));
     /* Zero strides could make a tiny storage claim a huge tensor; a saved
      * parameter never has more elements than its storage. */
     if ((uint64_t)numel > numel_storage)
-        return at_opcode(m, sm_fail(SEGMAMBA_E_UNSUPPORTED, "tensor has %lld elements but its "
+        return at_opcode(m, sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                                    "tensor has %lld elements but its "
                                     "storage '%s' only %llu (a broadcast view); save a contiguous "
-                                    "copy", (long long)numel, key, (unsigned long long)numel_storage));
+                                    "copy",
+                                    (long long)numel, key, (unsigned long long)numel_storage));
     pk_value *v = new_value(m, PK_TENSOR);
     if (!v) return no_memory(m);
     v->u.tensor = malloc(sizeof t);
@@ -532,21 +586,22 @@ static sm_status op_reduce(vm *m)
     switch (g->call) {
     case CALL_ORDERED_DICT:
         if (args->u.seq.count != 0)
-            return at_opcode(m, sm_fail(SEGMAMBA_E_UNSUPPORTED, "OrderedDict built from arguments"));
+            return at_opcode(m,
+                             sm_fail(SEGMAMBA_E_UNSUPPORTED, "OrderedDict built from arguments"));
         result = new_value(m, PK_DICT);
         if (!result) return no_memory(m);
         break;
-    case CALL_REBUILD_TENSOR:
-        SM_TRY(rebuild_tensor(m, args, &result));
-        break;
+    case CALL_REBUILD_TENSOR: SM_TRY(rebuild_tensor(m, args, &result)); break;
     case CALL_REBUILD_PARAMETER:
         if (args->u.seq.count < 1 || args->u.seq.items[0]->kind != PK_TENSOR)
             return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT, "_rebuild_parameter without a tensor"));
         result = args->u.seq.items[0];
         break;
     case CALL_NONE:
-        return at_opcode(m, sm_fail(SEGMAMBA_E_UNSUPPORTED, "pickle calls %s.%s, which a "
-                                    "state_dict never does", g->module, g->name));
+        return at_opcode(m, sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                                    "pickle calls %s.%s, which a "
+                                    "state_dict never does",
+                                    g->module, g->name));
     }
     return push(m, result);
 }
@@ -581,31 +636,44 @@ static sm_status step(vm *m, unsigned op)
     case OP_EMPTY_LIST:
         v = new_value(m, op == OP_EMPTY_DICT ? PK_DICT : PK_LIST);
         return v ? push(m, v) : no_memory(m);
-    case OP_TUPLE:
-        SM_TRY(pop_mark(m, &base));
-        return make_tuple(m, base);
-    case OP_TUPLE1: case OP_TUPLE2: case OP_TUPLE3: {
+    case OP_TUPLE: SM_TRY(pop_mark(m, &base)); return make_tuple(m, base);
+    case OP_TUPLE1:
+    case OP_TUPLE2:
+    case OP_TUPLE3: {
         size_t n = op - OP_TUPLE1 + 1;
         if (m->depth < fence(m) + n)
             return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT, "pickle stack underflow"));
         return make_tuple(m, m->depth - n);
     }
-    case OP_BININT: case OP_BININT1: case OP_BININT2: case OP_LONG1: return op_int(m, op);
+    case OP_BININT:
+    case OP_BININT1:
+    case OP_BININT2:
+    case OP_LONG1: return op_int(m, op);
     case OP_BINFLOAT: return op_float(m);
-    case OP_BINUNICODE: case OP_SHORT_BINUNICODE: case OP_BINUNICODE8:
-    case OP_BINSTRING: case OP_SHORT_BINSTRING: return op_string(m, op);
-    case OP_BINPUT: case OP_LONG_BINPUT: case OP_MEMOIZE:
-    case OP_BINGET: case OP_LONG_BINGET: return op_memo(m, op);
-    case OP_SETITEM: case OP_SETITEMS: return op_setitems(m, op);
-    case OP_APPEND: case OP_APPENDS: return op_appends(m, op);
+    case OP_BINUNICODE:
+    case OP_SHORT_BINUNICODE:
+    case OP_BINUNICODE8:
+    case OP_BINSTRING:
+    case OP_SHORT_BINSTRING: return op_string(m, op);
+    case OP_BINPUT:
+    case OP_LONG_BINPUT:
+    case OP_MEMOIZE:
+    case OP_BINGET:
+    case OP_LONG_BINGET: return op_memo(m, op);
+    case OP_SETITEM:
+    case OP_SETITEMS: return op_setitems(m, op);
+    case OP_APPEND:
+    case OP_APPENDS: return op_appends(m, op);
     case OP_GLOBAL: return op_global(m);
     case OP_STACK_GLOBAL: return op_stack_global(m);
     case OP_REDUCE: return op_reduce(m);
     case OP_BUILD: return op_build(m);
     case OP_BINPERSID: return op_persistent_id(m);
     }
-    return at_opcode(m, sm_fail(SEGMAMBA_E_UNSUPPORTED, "pickle opcode 0x%02x is outside the "
-                                "subset a state_dict uses", op));
+    return at_opcode(m, sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                                "pickle opcode 0x%02x is outside the "
+                                "subset a state_dict uses",
+                                op));
 }
 
 sm_status sm_pk_run(vm *m, pk_value **result)
@@ -613,7 +681,8 @@ sm_status sm_pk_run(vm *m, pk_value **result)
     for (;;) {
         m->op_pos = m->pos;
         if (m->pos >= m->len)
-            return at_opcode(m, sm_fail(SEGMAMBA_E_FORMAT, "pickle ends without STOP (truncated?)"));
+            return at_opcode(m,
+                             sm_fail(SEGMAMBA_E_FORMAT, "pickle ends without STOP (truncated?)"));
         unsigned op = m->code[m->pos++];
         if (op == OP_STOP) return pop(m, result);
         SM_TRY(step(m, op));

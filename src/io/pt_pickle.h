@@ -16,8 +16,17 @@
 /* ---- values ---- */
 
 typedef enum pk_kind {
-    PK_NONE, PK_BOOL, PK_INT, PK_FLOAT, PK_STRING,
-    PK_TUPLE, PK_LIST, PK_DICT, PK_GLOBAL, PK_STORAGE, PK_TENSOR
+    PK_NONE,
+    PK_BOOL,
+    PK_INT,
+    PK_FLOAT,
+    PK_STRING,
+    PK_TUPLE,
+    PK_LIST,
+    PK_DICT,
+    PK_GLOBAL,
+    PK_STORAGE,
+    PK_TENSOR
 } pk_kind;
 
 /* One of the globals the machine allows (pt_pickle.c's list). */

@@ -24,16 +24,13 @@ static const struct {
     const char *name;
     sm_dtype dtype;
 } dtypes[] = {
-    {"F64", SM_DT_F64}, {"F32", SM_DT_F32}, {"F16", SM_DT_F16}, {"BF16", SM_DT_BF16},
-    {"I64", SM_DT_I64}, {"I32", SM_DT_I32}, {"I16", SM_DT_I16}, {"I8", SM_DT_I8},
-    {"U64", SM_DT_U64}, {"U32", SM_DT_U32}, {"U16", SM_DT_U16}, {"U8", SM_DT_U8},
+    {"F64", SM_DT_F64},   {"F32", SM_DT_F32}, {"F16", SM_DT_F16}, {"BF16", SM_DT_BF16},
+    {"I64", SM_DT_I64},   {"I32", SM_DT_I32}, {"I16", SM_DT_I16}, {"I8", SM_DT_I8},
+    {"U64", SM_DT_U64},   {"U32", SM_DT_U32}, {"U16", SM_DT_U16}, {"U8", SM_DT_U8},
     {"BOOL", SM_DT_BOOL},
 };
 
-static int has_nul(const char *s, size_t len)
-{
-    return memchr(s, 0, len) != NULL;
-}
+static int has_nul(const char *s, size_t len) { return memchr(s, 0, len) != NULL; }
 
 static sm_status read_metadata(const char *path, const sm_json *meta, sm_weights *out)
 {
@@ -42,10 +39,13 @@ static sm_status read_metadata(const char *path, const sm_json *meta, sm_weights
     for (size_t i = 0; i < meta->count; i++) {
         const sm_json_member *m = &meta->members[i];
         if (m->value.type != SM_JSON_STRING)
-            return sm_fail(SEGMAMBA_E_FORMAT, "%s: __metadata__ entry '%s' is not a string", path, m->key);
+            return sm_fail(SEGMAMBA_E_FORMAT, "%s: __metadata__ entry '%s' is not a string", path,
+                           m->key);
         if (has_nul(m->key, m->key_length) || has_nul(m->value.string, m->value.length))
-            return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: __metadata__ entry '%s' contains a NUL "
-                           "character", path, m->key);
+            return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                           "%s: __metadata__ entry '%s' contains a NUL "
+                           "character",
+                           path, m->key);
         sm_status st = sm_weights_set_meta(out, m->key, m->value.string);
         if (st != SEGMAMBA_OK) return sm_fail_wrap(st, "%s", path);
     }
@@ -109,21 +109,27 @@ static sm_status read_tensor(const char *path, const sm_json_member *m, const un
                        path, name);
     if (!read_int_array(sm_json_get(&m->value, "data_offsets"), offsets, 2, &noffsets) ||
         noffsets != 2)
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: tensor '%s' has no data_offsets [begin, end]", path, name);
+        return sm_fail(SEGMAMBA_E_FORMAT, "%s: tensor '%s' has no data_offsets [begin, end]", path,
+                       name);
 
     int64_t numel;
     uint64_t bytes;
-    if (!sm_numel_ok(ndim, shape, &numel) || !sm_mul_ok((uint64_t)numel, sm_dtype_size(dtype), &bytes))
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: tensor '%s' has a shape whose size overflows", path, name);
+    if (!sm_numel_ok(ndim, shape, &numel) ||
+        !sm_mul_ok((uint64_t)numel, sm_dtype_size(dtype), &bytes))
+        return sm_fail(SEGMAMBA_E_FORMAT, "%s: tensor '%s' has a shape whose size overflows", path,
+                       name);
     uint64_t begin = (uint64_t)offsets[0], end = (uint64_t)offsets[1];
     if (begin > end || end > data_size)
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: tensor '%s' has data_offsets [%llu, %llu] outside the "
-                       "%llu bytes of data (truncated?)", path, name, (unsigned long long)begin,
-                       (unsigned long long)end, (unsigned long long)data_size);
+        return sm_fail(SEGMAMBA_E_FORMAT,
+                       "%s: tensor '%s' has data_offsets [%llu, %llu] outside the "
+                       "%llu bytes of data (truncated?)",
+                       path, name, (unsigned long long)begin, (unsigned long long)end,
+                       (unsigned long long)data_size);
     if (end - begin != bytes)
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: tensor '%s' spans %llu bytes but its shape and dtype "
-                       "need %llu", path, name, (unsigned long long)(end - begin),
-                       (unsigned long long)bytes);
+        return sm_fail(SEGMAMBA_E_FORMAT,
+                       "%s: tensor '%s' spans %llu bytes but its shape and dtype "
+                       "need %llu",
+                       path, name, (unsigned long long)(end - begin), (unsigned long long)bytes);
     SM_TRY(check_tensor_memory(path, name, (uint64_t)numel));
     float *values = malloc(numel ? (size_t)numel * sizeof *values : 1);
     if (!values) return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory for tensor '%s'", path, name);
@@ -138,20 +144,28 @@ static sm_status read_tensor(const char *path, const sm_json_member *m, const un
     return SEGMAMBA_OK;
 }
 
-static sm_status read_header(const char *path, const unsigned char *file, size_t size, uint64_t *len)
+static sm_status read_header(const char *path, const unsigned char *file, size_t size,
+                             uint64_t *len)
 {
     if (size < 8)
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: file is too short (%zu bytes) for a safetensors "
-                       "header", path, size);
+        return sm_fail(SEGMAMBA_E_FORMAT,
+                       "%s: file is too short (%zu bytes) for a safetensors "
+                       "header",
+                       path, size);
     *len = sm_le64(file);
     if (*len > size - 8)
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: safetensors header length %llu is larger than the "
-                       "file (%zu bytes)%s", path, (unsigned long long)*len, size,
+        return sm_fail(SEGMAMBA_E_FORMAT,
+                       "%s: safetensors header length %llu is larger than the "
+                       "file (%zu bytes)%s",
+                       path, (unsigned long long)*len, size,
                        file[0] == 0x80 ? "; this looks like a pickle, i.e. a legacy (pre-1.6) "
-                       "torch.save file: re-save it with a current PyTorch" : "");
+                                         "torch.save file: re-save it with a current PyTorch"
+                                       : "");
     if (*len > HEADER_LIMIT)
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: safetensors header length %llu exceeds the %llu-byte "
-                       "limit", path, (unsigned long long)*len, (unsigned long long)HEADER_LIMIT);
+        return sm_fail(SEGMAMBA_E_FORMAT,
+                       "%s: safetensors header length %llu exceeds the %llu-byte "
+                       "limit",
+                       path, (unsigned long long)*len, (unsigned long long)HEADER_LIMIT);
     return SEGMAMBA_OK;
 }
 
@@ -175,7 +189,8 @@ static sm_status parse_header(const char *path, const unsigned char *file, size_
     return SEGMAMBA_OK;
 }
 
-static sm_status parse_file(const char *path, const unsigned char *file, size_t size, sm_weights *out)
+static sm_status parse_file(const char *path, const unsigned char *file, size_t size,
+                            sm_weights *out)
 {
     uint64_t header_len = 0;
     sm_json header;
@@ -215,8 +230,7 @@ sm_status sm_safetensors_metadata(const char *path, sm_weights *out)
     /* The header length is checked against the file's size, as the loader
      * checks it, so that both refuse a file with the same message. */
     struct stat sb;
-    const size_t size =
-        stat(path, &sb) == 0 && S_ISREG(sb.st_mode) ? (size_t)sb.st_size : SIZE_MAX;
+    const size_t size = stat(path, &sb) == 0 && S_ISREG(sb.st_mode) ? (size_t)sb.st_size : SIZE_MAX;
     unsigned char head[8] = {0};
     if (size >= sizeof head) SM_TRY(sm_file_peek(path, head, sizeof head));
     uint64_t len;
@@ -268,7 +282,8 @@ static sm_status build_header(const char *path, const sm_weights *w,
         if (k || w->nmeta) sm_json_out_printf(o, ",");
         sm_json_out_string(o, t->name, strlen(t->name));
         sm_json_out_printf(o, ":{\"dtype\":\"F32\",\"shape\":[");
-        for (int d = 0; d < t->ndim; d++) sm_json_out_printf(o, "%s%lld", d ? "," : "", (long long)t->shape[d]);
+        for (int d = 0; d < t->ndim; d++)
+            sm_json_out_printf(o, "%s%lld", d ? "," : "", (long long)t->shape[d]);
         uint64_t bytes = (uint64_t)t->numel * sizeof(float);
         sm_json_out_printf(o, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)offset,
                            (unsigned long long)(offset + bytes));
@@ -283,7 +298,8 @@ static sm_status build_header(const char *path, const sm_weights *w,
 sm_status sm_save_safetensors(const char *path, const sm_weights *w)
 {
     if (!sm_host_is_little_endian())
-        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: writing safetensors needs a little-endian host", path);
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: writing safetensors needs a little-endian host",
+                       path);
     if (w->count > (size_t)INT_MAX - 2)
         return sm_fail(SEGMAMBA_E_ARG, "%s: too many tensors to write", path);
     const sm_tensor_entry **order = malloc((w->count + 1) * sizeof *order);

@@ -19,13 +19,13 @@ const sm_tensor_entry *sm_weights_find(const sm_weights *w, const char *name)
     return NULL;
 }
 
-sm_status sm_weights_add(sm_weights *w, const char *name, int ndim,
-                         const int64_t *shape, float *data)
+sm_status sm_weights_add(sm_weights *w, const char *name, int ndim, const int64_t *shape,
+                         float *data)
 {
     if (ndim < 0 || ndim > SM_MAX_DIMS) {
         free(data);
-        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "tensor '%s' has %d dimensions (at most %d)",
-                       name, ndim, SM_MAX_DIMS);
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "tensor '%s' has %d dimensions (at most %d)", name,
+                       ndim, SM_MAX_DIMS);
     }
     if (sm_weights_find(w, name)) {
         free(data);

@@ -41,8 +41,8 @@ typedef struct sm_weights {
 
 /* Takes ownership of data (freed by sm_weights_free, also on failure).
  * A duplicate name is an error. */
-sm_status sm_weights_add(sm_weights *w, const char *name, int ndim,
-                         const int64_t *shape, float *data);
+sm_status sm_weights_add(sm_weights *w, const char *name, int ndim, const int64_t *shape,
+                         float *data);
 
 /* Copies key and value; a repeated key replaces the value. */
 sm_status sm_weights_set_meta(sm_weights *w, const char *key, const char *value);

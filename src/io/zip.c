@@ -45,7 +45,8 @@ static sm_status find_eocd(const sm_zip *z, size_t *pos)
         }
     }
     return sm_fail(SEGMAMBA_E_FORMAT,
-                   "%s: not a zip archive, or truncated: no end-of-central-directory record", z->path);
+                   "%s: not a zip archive, or truncated: no end-of-central-directory record",
+                   z->path);
 }
 
 /* ZIP64 keeps the real counts and offsets in a second record, found through
@@ -54,15 +55,19 @@ static sm_status read_zip64_directory(const sm_zip *z, size_t eocd, directory *d
 {
     const unsigned char *loc = z->data + eocd - ZIP64_LOCATOR_SIZE;
     if (sm_le32(loc + 4) != 0 || sm_le32(loc + 16) > 1)
-        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: multi-disk zip archives are not supported", z->path);
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: multi-disk zip archives are not supported",
+                       z->path);
     uint64_t rec = sm_le64(loc + 8);
     if (!sm_range_ok(eocd - ZIP64_LOCATOR_SIZE, rec, ZIP64_EOCD_SIZE) ||
         sm_le32(z->data + rec) != ZIP64_EOCD_SIG)
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: ZIP64 locator points to offset %llu, where no "
-                       "ZIP64 end-of-central-directory record lies", z->path, (unsigned long long)rec);
+        return sm_fail(SEGMAMBA_E_FORMAT,
+                       "%s: ZIP64 locator points to offset %llu, where no "
+                       "ZIP64 end-of-central-directory record lies",
+                       z->path, (unsigned long long)rec);
     const unsigned char *r = z->data + rec;
     if (sm_le32(r + 16) != 0 || sm_le32(r + 20) != 0 || sm_le64(r + 24) != sm_le64(r + 32))
-        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: multi-disk zip archives are not supported", z->path);
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: multi-disk zip archives are not supported",
+                       z->path);
     d->count = sm_le64(r + 32);
     d->size = sm_le64(r + 40);
     d->offset = sm_le64(r + 48);
@@ -81,10 +86,13 @@ static sm_status read_directory_location(const sm_zip *z, size_t eocd, directory
     uint16_t on_disk = sm_le16(r + 8), total = sm_le16(r + 10);
     uint32_t size = sm_le32(r + 12), offset = sm_le32(r + 16);
     if (total == 0xffff || size == 0xffffffffu || offset == 0xffffffffu)
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: zip end record defers to ZIP64 but there is no "
-                       "ZIP64 locator", z->path);
+        return sm_fail(SEGMAMBA_E_FORMAT,
+                       "%s: zip end record defers to ZIP64 but there is no "
+                       "ZIP64 locator",
+                       z->path);
     if (disk != 0 || cd_disk != 0 || on_disk != total)
-        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: multi-disk zip archives are not supported", z->path);
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: multi-disk zip archives are not supported",
+                       z->path);
     d->count = total;
     d->size = size;
     d->offset = offset;
@@ -121,8 +129,10 @@ static sm_status apply_zip64_extra(const sm_zip *z, const unsigned char *extra, 
         p += 4 + (size_t)n;
     }
     if (needed)
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: zip entry '%s' has 32-bit fields saturated but no "
-                       "ZIP64 extra field holding their values", z->path, e->name);
+        return sm_fail(SEGMAMBA_E_FORMAT,
+                       "%s: zip entry '%s' has 32-bit fields saturated but no "
+                       "ZIP64 extra field holding their values",
+                       z->path, e->name);
     return SEGMAMBA_OK;
 }
 
@@ -137,14 +147,17 @@ static sm_status locate_data(const sm_zip *z, sm_zip_entry *e, uint64_t local)
     size_t name_len = sm_le16(h + 26), extra_len = sm_le16(h + 28);
     if (!sm_range_ok(z->size, local + LOCAL_SIZE, name_len + extra_len) ||
         name_len != strlen(e->name) || memcmp(h + LOCAL_SIZE, e->name, name_len) != 0)
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: zip entry '%s': local header does not match the "
-                       "central directory", z->path, e->name);
+        return sm_fail(SEGMAMBA_E_FORMAT,
+                       "%s: zip entry '%s': local header does not match the "
+                       "central directory",
+                       z->path, e->name);
     e->data_offset = local + LOCAL_SIZE + name_len + extra_len;
     if (!sm_range_ok(z->size, e->data_offset, e->compressed_size))
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: zip entry '%s' claims %llu bytes at offset %llu, "
-                       "past the end of the %zu-byte file (truncated?)", z->path, e->name,
-                       (unsigned long long)e->compressed_size, (unsigned long long)e->data_offset,
-                       z->size);
+        return sm_fail(SEGMAMBA_E_FORMAT,
+                       "%s: zip entry '%s' claims %llu bytes at offset %llu, "
+                       "past the end of the %zu-byte file (truncated?)",
+                       z->path, e->name, (unsigned long long)e->compressed_size,
+                       (unsigned long long)e->data_offset, z->size);
     return SEGMAMBA_OK;
 }
 
@@ -158,14 +171,17 @@ static sm_status read_entry(const sm_zip *z, uint64_t *pos, uint64_t end, sm_zip
     const unsigned char *h = z->data + *pos;
     size_t name_len = sm_le16(h + 28), extra_len = sm_le16(h + 30), comment_len = sm_le16(h + 32);
     if (!sm_range_ok(end, *pos + CENTRAL_SIZE, name_len + extra_len + comment_len))
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: zip central directory entry at offset %llu runs "
-                       "past the directory", z->path, (unsigned long long)*pos);
+        return sm_fail(SEGMAMBA_E_FORMAT,
+                       "%s: zip central directory entry at offset %llu runs "
+                       "past the directory",
+                       z->path, (unsigned long long)*pos);
     const unsigned char *name = h + CENTRAL_SIZE;
     if (memchr(name, 0, name_len))
         return sm_fail(SEGMAMBA_E_FORMAT, "%s: zip entry name at offset %llu contains a NUL byte",
                        z->path, (unsigned long long)*pos);
     e->name = malloc(name_len + 1);
-    if (!e->name) return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory reading zip directory", z->path);
+    if (!e->name)
+        return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory reading zip directory", z->path);
     memcpy(e->name, name, name_len);
     e->name[name_len] = 0;
 
@@ -185,16 +201,18 @@ static sm_status read_entry(const sm_zip *z, uint64_t *pos, uint64_t end, sm_zip
 static sm_status read_entries(sm_zip *z, const directory *d)
 {
     if (!sm_range_ok(d->end_limit, d->offset, d->size))
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: zip central directory (%llu bytes at offset %llu) "
-                       "lies outside the file (truncated?)", z->path,
-                       (unsigned long long)d->size, (unsigned long long)d->offset);
+        return sm_fail(SEGMAMBA_E_FORMAT,
+                       "%s: zip central directory (%llu bytes at offset %llu) "
+                       "lies outside the file (truncated?)",
+                       z->path, (unsigned long long)d->size, (unsigned long long)d->offset);
     /* Each entry takes at least CENTRAL_SIZE bytes, which bounds the count
      * before anything is allocated for it. */
     if (d->count > d->size / CENTRAL_SIZE)
         return sm_fail(SEGMAMBA_E_FORMAT, "%s: zip directory claims %llu entries in %llu bytes",
                        z->path, (unsigned long long)d->count, (unsigned long long)d->size);
     z->entries = calloc(d->count ? (size_t)d->count : 1, sizeof *z->entries);
-    if (!z->entries) return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory reading zip directory", z->path);
+    if (!z->entries)
+        return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory reading zip directory", z->path);
     uint64_t pos = d->offset, end = d->offset + d->size;
     for (uint64_t i = 0; i < d->count; i++) {
         z->count++; /* counted first so that sm_zip_close frees a partial name */
@@ -229,12 +247,15 @@ sm_status sm_zip_entry_data(const sm_zip *z, const sm_zip_entry *e, const unsign
                             size_t *size)
 {
     if (e->method != 0)
-        return sm_fail(SEGMAMBA_E_UNSUPPORTED, "%s: zip entry '%s' is compressed (method %u%s); "
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                       "%s: zip entry '%s' is compressed (method %u%s); "
                        "only stored (uncompressed) entries can be read, as torch.save writes them",
                        z->path, e->name, e->method, e->method == 8 ? ", deflate" : "");
     if (e->compressed_size != e->size)
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: stored zip entry '%s' has size %llu but %llu "
-                       "bytes of data", z->path, e->name, (unsigned long long)e->size,
+        return sm_fail(SEGMAMBA_E_FORMAT,
+                       "%s: stored zip entry '%s' has size %llu but %llu "
+                       "bytes of data",
+                       z->path, e->name, (unsigned long long)e->size,
                        (unsigned long long)e->compressed_size);
     *bytes = z->data + e->data_offset;
     *size = (size_t)e->size;
