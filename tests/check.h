@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int check_failures;
 static int check_count;
@@ -30,6 +31,12 @@ static int check_count;
             fputc('\n', stderr);                                                                   \
         }                                                                                          \
     } while (0)
+
+/* 1 when the message s (NULL counts as empty) contains part. */
+static inline int check_contains(const char *s, const char *part)
+{
+    return s && strstr(s, part) != NULL;
+}
 
 /* A seeded xorshift generator, so that every run draws the same inputs. */
 static uint64_t check_rng_state = 0x9e3779b97f4a7c15ull;

@@ -25,15 +25,9 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, HERE)
 import phantom  # noqa: E402
 import test_cohort  # noqa: E402  (the small random model and its card)
+from checks import check, results  # noqa: E402
 
 MR = "1.2.840.10008.5.1.4.1.1.4"
-results = {"passed": 0, "failed": 0}
-
-
-def check(name, cond, detail=""):
-    results["passed" if cond else "failed"] += 1
-    print(f"{'ok  ' if cond else 'FAIL'} {name}{'' if cond else ': ' + str(detail)[:2000]}", flush=True)
-    return cond
 
 
 def run(cmd):

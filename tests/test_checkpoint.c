@@ -21,8 +21,6 @@
 #define FIXTURES "tests/fixtures/loaders/"
 #define WORK "tests/work/"
 
-static int contains(const char *s, const char *part) { return s && strstr(s, part) != NULL; }
-
 /* ---- fixtures with known values ---- */
 
 static int same_float(float a, double want)
@@ -231,7 +229,8 @@ static void test_refusals(void)
         snprintf(path, sizeof path, FIXTURES "%s", cases[i].file);
         sm_status st = load_with(cases[i].reader, path);
         const char *msg = segmamba_get_last_error();
-        CHECK_MSG(st == cases[i].code && contains(msg, path) && contains(msg, cases[i].message),
+        CHECK_MSG(st == cases[i].code && check_contains(msg, path) &&
+                      check_contains(msg, cases[i].message),
                   "%s: got %s '%s'", cases[i].file, segmamba_get_status_name(st), msg);
     }
 }
@@ -263,9 +262,9 @@ static void test_npy_write(void)
         size_t header_len = file[8] | (size_t)file[9] << 8;
         CHECK(memcmp(file, "\x93NUMPY\x01\x00", 8) == 0 && (10 + header_len) % 64 == 0);
         CHECK(file[10 + header_len - 1] == '\n');
-        CHECK_MSG(contains((const char *)file + 10, cases[c].shape_text), "%s",
+        CHECK_MSG(check_contains((const char *)file + 10, cases[c].shape_text), "%s",
                   cases[c].shape_text);
-        CHECK(contains((const char *)file + 10, "'descr': '<f4', 'fortran_order': False"));
+        CHECK(check_contains((const char *)file + 10, "'descr': '<f4', 'fortran_order': False"));
         free(file);
         segmamba_array a;
         CHECK(segmamba_npy_read(path, &a) == SEGMAMBA_OK);
@@ -362,10 +361,11 @@ static void test_memory_cap(void)
     segmamba_array a;
     segmamba_set_max_memory(100);
     sm_status st = segmamba_npy_read(FIXTURES "f4.npy", &a);
-    CHECK_MSG(st == SEGMAMBA_E_NOMEM && contains(segmamba_get_last_error(), FIXTURES
-                                                 "f4.npy: reading the file would need "
-                                                 "225 bytes, more than the memory limit of 100 "
-                                                 "bytes"),
+    CHECK_MSG(st == SEGMAMBA_E_NOMEM &&
+                  check_contains(segmamba_get_last_error(),
+                                 FIXTURES "f4.npy: reading the file would need "
+                                          "225 bytes, more than the memory limit of 100 "
+                                          "bytes"),
               "%s", segmamba_get_last_error());
     segmamba_array_free(&a);
     /* 225 bytes read, 24 floats (96 bytes) converted. */
@@ -378,7 +378,7 @@ static void test_memory_cap(void)
     segmamba_array_free(&a);
     setenv("SEGMAMBA_MAX_MEMORY", "12Q", 1);
     CHECK(segmamba_npy_read(FIXTURES "f4.npy", &a) == SEGMAMBA_E_ARG &&
-          contains(segmamba_get_last_error(), "SEGMAMBA_MAX_MEMORY='12Q' is not a size"));
+          check_contains(segmamba_get_last_error(), "SEGMAMBA_MAX_MEMORY='12Q' is not a size"));
     segmamba_array_free(&a);
     unsetenv("SEGMAMBA_MAX_MEMORY");
     CHECK(sm_memory_cap() > 0);
@@ -420,7 +420,7 @@ static void mutate_and_load(const char *fixture, enum reader reader, size_t from
         CHECK(sm_file_write_atomic(out, parts, sizes, 1) == SEGMAMBA_OK);
         sm_status st = load_with(reader, out);
         failures += st != SEGMAMBA_OK;
-        if (st != SEGMAMBA_OK) CHECK(contains(segmamba_get_last_error(), out));
+        if (st != SEGMAMBA_OK) CHECK(check_contains(segmamba_get_last_error(), out));
         free(copy);
     }
     CHECK_MSG(failures > 0, "%s: no mutation was refused", fixture);

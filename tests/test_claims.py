@@ -38,16 +38,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import phantom  # noqa: E402
+from checks import check, results  # noqa: E402
 
 TINY = os.path.join(HERE, "fixtures", "tiny", "model.safetensors")
 DEMO = os.path.join(ROOT, "models", "demo", "segmamba_demo.safetensors")
-results = {"passed": 0, "failed": 0}
-
-
-def check(name, cond, detail=""):
-    results["passed" if cond else "failed"] += 1
-    print(f"{'ok  ' if cond else 'FAIL'} {name}{'' if cond else ': ' + str(detail)[:2000]}", flush=True)
-    return cond
 
 
 def run(cmd, **kw):

@@ -17,14 +17,9 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
 from safetensors_read import read_safetensors, write_safetensors_f32  # noqa: E402
 from host_exe import host_command  # noqa: E402
+from checks import check, results  # noqa: E402
 
 FIXTURE = "tests/fixtures/tiny"
-results = {"passed": 0, "failed": 0}
-
-
-def check(name, cond, detail=""):
-    results["passed" if cond else "failed"] += 1
-    print(f"{'ok  ' if cond else 'FAIL'} {name}{'' if cond else ': ' + detail}", flush=True)
 
 
 def run(exe, *args):

@@ -45,6 +45,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import phantom  # noqa: E402
 from test_metrics_medpy import score  # noqa: E402
+from checks import check, results  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
 CHANNELS = list(phantom.CHANNELS)
@@ -55,14 +56,6 @@ MODEL_SEED = 11  # a fixed random model; the phantoms change with --seed
 BRATS = {"TC": [1, 3], "WT": [1, 2, 3], "ET": [3]}
 # Open MPI refuses to run as root (as the CI does) without these.
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
-
-results = {"passed": 0, "failed": 0}
-
-
-def check(name, cond, detail=""):
-    results["passed" if cond else "failed"] += 1
-    print(f"{'ok  ' if cond else 'FAIL'} {name}{'' if cond else ': ' + str(detail)}", flush=True)
-    return cond
 
 
 def run(cmd, env=None):

@@ -16,6 +16,7 @@ import tempfile
 import numpy as np
 
 from host_exe import host_command
+from checks import check, results  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TINY = os.path.join(HERE, "fixtures", "tiny")
@@ -23,12 +24,6 @@ CONTAINERS = os.path.join(HERE, "fixtures", "containers")
 DS_HEADS = ["ds_seg_from_dec1.conv.conv.weight", "ds_seg_from_dec1.conv.conv.bias"]
 # fixture -> the names `info` must list as ignored
 FIXTURES = {"nnunet.pt": [], "lightning.pt": [], "module_compiled.pt": [], "out_main_seg.pt": DS_HEADS}
-results = {"passed": 0, "failed": 0}
-
-
-def check(name, cond, detail=""):
-    results["passed" if cond else "failed"] += 1
-    print(f"{'ok  ' if cond else 'FAIL'} {name}{'' if cond else ': ' + detail}", flush=True)
 
 
 def run(exe, *args):

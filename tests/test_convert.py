@@ -31,6 +31,7 @@ import tempfile
 import numpy as np
 
 from host_exe import host_command
+from checks import check, results  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TINY = os.path.join(HERE, "fixtures", "tiny")
@@ -66,14 +67,6 @@ CARD = {
                "type": ["108369006", "SCT", "Neoplasm"]},
     },
 }
-
-results = {"passed": 0, "failed": 0}
-
-
-def check(name, cond, detail=""):
-    results["passed" if cond else "failed"] += 1
-    print(f"{'ok  ' if cond else 'FAIL'} {name}{'' if cond else ': ' + detail}", flush=True)
-    return cond
 
 
 def run(exe, *args):

@@ -8,8 +8,6 @@
 #include "check.h"
 #include "io/json.h"
 
-static int contains(const char *s, const char *part) { return s && strstr(s, part) != NULL; }
-
 static sm_status parse_text(const char *text, sm_json *out)
 {
     return sm_json_parse(text, strlen(text), "doc", out);
@@ -131,8 +129,8 @@ static void test_json_errors(void)
         sm_json v;
         sm_status st = parse_text(cases[i].text, &v);
         const char *msg = segmamba_get_last_error();
-        CHECK_MSG(st == SEGMAMBA_E_FORMAT && contains(msg, "doc: invalid JSON") &&
-                      contains(msg, cases[i].message),
+        CHECK_MSG(st == SEGMAMBA_E_FORMAT && check_contains(msg, "doc: invalid JSON") &&
+                      check_contains(msg, cases[i].message),
                   "'%s' gave %s '%s'", cases[i].text, segmamba_get_status_name(st), msg);
         CHECK(v.type == SM_JSON_NULL);
     }
@@ -147,7 +145,7 @@ static void test_json_errors(void)
         CHECK_MSG(n == SM_JSON_MAX_DEPTH
                       ? st == SEGMAMBA_OK
                       : st == SEGMAMBA_E_FORMAT &&
-                            contains(segmamba_get_last_error(), "nested deeper than 64"),
+                            check_contains(segmamba_get_last_error(), "nested deeper than 64"),
                   "depth %d", n);
         sm_json_free(&v);
     }

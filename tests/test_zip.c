@@ -10,8 +10,6 @@
 
 #define FIXTURES "tests/fixtures/loaders/"
 
-static int contains(const char *s, const char *part) { return s && strstr(s, part) != NULL; }
-
 static void test_zip(void)
 {
     unsigned char *file;
@@ -59,8 +57,8 @@ static void test_zip(void)
         memcpy(base + damage[i].offset, damage[i].value, damage[i].len);
         sm_status st = sm_zip_open(&z, copy, size, "damaged.zip");
         const char *msg = segmamba_get_last_error();
-        CHECK_MSG(st != SEGMAMBA_OK && contains(msg, "damaged.zip") &&
-                      contains(msg, damage[i].message),
+        CHECK_MSG(st != SEGMAMBA_OK && check_contains(msg, "damaged.zip") &&
+                      check_contains(msg, damage[i].message),
                   "damage %zu: %s '%s'", i, segmamba_get_status_name(st), msg);
         CHECK(z.entries == NULL && z.count == 0);
         free(copy);
