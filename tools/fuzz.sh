@@ -30,7 +30,10 @@ jobs=${SEGMAMBA_FUZZ_JOBS:-2}
 ensure_packages clang libclang-rt-14-dev
 if [ ! -f "$build/build.ninja" ]; then
   # clang++ too: with DICOM the library has a C++ file and links as C++.
-  CC=clang CXX=clang++ meson setup "$build" --buildtype=debugoptimized -Dfuzz=enabled
+  # No CUDA: where nvcc is installed, -Dcuda=auto would link the targets
+  # through nvcc, whose host compiler knows no -fsanitize=fuzzer.
+  CC=clang CXX=clang++ meson setup "$build" --buildtype=debugoptimized -Dfuzz=enabled \
+    -Dcuda=disabled
 fi
 ninja -C "$build" $(printf 'fuzz/fuzz_%s ' "${targets[@]}")
 
