@@ -15,7 +15,11 @@ with the PyTorch reference model, on synthetic cases with the tiny committed mod
              the two models' logits
   self-ensemble  the fixture model twice gives byte for byte what it gives once
 
-Labels must agree on >= 99.99% of voxels, probabilities within 2e-3. Also a
+Probabilities within 2e-3 of the reference's; labels, masks and regions equal
+wherever the reference decides by more than that measured error allows (a
+voxel whose best and second probabilities are within 2 max|dprob| of each
+other, or whose sigmoid is within that of its threshold, may go either way;
+a mask only where its sigmoid is within max|dprob| of the threshold). Also a
 few command-line refusals (input count, an output over an input, swapped
 BraTS channel names, an ensemble of two networks or of two model cards).
 
@@ -44,7 +48,6 @@ from safetensors_writer import write_safetensors  # noqa: E402
 
 FIXTURE = os.path.join(HERE, "fixtures", "tiny")
 NSLICES = [16, 8, 4, 2]
-LABEL_AGREEMENT = 0.9999
 PROB_TOL = 2e-3
 
 
@@ -156,31 +159,43 @@ def run_case(args, model, tmp, name, image, spacing, crd, tta, four_d=False, ext
     ref = pipeline_ref.predict([model] + [m for m, _ in extra] if extra else model, image, spacing,
                                crd, tta=tta)
     labels = load_nifti(out["seg"])
-    if writes_masks(crd):  # -o holds one mask per output
-        agree = float((labels == ref["masks"]).mean())
-        print(f"{name}: masks {labels.shape}, agree {agree:.5%}")
-        if labels.shape != ref["masks"].shape or agree < LABEL_AGREEMENT:
-            return [f"{name}: masks agree on {agree:.4%}"]
-        # the label map the API returns for masks: the last channel on wins
-        labels = np.max(labels * np.arange(1, labels.shape[0] + 1, dtype=np.uint8)[:, None, None, None],
-                        axis=0)
     prob = load_nifti(out["prob"])
     unc = load_nifti(out["unc"])
-    failures = []
     if ref is None:  # nothing but zeros
         ok = (labels == 0).all() and (prob[0] == 1).all() and (prob[1:] == 0).all() and (unc == 0).all()
         print(f"{name}: all-zero input -> {'all background' if ok else 'NOT all background'}")
         return [] if ok else [f"{name}: an all-zero volume must give background everywhere"]
-    agree = float((labels == ref["labels"]).mean())
     dp = float(np.abs(prob - ref["probabilities"]).max())
+    if writes_masks(crd):  # -o holds one mask per output
+        agree = float((labels == ref["masks"]).mean())
+        # a mask may differ only where the reference is within dp of the threshold
+        tie = np.abs(ref["probabilities"].astype(np.float64) - crd.get("threshold", 0.5)) <= dp
+        decided = labels.shape == ref["masks"].shape and \
+            not ((labels != ref["masks"]) & ~tie).any()
+        print(f"{name}: masks {labels.shape}, agree {agree:.5%}")
+        if not decided:
+            return [f"{name}: masks differ where the reference decides ({agree:.4%} agree)"]
+        # the label map the API returns for masks: the last channel on wins
+        labels = np.max(labels * np.arange(1, labels.shape[0] + 1, dtype=np.uint8)[:, None, None, None],
+                        axis=0)
+    failures = []
+    agree = float((labels == ref["labels"]).mean())
+    # Where the reference's decision is within twice the probabilities'
+    # measured error of a tie (best - second, or a sigmoid from its
+    # threshold), float32 against float64 may decide either way; everywhere
+    # else the labels must be equal.
+    tie = ref["margins"] <= 2 * dp
+    differ = labels != ref["labels"]
+    confident = int((differ & ~tie).sum())
     du = float(np.abs(unc - ref["uncertainty"]).max())
     hist = np.bincount(ref["labels"].ravel(), minlength=prob.shape[0]).tolist()
     print(f"{name}: shape {image.shape[1:]}, spacing {spacing}, patch {crd['patch']}, "
           f"output {crd['output']}, box {ref['box']}, tta {tta}: "
-          f"labels agree {agree:.5%} (reference histogram {hist}), max |dprob| {dp:.2e}, "
-          f"max |dentropy| {du:.2e}")
-    if agree < LABEL_AGREEMENT:
-        failures.append(f"{name}: labels agree on {agree:.4%} < {LABEL_AGREEMENT:.1%}")
+          f"labels agree {agree:.5%} (reference histogram {hist}; {int(differ.sum())} differ, "
+          f"all at near-ties: {confident == 0}), max |dprob| {dp:.2e}, max |dentropy| {du:.2e}")
+    if confident:
+        failures.append(f"{name}: {confident} voxels differ where the reference decides "
+                        f"(margin above 2 x {dp:.2g}); labels agree on {agree:.4%}")
     if dp > PROB_TOL:
         failures.append(f"{name}: probabilities differ by {dp:.3g} > {PROB_TOL}")
     if du > 5 * PROB_TOL:
@@ -190,9 +205,11 @@ def run_case(args, model, tmp, name, image, spacing, crd, tta, four_d=False, ext
     if crd["output"] == "regions" and "regions" not in crd:
         reg = load_nifti(out["regions"])
         ragree = float((reg == ref["regions"]).mean())
+        rdiffer = (reg != ref["regions"]).any(axis=0)
         print(f"{name}: regions agree {ragree:.5%}")
-        if ragree < LABEL_AGREEMENT:
-            failures.append(f"{name}: regions agree on {ragree:.4%}")
+        if (rdiffer & ~tie).any():
+            failures.append(f"{name}: regions differ where the reference decides "
+                            f"({ragree:.4%} agree)")
     return failures
 
 

@@ -5,7 +5,7 @@ prediction runs (nnU-Net-style preprocessing, MONAI's sliding window,
 light_training's mirror averaging); nothing here is shared with the C engine.
 
     predict(model, image, spacing, card, tta=True, overlap=None)
-        -> dict(labels, probabilities, uncertainty, regions, box, masks)
+        -> dict(labels, probabilities, uncertainty, regions, box, masks, margins)
 
 image: float32 (C, D, H, W); spacing: mm along (D, H, W); card: the model
 card as a dict (the JSON form of src/clinical/card.h: argmax, regions with
@@ -190,6 +190,8 @@ def predict(model, image, spacing, card, tta=True, overlap=None):
         t = card.get("threshold", 0.5)
         on = logits > math.log(t / (1 - t))  # sigmoid(l) > t
         masks = on.astype(np.uint8)
+        # how far the closest channel is from its threshold
+        margin = np.abs(prob - t).min(axis=0)
         lab = np.zeros(on.shape[1:], np.int64)
         for ch, label in region_table(card, k):  # in order, later rows overwrite
             lab[on[ch]] = label
@@ -200,6 +202,8 @@ def predict(model, image, spacing, card, tta=True, overlap=None):
         e = np.exp(logits - logits.max(axis=0, keepdims=True))
         prob = e / e.sum(axis=0, keepdims=True)
         lab = logits.argmax(axis=0)
+        top = np.sort(prob, axis=0)
+        margin = top[-1] - top[-2] if k > 1 else np.ones(prob.shape[1:])  # best - second
         with np.errstate(divide="ignore", invalid="ignore"):
             ent = -np.nansum(np.where(prob > 0, prob * np.log(prob), 0.0), axis=0)
 
@@ -212,10 +216,14 @@ def predict(model, image, spacing, card, tta=True, overlap=None):
     labels[sl] = lab
     probs[(slice(None),) + sl] = prob
     unc[sl] = ent
+    # the decision's distance from a tie, in probability: outside the box
+    # (background without a window) nothing is close to one
+    margins = np.ones((d, h, w), np.float64)
+    margins[sl] = margin
     regions = np.stack([(labels == 1) | (labels == 3), (labels >= 1) & (labels <= 3), labels == 3])
     full_masks = None
     if masks is not None:
         full_masks = np.zeros((k, d, h, w), np.uint8)
         full_masks[(slice(None),) + sl] = masks
     return dict(labels=labels, probabilities=probs, uncertainty=unc,
-                regions=regions.astype(np.uint8), box=box, masks=full_masks)
+                regions=regions.astype(np.uint8), box=box, masks=full_masks, margins=margins)
