@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, HERE)
 import phantom  # noqa: E402
 import test_cohort  # noqa: E402  (the small random model and its card)
-from checks import check, results  # noqa: E402
+from checks import check, make_tiny_model, results  # noqa: E402
 
 MR = "1.2.840.10008.5.1.4.1.1.4"
 
@@ -654,10 +654,7 @@ def check_ch2bet(args, tmp, rng):
     nib.Nifti1Image(np.asarray(img.dataobj).astype(np.int16), img.affine).to_filename(nii)
     dss = series_from_nifti(nii, os.path.join(tmp, "ch2bet"), rng, "ch2bet T1")
     model = os.path.join(tmp, "ch2bet-model")
-    p = run(["/usr/bin/python3", os.path.join(HERE, "reference", "gen_case.py"), "--config", "custom",
-             "--custom-json", json.dumps({"in_chans": 1, "out_chans": 4, "depths": [1, 1, 1, 1],
-                                          "feat_size": [4, 8, 12, 18], "hidden_size": 22}),
-             "--size", "32", "--seed", "3", "--out", model])
+    p = make_tiny_model(model, 1, 4, seed=3)
     if not check("ch2bet: a one-channel model made", p.returncode == 0, p.stderr[-500:]):
         return
     card = os.path.join(tmp, "ch2bet-card.json")

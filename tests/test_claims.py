@@ -38,7 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import phantom  # noqa: E402
-from checks import check, results  # noqa: E402
+from checks import check, make_tiny_model, results  # noqa: E402
 
 TINY = os.path.join(HERE, "fixtures", "tiny", "model.safetensors")
 DEMO = os.path.join(ROOT, "models", "demo", "segmamba_demo.safetensors")
@@ -96,10 +96,7 @@ def check_overlap(args, tmp):
 
 def check_generic(args, tmp):
     model = os.path.join(tmp, "generic")
-    p = run(["/usr/bin/python3", os.path.join(HERE, "reference", "gen_case.py"), "--config", "custom",
-             "--custom-json", json.dumps({"in_chans": 2, "out_chans": 1, "depths": [1, 1, 1, 1],
-                                          "feat_size": [4, 8, 12, 18], "hidden_size": 22}),
-             "--size", "32", "--seed", "5", "--out", model])
+    p = make_tiny_model(model, 2, 1, seed=5)
     if not check("generic: a 2-input, 1-output checkpoint made", p.returncode == 0, p.stderr[-500:]):
         return
     rng = np.random.default_rng(4)

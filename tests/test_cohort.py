@@ -45,13 +45,11 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import phantom  # noqa: E402
 from test_metrics_medpy import score  # noqa: E402
-from checks import check, results  # noqa: E402
+from checks import check, make_tiny_model, results  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
 CHANNELS = list(phantom.CHANNELS)
 SHAPE = (40, 48, 44)  # phantoms: the crop box needs 2 windows of 32 per axis
-MODEL_CONFIG = {"in_chans": 4, "out_chans": 4, "depths": [1, 1, 1, 1],
-                "feat_size": [4, 8, 12, 18], "hidden_size": 22}
 MODEL_SEED = 11  # a fixed random model; the phantoms change with --seed
 BRATS = {"TC": [1, 3], "WT": [1, 2, 3], "ET": [3]}
 # Open MPI refuses to run as root (as the CI does) without these.
@@ -73,9 +71,7 @@ def read_summary(path):
 
 def make_model(tmp, seed=MODEL_SEED, name="model"):
     out = os.path.join(tmp, name)
-    p, _ = run([PYTHON, os.path.join(HERE, "reference", "gen_case.py"), "--config", "custom",
-                "--custom-json", json.dumps(MODEL_CONFIG), "--size", "32",
-                "--seed", str(seed), "--out", out])
+    p = make_tiny_model(out, len(CHANNELS), len(phantom.LABEL_NAMES), seed)
     if p.returncode != 0:
         sys.exit(f"gen_case failed:\n{p.stdout}{p.stderr}")
     card = {"channels": [{"name": c, "normalization": "zscore"} for c in CHANNELS],
