@@ -9,6 +9,7 @@
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcdict.h>
 #include <dcmtk/dcmdata/dcistrmb.h>
+#include <dcmtk/dcmdata/dcstack.h>
 #include <dcmtk/dcmdata/dcmetinf.h>
 #include <dcmtk/dcmdata/dcpixel.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
@@ -67,6 +68,77 @@ sm_status need_dictionary(const char *origin)
     return SEGMAMBA_OK;
 }
 
+namespace
+{
+
+// A stream over an object in memory that, unlike dcmtk's buffer stream,
+// can be opened again at an offset: with it, dcmtk leaves values longer
+// than its read limit unread until they are wanted (as it does for files),
+// instead of allocating whatever length a damaged header declares.
+class MemoryStream : public DcmInputBufferStream
+{
+  public:
+    MemoryStream(const void *data, size_t size) : data_(data), size_(size)
+    {
+        setBuffer(data, (offile_off_t)size);
+        setEos();
+    }
+    DcmInputStreamFactory *newFactory() const override;
+
+  private:
+    const void *data_;
+    size_t size_;
+};
+
+class MemoryStreamFactory : public DcmInputStreamFactory
+{
+  public:
+    MemoryStreamFactory(const void *data, size_t size, offile_off_t at)
+        : data_(data), size_(size), at_(at)
+    {
+    }
+    DcmInputStream *create() const override
+    {
+        MemoryStream *s = new MemoryStream(data_, size_);
+        s->skip(at_);
+        return s;
+    }
+    DcmInputStreamFactory *clone() const override { return new MemoryStreamFactory(*this); }
+    // Not a file of its own: the kind dcmtk gives data that came from
+    // somewhere else (the network).
+    DcmInputStreamFactoryType ident() const override { return DFT_DcmInputTempFileStreamFactory; }
+
+  private:
+    const void *data_;
+    size_t size_;
+    offile_off_t at_;
+};
+
+DcmInputStreamFactory *MemoryStream::newFactory() const
+{
+    return new MemoryStreamFactory(data_, size_, tell());
+}
+
+// Every value's declared length against the bytes the object has: a value
+// longer than its whole file cannot be read, and is refused before anything
+// is allocated for it.
+sm_status check_lengths(DcmFileFormat &ff, const std::string &name, uint64_t size)
+{
+    DcmStack stack;
+    while (ff.nextObject(stack, OFTrue).good()) {
+        const Uint32 len = stack.top()->getLengthField();
+        if (len != DCM_UndefinedLength && (uint64_t)len > size)
+            return sm_fail(SEGMAMBA_E_FORMAT,
+                           "%s: truncated or damaged: %s declares %lu bytes, the whole object "
+                           "has %llu",
+                           name.c_str(), stack.top()->getTag().toString().c_str(),
+                           (unsigned long)len, (unsigned long long)size);
+    }
+    return SEGMAMBA_OK;
+}
+
+} // namespace
+
 sm_status load(DcmFileFormat &ff, const std::string &path, bool header_only)
 {
     // Header only: values longer than 4 KiB (the pixel data) stay on disk.
@@ -75,21 +147,22 @@ sm_status load(DcmFileFormat &ff, const std::string &path, bool header_only)
     if (c.bad())
         return sm_fail(SEGMAMBA_E_FORMAT, "%s: not a readable DICOM file (%s)", path.c_str(),
                        c.text());
-    return SEGMAMBA_OK;
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0)
+        return sm_fail(SEGMAMBA_E_IO, "%s: %s", path.c_str(), strerror(errno));
+    return check_lengths(ff, path, (uint64_t)st.st_size);
 }
 
 sm_status load_memory(DcmFileFormat &ff, const std::string &name, const void *data, size_t size)
 {
-    DcmInputBufferStream in;
-    in.setBuffer(data, (offile_off_t)size);
-    in.setEos();
+    MemoryStream in(data, size);
     ff.transferInit();
-    const OFCondition c = ff.read(in, EXS_Unknown, EGL_noChange, DCM_MaxReadLength);
+    const OFCondition c = ff.read(in, EXS_Unknown, EGL_noChange, 4096);
     ff.transferEnd();
     if (c.bad())
         return sm_fail(SEGMAMBA_E_FORMAT, "%s: not a readable DICOM object (%s)", name.c_str(),
                        c.text());
-    return SEGMAMBA_OK;
+    return check_lengths(ff, name, size);
 }
 
 } // namespace sm_dcm
