@@ -670,6 +670,10 @@ sm_status read_series(const Input &in, segmamba_volume *out, segmamba_dicom_sour
             if (src && src->series.empty()) {
                 ff.getDataset()->findAndDeleteElement(DCM_PixelData, OFTrue, OFTrue);
                 src->first.reset(new DcmDataset(*ff.getDataset()));
+                // Its values read now: objects in memory need not outlive the read.
+                if (src->first->loadAllDataIntoMemory().bad())
+                    return sm_fail(SEGMAMBA_E_FORMAT, "%s: its attributes cannot be read",
+                                   files[i].path.c_str());
             }
         }
     }
