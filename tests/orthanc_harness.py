@@ -86,6 +86,49 @@ def _free_ports(n):
             s.close()
 
 
+def _die_with_parent():
+    """In the child before exec: SIGKILL when the parent (thread) dies."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def wait_until(fn, timeout=60, poll=0.2):
+    """Calls fn() every poll s until it returns something true; returns
+    that, or the last (false) value after timeout s."""
+    t_end = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v or time.monotonic() > t_end:
+            return v
+        time.sleep(poll)
+
+
+def dciodvfy_errors(seg):
+    """dciodvfy's "Error" lines for a DICOM file (bytes or a path); [] when
+    it finds none. Raises FileNotFoundError without dciodvfy."""
+    with tempfile.TemporaryDirectory(prefix="dciodvfy-") as tmp:
+        if isinstance(seg, (bytes, bytearray)):
+            path = os.path.join(tmp, "object.dcm")
+            with open(path, "wb") as f:
+                f.write(seg)
+        else:
+            path = str(seg)
+        p = subprocess.run(["dciodvfy", path], capture_output=True, text=True)
+    return [line for line in (p.stdout + p.stderr).splitlines() if line.startswith("Error")]
+
+
+def _proc_state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 def _proc_status(pid):
     """{field: kiB} of /proc/PID/status's Vm* lines; {} once it is gone."""
     out = {}
@@ -144,7 +187,9 @@ class Orthanc:
 
     Orthanc(workdir, name="ORTHANC", plugins=[...], config_extra={...},
     users={"user": "pass"} or None): name is its DICOM AET (and "Name");
-    plugins are paths to .so files (or folders) put in "Plugins";
+    plugins are paths to .so files (or folders) put in "Plugins" (a path
+    that does not exist raises FileNotFoundError: Orthanc would skip it
+    without a word; plugins() lists what it loaded);
     config_extra is merged over the defaults last (e.g. "DicomModalities",
     "ConcurrentJobs", a "SegMamba" section; None values delete a key).
     With users, AuthenticationEnabled is true with those RegisteredUsers and
@@ -153,10 +198,17 @@ class Orthanc:
 
     Used as a context manager it is started on entry (unless already) and
     always stopped on exit. Attributes: http_port, dicom_port, aet, url,
-    config (the dict written), config_path, log_path, pid, proc."""
+    config (the dict written), config_path, log_path, pid, proc.
+    env: variables added to the process's environment (OMP_WAIT_POLICY is
+    passive unless set). The process gets SIGKILL if the thread that started
+    it dies (PR_SET_PDEATHSIG), so a test killed by its runner leaves no
+    Orthanc behind; start it from the main thread."""
 
     def __init__(self, workdir, name="ORTHANC", plugins=(), config_extra=None, users=None,
-                 verbose=True):
+                 verbose=True, env=None):
+        for p in plugins:  # Orthanc 1.10 skips a plugin path that does not exist, silently
+            if not os.path.exists(p):
+                raise FileNotFoundError(f"Orthanc plugin {p} does not exist")
         self.workdir = os.path.abspath(workdir)
         os.makedirs(self.workdir, exist_ok=True)
         self.aet = name
@@ -164,6 +216,7 @@ class Orthanc:
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.users = dict(users) if users else None
         self.verbose = verbose
+        self.env = dict(env or {})
         self.proc = None
         self.sampler = None
         self.starts = 0
@@ -184,13 +237,10 @@ class Orthanc:
             "DicomModalities": {},
             "SaveJobs": True,
             "StableAge": 2,
-            "ConcurrentJobs": 2,
-            "JobsHistorySize": 100,
+            "JobsHistorySize": 100,  # Orthanc's 10 would forget finished jobs under load
             "LogExportedResources": False,
             "DicomCheckCalledAet": False,
             "DicomAlwaysAllowStore": True,
-            "HttpTimeout": 60,
-            "KeepAlive": True,
         }
         if self.users:
             self.config["RegisteredUsers"] = dict(self.users)
@@ -228,11 +278,11 @@ class Orthanc:
             log.write(f"==== start {self.starts}: {ORTHANC} {self.config_path} ====\n".encode())
             log.flush()
             args = [ORTHANC] + (["--verbose"] if self.verbose else []) + [self.config_path]
-            env = dict(os.environ)
+            env = dict(os.environ, **self.env)
             env.setdefault("OMP_WAIT_POLICY", "passive")
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=_die_with_parent)
         self.sampler = RssSampler(self.proc.pid)
         self.sampler.start()
         t_end = time.monotonic() + timeout
@@ -447,6 +497,34 @@ class Orthanc:
         request failed."""
         status, body = self.get(f"/instances/{instance_id}/file")
         return body if status == 200 and isinstance(body, bytes) else None
+
+    def metrics(self):
+        """/tools/metrics-prometheus as {"name" or "name{labels}": float}
+        ({} if it did not answer)."""
+        status, body = self.get("/tools/metrics-prometheus")
+        if status != 200:
+            return {}
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            parts = line.split()
+            try:
+                out[parts[0]] = float(parts[1])
+            except (IndexError, ValueError):
+                pass
+        return out
+
+    def plugins(self):
+        """The IDs of the loaded plugins (GET /plugins), [] on failure."""
+        status, body = self.get("/plugins")
+        return body if status == 200 and isinstance(body, list) else []
+
+    def jobs(self):
+        """Every job Orthanc knows (GET /jobs?expand), [] on failure."""
+        status, body = self.get("/jobs?expand")
+        return body if status == 200 and isinstance(body, list) else []
 
     def upload(self, data):
         """POST /instances with a DICOM file's bytes; (status, answer)."""
@@ -844,6 +922,10 @@ def _self_test(args):
                 da, db = decode_seg(data or b""), decode_seg(seg_path)
                 ok, why = seg_equal(da, db)
                 check("decode_seg of the download equals decode_seg of the file", ok, why)
+                errors = dciodvfy_errors(data or b"")
+                check("dciodvfy_errors: none in the downloaded SEG", not errors, errors)
+                check("dciodvfy_errors: a truncated SEG has some",
+                      dciodvfy_errors((data or b"")[:2000]) != [])
                 check("the decoded SEG references the four series",
                       set(da["referenced_series"]) == set(study["series_uids"]),
                       da["referenced_series"].keys())
@@ -871,8 +953,45 @@ def _self_test(args):
             check("REST get of /jobs answers a list", status == 200 and isinstance(body, list))
             status, body = a.get("/nowhere")
             check("REST: an unknown route is 404, not an exception", status == 404, status)
+            m = a.metrics()
+            check("metrics: Prometheus figures parsed", m.get("orthanc_count_instances", 0) >=
+                  5 * D, sorted(m)[:10])
+            n_before = len(a.instances())
+            check("restart (SIGTERM): exit status 0", a.stop() == 0, a.log_tail(5))
+            a.restart()
+            check("restart: the instances kept", len(a.instances()) == n_before)
+            check("stop of B: exit status 0", b.stop() == 0, b.log_tail(5))
+            status, body = a.post("/modalities/nodeb/store",
+                                  {"Resources": [desc["phantom t2w"]], "Synchronous": False})
+            job = a.wait_job(body.get("ID") if isinstance(body, dict) else "none", 120)
+            check("wait_job: a store to a stopped node ends in Failure",
+                  job.get("State") == "Failure", job)
+            check("jobs(): both store jobs listed, one Success and one Failure",
+                  sorted(j.get("State") for j in a.jobs()) == ["Failure", "Success"], a.jobs())
             pa, pb = a.proc, b.proc
         check("context managers stopped both", pa.poll() is not None and pb.poll() is not None)
+        with open(os.path.join(tmp, "bad.so"), "w") as f:
+            f.write("not a shared library\n")
+        bad_plugin = Orthanc(os.path.join(tmp, "orthanc-c"), plugins=[os.path.join(tmp, "bad.so")])
+        try:
+            bad_plugin.start(timeout=20)
+            raised = ""
+        except OrthancError as e:
+            raised = str(e)
+        check("start: an Orthanc that exits raises with its log's tail",
+              "exited" in raised and "bad.so" in raised and not bad_plugin.running(), raised)
+        bad_plugin.stop()
+        # A script killed by its runner (SIGKILL) takes its Orthanc along.
+        code = ("import sys, time; sys.path.insert(0, sys.argv[1]); import orthanc_harness as h; "
+                "o = h.Orthanc(sys.argv[2]); o.start(); print(o.pid, flush=True); time.sleep(600)")
+        child = subprocess.Popen([sys.executable, "-c", code, HERE, os.path.join(tmp, "orthanc-d")],
+                                 stdout=subprocess.PIPE, text=True)
+        opid = int(child.stdout.readline() or 0)
+        child.kill()
+        child.wait()
+        gone = wait_until(lambda: not os.path.exists(f"/proc/{opid}") or
+                          _proc_state(opid) == "Z", 10)
+        check("an Orthanc whose test process is killed dies with it", opid and gone, opid)
         left = subprocess.run(["pgrep", "-f", tmp], capture_output=True, text=True).stdout
         check("no Orthanc of this test left running", not left.strip(), left)
     print(f"{results['passed']} passed, {results['failed']} failed in "
