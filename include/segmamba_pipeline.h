@@ -431,6 +431,27 @@ SEGMAMBA_API segmamba_status segmamba_dicom_read(const char *const *dirs, const 
 
 SEGMAMBA_API void segmamba_dicom_source_free(segmamba_dicom_source *source);
 
+/* One DICOM object in memory: the bytes of a Part 10 file ("DICM" at byte
+ * 128), as a DICOM server such as Orthanc holds it. name says which object
+ * it is in messages (an Orthanc instance ID, a file name; NULL: "object N"
+ * of its channel); messages about a slice add its SOP Instance UID. */
+typedef struct segmamba_dicom_object {
+    const void *data;
+    size_t size;
+    const char *name;
+} segmamba_dicom_object;
+
+/* segmamba_dicom_read for objects in memory, decoded by the same reader:
+ * channel i is the image series among objects[i][0 .. counts[i]) (objects
+ * that are not images, as in a folder, are skipped; more than one image
+ * series is an E_ARG error listing them). Everything else (slice order and
+ * checks, decoders, geometry, *source) is as segmamba_dicom_read; the
+ * objects need to live only during the call. */
+SEGMAMBA_API segmamba_status segmamba_dicom_read_memory(const segmamba_dicom_object *const *objects,
+                                                        const int *counts, int n,
+                                                        segmamba_volume *out,
+                                                        segmamba_dicom_source **source);
+
 /* Writes a DICOM Segmentation object (BINARY) for a prediction made on the
  * volume segmamba_dicom_read gave with source: one segment per label of the
  * card but background (per output of a card that writes masks), labelled
@@ -447,6 +468,25 @@ SEGMAMBA_API segmamba_status segmamba_dicom_write_seg(const char *path,
                                                       const segmamba_dicom_source *source,
                                                       const segmamba_card *card,
                                                       const segmamba_prediction *p);
+
+/* What segmamba_dicom_encode_seg may set of the SEG; zero: the defaults. */
+typedef struct segmamba_dicom_seg_options {
+    const char *series_uid;         /* its Series Instance UID; NULL: a new one */
+    const char *instance_uid;       /* its SOP Instance UID; NULL: a new one. Given the
+                                       same UIDs, a server that has the SEG already
+                                       recognises a second store of it */
+    const char *series_description; /* NULL: "SegMamba segmentation" */
+} segmamba_dicom_seg_options;
+
+/* segmamba_dicom_write_seg into memory: *data (*size bytes, a Part 10
+ * file, freed by the caller with free()) after the same read-back check.
+ * A UID that is not 1 to 64 digits and dots (no empty component, no
+ * leading zero) is an E_ARG error. opt may be NULL. */
+SEGMAMBA_API segmamba_status segmamba_dicom_encode_seg(const segmamba_dicom_source *source,
+                                                       const segmamba_card *card,
+                                                       const segmamba_prediction *p,
+                                                       const segmamba_dicom_seg_options *opt,
+                                                       unsigned char **data, size_t *size);
 
 /* ---- Metrics (Dice and HD95 in mm, as medpy computes them) ---- */
 

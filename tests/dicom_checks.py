@@ -128,13 +128,46 @@ def write_multiframe(out, single_frame):
 
 # ---- readers -----------------------------------------------------------------
 
+# Every folder read of engine_read is repeated through the in-memory entry
+# (segmamba_dicom_read_memory, the files given as objects): the same
+# volume and geometry, or a refusal with the same status.
+MEMORY_READS = {"same": 0, "differ": []}
+
+
 def engine_read(args, tmp, dirs, series=None):
     out = os.path.join(tmp, f"engine-{time.perf_counter_ns()}.nii")
     cmd = [args.dump, out] + list(dirs) + (["--series"] + list(series) if series else [])
     p = run(cmd)
+    if not series:
+        mem = out[:-4] + "-memory.nii"
+        q = run([args.dump, "--memory", mem] + list(dirs))
+        if p.returncode != q.returncode:
+            MEMORY_READS["differ"].append((dirs, p.returncode, q.returncode, q.stderr[-300:]))
+        elif p.returncode == 0:
+            a, b = nib.load(out), nib.load(mem)
+            if not (np.array_equal(a.get_fdata(), b.get_fdata()) and
+                    np.array_equal(a.affine, b.affine)):
+                MEMORY_READS["differ"].append((dirs, "volume or affine differs"))
+            else:
+                MEMORY_READS["same"] += 1
+        else:
+            MEMORY_READS["same"] += 1
     if p.returncode != 0:
         return None, p.stderr
     return nib.load(out), ""
+
+
+def seg_references(ds):
+    """The series and instances a SEG references, as a set (the order of
+    the instances follows the order the files were found in)."""
+    return {(r.SeriesInstanceUID, i.ReferencedSOPClassUID, i.ReferencedSOPInstanceUID)
+            for r in ds.ReferencedSeriesSequence for i in r.ReferencedInstanceSequence}
+
+
+def check_memory_reads():
+    check(f"the in-memory reader gives what the folder reader gives ({MEMORY_READS['same']} "
+          f"series, refusals included)",
+          MEMORY_READS["same"] >= 10 and not MEMORY_READS["differ"], MEMORY_READS["differ"][:3])
 
 
 def to_dhw(img):
@@ -592,6 +625,29 @@ def check_seg_packing(args, tmp, rng):
         p = run(["dciodvfy", out])
         errors = [l for l in (p.stdout + p.stderr).splitlines() if l.startswith("Error")]
         check(f"{what}: dciodvfy reports no error", not errors, "\n".join(errors))
+        # The same SEG made in memory (segmamba_dicom_encode_seg) from the
+        # series read in memory, with chosen UIDs.
+        mem = os.path.join(tmp, f"seg-{rows}x{cols}-memory.dcm")
+        series_uid, instance_uid = generate_uid(), generate_uid()
+        p = run([args.dump, "--memory-seg", mem, lpath, cards[n_seg], series_uid, instance_uid, d])
+        if check(f"{what}: encoded in memory", p.returncode == 0, p.stderr):
+            a, b = pydicom.dcmread(out), pydicom.dcmread(mem)
+            same = {"series UID": b.SeriesInstanceUID == series_uid,
+                    "instance UID": b.SOPInstanceUID == instance_uid,
+                    "meta instance UID": b.file_meta.MediaStorageSOPInstanceUID == instance_uid,
+                    "description": b.SeriesDescription == "SegMamba (in memory)",
+                    "pixel data": a.PixelData == b.PixelData,
+                    "frames": a.NumberOfFrames == b.NumberOfFrames,
+                    "study": a.StudyInstanceUID == b.StudyInstanceUID,
+                    "references": seg_references(a) == seg_references(b)}
+            check(f"{what}, in memory: the given UIDs, the same frames and references",
+                  all(same.values()), [k for k, v in same.items() if not v])
+    for bad in ("1.02.3", "1..2", "1.2.", "x.1", "1." + "2" * 64):
+        p = run([args.dump, "--memory-seg", os.path.join(tmp, "bad-uid.dcm"), lpath, cards[n_seg],
+                 bad, generate_uid(), d])
+        check(f"encode with Series Instance UID {bad[:20]!r}: refused as not a UID",
+              p.returncode == 1 and "is not a DICOM UID" in p.stderr and
+              not os.path.exists(os.path.join(tmp, "bad-uid.dcm")), p.stderr)
 
 
 def check_seg_predict_sizes(args, tmp, rng):
@@ -694,6 +750,7 @@ def bad_series(args, tmp, rng, corpus):
         return d, dss
 
     d, dss = fresh("missing")
+    dss_missing = dss
     os.remove(dss[3][0])
     cases["a slice missing"] = (d, "uneven slice spacing: a gap of 2 mm between", dss[2][0], "(a slice missing?)")
     d, dss = fresh("duplicate")
@@ -742,6 +799,15 @@ def bad_series(args, tmp, rng, corpus):
               p.returncode in (3, 4) and msg in p.stderr and names_file in p.stderr and extra in p.stderr,
               p.stderr)
         check(f"bad series, {name}: nothing written", not os.path.exists(out) and not os.path.exists(segp))
+        q = run([args.dump, "--memory", out, d])
+        mmsg = msg.replace("no DICOM files", "no DICOM objects")
+        check(f"bad series, {name}, in memory: refused with the same message",
+              q.returncode in (3, 4) and mmsg in q.stderr and names_file in q.stderr and
+              extra in q.stderr, q.stderr)
+        if name == "a slice missing":
+            check("bad series, a slice missing, in memory: the SOP Instance UIDs around the gap",
+                  all(f"(SOP Instance UID {dss_missing[k][1].SOPInstanceUID})" in q.stderr
+                      for k in (2, 4)), q.stderr)
     if corpus:
         os.makedirs(corpus, exist_ok=True)
         for name, src in [("truncated.dcm", cases["a truncated file"][1]),
@@ -756,6 +822,24 @@ def bad_series(args, tmp, rng, corpus):
         mf = os.path.join(tmp, "corpus-mf-out")
         write_multiframe(mf, sf)
         shutil.copy(os.path.join(mf, "multiframe.dcm"), os.path.join(corpus, "multiframe.dcm"))
+        # fuzz_dicom_memory's inputs: a channel byte, then objects as a
+        # 4-byte little-endian length and the bytes (fuzz/fuzz_dicom_memory.c).
+        mem = os.path.join(os.path.dirname(os.path.abspath(corpus)), "dicom_memory")
+        os.makedirs(mem, exist_ok=True)
+
+        def records(name, first, paths):
+            blob = bytes([first])
+            for path in paths:
+                data = open(path, "rb").read()
+                blob += len(data).to_bytes(4, "little") + data
+            open(os.path.join(mem, name), "wb").write(blob)
+
+        tiny = [p for p, _ in sf]
+        records("series-3-slices", 0, tiny)
+        records("two-channels", 1, [p for p in tiny[:2] for _ in (0, 1)])
+        records("multiframe", 0, [os.path.join(mf, "multiframe.dcm")])
+        records("missing-slice", 0, [p for p, _ in dss_missing if os.path.exists(p)][:4])
+        records("with-dicomdir", 0, tiny + [os.path.join(cases["a DICOMDIR only"][0], "DICOMDIR")])
 
 
 def main(args):
@@ -780,5 +864,6 @@ def main(args):
         if args._model:
             check_seg_predict_sizes(args, tmp, rng)
             bad_series(args, tmp, rng, args.write_corpus)
+        check_memory_reads()
     print(f"{results['passed']} passed, {results['failed']} failed in {time.perf_counter() - t0:.1f} s")
     return 1 if results["failed"] or not results["passed"] else 0

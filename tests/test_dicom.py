@@ -36,7 +36,7 @@ series. Checked:
 
     /usr/bin/python3 tests/test_dicom.py --segmamba build/segmamba \
         --dump build/tests/dicom_dump --venv build/dicom-venv [--seed S]
-        [--write-corpus fuzz/corpus/dicom]
+        [--write-corpus fuzz/corpus/dicom]   (also writes fuzz/corpus/dicom_memory)
 
 The PyPI packages (pydicom and its JPEG decoders, highdicom, SimpleITK;
 pinned below) live in a

@@ -21,7 +21,7 @@ if [ ${#targets[@]} -eq 0 ]; then
   targets=(pt safetensors npy nifti cohort_list)
   # The DICOM target where the build has DICOM (dcmtk and a C++ compiler).
   dpkg-query -W -f='${Status}' libdcmtk-dev 2>/dev/null | grep -q "install ok installed" &&
-    targets+=(dicom)
+    targets+=(dicom dicom_memory)
 fi
 build=${SEGMAMBA_FUZZ_BUILD:-build-fuzz}
 jobs=${SEGMAMBA_FUZZ_JOBS:-2}

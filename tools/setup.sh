@@ -13,6 +13,7 @@ packages=(
   dcm2niix dicom3tools python3-venv              # independent DICOM checks; the tests' PyPI venv (tests only)
   dcmtk                                          # dcmcrle, dcmcjpeg, dcmcjpls: compressed test series (tests only)
   mricron-data                                   # ch2bet.nii.gz, a real T1 MRI for the DICOM SEG test (tests only)
+  orthanc orthanc-dev                            # the Orthanc plugin (-Dorthanc): its SDK, and Orthanc for its tests
   python3 python3-numpy python3-torch            # the PyTorch reference (tests only)
   python3-nibabel python3-scipy                  # independent NIfTI and HD95 checks (tests only)
   time                                           # /usr/bin/time -v for memory figures

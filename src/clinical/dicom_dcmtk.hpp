@@ -8,6 +8,7 @@
 
 #include <dcmtk/dcmdata/dcfilefo.h>
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,7 +24,8 @@ namespace sm_dcm
 // One slice of the series being read: a single-frame file, or one frame of
 // a multi-frame file.
 struct Slice {
-    std::string path;
+    std::string path; // the file, or the object in memory with its SOP Instance UID
+    int file = 0;     // which of the series' files or objects
     int frame = 0;    // 0-based frame in its file
     int n_frames = 1; // of its file
     std::string sop_class, sop_uid;
@@ -49,10 +51,15 @@ sm_status need_dictionary(const char *origin);
 // data) on disk.
 sm_status load(DcmFileFormat &ff, const std::string &path, bool header_only);
 
+// Parses a DICOM Part 10 object held in memory; name is for messages.
+sm_status load_memory(DcmFileFormat &ff, const std::string &name, const void *data, size_t size);
+
 } // namespace sm_dcm
 
 struct segmamba_dicom_source {
-    std::string first_path; // patient, study and frame of reference come from it
+    // The first file's attributes but Pixel Data: patient, study and frame of
+    // reference come from it.
+    std::unique_ptr<DcmDataset> first;
     std::vector<sm_dcm::SeriesRef> series;
     std::vector<sm_dcm::Slice> slices; // the first channel's, sorted
     double spacing_k = 0;

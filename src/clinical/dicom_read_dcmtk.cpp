@@ -8,6 +8,7 @@
 
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcdict.h>
+#include <dcmtk/dcmdata/dcistrmb.h>
 #include <dcmtk/dcmdata/dcmetinf.h>
 #include <dcmtk/dcmdata/dcpixel.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
@@ -77,12 +78,27 @@ sm_status load(DcmFileFormat &ff, const std::string &path, bool header_only)
     return SEGMAMBA_OK;
 }
 
+sm_status load_memory(DcmFileFormat &ff, const std::string &name, const void *data, size_t size)
+{
+    DcmInputBufferStream in;
+    in.setBuffer(data, (offile_off_t)size);
+    in.setEos();
+    ff.transferInit();
+    const OFCondition c = ff.read(in, EXS_Unknown, EGL_noChange, DCM_MaxReadLength);
+    ff.transferEnd();
+    if (c.bad())
+        return sm_fail(SEGMAMBA_E_FORMAT, "%s: not a readable DICOM object (%s)", name.c_str(),
+                       c.text());
+    return SEGMAMBA_OK;
+}
+
 } // namespace sm_dcm
 
 namespace
 {
 
 using sm_dcm::load;
+using sm_dcm::load_memory;
 using sm_dcm::need_dictionary;
 using sm_dcm::SeriesRef;
 using sm_dcm::Slice;
@@ -91,11 +107,26 @@ const char *const SEG_SOP_CLASS = UID_SegmentationStorage;
 const char *const DICOMDIR_SOP_CLASS = UID_MediaStorageDirectoryStorage;
 const size_t MAX_FRAMES = 65535; // frame numbers are US in references
 
-// One object found while scanning a folder.
+// One object found while scanning a folder, or given in memory (data).
 struct FileHead {
     std::string path, series, description, modality, sop_class, sop_uid;
+    const void *data = NULL; // in memory: size bytes; else the file at path
+    size_t size = 0;
     bool image = false;
 };
+
+// Parses a file or an object in memory (header_only: see load).
+sm_status load_head(DcmFileFormat &ff, const FileHead &h, bool header_only)
+{
+    return h.data ? load_memory(ff, h.path, h.data, h.size) : load(ff, h.path, header_only);
+}
+
+// Where a slice of h is, in messages: an object in memory with its SOP
+// Instance UID, which a file's path already says.
+std::string slice_name(const FileHead &h)
+{
+    return h.data ? h.path + " (SOP Instance UID " + h.sop_uid + ")" : h.path;
+}
 
 std::string get_string(DcmItem *ds, const DcmTagKey &tag)
 {
@@ -131,6 +162,11 @@ bool frame_doubles(DcmItem *ds, int frame, const DcmTagKey &group, const DcmTagK
     return get_doubles(ds, tag, v, n);
 }
 
+int is_part10(const void *head, size_t size)
+{
+    return size >= 132 && memcmp((const unsigned char *)head + 128, "DICM", 4) == 0;
+}
+
 int has_dicm_magic(const char *path)
 {
     unsigned char head[132];
@@ -138,7 +174,7 @@ int has_dicm_magic(const char *path)
     if (!f) return 0;
     const size_t got = fread(head, 1, sizeof head, f);
     fclose(f);
-    return got == sizeof head && memcmp(head + 128, "DICM", 4) == 0;
+    return is_part10(head, got);
 }
 
 // Every regular file under dir, in name order (symbolic links to folders
@@ -169,12 +205,13 @@ sm_status list_files(const std::string &dir, std::vector<std::string> &out, int 
     return SEGMAMBA_OK;
 }
 
-sm_status scan_file(const std::string &path, FileHead &h)
+// Fills h (its path, or data and size, set) from the object's header.
+sm_status scan_object(FileHead &h)
 {
     DcmFileFormat ff;
-    SM_TRY(load(ff, path, true));
+    SM_TRY(load_head(ff, h, true));
     DcmDataset *ds = ff.getDataset();
-    h.path = path;
+    const std::string &path = h.path;
     h.series = get_string(ds, DCM_SeriesInstanceUID);
     h.description = get_string(ds, DCM_SeriesDescription);
     h.modality = get_string(ds, DCM_Modality);
@@ -201,21 +238,59 @@ std::string class_name(const std::string &uid)
     return n ? n : uid.empty() ? "no SOP class" : uid;
 }
 
-// The image files of one series of dir: the one whose UID is `want`, or
-// the folder's only one.
-sm_status pick_series(const char *dir, const char *want, std::vector<FileHead> &files)
+// What one channel is read from: a folder, or objects in memory.
+struct Input {
+    std::string where; // the folder, or "DICOM objects of channel N"
+    const char *want = NULL;
+    const segmamba_dicom_object *objects = NULL; // NULL: a folder
+    int count = 0;
+};
+
+// The DICOM Part 10 objects of an input, their headers read (*total: how
+// many files or objects there are, DICOM or not).
+sm_status scan_input(const Input &in, std::vector<FileHead> &heads, size_t &total)
 {
+    if (in.objects) {
+        total = (size_t)in.count;
+        for (int i = 0; i < in.count; i++) {
+            const segmamba_dicom_object &o = in.objects[i];
+            if (!o.data || !is_part10(o.data, o.size)) continue;
+            FileHead h;
+            h.path = o.name ? o.name : in.where + ", object " + std::to_string(i + 1);
+            h.data = o.data;
+            h.size = o.size;
+            SM_TRY(scan_object(h));
+            heads.push_back(h);
+        }
+        return SEGMAMBA_OK;
+    }
     std::vector<std::string> paths;
-    SM_TRY(list_files(dir, paths, 0));
+    SM_TRY(list_files(in.where, paths, 0));
+    total = paths.size();
+    for (const std::string &p : paths) {
+        if (!has_dicm_magic(p.c_str())) continue;
+        FileHead h;
+        h.path = p;
+        SM_TRY(scan_object(h));
+        heads.push_back(h);
+    }
+    return SEGMAMBA_OK;
+}
+
+// The image files of one series of an input: the one whose UID is `want`,
+// or the input's only one.
+sm_status pick_series(const Input &in, std::vector<FileHead> &files)
+{
+    const char *dir = in.where.c_str(), *want = in.want;
+    const char *what = in.objects ? "objects" : "files";
+    std::vector<FileHead> heads;
+    size_t total = 0;
+    SM_TRY(scan_input(in, heads, total));
     std::map<std::string, std::vector<FileHead>> series;
     std::vector<std::string> order; // first seen
     std::map<std::string, int> others;
-    size_t dicom = 0;
-    for (const std::string &p : paths) {
-        if (!has_dicm_magic(p.c_str())) continue;
-        dicom++;
-        FileHead h;
-        SM_TRY(scan_file(p, h));
+    const size_t dicom = heads.size();
+    for (const FileHead &h : heads) {
         if (!h.image) {
             others[class_name(h.sop_class)]++;
             continue;
@@ -226,9 +301,8 @@ sm_status pick_series(const char *dir, const char *want, std::vector<FileHead> &
     if (series.empty()) {
         if (!dicom)
             return sm_fail(SEGMAMBA_E_FORMAT,
-                           "%s: no DICOM files (Part 10, \"DICM\" at byte 128) in the folder (%zu "
-                           "files)",
-                           dir, paths.size());
+                           "%s: no DICOM %s (Part 10, \"DICM\" at byte 128) among the %zu %s", dir,
+                           what, total, what);
         std::string what;
         for (const auto &o : others)
             what += (what.empty() ? "" : ", ") + o.first + " x" + std::to_string(o.second);
@@ -244,8 +318,8 @@ sm_status pick_series(const char *dir, const char *want, std::vector<FileHead> &
     if (want) {
         auto it = series.find(want);
         if (it == series.end())
-            return sm_fail(SEGMAMBA_E_ARG, "%s: no image series %s; the folder holds:%s", dir, want,
-                           list.c_str());
+            return sm_fail(SEGMAMBA_E_ARG, "%s: no image series %s; %s:%s", dir, want,
+                           in.objects ? "the objects hold" : "the folder holds", list.c_str());
         files = it->second;
         return SEGMAMBA_OK;
     }
@@ -265,9 +339,10 @@ struct PixelFormat {
 
 // The slices of one file (its frames), with their geometry; the pixels are
 // decoded later.
-sm_status file_slices(const FileHead &h, DcmDataset *ds, std::vector<Slice> &out)
+sm_status file_slices(const FileHead &h, int file, DcmDataset *ds, std::vector<Slice> &out)
 {
-    const char *p = h.path.c_str();
+    const std::string name = slice_name(h);
+    const char *p = name.c_str();
     Uint16 rows = 0, cols = 0;
     ds->findAndGetUint16(DCM_Rows, rows);
     ds->findAndGetUint16(DCM_Columns, cols);
@@ -278,7 +353,8 @@ sm_status file_slices(const FileHead &h, DcmDataset *ds, std::vector<Slice> &out
         return sm_fail(SEGMAMBA_E_FORMAT, "%s: Number of Frames is not 1 to %zu", p, MAX_FRAMES);
     for (int f = 0; f < frames; f++) {
         Slice s;
-        s.path = h.path;
+        s.path = name;
+        s.file = file;
         s.frame = f;
         s.n_frames = frames;
         s.sop_class = h.sop_class;
@@ -415,12 +491,13 @@ sm_status pixel_format(const char *p, DcmDataset *ds, PixelFormat &f)
 
 // Decodes the frames of one file into the volume's slices at the given
 // indices (slice k of the volume is frame frames[k] of this file).
-sm_status read_pixels(const std::string &path, const std::vector<std::pair<int, size_t>> &wanted,
+sm_status read_pixels(const FileHead &h, const std::vector<std::pair<int, size_t>> &wanted,
                       const std::vector<Slice> &sl, float *vol)
 {
-    const char *p = path.c_str();
+    const std::string name = slice_name(h);
+    const char *p = name.c_str();
     DcmFileFormat ff;
-    SM_TRY(load(ff, path, false));
+    SM_TRY(load_head(ff, h, false));
     DcmDataset *ds = ff.getDataset();
     const E_TransferSyntax xfer = ds->getOriginalXfer();
     const DcmXfer x(xfer);
@@ -504,18 +581,24 @@ void fill_geometry(const std::vector<Slice> &sl, double spacing_k, segmamba_geom
 }
 
 // One channel: the series, its slices sorted and checked, the pixels.
-sm_status read_series(const char *dir, const char *want, segmamba_volume *out,
-                      segmamba_dicom_source *src)
+sm_status read_series(const Input &in, segmamba_volume *out, segmamba_dicom_source *src)
 {
+    const char *dir = in.where.c_str();
     std::vector<FileHead> files;
-    SM_TRY(pick_series(dir, want, files));
+    SM_TRY(pick_series(in, files));
     std::vector<Slice> sl;
     std::string study;
-    for (const FileHead &h : files) {
+    for (size_t i = 0; i < files.size(); i++) {
         DcmFileFormat ff;
-        SM_TRY(load(ff, h.path, true));
-        SM_TRY(file_slices(h, ff.getDataset(), sl));
-        if (study.empty()) study = get_string(ff.getDataset(), DCM_StudyInstanceUID);
+        SM_TRY(load_head(ff, files[i], true));
+        SM_TRY(file_slices(files[i], (int)i, ff.getDataset(), sl));
+        if (i == 0) {
+            study = get_string(ff.getDataset(), DCM_StudyInstanceUID);
+            if (src && src->series.empty()) {
+                ff.getDataset()->findAndDeleteElement(DCM_PixelData, OFTrue, OFTrue);
+                src->first.reset(new DcmDataset(*ff.getDataset()));
+            }
+        }
     }
     double spacing_k = 0;
     SM_TRY(order_slices(sl, spacing_k));
@@ -528,16 +611,16 @@ sm_status read_series(const char *dir, const char *want, segmamba_volume *out,
     out->w = out->geom.w;
     out->data = (float *)malloc(n * sizeof(float));
     if (!out->data) return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory for the series", dir);
-    std::map<std::string, std::vector<std::pair<int, size_t>>> by_file;
-    for (size_t k = 0; k < sl.size(); k++) by_file[sl[k].path].push_back({sl[k].frame, k});
-    for (const auto &f : by_file) SM_TRY(read_pixels(f.first, f.second, sl, out->data));
+    std::map<int, std::vector<std::pair<int, size_t>>> by_file;
+    for (size_t k = 0; k < sl.size(); k++) by_file[sl[k].file].push_back({sl[k].frame, k});
+    for (const auto &f : by_file)
+        SM_TRY(read_pixels(files[(size_t)f.first], f.second, sl, out->data));
     if (src) {
         SeriesRef ref;
         ref.study = study;
         ref.series = files[0].series;
         for (const FileHead &h : files) ref.instances.push_back({h.sop_class, h.sop_uid});
         if (src->series.empty()) {
-            src->first_path = files[0].path;
             src->slices = sl;
             src->spacing_k = spacing_k;
         }
@@ -546,28 +629,30 @@ sm_status read_series(const char *dir, const char *want, segmamba_volume *out,
     return SEGMAMBA_OK;
 }
 
-sm_status read_channels(const char *const *dirs, const char *const *series, int n,
-                        segmamba_volume *out, segmamba_dicom_source *src)
+sm_status read_channels(const std::vector<Input> &inputs, segmamba_volume *out,
+                        segmamba_dicom_source *src)
 {
-    if (n < 1) return sm_fail(SEGMAMBA_E_ARG, "no DICOM folders given");
-    SM_TRY(need_dictionary(dirs[0]));
+    const int n = (int)inputs.size();
+    if (n < 1) return sm_fail(SEGMAMBA_E_ARG, "no DICOM series given");
+    const char *first = inputs[0].where.c_str();
+    SM_TRY(need_dictionary(first));
     for (int i = 0; i < n; i++) {
         segmamba_volume v = {};
-        const char *want = series ? series[i] : NULL;
-        sm_status st = read_series(dirs[i], want, &v, src);
+        sm_status st = read_series(inputs[(size_t)i], &v, src);
         char why[256];
         if (st == SEGMAMBA_OK && i > 0 &&
             segmamba_geometry_differs(&out->geom, &v.geom, why, sizeof why))
-            st = sm_fail(SEGMAMBA_E_SHAPE, "%s and %s: %s", dirs[0], dirs[i], why);
+            st = sm_fail(SEGMAMBA_E_SHAPE, "%s and %s: %s", first, inputs[(size_t)i].where.c_str(),
+                         why);
         const size_t nvox = (size_t)v.d * v.h * v.w;
         if (st == SEGMAMBA_OK && i == 0 && n > 1) {
-            st = sm_memory_check((uint64_t)n * nvox * sizeof(float), dirs[0],
+            st = sm_memory_check((uint64_t)n * nvox * sizeof(float), first,
                                  "the channels together as float32");
             if (st == SEGMAMBA_OK) {
                 *out = v;
                 out->c = n;
                 out->data = (float *)malloc((size_t)n * nvox * sizeof(float));
-                if (!out->data) st = sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory", dirs[0]);
+                if (!out->data) st = sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory", first);
             }
         } else if (st == SEGMAMBA_OK && i == 0) {
             *out = v;
@@ -581,6 +666,35 @@ sm_status read_channels(const char *const *dirs, const char *const *series, int 
     return SEGMAMBA_OK;
 }
 
+// The C entry points' common part: inputs made by make (which may throw),
+// C++ exceptions turned into statuses, *out and *source set only on success.
+template <typename Make>
+sm_status read_guarded(Make make, const char *what, segmamba_volume *out,
+                       segmamba_dicom_source **source)
+{
+    memset(out, 0, sizeof *out);
+    if (source) *source = NULL;
+    segmamba_dicom_source *src = NULL;
+    sm_status st;
+    try {
+        std::vector<Input> inputs;
+        make(inputs);
+        src = source ? new segmamba_dicom_source() : NULL;
+        st = read_channels(inputs, out, src);
+    } catch (const std::bad_alloc &) {
+        st = sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory reading the series", what);
+    } catch (const std::exception &e) {
+        st = sm_fail(SEGMAMBA_E_FORMAT, "%s: %s", what, e.what());
+    }
+    if (st != SEGMAMBA_OK) {
+        segmamba_volume_free(out);
+        delete src;
+        return st;
+    }
+    if (source) *source = src;
+    return SEGMAMBA_OK;
+}
+
 } // namespace
 
 extern "C" {
@@ -590,26 +704,36 @@ int segmamba_dicom_get_supported(void) { return 1; }
 sm_status segmamba_dicom_read(const char *const *dirs, const char *const *series, int n,
                               segmamba_volume *out, segmamba_dicom_source **source)
 {
-    memset(out, 0, sizeof *out);
-    if (source) *source = NULL;
-    segmamba_dicom_source *src = NULL;
-    sm_status st;
-    try {
-        src = source ? new segmamba_dicom_source() : NULL;
-        st = read_channels(dirs, series, n, out, src);
-    } catch (const std::bad_alloc &) {
-        st =
-            sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory reading the series", n > 0 ? dirs[0] : "");
-    } catch (const std::exception &e) {
-        st = sm_fail(SEGMAMBA_E_FORMAT, "%s: %s", n > 0 ? dirs[0] : "", e.what());
-    }
-    if (st != SEGMAMBA_OK) {
-        segmamba_volume_free(out);
-        delete src;
-        return st;
-    }
-    if (source) *source = src;
-    return SEGMAMBA_OK;
+    const auto make = [&](std::vector<Input> &inputs) {
+        for (int i = 0; i < n; i++) {
+            Input in;
+            in.where = dirs[i];
+            in.want = series ? series[i] : NULL;
+            inputs.push_back(in);
+        }
+    };
+    return read_guarded(make, n > 0 ? dirs[0] : "", out, source);
+}
+
+sm_status segmamba_dicom_read_memory(const segmamba_dicom_object *const *objects, const int *counts,
+                                     int n, segmamba_volume *out, segmamba_dicom_source **source)
+{
+    for (int i = 0; i < n; i++)
+        if (!objects || !counts || counts[i] < 0 || (counts[i] > 0 && !objects[i])) {
+            memset(out, 0, sizeof *out);
+            if (source) *source = NULL;
+            return sm_fail(SEGMAMBA_E_ARG, "DICOM objects of channel %d: none given", i + 1);
+        }
+    const auto make = [&](std::vector<Input> &inputs) {
+        for (int i = 0; i < n; i++) {
+            Input in;
+            in.where = "DICOM objects of channel " + std::to_string(i + 1);
+            in.objects = objects[i];
+            in.count = counts[i];
+            inputs.push_back(in);
+        }
+    };
+    return read_guarded(make, "DICOM objects", out, source);
 }
 
 void segmamba_dicom_source_free(segmamba_dicom_source *source) { delete source; }

@@ -44,7 +44,6 @@ extern "C" {
 namespace
 {
 
-using sm_dcm::load;
 using sm_dcm::need_dictionary;
 using sm_dcm::SeriesRef;
 using sm_dcm::Slice;
@@ -216,9 +215,36 @@ sm_status check_encoded(const char *path, const unsigned char *bytes, size_t n,
     return SEGMAMBA_OK;
 }
 
-sm_status write_seg(const char *path, const segmamba_dicom_source *src, const segmamba_card *card,
-                    const segmamba_prediction *p)
+// A UID as PS3.5 9.1 allows it: 1 to 64 characters, digits and dots, no
+// empty component, no leading zero in a component of more than one digit.
+bool uid_valid(const char *u)
 {
+    const size_t n = strlen(u);
+    if (n < 1 || n > 64) return false;
+    for (size_t i = 0; i < n; i++) {
+        const bool start = i == 0 || u[i - 1] == '.';
+        if (u[i] == '.') {
+            if (start || i + 1 == n) return false;
+        } else if (u[i] < '0' || u[i] > '9' ||
+                   (start && u[i] == '0' && i + 1 < n && u[i + 1] != '.'))
+            return false;
+    }
+    return true;
+}
+
+// The SEG of p encoded as a Part 10 file in buf (its first *used bytes),
+// checked by decoding it again; path names it in messages.
+sm_status encode_seg(const char *path, const segmamba_dicom_source *src, const segmamba_card *card,
+                     const segmamba_prediction *p, const segmamba_dicom_seg_options &opt,
+                     std::vector<unsigned char> &buf, size_t &used)
+{
+    const char *const uids[2] = {opt.series_uid, opt.instance_uid};
+    for (const char *u : uids)
+        if (u && !uid_valid(u))
+            return sm_fail(SEGMAMBA_E_ARG,
+                           "%s: \"%s\" is not a DICOM UID (1 to 64 digits and dots, no empty "
+                           "component, no leading zero)",
+                           path, u);
     SM_TRY(need_dictionary(path));
     const std::vector<Slice> &sl = src->slices;
     const unsigned rows = sl[0].rows, cols = sl[0].cols;
@@ -237,13 +263,15 @@ sm_status write_seg(const char *path, const segmamba_dicom_source *src, const se
     SEG_TRY(DcmSegmentation::createBinarySegmentation(raw, (Uint16)rows, (Uint16)cols, eq, ci),
             "creating the object");
     std::unique_ptr<DcmSegmentation> seg(raw);
-    {
-        DcmFileFormat ff;
-        SM_TRY(load(ff, src->first_path, true));
-        SEG_TRY(seg->importFromSourceImage(*ff.getDataset(), OFTrue),
-                "taking patient, study and frame of reference from the source");
-    }
-    SEG_TRY(seg->getSeries().setSeriesDescription("SegMamba segmentation"), "series description");
+    SEG_TRY(seg->importFromSourceImage(*src->first, OFTrue),
+            "taking patient, study and frame of reference from the source");
+    SEG_TRY(seg->getSeries().setSeriesDescription(opt.series_description ? opt.series_description
+                                                                         : "SegMamba segmentation"),
+            "series description");
+    if (opt.series_uid)
+        SEG_TRY(seg->getSeries().setSeriesInstanceUID(opt.series_uid), "series instance UID");
+    if (opt.instance_uid)
+        SEG_TRY(seg->getSOPCommon().setSOPInstanceUID(opt.instance_uid), "SOP instance UID");
     SEG_TRY(seg->getSeries().setSeriesNumber("901"), "series number");
 
     for (int s = 1; s <= n_seg; s++) {
@@ -374,19 +402,37 @@ sm_status write_seg(const char *path, const segmamba_dicom_source *src, const se
     const E_TransferSyntax xfer = EXS_LittleEndianExplicit;
     SEG_TRY(out.validateMetaInfo(xfer), "the meta header");
     const Uint32 len = out.calcElementLength(xfer, EET_ExplicitLength) + 1024;
-    std::vector<unsigned char> buf(len);
+    buf.resize(len);
     DcmOutputBufferStream stream(buf.data(), len);
     out.transferInit();
     const OFCondition wc = out.write(stream, xfer, EET_ExplicitLength, NULL);
     out.transferEnd();
     SEG_TRY(wc, "encoding");
     void *written = NULL;
-    offile_off_t used = 0;
-    stream.flushBuffer(written, used);
-    SM_TRY(check_encoded(path, buf.data(), (size_t)used, *src, labels, n_seg));
-    const void *parts[1] = {buf.data()};
-    const size_t sizes[1] = {(size_t)used};
-    return sm_file_write_atomic(path, parts, sizes, 1);
+    offile_off_t n = 0;
+    stream.flushBuffer(written, n);
+    used = (size_t)n;
+    return check_encoded(path, buf.data(), used, *src, labels, n_seg);
+}
+
+// The C entry points' common part: arguments checked, C++ exceptions turned
+// into statuses.
+sm_status encode_guarded(const char *path, const segmamba_dicom_source *source,
+                         const segmamba_card *card, const segmamba_prediction *p,
+                         const segmamba_dicom_seg_options *opt, std::vector<unsigned char> &buf,
+                         size_t &used)
+{
+    if (!source || source->slices.empty() || !source->first)
+        return sm_fail(SEGMAMBA_E_ARG,
+                       "%s: a DICOM SEG needs the DICOM series the prediction was made from", path);
+    const segmamba_dicom_seg_options none = {NULL, NULL, NULL};
+    try {
+        return encode_seg(path, source, card, p, opt ? *opt : none, buf, used);
+    } catch (const std::bad_alloc &) {
+        return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory writing the DICOM SEG", path);
+    } catch (const std::exception &e) {
+        return sm_fail(SEGMAMBA_E_FORMAT, "%s: %s", path, e.what());
+    }
 }
 
 } // namespace
@@ -396,18 +442,30 @@ extern "C" {
 sm_status segmamba_dicom_write_seg(const char *path, const segmamba_dicom_source *source,
                                    const segmamba_card *card, const segmamba_prediction *p)
 {
-    if (!source || source->slices.empty())
-        return sm_fail(SEGMAMBA_E_ARG,
-                       "%s: a DICOM SEG needs the DICOM series the prediction "
-                       "was made from",
-                       path);
-    try {
-        return write_seg(path, source, card, p);
-    } catch (const std::bad_alloc &) {
-        return sm_fail(SEGMAMBA_E_NOMEM, "%s: out of memory writing the DICOM SEG", path);
-    } catch (const std::exception &e) {
-        return sm_fail(SEGMAMBA_E_FORMAT, "%s: %s", path, e.what());
-    }
+    std::vector<unsigned char> buf;
+    size_t used = 0;
+    SM_TRY(encode_guarded(path, source, card, p, NULL, buf, used));
+    const void *parts[1] = {buf.data()};
+    const size_t sizes[1] = {used};
+    return sm_file_write_atomic(path, parts, sizes, 1);
+}
+
+sm_status segmamba_dicom_encode_seg(const segmamba_dicom_source *source, const segmamba_card *card,
+                                    const segmamba_prediction *p,
+                                    const segmamba_dicom_seg_options *opt, unsigned char **data,
+                                    size_t *size)
+{
+    *data = NULL;
+    *size = 0;
+    std::vector<unsigned char> buf;
+    size_t used = 0;
+    SM_TRY(encode_guarded("the DICOM SEG", source, card, p, opt, buf, used));
+    unsigned char *copy = (unsigned char *)malloc(used ? used : 1);
+    if (!copy) return sm_fail(SEGMAMBA_E_NOMEM, "the DICOM SEG: out of memory (%zu bytes)", used);
+    memcpy(copy, buf.data(), used);
+    *data = copy;
+    *size = used;
+    return SEGMAMBA_OK;
 }
 
 } // extern "C"
