@@ -20,8 +20,8 @@ static int fail(char *why, size_t n, const char *fmt, ...)
     return -1;
 }
 
-static int check_keys(const sm_json *obj, const char *where, const char *const *allowed,
-                      char *why, size_t n)
+static int check_keys(const sm_json *obj, const char *where, const char *const *allowed, char *why,
+                      size_t n)
 {
     for (size_t i = 0; i < obj->count; i++) {
         int known = 0;
@@ -43,8 +43,8 @@ static int get_string(const sm_json *obj, const char *key, const char *where, in
     return *out ? 0 : fail(why, n, "out of memory");
 }
 
-static int get_int(const sm_json *obj, const char *key, const char *where, int lo, int hi,
-                   int *out, char *why, size_t n)
+static int get_int(const sm_json *obj, const char *key, const char *where, int lo, int hi, int *out,
+                   char *why, size_t n)
 {
     const sm_json *v = sm_json_get(obj, key);
     if (!v) return 0;
@@ -124,13 +124,14 @@ static int parse_rule(const sm_plugin_config *cfg, const sm_json *spec, int inde
     const char *model = sm_json_string(spec, "Model");
     if (!model) return fail(why, n, "%s: \"Model\" must be a string", where);
     r->model = sm_config_find_model(cfg, model);
-    if (!r->model) return fail(why, n, "%s: no model named \"%s\" in SegMamba.Models", where, model);
+    if (!r->model)
+        return fail(why, n, "%s: no model named \"%s\" in SegMamba.Models", where, model);
     const sm_json *ch = sm_json_get(spec, "Channels");
     if (!ch || ch->type != SM_JSON_ARRAY)
         return fail(why, n, "%s: \"Channels\" must be a list", where);
     if ((int)ch->count != r->model->card.n_channels)
-        return fail(why, n, "%s: %zu channels for model \"%s\", whose card has %d", where, ch->count,
-                    model, r->model->card.n_channels);
+        return fail(why, n, "%s: %zu channels for model \"%s\", whose card has %d", where,
+                    ch->count, model, r->model->card.n_channels);
     for (size_t i = 0; i < ch->count; i++) {
         char w[128];
         snprintf(w, sizeof w, "%s.Channels[%zu]", where, i);

@@ -299,9 +299,9 @@ static sm_job *new_job(const char *model_name, const char *const *series, int n_
 static OrthancPluginJob *wrap(sm_job *j)
 {
     if (!j) return NULL;
-    OrthancPluginJob *job = OrthancPluginCreateJob(sm_orthanc, j, free_job, SM_JOB_TYPE,
-                                                   get_progress, get_content, get_serialized,
-                                                   step, stop, reset);
+    OrthancPluginJob *job =
+        OrthancPluginCreateJob(sm_orthanc, j, free_job, SM_JOB_TYPE, get_progress, get_content,
+                               get_serialized, step, stop, reset);
     if (!job) free_job(j);
     return job;
 }
@@ -348,6 +348,7 @@ OrthancPluginJob *sm_job_unserialize(const char *type, const char *serialized)
         if (c) {
             retire(j, j->content);
             j->content = c;
+            j->progress = strstr(c, "\"SegInstance\"") ? 1.f : 0.f;
         }
     }
     sm_json_free(&v);

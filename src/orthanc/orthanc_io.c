@@ -10,8 +10,7 @@ int sm_orthanc_get_json(const char *uri, sm_json *out)
 {
     OrthancPluginMemoryBuffer buf = {0};
     memset(out, 0, sizeof *out);
-    if (OrthancPluginRestApiGet(sm_orthanc, &buf, uri) != OrthancPluginErrorCode_Success)
-        return -1;
+    if (OrthancPluginRestApiGet(sm_orthanc, &buf, uri) != OrthancPluginErrorCode_Success) return -1;
     int rc = sm_json_parse(buf.data, buf.size, uri, out) == SEGMAMBA_OK ? 0 : -1;
     OrthancPluginFreeMemoryBuffer(sm_orthanc, &buf);
     return rc;

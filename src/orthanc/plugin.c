@@ -67,9 +67,9 @@ ORTHANC_PLUGINS_API int32_t OrthancPluginInitialize(OrthancPluginContext *contex
         return -1;
     }
     char msg[256];
-    snprintf(msg, sizeof msg, "SegMamba %s: %d model(s), %d AutoSegment rule(s), %d concurrent job(s)",
-             segmamba_get_version(), sm_config.n_models, sm_config.n_rules,
-             sm_config.concurrent_jobs);
+    snprintf(
+        msg, sizeof msg, "SegMamba %s: %d model(s), %d AutoSegment rule(s), %d concurrent job(s)",
+        segmamba_get_version(), sm_config.n_models, sm_config.n_rules, sm_config.concurrent_jobs);
     OrthancPluginLogWarning(context, msg);
     publish_metrics();
     sm_rest_register();

@@ -97,8 +97,8 @@ segmamba_status sm_segment_run(const sm_segment_request *req, sm_segment_progres
 /* The SEG's UIDs (each "2.25." and a decimal, at most 64 bytes with the
  * terminator) for the request's inputs, from what Orthanc knows of its
  * series; 0 on success, else nonzero with why. */
-int sm_segment_uids(const sm_segment_request *req, char *series_uid, char *instance_uid,
-                    char *why, size_t n);
+int sm_segment_uids(const sm_segment_request *req, char *series_uid, char *instance_uid, char *why,
+                    size_t n);
 
 /* rest.c: the REST routes and AutoSegment. */
 void sm_rest_register(void);

@@ -257,8 +257,8 @@ static void apply_rule(const char *study, const sm_json *all, int r)
     }
     char *existing = OrthancPluginLookupInstance(sm_orthanc, sop);
     if (existing || was_submitted(sop)) {
-        log_info("SegMamba AutoSegment: study %s already has its SEG (%s) for model %s", study,
-                 sop, rule->model->name);
+        log_info("SegMamba AutoSegment: study %s already has its SEG (%s) for model %s", study, sop,
+                 rule->model->name);
         if (existing) OrthancPluginFreeString(sm_orthanc, existing);
         return;
     }

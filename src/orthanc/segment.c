@@ -64,7 +64,8 @@ static int load_series(const char *id, series_info *s, char *why, size_t n)
     int rc = s->ids && s->sops ? 0 : fail(why, n, "out of memory");
     for (size_t k = 0; k < j.count && rc == 0; k++) {
         const char *iid = sm_json_string(&j.items[k], "ID");
-        const char *sop = sm_json_string(sm_json_get(&j.items[k], "MainDicomTags"), "SOPInstanceUID");
+        const char *sop =
+            sm_json_string(sm_json_get(&j.items[k], "MainDicomTags"), "SOPInstanceUID");
         if (!iid || !sop) {
             rc = fail(why, n, "series %s: an instance without ID or SOP Instance UID", id);
             break;
@@ -153,8 +154,8 @@ static int load_all(const sm_segment_request *req, series_info *s, char *why, si
     return 0;
 }
 
-int sm_segment_uids(const sm_segment_request *req, char *series_uid, char *instance_uid,
-                    char *why, size_t n)
+int sm_segment_uids(const sm_segment_request *req, char *series_uid, char *instance_uid, char *why,
+                    size_t n)
 {
     series_info s[SEGMAMBA_CARD_MAX_CHANNELS] = {{0}};
     int rc = load_all(req, s, why, n);
@@ -349,7 +350,7 @@ segmamba_status sm_segment_run(const sm_segment_request *req, sm_segment_progres
     size_t seg_size = 0;
     run_state rs = {progress, user};
     char series_uid[64], instance_uid[64], seg_instance[64] = "", seg_series[64] = "",
-                                          store_status[32] = "";
+                                           store_status[32] = "";
     *content = NULL;
     segmamba_status st = SEGMAMBA_E_ARG;
     if (req->n_series != req->model->card.n_channels) {
@@ -385,8 +386,8 @@ segmamba_status sm_segment_run(const sm_segment_request *req, sm_segment_progres
     st = store_seg(seg, seg_size, seg_instance, seg_series, store_status, why, sizeof why);
     if (st == SEGMAMBA_OK && sm_config.forward_to) st = forward_seg(seg_instance, why, sizeof why);
     if (st == SEGMAMBA_OK) {
-        *content = success_content(req, &vol, &p, seg_instance, seg_series, store_status,
-                                   sm_now() - t0);
+        *content =
+            success_content(req, &vol, &p, seg_instance, seg_series, store_status, sm_now() - t0);
         if (!*content) {
             st = SEGMAMBA_E_NOMEM;
             fail(why, sizeof why, "out of memory");
