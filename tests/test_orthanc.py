@@ -77,9 +77,17 @@ def metric(orthanc, name):
     return None
 
 
-def send_study(orthanc, study):
-    oh.storescu(orthanc.dicom_port, study["dirs"], orthanc.aet)
-    by = orthanc.series_by_description()
+def send_study(orthanc, study, rest=False):
+    """The study's 4 series into Orthanc, by storescu or (rest: faster, about
+    90 ms an instance less here) POST /instances; returns their series IDs
+    in channel order."""
+    if rest:
+        for f in (f for files in study["files"] for f in files if f):
+            with open(f, "rb") as fh:
+                orthanc.upload(fh.read())
+    else:
+        oh.storescu(orthanc.dicom_port, study["dirs"], orthanc.aet)
+    by = orthanc.series_by_description(orthanc.lookup(study["study_uid"], "Study")[0])
     return [by[d] for d in study["descriptions"]]
 
 
@@ -235,7 +243,7 @@ def check_kill9(args, tmp, env, check):
     cfg["SegMamba"]["Models"][MODEL]["TTA"] = True  # a longer job, to be killed in
     with oh.Orthanc(os.path.join(tmp, "orthanc-kill"), plugins=[args.plugin],
                     config_extra=dict(cfg, ConcurrentJobs=1)) as o:
-        ids = [send_study(o, s) for s in studies]
+        ids = [send_study(o, s, rest=True) for s in studies]
         jobs = [segment(o, s)[1].get("ID", "") for s in ids]
         t_end = time.monotonic() + 120
         while time.monotonic() < t_end:
@@ -300,7 +308,7 @@ def check_load(args, tmp, env, check):
     o = oh.Orthanc(os.path.join(tmp, "orthanc-load"), plugins=[args.plugin],
                    config_extra=dict(plugin_config(model, card), ConcurrentJobs=2))
     with o:
-        ids = [send_study(o, s) for s in studies]
+        ids = [send_study(o, s, rest=True) for s in studies]
     for concurrent in (1, 2):
         o.config["SegMamba"]["ConcurrentJobs"] = concurrent
         with o:
