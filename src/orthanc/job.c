@@ -160,10 +160,11 @@ static void give_slot(void)
 static void *worker(void *p)
 {
     sm_job *j = p;
-    const double t0 = sm_now();
+    double t0 = sm_now();
     char *content = NULL;
     segmamba_status st = SEGMAMBA_E_CANCELLED;
     if (take_slot(j)) {
+        t0 = sm_now(); /* the job's seconds count from its turn */
         const sm_segment_request req = {j->model, j->model_name, (const char *const *)j->series,
                                         j->n_series, j->tta};
         st = sm_segment_run(&req, on_progress, j, &content);
