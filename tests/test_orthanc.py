@@ -216,6 +216,7 @@ def check_rest_segment(args, tmp, env, check):
         job = o.wait_job(body.get("ID", ""), 120)
         err = job.get("Content", {}).get("Error", "")
         nb = bad["missing"]["neighbours"]
+        print(f"note: the missing slice's job says: {err}")
         check("a series with a missing slice: Failure naming the SOP Instance UIDs around the gap",
               job.get("State") == "Failure" and nb[0] in err and nb[1] in err and
               job["Content"].get("Status") == "E_FORMAT", job)
