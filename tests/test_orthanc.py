@@ -234,6 +234,20 @@ def check_rest_segment(args, tmp, env, check):
         check("Orthanc still answers after all of it", status == 200 and o.running(), status)
 
 
+def wait_running(orthanc, job, timeout=120):
+    """Waits until the job computes its windows (Running, progress >= 20);
+    returns its last JSON."""
+    t_end = time.monotonic() + timeout
+    while True:
+        status, j = orthanc.get(f"/jobs/{job}")
+        if status == 200 and j.get("State") == "Running" and j.get("Progress", 0) >= 20:
+            return j
+        if time.monotonic() > t_end or (status == 200 and j.get("State") in ("Success",
+                                                                             "Failure")):
+            return j if status == 200 else {}
+        time.sleep(0.05)
+
+
 def check_kill9(args, tmp, env, check):
     """A job killed with Orthanc, and one queued behind it: both come back."""
     model, card = env["model"], env["card"]
@@ -246,12 +260,7 @@ def check_kill9(args, tmp, env, check):
                     config_extra=dict(cfg, ConcurrentJobs=1)) as o:
         ids = [send_study(o, s, rest=True) for s in studies]
         jobs = [segment(o, s)[1].get("ID", "") for s in ids]
-        t_end = time.monotonic() + 120
-        while time.monotonic() < t_end:
-            st, j = o.get(f"/jobs/{jobs[0]}")
-            if st == 200 and j.get("State") == "Running" and j.get("Progress", 0) >= 20:
-                break
-            time.sleep(0.1)
+        j = wait_running(o, jobs[0])
         st2, j2 = o.get(f"/jobs/{jobs[1]}")
         o.kill9()
         check("killed while job 1 was Running within its windows and job 2 Pending",
@@ -267,6 +276,29 @@ def check_kill9(args, tmp, env, check):
         check("one SEG per study, the ones the jobs name", all(
             len(s) == 1 and s[0] == d.get("Content", {}).get("SegInstance")
             for s, d in zip(segs, done)), (segs, done))
+
+        # Cancel while it computes, resubmit, and a clean stop (SIGTERM) while
+        # the resubmitted job runs: it comes back after the restart.
+        for s in segs:
+            o.delete(f"/instances/{s[0]}")
+        job = segment(o, ids[0])[1].get("ID", "")
+        wait_running(o, job)
+        status, _ = o.post(f"/jobs/{job}/cancel", {})
+        j = o.wait_job(job, 60)
+        check("cancel while it computes: the job stops (Failure, canceled), nothing stored",
+              status == 200 and j.get("State") == "Failure" and
+              j.get("ErrorDescription", "").lower().find("cancel") >= 0 and
+              seg_series_ids(o, studies[0]["study_uid"]) == [], (status, j))
+        status, _ = o.post(f"/jobs/{job}/resubmit", {})
+        wait_running(o, job)
+        rc = o.stop()
+        check("Orthanc stops cleanly (SIGTERM) while a SegMamba job runs", rc == 0,
+              (rc, o.log_tail(15)))
+        o.start()
+        j = o.wait_job(job, 180)
+        check("the resubmitted job, stopped with Orthanc, ends in Success after a restart",
+              j.get("State") == "Success" and
+              len(seg_series_ids(o, studies[0]["study_uid"])) == 1, j)
 
 
 def check_autosegment(args, tmp, env, check):
