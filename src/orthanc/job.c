@@ -49,6 +49,10 @@ typedef struct sm_job {
      * reads them after the call returns, perhaps while the worker finishes. */
     char **retired;
     int n_retired;
+    /* GetSerialized's answers: Orthanc saves its jobs on every change, so
+     * only the last two are kept (it parses each before asking again). */
+    char *serialized[2];
+    int next_serialized;
 } sm_job;
 
 static void retire(sm_job *j, char *s)
@@ -93,6 +97,8 @@ static void free_job(void *p)
     for (int i = 0; i < j->n_series; i++) free(j->series[i]);
     for (int i = 0; i < j->n_retired; i++) free(j->retired[i]);
     free(j->retired);
+    free(j->serialized[0]);
+    free(j->serialized[1]);
     free(j->series);
     free(j->model_name);
     free(j->restore_error);
@@ -124,7 +130,9 @@ static const char *get_serialized(void *p)
     sm_job *j = p;
     pthread_mutex_lock(&j->lock);
     char *s = describe(j, j->finished ? j->content : NULL);
-    retire(j, s);
+    free(j->serialized[j->next_serialized]);
+    j->serialized[j->next_serialized] = s;
+    j->next_serialized ^= 1;
     pthread_mutex_unlock(&j->lock);
     return s;
 }
