@@ -3,6 +3,8 @@
 the library's folders names a folder the including folder may use.
 
     cli, python -> (include/ only)
+    orthanc (the Orthanc plugin) -> io, core (its JSON reader; the engine
+        through include/ only)
     clinical -> io, core (and the engine through include/segmamba.h)
     api (the implementation of segmamba.h) -> models, cuda_optional, engine,
         blas_backends, simd, io, core
@@ -25,6 +27,7 @@ import sys
 LAYERS = {
     "src/cli": set(),
     "python": set(),
+    "src/orthanc": {"io", "core"},
     "src/clinical": {"io", "core"},
     "src/api": {"models", "cuda_optional", "engine", "blas_backends", "simd", "io", "core"},
     "models": {"engine", "simd", "io", "core"},

@@ -344,6 +344,7 @@ static int cmd_version(void)
     printf("MPI (predict --list across ranks): %s\n", SM_HAVE_MPI ? "yes" : "no");
     printf("DICOM (series in, SEG out): %s\n",
            segmamba_dicom_get_supported() ? "yes (dcmtk)" : "no (built without dcmtk)");
+    printf("Orthanc plugin: %s\n", SM_HAVE_ORTHANC_PLUGIN ? "yes (libOrthancSegMamba.so)" : "no");
     printf("selective scan: %s\n", segmamba_get_isa());
     char gpu[256];
     const int have_gpu = segmamba_get_cuda_device(gpu, sizeof gpu);
