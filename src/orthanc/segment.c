@@ -85,31 +85,51 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* FNV-1a over 128 bits: a stable digest of the inputs (not a secret). */
-typedef unsigned __int128 u128;
+/* A 128-bit digest of the inputs (stable, not a secret): two 64-bit lanes,
+ * FNV-1a and a multiply-xorshift variant, each byte into both. */
+typedef struct digest {
+    uint64_t a, b;
+} digest;
 
-static void hash_bytes(u128 *h, const void *data, size_t len)
+static void hash_bytes(digest *h, const void *data, size_t len)
 {
-    const u128 prime = ((u128)1 << 88) + 0x13b;
     const unsigned char *p = data;
     for (size_t i = 0; i < len; i++) {
-        *h ^= p[i];
-        *h *= prime;
+        h->a = (h->a ^ p[i]) * 0x100000001b3ULL;
+        h->b = (h->b ^ p[i]) * 0xff51afd7ed558ccdULL;
+        h->b ^= h->b >> 33;
     }
 }
 
-static void hash_str(u128 *h, const char *s) { hash_bytes(h, s, strlen(s) + 1); }
+static void hash_str(digest *h, const char *s) { hash_bytes(h, s, strlen(s) + 1); }
 
-/* "2.25." and the digest in decimal: a UID without a registered root
- * (PS3.5 B.2). */
-static void uid_from_hash(u128 h, char *uid)
+/* splitmix64's finaliser. */
+static uint64_t mix(uint64_t x)
 {
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+/* "2.25." and the digest as one 128-bit number in decimal: a UID without a
+ * registered root (PS3.5 B.2), at most 44 characters. */
+static void uid_from_hash(digest h, char *uid)
+{
+    const uint64_t hi = mix(h.a ^ mix(h.b)), lo = mix(h.b ^ hi);
+    uint32_t limb[4] = {(uint32_t)(hi >> 32), (uint32_t)hi, (uint32_t)(lo >> 32), (uint32_t)lo};
     char digits[48];
     int n = 0;
-    do {
-        digits[n++] = (char)('0' + (int)(h % 10));
-        h /= 10;
-    } while (h);
+    for (int nonzero = 1; nonzero;) {
+        uint64_t rem = 0;
+        nonzero = 0;
+        for (int i = 0; i < 4; i++) { /* limb /= 10, most significant first */
+            const uint64_t cur = (rem << 32) | limb[i];
+            limb[i] = (uint32_t)(cur / 10);
+            rem = cur % 10;
+            nonzero |= limb[i] != 0;
+        }
+        digits[n++] = (char)('0' + (int)rem);
+    }
     int k = sprintf(uid, "2.25.");
     while (n) uid[k++] = digits[--n];
     uid[k] = '\0';
@@ -118,8 +138,7 @@ static void uid_from_hash(u128 h, char *uid)
 static void make_uids(const sm_segment_request *req, series_info *s, char *series_uid,
                       char *instance_uid)
 {
-    const u128 offset = ((u128)0x6c62272e07bb0142ULL << 64) | 0x62b821756295c58dULL;
-    u128 h = offset;
+    digest h = {0xcbf29ce484222325ULL, 0x6c62272e07bb0142ULL};
     char num[64];
     hash_str(&h, "segmamba-orthanc-seg-1");
     hash_str(&h, req->model_name);
@@ -137,7 +156,7 @@ static void make_uids(const sm_segment_request *req, series_info *s, char *serie
         for (int k = 0; k < s[i].n; k++) hash_str(&h, sorted ? sorted[k] : s[i].sops[k]);
         free(sorted);
     }
-    u128 hs = h, hi = h;
+    digest hs = h, hi = h;
     hash_str(&hs, "series");
     hash_str(&hi, "instance");
     uid_from_hash(hs, series_uid);
