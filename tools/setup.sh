@@ -17,6 +17,7 @@ packages=(
   python3 python3-numpy python3-torch            # the PyTorch reference (tests only)
   python3-nibabel python3-scipy                  # independent NIfTI and HD95 checks (tests only)
   time                                           # /usr/bin/time -v for memory figures
+  curl                                           # the Orthanc walk-through (docs/orthanc.md)
   clang-format-14                                # the format test (.clang-format; tests only)
 )
 . tools/ensure-packages.sh
