@@ -40,6 +40,19 @@ libdir=$(dirname "$(find "$stage" -name 'libsegmamba.so' | head -n 1)")
 others=$(nm -D --defined-only "$libdir/libsegmamba.so" | awk '$2 ~ /^[A-Z]$/ && $3 !~ /^segmamba_/ {print $3}')
 [ -z "$others" ] || { echo "libsegmamba.so exports internal symbols:"; echo "$others"; exit 1; }
 echo "exports: $(nm -D --defined-only "$libdir/libsegmamba.so" | awk '$3 ~ /^segmamba_/' | wc -l) segmamba_* symbols, nothing else"
+# The Orthanc plugin, in a build that has it: beside the library, which it
+# finds there (RUNPATH $ORIGIN), exporting Orthanc's four entry points only.
+if [ -n "$(find "$build" -name 'libOrthancSegMamba.so' | head -n 1)" ]; then
+  plugin=$libdir/libOrthancSegMamba.so
+  [ -f "$plugin" ] || { echo "libOrthancSegMamba.so is not installed beside libsegmamba.so"; exit 1; }
+  entry=$(nm -D --defined-only "$plugin" | awk '$2 ~ /^[A-Z]$/ {print $3}' | sort | tr '\n' ' ')
+  [ "$entry" = "OrthancPluginFinalize OrthancPluginGetName OrthancPluginGetVersion OrthancPluginInitialize " ] ||
+    { echo "libOrthancSegMamba.so exports: $entry"; exit 1; }
+  found=$(env -u LD_LIBRARY_PATH ldd "$plugin" | awk '$1 == "libsegmamba.so.0" {print $3}')
+  [ "$(realpath "$found")" = "$(realpath "$libdir/libsegmamba.so.0")" ] ||
+    { echo "libOrthancSegMamba.so finds libsegmamba.so.0 at '$found', not beside it"; exit 1; }
+  echo "Orthanc plugin: installed beside the library, which it finds there"
+fi
 # The tiny model at 128^3 with its default nslices (64,32,16,8) divides.
 LD_LIBRARY_PATH="$libdir" OMP_NUM_THREADS=2 "$stage/example" "$src/tests/fixtures/tiny/model.safetensors"
 echo "example ran"
