@@ -9,24 +9,13 @@
 
 #include "plugin.h"
 
-static int fail(char *why, size_t n, const char *fmt, ...) SM_PRINTF(3, 4);
-
-static int fail(char *why, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, n, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 static int check_keys(const sm_json *obj, const char *where, const char *const *allowed, char *why,
                       size_t n)
 {
     for (size_t i = 0; i < obj->count; i++) {
         int known = 0;
         for (const char *const *a = allowed; *a; a++) known |= strcmp(obj->members[i].key, *a) == 0;
-        if (!known) return fail(why, n, "%s: unknown key \"%s\"", where, obj->members[i].key);
+        if (!known) return sm_why(why, n, "%s: unknown key \"%s\"", where, obj->members[i].key);
     }
     return 0;
 }
@@ -36,11 +25,11 @@ static int get_string(const sm_json *obj, const char *key, const char *where, in
 {
     const sm_json *v = sm_json_get(obj, key);
     *out = NULL;
-    if (!v) return required ? fail(why, n, "%s: \"%s\" is missing", where, key) : 0;
+    if (!v) return required ? sm_why(why, n, "%s: \"%s\" is missing", where, key) : 0;
     if (v->type != SM_JSON_STRING || v->length == 0 || strlen(v->string) != v->length)
-        return fail(why, n, "%s: \"%s\" must be a non-empty string", where, key);
+        return sm_why(why, n, "%s: \"%s\" must be a non-empty string", where, key);
     *out = sm_strdup(v->string);
-    return *out ? 0 : fail(why, n, "out of memory");
+    return *out ? 0 : sm_why(why, n, "out of memory");
 }
 
 static int get_int(const sm_json *obj, const char *key, const char *where, int lo, int hi, int *out,
@@ -49,7 +38,7 @@ static int get_int(const sm_json *obj, const char *key, const char *where, int l
     const sm_json *v = sm_json_get(obj, key);
     if (!v) return 0;
     if (v->type != SM_JSON_NUMBER || !v->is_integer || v->integer < lo || v->integer > hi)
-        return fail(why, n, "%s: \"%s\" must be an integer from %d to %d", where, key, lo, hi);
+        return sm_why(why, n, "%s: \"%s\" must be an integer from %d to %d", where, key, lo, hi);
     *out = (int)v->integer;
     return 0;
 }
@@ -71,8 +60,8 @@ static int open_model(const char *name, const sm_json *spec, sm_plugin_model *m,
     snprintf(where, sizeof where, "SegMamba.Models.%s", name);
     static const char *const keys[] = {"Path", "Card", "TTA", NULL};
     if (!valid_name(name))
-        return fail(why, n, "%s: a model name is letters, digits, '_', '-' and '.'", where);
-    if (spec->type != SM_JSON_OBJECT) return fail(why, n, "%s: must be an object", where);
+        return sm_why(why, n, "%s: a model name is letters, digits, '_', '-' and '.'", where);
+    if (spec->type != SM_JSON_OBJECT) return sm_why(why, n, "%s: must be an object", where);
     if (check_keys(spec, where, keys, why, n)) return -1;
     m->name = sm_strdup(name);
     m->tta = 1;
@@ -81,15 +70,15 @@ static int open_model(const char *name, const sm_json *spec, sm_plugin_model *m,
         return -1;
     const sm_json *tta = sm_json_get(spec, "TTA");
     if (tta && tta->type != SM_JSON_BOOL)
-        return fail(why, n, "%s: \"TTA\" must be true or false", where);
+        return sm_why(why, n, "%s: \"TTA\" must be true or false", where);
     if (tta) m->tta = tta->boolean;
     struct stat st;
-    if (stat(m->path, &st) != 0) return fail(why, n, "%s: cannot open %s", where, m->path);
+    if (stat(m->path, &st) != 0) return sm_why(why, n, "%s: cannot open %s", where, m->path);
     m->file_size = (int64_t)st.st_size;
     m->file_mtime = (int64_t)st.st_mtime;
     segmamba_status s =
         segmamba_open_with_card(m->path, m->card_path, NULL, &m->model, &m->card, NULL);
-    if (s != SEGMAMBA_OK) return fail(why, n, "%s: %s", where, segmamba_get_last_error());
+    if (s != SEGMAMBA_OK) return sm_why(why, n, "%s: %s", where, segmamba_get_last_error());
     return 0;
 }
 
@@ -97,7 +86,7 @@ static int parse_channel(const sm_json *spec, const char *where, sm_plugin_chann
                          char *why, size_t n)
 {
     static const char *const keys[] = {"SeriesDescription", "Modality", NULL};
-    if (spec->type != SM_JSON_OBJECT) return fail(why, n, "%s: must be an object", where);
+    if (spec->type != SM_JSON_OBJECT) return sm_why(why, n, "%s: must be an object", where);
     if (check_keys(spec, where, keys, why, n) ||
         get_string(spec, "SeriesDescription", where, 1, &c->description, why, n))
         return -1;
@@ -107,8 +96,8 @@ static int parse_channel(const sm_json *spec, const char *where, sm_plugin_chann
         regerror(err, &c->re, msg, sizeof msg);
         free(c->description);
         c->description = NULL;
-        return fail(why, n, "%s: \"SeriesDescription\" is not a POSIX extended regex: %s", where,
-                    msg);
+        return sm_why(why, n, "%s: \"SeriesDescription\" is not a POSIX extended regex: %s", where,
+                      msg);
     }
     return get_string(spec, "Modality", where, 0, &c->modality, why, n);
 }
@@ -119,19 +108,19 @@ static int parse_rule(const sm_plugin_config *cfg, const sm_json *spec, int inde
     char where[96];
     snprintf(where, sizeof where, "SegMamba.AutoSegment[%d]", index);
     static const char *const keys[] = {"Model", "Channels", NULL};
-    if (spec->type != SM_JSON_OBJECT) return fail(why, n, "%s: must be an object", where);
+    if (spec->type != SM_JSON_OBJECT) return sm_why(why, n, "%s: must be an object", where);
     if (check_keys(spec, where, keys, why, n)) return -1;
     const char *model = sm_json_string(spec, "Model");
-    if (!model) return fail(why, n, "%s: \"Model\" must be a string", where);
+    if (!model) return sm_why(why, n, "%s: \"Model\" must be a string", where);
     r->model = sm_config_find_model(cfg, model);
     if (!r->model)
-        return fail(why, n, "%s: no model named \"%s\" in SegMamba.Models", where, model);
+        return sm_why(why, n, "%s: no model named \"%s\" in SegMamba.Models", where, model);
     const sm_json *ch = sm_json_get(spec, "Channels");
     if (!ch || ch->type != SM_JSON_ARRAY)
-        return fail(why, n, "%s: \"Channels\" must be a list", where);
+        return sm_why(why, n, "%s: \"Channels\" must be a list", where);
     if ((int)ch->count != r->model->card.n_channels)
-        return fail(why, n, "%s: %zu channels for model \"%s\", whose card has %d", where,
-                    ch->count, model, r->model->card.n_channels);
+        return sm_why(why, n, "%s: %zu channels for model \"%s\", whose card has %d", where,
+                      ch->count, model, r->model->card.n_channels);
     for (size_t i = 0; i < ch->count; i++) {
         char w[128];
         snprintf(w, sizeof w, "%s.Channels[%zu]", where, i);
@@ -148,7 +137,7 @@ int sm_config_load(const char *orthanc_json, sm_plugin_config *cfg, char *why, s
     sm_json root;
     if (sm_json_parse(orthanc_json, strlen(orthanc_json), "Orthanc's configuration", &root) !=
         SEGMAMBA_OK)
-        return fail(why, n, "cannot read Orthanc's configuration");
+        return sm_why(why, n, "cannot read Orthanc's configuration");
     int rc = -1;
     const sm_json *sec = sm_json_get(&root, "SegMamba");
     static const char *const keys[] = {"Models",      "Threads",   "ConcurrentJobs",
@@ -158,7 +147,7 @@ int sm_config_load(const char *orthanc_json, sm_plugin_config *cfg, char *why, s
         goto done;
     }
     if (sec->type != SM_JSON_OBJECT) {
-        fail(why, n, "SegMamba: must be an object");
+        sm_why(why, n, "SegMamba: must be an object");
         goto done;
     }
     if (check_keys(sec, "SegMamba", keys, why, n) ||
@@ -169,19 +158,19 @@ int sm_config_load(const char *orthanc_json, sm_plugin_config *cfg, char *why, s
     if (cfg->threads > 0) segmamba_set_threads(cfg->threads);
     const sm_json *models = sm_json_get(sec, "Models");
     if (models && models->type != SM_JSON_OBJECT) {
-        fail(why, n, "SegMamba.Models: must be an object of name: {\"Path\": ...}");
+        sm_why(why, n, "SegMamba.Models: must be an object of name: {\"Path\": ...}");
         goto done;
     }
     if (models && models->count) {
         cfg->models = calloc(models->count, sizeof *cfg->models);
         if (!cfg->models) {
-            fail(why, n, "out of memory");
+            sm_why(why, n, "out of memory");
             goto done;
         }
         for (size_t i = 0; i < models->count; i++) {
             const char *name = models->members[i].key;
             if (sm_config_find_model(cfg, name)) {
-                fail(why, n, "SegMamba.Models: \"%s\" twice", name);
+                sm_why(why, n, "SegMamba.Models: \"%s\" twice", name);
                 goto done;
             }
             cfg->n_models++;
@@ -190,13 +179,13 @@ int sm_config_load(const char *orthanc_json, sm_plugin_config *cfg, char *why, s
     }
     const sm_json *rules = sm_json_get(sec, "AutoSegment");
     if (rules && rules->type != SM_JSON_ARRAY) {
-        fail(why, n, "SegMamba.AutoSegment: must be a list of rules");
+        sm_why(why, n, "SegMamba.AutoSegment: must be a list of rules");
         goto done;
     }
     if (rules && rules->count) {
         cfg->rules = calloc(rules->count, sizeof *cfg->rules);
         if (!cfg->rules) {
-            fail(why, n, "out of memory");
+            sm_why(why, n, "out of memory");
             goto done;
         }
         for (size_t i = 0; i < rules->count; i++) {

@@ -1,5 +1,7 @@
 /* Orthanc's REST API as parsed JSON, and the small helpers the plugin's
  * files share. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -52,4 +54,13 @@ const char *sm_json_string(const sm_json *object, const char *key)
 {
     const sm_json *v = sm_json_get(object, key);
     return v && v->type == SM_JSON_STRING ? v->string : NULL;
+}
+
+int sm_why(char *why, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, n, fmt, ap);
+    va_end(ap);
+    return -1;
 }

@@ -68,6 +68,8 @@ const sm_plugin_model *sm_config_find_model(const sm_plugin_config *cfg, const c
 int sm_orthanc_get_json(const char *uri, sm_json *out);
 int sm_orthanc_is_id(const char *s); /* an Orthanc resource ID: hex groups and '-' */
 char *sm_strdup(const char *s);
+/* Writes a message to why (n bytes) and returns -1. */
+int sm_why(char *why, size_t n, const char *fmt, ...) SM_PRINTF(3, 4);
 double sm_now(void);
 
 /* job.c: the "SegMamba" job (model_name and series copied), ready for

@@ -34,49 +34,38 @@ static void series_info_free(series_info *s, int n)
     memset(s, 0, (size_t)n * sizeof *s);
 }
 
-static int fail(char *why, size_t n, const char *fmt, ...) SM_PRINTF(3, 4);
-
-static int fail(char *why, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, n, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* The series' UID and its instances (Orthanc ID, SOP Instance UID). */
 static int load_series(const char *id, series_info *s, char *why, size_t n)
 {
     char uri[96];
     sm_json j;
     snprintf(uri, sizeof uri, "/series/%s", id);
-    if (sm_orthanc_get_json(uri, &j)) return fail(why, n, "series %s does not exist", id);
+    if (sm_orthanc_get_json(uri, &j)) return sm_why(why, n, "series %s does not exist", id);
     const char *uid = sm_json_string(sm_json_get(&j, "MainDicomTags"), "SeriesInstanceUID");
     s->series_uid = uid ? sm_strdup(uid) : NULL;
     sm_json_free(&j);
-    if (!s->series_uid) return fail(why, n, "series %s has no Series Instance UID", id);
+    if (!s->series_uid) return sm_why(why, n, "series %s has no Series Instance UID", id);
     snprintf(uri, sizeof uri, "/series/%s/instances", id);
     if (sm_orthanc_get_json(uri, &j) || j.type != SM_JSON_ARRAY)
-        return fail(why, n, "cannot list the instances of series %s", id);
+        return sm_why(why, n, "cannot list the instances of series %s", id);
     s->ids = calloc(j.count + 1, sizeof *s->ids);
     s->sops = calloc(j.count + 1, sizeof *s->sops);
-    int rc = s->ids && s->sops ? 0 : fail(why, n, "out of memory");
+    int rc = s->ids && s->sops ? 0 : sm_why(why, n, "out of memory");
     for (size_t k = 0; k < j.count && rc == 0; k++) {
         const char *iid = sm_json_string(&j.items[k], "ID");
         const char *sop =
             sm_json_string(sm_json_get(&j.items[k], "MainDicomTags"), "SOPInstanceUID");
         if (!iid || !sop) {
-            rc = fail(why, n, "series %s: an instance without ID or SOP Instance UID", id);
+            rc = sm_why(why, n, "series %s: an instance without ID or SOP Instance UID", id);
             break;
         }
         s->ids[s->n] = sm_strdup(iid);
         s->sops[s->n] = sm_strdup(sop);
         s->n++;
-        if (!s->ids[s->n - 1] || !s->sops[s->n - 1]) rc = fail(why, n, "out of memory");
+        if (!s->ids[s->n - 1] || !s->sops[s->n - 1]) rc = sm_why(why, n, "out of memory");
     }
     sm_json_free(&j);
-    if (rc == 0 && s->n == 0) rc = fail(why, n, "series %s has no instances", id);
+    if (rc == 0 && s->n == 0) rc = sm_why(why, n, "series %s has no instances", id);
     return rc;
 }
 
@@ -166,8 +155,8 @@ static void make_uids(const sm_segment_request *req, series_info *s, char *serie
 static int load_all(const sm_segment_request *req, series_info *s, char *why, size_t n)
 {
     if (req->n_series < 1 || req->n_series > SEGMAMBA_CARD_MAX_CHANNELS)
-        return fail(why, n, "%d series: 1 to %d are possible", req->n_series,
-                    SEGMAMBA_CARD_MAX_CHANNELS);
+        return sm_why(why, n, "%d series: 1 to %d are possible", req->n_series,
+                      SEGMAMBA_CARD_MAX_CHANNELS);
     for (int i = 0; i < req->n_series; i++)
         if (load_series(req->series[i], &s[i], why, n)) return -1;
     return 0;
@@ -274,7 +263,7 @@ static segmamba_status read_volume(const sm_segment_request *req, series_info *s
     int counts[SEGMAMBA_CARD_MAX_CHANNELS];
     segmamba_status st = SEGMAMBA_OK;
     if (!bufs || !objs) {
-        fail(why, n, "out of memory");
+        sm_why(why, n, "out of memory");
         st = SEGMAMBA_E_NOMEM;
     }
     for (int i = 0; i < req->n_series && st == SEGMAMBA_OK; i++) {
@@ -283,20 +272,20 @@ static segmamba_status read_volume(const sm_segment_request *req, series_info *s
         for (int k = 0; k < s[i].n && st == SEGMAMBA_OK; k++, done++) {
             if (OrthancPluginGetDicomForInstance(sm_orthanc, &bufs[done], s[i].ids[k]) !=
                 OrthancPluginErrorCode_Success) {
-                fail(why, n, "cannot read instance %s from Orthanc", s[i].ids[k]);
+                sm_why(why, n, "cannot read instance %s from Orthanc", s[i].ids[k]);
                 st = SEGMAMBA_E_IO;
                 break;
             }
             objs[done] = (segmamba_dicom_object){bufs[done].data, bufs[done].size, s[i].ids[k]};
             if (rs->progress(rs->user, FETCH_SHARE * (float)(done + 1) / (float)total)) {
-                fail(why, n, "cancelled");
+                sm_why(why, n, "cancelled");
                 st = SEGMAMBA_E_CANCELLED;
             }
         }
     }
     if (st == SEGMAMBA_OK) {
         st = segmamba_dicom_read_memory(chan, counts, req->n_series, vol, src);
-        if (st != SEGMAMBA_OK) fail(why, n, "%s", segmamba_get_last_error());
+        if (st != SEGMAMBA_OK) sm_why(why, n, "%s", segmamba_get_last_error());
     }
     for (int k = 0; bufs && k < total; k++)
         if (bufs[k].data) OrthancPluginFreeMemoryBuffer(sm_orthanc, &bufs[k]);
@@ -313,23 +302,23 @@ static segmamba_status store_seg(const unsigned char *seg, size_t size, char *in
     OrthancPluginMemoryBuffer buf = {0};
     if (OrthancPluginRestApiPost(sm_orthanc, &buf, "/instances", seg, (uint32_t)size) !=
         OrthancPluginErrorCode_Success) {
-        fail(why, n, "Orthanc refused to store the SEG");
+        sm_why(why, n, "Orthanc refused to store the SEG");
         return SEGMAMBA_E_IO;
     }
     sm_json j;
     segmamba_status st = sm_json_parse(buf.data, buf.size, "POST /instances", &j);
     OrthancPluginFreeMemoryBuffer(sm_orthanc, &buf);
     if (st != SEGMAMBA_OK) {
-        fail(why, n, "%s", sm_orthanc_json_error());
+        sm_why(why, n, "%s", sm_orthanc_json_error());
         return SEGMAMBA_E_IO;
     }
     const char *id = sm_json_string(&j, "ID"), *ps = sm_json_string(&j, "ParentSeries");
     const char *stat = sm_json_string(&j, "Status");
     st = SEGMAMBA_E_IO;
     if (!id || !ps || !stat || !sm_orthanc_is_id(id) || !sm_orthanc_is_id(ps) || strlen(stat) > 31)
-        fail(why, n, "unexpected answer from POST /instances");
+        sm_why(why, n, "unexpected answer from POST /instances");
     else if (strcmp(stat, "Success") != 0 && strcmp(stat, "AlreadyStored") != 0)
-        fail(why, n, "storing the SEG: Orthanc says %s", stat);
+        sm_why(why, n, "storing the SEG: Orthanc says %s", stat);
     else {
         strcpy(instance, id);
         strcpy(series, ps);
@@ -349,8 +338,8 @@ static segmamba_status forward_seg(const char *instance, char *why, size_t n)
         OrthancPluginRestApiPost(sm_orthanc, &buf, uri, instance, (uint32_t)strlen(instance));
     if (buf.data) OrthancPluginFreeMemoryBuffer(sm_orthanc, &buf);
     if (e != OrthancPluginErrorCode_Success) {
-        fail(why, n, "forwarding the SEG to modality \"%s\" failed: %s", sm_config.forward_to,
-             OrthancPluginGetErrorDescription(sm_orthanc, e));
+        sm_why(why, n, "forwarding the SEG to modality \"%s\" failed: %s", sm_config.forward_to,
+               OrthancPluginGetErrorDescription(sm_orthanc, e));
         return SEGMAMBA_E_IO;
     }
     return SEGMAMBA_OK;
@@ -373,8 +362,8 @@ segmamba_status sm_segment_run(const sm_segment_request *req, sm_segment_progres
     *content = NULL;
     segmamba_status st = SEGMAMBA_E_ARG;
     if (req->n_series != req->model->card.n_channels) {
-        fail(why, sizeof why, "model \"%s\" takes %d series (%d given)", req->model_name,
-             req->model->card.n_channels, req->n_series);
+        sm_why(why, sizeof why, "model \"%s\" takes %d series (%d given)", req->model_name,
+               req->model->card.n_channels, req->n_series);
         goto done;
     }
     st = SEGMAMBA_E_IO;
@@ -388,18 +377,18 @@ segmamba_status sm_segment_run(const sm_segment_request *req, sm_segment_progres
     po.progress_user = &rs;
     st = segmamba_predict(req->model->model, &req->model->card, &vol, &po, &p);
     if (st != SEGMAMBA_OK) {
-        fail(why, sizeof why, "%s", segmamba_get_last_error());
+        sm_why(why, sizeof why, "%s", segmamba_get_last_error());
         goto done;
     }
     const segmamba_dicom_seg_options so = {series_uid, instance_uid, NULL};
     st = segmamba_dicom_encode_seg(src, &req->model->card, &p, &so, &seg, &seg_size);
     if (st != SEGMAMBA_OK) {
-        fail(why, sizeof why, "%s", segmamba_get_last_error());
+        sm_why(why, sizeof why, "%s", segmamba_get_last_error());
         goto done;
     }
     if (progress(user, FETCH_SHARE + PREDICT_SHARE)) {
         st = SEGMAMBA_E_CANCELLED;
-        fail(why, sizeof why, "cancelled");
+        sm_why(why, sizeof why, "cancelled");
         goto done;
     }
     st = store_seg(seg, seg_size, seg_instance, seg_series, store_status, why, sizeof why);
@@ -409,7 +398,7 @@ segmamba_status sm_segment_run(const sm_segment_request *req, sm_segment_progres
             success_content(req, &vol, &p, seg_instance, seg_series, store_status, sm_now() - t0);
         if (!*content) {
             st = SEGMAMBA_E_NOMEM;
-            fail(why, sizeof why, "out of memory");
+            sm_why(why, sizeof why, "out of memory");
         }
     }
 done:
