@@ -12,12 +12,16 @@ predicting, encoding, storing the SEG) and the wall time from the POST to
 the job's Success; predict's is its wall time (process start, model
 loading and writing included: the plugin holds its model open). Each SEG
 is decoded and compared with predict's, voxel for voxel. Orthanc's peak
-RSS over the run is printed.
+RSS over the run is printed. With --load N, N such studies (other seeds)
+are then given to a fresh Orthanc at once (POST /instances), N jobs
+submitted together, once with the plugin's ConcurrentJobs 1 and once with
+2: the wall time until all succeed and Orthanc's peak RSS.
 
     /usr/bin/python3 bench/orthanc_compare.py --segmamba build/segmamba \\
         --plugin build/src/orthanc/libOrthancSegMamba.so \\
         --model models/demo/segmamba_demo.safetensors \\
         [--venv build/dicom-venv] [--shape 155 240 240] [--threads N] [--repeat 1]
+        [--load N]
 
 Runs under tests/test_dicom.py's venv (made on first use).
 """
@@ -45,6 +49,7 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--seed", type=int, default=77)
+    ap.add_argument("--load", type=int, default=0, help="then N studies at once")
     args = ap.parse_args()
     oh.ensure_venv(args.venv)
     segmamba, plugin, model = (os.path.abspath(p) for p in (args.segmamba, args.plugin, args.model))
@@ -101,12 +106,43 @@ def main():
                 rows.append(("plugin job (Content.Seconds)", tta, statistics.median(own)))
                 rows.append(("plugin, POST to Success (wall)", tta, statistics.median(wall)))
             peak = o.peak_rss_mib()
+        load = []
+        if args.load:
+            studies = [study] + [
+                oh.write_phantom_study(os.path.join(tmp, f"load{i}"), args.seed + 1 + i,
+                                       shape=args.shape) for i in range(1, args.load)]
+            for concurrent in (1, 2):
+                config["SegMamba"]["ConcurrentJobs"] = concurrent
+                with oh.Orthanc(os.path.join(tmp, f"orthanc-load{concurrent}"), plugins=[plugin],
+                                config_extra=dict(config, ConcurrentJobs=2),
+                                verbose=False) as o:
+                    for st in studies:
+                        for f in (f for files in st["files"] for f in files):
+                            with open(f, "rb") as fh:
+                                o.upload(fh.read())
+                    series = []
+                    for st in studies:
+                        by = o.series_by_description(o.lookup(st["study_uid"], "Study")[0])
+                        series.append([by[d] for d in st["descriptions"]])
+                    t0 = time.perf_counter()
+                    jobs = [o.post("/segmamba/segment", {"Model": "bench", "Series": s,
+                                                         "TTA": False})[1]["ID"] for s in series]
+                    done = [o.wait_job(j, timeout=7200) for j in jobs]
+                    wall = time.perf_counter() - t0
+                    ok = sum(d.get("State") == "Success" for d in done)
+                    load.append((concurrent, ok, wall, o.peak_rss_mib()))
+                    print(f"{args.load} studies at once, ConcurrentJobs {concurrent}: {ok} "
+                          f"Success in {wall:.1f} s", flush=True)
     print(f"\n| {args.shape[2]}x{args.shape[1]}x{args.shape[0]}, {args.threads} threads, "
           f"median of {args.repeat} | TTA off (s) | TTA on (s) |\n|---|---|---|")
     for name in dict.fromkeys(r[0] for r in rows):
         t = {tta: v for n, tta, v in rows if n == name}
         print(f"| {name} | {t[False]:.2f} | {t[True]:.2f} |")
     print(f"Orthanc peak RSS over the run: {peak:.0f} MiB")
+    for concurrent, ok, wall, rss in load:
+        print(f"{args.load} studies at once (TTA off), ConcurrentJobs {concurrent}: {ok} of "
+              f"{args.load} Success, {wall:.1f} s ({wall / args.load:.1f} s a study), Orthanc "
+              f"peak RSS {rss:.0f} MiB")
 
 
 if __name__ == "__main__":
