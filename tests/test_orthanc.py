@@ -360,10 +360,17 @@ def check_load(args, tmp, env, check):
 
 
 def check_refused_start(args, tmp, env, check):
+    garbage = os.path.join(tmp, "garbage.safetensors")
+    with open(garbage, "w") as f:
+        f.write("not a checkpoint\n")
     for what, section, msg in [
         ("a model that cannot be opened",
          {"Models": {MODEL: {"Path": os.path.join(tmp, "missing.safetensors")}}}, "cannot open"),
+        ("a model file that is not a checkpoint (the engine's message)",
+         {"Models": {MODEL: {"Path": garbage}}}, "garbage.safetensors: safetensors header length"),
         ("an unknown key", {"Models": {}, "Thread": 1}, "unknown key \"Thread\""),
+        ("a ForwardTo naming no modality", {"Models": {}, "ForwardTo": "nowhere"},
+         "no modality \"nowhere\""),
         ("a rule naming no model", {"AutoSegment": [{"Model": "x", "Channels": []}]},
          "no model named \"x\""),
     ]:

@@ -155,6 +155,16 @@ int sm_config_load(const char *orthanc_json, sm_plugin_config *cfg, char *why, s
         get_int(sec, "ConcurrentJobs", "SegMamba", 1, 256, &cfg->concurrent_jobs, why, n) ||
         get_string(sec, "ForwardTo", "SegMamba", 0, &cfg->forward_to, why, n))
         goto done;
+    /* A ForwardTo that names no modality would fail every job after its work:
+     * refused at start, unless Orthanc keeps its modalities in its database. */
+    const sm_json *in_db = sm_json_get(&root, "DicomModalitiesInDatabase");
+    const sm_json *modalities = sm_json_get(&root, "DicomModalities");
+    if (cfg->forward_to && !(in_db && in_db->type == SM_JSON_BOOL && in_db->boolean) &&
+        !sm_json_get(modalities, cfg->forward_to)) {
+        sm_why(why, n, "SegMamba.ForwardTo: no modality \"%s\" in Orthanc's DicomModalities",
+               cfg->forward_to);
+        goto done;
+    }
     if (cfg->threads > 0) segmamba_set_threads(cfg->threads);
     const sm_json *models = sm_json_get(sec, "Models");
     if (models && models->type != SM_JSON_OBJECT) {
