@@ -56,6 +56,7 @@ echo "all legs: $(( $(date +%s) - t0 )) s"
 /usr/bin/python3 - "$results" <<'PY'
 import glob, json, os, sys
 counts = {"passed": 0, "failed": 0, "skipped": 0}
+failed = []
 for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.json"))):
     leg = os.path.basename(path)[:-5]
     with open(path) as f:
@@ -69,7 +70,18 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.json"))):
                 counts["skipped"] += 1
             else:
                 counts["failed"] += 1
-                print(f"FAILED [{leg}] {r['name']}")
+                failed.append((leg, r))
+# Each failure again here, with the end of its output, so that the tail of
+# a CI log (often all that is kept) says why.
+for leg, r in failed:
+    out = (r.get("stdout") or "") + (r.get("stderr") or "")
+    tail = out.rstrip().splitlines()[-40:]
+    print(f"== [{leg}] {r['name']}: {r['result']}, exit {r.get('returncode')}, "
+          f"{r.get('duration', 0):.0f} s; the last {len(tail)} lines of its output:")
+    if tail:
+        print("\n".join("   " + line for line in tail))
+for leg, r in failed:
+    print(f"FAILED [{leg}] {r['name']}")
 print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
 PY
 [ $? -eq 0 ] || status=1

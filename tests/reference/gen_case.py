@@ -87,6 +87,9 @@ def parse_args(argv):
     p.add_argument("--dtype", choices=list(DTYPE_FLAGS), default="f32",
                    help="storage dtype of model.safetensors (the reference uses the stored values)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--truth", action="store_true",
+                   help="also write truth.npy: the same network, weights and input in float64, "
+                        "the exact answer the float32 expected.npy approximates")
     args = p.parse_args(argv)
 
     if (args.config == "custom") != (args.custom_json is not None):
@@ -243,6 +246,13 @@ def main(argv=None):
     inter = {} if args.intermediates else None
     logits = run_balanced(model, x, dtype, gen, inter)
     t2 = time.perf_counter()
+    truth = None
+    if args.truth:
+        # The stored weights and the input widen to float64 exactly, so this
+        # is the float32 forward's exact answer up to float64 rounding.
+        with torch.no_grad():
+            truth = model.double()(x.double(), None)
+    t_truth = time.perf_counter()
 
     if not torch.isfinite(logits).all():
         sys.exit("gen_case: the logits contain NaN or Inf")
@@ -264,6 +274,8 @@ def main(argv=None):
                       {"format": "pt", "config": json.dumps(stored_cfg)})
     np.save(os.path.join(args.out, "input.npy"), x.numpy())
     np.save(os.path.join(args.out, "expected.npy"), logits.numpy())
+    if truth is not None:
+        np.save(os.path.join(args.out, "truth.npy"), truth.numpy())
     if inter is not None:
         os.makedirs(os.path.join(args.out, "inter"), exist_ok=True)
         for name, t in inter.items():
@@ -278,13 +290,13 @@ def main(argv=None):
         "intermediates": sorted(inter) if inter is not None else [],
         "torch_version": torch.__version__, "threads": args.threads,
         "timings_s": {"build": round(t1 - t0, 3), "forward": round(t2 - t1, 3),
-                      "write": round(t3 - t2, 3)},
+                      "truth": round(t_truth - t2, 3), "write": round(t3 - t_truth, 3)},
     }
     with open(os.path.join(args.out, "case.json"), "w") as f:
         json.dump(case, f, indent=1)
         f.write("\n")
     print(f"gen_case: wrote {args.out}; build {t1 - t0:.2f}s, forward {t2 - t1:.2f}s, "
-          f"write {t3 - t2:.2f}s", flush=True)
+          f"float64 forward {t_truth - t2:.2f}s, write {t3 - t_truth:.2f}s", flush=True)
 
 
 if __name__ == "__main__":

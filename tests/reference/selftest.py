@@ -333,6 +333,44 @@ def compare_tool():
     assert not compare(a, c, rel=10)[0]
 
 
+@check
+def compare_against_truth():
+    """compare(..., truth): errors and labels measured against the float64
+    answer; as many label flips as the float32 reference has are allowed,
+    one more is not, and an error that is small against the reference but
+    large against the truth fails."""
+    gen = np.random.default_rng(1)
+    truth = gen.standard_normal((1, 3, 10, 10, 10))
+    labels = truth[0].argmax(0)
+
+    def flipped(x, voxels):
+        x = x.copy()
+        for v in voxels:
+            i, j, k = np.unravel_index(v, labels.shape)
+            top = labels[i, j, k]
+            x[0, (top + 1) % 3, i, j, k] = x[0, top, i, j, k] + 1e-6
+        return x
+
+    # (the flips change one score each by up to a few units: rel=10 leaves
+    # the labels alone to decide)
+    ref = flipped(truth, [1, 2, 3])  # 3 flips in 1000 voxels
+    ok, report = compare(ref, flipped(truth, [4, 5, 6]), rel=10, argmax=0.999, truth=truth)
+    assert ok and "3 of 1000 differ" in report, report
+    ok, report = compare(ref, flipped(truth, [4, 5, 6, 7]), rel=10, argmax=0.999, truth=truth)
+    assert not ok and "4 of 1000 differ" in report, report
+    # without truth the same arrays are measured against ref: 6 or 7 differ
+    assert not compare(ref, flipped(truth, [4, 5, 6]), rel=10, argmax=0.999)[0]
+    # the fraction alone still allows what it allowed: 1 flip in 1000
+    ok, report = compare(truth, flipped(truth, [9]), rel=10, argmax=0.999, truth=truth)
+    assert ok and "1 of 1000 differ" in report, report
+    # an error of 2e-3 x max against the truth fails even where ref shares it
+    off = truth + 2e-3 * np.abs(truth).max()
+    assert compare(off, off, rel=1e-3)[0]
+    assert not compare(off, off, rel=1e-3, truth=truth)[0]
+    ok, report = compare(truth, truth, truth=truth[:, :2])
+    assert not ok and "shape mismatch" in report
+
+
 def main():
     torch.set_num_threads(2)
     passed = failed = 0
