@@ -76,7 +76,12 @@ static int conv_op(builder *b, sm_opcode op, int x, int out, int cout, int k, in
     release(b, "%s.weight", prefix);
     if (bias) release(b, "%s.bias", prefix);
     if (out < 0) out = sm_graph_tensor(g, cout, sm_graph_level(g, x) + (stride == 2 ? 1 : 0));
-    sm_graph_node(g, op, x, -1, out, SM_ACT_NONE, c, 0);
+    /* Scratch the layer needs while it runs (Winograd weights transformed
+     * per forward) goes in the arena, where it shares memory with
+     * activations that are not live then. */
+    const size_t ws = op == SM_OP_CONV ? sm_conv_workspace_floats(c) : 0;
+    const int work = ws ? sm_graph_workspace(g, ws) : -1;
+    sm_graph_node(g, op, x, work, out, SM_ACT_NONE, c, 0);
     sm_graph_set_flops(g, 2.0 * k * k * k * p.cin * cout / ((double)stride * stride * stride));
     return out;
 }

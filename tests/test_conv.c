@@ -570,6 +570,10 @@ static void test_winograd_cases(void)
         {96, 48, 3, 1, 1, SM_ACT_NONE, 0, 16, 12, 18, 0, 0, 0},
         {7, 9, 3, 1, 1, SM_ACT_RELU, 1, 64, 20, 16, 2, 7, 0},
         {33, 31, 3, 1, 1, SM_ACT_NONE, 1, 1, 2, 3, 0, 1, 0},
+        /* transformed weights above the 8 MiB kept once (F(3,3): 10.7 MiB,
+         * F(4,3): 18.5 MiB): each forward transforms them; F(2,3) keeps
+         * them (5.5 MiB) */
+        {200, 100, 3, 1, 1, SM_ACT_RELU, 1, 5, 6, 7, 3, 0, 0},
     };
     for (int isa = SM_ISA_SCALAR; isa <= SM_ISA_NEON; isa++) {
         if (sm_kernels_select((sm_isa)isa) != (sm_isa)isa) continue;
@@ -622,15 +626,27 @@ static void test_winograd_arguments(void)
     CHECK(sm_conv_create(SM_CONV_WINOGRAD, &p, weight, NULL, &c) == SEGMAMBA_E_ARG && !c);
     /* The pick: Winograd never for other shapes or bf16, always under
      * SM_WINO_ALL (the forced tile when given), under auto within its
-     * memory rule; k2 s2 on the GEMM backend under auto; the rest direct. */
+     * memory rule (a layer's transformed weights up to 64 MiB while it runs:
+     * F(4,3) where they fit, else F(2,3), else direct); k2 s2 on the GEMM
+     * backend under auto; the rest direct. */
     p.tile = 0;
     sm_conv_choice u = sm_conv_pick(&p, SM_WINO_OFF, SM_CONV_ONEDNN, 0);
     CHECK(u.kind == SM_CONV_ONEDNN && u.tile == 0);
     u = sm_conv_pick(&p, SM_WINO_ALL, SM_CONV_ONEDNN, 3);
     CHECK(u.kind == SM_CONV_WINOGRAD && u.tile == 3);
     CHECK(sm_conv_pick(&p, SM_WINO_AUTO, SM_CONV_ONEDNN, 0).kind == SM_CONV_WINOGRAD);
-    p = (sm_conv_params){768, 768, 3, 1, 1, SM_ACT_NONE, SM_PREC_F32, 0, NULL, 0};
-    CHECK(sm_conv_pick(&p, SM_WINO_AUTO, SM_CONV_ONEDNN, 0).kind == SM_CONV_ONEDNN);
+    static const struct {
+        int cin, cout, tile;
+    } rule[] = {{192, 96, 4}, {384, 192, 4}, {384, 384, 2}, {768, 384, 0}, {768, 768, 0}};
+    for (size_t i = 0; i < sizeof rule / sizeof *rule; i++) {
+        p = (sm_conv_params){rule[i].cin, rule[i].cout, 3, 1,    1,
+                             SM_ACT_NONE, SM_PREC_F32,  0, NULL, 0};
+        u = sm_conv_pick(&p, SM_WINO_AUTO, SM_CONV_ONEDNN, 0);
+        CHECK_MSG(u.kind == (rule[i].tile ? SM_CONV_WINOGRAD : SM_CONV_ONEDNN) &&
+                      u.tile == rule[i].tile,
+                  "auto picks %s tile %d for %d -> %d", sm_conv_kind_name(u.kind), u.tile,
+                  rule[i].cin, rule[i].cout);
+    }
     p.precision = SM_PREC_BF16;
     CHECK(sm_conv_pick(&p, SM_WINO_ALL, SM_CONV_ONEDNN, 0).kind == SM_CONV_ONEDNN);
     p = (sm_conv_params){4, 4, 3, 2, 1, SM_ACT_NONE, SM_PREC_F32, 0, NULL, 0};

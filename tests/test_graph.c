@@ -104,6 +104,60 @@ static void test_overlap_refused(void)
     sm_graph_free(g);
 }
 
+/* A Winograd layer whose transformed weights are not kept (above 8 MiB:
+ * 200 -> 100 channels, F(4,3), 18.5 MiB) gets a workspace in the arena of
+ * a fixed size, whatever the input size, beside the live buffers; its
+ * output is the same, bit for bit, as a forward with a buffer of its own. */
+static void test_workspace(void)
+{
+    enum { WC = 200, WO = 100 };
+    float *w = malloc((size_t)WO * WC * 27 * sizeof *w);
+    float *x = malloc((size_t)WC * NVOX * 2 * sizeof *x);
+    float *got = malloc((size_t)WO * NVOX * 2 * sizeof *got);
+    float *want = malloc((size_t)WO * NVOX * 2 * sizeof *want);
+    float *xl = malloc((size_t)WC * NVOX * 2 * sizeof *xl);
+    CHECK(w && x && got && want && xl);
+    for (size_t i = 0; i < (size_t)WO * WC * 27; i++) w[i] = (float)check_uniform(-0.1, 0.1);
+    for (size_t i = 0; i < (size_t)WC * NVOX * 2; i++) x[i] = (float)check_uniform(-1, 1);
+    const sm_conv_params p = {.cin = WC, .cout = WO, .k = 3, .stride = 1, .pad = 1, .tile = 4};
+    sm_conv *c = NULL;
+    CHECK(sm_conv_create(SM_CONV_WINOGRAD, &p, w, NULL, &c) == SEGMAMBA_OK);
+    const size_t ws = sm_conv_workspace_floats(c);
+    CHECK_MSG(ws == (size_t)216 * WC * 112, "workspace %zu floats", ws);
+    sm_graph *g = sm_graph_create();
+    const int in = sm_graph_tensor(g, WC, 0);
+    const int out = sm_graph_tensor(g, WO, 0);
+    sm_graph_node(g, SM_OP_CONV, in, sm_graph_workspace(g, ws), out, SM_ACT_NONE, c, 0);
+    CHECK(sm_graph_finish(g, in, out) == SEGMAMBA_OK);
+    /* two input sizes: the workspace keeps its size, the tensors follow */
+    static const int sizes[2][3] = {{D, H, W}, {2 * D, H, W}};
+    for (int k = 0; k < 2; k++) {
+        const int d = sizes[k][0], nvox = d * H * W;
+        CHECK(sm_graph_run(g, sm_kernels_get(), x, d, H, W, got) == SEGMAMBA_OK);
+        const size_t round = 16, tensors = ((size_t)nvox * WC + round - 1) / round * round +
+                                           ((size_t)nvox * WO + round - 1) / round * round;
+        CHECK_MSG(g->planned_floats == tensors + ws, "arena %zu floats, expected %zu",
+                  g->planned_floats, tensors + ws);
+        /* the same layer alone, through sm_conv_forward (channels-last) */
+        for (int v = 0; v < nvox; v++)
+            for (int ci = 0; ci < WC; ci++) xl[(size_t)v * WC + ci] = x[(size_t)ci * nvox + v];
+        float *yl = malloc((size_t)nvox * WO * sizeof *yl);
+        CHECK(yl && sm_conv_forward(c, xl, WC, d, H, W, yl, WO) == SEGMAMBA_OK);
+        for (int v = 0; v < nvox; v++)
+            for (int co = 0; co < WO; co++) want[(size_t)co * nvox + v] = yl[(size_t)v * WO + co];
+        CHECK_MSG(memcmp(got, want, (size_t)nvox * WO * sizeof *got) == 0,
+                  "a layer with its workspace in the arena differs from one without (%dx%dx%d)", d,
+                  H, W);
+        free(yl);
+    }
+    sm_graph_free(g);
+    free(w);
+    free(x);
+    free(got);
+    free(want);
+    free(xl);
+}
+
 /* Every opcode is in the op table (a name, a run function: a node of it is
  * accepted), and a value that is not an opcode is refused. */
 static void test_op_table(void)
@@ -136,6 +190,7 @@ int main(void)
         test_strided((sm_conv_kind)kind);
     }
     test_overlap_refused();
+    test_workspace();
     test_op_table();
     return check_report("test_graph");
 }

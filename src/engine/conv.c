@@ -253,6 +253,17 @@ static sm_status check_forward(const sm_conv *c, const float *src, int src_ld, i
 sm_status sm_conv_forward(sm_conv *c, const float *src, int src_ld, int d, int h, int w, float *dst,
                           int dst_ld)
 {
+    return sm_conv_forward_ws(c, src, src_ld, d, h, w, dst, dst_ld, NULL);
+}
+
+size_t sm_conv_workspace_floats(const sm_conv *c)
+{
+    return c && c->kind == SM_CONV_WINOGRAD ? sm_conv_winograd_workspace(c) : 0;
+}
+
+sm_status sm_conv_forward_ws(sm_conv *c, const float *src, int src_ld, int d, int h, int w,
+                             float *dst, int dst_ld, float *work)
+{
     if (!c) return sm_fail(SEGMAMBA_E_ARG, "convolution: no convolution");
     sm_conv_dims g;
     SM_TRY(check_forward(c, src, src_ld, d, h, w, dst, dst_ld, &g));
@@ -262,7 +273,7 @@ sm_status sm_conv_forward(sm_conv *c, const float *src, int src_ld, int d, int h
         return SEGMAMBA_OK;
     case SM_CONV_BLAS: return sm_conv_blas_forward(c, &g, src, (size_t)src_ld, dst, (size_t)dst_ld);
     case SM_CONV_WINOGRAD:
-        return sm_conv_winograd_forward(c, &g, src, (size_t)src_ld, dst, (size_t)dst_ld);
+        return sm_conv_winograd_forward(c, &g, src, (size_t)src_ld, dst, (size_t)dst_ld, work);
     case SM_CONV_ONEDNN:
 #if SM_HAVE_ONEDNN
         return sm_conv_onednn_forward(c, &g, src, (size_t)src_ld, dst, (size_t)dst_ld);

@@ -103,6 +103,17 @@ int sm_conv_out_size(const sm_conv_params *p, int n);
 sm_status sm_conv_forward(sm_conv *c, const float *src, int src_ld, int d, int h, int w, float *dst,
                           int dst_ld);
 
+/* Floats of scratch a forward of c uses whatever the input size (a Winograd
+ * layer's transformed weights when they are not kept: see
+ * conv_winograd.c); 0 for none. */
+size_t sm_conv_workspace_floats(const sm_conv *c);
+
+/* sm_conv_forward with that scratch from the caller: work holds
+ * sm_conv_workspace_floats(c) floats, 64-byte aligned, or is NULL (the
+ * forward then allocates it and frees it). */
+sm_status sm_conv_forward_ws(sm_conv *c, const float *src, int src_ld, int d, int h, int w,
+                             float *dst, int dst_ld, float *work);
+
 void sm_conv_free(sm_conv *c);
 
 #endif

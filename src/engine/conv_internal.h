@@ -28,7 +28,7 @@ struct sm_conv {
     float *weight;                 /* NULL once the oneDNN or Winograd backend holds its own copy */
     float *bias;                   /* cout floats, or NULL */
     struct sm_conv_onednn *onednn; /* oneDNN's primitive cache, else NULL */
-    struct sm_conv_winograd *wino; /* the transformed weights, else NULL */
+    struct sm_conv_winograd *wino; /* Winograd's state, else NULL */
 };
 
 /* Length of the sum behind each output value: k^3 * cin. */
@@ -52,10 +52,14 @@ sm_status sm_conv_onednn_forward(sm_conv *c, const sm_conv_dims *g, const float 
                                  float *dst, size_t dst_ld);
 void sm_conv_onednn_release(sm_conv *c);
 
-/* The Winograd backend: init transforms c->weight and frees it. */
+/* The Winograd backend: init transforms c->weight and frees it when the
+ * transformed weights are small enough to keep; otherwise each forward
+ * transforms it into work (sm_conv_winograd_workspace floats; NULL: a
+ * buffer of its own). */
 sm_status sm_conv_winograd_init(sm_conv *c);
+size_t sm_conv_winograd_workspace(const sm_conv *c);
 sm_status sm_conv_winograd_forward(sm_conv *c, const sm_conv_dims *g, const float *src,
-                                   size_t src_ld, float *dst, size_t dst_ld);
+                                   size_t src_ld, float *dst, size_t dst_ld, float *work);
 void sm_conv_winograd_release(sm_conv *c);
 
 #endif

@@ -1,9 +1,14 @@
 /* 3x3x3 stride-1 pad-1 convolution by Winograd's minimal filtering,
  * F(m^3, 3^3) with m = 2, 3 or 4 (simd/winograd.h has the algebra).
  *
- * The weights are transformed once, in double, into U[t][ci][co] (the n^3
- * points t, output channels padded to SM_WINO_CPAD with zeros) and the
- * checkpoint's packed copy is freed. A forward splits the output into
+ * The weights are transformed in double into U[t][ci][co] (the n^3 points
+ * t, output channels padded to SM_WINO_CPAD with zeros): once, freeing the
+ * packed copy, where U takes at most RESIDENT_BYTES; else by each forward,
+ * into the caller's workspace (the graph gives each such layer one in the
+ * activations' arena), so that the large U of the deep layers (8x their
+ * weights with F(4,3)) take memory only while their layer runs. The
+ * transform is a small part of a layer's time (192 -> 96 channels at 64^3
+ * with F(4,3): 15 ms of 268, 2 threads, AVX-512). A forward splits the output into
  * m^3 tiles, numbered z-major, and hands blocks of consecutive tiles to
  * the threads. A thread works on one block in its own buffer, small enough
  * to stay in its L2 cache: the input transform writes the block's points
@@ -33,7 +38,7 @@
 struct sm_conv_winograd {
     int m, n, points; /* tile, window side m + 2, n^3 */
     int cinp, coutp;  /* channels rounded up to SM_WINO_CPAD */
-    float *u;         /* points x cin x coutp */
+    float *u;         /* points x cin x coutp when resident, else NULL */
     float *bias;      /* coutp, zeros where the convolution has none */
 };
 
@@ -43,28 +48,114 @@ struct sm_conv_winograd {
 
 static int round_up(int x, int to) { return (x + to - 1) / to * to; }
 
+/* Bytes of transformed weights a layer takes with tile m. */
+static double transformed_bytes(const sm_conv_params *p, int m)
+{
+    const double n = m + 2;
+    return n * n * n * p->cin * round_up(p->cout, SM_WINO_CPAD) * sizeof(float);
+}
+
+/* Transformed weights up to this size are made once and kept; larger ones
+ * are made by each forward and freed after it (the packed weights, 27 / n^3
+ * of the size, are what stays), so that they cost memory only while their
+ * layer runs. */
+#define RESIDENT_BYTES (8.0 * 1024 * 1024)
+/* The most one layer's transformed weights may take while it runs. */
+#define TRANSIENT_BYTES (64.0 * 1024 * 1024)
+
 static int tile_of(const sm_conv_params *p) { return p->tile ? p->tile : 4; }
 
-/* U = G g G^T along the three axes, for one (ci, co) filter, in double. */
-static void transform_filter(const sm_wino_matrices *t, const double g[27], double *u)
+/* U = G g G^T along the three axes, in double, for the filters of one input
+ * channel ci and every output channel at once: g is the packed weight,
+ * (27 taps, cin, cout), and U[q][ci][co] receives point q of filter
+ * (ci, co). Each value is computed as one filter at a time would, in the
+ * same order; the loops over co are the innermost, so they vectorize. ws
+ * holds (27 + 9n + 3n^2) * cout doubles. */
+static void transform_filters(const sm_wino_matrices *t, const float *w, int cin, int cout,
+                              int coutp, int ci, double *ws, float *u)
 {
     const int n = t->n;
-    double a[3][3][SM_WINO_MAX_N], b[3][SM_WINO_MAX_N][SM_WINO_MAX_N];
+    const size_t co_n = (size_t)cout;
+    double *g = ws, *a = g + 27 * co_n, *b = a + (size_t)9 * n * co_n;
+    for (int tap = 0; tap < 27; tap++)
+        for (int co = 0; co < cout; co++)
+            g[tap * co_n + co] = w[((size_t)tap * cin + ci) * cout + co];
+    /* a[i][j][k] = sum_x G[k][x] g[i][j][x] */
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < 3; j++)
-            for (int k = 0; k < n; k++)
-                a[i][j][k] = t->g[k][0] * g[(i * 3 + j) * 3] + t->g[k][1] * g[(i * 3 + j) * 3 + 1] +
-                             t->g[k][2] * g[(i * 3 + j) * 3 + 2];
+            for (int k = 0; k < n; k++) {
+                const double *g0 = g + (size_t)((i * 3 + j) * 3) * co_n;
+                double *out = a + (size_t)((i * 3 + j) * n + k) * co_n;
+                for (int co = 0; co < cout; co++)
+                    out[co] = t->g[k][0] * g0[co] + t->g[k][1] * g0[co_n + co] +
+                              t->g[k][2] * g0[2 * co_n + co];
+            }
+    /* b[i][j][k] = sum_y G[j][y] a[i][y][k] */
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < n; j++)
-            for (int k = 0; k < n; k++)
-                b[i][j][k] =
-                    t->g[j][0] * a[i][0][k] + t->g[j][1] * a[i][1][k] + t->g[j][2] * a[i][2][k];
+            for (int k = 0; k < n; k++) {
+                const double *a0 = a + (size_t)((i * 3 + 0) * n + k) * co_n;
+                const double *a1 = a + (size_t)((i * 3 + 1) * n + k) * co_n;
+                const double *a2 = a + (size_t)((i * 3 + 2) * n + k) * co_n;
+                double *out = b + (size_t)((i * n + j) * n + k) * co_n;
+                for (int co = 0; co < cout; co++)
+                    out[co] = t->g[j][0] * a0[co] + t->g[j][1] * a1[co] + t->g[j][2] * a2[co];
+            }
+    /* u[i][j][k] = sum_z G[i][z] b[z][j][k] */
     for (int i = 0; i < n; i++)
-        for (int j = 0; j < n; j++)
-            for (int k = 0; k < n; k++)
-                u[(i * n + j) * n + k] =
-                    t->g[i][0] * b[0][j][k] + t->g[i][1] * b[1][j][k] + t->g[i][2] * b[2][j][k];
+        for (int jk = 0; jk < n * n; jk++) {
+            const double *b0 = b + (size_t)jk * co_n;
+            const double *b1 = b + (size_t)(n * n + jk) * co_n;
+            const double *b2 = b + (size_t)(2 * n * n + jk) * co_n;
+            float *out = u + ((size_t)(i * n * n + jk) * cin + ci) * coutp;
+            for (int co = 0; co < cout; co++)
+                out[co] = (float)(t->g[i][0] * b0[co] + t->g[i][1] * b1[co] + t->g[i][2] * b2[co]);
+        }
+}
+
+/* The transformed weights of c, points x cin x coutp floats, into u;
+ * SEGMAMBA_E_NOMEM when the threads' scratch cannot be had. */
+static sm_status transform_weights(const sm_conv *c, const struct sm_conv_winograd *s, float *u)
+{
+    const sm_wino_matrices *t = sm_wino_matrices_get(s->m);
+    const int cin = c->p.cin, cout = c->p.cout, coutp = s->coutp, n = s->n;
+    int failed = 0;
+#if SM_HAVE_OPENMP
+#pragma omp parallel reduction(| : failed)
+#endif
+    {
+        double *ws = malloc((size_t)(27 + 9 * n + 3 * n * n) * cout * sizeof *ws);
+        if (!ws) failed = 1;
+#if SM_HAVE_OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int ci = 0; ci < cin; ci++) {
+            if (!ws) continue;
+            transform_filters(t, c->weight, cin, cout, coutp, ci, ws, u);
+            if (coutp > cout) /* the padding columns */
+                for (int q = 0; q < s->points; q++)
+                    memset(u + ((size_t)q * cin + ci) * coutp + cout, 0,
+                           (size_t)(coutp - cout) * sizeof *u);
+        }
+        free(ws);
+    }
+    if (failed)
+        return sm_fail(SEGMAMBA_E_NOMEM,
+                       "Winograd convolution %d -> %d: out of memory transforming the weights", cin,
+                       cout);
+    return SEGMAMBA_OK;
+}
+
+/* Floats of transformed weights. */
+static size_t u_floats(const sm_conv *c, const struct sm_conv_winograd *s)
+{
+    return (size_t)s->points * (size_t)c->p.cin * (size_t)s->coutp;
+}
+
+size_t sm_conv_winograd_workspace(const sm_conv *c)
+{
+    const struct sm_conv_winograd *s = c->wino;
+    return s && !s->u ? u_floats(c, s) : 0;
 }
 
 sm_status sm_conv_winograd_init(sm_conv *c)
@@ -79,44 +170,17 @@ sm_status sm_conv_winograd_init(sm_conv *c)
     s->points = t->n * t->n * t->n;
     s->cinp = round_up(p->cin, SM_WINO_CPAD);
     s->coutp = round_up(p->cout, SM_WINO_CPAD);
-    const size_t nu = (size_t)s->points * p->cin * s->coutp;
-    s->u = aligned_alloc(64, nu * sizeof *s->u);
     s->bias = aligned_alloc(64, (size_t)s->coutp * sizeof *s->bias);
-    if (!s->u || !s->bias)
-        return sm_fail(SEGMAMBA_E_NOMEM,
-                       "Winograd convolution %d -> %d: out of memory for %zu "
-                       "transformed weights",
-                       p->cin, p->cout, nu);
-    memset(s->u, 0, nu * sizeof *s->u);
+    if (!s->bias) return sm_fail(SEGMAMBA_E_NOMEM, "Winograd convolution: out of memory");
     for (int co = 0; co < s->coutp; co++)
         s->bias[co] = c->bias && co < p->cout ? c->bias[co] : 0.0f;
-
-    /* c->weight is (kd, kh, kw, cin, cout). */
-    const int cin = p->cin, cout = p->cout, points = s->points, coutp = s->coutp;
-    const float *w = c->weight;
-    float *u = s->u;
-    int failed = 0;
-#if SM_HAVE_OPENMP
-#pragma omp parallel reduction(| : failed)
-#endif
-    {
-        double *filt = malloc((27 + (size_t)points) * sizeof *filt);
-        if (!filt) failed = 1;
-#if SM_HAVE_OPENMP
-#pragma omp for schedule(static)
-#endif
-        for (int ci = 0; ci < cin; ci++) {
-            for (int co = 0; filt && co < cout; co++) {
-                for (int tap = 0; tap < 27; tap++)
-                    filt[tap] = w[((size_t)tap * cin + ci) * cout + co];
-                transform_filter(t, filt, filt + 27);
-                for (int q = 0; q < points; q++)
-                    u[((size_t)q * cin + ci) * coutp + co] = (float)filt[27 + q];
-            }
-        }
-        free(filt);
-    }
-    if (failed) return sm_fail(SEGMAMBA_E_NOMEM, "Winograd convolution: out of memory");
+    if (transformed_bytes(p, s->m) > RESIDENT_BYTES) return SEGMAMBA_OK; /* per forward */
+    s->u = aligned_alloc(64, u_floats(c, s) * sizeof *s->u);
+    if (!s->u)
+        return sm_fail(SEGMAMBA_E_NOMEM,
+                       "Winograd convolution %d -> %d: out of memory for %zu transformed weights",
+                       p->cin, p->cout, u_floats(c, s));
+    SM_TRY(transform_weights(c, s, s->u));
     /* The transformed weights replace the packed ones. */
     free(c->weight);
     c->weight = NULL;
@@ -190,7 +254,7 @@ static void locate(const struct sm_conv_winograd *s, const plan *pl, int64_t q, 
 }
 
 sm_status sm_conv_winograd_forward(sm_conv *c, const sm_conv_dims *g, const float *src,
-                                   size_t src_ld, float *dst, size_t dst_ld)
+                                   size_t src_ld, float *dst, size_t dst_ld, float *work)
 {
     const struct sm_conv_winograd *s = c->wino;
     const sm_kernels *kern = c->p.kernels;
@@ -211,6 +275,20 @@ sm_status sm_conv_winograd_forward(sm_conv *c, const sm_conv_dims *g, const floa
     const int64_t nblocks = (ntiles + block - 1) / block;
     const int cin = c->p.cin, cout = c->p.cout, coutp = s->coutp, points = s->points;
     const int relu = c->p.act == SM_ACT_RELU;
+    float *own = NULL, *u = s->u;
+    if (!u) {
+        u = work ? work : (own = aligned_alloc(64, u_floats(c, s) * sizeof *u));
+        if (!u)
+            return sm_fail(SEGMAMBA_E_NOMEM,
+                           "Winograd convolution %d -> %d: out of memory for %zu "
+                           "transformed weights",
+                           cin, cout, u_floats(c, s));
+        const sm_status st = transform_weights(c, s, u);
+        if (st != SEGMAMBA_OK) {
+            free(own);
+            return st;
+        }
+    }
     int failed = 0;
 
 #if SM_HAVE_OPENMP
@@ -234,7 +312,7 @@ sm_status sm_conv_winograd_forward(sm_conv *c, const sm_conv_dims *g, const floa
             }
             for (int t = 0; t < points; t++)
                 kern->wino_gemm(count, cin, coutp, buf + (t + 1) * slot, (size_t)s->cinp,
-                                s->u + (size_t)t * cin * coutp, buf + t * slot);
+                                u + (size_t)t * cin * coutp, buf + t * slot);
             for (int i = 0; i < count; i++) {
                 locate(s, &pl, q0 + i, &w, &o);
                 kern->wino_output(s->m, buf + (size_t)i * coutp, slot, cout, &o);
@@ -242,19 +320,13 @@ sm_status sm_conv_winograd_forward(sm_conv *c, const sm_conv_dims *g, const floa
         }
         free(buf);
     }
+    free(own);
     if (failed)
         return sm_fail(SEGMAMBA_E_NOMEM,
                        "Winograd convolution %d -> %d: out of memory for the "
                        "tile buffers",
                        cin, cout);
     return SEGMAMBA_OK;
-}
-
-/* Bytes of transformed weights a layer takes with tile m. */
-static double transformed_bytes(const sm_conv_params *p, int m)
-{
-    const double n = m + 2;
-    return n * n * n * p->cin * round_up(p->cout, SM_WINO_CPAD) * sizeof(float);
 }
 
 int sm_conv_winograd_pick(const sm_conv_params *p, sm_wino_use use, int tile)
@@ -264,7 +336,7 @@ int sm_conv_winograd_pick(const sm_conv_params *p, sm_wino_use use, int tile)
         return 0;
     const double mib = 1024.0 * 1024.0;
     if (use == SM_WINO_ALL) return tile ? tile : transformed_bytes(p, 4) <= 64 * mib ? 4 : 2;
-    if (transformed_bytes(p, 4) <= 8 * mib) return 4;
-    if (transformed_bytes(p, 2) <= 20 * mib) return 2;
+    if (transformed_bytes(p, 4) <= TRANSIENT_BYTES) return 4;
+    if (transformed_bytes(p, 2) <= TRANSIENT_BYTES) return 2;
     return 0;
 }

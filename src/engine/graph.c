@@ -40,6 +40,13 @@ int sm_graph_tensor(sm_graph *g, int channels, int level)
     return add_value(g, g->n_bufs - 1, 0, channels, channels, 0);
 }
 
+int sm_graph_workspace(sm_graph *g, size_t floats)
+{
+    const int v = sm_graph_tensor(g, 1, 0);
+    if (v >= 0) g->bufs[g->values[v].buf].fixed = floats;
+    return v;
+}
+
 int sm_graph_slice(sm_graph *g, int v, int c0, int c)
 {
     if (g->status != SEGMAMBA_OK) return -1;
@@ -173,8 +180,8 @@ static sm_status run_conv(const op_call *c)
 {
     const run_dims *rd = c->ctx->rd;
     const int l = c->a.level;
-    return sm_conv_forward(c->nd->obj, c->a.p, c->a.ld, rd->d[l], rd->h[l], rd->w[l], c->out.p,
-                           c->out.ld);
+    return sm_conv_forward_ws(c->nd->obj, c->a.p, c->a.ld, rd->d[l], rd->h[l], rd->w[l], c->out.p,
+                              c->out.ld, c->nd->in1 >= 0 ? in1_view(c).p : NULL);
 }
 
 static sm_status run_convt2(const op_call *c)
@@ -333,7 +340,7 @@ static sm_status run_node(const run_ctx *ctx, const sm_node *nd)
 
 static size_t buffer_floats(const sm_buffer *b, const run_dims *rd)
 {
-    size_t n = (size_t)level_voxels(rd, b->level) * (size_t)b->channels;
+    size_t n = b->fixed ? b->fixed : (size_t)level_voxels(rd, b->level) * (size_t)b->channels;
     return (n + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
 }
 

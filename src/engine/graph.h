@@ -20,7 +20,7 @@
 #include "engine/se.h"
 
 typedef enum sm_opcode {
-    SM_OP_CONV,   /* obj: sm_conv */
+    SM_OP_CONV,   /* obj: sm_conv; in1, if any, its workspace (sm_graph_workspace) */
     SM_OP_CONVT2, /* obj: sm_convt2, output at level - 1 */
     SM_OP_INORM,  /* instance norm + act */
     SM_OP_ADD,    /* act(in0 + in1) */
@@ -62,6 +62,7 @@ typedef struct sm_value {
 typedef struct sm_buffer {
     int channels;
     int level;
+    size_t fixed;        /* floats whatever the input size (a workspace), else 0 */
     int first, last;     /* node range in which the buffer is live */
     size_t size, offset; /* floats, in the arena, for the current input size */
     float *data;
@@ -88,6 +89,11 @@ sm_graph *sm_graph_create(void);
 /* A fresh buffer of channels at level; returns its full value (-1 once
  * g->status is an error). */
 int sm_graph_tensor(sm_graph *g, int channels, int level);
+
+/* A buffer of floats floats whatever the input size, for one node's
+ * scratch (a node that lists it as in1 has it to itself while it runs);
+ * returns its value (-1 once g->status is an error). */
+int sm_graph_workspace(sm_graph *g, size_t floats);
 
 /* Channels [c0, c0 + c) of value v. */
 int sm_graph_slice(sm_graph *g, int v, int c0, int c);
