@@ -56,7 +56,7 @@ static double transformed_bytes(const sm_conv_params *p, int m)
 }
 
 /* Transformed weights up to this size are made once and kept; larger ones
- * are made by each forward and freed after it (the packed weights, 27 / n^3
+ * are made by each forward in its workspace (the packed weights, 27 / n^3
  * of the size, are what stays), so that they cost memory only while their
  * layer runs. */
 #define RESIDENT_BYTES (8.0 * 1024 * 1024)
@@ -334,8 +334,7 @@ int sm_conv_winograd_pick(const sm_conv_params *p, sm_wino_use use, int tile)
     if (use == SM_WINO_OFF || p->k != 3 || p->stride != 1 || p->pad != 1 ||
         sm_conv_dilation(p) != 1 || p->precision != SM_PREC_F32)
         return 0;
-    const double mib = 1024.0 * 1024.0;
-    if (use == SM_WINO_ALL) return tile ? tile : transformed_bytes(p, 4) <= 64 * mib ? 4 : 2;
+    if (use == SM_WINO_ALL) return tile ? tile : transformed_bytes(p, 4) <= TRANSIENT_BYTES ? 4 : 2;
     if (transformed_bytes(p, 4) <= TRANSIENT_BYTES) return 4;
     if (transformed_bytes(p, 2) <= TRANSIENT_BYTES) return 2;
     return 0;
