@@ -44,12 +44,14 @@ def load_case(case_dir):
 
 
 def fresh_case(tmp_path_factory, name, **kw):
-    """A case written by gen_case.py (model_case.generate): kw are its options."""
+    """A case written by gen_case.py (model_case.generate): kw are its options.
+    These tests compare with the float32 reference alone, so no float64
+    answer is made (no_truth)."""
     from model_case import generate
     out = str(tmp_path_factory.mktemp(name))
     args = argparse.Namespace(seed=random.randrange(1 << 31), config="tiny", shape=None, size=32,
                               threads=THREADS, fue=False, mamba_type=None, family=None,
-                              dtype=None)
+                              dtype=None, no_truth=True)
     for k, v in kw.items():
         setattr(args, k, v)
     generate(args, out)
