@@ -15,6 +15,7 @@ the output bias is then fitted to the data so that every class wins somewhere.
 """
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -249,9 +250,10 @@ def main(argv=None):
     truth = None
     if args.truth:
         # The stored weights and the input widen to float64 exactly, so this
-        # is the float32 forward's exact answer up to float64 rounding.
+        # is the float32 forward's exact answer up to float64 rounding. A
+        # copy: the model itself is saved below in float32.
         with torch.no_grad():
-            truth = model.double()(x.double(), None)
+            truth = copy.deepcopy(model).double()(x.double(), None)
     t_truth = time.perf_counter()
 
     if not torch.isfinite(logits).all():
