@@ -594,6 +594,72 @@ static void test_winograd_cases(void)
     sm_kernels_select(sm_isa_detect());
 }
 
+/* sm_conv_forward_planes: a forward in slabs of output planes equals the
+ * whole forward bit for bit when every slab starts at a multiple of the
+ * tile (the last may be partial), for every tile, strided views included,
+ * kept and per-forward transformed weights; only Winograd runs it, and
+ * ranges outside the output are refused. */
+static void test_winograd_planes(void)
+{
+    static const conv_case pcases[] = {
+        {13, 17, 3, 1, 1, SM_ACT_RELU, 1, 23, 9, 10, 3, 5, 0},
+        {200, 100, 3, 1, 1, SM_ACT_NONE, 1, 13, 5, 6, 0, 0, 0},
+        {6, 5, 3, 1, 1, SM_ACT_NONE, 0, 1, 4, 3, 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof pcases / sizeof *pcases; i++) {
+        const conv_case *t = &pcases[i];
+        case_data x = case_data_new(t);
+        const size_t plane = (size_t)t->h * t->w, nvox = plane * t->d;
+        const int src_ld = t->cin + t->src_extra, dst_ld = t->cout + t->dst_extra;
+        for (int m = 2; m <= 4; m++) {
+            sm_conv_params p = params_of(t, SM_PREC_F32);
+            p.tile = m;
+            sm_conv *c = NULL;
+            CHECK(sm_conv_create(SM_CONV_WINOGRAD, &p, x.weight, x.bias, &c) == SEGMAMBA_OK);
+            CHECK(sm_conv_tile(c) == m);
+            float *whole = sentinel_floats(nvox * dst_ld), *slabs = sentinel_floats(nvox * dst_ld);
+            CHECK(sm_conv_forward(c, x.src, src_ld, t->d, t->h, t->w, whole, dst_ld) ==
+                  SEGMAMBA_OK);
+            for (int slab = m; slab <= 2 * m; slab += m) {
+                for (int z0 = 0; z0 < t->d; z0 += slab) {
+                    const int z1 = z0 + slab < t->d ? z0 + slab : t->d;
+                    const sm_status st =
+                        sm_conv_forward_planes(c, x.src, src_ld, t->d, t->h, t->w, z0, z1,
+                                               slabs + (size_t)z0 * plane * dst_ld, dst_ld, NULL);
+                    CHECK_MSG(st == SEGMAMBA_OK, "planes [%d, %d): %s", z0, z1,
+                              segmamba_get_last_error());
+                }
+                CHECK_MSG(memcmp(whole, slabs, nvox * dst_ld * sizeof *whole) == 0,
+                          "winograd%d %d->%d %dx%dx%d in slabs of %d planes differs from the "
+                          "whole forward",
+                          m, t->cin, t->cout, t->d, t->h, t->w, slab);
+            }
+            CHECK(sm_conv_forward_planes(c, x.src, src_ld, t->d, t->h, t->w, 0, t->d + 1, slabs,
+                                         dst_ld, NULL) == SEGMAMBA_E_ARG);
+            CHECK(sm_conv_forward_planes(c, x.src, src_ld, t->d, t->h, t->w, 1, 1, slabs, dst_ld,
+                                         NULL) == SEGMAMBA_E_ARG);
+            CHECK(sm_conv_forward_planes(c, x.src, src_ld, t->d, t->h, t->w, -1, 1, slabs, dst_ld,
+                                         NULL) == SEGMAMBA_E_ARG);
+            sm_conv_free(c);
+            free(whole);
+            free(slabs);
+        }
+        case_data_free(&x);
+    }
+    /* the direct backends compute whole volumes only */
+    const conv_case *t = &pcases[2];
+    case_data x = case_data_new(t);
+    sm_conv_params p = params_of(t, SM_PREC_F32);
+    sm_conv *c = NULL;
+    CHECK(sm_conv_create(SM_CONV_REF, &p, x.weight, x.bias, &c) == SEGMAMBA_OK);
+    float out[4 * 3 * 5];
+    CHECK(sm_conv_forward_planes(c, x.src, t->cin, t->d, t->h, t->w, 0, 1, out, t->cout, NULL) ==
+          SEGMAMBA_E_UNSUPPORTED);
+    CHECK(sm_conv_tile(c) == 0);
+    sm_conv_free(c);
+    case_data_free(&x);
+}
+
 static void test_winograd_arguments(void)
 {
     float weight[4 * 4 * 27] = {0};
@@ -662,6 +728,7 @@ int main(void)
     test_reference_against_double();
     test_winograd_arguments();
     test_winograd_cases();
+    test_winograd_planes();
     for (int tile = 2; tile <= 4; tile++) test_size_changes(SM_CONV_WINOGRAD, SM_PREC_F32, tile);
     for (int kind = SM_CONV_BLAS; kind <= SM_CONV_ONEDNN; kind++) {
         if (!sm_conv_available((sm_conv_kind)kind)) {

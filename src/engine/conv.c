@@ -237,7 +237,8 @@ static sm_status check_forward(const sm_conv *c, const float *src, int src_ld, i
     if (d < 1 || h < 1 || w < 1)
         return sm_fail(SEGMAMBA_E_ARG, "convolution: empty volume %dx%dx%d", d, h, w);
     *g = (sm_conv_dims){
-        d, h, w, sm_conv_out_size(p, d), sm_conv_out_size(p, h), sm_conv_out_size(p, w)};
+        d, h, w, sm_conv_out_size(p, d), sm_conv_out_size(p, h), sm_conv_out_size(p, w), 0, 0};
+    g->z1 = g->od;
     if (g->od < 1 || g->oh < 1 || g->ow < 1)
         return sm_fail(SEGMAMBA_E_SHAPE,
                        "convolution: %dx%dx%d volume is smaller than the "
@@ -254,6 +255,24 @@ sm_status sm_conv_forward(sm_conv *c, const float *src, int src_ld, int d, int h
                           int dst_ld)
 {
     return sm_conv_forward_ws(c, src, src_ld, d, h, w, dst, dst_ld, NULL);
+}
+
+sm_status sm_conv_forward_planes(sm_conv *c, const float *src, int src_ld, int d, int h, int w,
+                                 int z0, int z1, float *dst, int dst_ld, float *work)
+{
+    if (!c) return sm_fail(SEGMAMBA_E_ARG, "convolution: no convolution");
+    if (c->kind != SM_CONV_WINOGRAD)
+        return sm_fail(SEGMAMBA_E_UNSUPPORTED,
+                       "convolution: only Winograd computes a range of output planes (not %s)",
+                       sm_conv_kind_name(c->kind));
+    sm_conv_dims g;
+    SM_TRY(check_forward(c, src, src_ld, d, h, w, dst, dst_ld, &g));
+    if (z0 < 0 || z1 <= z0 || z1 > g.od)
+        return sm_fail(SEGMAMBA_E_ARG, "convolution: output planes [%d, %d) outside [0, %d)", z0,
+                       z1, g.od);
+    g.z0 = z0;
+    g.z1 = z1;
+    return sm_conv_winograd_forward(c, &g, src, (size_t)src_ld, dst, (size_t)dst_ld, work);
 }
 
 size_t sm_conv_workspace_floats(const sm_conv *c)

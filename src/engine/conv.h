@@ -73,6 +73,10 @@ sm_conv_choice sm_conv_pick(const sm_conv_params *p, sm_wino_use use, sm_conv_ki
  * every layer under SM_WINO_ALL takes. */
 int sm_conv_winograd_pick(const sm_conv_params *p, sm_wino_use use, int tile);
 
+/* 1 when a Winograd convolution p with tile m keeps its transformed
+ * weights (it then needs no workspace and can run in slabs of planes). */
+int sm_conv_winograd_keeps(const sm_conv_params *p, int m);
+
 /* What a convolution was made with (for profiles and benchmarks). */
 sm_conv_kind sm_conv_get_kind(const sm_conv *c);
 const sm_conv_params *sm_conv_get_params(const sm_conv *c);
@@ -113,6 +117,20 @@ size_t sm_conv_workspace_floats(const sm_conv *c);
  * forward then allocates it and frees it). */
 sm_status sm_conv_forward_ws(sm_conv *c, const float *src, int src_ld, int d, int h, int w,
                              float *dst, int dst_ld, float *work);
+
+/* Output planes [z0, z1) of the forward of the whole d x h x w volume at
+ * src, into dst (which holds those planes only: plane z0 at dst). The
+ * planes are computed as the whole forward computes them, so with z0 a
+ * multiple of the Winograd tile they are bit for bit the same; a graph
+ * can thus run a layer in slabs of planes. Winograd only
+ * (SEGMAMBA_E_UNSUPPORTED for the other backends); work as for
+ * sm_conv_forward_ws (its transformed weights are made anew by each call
+ * when the layer does not keep them). */
+sm_status sm_conv_forward_planes(sm_conv *c, const float *src, int src_ld, int d, int h, int w,
+                                 int z0, int z1, float *dst, int dst_ld, float *work);
+
+/* The Winograd output tile of c (2, 3 or 4), 0 for the other backends. */
+int sm_conv_tile(const sm_conv *c);
 
 void sm_conv_free(sm_conv *c);
 

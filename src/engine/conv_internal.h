@@ -9,10 +9,13 @@
 
 #include <stddef.h>
 
-/* Extents of one forward call: input d, h, w and the output they give. */
+/* Extents of one forward call: input d, h, w and the output they give,
+ * of which planes [z0, z1) are computed (dst points at plane z0; 0 and od
+ * but for sm_conv_forward_planes, which only Winograd runs). */
 typedef struct sm_conv_dims {
     int d, h, w;
     int od, oh, ow;
+    int z0, z1;
 } sm_conv_dims;
 
 struct sm_conv_onednn;

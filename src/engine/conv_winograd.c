@@ -174,7 +174,7 @@ sm_status sm_conv_winograd_init(sm_conv *c)
     if (!s->bias) return sm_fail(SEGMAMBA_E_NOMEM, "Winograd convolution: out of memory");
     for (int co = 0; co < s->coutp; co++)
         s->bias[co] = c->bias && co < p->cout ? c->bias[co] : 0.0f;
-    if (transformed_bytes(p, s->m) > RESIDENT_BYTES) return SEGMAMBA_OK; /* per forward */
+    if (!sm_conv_winograd_keeps(p, s->m)) return SEGMAMBA_OK; /* per forward */
     s->u = aligned_alloc(64, u_floats(c, s) * sizeof *s->u);
     if (!s->u)
         return sm_fail(SEGMAMBA_E_NOMEM,
@@ -240,14 +240,16 @@ static void locate(const struct sm_conv_winograd *s, const plan *pl, int64_t q, 
     tile[1] = (int)(rest % pl->tiles[1]);
     tile[0] = (int)(rest / pl->tiles[1]);
     for (int a = 0; a < 3; a++) {
-        const int out0 = tile[a] * s->m, in0 = out0 - 1; /* pad 1 */
+        /* Along D the tiles start at plane z0, and dst at that plane. */
+        const int first = a == 0 ? pl->g->z0 : 0, end = a == 0 ? pl->g->z1 : side[a];
+        const int out0 = first + tile[a] * s->m, in0 = out0 - 1; /* pad 1 */
         w->lo[a] = in0 < 0 ? -in0 : 0;
         w->hi[a] = side[a] - in0 < s->n ? side[a] - in0 : s->n;
         w->stride[a] = pl->src_stride[a];
         src_off += (int64_t)(in0 + w->lo[a]) * pl->src_stride[a];
-        o->cnt[a] = side[a] - out0 < s->m ? side[a] - out0 : s->m;
+        o->cnt[a] = end - out0 < s->m ? end - out0 : s->m;
         o->stride[a] = pl->dst_stride[a];
-        dst_off += (int64_t)out0 * pl->dst_stride[a];
+        dst_off += (int64_t)(out0 - first) * pl->dst_stride[a];
     }
     w->src = pl->src + src_off;
     o->dst = pl->dst + dst_off;
@@ -259,7 +261,7 @@ sm_status sm_conv_winograd_forward(sm_conv *c, const sm_conv_dims *g, const floa
     const struct sm_conv_winograd *s = c->wino;
     const sm_kernels *kern = c->p.kernels;
     plan pl = {.g = g, .src = src, .dst = dst};
-    const int side[3] = {g->d, g->h, g->w};
+    const int side[3] = {g->z1 - g->z0, g->h, g->w};
     for (int a = 0; a < 3; a++) pl.tiles[a] = (side[a] + s->m - 1) / s->m;
     pl.src_stride[2] = (int64_t)src_ld;
     pl.src_stride[1] = (int64_t)src_ld * g->w;
@@ -327,6 +329,16 @@ sm_status sm_conv_winograd_forward(sm_conv *c, const sm_conv_dims *g, const floa
                        "tile buffers",
                        cin, cout);
     return SEGMAMBA_OK;
+}
+
+int sm_conv_winograd_keeps(const sm_conv_params *p, int m)
+{
+    return transformed_bytes(p, m) <= RESIDENT_BYTES;
+}
+
+int sm_conv_tile(const sm_conv *c)
+{
+    return c && c->kind == SM_CONV_WINOGRAD && c->wino ? c->wino->m : 0;
 }
 
 int sm_conv_winograd_pick(const sm_conv_params *p, sm_wino_use use, int tile)
