@@ -173,6 +173,9 @@ static const dev_op_desc dev_ops[] = {
     [SM_OP_INORM_ADD_INORM] = {NULL, run_inorm_add_inorm, NULL},
     [SM_OP_POINTWISE] = {upload_conv, run_pointwise, free_conv},
     [SM_OP_SE] = {upload_se, run_se, free_se},
+    /* The builder runs blocks in place in slabs only for the CPU. */
+    [SM_OP_COPY] = {NULL, NULL, NULL},
+    [SM_OP_CONV_SLABS] = {NULL, NULL, NULL},
 };
 /* Every opcode has an entry: a missing last one shortens the table, a
  * missing one before it has no run function, which model_create

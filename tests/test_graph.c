@@ -158,6 +158,184 @@ static void test_workspace(void)
     free(xl);
 }
 
+/* ---- blocks in place: slab convolutions, copies, split buffers ---------- */
+
+enum { SC = 10, SO = 5 }; /* a 2 SO-channel concatenation and its halves */
+
+static sm_conv *slab_conv3(const float *w, int cin, int cout, int tile)
+{
+    const sm_conv_params p = {
+        .cin = cin, .cout = cout, .k = 3, .stride = 1, .pad = 1, .tile = tile};
+    sm_conv *c = NULL;
+    CHECK(sm_conv_create(SM_CONV_WINOGRAD, &p, w, NULL, &c) == SEGMAMBA_OK);
+    return c;
+}
+
+static sm_conv *slab_proj(const float *w)
+{
+    const sm_conv_params p = {.cin = SC, .cout = SO, .k = 1, .stride = 1};
+    sm_conv *c = NULL;
+    CHECK(sm_conv_create(SM_CONV_REF, &p, w, NULL, &c) == SEGMAMBA_OK);
+    return c;
+}
+
+/* An up block's ResBlock in place: conv1 (SC -> SO) and the projection of
+ * x into x's own two halves in slabs, then conv2 in slabs over the first
+ * half, into it. The same as plain convolution and pointwise nodes into a
+ * fresh buffer, bit for bit, for every tile, at depths that are not
+ * multiples of it; a projection without its output, and a direct
+ * convolution, are refused when the node is added; an output that starts
+ * after its input in the same memory, when it runs. */
+static void test_slab_conv(void)
+{
+    float *w1 = check_random_floats(SO * SC * 27, -0.2, 0.2),
+          *w2 = check_random_floats(SO * SO * 27, -0.3, 0.3);
+    float *wp = check_random_floats(SO * SC, -0.5, 0.5);
+    static const int depths[] = {1, 7, 11};
+    for (int m = 2; m <= 4; m++)
+        for (size_t k = 0; k < sizeof depths / sizeof *depths; k++) {
+            const int d = depths[k], n = d * H * W;
+            float *x = check_random_floats((int64_t)SC * n, -1, 1);
+            float *want = check_filled_floats((int64_t)SC * n, 0),
+                  *got = check_filled_floats((int64_t)SC * n, 0);
+            /* plain nodes */
+            sm_graph *g = sm_graph_create();
+            int in = sm_graph_tensor(g, SC, 0), o = sm_graph_tensor(g, SC, 0),
+                t = sm_graph_tensor(g, SO, 0);
+            sm_graph_node(g, SM_OP_CONV, in, -1, sm_graph_slice(g, o, 0, SO), SM_ACT_NONE,
+                          slab_conv3(w1, SC, SO, m), 0);
+            sm_graph_node(g, SM_OP_POINTWISE, in, -1, sm_graph_slice(g, o, SO, SO), SM_ACT_NONE,
+                          slab_proj(wp), 0);
+            sm_graph_node(g, SM_OP_CONV, sm_graph_slice(g, o, 0, SO), -1, t, SM_ACT_NONE,
+                          slab_conv3(w2, SO, SO, m), 0);
+            sm_graph_node(g, SM_OP_ACT, t, -1, sm_graph_slice(g, o, 0, SO), SM_ACT_NONE, NULL, 0);
+            CHECK(sm_graph_finish(g, in, o) == SEGMAMBA_OK);
+            CHECK(sm_graph_run(g, sm_kernels_get(), x, d, H, W, want) == SEGMAMBA_OK);
+            sm_graph_free(g);
+            /* in place, in slabs */
+            g = sm_graph_create();
+            in = sm_graph_tensor(g, SC, 0);
+            const int a1 = sm_graph_slice(g, in, 0, SO);
+            sm_graph_slab_conv(g, slab_conv3(w1, SC, SO, m), slab_proj(wp), in, a1,
+                               sm_graph_slice(g, in, SO, SO));
+            sm_graph_slab_conv(g, slab_conv3(w2, SO, SO, m), NULL, a1, a1, -1);
+            CHECK(sm_graph_finish(g, in, in) == SEGMAMBA_OK);
+            CHECK(sm_graph_run(g, sm_kernels_get(), x, d, H, W, got) == SEGMAMBA_OK);
+            /* the input's buffer and the two slab rings of 2 m planes */
+            const size_t round = 16,
+                         ring = ((size_t)2 * m * H * W * SC + round - 1) / round * round;
+            CHECK_MSG(g->planned_floats == ((size_t)n * SC + round - 1) / round * round + ring,
+                      "arena %zu floats", g->planned_floats);
+            CHECK_MSG(memcmp(want, got, (size_t)SC * n * sizeof *got) == 0,
+                      "tile %d, depth %d: the block in place in slabs differs from plain nodes", m,
+                      d);
+            sm_graph_free(g);
+            free(x);
+            free(want);
+            free(got);
+        }
+    sm_graph *g = sm_graph_create();
+    int in = sm_graph_tensor(g, SC, 0);
+    sm_graph_slab_conv(g, slab_conv3(w1, SC, SO, 4), slab_proj(wp), in,
+                       sm_graph_slice(g, in, 0, SO), -1);
+    CHECK(g->status == SEGMAMBA_E_ARG && g->n_nodes == 0);
+    sm_graph_free(g);
+    g = sm_graph_create();
+    in = sm_graph_tensor(g, SC, 0);
+    sm_graph_slab_conv(g, slab_proj(wp), NULL, in, sm_graph_tensor(g, SO, 0), -1);
+    CHECK(g->status == SEGMAMBA_E_ARG && g->n_nodes == 0);
+    sm_graph_free(g);
+    g = sm_graph_create();
+    in = sm_graph_tensor(g, SC, 0);
+    const int late = sm_graph_packed(g, in, SO, SO);
+    sm_graph_slab_conv(g, slab_conv3(w1, SC, SO, 2), NULL, in, late, -1);
+    CHECK(sm_graph_finish(g, in, late) == SEGMAMBA_OK);
+    float *x = check_random_floats((int64_t)SC * 8 * H * W, -1, 1),
+          *y = check_filled_floats((int64_t)SO * 8 * H * W, 0);
+    CHECK(sm_graph_run(g, sm_kernels_get(), x, 8, H, W, y) == SEGMAMBA_E_ARG);
+    sm_graph_free(g);
+    free(x);
+    free(y);
+    free(w1);
+    free(w2);
+    free(wp);
+}
+
+/* A skip kept dense in the first half of its concatenation while other
+ * tensors come and go (they may take the second half's memory: the arena
+ * is smaller than without the split, and every buffer stays 64-byte
+ * aligned although the split is not), then copied in place into the
+ * second half of the channels; a result from it goes to the first half.
+ * The output, skip + relu(skip), is exact: nothing overwrote the skip.
+ * Nodes that touch the part of a split buffer that is not live are refused
+ * by sm_graph_finish, and a copy that would overwrite input it has still to
+ * read by the run. */
+static void test_split_buffers(void)
+{
+    enum { C = 3 };
+    const int n = D * H * W;
+    float *x = check_random_floats((int64_t)C * n, -1, 1),
+          *y = check_filled_floats((int64_t)C * n, 0);
+    size_t arena[2] = {0, 0};
+    for (int split = 0; split <= 1; split++) {
+        sm_graph *g = sm_graph_create();
+        const int in = sm_graph_tensor(g, C, 0), cat = sm_graph_tensor(g, 2 * C, 0);
+        const int head = sm_graph_packed(g, cat, 0, C);
+        const int t1 = sm_graph_tensor(g, C, 0), t2 = sm_graph_tensor(g, C, 0);
+        sm_graph_node(g, SM_OP_ACT, in, -1, head, SM_ACT_NONE, NULL, 0);
+        sm_graph_node(g, SM_OP_ACT, in, -1, t1, SM_ACT_RELU, NULL, 0);
+        sm_graph_node(g, SM_OP_ADD, in, t1, t2, SM_ACT_NONE, NULL, 0);
+        if (split) sm_graph_late(g, cat, C);
+        const int lo = sm_graph_slice(g, cat, 0, C), hi = sm_graph_slice(g, cat, C, C);
+        sm_graph_node(g, SM_OP_COPY, head, -1, hi, SM_ACT_NONE, NULL, 0);
+        sm_graph_node(g, SM_OP_ACT, hi, -1, lo, SM_ACT_RELU, NULL, 0);
+        const int out = sm_graph_tensor(g, C, 0);
+        sm_graph_node(g, SM_OP_ADD, lo, hi, out, SM_ACT_NONE, NULL, 0);
+        CHECK(sm_graph_finish(g, in, out) == SEGMAMBA_OK);
+        CHECK(sm_graph_run(g, sm_kernels_get(), x, D, H, W, y) == SEGMAMBA_OK);
+        int ok = 1;
+        for (int i = 0; i < C * n; i++) ok &= y[i] == x[i] + (x[i] > 0 ? x[i] : 0);
+        CHECK_MSG(ok, "split %d: the output is wrong", split);
+        for (int i = 0; i < g->n_bufs; i++)
+            CHECK_MSG(g->bufs[i].offset % 16 == 0, "split %d: buffer %d at %zu floats", split, i,
+                      g->bufs[i].offset);
+        arena[split] = g->planned_floats;
+        sm_graph_free(g);
+    }
+    CHECK_MSG(arena[1] < arena[0], "arena %zu floats with the split, %zu without", arena[1],
+              arena[0]);
+    /* the late part touched before its first node, the first part after its last */
+    for (int early = 0; early <= 1; early++) {
+        sm_graph *g = sm_graph_create();
+        const int cat = sm_graph_tensor(g, 2 * C, 0);
+        sm_graph_node(g, SM_OP_ACT, cat, -1, cat, SM_ACT_NONE, NULL, 0);
+        if (early)
+            sm_graph_early(g, cat, C);
+        else
+            sm_graph_late(g, cat, C);
+        if (!early) sm_graph_node(g, SM_OP_ACT, cat, -1, cat, SM_ACT_NONE, NULL, 0);
+        sm_graph_node(g, SM_OP_ACT, sm_graph_slice(g, cat, 0, C), -1, sm_graph_slice(g, cat, 0, C),
+                      SM_ACT_NONE, NULL, 0);
+        CHECK_MSG(sm_graph_finish(g, cat, cat) == SEGMAMBA_E_ARG, "early %d: not refused", early);
+        sm_graph_free(g);
+    }
+    sm_graph *g = sm_graph_create();
+    const int cat = sm_graph_tensor(g, 2 * C, 0);
+    sm_graph_late(g, cat, 2 * C);
+    CHECK(g->status == SEGMAMBA_E_ARG);
+    sm_graph_free(g);
+    /* a copy below its input in the same memory */
+    g = sm_graph_create();
+    const int b = sm_graph_tensor(g, 2 * C, 0), hi = sm_graph_slice(g, b, C, C);
+    const int lo = sm_graph_packed(g, b, 0, C);
+    sm_graph_node(g, SM_OP_COPY, hi, -1, lo, SM_ACT_NONE, NULL, 0);
+    CHECK(sm_graph_finish(g, hi, lo) == SEGMAMBA_OK);
+    CHECK(sm_graph_run(g, sm_kernels_get(), x, D, H, W, y) == SEGMAMBA_E_ARG);
+    sm_graph_free(g);
+    free(x);
+    free(y);
+}
+
 /* Every opcode is in the op table (a name, a run function: a node of it is
  * accepted), and a value that is not an opcode is refused. */
 static void test_op_table(void)
@@ -191,6 +369,8 @@ int main(void)
     }
     test_overlap_refused();
     test_workspace();
+    test_slab_conv();
+    test_split_buffers();
     test_op_table();
     return check_report("test_graph");
 }

@@ -35,9 +35,50 @@ int sm_graph_tensor(sm_graph *g, int channels, int level)
         g->status = sm_fail(SEGMAMBA_E_NOMEM, "building the graph: out of memory");
         return -1;
     }
-    g->bufs[g->n_bufs] = (sm_buffer){.channels = channels, .level = level, .first = -1, .last = -1};
+    g->bufs[g->n_bufs] = (sm_buffer){.channels = channels,
+                                     .level = level,
+                                     .first = -1,
+                                     .last = -1,
+                                     .head_last = -1,
+                                     .late_first = -1};
     g->n_bufs++;
     return add_value(g, g->n_bufs - 1, 0, channels, channels, 0);
+}
+
+int sm_graph_planes(sm_graph *g, int channels, int level, int planes)
+{
+    const int v = sm_graph_tensor(g, channels, level);
+    if (v >= 0) g->bufs[g->values[v].buf].planes = planes;
+    return v;
+}
+
+/* Splits v's buffer after channels channels' worth; NULL (g->status set)
+ * when it cannot be split there. */
+static sm_buffer *split_buffer(sm_graph *g, int v, int channels)
+{
+    if (g->status != SEGMAMBA_OK) return NULL;
+    sm_buffer *b = &g->bufs[g->values[v].buf];
+    if (channels < 1 || channels >= b->channels || b->fixed || b->planes ||
+        (b->split && b->split != channels)) {
+        g->status =
+            sm_fail(SEGMAMBA_E_ARG, "building the graph: a buffer of %d channels split after %d",
+                    b->channels, channels);
+        return NULL;
+    }
+    b->split = channels;
+    return b;
+}
+
+void sm_graph_late(sm_graph *g, int v, int channels)
+{
+    sm_buffer *b = split_buffer(g, v, channels);
+    if (b) b->late_first = g->n_nodes;
+}
+
+void sm_graph_early(sm_graph *g, int v, int channels)
+{
+    sm_buffer *b = split_buffer(g, v, channels);
+    if (b) b->head_last = g->n_nodes - 1;
 }
 
 int sm_graph_workspace(sm_graph *g, size_t floats)
@@ -94,8 +135,49 @@ void sm_graph_node(sm_graph *g, sm_opcode op, int in0, int in1, int out, sm_act 
         free_obj(op, obj);
         return;
     }
-    g->nodes[g->n_nodes++] = (sm_node){
-        .op = op, .in0 = in0, .in1 = in1, .out = out, .act = act, .obj = obj, .nslices = nslices};
+    g->nodes[g->n_nodes++] = (sm_node){.op = op,
+                                       .in0 = in0,
+                                       .in1 = in1,
+                                       .out = out,
+                                       .out2 = -1,
+                                       .act = act,
+                                       .obj = obj,
+                                       .nslices = nslices};
+}
+
+static void free_slab_conv(void *obj)
+{
+    sm_slab_conv *s = obj;
+    if (!s) return;
+    sm_conv_free(s->conv);
+    sm_conv_free(s->proj);
+    free(s);
+}
+
+void sm_graph_slab_conv(sm_graph *g, sm_conv *conv, sm_conv *proj, int x, int out, int out2)
+{
+    sm_slab_conv *s = NULL;
+    const int tile = sm_conv_tile(conv);
+    if (g->status == SEGMAMBA_OK &&
+        (!tile || sm_conv_workspace_floats(conv) || !proj != (out2 < 0)))
+        g->status = sm_fail(SEGMAMBA_E_ARG, "building the graph: a slab convolution needs a "
+                                            "Winograd layer that keeps its weights, and a "
+                                            "projection with its output or neither");
+    if (g->status == SEGMAMBA_OK && !(s = malloc(sizeof *s)))
+        g->status = sm_fail(SEGMAMBA_E_NOMEM, "building the graph: out of memory");
+    if (g->status != SEGMAMBA_OK) {
+        sm_conv_free(conv);
+        sm_conv_free(proj);
+        return;
+    }
+    *s = (sm_slab_conv){conv, proj};
+    const sm_conv_params *p = sm_conv_get_params(conv);
+    const int cout2 = proj ? sm_conv_get_params(proj)->cout : 0;
+    const int ring = sm_graph_planes(g, p->cout + cout2, sm_graph_level(g, x), 2 * tile);
+    sm_graph_node(g, SM_OP_CONV_SLABS, x, ring, out, SM_ACT_NONE, s, 0);
+    if (g->status != SEGMAMBA_OK) return;
+    g->nodes[g->n_nodes - 1].out2 = out2;
+    sm_graph_set_flops(g, 2.0 * 27 * p->cin * p->cout + 2.0 * p->cin * cout2);
 }
 
 static void touch(sm_graph *g, int v, int node)
@@ -112,14 +194,33 @@ sm_status sm_graph_finish(sm_graph *g, int input, int output)
     g->input = input;
     g->output = output;
     for (int i = 0; i < g->n_nodes; i++) {
-        touch(g, g->nodes[i].in0, i);
-        touch(g, g->nodes[i].in1, i);
-        touch(g, g->nodes[i].out, i);
+        const sm_node *nd = &g->nodes[i];
+        const int vs[4] = {nd->in0, nd->in1, nd->out, nd->out2};
+        for (int j = 0; j < 4; j++) {
+            touch(g, vs[j], i);
+            if (vs[j] < 0) continue;
+            /* Where only one part of a split buffer is live, the buffer
+             * is used only through dense values within that part. */
+            const sm_value *v = &g->values[vs[j]];
+            const sm_buffer *b = &g->bufs[v->buf];
+            const int dense = v->ld == v->c;
+            if (b->split && i < b->late_first && (!dense || v->base + v->c > b->split))
+                return sm_fail(SEGMAMBA_E_ARG,
+                               "building the graph: node %d uses the late part of a buffer "
+                               "before node %d",
+                               i, b->late_first);
+            if (b->split && b->head_last >= 0 && i > b->head_last && (!dense || v->base < b->split))
+                return sm_fail(SEGMAMBA_E_ARG,
+                               "building the graph: node %d uses the first part of a buffer "
+                               "after node %d",
+                               i, b->head_last);
+        }
     }
-    /* The input exists before the first node, the output after the last. */
+    /* The input exists before the first node, the output after the last
+     * (in this order: a first of -1 reads as unset to touch). */
+    touch(g, output, g->n_nodes);
     touch(g, input, -1);
     g->bufs[g->values[input].buf].first = -1;
-    touch(g, output, g->n_nodes);
     return SEGMAMBA_OK;
 }
 
@@ -273,6 +374,93 @@ static sm_status run_pointwise(const op_call *c)
     return st;
 }
 
+/* SM_OP_COPY (graph.h). */
+static sm_status run_copy(const op_call *c)
+{
+    const view a = c->a, out = c->out;
+    const run_dims *rd = c->ctx->rd;
+    const int l = a.level;
+    const int64_t plane = (int64_t)rd->h[l] * rd->w[l];
+    const int64_t n = plane * rd->d[l];
+    const int apart =
+        out.p + (n - 1) * out.ld + out.c <= a.p || out.p >= a.p + (n - 1) * a.ld + a.c;
+    if (out.c != a.c || (!apart && (out.p < a.p || out.ld < a.ld)))
+        return sm_fail(SEGMAMBA_E_ARG, "graph: a copy's output overlaps input it has still to "
+                                       "read");
+    float *tmp = malloc((size_t)plane * (size_t)a.c * sizeof *tmp);
+    if (!tmp) return sm_fail(SEGMAMBA_E_NOMEM, "copy: out of memory");
+    for (int64_t z = rd->d[l] - 1; z >= 0; z--) {
+        sm_activate(c->ctx->k, a.p + z * plane * a.ld, a.ld, tmp, a.c, plane, a.c, SM_ACT_NONE);
+        sm_activate(c->ctx->k, tmp, a.c, out.p + z * plane * out.ld, out.ld, plane, a.c,
+                    SM_ACT_NONE);
+    }
+    free(tmp);
+    return SEGMAMBA_OK;
+}
+
+/* Whether o may be written over in0 (a) with SM_OP_CONV_SLABS's lag of a
+ * slab: apart from it, or each plane of o ending no later than a's plane
+ * of the same index. */
+static int slab_safe(const view *a, const view *o, int64_t plane, int64_t n)
+{
+    const int apart =
+        o->p + (n - 1) * o->ld + o->c <= a->p || o->p >= a->p + (n - 1) * a->ld + a->c;
+    return apart || (o->ld <= a->ld &&
+                     o->p + (plane - 1) * o->ld + o->c <= a->p + (plane - 1) * a->ld + a->c);
+}
+
+/* Writes slab z0..z1 of the ring (r1: conv's out.c channels dense, then
+ * r2: proj's) to out and out2. */
+static void slab_flush(const op_call *c, const view *o2, int64_t plane, int z0, int z1,
+                       const float *r1, const float *r2)
+{
+    const view o1 = c->out;
+    const int64_t n = (int64_t)(z1 - z0) * plane;
+    sm_activate(c->ctx->k, r1, o1.c, o1.p + z0 * plane * o1.ld, o1.ld, n, o1.c, SM_ACT_NONE);
+    if (o2->p)
+        sm_activate(c->ctx->k, r2, o2->c, o2->p + z0 * plane * o2->ld, o2->ld, n, o2->c,
+                    SM_ACT_NONE);
+}
+
+/* SM_OP_CONV_SLABS (graph.h). The projection runs a plane at a time, as
+ * SM_OP_POINTWISE does, so that both give the same values. */
+static sm_status run_conv_slabs(const op_call *c)
+{
+    const sm_slab_conv *s = c->nd->obj;
+    const view a = c->a;
+    const view o2 = c->nd->out2 >= 0 ? get_view(c->ctx->g, c->nd->out2, c->ctx->rd) : (view){0};
+    const run_dims *rd = c->ctx->rd;
+    const int l = a.level, d = rd->d[l], h = rd->h[l], w = rd->w[l];
+    const int64_t plane = (int64_t)h * w;
+    if (!slab_safe(&a, &c->out, plane, c->n) || (o2.p && !slab_safe(&a, &o2, plane, c->n)))
+        return sm_fail(SEGMAMBA_E_ARG, "graph: a slab convolution's output overlaps input it "
+                                       "has still to read");
+    const int slab = sm_conv_tile(s->conv), c1 = c->out.c, c2 = o2.p ? o2.c : 0;
+    const size_t slot_floats = (size_t)slab * (size_t)plane * (size_t)(c1 + c2);
+    float *ring = in1_view(c).p;
+    sm_status st = SEGMAMBA_OK;
+    int prev = -1; /* the first plane of the slab waiting in the ring, or -1 */
+    for (int z0 = 0; z0 < d && st == SEGMAMBA_OK; z0 += slab) {
+        const int z1 = z0 + slab < d ? z0 + slab : d;
+        float *r1 = ring + (size_t)(z0 / slab % 2) * slot_floats;
+        float *r2 = r1 + (size_t)slab * (size_t)plane * (size_t)c1;
+        st = sm_conv_forward_planes(s->conv, a.p, a.ld, d, h, w, z0, z1, r1, c1, NULL);
+        for (int z = z0; z < z1 && st == SEGMAMBA_OK && s->proj; z++)
+            st = sm_conv_forward(s->proj, a.p + z * plane * a.ld, a.ld, 1, h, w,
+                                 r2 + (size_t)(z - z0) * (size_t)plane * (size_t)c2, c2);
+        if (st == SEGMAMBA_OK && prev >= 0) {
+            const float *p1 = ring + (size_t)(prev / slab % 2) * slot_floats;
+            slab_flush(c, &o2, plane, prev, z0, p1, p1 + (size_t)slab * (size_t)plane * c1);
+        }
+        prev = z0;
+    }
+    if (st == SEGMAMBA_OK && prev >= 0) {
+        const float *p1 = ring + (size_t)(prev / slab % 2) * slot_floats;
+        slab_flush(c, &o2, plane, prev, d, p1, p1 + (size_t)slab * (size_t)plane * c1);
+    }
+    return st;
+}
+
 static sm_status run_se(const op_call *c)
 {
     return sm_se_forward(c->nd->obj, c->a.p, c->a.ld, c->out.p, c->out.ld, c->n);
@@ -295,6 +483,8 @@ static const op_desc ops[] = {
     [SM_OP_INORM_ADD_INORM] = {"inorm+add+inorm", SM_KIND_NORM, 0, run_inorm_add_inorm, NULL},
     [SM_OP_POINTWISE] = {"pointwise", SM_KIND_CONV, 0, run_pointwise, free_conv},
     [SM_OP_SE] = {"se", SM_KIND_OTHER, 0, run_se, free_se},
+    [SM_OP_COPY] = {"copy", SM_KIND_OTHER, 0, run_copy, NULL},
+    [SM_OP_CONV_SLABS] = {"conv slabs", SM_KIND_CONV, 0, run_conv_slabs, free_slab_conv},
 };
 /* Every opcode has an entry: a missing last one shortens the table, a
  * missing one before it has no run function, which sm_graph_node refuses. */
@@ -340,15 +530,18 @@ static sm_status run_node(const run_ctx *ctx, const sm_node *nd)
 
 static size_t buffer_floats(const sm_buffer *b, const run_dims *rd)
 {
-    size_t n = b->fixed ? b->fixed : (size_t)level_voxels(rd, b->level) * (size_t)b->channels;
+    const int64_t voxels = b->planes ? (int64_t)b->planes * rd->h[b->level] * rd->w[b->level]
+                                     : level_voxels(rd, b->level);
+    size_t n = b->fixed ? b->fixed : (size_t)voxels * (size_t)b->channels;
     return (n + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
 }
 
 /* A buffer and the value it is sorted by: qsort has no context argument,
- * so the key travels with the index (no file-scope pointer, so that two
- * graphs can be planned on two threads at once). */
+ * so the key travels with the index (no file-scope graph pointer, so that
+ * two graphs can be planned on two threads at once). */
 typedef struct keyed {
-    size_t key;
+    int64_t key;
+    int64_t end; /* a forbidden range's end (below) */
     int buf;
 } keyed;
 
@@ -360,38 +553,66 @@ static int by_key_desc(const void *x, const void *y)
 
 static int by_key(const void *x, const void *y) { return by_key_desc(y, x); }
 
-static int live_together(const sm_buffer *a, const sm_buffer *b)
+/* A part of a buffer's memory with its own lifetime: the whole buffer, or
+ * its first and late parts when it is split. */
+typedef struct piece {
+    int64_t at, size; /* floats from the buffer's offset */
+    int first, last;
+} piece;
+
+static int pieces_of(const sm_buffer *b, const run_dims *rd, piece p[2])
 {
-    return a->first <= b->last && b->first <= a->last;
+    if (!b->split) {
+        p[0] = (piece){0, (int64_t)b->size, b->first, b->last};
+        return 1;
+    }
+    const int64_t head = (int64_t)b->split * level_voxels(rd, b->level);
+    p[0] = (piece){0, head, b->first, b->head_last >= 0 ? b->head_last : b->last};
+    p[1] = (piece){head, (int64_t)b->size - head, b->late_first >= 0 ? b->late_first : b->first,
+                   b->last};
+    return 2;
 }
 
 static sm_status place(sm_graph *g, const run_dims *rd, size_t *arena_floats)
 {
-    keyed *order = malloc((size_t)g->n_bufs * 2 * sizeof *order);
+    /* Per buffer: its place in the order, then up to 4 forbidden ranges
+     * for each buffer placed before it (2 pieces against 2). */
+    keyed *order = malloc((size_t)g->n_bufs * 5 * sizeof *order);
     if (!order) return sm_fail(SEGMAMBA_E_NOMEM, "forward: out of memory planning buffers");
-    keyed *conflicts = order + g->n_bufs;
+    keyed *ranges = order + g->n_bufs;
     for (int i = 0; i < g->n_bufs; i++) {
         g->bufs[i].size = buffer_floats(&g->bufs[i], rd);
-        order[i] = (keyed){g->bufs[i].size, i};
+        order[i] = (keyed){(int64_t)g->bufs[i].size, 0, i};
     }
     qsort(order, (size_t)g->n_bufs, sizeof *order, by_key_desc);
     size_t total = 0;
     for (int k = 0; k < g->n_bufs; k++) {
         sm_buffer *b = &g->bufs[order[k].buf];
+        piece pb[2], po[2];
+        const int nb = pieces_of(b, rd, pb);
+        /* Offsets at which a piece of b would overlap a piece of a buffer
+         * already placed that is live at the same time: [key, end). */
         int n = 0;
         for (int j = 0; j < k; j++) {
             const sm_buffer *o = &g->bufs[order[j].buf];
-            if (live_together(b, o)) conflicts[n++] = (keyed){o->offset, order[j].buf};
+            const int no = pieces_of(o, rd, po);
+            for (int x = 0; x < nb; x++)
+                for (int y = 0; y < no; y++) {
+                    if (pb[x].first > po[y].last || po[y].first > pb[x].last) continue;
+                    const int64_t lo = (int64_t)o->offset + po[y].at;
+                    ranges[n++] = (keyed){lo - pb[x].at - pb[x].size + 1,
+                                          lo + po[y].size - pb[x].at, order[j].buf};
+                }
         }
-        qsort(conflicts, (size_t)n, sizeof *conflicts, by_key);
-        size_t at = 0;
-        for (int j = 0; j < n; j++) {
-            const sm_buffer *o = &g->bufs[conflicts[j].buf];
-            if (at + b->size <= o->offset) break;
-            if (o->offset + o->size > at) at = o->offset + o->size;
-        }
-        b->offset = at;
-        if (at + b->size > total) total = at + b->size;
+        qsort(ranges, (size_t)n, sizeof *ranges, by_key);
+        /* The lowest offset outside them; a split buffer's parts end
+         * anywhere, so each candidate is rounded up to the alignment. */
+        int64_t at = 0;
+        for (int j = 0; j < n && ranges[j].key <= at; j++)
+            if (ranges[j].end > at)
+                at = (ranges[j].end + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+        b->offset = (size_t)at;
+        if (b->offset + b->size > total) total = b->offset + b->size;
     }
     free(order);
     *arena_floats = total;

@@ -7,7 +7,10 @@
  * buffer's memory, so that a block can reuse the memory of an input it has
  * finished with. All buffers live in one arena in which buffers that are
  * never live at the same time share memory (sm_graph_run plans it for the
- * input size). */
+ * input size); a buffer's memory may be split in two parts, one live from
+ * a later node or up to an earlier one than the other, and a convolution
+ * may run in slabs of planes in its own input's memory (docs/internals.md,
+ * Memory). */
 #ifndef SM_GRAPH_H
 #define SM_GRAPH_H
 
@@ -36,13 +39,28 @@ typedef enum sm_opcode {
      * memory with a voxel stride no wider (plane z is written only after
      * it has been read, and below every plane still to be read). */
     SM_OP_POINTWISE,
-    SM_OP_SE,   /* obj: sm_se (se.h), SegMamba-V2's squeeze-excitation gate; out may be in0 */
+    SM_OP_SE, /* obj: sm_se (se.h), SegMamba-V2's squeeze-excitation gate; out may be in0 */
+    /* out = in0, where out may overlap in0 at or above it (starting no
+     * earlier, with a voxel stride no narrower): planes are copied from the
+     * last, each through a plane-sized temporary. It turns a dense tensor
+     * into one half of its concatenation, in place. */
+    SM_OP_COPY,
+    /* obj: sm_slab_conv (sm_graph_slab_conv): a Winograd convolution of
+     * in0 into out, and optionally a 1x1x1 projection of in0 into out2,
+     * run slab by slab of output planes (as many as the tile) through
+     * in1, a ring of two slabs: a slab's results are written once the
+     * next slab has been computed, when the input planes under them have
+     * been read for the last time. So out and out2 may lie in in0's own
+     * memory, where each of their planes ends no later than in0's plane of
+     * the same index: a block can run in place in its input. */
+    SM_OP_CONV_SLABS,
     SM_OP_COUNT /* not an op: the number of them */
 } sm_opcode;
 
 typedef struct sm_node {
     sm_opcode op;
     int in0, in1, out; /* value ids, -1 if unused */
+    int out2;          /* a second output (SM_OP_CONV_SLABS), else -1 */
     sm_act act;
     void *obj;
     int64_t nslices;
@@ -62,8 +80,14 @@ typedef struct sm_value {
 typedef struct sm_buffer {
     int channels;
     int level;
-    size_t fixed;        /* floats whatever the input size (a workspace), else 0 */
-    int first, last;     /* node range in which the buffer is live */
+    size_t fixed;    /* floats whatever the input size (a workspace), else 0 */
+    int planes;      /* planes of the level rather than the whole volume, else 0 */
+    int first, last; /* node range in which the buffer is live */
+    /* When split > 0, the buffer's memory is two parts, the first split
+     * channels' worth (split times the level's voxels) and the rest: the
+     * first is live up to node head_last, the rest from node late_first
+     * (-1: as the whole buffer). */
+    int split, head_last, late_first;
     size_t size, offset; /* floats, in the arena, for the current input size */
     float *data;
 } sm_buffer;
@@ -94,6 +118,37 @@ int sm_graph_tensor(sm_graph *g, int channels, int level);
  * scratch (a node that lists it as in1 has it to itself while it runs);
  * returns its value (-1 once g->status is an error). */
 int sm_graph_workspace(sm_graph *g, size_t floats);
+
+/* A buffer of channels x planes planes of level (a slab ring); returns
+ * its value (-1 once g->status is an error). */
+int sm_graph_planes(sm_graph *g, int channels, int level, int planes);
+
+/* The memory of v's buffer past its first `channels` channels' worth
+ * holds nothing until the next node added, which is the first to use it:
+ * until then the planner lets other buffers have it, and the nodes before
+ * may touch only dense values of the buffer within that first part
+ * (sm_graph_finish checks). Lets a skip connection kept dense in the first
+ * half of its concatenation leave the second half to the layers between. */
+void sm_graph_late(sm_graph *g, int v, int channels);
+
+/* The memory of the first `channels` channels' worth of v's buffer is not
+ * used after the last node added: the planner gives it to other buffers
+ * from the next node on, and those nodes may touch only dense values of
+ * the buffer past that part (sm_graph_finish checks). An up block that
+ * leaves its result dense in the second half of its concatenation frees
+ * the first this way. */
+void sm_graph_early(sm_graph *g, int v, int channels);
+
+/* SM_OP_CONV_SLABS's object. */
+typedef struct sm_slab_conv {
+    sm_conv *conv; /* Winograd, weights kept (no workspace) */
+    sm_conv *proj; /* 1x1x1 on the same input, or NULL */
+} sm_slab_conv;
+
+/* Appends an SM_OP_CONV_SLABS node: conv(x) into out and, when proj is not
+ * NULL, proj(x) into out2, with its slab ring; takes ownership of both
+ * convolutions (freed with the graph, also on failure). */
+void sm_graph_slab_conv(sm_graph *g, sm_conv *conv, sm_conv *proj, int x, int out, int out2);
 
 /* Channels [c0, c0 + c) of value v. */
 int sm_graph_slice(sm_graph *g, int v, int c0, int c);
