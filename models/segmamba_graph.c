@@ -15,6 +15,7 @@ typedef struct builder {
     sm_conv_kind kind;
     sm_wino_use wino;
     int wino_tile;
+    int slabs; /* the full-resolution blocks run in place (full_res_in_slabs) */
 } builder;
 
 static const float *tensor(builder *b, const char *fmt, ...) SM_PRINTF(2, 3);
@@ -46,17 +47,17 @@ static void release(builder *b, const char *fmt, ...)
     sm_weights_release(b->w, name);
 }
 
-/* A convolution node of opcode op (SM_OP_CONV, or SM_OP_POINTWISE for a
- * 1x1x1 one): out = act(conv(x)), a new tensor unless out >= 0 is given. */
-static int conv_op(builder *b, sm_opcode op, int x, int out, int cout, int k, int stride, int pad,
-                   int dil, int bias, sm_act act, const char *prefix)
+/* The convolution named prefix, of cin -> cout channels, on the backend
+ * the builder's choice gives it; NULL (g->status set) on failure. */
+static sm_conv *make_conv(builder *b, int cin, int cout, int k, int stride, int pad, int dil,
+                          int bias, sm_act act, const char *prefix)
 {
     sm_graph *g = b->g;
-    if (g->status != SEGMAMBA_OK) return -1;
+    if (g->status != SEGMAMBA_OK) return NULL;
     const float *wt = tensor(b, "%s.weight", prefix);
     const float *bs = bias ? tensor(b, "%s.bias", prefix) : NULL;
-    if (g->status != SEGMAMBA_OK) return -1;
-    sm_conv_params p = {.cin = sm_graph_channels(g, x),
+    if (g->status != SEGMAMBA_OK) return NULL;
+    sm_conv_params p = {.cin = cin,
                         .cout = cout,
                         .k = k,
                         .stride = stride,
@@ -71,10 +72,22 @@ static int conv_op(builder *b, sm_opcode op, int x, int out, int cout, int k, in
     sm_status st = sm_conv_create(use.kind, &p, wt, bs, &c);
     if (st != SEGMAMBA_OK) {
         g->status = sm_fail_wrap(st, "%s", prefix);
-        return -1;
+        return NULL;
     }
     release(b, "%s.weight", prefix);
     if (bias) release(b, "%s.bias", prefix);
+    return c;
+}
+
+/* A convolution node of opcode op (SM_OP_CONV, or SM_OP_POINTWISE for a
+ * 1x1x1 one): out = act(conv(x)), a new tensor unless out >= 0 is given. */
+static int conv_op(builder *b, sm_opcode op, int x, int out, int cout, int k, int stride, int pad,
+                   int dil, int bias, sm_act act, const char *prefix)
+{
+    sm_graph *g = b->g;
+    sm_conv *c =
+        make_conv(b, sm_graph_channels(g, x), cout, k, stride, pad, dil, bias, act, prefix);
+    if (!c) return -1;
     if (out < 0) out = sm_graph_tensor(g, cout, sm_graph_level(g, x) + (stride == 2 ? 1 : 0));
     /* Scratch the layer needs while it runs (Winograd weights transformed
      * per forward) goes in the arena, where it shares memory with
@@ -82,7 +95,8 @@ static int conv_op(builder *b, sm_opcode op, int x, int out, int cout, int k, in
     const size_t ws = op == SM_OP_CONV ? sm_conv_workspace_floats(c) : 0;
     const int work = ws ? sm_graph_workspace(g, ws) : -1;
     sm_graph_node(g, op, x, work, out, SM_ACT_NONE, c, 0);
-    sm_graph_set_flops(g, 2.0 * k * k * k * p.cin * cout / ((double)stride * stride * stride));
+    sm_graph_set_flops(g, 2.0 * k * k * k * sm_graph_channels(g, x) * cout /
+                              ((double)stride * stride * stride));
     return out;
 }
 
@@ -226,6 +240,65 @@ static block_slots skip_slots(builder *b, int x, int cat, int skip, int first_le
         s.a2 = skip;
     }
     return s;
+}
+
+/* Whether the full-resolution blocks can run in place, in slabs of planes:
+ * on the CPU, with the 3x3x3 layers of f -> f and 2f -> f channels on
+ * Winograd with kept weights. The skip of encoder1 then stays dense in the
+ * first half of its concatenation's memory, leaving the second half to the
+ * layers between (sm_graph_late), and the up block's ResBlock and
+ * decoder1 run inside the concatenation: the full resolution never holds
+ * more than the concatenation's two halves (plus slab rings). Otherwise
+ * conv1's output of each is a third full-resolution tensor. */
+static int full_res_in_slabs(const builder *b)
+{
+    const segmamba_config *cfg = b->cfg;
+    if (cfg->backend == SEGMAMBA_BACKEND_CUDA) return 0;
+    const int f = cfg->feat[0];
+    for (int i = 0; i < 2; i++) {
+        const sm_conv_params p = {.cin = i ? f : 2 * f,
+                                  .cout = f,
+                                  .k = 3,
+                                  .stride = 1,
+                                  .pad = 1,
+                                  .precision = cfg->bf16 ? SM_PREC_BF16 : SM_PREC_F32};
+        const sm_conv_choice use = sm_conv_pick(&p, b->wino, b->kind, b->wino_tile);
+        if (use.kind != SM_CONV_WINOGRAD || !sm_conv_winograd_keeps(&p, use.tile)) return 0;
+    }
+    return 1;
+}
+
+/* A full-resolution ResBlock in place (full_res_in_slabs): conv1 of x
+ * into a1, with the projection of x into r when the channels change (then
+ * both in slabs over x, whose memory a1 and r may take), the norm, conv2
+ * in slabs over a1 into a1, and the tail into a1, which it returns. */
+static int resblock_in_place(builder *b, const char *prefix, int x, int cout, int a1, int r)
+{
+    sm_graph *g = b->g;
+    char p[NAME_CAP];
+    const int cin = sm_graph_channels(g, x), down = cin != cout;
+    if (down) {
+        snprintf(p, sizeof p, "%s.conv1.conv", prefix);
+        sm_conv *c1 = make_conv(b, cin, cout, 3, 1, 1, 0, 0, SM_ACT_NONE, p);
+        snprintf(p, sizeof p, "%s.conv3.conv", prefix);
+        sm_conv *c3 = c1 ? make_conv(b, cin, cout, 1, 1, 0, 0, 0, SM_ACT_NONE, p) : NULL;
+        if (!c3) {
+            sm_conv_free(c1);
+            return -1;
+        }
+        sm_graph_slab_conv(g, c1, c3, x, a1, r);
+    } else {
+        conv_plain(b, SM_OP_CONV, x, a1, cout, 3, "%s.conv1.conv", prefix);
+        r = x;
+    }
+    inorm(b, a1, a1, SM_ACT_LRELU);
+    snprintf(p, sizeof p, "%s.conv2.conv", prefix);
+    sm_conv *c2 = make_conv(b, cout, cout, 3, 1, 1, 0, 0, SM_ACT_NONE, p);
+    if (!c2) return -1;
+    sm_graph_slab_conv(g, c2, NULL, a1, a1, -1);
+    sm_graph_node(g, down ? SM_OP_INORM_ADD_INORM : SM_OP_INORM_ADD, a1, r, a1, SM_ACT_LRELU, NULL,
+                  0);
+    return a1;
 }
 
 /* Gated spatial convolution; the released code adds the two branches. */
@@ -390,6 +463,12 @@ static int up_block(builder *b, int k, int x, int cat)
     sm_graph *g = b->g;
     if (g->status != SEGMAMBA_OK) return -1;
     const int cin = sm_graph_channels(g, x), cout = sm_graph_channels(g, cat) / 2;
+    const int in_place = k == 2 && b->slabs;
+    if (in_place) { /* the skip, dense in the first half, to its place in cat */
+        sm_graph_late(g, cat, cout);
+        sm_graph_node(g, SM_OP_COPY, sm_graph_packed(g, cat, 0, cout), -1,
+                      sm_graph_slice(g, cat, cout, cout), SM_ACT_NONE, NULL, 0);
+    }
     sm_convt2 *t = NULL;
     const float *wt = tensor(b, "decoder%d.transp_conv.conv.weight", k);
     if (g->status != SEGMAMBA_OK) return -1;
@@ -403,11 +482,19 @@ static int up_block(builder *b, int k, int x, int cat)
     sm_graph_set_flops(g, 2.0 * 8 * cin * cout);
     char p[NAME_CAP];
     snprintf(p, sizeof p, "decoder%d.conv_block", k);
+    if (in_place)
+        return resblock_in_place(b, p, cat, cout, sm_graph_slice(g, cat, 0, cout),
+                                 sm_graph_slice(g, cat, cout, cout));
     const block_slots s = {.a1 = -1,
                            .a2 = sm_graph_packed(g, cat, cout, cout),
                            .r = sm_graph_packed(g, cat, 0, cout),
                            .out = -1};
-    return resblock(b, p, cat, cout, s);
+    const int out = resblock(b, p, cat, cout, s);
+    /* The result is dense in the second half; the first (the projection)
+     * is free from here, but for cat[0] outside slabs, where decoder1 runs
+     * conv1 into it. */
+    if (k > 2) sm_graph_early(g, cat, cout);
+    return out;
 }
 
 sm_status sm_segmamba_build(sm_weights *w, const segmamba_config *cfg, const sm_kernels *k,
@@ -423,6 +510,7 @@ sm_status sm_segmamba_build(sm_weights *w, const segmamba_config *cfg, const sm_
                  .kind = kind,
                  .wino = wino,
                  .wino_tile = wino_tile};
+    b.slabs = full_res_in_slabs(&b);
     const int *f = cfg->feat;
 
     int input = sm_graph_tensor(g, cfg->in_chans, 0);
@@ -433,8 +521,13 @@ sm_status sm_segmamba_build(sm_weights *w, const segmamba_config *cfg, const sm_
     int skip_slot[4];
     for (int k = 0; k < 4; k++) skip_slot[k] = sm_graph_slice(g, cat[k], f[k], f[k]);
 
-    const int enc1 =
-        resblock(&b, "encoder1.layer", input, f[0], skip_slots(&b, input, cat[0], skip_slot[0], 1));
+    /* In slabs, encoder1's skip stays dense in the first half of cat[0]
+     * until decoder2 (conv2 writes it there, the tail over it). */
+    const int head = sm_graph_packed(g, cat[0], 0, f[0]);
+    const block_slots enc1_slots = b.slabs
+                                       ? (block_slots){.a1 = -1, .a2 = head, .r = -1, .out = head}
+                                       : skip_slots(&b, input, cat[0], skip_slot[0], 1);
+    const int enc1 = resblock(&b, "encoder1.layer", input, f[0], enc1_slots);
     int x = input, o[4];
     if (cfg->family == SEGMAMBA_FAMILY_V2) { /* the encoder runs on enc1 */
         x = enc1;
@@ -450,12 +543,19 @@ sm_status sm_segmamba_build(sm_weights *w, const segmamba_config *cfg, const sm_
     int h = resblock(&b, "encoder5.layer", o[3], cfg->hidden, FRESH);
     int d = h;
     for (int k = 5; k >= 2; k--) d = up_block(&b, k, d, cat[k - 2]);
-    /* decoder2 left its result in the second half of cat[0]'s memory and
-     * has finished with the first. */
-    d = resblock(
-        &b, "decoder1.layer", d, f[0],
-        (block_slots){.a1 = sm_graph_packed(g, cat[0], 0, f[0]), .a2 = -1, .r = -1, .out = -1});
-    int logits = conv(&b, d, -1, cfg->out_chans, 1, 1, 0, 1, SM_ACT_NONE, "out.conv.conv");
+    /* decoder2 left its result in the first half of cat[0]'s channels (in
+     * slabs) or in the second half of its memory, and has finished with the
+     * other half. */
+    if (b.slabs)
+        d = resblock_in_place(&b, "decoder1.layer", d, f[0], sm_graph_slice(g, cat[0], f[0], f[0]),
+                              -1);
+    else
+        d = resblock(&b, "decoder1.layer", d, f[0],
+                     (block_slots){.a1 = head, .a2 = -1, .r = -1, .out = -1});
+    /* In slabs d is a strided half of cat[0], which oneDNN would copy
+     * whole into a dense temporary: a plane at a time instead. */
+    int logits = conv_op(&b, b.slabs ? SM_OP_POINTWISE : SM_OP_CONV, d, -1, cfg->out_chans, 1, 1, 0,
+                         0, 1, SM_ACT_NONE, "out.conv.conv");
 
     sm_status st = sm_graph_finish(g, input, logits);
     if (st != SEGMAMBA_OK) {
