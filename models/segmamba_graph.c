@@ -271,8 +271,10 @@ static int full_res_in_slabs(const builder *b)
 /* A full-resolution ResBlock in place (full_res_in_slabs): conv1 of x
  * into a1, with the projection of x into r when the channels change (then
  * both in slabs over x, whose memory a1 and r may take), the norm, conv2
- * in slabs over a1 into a1, and the tail into a1, which it returns. */
-static int resblock_in_place(builder *b, const char *prefix, int x, int cout, int a1, int r)
+ * in slabs over a1 into a1, and the tail into out (a1 when < 0; or a
+ * denser value in the same memory, starting no later), which it returns. */
+static int resblock_in_place(builder *b, const char *prefix, int x, int cout, int a1, int r,
+                             int out)
 {
     sm_graph *g = b->g;
     char p[NAME_CAP];
@@ -296,9 +298,10 @@ static int resblock_in_place(builder *b, const char *prefix, int x, int cout, in
     sm_conv *c2 = make_conv(b, cout, cout, 3, 1, 1, 0, 0, SM_ACT_NONE, p);
     if (!c2) return -1;
     sm_graph_slab_conv(g, c2, NULL, a1, a1, -1);
-    sm_graph_node(g, down ? SM_OP_INORM_ADD_INORM : SM_OP_INORM_ADD, a1, r, a1, SM_ACT_LRELU, NULL,
+    if (out < 0) out = a1;
+    sm_graph_node(g, down ? SM_OP_INORM_ADD_INORM : SM_OP_INORM_ADD, a1, r, out, SM_ACT_LRELU, NULL,
                   0);
-    return a1;
+    return out;
 }
 
 /* Gated spatial convolution; the released code adds the two branches. */
@@ -482,9 +485,12 @@ static int up_block(builder *b, int k, int x, int cat)
     sm_graph_set_flops(g, 2.0 * 8 * cin * cout);
     char p[NAME_CAP];
     snprintf(p, sizeof p, "decoder%d.conv_block", k);
+    /* The result dense in the first half of cat's memory (the tail
+     * compacts it there), so that decoder1 runs on dense tensors. */
     if (in_place)
         return resblock_in_place(b, p, cat, cout, sm_graph_slice(g, cat, 0, cout),
-                                 sm_graph_slice(g, cat, cout, cout));
+                                 sm_graph_slice(g, cat, cout, cout),
+                                 sm_graph_packed(g, cat, 0, cout));
     const block_slots s = {.a1 = -1,
                            .a2 = sm_graph_packed(g, cat, cout, cout),
                            .r = sm_graph_packed(g, cat, 0, cout),
@@ -543,19 +549,15 @@ sm_status sm_segmamba_build(sm_weights *w, const segmamba_config *cfg, const sm_
     int h = resblock(&b, "encoder5.layer", o[3], cfg->hidden, FRESH);
     int d = h;
     for (int k = 5; k >= 2; k--) d = up_block(&b, k, d, cat[k - 2]);
-    /* decoder2 left its result in the first half of cat[0]'s channels (in
-     * slabs) or in the second half of its memory, and has finished with the
-     * other half. */
+    /* decoder2 left its result dense in one half of cat[0]'s memory (the
+     * first in slabs, else the second), and has finished with the other. */
     if (b.slabs)
-        d = resblock_in_place(&b, "decoder1.layer", d, f[0], sm_graph_slice(g, cat[0], f[0], f[0]),
-                              -1);
+        d = resblock_in_place(&b, "decoder1.layer", d, f[0], sm_graph_packed(g, cat[0], f[0], f[0]),
+                              -1, -1);
     else
         d = resblock(&b, "decoder1.layer", d, f[0],
                      (block_slots){.a1 = head, .a2 = -1, .r = -1, .out = -1});
-    /* In slabs d is a strided half of cat[0], which oneDNN would copy
-     * whole into a dense temporary: a plane at a time instead. */
-    int logits = conv_op(&b, b.slabs ? SM_OP_POINTWISE : SM_OP_CONV, d, -1, cfg->out_chans, 1, 1, 0,
-                         0, 1, SM_ACT_NONE, "out.conv.conv");
+    int logits = conv(&b, d, -1, cfg->out_chans, 1, 1, 0, 1, SM_ACT_NONE, "out.conv.conv");
 
     sm_status st = sm_graph_finish(g, input, logits);
     if (st != SEGMAMBA_OK) {

@@ -98,6 +98,36 @@ static void test_instance_norm_add(void)
     }
 }
 
+/* A block compacting its tail into its input's memory: a and b the two
+ * halves of each voxel's channels, dst dense from the buffer's start (a
+ * narrower stride, over voxels not read yet in parallel). The same values
+ * as into a separate buffer, for sizes of one round to many; a dense dst
+ * that starts after its input is refused. */
+static void test_instance_norm_compacting(void)
+{
+    const sm_kernels *kern = sm_kernels_get();
+    const int c = 24;
+    static const int64_t sizes[] = {7, 3000, 20011};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        const int64_t n = sizes[i];
+        for (int norm_b = 0; norm_b < 2; norm_b++) {
+            float *buf = random_buf(n * 2 * c, -3, 5);
+            float *sep = malloc((size_t)(n * c) * sizeof *sep);
+            CHECK(sm_instance_norm_add(kern, buf, 2 * c, buf + c, 2 * c, norm_b, sep, c, n, c,
+                                       SM_ACT_LRELU) == SEGMAMBA_OK);
+            CHECK(sm_instance_norm_add(kern, buf, 2 * c, buf + c, 2 * c, norm_b, buf, c, n, c,
+                                       SM_ACT_LRELU) == SEGMAMBA_OK);
+            CHECK_MSG(memcmp(buf, sep, (size_t)(n * c) * sizeof *sep) == 0,
+                      "compacting tail, %lld voxels, norm_b %d: differs from a separate output",
+                      (long long)n, norm_b);
+            CHECK(sm_instance_norm_add(kern, buf, 2 * c, buf + c, 2 * c, norm_b, buf + 1, c, n, c,
+                                       SM_ACT_LRELU) == SEGMAMBA_E_ARG);
+            free(buf);
+            free(sep);
+        }
+    }
+}
+
 static void test_layer_norm(void)
 {
     const int64_t n = 200;
@@ -216,6 +246,7 @@ int main(void)
     check_seed(0x243f6a8885a308d3ull);
     test_instance_norm();
     test_instance_norm_add();
+    test_instance_norm_compacting();
     test_layer_norm();
     test_pointwise();
     test_convt2();

@@ -98,6 +98,66 @@ static sm_norm_stats kernel_stats(norm_stats st)
     return (sm_norm_stats){st.scale, st.mean_hi, st.mean_lo};
 }
 
+/* The apply pass over voxels [v0, v1), in blocks shared among nt threads. */
+static void apply_range(const sm_kernels *k, const sm_norm_args *args, int64_t v0, int64_t v1,
+                        sm_act act, int nt)
+{
+    const int64_t blocks = (v1 - v0 + NORM_APPLY_BLOCK - 1) / NORM_APPLY_BLOCK;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const int64_t b0 = v0 + blk * NORM_APPLY_BLOCK;
+        const int64_t b1 = b0 + NORM_APPLY_BLOCK < v1 ? b0 + NORM_APPLY_BLOCK : v1;
+        k->norm_apply(args, b0, b1);
+        if (act == SM_ACT_GELU)
+            for (int64_t v = b0; v < b1; v++) act_row(k, args->y + v * args->ldy, args->c, act);
+    }
+}
+
+/* Whether dst is denser than a (or b) and lies in its memory: a block
+ * compacting its result into its input's memory. (Channel slices of one
+ * buffer with the same stride share its memory without sharing elements:
+ * they are not this.) */
+static int compacts(const float *a, int lda, const float *b, int ldb, const float *dst, int dst_ld,
+                    int64_t n, int c)
+{
+    const float *d_end = dst + (n - 1) * dst_ld + c;
+    const int over_a = dst_ld < lda && dst < a + (n - 1) * lda + c && a < d_end;
+    const int over_b = b && dst_ld < ldb && dst < b + (n - 1) * ldb + c && b < d_end;
+    return over_a || over_b;
+}
+
+/* The apply pass when dst compacts its inputs (dst_ld below their strides,
+ * dst starting no later): voxels in rounds [s, e) whose output lies below
+ * the first input voxel still to be read, e = s * (narrowest input stride)
+ * / dst_ld, each round shared among the threads; the first round through
+ * a temporary. The same values as the plain pass. */
+static sm_status apply_compacting(const sm_kernels *k, const sm_norm_args *args, int64_t n,
+                                  sm_act act, int nt)
+{
+    const int64_t ld_in = args->b && args->ldb < args->lda ? args->ldb : args->lda;
+    const int64_t ldy = args->ldy;
+    if (ldy >= ld_in || args->y > args->a || (args->b && args->y > args->b))
+        return sm_fail(SEGMAMBA_E_ARG, "instance norm: the output overlaps input it has still "
+                                       "to read");
+    int64_t s = n < NORM_APPLY_BLOCK * nt ? n : NORM_APPLY_BLOCK * nt;
+    float *tmp = malloc((size_t)s * (size_t)args->c * sizeof *tmp);
+    if (!tmp) return sm_fail(SEGMAMBA_E_NOMEM, "instance norm: out of memory");
+    sm_norm_args first = *args;
+    first.y = tmp; /* voxel v at tmp + v * c */
+    first.ldy = args->c;
+    apply_range(k, &first, 0, s, act, nt);
+    for (int64_t v = 0; v < s; v++)
+        memcpy(args->y + v * ldy, tmp + v * args->c, (size_t)args->c * sizeof *tmp);
+    free(tmp);
+    while (s < n) {
+        int64_t e = s * ld_in / ldy;
+        if (e > n) e = n;
+        apply_range(k, args, s, e, act, nt);
+        s = e;
+    }
+    return SEGMAMBA_OK;
+}
+
 /* dst = act(IN(a) + b'), b' = IN(b) when norm_b, b itself when b is given
  * without norm_b, nothing when b is NULL: one statistics pass per normed
  * input, then a single pass (the dispatch table's norm_apply) that reads
@@ -130,18 +190,14 @@ static sm_status norm_apply(const sm_kernels *k, const float *a, int lda, const 
                                .ldy = dst_ld,
                                .act = act == SM_ACT_GELU ? SM_ACT_NONE
                                                          : act}; /* GELU: below, on the result */
-    const int64_t blocks = (n + NORM_APPLY_BLOCK - 1) / NORM_APPLY_BLOCK;
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int64_t blk = 0; blk < blocks; blk++) {
-        const int64_t v0 = blk * NORM_APPLY_BLOCK;
-        const int64_t v1 = v0 + NORM_APPLY_BLOCK < n ? v0 + NORM_APPLY_BLOCK : n;
-        k->norm_apply(&args, v0, v1);
-        if (act == SM_ACT_GELU)
-            for (int64_t v = v0; v < v1; v++) act_row(k, dst + v * dst_ld, c, act);
-    }
+    sm_status st = SEGMAMBA_OK;
+    if (compacts(a, lda, b, ldb, dst, dst_ld, n, c))
+        st = apply_compacting(k, &args, n, act, nt);
+    else
+        apply_range(k, &args, 0, n, act, nt);
     free(acc);
     free(buf);
-    return SEGMAMBA_OK;
+    return st;
 }
 
 sm_status sm_instance_norm(const sm_kernels *k, const float *src, int src_ld, float *dst,
