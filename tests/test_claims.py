@@ -15,9 +15,11 @@
              command on an all-zero case, which runs no window) does not grow
              with the number of models by anything near an arena.
   arena      "at 128^3 with the official config and --conv auto the arena is
-             1152 MiB (set by decoder2: its 768 MiB cat and conv1's 384 MiB
-             output)" (ARCHITECTURE.md): segmamba bench's arena equals
-             (2 f0 + f0) x 128^3 x 4 bytes, f0 the first stage's features.
+             864 MiB (set by decoder2's copy and transposed convolution:
+             cat[0], 768 MiB, and decoder3's result, 96 MiB)"
+             (docs/internals.md): segmamba bench's arena equals
+             (2 f0 x 128^3 + f1 x 64^3) x 4 bytes, f0 and f1 the first two
+             stages' features (the full resolution runs in place, in cat[0]).
 
     /usr/bin/python3 tests/test_claims.py --segmamba build/segmamba [--only NAME]
 """
@@ -163,7 +165,7 @@ def check_arena(args, tmp):
     if not check("arena: the official config made", p.returncode == 0, p.stderr[-500:]):
         return
     with open(os.path.join(out, "case.json")) as f:
-        f0 = json.load(f)["config"]["feat_size"][0]
+        f0, f1 = json.load(f)["config"]["feat_size"][:2]
     js = os.path.join(tmp, "official-bench.json")
     p = run([args.segmamba, "bench", "--model", os.path.join(out, "model.safetensors"), "--size", "128",
              "--repeat", "1", "--threads", "2", "--json", js])
@@ -172,9 +174,10 @@ def check_arena(args, tmp):
     with open(js) as f:
         doc = json.load(f)
     arena = (doc["runs"][0] if "runs" in doc else doc)["activations_mib"]
-    want = (2 * f0 + f0) * 128 ** 3 * 4 / 2 ** 20
+    want = (2 * f0 * 128 ** 3 + f1 * 64 ** 3) * 4 / 2 ** 20
     check(f"arena: {arena} MiB at 128^3 (official, --conv auto) = decoder2's cat ({2 * f0} channels) "
-          f"and conv1's output ({f0}) = {want:.0f} MiB", abs(arena - want) < 0.5, (arena, want))
+          f"and decoder3's result ({f1} at 64^3) = {want:.0f} MiB", abs(arena - want) < 0.5,
+          (arena, want))
 
 
 CHECKS = {"overlap": check_overlap, "generic": check_generic, "ensemble": check_ensemble,
