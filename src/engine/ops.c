@@ -102,6 +102,7 @@ static sm_norm_stats kernel_stats(norm_stats st)
 static void apply_range(const sm_kernels *k, const sm_norm_args *args, int64_t v0, int64_t v1,
                         sm_act act, int nt)
 {
+    (void)nt; /* without OpenMP */
     const int64_t blocks = (v1 - v0 + NORM_APPLY_BLOCK - 1) / NORM_APPLY_BLOCK;
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t blk = 0; blk < blocks; blk++) {
