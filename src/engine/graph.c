@@ -336,6 +336,13 @@ static sm_status run_mamba(const op_call *c)
                             rd->h[l], rd->w[l], c->nd->nslices, in1_view(c).p, c->ctx->g->seconds);
 }
 
+/* Whether o and a (n voxels each) lie apart in memory: both are in the
+ * arena, so their addresses compare. */
+static int views_apart(const view *a, const view *o, int64_t n)
+{
+    return o->p + (n - 1) * o->ld + o->c <= a->p || o->p >= a->p + (n - 1) * a->ld + a->c;
+}
+
 /* SM_OP_POINTWISE (graph.h). Plane z's result goes straight to a dense
  * out when it lies apart from the input or below input plane z (every
  * plane of a compacting projection but the first), else through the
@@ -349,9 +356,7 @@ static sm_status run_pointwise(const op_call *c)
     const int l = a.level;
     const int64_t plane = (int64_t)rd->h[l] * rd->w[l];
     const int64_t n = plane * rd->d[l];
-    /* Both are in the arena, so their addresses compare. */
-    const int apart =
-        out.p + (n - 1) * out.ld + out.c <= a.p || out.p >= a.p + (n - 1) * a.ld + a.c;
+    const int apart = views_apart(&a, &out, n);
     if (!apart && (out.p > a.p || out.ld > a.ld))
         return sm_fail(SEGMAMBA_E_ARG, "graph: a pointwise convolution's output overlaps input "
                                        "it has still to read");
@@ -382,8 +387,7 @@ static sm_status run_copy(const op_call *c)
     const int l = a.level;
     const int64_t plane = (int64_t)rd->h[l] * rd->w[l];
     const int64_t n = plane * rd->d[l];
-    const int apart =
-        out.p + (n - 1) * out.ld + out.c <= a.p || out.p >= a.p + (n - 1) * a.ld + a.c;
+    const int apart = views_apart(&a, &out, n);
     if (out.c != a.c || (!apart && (out.p < a.p || out.ld < a.ld)))
         return sm_fail(SEGMAMBA_E_ARG, "graph: a copy's output overlaps input it has still to "
                                        "read");
@@ -403,10 +407,8 @@ static sm_status run_copy(const op_call *c)
  * of the same index. */
 static int slab_safe(const view *a, const view *o, int64_t plane, int64_t n)
 {
-    const int apart =
-        o->p + (n - 1) * o->ld + o->c <= a->p || o->p >= a->p + (n - 1) * a->ld + a->c;
-    return apart || (o->ld <= a->ld &&
-                     o->p + (plane - 1) * o->ld + o->c <= a->p + (plane - 1) * a->ld + a->c);
+    return views_apart(a, o, n) || (o->ld <= a->ld && o->p + (plane - 1) * o->ld + o->c <=
+                                                          a->p + (plane - 1) * a->ld + a->c);
 }
 
 /* Writes slab z0..z1 of the ring (r1: conv's out.c channels dense, then
