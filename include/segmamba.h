@@ -96,13 +96,17 @@ typedef struct segmamba_config {
     segmamba_backend backend;
     int tf32; /* 1: CUDA GEMMs run on TF32 tensor cores */
     int64_t n_params;
-    int64_t arena_bytes; /* activation memory planned for the largest input
-                            seen so far (0 before the first forward and after
-                            segmamba_release_arena) */
-    int family;          /* SEGMAMBA_FAMILY_*: the network the tensor names
-                            make the checkpoint (spec section 7) */
-    int mamba_type;      /* SEGMAMBA_MAMBA_*: the Mamba layers' scan directions,
-                            from the tensors present (every layer the same) */
+    int64_t arena_bytes;  /* activation memory planned for the largest input
+                             seen so far (0 before the first forward and after
+                             segmamba_release_arena) */
+    int family;           /* SEGMAMBA_FAMILY_*: the network the tensor names
+                             make the checkpoint (spec section 7) */
+    int mamba_type;       /* SEGMAMBA_MAMBA_*: the Mamba layers' scan directions,
+                             from the tensors present (every layer the same) */
+    int64_t weight_bytes; /* host memory the weights take now, every copy and
+                             layout the backends keep (Winograd's transformed
+                             weights, oneDNN's reordered ones after the first
+                             forward) and the tensors kept as loaded */
 } segmamba_config;
 
 /* segmamba_config.family. */

@@ -353,6 +353,10 @@ static int large_kernel_block(builder *b, int i, int j, int x)
         g->status = sm_fail_wrap(st, "vit.gscs.%d.%d.se", i, j);
         return -1;
     }
+    release(b, "vit.gscs.%d.%d.se.fc.0.weight", i, j);
+    release(b, "vit.gscs.%d.%d.se.fc.0.bias", i, j);
+    release(b, "vit.gscs.%d.%d.se.fc.2.weight", i, j);
+    release(b, "vit.gscs.%d.%d.se.fc.2.bias", i, j);
     sm_graph_node(g, SM_OP_SE, d, -1, d, SM_ACT_NONE, se, 0);
     sm_graph_set_flops(g, 2.0 * C);
     return d;

@@ -20,6 +20,12 @@
              (docs/internals.md): segmamba bench's arena equals
              (2 f0 x 128^3 + f1 x 64^3) x 4 bytes, f0 and f1 the first two
              stages' features (the full resolution runs in place, in cat[0]).
+  weights    "backends repack once and the store's copy is released"
+             (ARCHITECTURE.md): with --conv ref and blas, which keep the
+             weights as they are (repacked), bench's weight_bytes is 4 bytes
+             per parameter exactly, for v1 and SegMamba-V2 (tiny configs);
+             oneDNN's own layouts and Winograd's transformed weights take at
+             least that.
 
     /usr/bin/python3 tests/test_claims.py --segmamba build/segmamba [--only NAME]
 """
@@ -180,8 +186,33 @@ def check_arena(args, tmp):
           (arena, want))
 
 
+def check_weights(args, tmp):
+    for family in ("v1", "v2"):
+        out = os.path.join(tmp, f"weights-{family}")
+        p = run(["/usr/bin/python3", os.path.join(HERE, "reference", "gen_case.py"), "--config", "tiny",
+                 "--family", family, "--size", "16", "--seed", "1", "--out", out])
+        if not check(f"weights: the tiny {family} model made", p.returncode == 0, p.stderr[-500:]):
+            continue
+        js = os.path.join(tmp, f"weights-{family}.json")
+        p = run([args.segmamba, "bench", "--model", os.path.join(out, "model.safetensors"), "--size", "32",
+                 "--repeat", "1", "--threads", "2", "--conv", "ref,blas,onednn,auto", "--json", js])
+        if not check(f"weights: bench of the tiny {family} model runs", p.returncode == 0, p.stderr[-500:]):
+            continue
+        with open(js) as f:
+            runs = {r["conv"]: r for r in json.load(f)["runs"]}
+        raw = 4 * runs["ref"]["n_params"]
+        for conv in ("ref", "blas"):
+            check(f"weights: {family} --conv {conv} holds {runs[conv]['weight_bytes']} bytes = 4 x "
+                  f"{runs[conv]['n_params']} parameters", runs[conv]["weight_bytes"] == raw,
+                  (runs[conv]["weight_bytes"], raw))
+        for conv in ("onednn", "auto"):
+            check(f"weights: {family} --conv {conv} holds {runs[conv]['weight_bytes']} bytes, at least "
+                  f"the parameters' {raw}", runs[conv]["weight_bytes"] >= raw,
+                  (runs[conv]["weight_bytes"], raw))
+
+
 CHECKS = {"overlap": check_overlap, "generic": check_generic, "ensemble": check_ensemble,
-          "arena": check_arena}
+          "arena": check_arena, "weights": check_weights}
 
 
 def main():

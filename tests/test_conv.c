@@ -722,9 +722,43 @@ static void test_winograd_arguments(void)
     CHECK(sm_conv_pick(&p, SM_WINO_OFF, SM_CONV_ONEDNN, 0).kind == SM_CONV_ONEDNN);
 }
 
+/* The weights a convolution holds, against the layouts its backend keeps:
+ * packed (k^3 cin cout floats) plus the bias for ref and BLAS; for
+ * Winograd with tile m, the transformed weights, (m+2)^3 cin
+ * round16(cout) floats, in place of the packed ones when they take at most
+ * 8 MiB (docs/convolution-backends.md), plus its padded bias. */
+static void test_weight_bytes(void)
+{
+    static const struct {
+        int cin, cout, tile, keeps;
+    } cases[] = {{5, 7, 4, 1}, {48, 48, 4, 1}, {96, 48, 2, 1}, {192, 96, 4, 0}, {192, 96, 2, 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const int cin = cases[i].cin, cout = cases[i].cout, m = cases[i].tile;
+        const sm_conv_params p = {
+            .cin = cin, .cout = cout, .k = 3, .stride = 1, .pad = 1, .tile = m};
+        const size_t n = (size_t)27 * cin * cout, coutp = (size_t)(cout + 15) / 16 * 16;
+        float *w = calloc(n, sizeof *w), *b = calloc((size_t)cout, sizeof *b);
+        sm_conv *c = NULL;
+        CHECK(w && b && sm_conv_create(SM_CONV_REF, &p, w, b, &c) == SEGMAMBA_OK);
+        CHECK(sm_conv_weight_bytes(c) == (n + (size_t)cout) * sizeof(float));
+        sm_conv_free(c);
+        c = NULL;
+        CHECK(sm_conv_create(SM_CONV_WINOGRAD, &p, w, b, &c) == SEGMAMBA_OK);
+        const size_t u = (size_t)(m + 2) * (m + 2) * (m + 2) * cin * coutp;
+        CHECK(sm_conv_winograd_keeps(&p, m) == cases[i].keeps);
+        CHECK(sm_conv_weight_bytes(c) ==
+              ((cases[i].keeps ? u : n) + coutp + (size_t)cout) * sizeof(float));
+        CHECK(cases[i].keeps == (u * sizeof(float) <= (size_t)8 << 20));
+        sm_conv_free(c);
+        free(w);
+        free(b);
+    }
+}
+
 int main(void)
 {
     test_arguments();
+    test_weight_bytes();
     test_reference_against_double();
     test_winograd_arguments();
     test_winograd_cases();

@@ -255,7 +255,9 @@ class Model:
         """The configuration read from the weights: family, mamba_type,
         in_channels, out_channels, depths, features, hidden_size, d_state,
         d_conv, expand, dt_rank, nslices, fue, parameters, backend,
-        precision, ignored (checkpoint tensors inference does not use) and
+        precision, arena_bytes (the activations' arena of the largest input so
+        far), weight_bytes (the weights held, every copy and layout the
+        backends keep), ignored (checkpoint tensors inference does not use) and
         card (the model card, as the dict `card` gives)."""
         c = self._m.config()
         return {"family": c["family"], "mamba_type": c["mamba_type"],
@@ -265,7 +267,7 @@ class Model:
                 "expand": c["expand"], "dt_rank": c["dt_rank"], "nslices": c["nslices"],
                 "fue": c["fue"], "parameters": c["parameters"], "backend": c["backend"],
                 "precision": c["precision"], "arena_bytes": c["arena_bytes"],
-                "ignored": c["ignored"], "card": self.card}
+                "weight_bytes": c["weight_bytes"], "ignored": c["ignored"], "card": self.card}
 
     @property
     def card(self):

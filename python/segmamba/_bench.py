@@ -66,7 +66,8 @@ def run_backend(args, conv, backend, size, nslices, threads):
     m.close()
     return {"backend": backend, "conv": name, "config": cfg, "load_seconds": load,
             "seconds": seconds, "prof": prof, "peak_rss_mib": _peak_rss_mib(),
-            "own_peak": own_peak, "arena_mib": cfg["arena_bytes"] / (1024.0 * 1024.0)}
+            "own_peak": own_peak, "arena_mib": cfg["arena_bytes"] / (1024.0 * 1024.0),
+            "weights_mib": cfg["weight_bytes"] / (1024.0 * 1024.0)}
 
 
 def print_run(r, model, size, nt, peak, with_model, device):
@@ -102,6 +103,8 @@ def print_run(r, model, size, nt, peak, with_model, device):
     if cpu:
         print(f"activations {r['arena_mib']:.0f} MiB (the arena the memory plan made for this "
               "size)")
+        print(f"weights    {r['weights_mib']:.0f} MiB (resident: {c['parameters']} parameters in "
+              "the layouts the backends keep)")
     print(f"peak RSS   {r['peak_rss_mib']:.0f} MiB "
           f"({'from loading to closing this model' if r['own_peak'] else 'of the whole process'})")
 
@@ -165,7 +168,8 @@ def main(argv):
                     "ms_per_128_window": ms_per_window(r, a.size),
                     "peak_rss_mib": r["peak_rss_mib"], "threads": nt,
                     "peak_gflops": peak if r["backend"] == "cpu" else None,
-                    "activations_mib": r["arena_mib"] if r["backend"] == "cpu" else None}
+                    "activations_mib": r["arena_mib"] if r["backend"] == "cpu" else None,
+                    "weights_mib": r["weights_mib"] if r["backend"] == "cpu" else None}
         out = {"model": a.model, "size": a.size, "repeat": a.repeat, **figures(rows[0])}
         if len(rows) == 2:
             out["cuda"] = figures(rows[1])

@@ -110,10 +110,10 @@ static PyObject *model_config(ModelObject *self, PyObject *unused)
     const char *family, *mamba_type;
     segmamba_get_config_names(c, &family, &mamba_type);
     return Py_BuildValue(
-        "{s:s,s:s,s:i,s:i,s:N,s:N,s:i,s:i,s:i,s:i,s:N,s:N,s:O,s:L,s:s,s:s,s:O,s:L,s:N}", "family",
-        family, "mamba_type", mamba_type, "in_chans", c->in_chans, "out_chans", c->out_chans,
-        "depths", ints4(c->depths), "feat_size", ints4(c->feat), "hidden_size", c->hidden,
-        "d_state", c->d_state, "d_conv", c->d_conv, "expand", c->expand, "dt_rank",
+        "{s:s,s:s,s:i,s:i,s:N,s:N,s:i,s:i,s:i,s:i,s:N,s:N,s:O,s:L,s:s,s:s,s:O,s:L,s:L,s:N}",
+        "family", family, "mamba_type", mamba_type, "in_chans", c->in_chans, "out_chans",
+        c->out_chans, "depths", ints4(c->depths), "feat_size", ints4(c->feat), "hidden_size",
+        c->hidden, "d_state", c->d_state, "d_conv", c->d_conv, "expand", c->expand, "dt_rank",
         ints4(c->dt_rank), "nslices", ints4(c->nslices), "fue", c->fue ? Py_True : Py_False,
         "parameters", (long long)c->n_params, "backend",
         c->backend == SEGMAMBA_BACKEND_CUDA ? "cuda" : "cpu", "precision",
@@ -121,7 +121,7 @@ static PyObject *model_config(ModelObject *self, PyObject *unused)
         : c->tf32 ? "tf32"
                   : "fp32",
         "generic_card", self->generic_card ? Py_True : Py_False, "arena_bytes",
-        (long long)c->arena_bytes, "ignored", ignored);
+        (long long)c->arena_bytes, "weight_bytes", (long long)c->weight_bytes, "ignored", ignored);
 }
 
 static PyObject *model_card_json(ModelObject *self, PyObject *unused)

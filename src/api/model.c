@@ -193,6 +193,8 @@ void segmamba_get_config(const segmamba_model *m, segmamba_config *cfg)
 {
     *cfg = m->cfg;
     cfg->arena_bytes = (int64_t)(m->graph->planned_floats * sizeof(float));
+    cfg->weight_bytes =
+        (int64_t)(sm_weights_resident_bytes(&m->weights) + sm_graph_weight_bytes(m->graph));
 }
 
 void segmamba_get_config_names(const segmamba_config *cfg, const char **family,

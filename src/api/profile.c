@@ -21,15 +21,19 @@ segmamba_status segmamba_get_layer(const segmamba_model *m, int i, segmamba_laye
     const sm_node *nd = &g->nodes[i];
     memset(out, 0, sizeof *out);
     snprintf(out->op, sizeof out->op, "%s", sm_opcode_name(nd->op));
-    if (nd->op == SM_OP_CONV || nd->op == SM_OP_POINTWISE) {
-        const sm_conv_params *p = sm_conv_get_params(nd->obj);
-        const sm_conv_kind kind = sm_conv_get_kind(nd->obj);
+    if (nd->op == SM_OP_CONV || nd->op == SM_OP_POINTWISE || nd->op == SM_OP_CONV_SLABS) {
+        /* In slabs, the 3x3x3 convolution's (its projection's time, if
+         * any, counts with it). */
+        const sm_conv *c =
+            nd->op == SM_OP_CONV_SLABS ? ((const sm_slab_conv *)nd->obj)->conv : nd->obj;
+        const sm_conv_params *p = sm_conv_get_params(c);
+        const sm_conv_kind kind = sm_conv_get_kind(c);
         if (kind == SM_CONV_WINOGRAD)
             snprintf(out->backend, sizeof out->backend, "winograd%d", p->tile);
         else
             snprintf(out->backend, sizeof out->backend, "%s", sm_conv_kind_name(kind));
         out->kernel = p->k;
-        out->conv3x3x3 = nd->op == SM_OP_CONV && p->k == 3 && p->stride == 1 && p->pad == 1;
+        out->conv3x3x3 = nd->op != SM_OP_POINTWISE && p->k == 3 && p->stride == 1 && p->pad == 1;
     }
     out->level = sm_graph_level(g, nd->in0);
     out->in_channels = sm_graph_channels(g, nd->in0);

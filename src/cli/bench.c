@@ -22,9 +22,10 @@ void usage_bench(FILE *f)
             "scan, norm, other), the achieved\n"
             "GFLOP/s and, on the CPU, its fraction of this machine's FP32 FMA peak\n"
             "(measured by a probe in the same run, with the same threads), voxels/s, the\n"
-            "size of the activations' arena and the peak RSS. In an engine built with\n"
-            "CUDA, on a machine with a GPU, it runs on the CPU and on the GPU and prints\n"
-            "both side by side (voxels/s and milliseconds per 128^3 window).\n"
+            "size of the activations' arena, the weights held (every copy and layout the\n"
+            "backends keep) and the peak RSS. In an engine built with CUDA, on a machine\n"
+            "with a GPU, it runs on the CPU and on the GPU and prints both side by side\n"
+            "(voxels/s and milliseconds per 128^3 window).\n"
             "\n"
             "  --model M           checkpoint (.pt or .safetensors); given more than once\n"
             "                      (up to 8 rows in all with --conv), each model in turn\n"
@@ -142,6 +143,7 @@ typedef struct bench_run {
     int own_peak;          /* 1 when peak_rss_mib is this run's alone */
     double peak_gflops;    /* CPU only: the FMA probe's */
     double arena_mib;      /* CPU only: the activations' arena for this size */
+    double weights_mib;    /* CPU only: the weights held, every copy */
     char device[256];      /* CUDA only: the GPU */
 } bench_run;
 
@@ -208,6 +210,7 @@ static int run_backend(segmamba_options opts, int size, int repeat, int top_node
         r->seconds = times[med];
         segmamba_get_config(m, &r->cfg);
         r->arena_mib = (double)r->cfg.arena_bytes / (1024.0 * 1024.0);
+        r->weights_mib = (double)r->cfg.weight_bytes / (1024.0 * 1024.0);
         r->prof = profs[med];
         r->seconds_conv3 = 0.0;
         for (int i = 0; layers[med] && i < n_layers; i++)
@@ -261,9 +264,12 @@ static void print_run(const bench_run *r, int size, int nt, int with_model)
         printf("FMA peak   %.1f GFLOP/s measured (%s, %d threads): forward at %.1f%% of peak\n",
                r->peak_gflops, segmamba_get_isa(), nt, 100.0 * gflops / r->peak_gflops);
     printf("throughput %.0f voxels/s\n", (double)size * size * size / t);
-    if (r->backend == SEGMAMBA_BACKEND_CPU)
+    if (r->backend == SEGMAMBA_BACKEND_CPU) {
         printf("activations %.0f MiB (the arena the memory plan made for this size)\n",
                r->arena_mib);
+        printf("weights    %.0f MiB (resident: %lld parameters in the layouts the backends keep)\n",
+               r->weights_mib, (long long)r->cfg.n_params);
+    }
     printf("peak RSS   %.0f MiB (%s)\n", r->peak_rss_mib,
            r->own_peak ? "from loading to closing this model" : "of the whole process");
 }
@@ -319,15 +325,16 @@ static void json_run(cli_text *o, const bench_run *r, int size, int nt)
         cli_text_json_string(o, r->device);
         cli_text_printf(o, ", \"precision\": \"%s\", ", r->cfg.tf32 ? "tf32" : "fp32");
     } else {
-        cli_text_printf(o,
-                        "\"conv\": \"%s\", \"load_seconds\": %.6f, "
-                        "\"seconds_conv3x3x3\": %.6f, "
-                        "\"precision\": \"%s\", \"threads\": %d, \"scan_isa\": \"%s\", "
-                        "\"peak_gflops\": %.3f, \"fraction_of_peak\": %.4f, "
-                        "\"activations_mib\": %.1f, ",
-                        r->conv_name, r->load_seconds, r->seconds_conv3,
-                        r->cfg.bf16 ? "bf16" : "fp32", nt, segmamba_get_isa(), r->peak_gflops,
-                        gflops / r->peak_gflops, r->arena_mib);
+        cli_text_printf(
+            o,
+            "\"conv\": \"%s\", \"load_seconds\": %.6f, "
+            "\"seconds_conv3x3x3\": %.6f, "
+            "\"precision\": \"%s\", \"threads\": %d, \"scan_isa\": \"%s\", "
+            "\"peak_gflops\": %.3f, \"fraction_of_peak\": %.4f, "
+            "\"activations_mib\": %.1f, \"weights_mib\": %.1f, \"weight_bytes\": %lld, ",
+            r->conv_name, r->load_seconds, r->seconds_conv3, r->cfg.bf16 ? "bf16" : "fp32", nt,
+            segmamba_get_isa(), r->peak_gflops, gflops / r->peak_gflops, r->arena_mib,
+            r->weights_mib, (long long)r->cfg.weight_bytes);
     }
     cli_text_printf(o,
                     "\"seconds\": %.6f, \"seconds_conv\": %.6f, \"seconds_scan\": %.6f, "

@@ -172,6 +172,18 @@ sm_conv_choice sm_conv_pick(const sm_conv_params *p, sm_wino_use use, sm_conv_ki
 sm_conv_kind sm_conv_get_kind(const sm_conv *c) { return c->kind; }
 const sm_conv_params *sm_conv_get_params(const sm_conv *c) { return &c->p; }
 
+size_t sm_conv_weight_bytes(const sm_conv *c)
+{
+    if (!c) return 0;
+    size_t bytes =
+        (c->weight ? sm_conv_reduction_len(&c->p) * (size_t)c->p.cout : 0) * sizeof(float);
+    if (c->bias) bytes += (size_t)c->p.cout * sizeof(float);
+#if SM_HAVE_ONEDNN
+    bytes += sm_conv_onednn_weight_bytes(c);
+#endif
+    return bytes + sm_conv_winograd_weight_bytes(c);
+}
+
 void sm_conv_free(sm_conv *c)
 {
     if (!c) return;

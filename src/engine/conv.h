@@ -132,6 +132,10 @@ sm_status sm_conv_forward_planes(sm_conv *c, const float *src, int src_ld, int d
 /* The Winograd output tile of c (2, 3 or 4), 0 for the other backends. */
 int sm_conv_tile(const sm_conv *c);
 
+/* Bytes of weights c holds now, in every copy and layout (packed,
+ * transformed, oneDNN's own), bias included. */
+size_t sm_conv_weight_bytes(const sm_conv *c);
+
 void sm_conv_free(sm_conv *c);
 
 #endif

@@ -54,6 +54,9 @@ sm_status sm_conv_onednn_init(sm_conv *c);
 sm_status sm_conv_onednn_forward(sm_conv *c, const sm_conv_dims *g, const float *src, size_t src_ld,
                                  float *dst, size_t dst_ld);
 void sm_conv_onednn_release(sm_conv *c);
+/* Bytes of the weights oneDNN holds in its own layout (0 before the first
+ * forward reorders them). */
+size_t sm_conv_onednn_weight_bytes(const sm_conv *c);
 
 /* The Winograd backend: init transforms c->weight and frees it when the
  * transformed weights are small enough to keep; otherwise each forward
@@ -64,5 +67,8 @@ size_t sm_conv_winograd_workspace(const sm_conv *c);
 sm_status sm_conv_winograd_forward(sm_conv *c, const sm_conv_dims *g, const float *src,
                                    size_t src_ld, float *dst, size_t dst_ld, float *work);
 void sm_conv_winograd_release(sm_conv *c);
+/* Bytes of the transformed weights kept (0 when each forward makes them)
+ * and of the padded bias. */
+size_t sm_conv_winograd_weight_bytes(const sm_conv *c);
 
 #endif

@@ -368,6 +368,14 @@ sm_status sm_conv_onednn_forward(sm_conv *c, const sm_conv_dims *g, const float 
     return SEGMAMBA_OK;
 }
 
+size_t sm_conv_onednn_weight_bytes(const sm_conv *c)
+{
+    const struct sm_conv_onednn *s = c->onednn;
+    const dnnl_memory_desc_t *md;
+    if (!s || !s->weight || dnnl_memory_get_memory_desc(s->weight, &md) != dnnl_success) return 0;
+    return dnnl_memory_desc_get_size(md);
+}
+
 void sm_conv_onednn_release(sm_conv *c)
 {
     struct sm_conv_onednn *s = c->onednn;

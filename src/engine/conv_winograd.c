@@ -158,6 +158,13 @@ size_t sm_conv_winograd_workspace(const sm_conv *c)
     return s && !s->u ? u_floats(c, s) : 0;
 }
 
+size_t sm_conv_winograd_weight_bytes(const sm_conv *c)
+{
+    const struct sm_conv_winograd *s = c->wino;
+    if (!s) return 0;
+    return ((s->u ? u_floats(c, s) : 0) + (size_t)s->coutp) * sizeof(float);
+}
+
 sm_status sm_conv_winograd_init(sm_conv *c)
 {
     const sm_conv_params *p = &c->p;

@@ -272,7 +272,8 @@ typedef struct op_desc {
     sm_op_kind kind;  /* where the node's time goes in the profile */
     int times_itself; /* adds the time of its parts to the profile itself (a Mamba layer) */
     sm_status (*run)(const op_call *c);
-    void (*free)(void *obj); /* frees the node's obj; NULL for ops without one */
+    void (*free)(void *obj);                 /* frees the node's obj; NULL for ops without one */
+    size_t (*weight_bytes)(const void *obj); /* the obj's weights, NULL: none */
 } op_desc;
 
 static view in1_view(const op_call *c) { return get_view(c->ctx->g, c->nd->in1, c->ctx->rd); }
@@ -472,21 +473,32 @@ static void free_conv(void *obj) { sm_conv_free(obj); }
 static void free_se(void *obj) { sm_se_free(obj); }
 static void free_convt2(void *obj) { sm_convt2_free(obj); }
 static void free_mamba(void *obj) { sm_mamba_free(obj); }
+static size_t conv_bytes(const void *obj) { return sm_conv_weight_bytes(obj); }
+static size_t se_bytes(const void *obj) { return sm_se_weight_bytes(obj); }
+static size_t convt2_bytes(const void *obj) { return sm_convt2_weight_bytes(obj); }
+static size_t mamba_bytes(const void *obj) { return sm_mamba_weight_bytes(obj); }
+
+static size_t slab_conv_bytes(const void *obj)
+{
+    const sm_slab_conv *s = obj;
+    return sm_conv_weight_bytes(s->conv) + sm_conv_weight_bytes(s->proj);
+}
 
 static const op_desc ops[] = {
-    [SM_OP_CONV] = {"conv", SM_KIND_CONV, 0, run_conv, free_conv},
-    [SM_OP_CONVT2] = {"convT2", SM_KIND_CONV, 0, run_convt2, free_convt2},
+    [SM_OP_CONV] = {"conv", SM_KIND_CONV, 0, run_conv, free_conv, conv_bytes},
+    [SM_OP_CONVT2] = {"convT2", SM_KIND_CONV, 0, run_convt2, free_convt2, convt2_bytes},
     [SM_OP_INORM] = {"inorm", SM_KIND_NORM, 0, run_inorm, NULL},
     [SM_OP_ADD] = {"add", SM_KIND_OTHER, 0, run_add, NULL},
     [SM_OP_ACT] = {"act", SM_KIND_OTHER, 0, run_act, NULL},
     [SM_OP_FUE] = {"fue", SM_KIND_OTHER, 0, run_fue, NULL},
-    [SM_OP_MAMBA] = {"mamba", SM_KIND_OTHER, 1, run_mamba, free_mamba},
+    [SM_OP_MAMBA] = {"mamba", SM_KIND_OTHER, 1, run_mamba, free_mamba, mamba_bytes},
     [SM_OP_INORM_ADD] = {"inorm+add", SM_KIND_NORM, 0, run_inorm_add, NULL},
     [SM_OP_INORM_ADD_INORM] = {"inorm+add+inorm", SM_KIND_NORM, 0, run_inorm_add_inorm, NULL},
-    [SM_OP_POINTWISE] = {"pointwise", SM_KIND_CONV, 0, run_pointwise, free_conv},
-    [SM_OP_SE] = {"se", SM_KIND_OTHER, 0, run_se, free_se},
+    [SM_OP_POINTWISE] = {"pointwise", SM_KIND_CONV, 0, run_pointwise, free_conv, conv_bytes},
+    [SM_OP_SE] = {"se", SM_KIND_OTHER, 0, run_se, free_se, se_bytes},
     [SM_OP_COPY] = {"copy", SM_KIND_OTHER, 0, run_copy, NULL},
-    [SM_OP_CONV_SLABS] = {"conv slabs", SM_KIND_CONV, 0, run_conv_slabs, free_slab_conv},
+    [SM_OP_CONV_SLABS] = {"conv slabs", SM_KIND_CONV, 0, run_conv_slabs, free_slab_conv,
+                          slab_conv_bytes},
 };
 /* Every opcode has an entry: a missing last one shortens the table, a
  * missing one before it has no run function, which sm_graph_node refuses. */
@@ -502,6 +514,16 @@ static void free_obj(sm_opcode op, void *obj)
 const char *sm_opcode_name(sm_opcode op)
 {
     return (unsigned)op < SM_OP_COUNT && ops[op].name ? ops[op].name : "?";
+}
+
+size_t sm_graph_weight_bytes(const sm_graph *g)
+{
+    size_t bytes = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const sm_node *nd = &g->nodes[i];
+        if (nd->obj && ops[nd->op].weight_bytes) bytes += ops[nd->op].weight_bytes(nd->obj);
+    }
+    return bytes;
 }
 
 sm_op_kind sm_graph_op_kind(sm_opcode op)

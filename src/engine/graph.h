@@ -187,6 +187,10 @@ sm_status sm_graph_place(sm_graph *g, int d, int h, int w, size_t *arena_floats)
 sm_status sm_graph_run(sm_graph *g, const sm_kernels *k, const float *input, int d, int h, int w,
                        float *output);
 
+/* Bytes of the weights the nodes hold (convolutions in every layout their
+ * backends keep, Mamba and SE copies); the tensor store's are apart. */
+size_t sm_graph_weight_bytes(const sm_graph *g);
+
 /* Frees the arena; the next sm_graph_run plans and allocates it again. */
 void sm_graph_release_arena(sm_graph *g);
 

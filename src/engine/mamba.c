@@ -248,6 +248,12 @@ sm_status sm_mamba_create(int dim, int d_inner, int d_state, int dt_rank, int d_
     return SEGMAMBA_OK;
 }
 
+size_t sm_mamba_weight_bytes(const sm_mamba *m)
+{
+    const size_t per_dir = (size_t)m->d_inner * ((size_t)m->d_state + (size_t)m->d_conv);
+    return (size_t)m->n_dir * per_dir * sizeof(float);
+}
+
 void sm_mamba_free(sm_mamba *m)
 {
     if (!m) return;

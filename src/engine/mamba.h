@@ -119,6 +119,10 @@ sm_status sm_mamba_forward(const sm_mamba *m, const sm_kernels *k, const float *
 /* Multiply-adds (counted as 2 flops) and scan operations per token. */
 double sm_mamba_flops_per_token(const sm_mamba *m);
 
+/* Bytes of the weights the layer owns (A and the conv1d copies; the
+ * borrowed ones stay the tensor store's). */
+size_t sm_mamba_weight_bytes(const sm_mamba *m);
+
 /* Frees the layer, its A arrays and conv1d copies (the other weights are
  * borrowed). */
 void sm_mamba_free(sm_mamba *m);

@@ -338,6 +338,11 @@ const float *sm_convt2_weights(const sm_convt2 *t, int *cin, int *cout)
     return t->w;
 }
 
+size_t sm_convt2_weight_bytes(const sm_convt2 *t)
+{
+    return (size_t)t->cin * 8 * (size_t)t->cout * sizeof(float);
+}
+
 void sm_convt2_free(sm_convt2 *t)
 {
     if (!t) return;

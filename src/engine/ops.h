@@ -69,6 +69,8 @@ sm_status sm_convt2_forward(const sm_convt2 *t, const float *src, int src_ld, in
  * array lives as long as t. There is no bias. */
 const float *sm_convt2_weights(const sm_convt2 *t, int *cin, int *cout);
 
+/* Bytes of its repacked weights. */
+size_t sm_convt2_weight_bytes(const sm_convt2 *t);
 void sm_convt2_free(sm_convt2 *t);
 
 /* NCDHW <-> channels-last conversion at the API boundary. */

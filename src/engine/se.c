@@ -99,6 +99,12 @@ sm_se_weights sm_se_get_weights(const sm_se *se)
                            .fc2_b = se->fc2_b};
 }
 
+size_t sm_se_weight_bytes(const sm_se *se)
+{
+    const size_t nw = (size_t)se->hidden * (size_t)se->c;
+    return (2 * nw + (size_t)se->hidden + (size_t)se->c) * sizeof(float);
+}
+
 void sm_se_free(sm_se *se)
 {
     if (!se) return;

@@ -26,6 +26,8 @@ typedef struct sm_se_weights {
 } sm_se_weights;
 sm_se_weights sm_se_get_weights(const sm_se *se);
 
+/* Bytes of its weights (its own copy). */
+size_t sm_se_weight_bytes(const sm_se *se);
 void sm_se_free(sm_se *se);
 
 #endif

@@ -67,6 +67,14 @@ void sm_weights_release(sm_weights *w, const char *name)
     e->data = NULL;
 }
 
+size_t sm_weights_resident_bytes(const sm_weights *w)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < w->count; i++)
+        if (w->items[i].data) bytes += (size_t)w->items[i].numel * sizeof(float);
+    return bytes;
+}
+
 const char *sm_weights_meta(const sm_weights *w, const char *key)
 {
     for (size_t i = 0; i < w->nmeta; i++)

@@ -54,6 +54,9 @@ const sm_tensor_entry *sm_weights_find(const sm_weights *w, const char *name);
 void sm_weights_release(sm_weights *w, const char *name);
 const char *sm_weights_meta(const sm_weights *w, const char *key);
 
+/* Bytes of the tensors whose data the store still holds. */
+size_t sm_weights_resident_bytes(const sm_weights *w);
+
 void sm_weights_free(sm_weights *w);
 
 /* Formats a shape as "(a, b, c)" into buf (always terminated). */

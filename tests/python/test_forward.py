@@ -161,6 +161,8 @@ def test_config_card_profile(tiny_case, official_case):
         assert p["flops"] > 1e9 and p["seconds"] == pytest.approx(parts) and parts > 0
         assert 0 < p["seconds_conv3x3x3"] <= p["seconds_conv"]
         assert m.config["arena_bytes"] > 0
+        # every copy the backends hold: at least the parameters' 4 bytes each
+        assert m.config["weight_bytes"] >= 4 * c["parameters"]
         assert sum(l["seconds"] for l in m.layers()) == pytest.approx(parts, rel=0.05)
     with segmamba.Model(os.path.join(tiny_case, "model.safetensors")) as m:
         assert m.card["generic"] and m.card["channels"][0]["name"] == "ch0"
