@@ -235,17 +235,25 @@ static void pad_into(const float *x, int c, const int n[3], const int pd[3], flo
  * none, D, H, W, DH, DW, HW, DHW (bit 1 = D, 2 = H, 4 = W). */
 static const int tta_masks[8] = {0, 1, 2, 4, 3, 5, 6, 7};
 
+/* Whether the sliding window's (c, pd) volume is x itself: no side padded. */
+static int needs_padding(const window_ctx *s, const int n[3])
+{
+    return s->pd[0] != n[0] || s->pd[1] != n[1] || s->pd[2] != n[2];
+}
+
 /* x: the normalized (c, n) volume (flipped in place during the passes and
- * restored); logits: (k, n) averaged over the flips. */
+ * restored); xp: the padded volume the windows run on (unused, may be
+ * NULL, when no side is padded: they run on x); logits: (k, n) averaged
+ * over the flips. Each pass adds its mean (acc / wsum) into logits at the
+ * unflipped voxel, the same sums in the same order as flipping a copy
+ * back and adding it, without the copy. */
 static sm_status infer_tta(window_ctx *s, float *x, const int n[3], float *xp, float *logits)
 {
     const size_t plane = (size_t)n[0] * n[1] * n[2],
                  pplane = (size_t)s->pd[0] * s->pd[1] * s->pd[2];
     int off[3];
     for (int a = 0; a < 3; a++) off[a] = (s->pd[a] - n[a]) / 2;
-    const int passes = s->opt->no_tta ? 1 : 8;
-    float *one = malloc((size_t)s->k * plane * sizeof *one);
-    if (!one) return sm_fail(SEGMAMBA_E_NOMEM, "out of memory for the logits");
+    const int passes = s->opt->no_tta ? 1 : 8, padded = needs_padding(s, n);
     memset(logits, 0, (size_t)s->k * plane * sizeof *logits);
     int cur = 0;
     sm_status st = SEGMAMBA_OK;
@@ -253,22 +261,24 @@ static sm_status infer_tta(window_ctx *s, float *x, const int n[3], float *xp, f
         const int mask = tta_masks[p];
         sm_flip(x, s->c, n[0], n[1], n[2], cur ^ mask);
         cur = mask;
-        pad_into(x, s->c, n, s->pd, xp);
-        st = sliding_window(s, xp);
+        if (padded) pad_into(x, s->c, n, s->pd, xp);
+        st = sliding_window(s, padded ? xp : x);
         if (st != SEGMAMBA_OK) break;
+        const int fz = mask & 1, fy = mask & 2, fx = mask & 4;
         for (int ch = 0; ch < s->k; ch++)
             for (int z = 0; z < n[0]; z++)
                 for (int y = 0; y < n[1]; y++) {
                     const size_t po = IDX3(z + off[0], y + off[1], off[2], s->pd[1], s->pd[2]);
                     const float *a = s->acc + ch * pplane + po, *wsum = s->wsum + po;
-                    float *o = one + ch * plane + IDX3(z, y, 0, n[1], n[2]);
-                    for (int i = 0; i < n[2]; i++) o[i] = a[i] / wsum[i];
+                    float *o = logits + ch * plane +
+                               IDX3(fz ? n[0] - 1 - z : z, fy ? n[1] - 1 - y : y, 0, n[1], n[2]);
+                    if (fx)
+                        for (int i = 0; i < n[2]; i++) o[n[2] - 1 - i] += a[i] / wsum[i];
+                    else
+                        for (int i = 0; i < n[2]; i++) o[i] += a[i] / wsum[i];
                 }
-        sm_flip(one, s->k, n[0], n[1], n[2], mask);
-        for (size_t i = 0; i < (size_t)s->k * plane; i++) logits[i] += one[i];
     }
     sm_flip(x, s->c, n[0], n[1], n[2], cur);
-    free(one);
     if (st == SEGMAMBA_OK && passes > 1)
         for (size_t i = 0; i < (size_t)s->k * plane; i++) logits[i] /= (float)passes;
     return st;
@@ -549,14 +559,16 @@ static sm_status run(segmamba_model *const *models, int nm, const segmamba_card 
     }
     s.total = nwin * (opt->no_tta ? 1 : 8) * nm;
     float *gmap = malloc(rplane * sizeof *gmap);
-    float *xp = malloc((size_t)c * pplane * sizeof *xp);
+    /* The windows run on x itself where no side is padded. */
+    float *xp = needs_padding(&s, n) ? malloc((size_t)c * pplane * sizeof *xp) : NULL;
     s.patch_in = malloc((size_t)s.batch * c * rplane * sizeof(float));
     s.patch_out = malloc((size_t)s.batch * k * rplane * sizeof(float));
     s.acc = malloc((size_t)k * pplane * sizeof(float));
     s.wsum = malloc(pplane * sizeof(float));
     float *logits = malloc((size_t)k * plane * sizeof *logits);
     sm_status st = SEGMAMBA_OK;
-    if (!gmap || !xp || !s.patch_in || !s.patch_out || !s.acc || !s.wsum || !logits)
+    if (!gmap || (!xp && needs_padding(&s, n)) || !s.patch_in || !s.patch_out || !s.acc ||
+        !s.wsum || !logits)
         st =
             sm_fail(SEGMAMBA_E_NOMEM, "out of memory for the sliding window (%dx%dx%d, %d outputs)",
                     s.pd[0], s.pd[1], s.pd[2], k);
