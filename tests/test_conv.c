@@ -570,9 +570,9 @@ static void test_winograd_cases(void)
         {96, 48, 3, 1, 1, SM_ACT_NONE, 0, 16, 12, 18, 0, 0, 0},
         {7, 9, 3, 1, 1, SM_ACT_RELU, 1, 64, 20, 16, 2, 7, 0},
         {33, 31, 3, 1, 1, SM_ACT_NONE, 1, 1, 2, 3, 0, 1, 0},
-        /* transformed weights above the 8 MiB kept once (F(3,3): 10.7 MiB,
-         * F(4,3): 18.5 MiB): each forward transforms them; F(2,3) keeps
-         * them (5.5 MiB) */
+        /* transformed weights above the 4 MiB kept once (F(2,3): 5.5 MiB,
+         * F(3,3): 10.7 MiB, F(4,3): 18.5 MiB): each forward transforms
+         * them */
         {200, 100, 3, 1, 1, SM_ACT_RELU, 1, 5, 6, 7, 3, 0, 0},
     };
     for (int isa = SM_ISA_SCALAR; isa <= SM_ISA_NEON; isa++) {
@@ -726,12 +726,13 @@ static void test_winograd_arguments(void)
  * packed (k^3 cin cout floats) plus the bias for ref and BLAS; for
  * Winograd with tile m, the transformed weights, (m+2)^3 cin
  * round16(cout) floats, in place of the packed ones when they take at most
- * 8 MiB (docs/convolution-backends.md), plus its padded bias. */
+ * 4 MiB (docs/convolution-backends.md), plus its padded bias. */
 static void test_weight_bytes(void)
 {
     static const struct {
         int cin, cout, tile, keeps;
-    } cases[] = {{5, 7, 4, 1}, {48, 48, 4, 1}, {96, 48, 2, 1}, {192, 96, 4, 0}, {192, 96, 2, 1}};
+    } cases[] = {{5, 7, 4, 1}, {48, 48, 4, 1}, {96, 48, 4, 1}, {96, 96, 4, 0}, {192, 96, 2, 0},
+                 {96, 96, 2, 1}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         const int cin = cases[i].cin, cout = cases[i].cout, m = cases[i].tile;
         const sm_conv_params p = {
@@ -748,7 +749,7 @@ static void test_weight_bytes(void)
         CHECK(sm_conv_winograd_keeps(&p, m) == cases[i].keeps);
         CHECK(sm_conv_weight_bytes(c) ==
               ((cases[i].keeps ? u : n) + coutp + (size_t)cout) * sizeof(float));
-        CHECK(cases[i].keeps == (u * sizeof(float) <= (size_t)8 << 20));
+        CHECK(cases[i].keeps == (u * sizeof(float) <= (size_t)4 << 20));
         sm_conv_free(c);
         free(w);
         free(b);

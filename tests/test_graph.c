@@ -104,7 +104,7 @@ static void test_overlap_refused(void)
     sm_graph_free(g);
 }
 
-/* A Winograd layer whose transformed weights are not kept (above 8 MiB:
+/* A Winograd layer whose transformed weights are not kept (above 4 MiB:
  * 200 -> 100 channels, F(4,3), 18.5 MiB) gets a workspace in the arena of
  * a fixed size, whatever the input size, beside the live buffers; its
  * output is the same, bit for bit, as a forward with a buffer of its own. */

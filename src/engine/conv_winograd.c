@@ -3,7 +3,7 @@
  *
  * The weights are transformed in double into U[t][ci][co] (the n^3 points
  * t, output channels padded to SM_WINO_CPAD with zeros): once, freeing the
- * packed copy, where U takes at most RESIDENT_BYTES; else by each forward,
+ * packed copy, where U takes at most RESIDENT_BYTES (4 MiB); else by each forward,
  * into the caller's workspace (the graph gives each such layer one in the
  * activations' arena), so that the large U of the deep layers (8x their
  * weights with F(4,3)) take memory only while their layer runs. The
@@ -58,8 +58,11 @@ static double transformed_bytes(const sm_conv_params *p, int m)
 /* Transformed weights up to this size are made once and kept; larger ones
  * are made by each forward in its workspace (the packed weights, 27 / n^3
  * of the size, are what stays), so that they cost memory only while their
- * layer runs. */
-#define RESIDENT_BYTES (8.0 * 1024 * 1024)
+ * layer runs. 4 MiB keeps the full resolution's F(4,3) layers (96 -> 48
+ * channels: 3.8 MiB), which run in slabs and need them kept; at 8 MiB the
+ * 96 -> 96 layers at 64^3 kept theirs too, for 27 MiB more of weights
+ * (official v1; 40 MiB for SegMamba-V2) and no time measurably saved. */
+#define RESIDENT_BYTES (4.0 * 1024 * 1024)
 /* The most one layer's transformed weights may take while it runs. */
 #define TRANSIENT_BYTES (64.0 * 1024 * 1024)
 
