@@ -197,7 +197,10 @@ SEGMAMBA_API double segmamba_measure_fma_peak(int threads);
 /* The most bytes one allocation whose size a file declares (a checkpoint's
  * tensor, an input array or NIfTI volume, a whole file read into memory)
  * may take; larger declared sizes are refused with SEGMAMBA_E_NOMEM before
- * anything is allocated. 0 restores the default: the environment variable
+ * anything is allocated. A forward on the CPU is held to it as a whole: its
+ * activations' arena for the input size plus the weights the model holds
+ * (segmamba_config's arena_bytes and weight_bytes), checked before the
+ * arena is allocated. 0 restores the default: the environment variable
  * SEGMAMBA_MAX_MEMORY (bytes, or with a K, M, G or T suffix: "8G"), else
  * the machine's physical memory. */
 SEGMAMBA_API void segmamba_set_max_memory(uint64_t bytes);

@@ -24,6 +24,7 @@ import gzip
 import json
 import os
 import pickletools
+import re
 import shutil
 import stat
 import struct
@@ -275,6 +276,48 @@ def checkpoint_cases(exe, tmp):
     expect(exe, "SEGMAMBA_MAX_MEMORY not a size", ["info", MODEL_ST], 1,
            "SEGMAMBA_MAX_MEMORY='lots' is not a size in bytes (such as 8G, 512M or 1000000)",
            env={"SEGMAMBA_MAX_MEMORY": "lots"})
+    forward_over_cap(exe, tmp)
+
+
+def forward_over_cap(exe, tmp):
+    """A forward is held to the cap as a whole (its arena plus the weights):
+    refused (exit 7, nothing written), naming what it would need, under a
+    1 MiB cap and one byte below that need, and run at exactly it. On the
+    BLAS backend (weights as they are, repacked) the need is bench's arena
+    for the size plus 4 bytes per parameter, exactly."""
+    x = os.path.join(FIXTURE, "input.npy")
+    out = os.path.join(tmp, "cap_logits.npy")
+    args = ["forward", "--model", MODEL_ST, "--input", x, "--output", out, "--threads", "2",
+            "--conv", "blas"]
+
+    def refused(name, cap):
+        p = subprocess.run([*host_command(exe), *args], capture_output=True, text=True,
+                           env=dict(os.environ, SEGMAMBA_MAX_MEMORY=str(cap)))
+        last = (p.stderr.strip().splitlines() or [""])[-1]
+        m = re.fullmatch(r"segmamba: error: forward: a 32x32x32 input \(activations [\d.]+ MiB, "
+                         r"weights [\d.]+ MiB\) would need (\d+) bytes, more than the memory limit "
+                         rf"of {cap} bytes " + re.escape(CAP_NOTE), last)
+        report(p.returncode == 7 and m is not None and not leftovers(out), p.returncode, name, last)
+        return int(m.group(1)) if m else 0
+
+    need = refused("forward above SEGMAMBA_MAX_MEMORY (1 MiB)", 1 << 20)
+    js = os.path.join(tmp, "cap_bench.json")
+    b = subprocess.run([*host_command(exe), "bench", "--model", MODEL_ST, "--size", "32",
+                        "--repeat", "1", "--threads", "2", "--conv", "blas", "--json", js],
+                       capture_output=True, text=True)
+    want = 0
+    if b.returncode == 0:
+        with open(js) as f:
+            doc = json.load(f)
+        want = doc["arena_bytes"] + 4 * doc["n_params"]
+    report(b.returncode == 0 and need == want > 0, b.returncode,
+           "forward's need is bench's arena plus 4 bytes per parameter", f"{need} == {want}")
+    if need > 0:
+        refused("forward one byte below its need", need - 1)
+        q = subprocess.run([*host_command(exe), *args], capture_output=True, text=True,
+                           env=dict(os.environ, SEGMAMBA_MAX_MEMORY=str(need)))
+        report(q.returncode == 0 and os.path.exists(out), q.returncode,
+               "forward at exactly its need runs", q.stderr.strip()[-200:])
 
 
 # ---- forward's .npy input -------------------------------------------------

@@ -2,6 +2,7 @@
  * configuration, the graph models/ builds from them and the runner
  * (src/engine/runner.h) that runs it, the CPU's or the CUDA backend's. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -13,6 +14,7 @@
 #include "engine/runner.h"
 #include "io/checkpoint.h"
 #include "io/checkpoint_meta.h"
+#include "io/memory_cap.h"
 #include "io/weights.h"
 #include "models/segmamba_model.h"
 #include "segmamba.h"
@@ -217,6 +219,24 @@ segmamba_status segmamba_check_shape(const segmamba_model *m, int d, int h, int 
     return sm_segmamba_check_shape(&m->cfg, d, h, w);
 }
 
+/* On the CPU, what a forward of a d x h x w input holds (the activations'
+ * arena the plan makes for it and the weights) against the memory cap
+ * (io/memory_cap.h): over it, a clear E_NOMEM before anything is allocated,
+ * rather than an allocation failure or the system's OOM killer midway. */
+static sm_status check_memory(segmamba_model *m, int d, int h, int w)
+{
+    if (m->cfg.backend != SEGMAMBA_BACKEND_CPU) return SEGMAMBA_OK;
+    size_t floats = 0;
+    SM_TRY(sm_graph_place(m->graph, d, h, w, &floats));
+    const uint64_t arena = (uint64_t)floats * sizeof(float),
+                   weights =
+                       sm_weights_resident_bytes(&m->weights) + sm_graph_weight_bytes(m->graph);
+    char what[160];
+    snprintf(what, sizeof what, "a %dx%dx%d input (activations %.1f MiB, weights %.1f MiB)", w, h,
+             d, arena / 1048576.0, weights / 1048576.0);
+    return sm_memory_check(arena + weights, "forward", what);
+}
+
 segmamba_status segmamba_forward(segmamba_model *m, const float *input, int d, int h, int w,
                                  float *logits)
 {
@@ -233,7 +253,9 @@ segmamba_status segmamba_forward_batch(segmamba_model *m, int count, const float
     SM_TRY(sm_segmamba_check_shape(&m->cfg, d, h, w));
     apply_threads();
     pthread_mutex_lock(&m->lock);
-    const sm_status st = m->runner->run(m->run_state, m->graph, count, inputs, d, h, w, logits);
+    sm_status st = check_memory(m, d, h, w);
+    if (st == SEGMAMBA_OK)
+        st = m->runner->run(m->run_state, m->graph, count, inputs, d, h, w, logits);
     pthread_mutex_unlock(&m->lock);
     return st;
 }

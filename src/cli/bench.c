@@ -325,16 +325,17 @@ static void json_run(cli_text *o, const bench_run *r, int size, int nt)
         cli_text_json_string(o, r->device);
         cli_text_printf(o, ", \"precision\": \"%s\", ", r->cfg.tf32 ? "tf32" : "fp32");
     } else {
-        cli_text_printf(
-            o,
-            "\"conv\": \"%s\", \"load_seconds\": %.6f, "
-            "\"seconds_conv3x3x3\": %.6f, "
-            "\"precision\": \"%s\", \"threads\": %d, \"scan_isa\": \"%s\", "
-            "\"peak_gflops\": %.3f, \"fraction_of_peak\": %.4f, "
-            "\"activations_mib\": %.1f, \"weights_mib\": %.1f, \"weight_bytes\": %lld, ",
-            r->conv_name, r->load_seconds, r->seconds_conv3, r->cfg.bf16 ? "bf16" : "fp32", nt,
-            segmamba_get_isa(), r->peak_gflops, gflops / r->peak_gflops, r->arena_mib,
-            r->weights_mib, (long long)r->cfg.weight_bytes);
+        cli_text_printf(o,
+                        "\"conv\": \"%s\", \"load_seconds\": %.6f, "
+                        "\"seconds_conv3x3x3\": %.6f, "
+                        "\"precision\": \"%s\", \"threads\": %d, \"scan_isa\": \"%s\", "
+                        "\"peak_gflops\": %.3f, \"fraction_of_peak\": %.4f, "
+                        "\"activations_mib\": %.1f, \"arena_bytes\": %lld, \"weights_mib\": %.1f, "
+                        "\"weight_bytes\": %lld, ",
+                        r->conv_name, r->load_seconds, r->seconds_conv3,
+                        r->cfg.bf16 ? "bf16" : "fp32", nt, segmamba_get_isa(), r->peak_gflops,
+                        gflops / r->peak_gflops, r->arena_mib, (long long)r->cfg.arena_bytes,
+                        r->weights_mib, (long long)r->cfg.weight_bytes);
     }
     cli_text_printf(o,
                     "\"seconds\": %.6f, \"seconds_conv\": %.6f, \"seconds_scan\": %.6f, "

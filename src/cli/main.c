@@ -19,8 +19,9 @@ static const char exit_codes[] =
     "  5  the checkpoint is not a usable SegMamba model (missing, extra, mis-shaped or\n"
     "     non-finite tensors)\n"
     "  6  the input volume has a shape the model refuses\n"
-    "  7  out of memory, or a size declared by a file is above the memory limit\n"
-    "     (SEGMAMBA_MAX_MEMORY, e.g. 8G; default: the machine's physical memory)\n"
+    "  7  out of memory, or a size declared by a file, or a forward's activations plus\n"
+    "     weights, above the memory limit (SEGMAMBA_MAX_MEMORY, e.g. 8G; default: the\n"
+    "     machine's physical memory)\n"
     "  8  a compute backend (oneDNN, OpenBLAS, CUDA) failed or is not available\n"
     "  9  cancelled (Ctrl-C during predict; nothing of the case written)\n";
 

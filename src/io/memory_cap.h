@@ -2,7 +2,8 @@
  * (a checkpoint's tensor, an array, a NIfTI volume, a whole file read into
  * memory) may take. Sizes are checked against it before anything is
  * allocated, so a small hostile file cannot make the engine reserve memory
- * without bound. The cap is, in order: segmamba_set_max_memory(), the
+ * without bound; src/api/model.c also holds a CPU forward's arena plus its
+ * weights to it. The cap is, in order: segmamba_set_max_memory(), the
  * environment variable SEGMAMBA_MAX_MEMORY (bytes, or with a K, M, G or T
  * suffix, powers of 1024), else the machine's physical memory. */
 #ifndef SM_IO_MEMORY_CAP_H
