@@ -731,8 +731,8 @@ static void test_weight_bytes(void)
 {
     static const struct {
         int cin, cout, tile, keeps;
-    } cases[] = {{5, 7, 4, 1}, {48, 48, 4, 1}, {96, 48, 4, 1}, {96, 96, 4, 0}, {192, 96, 2, 0},
-                 {96, 96, 2, 1}};
+    } cases[] = {{5, 7, 4, 1},   {48, 48, 4, 1},  {96, 48, 4, 1},
+                 {96, 96, 4, 0}, {192, 96, 2, 0}, {96, 96, 2, 1}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         const int cin = cases[i].cin, cout = cases[i].cout, m = cases[i].tile;
         const sm_conv_params p = {
