@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "cli.h"
 #include "segmamba.h"
@@ -359,6 +362,17 @@ static int cmd_version(void)
 
 int main(int argc, char **argv)
 {
+#if defined(__GLIBC__)
+    /* The tool owns its process, so it sets the allocator's policy (the
+     * library leaves that to the application embedding it): blocks of
+     * 1 MiB and more are mapped, and unmapped when freed. glibc otherwise
+     * raises that threshold each time such a block is freed, and the
+     * per-layer temporaries of a forward (a transposed convolution's GEMM
+     * block, oneDNN's packing buffers) then stay resident in the heap:
+     * 27 MiB of SegMamba-V2's peak at 128^3, at no measurable cost in
+     * time. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
     if (argc < 2) {
         usage(stderr);
         return SEGMAMBA_E_ARG;
